@@ -1,0 +1,1 @@
+/* avgpool1d.c - placeholder, being written */

@@ -1,0 +1,1 @@
+/* dropout.c - placeholder, being written */

@@ -1,0 +1,1 @@
+/* im2col.c - placeholder, being written */

@@ -1,0 +1,1 @@
+/* loss_cosine.c - placeholder, being written */

@@ -1,0 +1,1 @@
+/* loss_kd.c - placeholder, being written */

@@ -1,0 +1,1 @@
+/* loss_mse.c - placeholder, being written */

@@ -1,0 +1,1 @@
+/* loss_xent.c - placeholder, being written */

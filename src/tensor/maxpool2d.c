@@ -1,0 +1,1 @@
+/* maxpool2d.c - placeholder, being written */

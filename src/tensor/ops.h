@@ -1,0 +1,95 @@
+/* ops.h - every layer's forward and backward pass on the CPU.
+ *
+ * In the spirit of llm.c: one free function per op and direction, outputs
+ * first, then inputs, then parameters; shapes are in the comments and are
+ * checked on entry (a mismatch is DQ_ERR_SHAPE naming the op and tensor).
+ * Forward keeps what backward needs in caller-owned buffers (argmax indices,
+ * dropout masks); backward ADDS into every gradient it is given (din, dw,
+ * db), so gradients from several consumers of one activation accumulate and
+ * zeroing is the caller's job. A NULL gradient pointer means "not needed".
+ * No op allocates: scratch space (im2col columns) is passed in, sized by the
+ * matching *_workspace function once shapes are known.
+ *
+ * Batch size N may be smaller than the buffers were planned for: ops use the
+ * shapes of the tensors they are given.
+ */
+#ifndef DQ_OPS_H
+#define DQ_OPS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "tensor/rng.h"
+#include "tensor/tensor.h"
+
+/* ---- conv2d: im2col + one sgemm per group of images ------------------------
+ * in [N,C,H,W], w [OC,C,KH,KW], b [OC] or NULL, out [N,OC,OH,OW] with
+ * OH = (H + 2*pad - KH)/stride + 1 (same for W). */
+typedef struct {
+    int stride;
+    int padding;
+} dq_conv2d_params;
+
+/* Output spatial size for one dim; <= 0 means the kernel does not fit. */
+int64_t dq_conv2d_out_size(int64_t in, int64_t k, int stride, int padding);
+
+/* Floats of scratch needed by forward/backward for a batch of up to N images. */
+int64_t dq_conv2d_workspace(int64_t N, int64_t C, int64_t H, int64_t W, int64_t KH,
+                            int64_t KW, dq_conv2d_params p);
+
+dq_status dq_conv2d_forward(dq_tensor *out, const dq_tensor *in, const dq_tensor *w,
+                            const dq_tensor *b, dq_conv2d_params p, float *ws,
+                            int64_t ws_floats, dq_err *err);
+
+/* din [N,C,H,W] (NULL: skip, e.g. first layer), dw like w, db [OC] or NULL. */
+dq_status dq_conv2d_backward(dq_tensor *din, dq_tensor *dw, dq_tensor *db,
+                             const dq_tensor *dout, const dq_tensor *in, const dq_tensor *w,
+                             dq_conv2d_params p, float *ws, int64_t ws_floats, dq_err *err);
+
+/* ---- linear: out = in @ w^T + b ----------------------------------------------
+ * in [N,I], w [O,I] (PyTorch layout), b [O] or NULL, out [N,O]. */
+dq_status dq_linear_forward(dq_tensor *out, const dq_tensor *in, const dq_tensor *w,
+                            const dq_tensor *b, dq_err *err);
+dq_status dq_linear_backward(dq_tensor *din, dq_tensor *dw, dq_tensor *db,
+                             const dq_tensor *dout, const dq_tensor *in, const dq_tensor *w,
+                             dq_err *err);
+
+/* ---- relu (any shape; out may alias in) ------------------------------------- */
+dq_status dq_relu_forward(dq_tensor *out, const dq_tensor *in, dq_err *err);
+/* Uses the forward OUTPUT (out > 0) so in-place forward is allowed. */
+dq_status dq_relu_backward(dq_tensor *din, const dq_tensor *dout, const dq_tensor *out,
+                           dq_err *err);
+
+/* ---- maxpool2d ----------------------------------------------------------------
+ * in [N,C,H,W], out [N,C,OH,OW], OH = (H - k)/stride + 1 (floor, no padding),
+ * argmax [N*C*OH*OW] int32 index into the H*W plane, kept for backward. */
+int64_t dq_maxpool2d_out_size(int64_t in, int kernel, int stride);
+dq_status dq_maxpool2d_forward(dq_tensor *out, int32_t *argmax, const dq_tensor *in,
+                               int kernel, int stride, dq_err *err);
+dq_status dq_maxpool2d_backward(dq_tensor *din, const dq_tensor *dout, const int32_t *argmax,
+                                dq_err *err);
+
+/* ---- avgpool1d over flattened features (PyTorch F.avg_pool1d on [N,F]) -------
+ * in [N,F], out [N,(F - k)/k + 1] with stride = kernel. */
+dq_status dq_avgpool1d_forward(dq_tensor *out, const dq_tensor *in, int kernel, dq_err *err);
+dq_status dq_avgpool1d_backward(dq_tensor *din, const dq_tensor *dout, int kernel,
+                                dq_err *err);
+
+/* ---- dropout (inverted: kept values scaled by 1/(1-p)) -------------------------
+ * mask has numel(in) floats: 0 or 1/(1-p) in training; unused in eval, where
+ * out = in. rng is advanced once per element in training only. */
+dq_status dq_dropout_forward(dq_tensor *out, float *mask, const dq_tensor *in, float p,
+                             bool train, dq_rng *rng, dq_err *err);
+dq_status dq_dropout_backward(dq_tensor *din, const dq_tensor *dout, const float *mask,
+                              float p, bool train, dq_err *err);
+
+/* ---- softmax / log_softmax with temperature over the last dim ------------------
+ * in [N,K], out [N,K]: out = softmax(in / T) or log_softmax(in / T). */
+dq_status dq_softmax_forward(dq_tensor *out, const dq_tensor *in, float T, dq_err *err);
+dq_status dq_softmax_backward(dq_tensor *din, const dq_tensor *dout, const dq_tensor *out,
+                              float T, dq_err *err);
+dq_status dq_log_softmax_forward(dq_tensor *out, const dq_tensor *in, float T, dq_err *err);
+dq_status dq_log_softmax_backward(dq_tensor *din, const dq_tensor *dout, const dq_tensor *out,
+                                  float T, dq_err *err);
+
+#endif

@@ -1,0 +1,45 @@
+/* optim.h - Adam and SGD with momentum over flat parameter arrays.
+ *
+ * Parameters, gradients and optimiser moments are each one contiguous array
+ * (the network carves them into named tensors), so a step is one loop.
+ * Formulas follow PyTorch's torch.optim (non-foreach path) so that the same
+ * gradients give the same parameters up to float rounding.
+ */
+#ifndef DQ_OPTIM_H
+#define DQ_OPTIM_H
+
+#include <stdint.h>
+
+#include "tensor/status.h"
+
+typedef struct {
+    float lr;           /* 1e-3 */
+    float beta1;        /* 0.9 */
+    float beta2;        /* 0.999 */
+    float eps;          /* 1e-8 */
+    float weight_decay; /* 0: L2 added to the gradient, as torch.optim.Adam */
+} dq_adam_config;
+
+dq_adam_config dq_adam_defaults(void);
+
+/* One Adam step; step is the 1-based step count AFTER incrementing (t).
+ * m and v hold n floats each and start at zero. */
+void dq_adam_step(float *params, const float *grads, float *m, float *v, int64_t n,
+                  int64_t step, const dq_adam_config *cfg);
+
+typedef struct {
+    float lr;
+    float momentum;     /* 0.9 typical; 0 = plain SGD */
+    float weight_decay;
+    float dampening;    /* 0 */
+    int nesterov;       /* 0 */
+} dq_sgd_config;
+
+dq_sgd_config dq_sgd_defaults(float lr);
+
+/* One SGD step; velocity holds n floats (zero before the first step).
+ * first_step != 0 initialises the buffer with the gradient as PyTorch does. */
+void dq_sgd_step(float *params, const float *grads, float *velocity, int64_t n, int first_step,
+                 const dq_sgd_config *cfg);
+
+#endif

@@ -1,0 +1,1 @@
+/* relu.c - placeholder, being written */

@@ -1,0 +1,1 @@
+/* sgd.c - placeholder, being written */

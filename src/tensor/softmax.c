@@ -1,0 +1,1 @@
+/* softmax.c - placeholder, being written */
