@@ -29,6 +29,12 @@ typedef struct {
     uint64_t seed;        /* the run's seed, to check --resume uses the same */
     dq_rng rng;           /* training rng (dropout, shuffling) */
     float *m, *v;         /* Adam moments, owned by the caller */
+    /* Running sums of the interrupted epoch, so its metrics come out the
+     * same after a resume: */
+    double loss_sum;      /* sum of per-batch mean loss x batch size */
+    int64_t correct;      /* correct predictions so far in the epoch */
+    int64_t seen;         /* samples seen so far in the epoch */
+    double seconds;       /* training time spent so far in the epoch */
 } dq_train_state;
 
 dq_status dq_ckpt_save_state(dq_net_t *net, const dq_train_state *st, const char *path,

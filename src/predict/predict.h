@@ -1,0 +1,34 @@
+/* predict.h - run a model over a dataset and write its outputs as .npy.
+ *
+ * The batch path is dataset -> normalise -> forward -> requested outputs ->
+ * one .npy per output, streamed row by row so memory stays one batch.
+ */
+#ifndef DQ_PREDICT_H
+#define DQ_PREDICT_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "tensor/status.h"
+
+#define DQ_PREDICT_MAX_OUTPUTS 8
+
+typedef struct {
+    const char *model_path;
+    const char *weights_path;
+    const char *data_path;   /* dataset dir (test split), IDX images file or CIFAR .bin */
+    const char *output_path; /* OUT.npy; with several outputs OUT.<name>.npy each */
+    const char *outputs;     /* comma-separated output names (default "logits") */
+    int64_t limit;           /* first N samples only (0: all) */
+    int64_t batch;
+    FILE *log;
+} dq_predict_config;
+
+/* Output file for output `name` given the configured path and output count. */
+void dq_predict_output_path(char *buf, size_t len, const char *path, const char *name,
+                            int n_outputs);
+
+/* Runs prediction; prints accuracy to cfg->log when labels are available. */
+dq_status dq_predict_run(const dq_predict_config *cfg, dq_err *err);
+
+#endif

@@ -1,1 +1,140 @@
-int main(void){return 0;}
+/* main.c - distillq-train: train a model on a dataset (cross-entropy).
+ *
+ * A thin shell over trainer.c: parse options, install the Ctrl-C handler
+ * (the only global: the stop flag main owns), run, map the status to an
+ * exit code with a one-line reason.
+ */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/parse.h"
+#include "student_trainer/trainer.h"
+#include "tensor/backend.h"
+
+static volatile sig_atomic_t s_stop = 0;
+
+static void s_on_signal(int sig)
+{
+    (void)sig;
+    s_stop = 1;
+}
+
+static void s_usage(FILE *f)
+{
+    fprintf(f,
+"usage: distillq-train --model M --data DIR --out CKPT [options]\n"
+"\n"
+"Trains the model in the model file M on the dataset in DIR (Fashion-MNIST/MNIST\n"
+"IDX files, raw or .gz, or CIFAR-10 binary batches) with cross-entropy, evaluates\n"
+"on the test split after every epoch and writes the weights to CKPT (safetensors,\n"
+"PyTorch state_dict keys) plus CKPT's training state for --resume.\n"
+"\n"
+"  --model M            model file (models/*.model)\n"
+"  --data DIR           dataset directory\n"
+"  --out CKPT           weights file to write, e.g. student.safetensors\n"
+"  --epochs E           epochs (default 1)\n"
+"  --batch B            batch size (default 128)\n"
+"  --lr LR              learning rate (default 1e-3)\n"
+"  --optimizer adam|sgd optimiser (default adam; sgd uses --momentum)\n"
+"  --momentum M         SGD momentum (default 0.9)\n"
+"  --weight-decay WD    L2 weight decay (default 0)\n"
+"  --seed S             seed for init, shuffling and dropout (default 42)\n"
+"  --threads N          BLAS/compute threads (default 1)\n"
+"  --limit-train N      use only the first N training samples\n"
+"  --limit-test N       evaluate on only the first N test samples\n"
+"  --init-weights W     start from these weights instead of a random init\n"
+"  --metrics FILE       per-epoch JSON lines (default CKPT.metrics.jsonl)\n"
+"  --resume             continue the run saved in CKPT (bit-identical)\n"
+"  --stop-after N       save a resumable checkpoint and stop after N batches\n"
+"  --quiet              no progress output\n"
+"  --help, --version\n"
+"\n"
+"Ctrl-C saves a resumable checkpoint and exits with status 130.\n");
+}
+
+int main(int argc, char **argv)
+{
+    dq_train_config cfg;
+    dq_train_config_defaults(&cfg);
+    cfg.log = stderr;
+    int64_t threads = 1;
+    dq_err err = {{0}};
+    dq_status st = DQ_OK;
+
+    enum { O_MODEL = 256, O_DATA, O_OUT, O_EPOCHS, O_BATCH, O_LR, O_OPTIM, O_MOM, O_WD, O_SEED,
+           O_THREADS, O_LTRAIN, O_LTEST, O_INIT, O_METRICS, O_RESUME, O_STOPAFTER, O_QUIET,
+           O_HELP, O_VERSION };
+    static const struct option opts[] = {
+        {"model", required_argument, 0, O_MODEL}, {"data", required_argument, 0, O_DATA},
+        {"out", required_argument, 0, O_OUT}, {"epochs", required_argument, 0, O_EPOCHS},
+        {"batch", required_argument, 0, O_BATCH}, {"lr", required_argument, 0, O_LR},
+        {"optimizer", required_argument, 0, O_OPTIM}, {"momentum", required_argument, 0, O_MOM},
+        {"weight-decay", required_argument, 0, O_WD}, {"seed", required_argument, 0, O_SEED},
+        {"threads", required_argument, 0, O_THREADS},
+        {"limit-train", required_argument, 0, O_LTRAIN},
+        {"limit-test", required_argument, 0, O_LTEST},
+        {"init-weights", required_argument, 0, O_INIT},
+        {"metrics", required_argument, 0, O_METRICS}, {"resume", no_argument, 0, O_RESUME},
+        {"stop-after", required_argument, 0, O_STOPAFTER}, {"quiet", no_argument, 0, O_QUIET},
+        {"help", no_argument, 0, O_HELP}, {"version", no_argument, 0, O_VERSION},
+        {0, 0, 0, 0}};
+    int c;
+    while (st == DQ_OK && (c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case O_MODEL: cfg.model_path = optarg; break;
+        case O_DATA: cfg.data_dir = optarg; break;
+        case O_OUT: cfg.out_path = optarg; break;
+        case O_EPOCHS: st = dq_cli_parse_int("--epochs", optarg, 1, 100000, &cfg.epochs, &err); break;
+        case O_BATCH: st = dq_cli_parse_int("--batch", optarg, 1, 65536, &cfg.batch, &err); break;
+        case O_LR: st = dq_cli_parse_float("--lr", optarg, 1e-12, 100, &cfg.lr, &err); break;
+        case O_OPTIM:
+            if (strcmp(optarg, "adam") == 0) cfg.optim = DQ_OPTIM_ADAM;
+            else if (strcmp(optarg, "sgd") == 0) cfg.optim = DQ_OPTIM_SGD;
+            else st = dq_fail(&err, DQ_ERR_ARG, "--optimizer: expected adam or sgd, got '%s'", optarg);
+            break;
+        case O_MOM: st = dq_cli_parse_float("--momentum", optarg, 0, 1, &cfg.momentum, &err); break;
+        case O_WD: st = dq_cli_parse_float("--weight-decay", optarg, 0, 1, &cfg.weight_decay, &err); break;
+        case O_SEED: st = dq_cli_parse_u64("--seed", optarg, &cfg.seed, &err); break;
+        case O_THREADS: st = dq_cli_parse_int("--threads", optarg, 1, 256, &threads, &err); break;
+        case O_LTRAIN: st = dq_cli_parse_int("--limit-train", optarg, 1, INT32_MAX, &cfg.limit_train, &err); break;
+        case O_LTEST: st = dq_cli_parse_int("--limit-test", optarg, 1, INT32_MAX, &cfg.limit_test, &err); break;
+        case O_INIT: cfg.init_weights = optarg; break;
+        case O_METRICS: cfg.metrics_path = optarg; break;
+        case O_RESUME: cfg.resume = true; break;
+        case O_STOPAFTER: st = dq_cli_parse_int("--stop-after", optarg, 1, INT64_MAX, &cfg.stop_after_batches, &err); break;
+        case O_QUIET: cfg.log = NULL; break;
+        case O_HELP: s_usage(stdout); return 0;
+        case O_VERSION: printf("distillq-train %s\n", PACKAGE_VERSION); return 0;
+        default: fprintf(stderr, "distillq-train: try --help\n"); return 2;
+        }
+    }
+    if (st == DQ_OK && optind < argc)
+        st = dq_fail(&err, DQ_ERR_ARG, "unexpected argument '%s'", argv[optind]);
+    if (st == DQ_OK && (!cfg.model_path || !cfg.data_dir || !cfg.out_path))
+        st = dq_fail(&err, DQ_ERR_ARG, "--model, --data and --out are required (see --help)");
+    if (st != DQ_OK) {
+        fprintf(stderr, "distillq-train: %s\n", err.msg);
+        return 2;
+    }
+
+    dq_backend_set_threads((int)threads);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = s_on_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    cfg.stop = &s_stop;
+
+    st = dq_train_run(&cfg, &err);
+    if (st == DQ_ERR_INTERRUPTED) {
+        fprintf(stderr, "distillq-train: %s\n", err.msg);
+        return s_stop ? 130 : 0; /* --stop-after is a requested stop */
+    }
+    if (st != DQ_OK) {
+        fprintf(stderr, "distillq-train: %s: %s\n", dq_strerror(st), err.msg);
+        return 1;
+    }
+    return 0;
+}

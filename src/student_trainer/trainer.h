@@ -1,0 +1,56 @@
+/* trainer.h - the student training loop behind distillq-train.
+ *
+ * dataset -> shuffled batch -> normalise -> forward -> loss -> backward ->
+ * optimiser step, with evaluation on the test split after every epoch,
+ * JSON-lines metrics, progress, and resumable checkpoints (weights file plus a
+ * training-state file beside it) written after every epoch and when the
+ * caller's stop flag is raised (Ctrl-C). A resumed run is bit-identical to an
+ * uninterrupted one: the batch order of epoch e is a pure function of
+ * (seed, e), and everything else that evolves (weights, Adam moments, dropout
+ * rng, the running sums of the current epoch) is in the checkpoint.
+ */
+#ifndef DQ_TRAINER_H
+#define DQ_TRAINER_H
+
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "tensor/status.h"
+
+typedef enum { DQ_OPTIM_ADAM, DQ_OPTIM_SGD } dq_optim_kind;
+
+typedef struct {
+    const char *model_path;   /* student model file */
+    const char *data_dir;     /* dataset directory (IDX or CIFAR-10 layout) */
+    const char *out_path;     /* weights checkpoint (safetensors) */
+    const char *init_weights; /* optional: start from these weights */
+    const char *metrics_path; /* JSON lines; NULL: <out>.metrics.jsonl */
+    int64_t epochs;
+    int64_t batch;
+    int64_t limit_train;      /* use the first N training samples (0: all) */
+    int64_t limit_test;       /* evaluate on the first N test samples (0: all) */
+    int64_t stop_after_batches; /* testing aid: act as if interrupted after N batches (0: off) */
+    float lr;
+    dq_optim_kind optim;
+    float momentum;           /* SGD only */
+    float weight_decay;
+    uint64_t seed;
+    bool resume;
+    FILE *log;                /* progress and per-epoch lines; NULL: silent */
+    volatile sig_atomic_t *stop; /* raised by main's signal handler; may be NULL */
+} dq_train_config;
+
+/* Fills defaults: Adam lr 1e-3, batch 128, 1 epoch, seed 42. */
+void dq_train_config_defaults(dq_train_config *cfg);
+
+/* Path of the training-state file that belongs to a weights path:
+ * "x.safetensors" -> "x.state.safetensors", otherwise "<path>.state". */
+void dq_train_state_path(char *buf, size_t len, const char *weights_path);
+
+/* Runs the whole training. Returns DQ_ERR_INTERRUPTED after saving a
+ * resumable checkpoint when *cfg->stop was raised. */
+dq_status dq_train_run(const dq_train_config *cfg, dq_err *err);
+
+#endif

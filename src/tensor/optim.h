@@ -12,18 +12,22 @@
 
 #include "tensor/status.h"
 
+/* Hyperparameters are doubles like the Python floats torch.optim gets: it
+ * computes 1 - beta and the bias corrections in double and only then rounds to
+ * float, and a float 0.999 would shift 1 - beta2 by 1.3e-5 relative. */
 typedef struct {
-    float lr;           /* 1e-3 */
-    float beta1;        /* 0.9 */
-    float beta2;        /* 0.999 */
-    float eps;          /* 1e-8 */
-    float weight_decay; /* 0: L2 added to the gradient, as torch.optim.Adam */
+    double lr;           /* 1e-3 */
+    double beta1;        /* 0.9 */
+    double beta2;        /* 0.999 */
+    double eps;          /* 1e-8 */
+    double weight_decay; /* 0: L2 added to the gradient, as torch.optim.Adam */
 } dq_adam_config;
 
 dq_adam_config dq_adam_defaults(void);
 
 /* One Adam step; step is the 1-based step count AFTER incrementing (t).
- * m and v hold n floats each and start at zero. */
+ * m and v hold n floats each and start at zero. The four arrays must not
+ * overlap. */
 void dq_adam_step(float *params, const float *grads, float *m, float *v, int64_t n,
                   int64_t step, const dq_adam_config *cfg);
 
@@ -37,7 +41,8 @@ typedef struct {
 
 dq_sgd_config dq_sgd_defaults(float lr);
 
-/* One SGD step; velocity holds n floats (zero before the first step).
+/* One SGD step; velocity holds n floats (zero before the first step; may be
+ * NULL when momentum is 0, as PyTorch then keeps no buffer).
  * first_step != 0 initialises the buffer with the gradient as PyTorch does. */
 void dq_sgd_step(float *params, const float *grads, float *velocity, int64_t n, int first_step,
                  const dq_sgd_config *cfg);

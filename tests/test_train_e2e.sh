@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# test_train_e2e.sh - end-to-end: distillq-train on a 2,000-image Fashion-MNIST
+# subset, resume bit-identity, Ctrl-C checkpointing, distillq-predict output.
+# TAP output; every process is bounded by `timeout`.
+set -u
+bin=${top_builddir:-.}
+src=${top_srcdir:-.}
+data=${DQ_FMNIST_DIR:-/usr/share/datasets/fashion-mnist}
+if [ ! -f "$data/t10k-images-idx3-ubyte.gz" ]; then
+  echo "1..0 # SKIP Fashion-MNIST not installed ($data)"; exit 0
+fi
+tmp=$(mktemp -d /tmp/dq-e2e.XXXXXX)
+trap 'rm -rf "$tmp"' EXIT
+n=0 failed=0
+ok() { n=$((n + 1)); echo "ok $n - $1"; }
+notok() { n=$((n + 1)); failed=$((failed + 1)); echo "not ok $n - $1"; }
+check() { if eval "$2"; then ok "$1"; else notok "$1"; fi; }
+echo "1..10"
+
+train=("$bin/distillq-train" --model "$src/models/lightnn-fmnist.model" --data "$data"
+       --limit-train 2000 --limit-test 1000 --batch 64 --seed 7 --threads 1 --quiet)
+
+# 1. one epoch on 2,000 images beats what an untrained model can do (~10%).
+timeout 300 "${train[@]}" --epochs 1 --out "$tmp/a.safetensors" 2> "$tmp/a.err"; rc=$?
+check "train 1 epoch exits 0" '[ $rc -eq 0 ] || { cat "$tmp/a.err" >&2; false; }'
+acc=$(sed -n 's/.*"test_acc":\([0-9.e-]*\).*/\1/p' "$tmp/a.safetensors.metrics.jsonl" | tail -1)
+echo "# test accuracy after 1 epoch on 2000 images: $acc"
+check "test accuracy $acc > 0.55 (untrained ~0.10)" 'awk -v a="${acc:-0}" "BEGIN{exit !(a > 0.55)}"'
+
+# 2. two epochs straight vs. stop after 20 batches (mid-epoch 1) + resume.
+timeout 300 "${train[@]}" --epochs 2 --out "$tmp/full.safetensors" 2> "$tmp/full.err"
+timeout 300 "${train[@]}" --epochs 2 --out "$tmp/res.safetensors" --stop-after 20 2> "$tmp/res.err"
+check "stop-after saves a state file" '[ -f "$tmp/res.state.safetensors" ]'
+timeout 300 "${train[@]}" --epochs 2 --out "$tmp/res.safetensors" --resume 2>> "$tmp/res.err"; rc=$?
+check "resumed run finishes" '[ $rc -eq 0 ] || { cat "$tmp/res.err" >&2; false; }'
+check "resumed weights equal uninterrupted weights bit for bit" \
+  'cmp -s "$tmp/full.safetensors" "$tmp/res.safetensors"'
+strip() { sed 's/"samples_per_s":[^,]*,"seconds":[^,]*,//' "$1"; }
+check "resumed metrics equal uninterrupted metrics" \
+  '[ "$(strip "$tmp/full.safetensors.metrics.jsonl")" = "$(strip "$tmp/res.safetensors.metrics.jsonl")" ]'
+
+# 3. SIGINT mid-run writes a resumable checkpoint and exits 130.
+"$bin/distillq-train" --model "$src/models/lightnn-fmnist.model" --data "$data" \
+  --limit-train 20000 --limit-test 100 --batch 32 --epochs 1 --seed 7 --quiet \
+  --out "$tmp/int.safetensors" 2> "$tmp/int.err" &
+pid=$!
+for _ in $(seq 1 100); do grep -q . "$tmp/int.err" 2>/dev/null && break; sleep 0.05; done
+sleep 1
+kill -INT $pid
+for _ in $(seq 1 200); do kill -0 $pid 2>/dev/null || break; sleep 0.05; done
+kill -9 $pid 2>/dev/null
+wait $pid; rc=$?
+check "SIGINT exits 130 with a resumable checkpoint (rc=$rc)" \
+  '[ $rc -eq 130 ] && [ -f "$tmp/int.state.safetensors" ]'
+
+# 4. predict writes [N,10] logits and the same accuracy as training's eval.
+timeout 120 "$bin/distillq-predict" --model "$src/models/lightnn-fmnist.model" \
+  --weights "$tmp/a.safetensors" --data "$data" --limit 1000 --output "$tmp/p.npy" 2> "$tmp/p.err"; rc=$?
+check "predict exits 0" '[ $rc -eq 0 ] || { cat "$tmp/p.err" >&2; false; }'
+pacc=$(sed -n 's/^accuracy \([0-9.]*\)%.*/\1/p' "$tmp/p.err")
+check "predict accuracy ($pacc%) equals training's test accuracy ($acc)" \
+  'awk -v a="$acc" -v p="$pacc" "BEGIN{d=a*100-p; exit !(d < 0.006 && d > -0.006)}"'
+check "predict writes a float32 [1000, 10] .npy" \
+  'head -c 128 "$tmp/p.npy" | grep -aq "<f4.*(1000, 10)" &&
+   [ "$(stat -c %s "$tmp/p.npy")" -eq $((128 + 1000 * 10 * 4)) ]'
+exit $((failed > 0))
