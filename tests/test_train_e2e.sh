@@ -41,7 +41,7 @@ check "resumed metrics equal uninterrupted metrics" \
 
 # 3. SIGINT mid-run writes a resumable checkpoint and exits 130.
 "$bin/distillq-train" --model "$src/models/lightnn-fmnist.model" --data "$data" \
-  --limit-train 20000 --limit-test 100 --batch 32 --epochs 1 --seed 7 --quiet \
+  --limit-test 100 --batch 32 --epochs 1 --seed 7 \
   --out "$tmp/int.safetensors" 2> "$tmp/int.err" &
 pid=$!
 for _ in $(seq 1 100); do grep -q . "$tmp/int.err" 2>/dev/null && break; sleep 0.05; done

@@ -131,18 +131,19 @@ static uint32_t s_be32(const uint8_t *p)
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
-/* Reads magic + ndims u32 dims and checks the magic. */
+/* Reads and checks the magic, then ndims u32 dims. */
 static dq_status s_header(s_reader *r, uint32_t magic, int ndims, uint32_t *dims,
                           dq_err *err)
 {
-    uint8_t h[16];
-    DQ_TRY(s_read_exact(r, h, 4 + 4 * (size_t)ndims, "IDX header", err));
+    uint8_t h[12];
+    DQ_TRY(s_read_exact(r, h, 4, "IDX magic", err));
     uint32_t got = s_be32(h);
     if (got != magic)
         return dq_fail(err, DQ_ERR_FORMAT,
                        "%s: wrong magic 0x%08x, expected 0x%08x (IDX %s)", r->path, got, magic,
                        magic == S_MAGIC_IMAGES ? "u8 images, 3 dims" : "u8 labels, 1 dim");
-    for (int i = 0; i < ndims; i++) dims[i] = s_be32(h + 4 + 4 * i);
+    DQ_TRY(s_read_exact(r, h, 4 * (size_t)ndims, "IDX header dims", err));
+    for (int i = 0; i < ndims; i++) dims[i] = s_be32(h + 4 * i);
     return DQ_OK;
 }
 

@@ -451,8 +451,8 @@ static dq_status s_finish(s_parser *p)
     if (p->norm_line) {
         p->line = p->norm_line;
         if ((p->n_mean != 1 && p->n_mean != c) || (p->n_std != 1 && p->n_std != c))
-            return s_fail(p, DQ_ERR_FORMAT, "normalize: mean and std need 1 or %d values "
-                          "(got %d and %d)", c, p->n_mean, p->n_std);
+            return s_fail(p, DQ_ERR_FORMAT, "normalize: mean and std need 1 value or one per "
+                          "channel (%d); got %d and %d", c, p->n_mean, p->n_std);
         p->line = 0;
         for (int i = 1; i < c; i++) {
             if (p->n_mean == 1) mf->input.mean[i] = mf->input.mean[0];

@@ -56,8 +56,9 @@ static const struct {
     [DQ_ST_F32] = {"F32", 4},
     [DQ_ST_I64] = {"I64", 8},
     [DQ_ST_U64] = {"U64", 8},
+    [DQ_ST_F64] = {"F64", 8},
 };
-_Static_assert(sizeof s_dtypes / sizeof s_dtypes[0] == DQ_ST_U64 + 1,
+_Static_assert(sizeof s_dtypes / sizeof s_dtypes[0] == DQ_ST_DTYPE_COUNT,
                "every dq_st_dtype needs a name and size");
 
 /* Element count of a shape, or -1 when a dim is negative or the product
@@ -94,7 +95,7 @@ static dq_status s_check_inputs(const char *path, const dq_st_tensor *t, int n,
         if (!nm || !strcmp(nm, "__metadata__"))
             return dq_fail(err, DQ_ERR_ARG, "%s: tensor %d has an invalid name '%s'", path, i,
                            nm ? nm : "(null)");
-        if ((int)t[i].dtype < 0 || t[i].dtype > DQ_ST_U64)
+        if ((int)t[i].dtype < 0 || t[i].dtype >= DQ_ST_DTYPE_COUNT)
             return dq_fail(err, DQ_ERR_ARG, "%s: tensor '%s' has unknown dtype %d", path, nm,
                            (int)t[i].dtype);
         if (t[i].ndim < 0 || t[i].ndim > DQ_ST_MAX_DIMS)
@@ -317,11 +318,11 @@ static dq_status s_parse_entry(dq_st_file_t *f, const char *name, json_t *e, uin
         return dq_fail(err, DQ_ERR_FORMAT, "%s: tensor '%s': dtype is not a string", p, name);
     const char *dts = json_string_value(dt);
     int dtype = -1;
-    for (int i = 0; i <= DQ_ST_U64; i++)
+    for (int i = 0; i < DQ_ST_DTYPE_COUNT; i++)
         if (!strcmp(dts, s_dtypes[i].name)) dtype = i;
     if (dtype < 0)
         return dq_fail(err, DQ_ERR_UNSUPPORTED,
-                       "%s: tensor '%s' has dtype %s; only F32, I64 and U64 are supported", p,
+                       "%s: tensor '%s' has dtype %s; only F32, F64, I64 and U64 are supported", p,
                        name, dts);
     size_t es = s_dtypes[dtype].size;
 

@@ -3,7 +3,7 @@
  * Layout: 8-byte little-endian header length, a JSON header (parsed and
  * written with jansson) mapping tensor names to {dtype, shape, data_offsets},
  * then the raw little-endian data. We write F32 (weights, optimiser moments)
- * and I64/U64 (step counters, rng state); we read those dtypes and reject
+ * I64/U64 (step counters, rng state) and F64 (running sums); we read those dtypes and reject
  * others with a clear error. Files are written to NAME.tmp, fsynced and
  * renamed, so a crash never leaves a half-written checkpoint.
  */
@@ -15,7 +15,7 @@
 
 #include "tensor/status.h"
 
-typedef enum { DQ_ST_F32, DQ_ST_I64, DQ_ST_U64 } dq_st_dtype;
+typedef enum { DQ_ST_F32, DQ_ST_I64, DQ_ST_U64, DQ_ST_F64, DQ_ST_DTYPE_COUNT } dq_st_dtype;
 
 #define DQ_ST_MAX_DIMS 8
 

@@ -25,6 +25,7 @@
 
 #include <assert.h>
 #include <math.h>
+#include <string.h>
 
 #if defined(__SSE__)
 #include <xmmintrin.h>
@@ -49,31 +50,31 @@ typedef struct {
     float nstep;   /* -lr / (1 - beta1^t) */
 } s_adam_k;
 
-/* x[j] = sqrt(x[j]) for j < cnt. */
-static inline void s_sqrt(float *x, int64_t cnt)
+/* x[j] = sqrt(x[j]) for the S_BLOCK floats of a block. */
+static inline void s_sqrt_block(float *x)
 {
-    int64_t j = 0;
 #if defined(__SSE__)
-    for (; j + 4 <= cnt; j += 4) _mm_storeu_ps(x + j, _mm_sqrt_ps(_mm_loadu_ps(x + j)));
+    for (int j = 0; j < S_BLOCK; j += 4) _mm_storeu_ps(x + j, _mm_sqrt_ps(_mm_loadu_ps(x + j)));
+#else
+    for (int j = 0; j < S_BLOCK; j++) x[j] = sqrtf(x[j]);
 #endif
-    for (; j < cnt; j++) x[j] = sqrtf(x[j]);
 }
 
-/* One block of cnt <= S_BLOCK elements; inlined with cnt == S_BLOCK for the
- * body of the array (vectorised) and with the remainder for the tail. */
+/* One block of exactly S_BLOCK elements (constant trip counts vectorise). */
 static inline void s_adam_block(float *restrict p, const float *restrict g, float *restrict m,
-                                float *restrict v, int64_t cnt, const s_adam_k *k)
+                                float *restrict v, const s_adam_k *k)
 {
+    const int cnt = S_BLOCK;
     const float b1 = k->b1, a1 = k->a1, b2 = k->b2, a2 = k->a2, wd = k->wd;
     const float bc2s = k->bc2s, eps = k->eps, nstep = k->nstep;
     float gb[S_BLOCK], d[S_BLOCK];
 
     if (k->use_wd) {
-        for (int64_t j = 0; j < cnt; j++) gb[j] = g[j] + wd * p[j];
+        for (int j = 0; j < cnt; j++) gb[j] = g[j] + wd * p[j];
     } else {
-        for (int64_t j = 0; j < cnt; j++) gb[j] = g[j];
+        for (int j = 0; j < cnt; j++) gb[j] = g[j];
     }
-    for (int64_t j = 0; j < cnt; j++) {
+    for (int j = 0; j < cnt; j++) {
         float mj = m[j] * b1;
         mj = mj + a1 * gb[j];
         float vj = v[j] * b2;
@@ -82,8 +83,8 @@ static inline void s_adam_block(float *restrict p, const float *restrict g, floa
         v[j] = vj;
         d[j] = vj;
     }
-    s_sqrt(d, cnt);
-    for (int64_t j = 0; j < cnt; j++) {
+    s_sqrt_block(d);
+    for (int j = 0; j < cnt; j++) {
         float den = d[j] / bc2s + eps;
         p[j] = p[j] + nstep * m[j] / den;
     }
@@ -110,7 +111,18 @@ void dq_adam_step(float *params, const float *grads, float *m, float *v, int64_t
         .nstep = (float)(-(cfg->lr / bc1)),
     };
     int64_t i = 0;
-    for (; i + S_BLOCK <= n; i += S_BLOCK)
-        s_adam_block(params + i, grads + i, m + i, v + i, S_BLOCK, &k);
-    if (i < n) s_adam_block(params + i, grads + i, m + i, v + i, n - i, &k);
+    for (; i + S_BLOCK <= n; i += S_BLOCK) s_adam_block(params + i, grads + i, m + i, v + i, &k);
+    if (i == n) return;
+    /* The tail runs through the same block code on zero-padded copies: the
+     * padding (g = m = v = p = 0) computes 0 / eps = 0 and is dropped. */
+    float tp[S_BLOCK] = {0}, tg[S_BLOCK] = {0}, tm[S_BLOCK] = {0}, tv[S_BLOCK] = {0};
+    int64_t rest = n - i;
+    memcpy(tp, params + i, (size_t)rest * sizeof(float));
+    memcpy(tg, grads + i, (size_t)rest * sizeof(float));
+    memcpy(tm, m + i, (size_t)rest * sizeof(float));
+    memcpy(tv, v + i, (size_t)rest * sizeof(float));
+    s_adam_block(tp, tg, tm, tv, &k);
+    memcpy(params + i, tp, (size_t)rest * sizeof(float));
+    memcpy(m + i, tm, (size_t)rest * sizeof(float));
+    memcpy(v + i, tv, (size_t)rest * sizeof(float));
 }

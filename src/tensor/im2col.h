@@ -33,17 +33,13 @@ void dq_im2col_range(int64_t *lo, int64_t *hi, int64_t in, int64_t out, int64_t 
                      int64_t stride, int64_t pad);
 
 /* col[r*ld + p] = img[c, oh*s-pad+kh, ow*s-pad+kw] (0 outside), for row
- * r = (c*KH + kh)*KW + kw and column p = (oh - oh0)*OW + ow, over the band
- * of output rows oh0 <= oh < oh1 (0, OH for the whole image; a band keeps
- * the column buffer cache-sized). img is [C,H,W]. */
-void dq_im2col(float *col, int64_t ld, const float *img, const dq_im2col_geom *g, int64_t oh0,
-               int64_t oh1);
+ * r = (c*KH + kh)*KW + kw and column p = oh*OW + ow. img is [C,H,W]. */
+void dq_im2col(float *col, int64_t ld, const float *img, const dq_im2col_geom *g);
 
-/* The adjoint of dq_im2col over the same band: ADDS every column entry back
+/* The adjoint of dq_im2col: ADDS every column entry back
  * into the image position it was read from (padding entries are dropped).
  * col is scratch: entries that belong to padding may be overwritten with 0,
  * which lets the common stride-1 case add a whole row in one run. */
-void dq_col2im_add(float *img, float *col, int64_t ld, const dq_im2col_geom *g,
-                   int64_t oh0, int64_t oh1);
+void dq_col2im_add(float *img, float *col, int64_t ld, const dq_im2col_geom *g);
 
 #endif

@@ -1,0 +1,79 @@
+/* broker.h - the distillq teacher-service broker as a library.
+ *
+ * Clients (DEALER) talk to the frontend ROUTER, teacher workers (DEALER) to
+ * the backend ROUTER; the protocol and the state machine are specified in
+ * docs/protocol.md. One dq_broker_t runs one zmq_poll loop in the calling
+ * thread (dq_broker_run) until *stop becomes non-zero; the program
+ * (src/broker/main.c) owns the signal flag, tests and benchmarks may run a
+ * broker in a thread of their own with a flag they set.
+ *
+ * Everything the hot path needs is allocated by dq_broker_new and sized by
+ * the config: request records (max_queue + max_inflight), the (client,
+ * req_id) hash, the worker and service tables. A request body is held as
+ * the received zmq frame and forwarded by reference, never re-encoded.
+ */
+#ifndef DQ_BROKER_H
+#define DQ_BROKER_H
+
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <zmq.h>
+
+#include "proto/msg.h"
+#include "tensor/status.h"
+
+typedef struct dq_broker dq_broker_t;
+
+/* Reply-cache hook, for the LMDB cache of issue 5; NULL (no cache) for now.
+ * lookup: called for each valid request of a service whose teacher identity
+ *   is known (even with no live worker); return true after initialising
+ *   *reply (ownership passes to the broker) with a complete reply body for
+ *   req->req_id to answer without a worker; false to queue it as usual.
+ * store: called for every ok reply a worker sends, with the request it
+ *   answers; the pointers are only valid during the call. */
+typedef struct dq_broker_cache {
+    void *ctx;
+    bool (*lookup)(void *ctx, const dq_msg_teacher *teacher, const dq_msg_request *req,
+                   zmq_msg_t *reply);
+    void (*store)(void *ctx, const dq_msg_teacher *teacher, const dq_msg_request *req,
+                  const dq_msg_reply *rep);
+} dq_broker_cache;
+
+typedef struct {
+    const char *frontend;       /* bind endpoint for clients ("tcp://*:5555") */
+    const char *backend;        /* bind endpoint for workers ("tcp://*:5556") */
+    int heartbeat_ms;           /* 1000 */
+    int liveness;               /* 3: heartbeats missed before a worker is dead */
+    int request_timeout_ms;     /* 30000: longest wait in the queue */
+    int max_queue;              /* 1024: queued requests, all services */
+    int max_inflight;           /* 1024: requests held by workers, all services */
+    int max_workers;            /* 256 */
+    int max_services;           /* 64 */
+    int64_t max_msg_bytes;      /* 64 MiB: larger frames get bad_request */
+    FILE *log;                  /* join/leave/death/requeue lines; NULL: stderr */
+    void *zmq_ctx;              /* NULL: the broker makes and owns one */
+    const dq_broker_cache *cache; /* NULL: no cache */
+} dq_broker_config;
+
+/* Fills c with the defaults above (endpoints tcp://*:5555 and :5556). */
+void dq_broker_config_defaults(dq_broker_config *c);
+
+/* Validates cfg, allocates every table and binds both sockets. The strings
+ * and pointers of cfg must outlive the broker. On failure *out is NULL and
+ * err names the bad option or the endpoint that did not bind. */
+dq_status dq_broker_new(dq_broker_t **out, const dq_broker_config *cfg, dq_err *err);
+
+/* Serves until *stop != 0 (checked at least every tick, and zmq_poll returns
+ * early on a signal), then sends every worker `disconnect {retry:true}`.
+ * Returns DQ_OK on a requested stop, DQ_ERR_NET if polling failed. */
+dq_status dq_broker_run(dq_broker_t *b, volatile sig_atomic_t *stop, dq_err *err);
+
+/* Closes the sockets (and the context if owned), frees everything, *p = NULL. */
+void dq_broker_destroy(dq_broker_t **p);
+
+/* The random non-zero instance id the broker puts in its heartbeats. */
+uint64_t dq_broker_epoch(const dq_broker_t *b);
+
+#endif

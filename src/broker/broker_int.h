@@ -1,0 +1,148 @@
+/* broker_int.h - the broker's private state, shared by its .c files only.
+ *
+ * Three tables, all allocated once by dq_broker_new:
+ *   records  - one per request the broker holds; a record is FREE (on the
+ *              free list), QUEUED (in its service's FIFO) or INFLIGHT (in its
+ *              worker's held list). Lists are intrusive (prev/next indices),
+ *              so moving a request between them never allocates.
+ *   workers  - by slot; looked up by routing id with a linear scan (a few
+ *              hundred at most, compared length first).
+ *   services - by slot; a service keeps the identity its workers announced.
+ * plus an open-addressing hash (client id, req_id) -> record that finds
+ * duplicates; tickets (epoch, slot, generation) find a record from a reply.
+ */
+#ifndef DQ_BROKER_INT_H
+#define DQ_BROKER_INT_H
+
+#include "broker/broker.h"
+#include "proto/msg.h"
+#include "proto/wire.h"
+
+#define S_TICKET_LEN 16
+
+typedef enum { REC_FREE = 0, REC_QUEUED, REC_INFLIGHT } dq_rec_state;
+
+typedef struct {
+    int32_t head, tail, count;
+} dq_blist;
+
+typedef struct {
+    int32_t prev, next;       /* links in the list the record is in */
+    int32_t worker;           /* INFLIGHT: worker slot; else -1 */
+    int32_t service;          /* service slot */
+    uint8_t state;            /* dq_rec_state */
+    bool checked;             /* request checked against the live identity */
+    uint8_t cid_len;
+    uint32_t gen;             /* bumped on every dispatch: ticket generation */
+    uint64_t req_id;
+    int64_t deadline_ms;      /* QUEUED: time out after this */
+    int64_t dispatched_ms;    /* INFLIGHT: for the service time */
+    zmq_msg_t body;           /* the client's request frame (refcounted) */
+    uint8_t cid[DQ_WIRE_ID_MAX];
+} dq_brec;
+
+typedef struct {
+    bool used;
+    bool draining;
+    uint8_t id_len;
+    uint8_t id[DQ_WIRE_ID_MAX];
+    char id_hex[24];          /* for log lines (first 10 bytes) */
+    int32_t service;
+    uint32_t capacity, in_flight;
+    int64_t last_seen_ms, joined_ms;
+    uint64_t last_dispatch;   /* dispatch sequence number, for LRU ties */
+    dq_blist held;
+    uint64_t served, errors, requeues;
+    double service_ms_sum;
+} dq_bworker;
+
+typedef struct {
+    bool used;
+    bool has_identity;        /* some worker announced since start */
+    char name[DQ_MSG_NAME_MAX + 1];
+    dq_msg_ready identity;    /* of the live workers (else the last ones) */
+    int n_workers;            /* live */
+    dq_blist queue;
+    uint64_t served, errors, requeues, timeouts, overloaded, bad_requests;
+    double service_ms_sum;
+} dq_bservice;
+
+struct dq_broker {
+    dq_broker_config cfg;
+    FILE *log;
+    void *ctx;
+    bool own_ctx;
+    void *frontend, *backend;
+    uint64_t epoch;
+    int64_t start_ms, next_hb_ms, tick_ms;
+
+    dq_brec *rec;
+    int32_t n_rec;
+    dq_blist free_list;
+    int32_t *hash;            /* record index or -1 */
+    uint32_t hash_mask;
+
+    dq_bworker *workers;
+    dq_bservice *services;
+    int n_workers;            /* live */
+    int queued, inflight;
+    uint64_t dispatch_seq;
+
+    dq_msg_decoder_t *dec;
+    dq_msg msg;               /* scratch decoded message (a few KB) */
+    dq_msg_decoder_t *dec2;   /* cache only: the request beside its reply */
+    dq_msg msg2;
+    dq_msg_buf out;           /* scratch for bodies the broker makes */
+    dq_msg_buf hb;            /* our heartbeat body, encoded once */
+    dq_msg_buf json;          /* stats text */
+
+    uint64_t n_requests, n_replies, n_rejected, n_malformed, n_late, n_dup, n_undeliverable;
+};
+
+/* ---- records.c ---- */
+void dq_blist_init(dq_blist *l);
+void dq_blist_push_back(dq_broker_t *b, dq_blist *l, int32_t r);
+void dq_blist_push_front(dq_broker_t *b, dq_blist *l, int32_t r);
+void dq_blist_remove(dq_broker_t *b, dq_blist *l, int32_t r);
+int32_t dq_blist_pop_front(dq_broker_t *b, dq_blist *l); /* -1 if empty */
+int32_t dq_blist_pop_back(dq_broker_t *b, dq_blist *l);
+
+dq_status dq_brec_init(dq_broker_t *b, dq_err *err);  /* allocs pool + hash */
+void dq_brec_fini(dq_broker_t *b);
+/* A free record (state left FREE, body empty), or -1 when the pool is empty. */
+int32_t dq_brec_alloc(dq_broker_t *b);
+/* Closes the body, unhashes, and returns r to the free list. */
+void dq_brec_release(dq_broker_t *b, int32_t r);
+int32_t dq_brec_find(const dq_broker_t *b, const uint8_t *cid, size_t cid_len, uint64_t req_id);
+void dq_brec_hash_insert(dq_broker_t *b, int32_t r);
+/* Ticket of record r (its current gen) into t[S_TICKET_LEN]. */
+void dq_brec_ticket(const dq_broker_t *b, int32_t r, uint8_t *t);
+/* The record a ticket names if it is still in flight at worker w, else -1. */
+int32_t dq_brec_from_ticket(const dq_broker_t *b, const void *t, size_t len, int32_t w);
+
+/* ---- stats.c ---- */
+/* Writes the stats JSON (docs/protocol.md) into b->json. */
+dq_status dq_broker_stats_json(dq_broker_t *b, int64_t now, dq_err *err);
+
+/* ---- broker.c ---- */
+void dq_broker_log(dq_broker_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void dq_broker_dispatch(dq_broker_t *b, int32_t svc, int64_t now);
+/* Sends a broker-made error reply for record-less requests. */
+void dq_broker_error_reply(dq_broker_t *b, const uint8_t *cid, size_t cid_len, uint64_t req_id,
+                           dq_reply_status st, const char *fmt, ...)
+    __attribute__((format(printf, 6, 7)));
+/* Answers record r with an error reply and releases it. */
+void dq_broker_fail_record(dq_broker_t *b, int32_t r, dq_reply_status st, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+int32_t dq_broker_service(dq_broker_t *b, const char *name, bool create);
+/* NULL when the request fits the service's live identity, else the reason. */
+const char *dq_broker_check_request(const dq_bservice *s, const dq_msg_request *r, char *why,
+                                    size_t cap);
+
+/* ---- workers.c ---- */
+void dq_broker_on_backend(dq_broker_t *b, dq_wire_parts *p, int64_t now);
+/* Requeues what worker w holds at the head of its queue and forgets it. */
+void dq_broker_remove_worker(dq_broker_t *b, int32_t w, const char *why, int64_t now);
+void dq_broker_purge(dq_broker_t *b, int64_t now);
+
+#endif

@@ -1,0 +1,265 @@
+/* teacher.c - one network answering requests: check, normalise, forward,
+ * encode the reply.
+ *
+ * Everything a request is checked against (input shape, output names and
+ * shapes) is copied out of the net once at load, so the I/O thread can check
+ * requests while the compute thread runs a forward. The net is planned for
+ * the largest batch seen so far and the f32 input buffer grows with it: a
+ * steady stream of requests allocates nothing (the reply body is encoded
+ * into the caller's reused buffer, with the output data read straight from
+ * the net's activations).
+ */
+#include "teacher_worker/teacher.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/evp.h>
+
+#include "model/checkpoint.h"
+#include "model/net.h"
+
+struct dq_teacher {
+    dq_net_t *net;
+    dq_msg_teacher id;
+    dq_msg_ready announce;
+    int64_t c, h, w;
+    int64_t max_batch;
+    int64_t planned;      /* batch the net and input are planned for (0: none) */
+    float *input;         /* planned * c*h*w floats */
+};
+
+dq_status dq_teacher_sha256_file(const char *path, char hex[DQ_MSG_SHA256_HEX + 1],
+                                 dq_err *err)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return dq_fail(err, DQ_ERR_IO, "%s: %s", path, strerror(errno));
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    unsigned char chunk[65536];
+    dq_status st = DQ_OK;
+    if (!ctx || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1) {
+        st = dq_fail(err, DQ_ERR_NOMEM, "%s: cannot start SHA-256", path);
+        goto done;
+    }
+    size_t got;
+    while ((got = fread(chunk, 1, sizeof chunk, f)) > 0) {
+        if (EVP_DigestUpdate(ctx, chunk, got) != 1) {
+            st = dq_fail(err, DQ_ERR_IO, "%s: SHA-256 update failed", path);
+            goto done;
+        }
+    }
+    if (ferror(f)) {
+        st = dq_fail(err, DQ_ERR_IO, "%s: read failed while hashing", path);
+        goto done;
+    }
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int md_len = 0;
+    if (EVP_DigestFinal_ex(ctx, md, &md_len) != 1 || md_len * 2 != DQ_MSG_SHA256_HEX) {
+        st = dq_fail(err, DQ_ERR_IO, "%s: SHA-256 final failed", path);
+        goto done;
+    }
+    for (unsigned int i = 0; i < md_len; i++) snprintf(hex + 2 * i, 3, "%02x", md[i]);
+    hex[DQ_MSG_SHA256_HEX] = '\0';
+done:
+    EVP_MD_CTX_free(ctx);
+    fclose(f);
+    return st;
+}
+
+/* Copies s into a name field, failing if it does not fit. */
+static dq_status s_name(char *dst, const char *s, const char *what, dq_err *err)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > DQ_MSG_NAME_MAX)
+        return dq_fail(err, DQ_ERR_ARG, "%s '%s' must be 1..%d bytes", what, s,
+                       DQ_MSG_NAME_MAX);
+    memcpy(dst, s, n + 1);
+    return DQ_OK;
+}
+
+static dq_status s_setup(dq_teacher_t *t, const char *service, const char *model_path,
+                         const char *weights_path, dq_err *err)
+{
+    DQ_TRY(s_name(t->id.service, service, "service name", err));
+    DQ_TRY(dq_net_load(&t->net, model_path, err));
+    DQ_TRY(dq_ckpt_load_weights(t->net, weights_path, err));
+    DQ_TRY(dq_teacher_sha256_file(weights_path, t->id.sha256, err));
+    DQ_TRY(s_name(t->id.model, dq_net_name(t->net), "model name", err));
+
+    const dq_net_input *in = dq_net_input_spec(t->net);
+    t->c = in->channels;
+    t->h = in->height;
+    t->w = in->width;
+    dq_msg_ready *a = &t->announce;
+    a->teacher = t->id;
+    a->input[0] = t->c;
+    a->input[1] = t->h;
+    a->input[2] = t->w;
+    a->dtypes = (1u << DQ_DTYPE_U8) | (1u << DQ_DTYPE_F32);
+    a->max_batch = (uint32_t)t->max_batch;
+    int n_out = dq_net_output_count(t->net);
+    if (n_out < 1 || n_out > DQ_MSG_MAX_OUTPUTS)
+        return dq_fail(err, DQ_ERR_UNSUPPORTED, "%s: %d outputs, a teacher announces 1..%d",
+                       model_path, n_out, DQ_MSG_MAX_OUTPUTS);
+    for (int i = 0; i < n_out; i++) {
+        dq_msg_output_spec *o = &a->outputs[i];
+        DQ_TRY(s_name(o->name, dq_net_output_name(t->net, i), "output name", err));
+        int64_t shape[DQ_MSG_MAX_DIMS];
+        int r = dq_net_output_shape(t->net, o->name, shape);
+        if (r < 0 || r >= DQ_MSG_MAX_DIMS)
+            return dq_fail(err, DQ_ERR_UNSUPPORTED, "%s: output '%s' has rank %d",
+                           model_path, o->name, r);
+        o->ndim = r;
+        memcpy(o->shape, shape, (size_t)r * sizeof shape[0]);
+    }
+    a->n_outputs = n_out;
+    return DQ_OK;
+}
+
+dq_status dq_teacher_new(dq_teacher_t **out, const char *service, const char *model_path,
+                         const char *weights_path, int64_t max_batch, dq_err *err)
+{
+    *out = NULL;
+    if (max_batch < 0 || max_batch > UINT32_MAX)
+        return dq_fail(err, DQ_ERR_ARG, "teacher: max batch %lld out of range",
+                       (long long)max_batch);
+    dq_teacher_t *t = calloc(1, sizeof *t);
+    if (!t) return dq_fail(err, DQ_ERR_NOMEM, "teacher: out of memory");
+    t->max_batch = max_batch > 0 ? max_batch : DQ_TEACHER_DEFAULT_MAX_BATCH;
+    dq_status st = s_setup(t, service, model_path, weights_path, err);
+    if (st != DQ_OK) {
+        dq_teacher_destroy(&t);
+        return st;
+    }
+    *out = t;
+    return DQ_OK;
+}
+
+void dq_teacher_destroy(dq_teacher_t **p)
+{
+    if (!p || !*p) return;
+    dq_net_destroy(&(*p)->net);
+    free((*p)->input);
+    free(*p);
+    *p = NULL;
+}
+
+const dq_msg_teacher *dq_teacher_identity(const dq_teacher_t *t)
+{
+    return &t->id;
+}
+
+void dq_teacher_announce(const dq_teacher_t *t, dq_msg_ready *ready)
+{
+    *ready = t->announce;
+}
+
+int64_t dq_teacher_max_data_bytes(const dq_teacher_t *t)
+{
+    return t->max_batch * t->c * t->h * t->w * (int64_t)sizeof(float);
+}
+
+static const dq_msg_output_spec *s_spec(const dq_teacher_t *t, const char *name)
+{
+    for (int i = 0; i < t->announce.n_outputs; i++)
+        if (strcmp(t->announce.outputs[i].name, name) == 0) return &t->announce.outputs[i];
+    return NULL;
+}
+
+dq_status dq_teacher_check(const dq_teacher_t *t, const dq_msg_request *r, dq_err *err)
+{
+    const char *svc = t->id.service;
+    if (strcmp(r->service, svc) != 0)
+        return dq_fail(err, DQ_ERR_ARG, "service %s: request is for service '%s'", svc,
+                       r->service);
+    if (r->dtype != DQ_DTYPE_U8 && r->dtype != DQ_DTYPE_F32)
+        return dq_fail(err, DQ_ERR_ARG, "service %s: dtype %d not served (u8 or f32)", svc,
+                       (int)r->dtype);
+    if (r->shape[1] != t->c || r->shape[2] != t->h || r->shape[3] != t->w)
+        return dq_fail(err, DQ_ERR_ARG, "service %s: input shape [%lld, %lld, %lld, %lld] but "
+                       "model %s takes [N, %lld, %lld, %lld]", svc, (long long)r->shape[0],
+                       (long long)r->shape[1], (long long)r->shape[2], (long long)r->shape[3],
+                       t->id.model, (long long)t->c, (long long)t->h, (long long)t->w);
+    if (r->shape[0] < 1 || r->shape[0] > t->max_batch)
+        return dq_fail(err, DQ_ERR_ARG, "service %s: batch of %lld samples, this teacher takes "
+                       "1..%lld", svc, (long long)r->shape[0], (long long)t->max_batch);
+    size_t want = (size_t)(r->shape[0] * t->c * t->h * t->w) * dq_msg_dtype_size(r->dtype);
+    if (r->data_len != want || !r->data)
+        return dq_fail(err, DQ_ERR_ARG, "service %s: data has %zu bytes, shape and dtype %s "
+                       "need %zu", svc, r->data_len, dq_msg_dtype_name(r->dtype), want);
+    if (r->n_outputs < 1 || r->n_outputs > DQ_MSG_MAX_OUTPUTS)
+        return dq_fail(err, DQ_ERR_ARG, "service %s: %d outputs requested (1..%d)", svc,
+                       r->n_outputs, DQ_MSG_MAX_OUTPUTS);
+    for (int i = 0; i < r->n_outputs; i++) {
+        if (s_spec(t, r->outputs[i])) continue;
+        char have[DQ_MSG_MAX_OUTPUTS * (DQ_MSG_NAME_MAX + 2) + 1] = "";
+        for (int j = 0; j < t->announce.n_outputs; j++) {
+            if (j) strcat(have, ", ");
+            strcat(have, t->announce.outputs[j].name);
+        }
+        return dq_fail(err, DQ_ERR_ARG, "service %s: model %s has no output '%s' (has: %s)",
+                       svc, t->id.model, r->outputs[i], have);
+    }
+    return DQ_OK;
+}
+
+/* Plans the net (and the input buffer) for n samples if it is the largest
+ * batch so far. */
+static dq_status s_plan(dq_teacher_t *t, int64_t n, dq_err *err)
+{
+    if (n <= t->planned) return DQ_OK;
+    float *in = realloc(t->input, (size_t)(n * t->c * t->h * t->w) * sizeof(float));
+    if (!in)
+        return dq_fail(err, DQ_ERR_NOMEM, "service %s: no memory for a batch of %lld",
+                       t->id.service, (long long)n);
+    t->input = in;
+    DQ_TRY(dq_net_plan(t->net, n, err));
+    t->planned = n;
+    return DQ_OK;
+}
+
+static dq_status s_forward(dq_teacher_t *t, const dq_msg_request *r, dq_err *err)
+{
+    int64_t n = r->shape[0];
+    DQ_TRY(s_plan(t, n, err));
+    if (r->dtype == DQ_DTYPE_U8)
+        dq_net_normalize_u8(t->net, t->input, r->data, n);
+    else
+        dq_msg_f32_copy(t->input, r->data, (size_t)(n * t->c * t->h * t->w));
+    dq_tensor x = dq_tensor_view4(t->input, n, t->c, t->h, t->w);
+    return dq_net_forward(t->net, &x, false, NULL, err);
+}
+
+dq_status dq_teacher_serve(dq_teacher_t *t, const dq_msg_request *r, dq_msg_buf *buf,
+                           dq_err *err)
+{
+    dq_err why = {{0}};
+    if (dq_teacher_check(t, r, &why) != DQ_OK)
+        return dq_msg_encode_error_reply(buf, r->req_id, DQ_REPLY_BAD_REQUEST, why.msg, err);
+    if (s_forward(t, r, &why) != DQ_OK) {
+        char reason[DQ_MSG_ERROR_MAX + 1];
+        snprintf(reason, sizeof reason, "service %s: %s", t->id.service, why.msg);
+        return dq_msg_encode_error_reply(buf, r->req_id, DQ_REPLY_ERROR, reason, err);
+    }
+    dq_msg_reply rep;
+    memset(&rep, 0, sizeof rep);
+    rep.req_id = r->req_id;
+    rep.status = DQ_REPLY_OK;
+    rep.n_outputs = r->n_outputs;
+    for (int i = 0; i < r->n_outputs; i++) {
+        const dq_tensor *o = dq_net_output(t->net, r->outputs[i]);
+        dq_msg_output *mo = &rep.outputs[i];
+        assert(o && o->ndim <= DQ_MSG_MAX_DIMS && o->shape[0] == r->shape[0]);
+        memcpy(mo->name, r->outputs[i], sizeof mo->name);
+        mo->ndim = o->ndim;
+        memcpy(mo->shape, o->shape, (size_t)o->ndim * sizeof o->shape[0]);
+        mo->data = o->data;
+        mo->data_len = (size_t)dq_tensor_numel(o) * sizeof(float);
+    }
+    rep.has_teacher = true;
+    rep.teacher = t->id;
+    return dq_msg_encode_reply(buf, &rep, err);
+}

@@ -1,0 +1,65 @@
+/* teacher.h - the model side of a teacher worker, free of any socket.
+ *
+ * A dq_teacher_t owns one network with its weights and answers decoded
+ * requests with encoded reply bodies. It is the exact code path of local
+ * prediction (dq_net_normalize_u8 or the caller's f32, then dq_net_forward
+ * in eval mode on the request's batch), so a reply equals what
+ * distillq-predict computes for the same batch bit for bit. The worker
+ * (worker.c) adds the zmq state machine around it; tests use it directly.
+ *
+ * Thread use: dq_teacher_check and the identity/announce accessors read
+ * only what dq_teacher_new cached and may run in one thread while
+ * dq_teacher_serve runs in another; dq_teacher_serve itself is one thread
+ * at a time (it owns the net's activations).
+ */
+#ifndef DQ_TEACHER_H
+#define DQ_TEACHER_H
+
+#include <stdint.h>
+
+#include "proto/msg.h"
+#include "tensor/status.h"
+
+typedef struct dq_teacher dq_teacher_t;
+
+/* Largest batch a teacher accepts unless told otherwise: bounds the
+ * activation memory a single request can make us allocate. */
+#define DQ_TEACHER_DEFAULT_MAX_BATCH 4096
+
+/* Loads model_path and weights_path, hashes the weights file (the teacher
+ * identity) and caches the announce. max_batch 0 takes the default. On
+ * failure *out is NULL and err names the file at fault. */
+dq_status dq_teacher_new(dq_teacher_t **out, const char *service, const char *model_path,
+                         const char *weights_path, int64_t max_batch, dq_err *err);
+void dq_teacher_destroy(dq_teacher_t **p);
+
+/* Service, model name and SHA-256 of the weights, as replies carry them. */
+const dq_msg_teacher *dq_teacher_identity(const dq_teacher_t *t);
+
+/* Fills the READY announce (everything but capacity, which is the worker's). */
+void dq_teacher_announce(const dq_teacher_t *t, dq_msg_ready *ready);
+
+/* Input bytes of the largest acceptable request body's data (f32 at
+ * max_batch), for ZMQ_MAXMSGSIZE. */
+int64_t dq_teacher_max_data_bytes(const dq_teacher_t *t);
+
+/* Checks a decoded request against the model: service name, dtype, input
+ * shape, batch size, output names. DQ_ERR_ARG with a reason naming the
+ * service and the field otherwise (sent back as a bad_request reply). */
+dq_status dq_teacher_check(const dq_teacher_t *t, const dq_msg_request *r, dq_err *err);
+
+/* Serves one request: checks it, grows the plan if n is the largest batch
+ * so far, runs the forward and appends the reply body (status ok, the
+ * requested outputs in request order, the identity) to buf, which the
+ * caller has reset. Whatever fails - a bad request, no memory for the plan -
+ * still appends an error reply (bad_request or error) with the reason and
+ * returns DQ_OK; only a failure to encode returns an error, and then buf
+ * holds nothing to send. */
+dq_status dq_teacher_serve(dq_teacher_t *t, const dq_msg_request *r, dq_msg_buf *buf,
+                           dq_err *err);
+
+/* Lowercase hex SHA-256 of a file's bytes (OpenSSL EVP). */
+dq_status dq_teacher_sha256_file(const char *path, char hex[DQ_MSG_SHA256_HEX + 1],
+                                 dq_err *err);
+
+#endif

@@ -1,0 +1,599 @@
+/* worker.c - the teacher worker's zmq side: join, serve, heartbeat, re-join,
+ * drain and leave (docs/protocol.md section 5).
+ *
+ * Two threads. The I/O thread (the caller of dq_worker_run) owns the DEALER
+ * to the broker and never computes: it checks each request, keeps up to K in
+ * a local FIFO, heartbeats and watches the broker's liveness. The compute
+ * thread owns the network and runs one forward at a time; the I/O thread
+ * hands it one job at a time over an inproc PAIR ([gen, ticket, body], the
+ * frames moved, not copied) and gets [gen, ticket, reply] back. We chose the
+ * thread over "compute between polls" because a DeepNN forward on a batch of
+ * 128 takes longer than a heartbeat on 2 shared cores: a worker that
+ * computed in its poll loop would be declared dead and its work requeued
+ * exactly when it is busiest. Feeding the compute thread one job at a time
+ * (instead of pushing all K into the PAIR) keeps the queue on this side,
+ * where a re-join can throw away work that the broker has already requeued
+ * elsewhere.
+ *
+ * Every (re-)join bumps a generation number: a job that was computing when
+ * the broker went away comes back with an old generation and its reply is
+ * dropped instead of being sent to a broker that never asked for it.
+ *
+ * Signals: the compute thread blocks them all, so SIGTERM/SIGINT interrupt
+ * the I/O thread's zmq_poll (EINTR) and the stop flag (owned by main) is
+ * seen at once. Stop 1: DRAIN, finish what we hold, GOODBYE, return DQ_OK.
+ * Stop 2 (a second signal): GOODBYE at once; the broker requeues the rest.
+ */
+#include "teacher_worker/worker.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "proto/msg.h"
+#include "proto/wire.h"
+#include "teacher_worker/teacher.h"
+
+#define S_BACKOFF_MIN_MS 100
+#define S_BACKOFF_MAX_MS 2000
+#define S_GOODBYE_LINGER_MS 1000
+#define S_RECV_BURST 64          /* broker messages handled per poll round */
+
+typedef struct {
+    zmq_msg_t ticket, body;
+} s_job;
+
+struct dq_worker {
+    dq_worker_config cfg;
+    dq_teacher_t *teacher;
+    void *ctx;
+
+    /* I/O thread */
+    void *sock;                  /* DEALER to the broker; NULL between joins */
+    void *pair;                  /* our end of the compute PAIR */
+    dq_msg_decoder_t *dec;
+    dq_msg_buf buf;
+    s_job *queue;                /* ring of capacity jobs not yet computing */
+    int q_head, q_count;
+    bool busy;                   /* the compute thread holds a job */
+    uint32_t busy_gen, gen;
+    uint64_t my_epoch, rnd;
+    int64_t last_heard, last_hb, reconnect_at, last_reannounce_log;
+    int backoff_ms;
+    bool draining;
+    uint64_t served, rejected, stale;
+
+    /* compute thread */
+    pthread_t thread;
+    bool thread_up;
+    void *cpair;
+    dq_msg_decoder_t *cdec;
+    dq_msg_buf cbuf;
+    char pair_ep[64];
+};
+
+/* ---- small helpers --------------------------------------------------------------- */
+
+static void s_log(dq_worker_t *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void s_log(dq_worker_t *w, const char *fmt, ...)
+{
+    if (!w->cfg.log) return;
+    char line[768];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    fprintf(w->cfg.log, "distillq-teacher[%ld] %s: %s\n", (long)getpid(), w->cfg.service,
+            line);
+    fflush(w->cfg.log);
+}
+
+static uint64_t s_rand(dq_worker_t *w)
+{
+    w->rnd ^= w->rnd << 13; /* xorshift64: jitter only */
+    w->rnd ^= w->rnd >> 7;
+    w->rnd ^= w->rnd << 17;
+    return w->rnd;
+}
+
+static void s_sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
+}
+
+void dq_worker_config_default(dq_worker_config *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cfg->capacity = 2;
+    cfg->heartbeat_ms = 1000;
+    cfg->liveness = 3;
+}
+
+/* ---- the compute thread ------------------------------------------------------------ */
+
+/* Sends [gen, ticket, reply] back; the reply is cbuf (copied into zmq). */
+static void s_compute_reply(dq_worker_t *w, dq_wire_parts *p)
+{
+    if (zmq_msg_send(&p->f[0], w->cpair, ZMQ_SNDMORE) < 0 ||
+        zmq_msg_send(&p->f[1], w->cpair, ZMQ_SNDMORE) < 0 ||
+        zmq_send(w->cpair, w->cbuf.data, w->cbuf.len, 0) < 0) {
+        /* Only possible when the context is terminating: nothing to tell. */
+    }
+}
+
+static void s_compute_one(dq_worker_t *w, dq_wire_parts *p)
+{
+    dq_err err = {{0}};
+    dq_msg m;
+    dq_msg_buf_reset(&w->cbuf);
+    if (w->cfg.delay_ms > 0) s_sleep_ms(w->cfg.delay_ms);
+    dq_status st = dq_msg_decode(w->cdec, zmq_msg_data(&p->f[2]), zmq_msg_size(&p->f[2]), &m,
+                                 &err);
+    if (st == DQ_OK && m.type == DQ_MSG_REQUEST)
+        st = dq_teacher_serve(w->teacher, &m.u.request, &w->cbuf, &err);
+    else if (st == DQ_OK)
+        st = dq_fail(&err, DQ_ERR_PROTO, "not a request");
+    if (st != DQ_OK) {
+        /* The I/O thread checked the request, so this is an encoder limit or
+         * no memory: answer with the reason rather than not at all. */
+        char reason[DQ_MSG_ERROR_MAX + 1];
+        snprintf(reason, sizeof reason, "service %s: %s", w->cfg.service, err.msg);
+        dq_msg_buf_reset(&w->cbuf);
+        if (dq_msg_encode_error_reply(&w->cbuf, m.has_req_id ? m.req_id : 0, DQ_REPLY_ERROR,
+                                      reason, &err) != DQ_OK)
+            dq_msg_buf_reset(&w->cbuf); /* empty body: the I/O thread answers */
+    }
+    s_compute_reply(w, p);
+}
+
+static void *s_compute_main(void *arg)
+{
+    dq_worker_t *w = arg;
+    for (;;) {
+        dq_wire_parts p;
+        dq_err err;
+        dq_status st = dq_wire_recv(w->cpair, &p, 0, &err);
+        if (st != DQ_OK) break; /* context terminated (signals are blocked here) */
+        bool quit = p.n != 3;   /* a one-frame message means: stop */
+        if (!quit) s_compute_one(w, &p);
+        dq_wire_parts_close(&p);
+        if (quit) break;
+    }
+    return NULL;
+}
+
+static dq_status s_compute_start(dq_worker_t *w, dq_err *err)
+{
+    snprintf(w->pair_ep, sizeof w->pair_ep, "inproc://dq-worker-%p", (void *)w);
+    w->pair = zmq_socket(w->ctx, ZMQ_PAIR);
+    w->cpair = zmq_socket(w->ctx, ZMQ_PAIR);
+    if (!w->pair || !w->cpair || zmq_bind(w->pair, w->pair_ep) != 0 ||
+        zmq_connect(w->cpair, w->pair_ep) != 0)
+        return dq_fail(err, DQ_ERR_NET, "worker: inproc pair: %s", zmq_strerror(zmq_errno()));
+    /* The compute thread takes no signals, so they reach zmq_poll here. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    int rc = pthread_create(&w->thread, NULL, s_compute_main, w);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc != 0) return dq_fail(err, DQ_ERR_NOMEM, "worker: pthread_create: %s", strerror(rc));
+    w->thread_up = true;
+    return DQ_OK;
+}
+
+static void s_compute_stop(dq_worker_t *w)
+{
+    if (w->thread_up && w->pair) {
+        /* Blocks only until the current forward ends; the PAIR never fills
+         * because we hand it one job at a time. */
+        zmq_send(w->pair, "", 0, 0);
+        pthread_join(w->thread, NULL);
+        w->thread_up = false;
+    }
+    if (w->cpair) zmq_close(w->cpair);
+    if (w->pair) zmq_close(w->pair);
+    w->cpair = w->pair = NULL;
+}
+
+/* ---- sending to the broker -------------------------------------------------------- */
+
+/* Sends one body frame (or [ticket, body] when ticket is non-NULL, the
+ * ticket frame being moved). Never blocks: a broker that is not reading is
+ * one we are about to declare dead. */
+static dq_status s_send(dq_worker_t *w, zmq_msg_t *ticket, const void *body, size_t len,
+                        dq_err *err)
+{
+    if (!w->sock) return DQ_OK;
+    if (ticket && zmq_msg_send(ticket, w->sock, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0)
+        return dq_fail(err, DQ_ERR_NET, "send to broker: %s", zmq_strerror(zmq_errno()));
+    if (zmq_send(w->sock, body, len, ZMQ_DONTWAIT) < 0)
+        return dq_fail(err, DQ_ERR_NET, "send to broker: %s", zmq_strerror(zmq_errno()));
+    return DQ_OK;
+}
+
+static dq_status s_send_buf(dq_worker_t *w, zmq_msg_t *ticket, dq_err *err)
+{
+    return s_send(w, ticket, w->buf.data, w->buf.len, err);
+}
+
+static dq_status s_send_ready(dq_worker_t *w, dq_err *err)
+{
+    dq_msg_ready r;
+    dq_teacher_announce(w->teacher, &r);
+    r.capacity = (uint32_t)w->cfg.capacity;
+    dq_msg_buf_reset(&w->buf);
+    DQ_TRY(dq_msg_encode_ready(&w->buf, &r, err));
+    return s_send_buf(w, NULL, err);
+}
+
+static dq_status s_send_simple(dq_worker_t *w, dq_msg_type type, dq_err *err)
+{
+    dq_msg_buf_reset(&w->buf);
+    if (type == DQ_MSG_HEARTBEAT)
+        DQ_TRY(dq_msg_encode_heartbeat(&w->buf, w->my_epoch, err));
+    else
+        DQ_TRY(dq_msg_encode_simple(&w->buf, type, err));
+    return s_send_buf(w, NULL, err);
+}
+
+/* Answers [ticket, request] with an error reply (status, reason). */
+static void s_reply_error(dq_worker_t *w, zmq_msg_t *ticket, uint64_t req_id,
+                          dq_reply_status status, const char *reason)
+{
+    dq_err err = {{0}};
+    dq_msg_buf_reset(&w->buf);
+    dq_status st = dq_msg_encode_error_reply(&w->buf, req_id, status, reason, &err);
+    if (st == DQ_OK) st = s_send_buf(w, ticket, &err);
+    if (st != DQ_OK) s_log(w, "cannot send an error reply for request %llu: %s",
+                           (unsigned long long)req_id, err.msg);
+    w->rejected++;
+}
+
+/* ---- the local queue ------------------------------------------------------------- */
+
+/* Drops every queued job (the broker they came from requeues or forgot them)
+ * and makes the computing one's reply stale. */
+static void s_purge(dq_worker_t *w)
+{
+    while (w->q_count > 0) {
+        s_job *j = &w->queue[w->q_head];
+        zmq_msg_close(&j->ticket);
+        zmq_msg_close(&j->body);
+        w->q_head = (w->q_head + 1) % w->cfg.capacity;
+        w->q_count--;
+        w->stale++;
+    }
+    w->gen++;
+}
+
+static int s_held(const dq_worker_t *w)
+{
+    return w->q_count + (w->busy && w->busy_gen == w->gen ? 1 : 0);
+}
+
+/* Hands the oldest queued job to the compute thread if it is idle. */
+static dq_status s_kick(dq_worker_t *w, dq_err *err)
+{
+    if (w->busy || w->q_count == 0) return DQ_OK;
+    s_job *j = &w->queue[w->q_head];
+    w->q_head = (w->q_head + 1) % w->cfg.capacity;
+    w->q_count--;
+    int rc = zmq_send(w->pair, &w->gen, sizeof w->gen, ZMQ_SNDMORE);
+    if (rc >= 0) rc = zmq_msg_send(&j->ticket, w->pair, ZMQ_SNDMORE);
+    if (rc >= 0) rc = zmq_msg_send(&j->body, w->pair, 0);
+    zmq_msg_close(&j->ticket);
+    zmq_msg_close(&j->body);
+    if (rc < 0) return dq_fail(err, DQ_ERR_NET, "worker: hand-off to compute: %s",
+                               zmq_strerror(zmq_errno()));
+    w->busy = true;
+    w->busy_gen = w->gen;
+    return DQ_OK;
+}
+
+/* A result [gen, ticket, reply] from the compute thread. */
+static dq_status s_on_result(dq_worker_t *w, dq_err *err)
+{
+    dq_wire_parts p;
+    DQ_TRY(dq_wire_recv(w->pair, &p, ZMQ_DONTWAIT, err));
+    w->busy = false;
+    uint32_t gen = 0;
+    if (p.n == 3 && zmq_msg_size(&p.f[0]) == sizeof gen) memcpy(&gen, zmq_msg_data(&p.f[0]), sizeof gen);
+    if (p.n != 3 || gen != w->gen || !w->sock) {
+        w->stale++;
+    } else if (zmq_msg_size(&p.f[2]) == 0) {
+        s_reply_error(w, &p.f[1], 0, DQ_REPLY_ERROR, "teacher could not encode its reply");
+    } else {
+        dq_err e2 = {{0}};
+        if (zmq_msg_send(&p.f[1], w->sock, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
+            zmq_msg_send(&p.f[2], w->sock, ZMQ_DONTWAIT) < 0) {
+            dq_fail(&e2, DQ_ERR_NET, "%s", zmq_strerror(zmq_errno()));
+            s_log(w, "reply not sent (broker not reading): %s", e2.msg);
+            w->stale++;
+        } else {
+            w->served++;
+        }
+    }
+    dq_wire_parts_close(&p);
+    return s_kick(w, err);
+}
+
+/* ---- joining and leaving ------------------------------------------------------------ */
+
+static dq_status s_join(dq_worker_t *w, const char *why, dq_err *err)
+{
+    dq_wire_opts o = {0};
+    o.max_msg_bytes = dq_teacher_max_data_bytes(w->teacher) + (1 << 20);
+    DQ_TRY(dq_wire_dealer_new(&w->sock, w->ctx, w->cfg.broker, &o, err));
+    w->gen++;
+    w->last_heard = w->last_hb = dq_wire_now_ms();
+    DQ_TRY(s_send_ready(w, err));
+    const dq_msg_teacher *id = dq_teacher_identity(w->teacher);
+    s_log(w, "%s %s: model %s, sha256 %.16s..., capacity %d", why, w->cfg.broker, id->model,
+          id->sha256, w->cfg.capacity);
+    return DQ_OK;
+}
+
+/* Closes the socket and schedules a re-join after a jittered backoff. */
+static void s_drop(dq_worker_t *w, const char *why)
+{
+    s_purge(w);
+    if (w->sock) zmq_close(w->sock);
+    w->sock = NULL;
+    int wait = w->backoff_ms + (int)(s_rand(w) % (uint64_t)(w->backoff_ms / 2 + 1));
+    w->reconnect_at = dq_wire_now_ms() + wait;
+    w->backoff_ms = w->backoff_ms * 2 > S_BACKOFF_MAX_MS ? S_BACKOFF_MAX_MS : w->backoff_ms * 2;
+    s_log(w, "%s: re-joining in %d ms", why, wait);
+}
+
+static void s_leave(dq_worker_t *w, const char *why)
+{
+    int held = s_held(w);
+    if (w->sock) {
+        dq_err err;
+        int linger = S_GOODBYE_LINGER_MS;
+        zmq_setsockopt(w->sock, ZMQ_LINGER, &linger, sizeof linger);
+        if (s_send_simple(w, DQ_MSG_GOODBYE, &err) != DQ_OK) s_log(w, "goodbye: %s", err.msg);
+        zmq_close(w->sock);
+        w->sock = NULL;
+    }
+    s_log(w, "leave (%s): served %llu, rejected %llu, stale %llu, %d still held (requeued "
+          "by the broker)", why, (unsigned long long)w->served,
+          (unsigned long long)w->rejected, (unsigned long long)w->stale, held);
+    s_purge(w);
+}
+
+/* ---- messages from the broker -------------------------------------------------------- */
+
+static void s_on_request(dq_worker_t *w, dq_wire_parts *p)
+{
+    dq_err why = {{0}};
+    dq_msg m;
+    zmq_msg_t *ticket = &p->f[0];
+    dq_status st = dq_msg_decode(w->dec, zmq_msg_data(&p->f[1]), zmq_msg_size(&p->f[1]), &m,
+                                 &why);
+    if (st == DQ_OK && m.type != DQ_MSG_REQUEST)
+        st = dq_fail(&why, DQ_ERR_PROTO, "a %s in a [ticket, body] message",
+                     dq_msg_type_name(m.type));
+    if (st != DQ_OK) {
+        char reason[DQ_MSG_ERROR_MAX + 1];
+        snprintf(reason, sizeof reason, "service %s: malformed request: %s", w->cfg.service,
+                 why.msg);
+        if (m.has_req_id) s_reply_error(w, ticket, m.req_id, DQ_REPLY_BAD_REQUEST, reason);
+        else s_log(w, "dropped: %s", reason);
+        return;
+    }
+    if (dq_teacher_check(w->teacher, &m.u.request, &why) != DQ_OK) {
+        s_reply_error(w, ticket, m.req_id, DQ_REPLY_BAD_REQUEST, why.msg);
+        return;
+    }
+    if (w->q_count == w->cfg.capacity) {
+        char reason[DQ_MSG_ERROR_MAX + 1];
+        snprintf(reason, sizeof reason, "service %s: worker already holds its capacity of %d "
+                 "requests", w->cfg.service, w->cfg.capacity);
+        s_reply_error(w, ticket, m.req_id, DQ_REPLY_ERROR, reason);
+        return;
+    }
+    s_job *j = &w->queue[(w->q_head + w->q_count) % w->cfg.capacity];
+    zmq_msg_init(&j->ticket);
+    zmq_msg_init(&j->body);
+    zmq_msg_move(&j->ticket, &p->f[0]);
+    zmq_msg_move(&j->body, &p->f[1]);
+    w->q_count++;
+}
+
+/* Handles one broker message. Returns DQ_ERR_PROTO only when the broker
+ * refused us for good. */
+static dq_status s_on_broker(dq_worker_t *w, dq_wire_parts *p, dq_err *err)
+{
+    int64_t now = dq_wire_now_ms();
+    w->last_heard = now;
+    w->backoff_ms = S_BACKOFF_MIN_MS;
+    if (p->total == 2 && p->n == 2) {
+        s_on_request(w, p);
+        return s_kick(w, err);
+    }
+    if (p->total != 1) {
+        s_log(w, "ignored a broker message of %d frames", p->total);
+        return DQ_OK;
+    }
+    dq_err why = {{0}};
+    dq_msg m;
+    if (dq_msg_decode(w->dec, zmq_msg_data(&p->f[0]), zmq_msg_size(&p->f[0]), &m, &why) != DQ_OK) {
+        s_log(w, "ignored a malformed broker message: %s", why.msg);
+        return DQ_OK;
+    }
+    switch (m.type) {
+    case DQ_MSG_HEARTBEAT:
+        return DQ_OK;
+    case DQ_MSG_REANNOUNCE:
+        /* The broker does not know us (it restarted, or declared us dead and
+         * requeued our work): what we queued is nobody's now. Every reannounce
+         * it sent before our ready reaches us before any new request. */
+        s_purge(w);
+        if (now - w->last_reannounce_log > (int64_t)w->cfg.heartbeat_ms * w->cfg.liveness) {
+            s_log(w, "re-join %s: the broker asked us to announce again", w->cfg.broker);
+            w->last_reannounce_log = now;
+        }
+        DQ_TRY(s_send_ready(w, err));
+        if (w->draining) return s_send_simple(w, DQ_MSG_DRAIN, err);
+        return DQ_OK;
+    case DQ_MSG_DISCONNECT:
+        if (!m.u.disconnect.retry) {
+            s_log(w, "the broker refused us: %s", m.u.disconnect.reason);
+            return dq_fail(err, DQ_ERR_PROTO, "broker %s refused service %s: %s",
+                           w->cfg.broker, w->cfg.service, m.u.disconnect.reason);
+        }
+        {
+            char why2[DQ_MSG_ERROR_MAX + 64];
+            snprintf(why2, sizeof why2, "broker disconnected us (%s)", m.u.disconnect.reason);
+            s_drop(w, why2);
+        }
+        return DQ_OK;
+    default:
+        s_log(w, "ignored a '%s' from the broker", dq_msg_type_name(m.type));
+        return DQ_OK;
+    }
+}
+
+/* ---- the loop -------------------------------------------------------------------- */
+
+static int64_t s_min64(int64_t a, int64_t b)
+{
+    return a < b ? a : b;
+}
+
+/* One poll round: waits for the broker, the compute thread or a timer. */
+static dq_status s_step(dq_worker_t *w, dq_err *err)
+{
+    int64_t now = dq_wire_now_ms();
+    int64_t hb = w->cfg.heartbeat_ms, dead = hb * w->cfg.liveness;
+    int64_t next = now + hb;
+    if (w->sock) next = s_min64(s_min64(next, w->last_hb + hb), w->last_heard + dead);
+    else next = s_min64(next, w->reconnect_at);
+    zmq_pollitem_t items[2] = {{w->pair, 0, ZMQ_POLLIN, 0}, {w->sock, 0, ZMQ_POLLIN, 0}};
+    int rc = zmq_poll(items, w->sock ? 2 : 1, next > now ? (long)(next - now) : 0);
+    if (rc < 0) {
+        if (zmq_errno() == EINTR) return DQ_OK;
+        return dq_fail(err, DQ_ERR_NET, "worker: zmq_poll: %s", zmq_strerror(zmq_errno()));
+    }
+    if (items[0].revents & ZMQ_POLLIN) DQ_TRY(s_on_result(w, err));
+    if (w->sock && (items[1].revents & ZMQ_POLLIN)) {
+        for (int i = 0; i < S_RECV_BURST && w->sock; i++) {
+            dq_wire_parts p;
+            dq_status st = dq_wire_recv(w->sock, &p, ZMQ_DONTWAIT, err);
+            if (st == DQ_ERR_TIMEOUT || st == DQ_ERR_INTERRUPTED) break;
+            if (st != DQ_OK) return st;
+            st = s_on_broker(w, &p, err);
+            dq_wire_parts_close(&p);
+            if (st != DQ_OK) return st;
+        }
+    }
+    now = dq_wire_now_ms();
+    if (w->sock && now - w->last_heard >= dead) {
+        char why[96];
+        snprintf(why, sizeof why, "broker silent for %lld ms", (long long)(now - w->last_heard));
+        s_drop(w, why);
+    }
+    if (!w->sock && now >= w->reconnect_at) DQ_TRY(s_join(w, "re-join", err));
+    if (w->sock && now - w->last_hb >= hb) {
+        dq_err e2;
+        if (s_send_simple(w, DQ_MSG_HEARTBEAT, &e2) == DQ_OK) w->last_hb = now;
+    }
+    return DQ_OK;
+}
+
+static dq_status s_serve(dq_worker_t *w, dq_err *err)
+{
+    DQ_TRY(s_join(w, "join", err));
+    for (;;) {
+        sig_atomic_t stop = w->cfg.stop ? *w->cfg.stop : 0;
+        if (stop >= 2) {
+            s_leave(w, "second signal");
+            return DQ_OK;
+        }
+        if (stop >= 1 && !w->draining) {
+            w->draining = true;
+            s_log(w, "draining: finishing %d held request(s)", s_held(w));
+            if (w->sock) DQ_TRY(s_send_simple(w, DQ_MSG_DRAIN, err));
+        }
+        if (w->draining && s_held(w) == 0) {
+            s_leave(w, "stopped");
+            return DQ_OK;
+        }
+        DQ_TRY(s_step(w, err));
+    }
+}
+
+dq_status dq_worker_run(dq_worker_t *w, dq_err *err)
+{
+    dq_status st = s_compute_start(w, err);
+    if (st == DQ_OK) st = s_serve(w, err);
+    if (w->sock) {
+        zmq_close(w->sock);
+        w->sock = NULL;
+    }
+    s_purge(w);
+    s_compute_stop(w);
+    return st;
+}
+
+/* ---- construction -------------------------------------------------------------------- */
+
+dq_status dq_worker_new(dq_worker_t **out, const dq_worker_config *cfg, dq_err *err)
+{
+    *out = NULL;
+    if (!cfg->broker || !cfg->service || !cfg->model_path || !cfg->weights_path)
+        return dq_fail(err, DQ_ERR_ARG, "worker: broker, service, model and weights are required");
+    if (cfg->capacity < 1 || cfg->heartbeat_ms < 1 || cfg->liveness < 1)
+        return dq_fail(err, DQ_ERR_ARG, "worker: capacity, heartbeat and liveness must be >= 1");
+    dq_worker_t *w = calloc(1, sizeof *w);
+    if (!w) return dq_fail(err, DQ_ERR_NOMEM, "worker: out of memory");
+    w->cfg = *cfg;
+    w->backoff_ms = S_BACKOFF_MIN_MS;
+    dq_status st = DQ_OK;
+    w->queue = calloc((size_t)cfg->capacity, sizeof *w->queue);
+    if (!w->queue) st = dq_fail(err, DQ_ERR_NOMEM, "worker: capacity %d: out of memory",
+                                cfg->capacity);
+    if (st == DQ_OK)
+        st = dq_teacher_new(&w->teacher, cfg->service, cfg->model_path, cfg->weights_path,
+                            cfg->max_batch, err);
+    if (st == DQ_OK) st = dq_msg_decoder_new(&w->dec, err);
+    if (st == DQ_OK) st = dq_msg_decoder_new(&w->cdec, err);
+    if (st == DQ_OK && !(w->ctx = zmq_ctx_new()))
+        st = dq_fail(err, DQ_ERR_NET, "zmq_ctx_new: %s", zmq_strerror(zmq_errno()));
+    if (st != DQ_OK) {
+        dq_worker_destroy(&w);
+        return st;
+    }
+    /* A random non-zero instance id for our heartbeats, and the jitter seed. */
+    uint64_t r = 0;
+    if (getentropy(&r, sizeof r) != 0) r = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
+    w->my_epoch = r ? r : 1;
+    w->rnd = w->my_epoch;
+    *out = w;
+    return DQ_OK;
+}
+
+void dq_worker_destroy(dq_worker_t **p)
+{
+    if (!p || !*p) return;
+    dq_worker_t *w = *p;
+    if (w->sock) zmq_close(w->sock);
+    if (w->queue) s_purge(w);
+    s_compute_stop(w);
+    if (w->ctx) zmq_ctx_term(w->ctx);
+    dq_msg_decoder_destroy(&w->dec);
+    dq_msg_decoder_destroy(&w->cdec);
+    dq_msg_buf_free(&w->buf);
+    dq_msg_buf_free(&w->cbuf);
+    dq_teacher_destroy(&w->teacher);
+    free(w->queue);
+    free(w);
+    *p = NULL;
+}
