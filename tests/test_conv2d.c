@@ -26,7 +26,8 @@
 typedef struct {
     int N, C, H, W, OC, KH, KW, stride, pad;
     bool bias;
-    int ws_images; /* 0: size ws with dq_conv2d_workspace; else K*P*ws_images */
+    int ws_images; /* workspace: 0: dq_conv2d_workspace(N); > 0: the same planned
+                    * for ws_images; < 0: exactly K*P*(-ws_images) floats */
 } cfg;
 
 /* Everything one case needs, in float (for the op) and double (reference). */
@@ -111,9 +112,10 @@ static void case_free(ref_case *k)
 static int64_t s_ws_floats(const cfg *c, int64_t OH, int64_t OW)
 {
     dq_conv2d_params p = {c->stride, c->pad};
-    if (c->ws_images == 0)
-        return dq_conv2d_workspace(c->N, c->C, c->H, c->W, c->KH, c->KW, p);
-    return (int64_t)c->C * c->KH * c->KW * OH * OW * c->ws_images;
+    if (c->ws_images >= 0)
+        return dq_conv2d_workspace(c->ws_images ? c->ws_images : c->N, c->C, c->H, c->W, c->KH,
+                                   c->KW, p);
+    return (int64_t)c->C * c->KH * c->KW * OH * OW * -c->ws_images;
 }
 
 /* Forward vs reference, backward vs finite differences, for one case. */
@@ -193,7 +195,11 @@ static void test_cases_against_reference(void **state)
         {2, 1, 5, 5, 3, 1, 1, 2, 0, true, 0},  /* kernel 1 stride 2 */
         {2, 2, 6, 6, 3, 2, 2, 3, 1, true, 0},  /* stride 3 pad 1 */
         {3, 4, 3, 3, 2, 3, 3, 1, 1, true, 2},  /* groups of 2, partial last */
+        {3, 4, 3, 3, 2, 3, 3, 1, 1, true, -2}, /* the same, exact-size ws */
         {3, 3, 4, 4, 2, 3, 3, 1, 1, false, 9}, /* ws planned for 9 images */
+        {5, 2, 8, 8, 2, 3, 3, 1, 1, true, 4},  /* groups of 4*64: padded rows */
+        {1, 1, 16, 16, 2, 3, 3, 1, 1, true, 0},  /* P = 256: padded rows */
+        {1, 1, 16, 16, 2, 3, 3, 1, 1, true, -1}, /* P = 256, no room to pad */
         {1, 2, 2, 3, 2, 3, 3, 1, 1, true, 0},  /* kernel larger than input */
         {2, 1, 7, 7, 2, 2, 2, 3, 0, true, 0},  /* stride > kernel: skipped pixels */
         {2, 2, 1, 9, 3, 1, 3, 1, 1, true, 0},  /* H = 1 row, 1x3 kernel */
@@ -269,6 +275,8 @@ static void test_sizes_and_ranges(void **state)
     assert_int_equal(small, 4 * 9 * 25);
     assert_int_equal(dq_conv2d_workspace(3, 4, 5, 5, 3, 3, p), 3 * small);
     assert_int_equal(dq_conv2d_workspace(3, 4, 1, 1, 3, 3, (dq_conv2d_params){1, 0}), 0);
+    /* rows 1 KB apart get 16 floats of padding (P = 32*32) */
+    assert_int_equal(dq_conv2d_workspace(8, 128, 32, 32, 3, 3, p), 128 * 9 * (1024 + 16));
 }
 
 /* A second backward call adds the same gradient again; NULL grads skip. */

@@ -42,8 +42,8 @@ typedef struct dq_broker_cache {
 } dq_broker_cache;
 
 typedef struct {
-    const char *frontend;       /* bind endpoint for clients ("tcp://*:5555") */
-    const char *backend;        /* bind endpoint for workers ("tcp://*:5556") */
+    const char *frontend;       /* bind endpoint for clients (default: all interfaces, port 5555) */
+    const char *backend;        /* bind endpoint for workers (default: all interfaces, port 5556) */
     int heartbeat_ms;           /* 1000 */
     int liveness;               /* 3: heartbeats missed before a worker is dead */
     int request_timeout_ms;     /* 30000: longest wait in the queue */
@@ -57,7 +57,7 @@ typedef struct {
     const dq_broker_cache *cache; /* NULL: no cache */
 } dq_broker_config;
 
-/* Fills c with the defaults above (endpoints tcp://*:5555 and :5556). */
+/* Fills c with the defaults above (both endpoints on all interfaces, ports 5555 and 5556). */
 void dq_broker_config_defaults(dq_broker_config *c);
 
 /* Validates cfg, allocates every table and binds both sockets. The strings

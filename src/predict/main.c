@@ -1,4 +1,5 @@
-/* main.c - distillq-predict: write a model's outputs for a dataset as .npy. */
+/* main.c - distillq-predict: write a model's outputs for a dataset as .npy,
+ * computed locally or by a teacher service (--teacher). */
 #include <getopt.h>
 #include <stdio.h>
 
@@ -10,10 +11,17 @@ static void s_usage(FILE *f)
 {
     fprintf(f,
 "usage: distillq-predict --model M --weights W --data FILE|DIR --output OUT.npy [options]\n"
+"       distillq-predict --teacher URL --data FILE|DIR --output OUT.npy [options]\n"
 "\n"
 "Runs the model (eval mode) over the images and writes the requested outputs as\n"
 "float32 NumPy arrays of shape [N, ...]. With several --outputs, OUT.<name>.npy\n"
 "is written for each. Prints the accuracy when labels are available.\n"
+"\n"
+"With --teacher the outputs come from a teacher service through its broker: the\n"
+"batches are sent as raw u8 pixels with up to --inflight in flight and written in\n"
+"dataset order. URL is tcp://HOST:PORT/SERVICE or ipc:///PATH/SERVICE: the service\n"
+"name is what follows the LAST '/', the broker's frontend endpoint what precedes\n"
+"it. --model and --weights are not needed. Same batch size => same bits as local.\n"
 "\n"
 "  --model M          model file (models/*.model)\n"
 "  --weights W        weights (safetensors)\n"
@@ -23,6 +31,11 @@ static void s_usage(FILE *f)
 "  --limit N          first N samples only\n"
 "  --batch B          batch size (default 128)\n"
 "  --threads N        BLAS/compute threads (default 1)\n"
+"  --teacher URL      get the outputs from this teacher service (see above)\n"
+"  --inflight K       batches in flight with --teacher (default 16)\n"
+"  --request-timeout-ms MS  with --teacher: give up on a batch unanswered for MS\n"
+"                     (default 0: wait; the broker answers 'timeout' itself)\n"
+
 "  --help, --version\n");
 }
 
@@ -34,13 +47,18 @@ int main(int argc, char **argv)
     int64_t threads = 1;
     dq_err err = {{0}};
     dq_status st = DQ_OK;
+    int64_t v = 0;
+    cfg.inflight = 16;
     enum { O_MODEL = 256, O_WEIGHTS, O_DATA, O_OUTPUT, O_OUTPUTS, O_LIMIT, O_BATCH, O_THREADS,
-           O_HELP, O_VERSION };
+           O_TEACHER, O_INFLIGHT, O_RTIMEOUT, O_HELP, O_VERSION };
     static const struct option opts[] = {
         {"model", required_argument, 0, O_MODEL}, {"weights", required_argument, 0, O_WEIGHTS},
         {"data", required_argument, 0, O_DATA}, {"output", required_argument, 0, O_OUTPUT},
         {"outputs", required_argument, 0, O_OUTPUTS}, {"limit", required_argument, 0, O_LIMIT},
         {"batch", required_argument, 0, O_BATCH}, {"threads", required_argument, 0, O_THREADS},
+        {"teacher", required_argument, 0, O_TEACHER},
+        {"inflight", required_argument, 0, O_INFLIGHT},
+        {"request-timeout-ms", required_argument, 0, O_RTIMEOUT},
         {"help", no_argument, 0, O_HELP}, {"version", no_argument, 0, O_VERSION},
         {0, 0, 0, 0}};
     int c;
@@ -54,6 +72,15 @@ int main(int argc, char **argv)
         case O_LIMIT: st = dq_cli_parse_int("--limit", optarg, 1, INT32_MAX, &cfg.limit, &err); break;
         case O_BATCH: st = dq_cli_parse_int("--batch", optarg, 1, 65536, &cfg.batch, &err); break;
         case O_THREADS: st = dq_cli_parse_int("--threads", optarg, 1, 256, &threads, &err); break;
+        case O_TEACHER: cfg.teacher_url = optarg; break;
+        case O_INFLIGHT:
+            st = dq_cli_parse_int("--inflight", optarg, 1, 4096, &v, &err);
+            cfg.inflight = (int)v;
+            break;
+        case O_RTIMEOUT:
+            st = dq_cli_parse_int("--request-timeout-ms", optarg, 0, INT32_MAX, &v, &err);
+            cfg.request_timeout_ms = (int)v;
+            break;
         case O_HELP: s_usage(stdout); return 0;
         case O_VERSION: printf("distillq-predict %s\n", PACKAGE_VERSION); return 0;
         default: fprintf(stderr, "distillq-predict: try --help\n"); return 2;
@@ -61,7 +88,10 @@ int main(int argc, char **argv)
     }
     if (st == DQ_OK && optind < argc)
         st = dq_fail(&err, DQ_ERR_ARG, "unexpected argument '%s'", argv[optind]);
-    if (st == DQ_OK && (!cfg.model_path || !cfg.weights_path || !cfg.data_path || !cfg.output_path))
+    if (st == DQ_OK && cfg.teacher_url && (!cfg.data_path || !cfg.output_path))
+        st = dq_fail(&err, DQ_ERR_ARG, "--teacher needs --data and --output (see --help)");
+    if (st == DQ_OK && !cfg.teacher_url &&
+        (!cfg.model_path || !cfg.weights_path || !cfg.data_path || !cfg.output_path))
         st = dq_fail(&err, DQ_ERR_ARG, "--model, --weights, --data and --output are required (see --help)");
     if (st != DQ_OK) {
         fprintf(stderr, "distillq-predict: %s\n", err.msg);

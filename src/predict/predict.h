@@ -2,6 +2,10 @@
  *
  * The batch path is dataset -> normalise -> forward -> requested outputs ->
  * one .npy per output, streamed row by row so memory stays one batch.
+ * With teacher_url set, the outputs come from a teacher service instead
+ * (u8 batches sent with up to `inflight` in flight, written in dataset
+ * order): the same files, bit for bit, when the service runs the same model
+ * and weights with the same batch size.
  */
 #ifndef DQ_PREDICT_H
 #define DQ_PREDICT_H
@@ -22,6 +26,11 @@ typedef struct {
     int64_t limit;           /* first N samples only (0: all) */
     int64_t batch;
     FILE *log;
+    /* Remote: tcp://HOST:PORT/SERVICE or ipc:///PATH/SERVICE (the service is
+     * what follows the last '/'); model_path and weights_path are unused. */
+    const char *teacher_url;
+    int inflight;            /* batches in flight (default 16) */
+    int request_timeout_ms;  /* give up on a batch unanswered this long (0: never) */
 } dq_predict_config;
 
 /* Output file for output `name` given the configured path and output count. */

@@ -1,4 +1,4 @@
-/* main.c - distillq-train: train a model on a dataset (cross-entropy).
+/* main.c - distillq-train: train a student, plainly or by distillation.
  *
  * A thin shell over trainer.c: parse options, install the Ctrl-C handler
  * (the only global: the stop flag main owns), run, map the status to an
@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "cli/parse.h"
+#include "student_trainer/recipe.h"
 #include "student_trainer/trainer.h"
 #include "tensor/backend.h"
 
@@ -27,9 +28,10 @@ static void s_usage(FILE *f)
 "usage: distillq-train --model M --data DIR --out CKPT [options]\n"
 "\n"
 "Trains the model in the model file M on the dataset in DIR (Fashion-MNIST/MNIST\n"
-"IDX files, raw or .gz, or CIFAR-10 binary batches) with cross-entropy, evaluates\n"
-"on the test split after every epoch and writes the weights to CKPT (safetensors,\n"
-"PyTorch state_dict keys) plus CKPT's training state for --resume.\n"
+"IDX files, raw or .gz, or CIFAR-10 binary batches), with cross-entropy or a\n"
+"distillation recipe, evaluates on the test split after every epoch and writes\n"
+"the weights to CKPT (safetensors, PyTorch state_dict keys) plus CKPT's training\n"
+"state for --resume.\n"
 "\n"
 "  --model M            model file (models/*.model)\n"
 "  --data DIR           dataset directory\n"
@@ -48,6 +50,22 @@ static void s_usage(FILE *f)
 "  --metrics FILE       per-epoch JSON lines (default CKPT.metrics.jsonl)\n"
 "  --resume             continue the run saved in CKPT (bit-identical)\n"
 "  --stop-after N       save a resumable checkpoint and stop after N batches\n"
+"\n"
+"Distillation:\n"
+"  --loss ce|kd|cosine|regressor  recipe (default ce)\n"
+"  --T T                kd temperature (default 2)\n"
+"  --soft-weight W      kd soft-target weight (default 0.25)\n"
+"  --hidden-weight W    cosine/regressor hidden-feature weight (default 0.25)\n"
+"  --ce-weight W        cross-entropy weight (default 0.75; 1 for --loss ce)\n"
+"  --teacher URL        teacher service tcp://HOST:PORT/NAME (repeatable: ensemble)\n"
+"  --teacher-local M:W  teacher model file and weights in this process\n"
+"                       (conventional distillation; repeatable: ensemble)\n"
+"  --teacher-weights a,b,...  ensemble weights, in teacher order (default equal)\n"
+"  --replay DIR         teacher outputs from the broker's LMDB cache DIR\n"
+"  --inflight K         batches kept at the teacher service (default: 2 x workers)\n"
+"  --teacher-timeout-ms T  stop (after saving) when unserved this long (60000)\n"
+"  --allow-teacher-change  accept a teacher whose weights change mid-run\n"
+"  --augment            seeded random crop (2-pixel padding) + horizontal flip\n"
 "  --quiet              no progress output\n"
 "  --help, --version\n"
 "\n"
@@ -65,8 +83,19 @@ int main(int argc, char **argv)
 
     enum { O_MODEL = 256, O_DATA, O_OUT, O_EPOCHS, O_BATCH, O_LR, O_OPTIM, O_MOM, O_WD, O_SEED,
            O_THREADS, O_LTRAIN, O_LTEST, O_INIT, O_METRICS, O_RESUME, O_STOPAFTER, O_QUIET,
-           O_HELP, O_VERSION };
+           O_HELP, O_VERSION, O_LOSS, O_T, O_SOFTW, O_HIDW, O_CEW, O_TEACHER, O_TLOCAL,
+           O_TWEIGHTS, O_REPLAY, O_INFLIGHT, O_TTIMEOUT, O_ALLOWCHG, O_AUGMENT };
     static const struct option opts[] = {
+        {"loss", required_argument, 0, O_LOSS}, {"T", required_argument, 0, O_T},
+        {"soft-weight", required_argument, 0, O_SOFTW},
+        {"hidden-weight", required_argument, 0, O_HIDW},
+        {"ce-weight", required_argument, 0, O_CEW}, {"teacher", required_argument, 0, O_TEACHER},
+        {"teacher-local", required_argument, 0, O_TLOCAL},
+        {"teacher-weights", required_argument, 0, O_TWEIGHTS},
+        {"replay", required_argument, 0, O_REPLAY}, {"inflight", required_argument, 0, O_INFLIGHT},
+        {"teacher-timeout-ms", required_argument, 0, O_TTIMEOUT},
+        {"allow-teacher-change", no_argument, 0, O_ALLOWCHG},
+        {"augment", no_argument, 0, O_AUGMENT},
         {"model", required_argument, 0, O_MODEL}, {"data", required_argument, 0, O_DATA},
         {"out", required_argument, 0, O_OUT}, {"epochs", required_argument, 0, O_EPOCHS},
         {"batch", required_argument, 0, O_BATCH}, {"lr", required_argument, 0, O_LR},
@@ -80,9 +109,34 @@ int main(int argc, char **argv)
         {"stop-after", required_argument, 0, O_STOPAFTER}, {"quiet", no_argument, 0, O_QUIET},
         {"help", no_argument, 0, O_HELP}, {"version", no_argument, 0, O_VERSION},
         {0, 0, 0, 0}};
+    /* Recipe weights given explicitly survive a later --loss. */
+    dq_recipe_kind kind = DQ_RECIPE_CE;
+    float T = -1, softw = -1, hidw = -1, cew = -1;
+    const char *tweights = NULL;
     int c;
     while (st == DQ_OK && (c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
+        case O_LOSS: st = dq_recipe_parse(&kind, optarg, &err); break;
+        case O_T: st = dq_cli_parse_float("--T", optarg, 1e-3, 1e3, &T, &err); break;
+        case O_SOFTW: st = dq_cli_parse_float("--soft-weight", optarg, 0, 1e3, &softw, &err); break;
+        case O_HIDW: st = dq_cli_parse_float("--hidden-weight", optarg, 0, 1e3, &hidw, &err); break;
+        case O_CEW: st = dq_cli_parse_float("--ce-weight", optarg, 0, 1e3, &cew, &err); break;
+        case O_TEACHER:
+        case O_TLOCAL: {
+            int *n = c == O_TEACHER ? &cfg.n_teachers : &cfg.n_local_teachers;
+            const char **list = c == O_TEACHER ? cfg.teachers : cfg.local_teachers;
+            if (*n == DQ_SOURCE_MAX_TEACHERS)
+                st = dq_fail(&err, DQ_ERR_ARG, "at most %d teachers", DQ_SOURCE_MAX_TEACHERS);
+            else
+                list[(*n)++] = optarg;
+            break;
+        }
+        case O_TWEIGHTS: tweights = optarg; break;
+        case O_REPLAY: cfg.replay_dir = optarg; break;
+        case O_INFLIGHT: st = dq_cli_parse_int("--inflight", optarg, 1, 1024, &cfg.inflight, &err); break;
+        case O_TTIMEOUT: st = dq_cli_parse_int("--teacher-timeout-ms", optarg, 100, INT32_MAX, &cfg.teacher_timeout_ms, &err); break;
+        case O_ALLOWCHG: cfg.allow_teacher_change = true; break;
+        case O_AUGMENT: cfg.augment = true; break;
         case O_MODEL: cfg.model_path = optarg; break;
         case O_DATA: cfg.data_dir = optarg; break;
         case O_OUT: cfg.out_path = optarg; break;
@@ -109,6 +163,26 @@ int main(int argc, char **argv)
         case O_VERSION: printf("distillq-train %s\n", PACKAGE_VERSION); return 0;
         default: fprintf(stderr, "distillq-train: try --help\n"); return 2;
         }
+    }
+    if (st == DQ_OK) {
+        cfg.recipe = dq_recipe_defaults(kind);
+        if (T > 0) cfg.recipe.T = T;
+        if (softw >= 0) cfg.recipe.soft_weight = softw;
+        if (hidw >= 0) cfg.recipe.hidden_weight = hidw;
+        if (cew >= 0) cfg.recipe.ce_weight = cew;
+    }
+    for (int i = 0; st == DQ_OK && tweights && *tweights; i++) {
+        char tok[64];
+        size_t len = strcspn(tweights, ",");
+        if (i == DQ_SOURCE_MAX_TEACHERS || len == 0 || len >= sizeof tok) {
+            st = dq_fail(&err, DQ_ERR_ARG, "--teacher-weights: expected up to %d numbers "
+                         "separated by commas", DQ_SOURCE_MAX_TEACHERS);
+            break;
+        }
+        memcpy(tok, tweights, len);
+        tok[len] = '\0';
+        st = dq_cli_parse_float("--teacher-weights", tok, 1e-6, 1e6, &cfg.teacher_weights[i], &err);
+        tweights += len + (tweights[len] == ',');
     }
     if (st == DQ_OK && optind < argc)
         st = dq_fail(&err, DQ_ERR_ARG, "unexpected argument '%s'", argv[optind]);

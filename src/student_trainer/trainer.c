@@ -1,9 +1,9 @@
 /* trainer.c - the student training loop (see trainer.h for the contract).
  *
- * All buffers (batch pixels, normalised input, index permutation, network
- * activations) are allocated once before the first step; the loop itself
- * does not allocate. The epoch's batch order comes from an rng seeded with
- * (seed, epoch), so resuming mid-epoch only needs the batch count.
+ * All buffers (batch pixels, normalised input, network activations, the
+ * source's batches) are allocated once before the first step; the loop
+ * itself does not allocate. Batch b of epoch e is a pure function of
+ * (seed, e, b) (batcher.h), so resuming mid-epoch only needs the batch count.
  */
 #include "student_trainer/trainer.h"
 
@@ -29,6 +29,10 @@ void dq_train_config_defaults(dq_train_config *cfg)
     cfg->optim = DQ_OPTIM_ADAM;
     cfg->momentum = 0.9f;
     cfg->seed = 42;
+    cfg->recipe = dq_recipe_defaults(DQ_RECIPE_CE);
+    cfg->inflight = 0; /* service source picks */
+    cfg->teacher_timeout_ms = 60000;
+    for (int i = 0; i < DQ_SOURCE_MAX_TEACHERS; i++) cfg->teacher_weights[i] = 1.0f;
 }
 
 void dq_train_state_path(char *buf, size_t len, const char *weights_path)
@@ -48,8 +52,8 @@ typedef struct {
     dq_net_t *net;
     int64_t nparams;
     float *m, *v;          /* optimiser moments (Adam m/v; SGD uses m) */
-    int32_t *perm;         /* this epoch's sample order */
-    uint8_t *pix;          /* one batch of raw pixels */
+    dq_source_t *source;   /* training batches with teacher outputs */
+    uint8_t *pix;          /* one test batch of raw pixels */
     float *input;          /* the same batch normalised */
     int32_t *labels;       /* the batch's labels */
     dq_train_state st;
@@ -65,31 +69,20 @@ static void s_trainer_free(s_trainer *t)
     dq_net_destroy(&t->net);
     free(t->m);
     free(t->v);
-    free(t->perm);
+    dq_source_destroy(&t->source);
     free(t->pix);
     free(t->input);
     free(t->labels);
     dq_metrics_close(&t->metrics);
 }
 
-static void s_epoch_order(s_trainer *t, int64_t epoch)
+/* Copies test samples [first, first+n) into the batch buffers and normalises. */
+static void s_gather_test(s_trainer *t, int64_t first, int64_t n)
 {
-    dq_rng r;
-    dq_rng_seed(&r, t->cfg->seed ^ (0x5851f42d4c957f2dULL * (uint64_t)(epoch + 1)));
-    for (int64_t i = 0; i < t->train.n; i++) t->perm[i] = (int32_t)i;
-    dq_rng_shuffle(&r, t->perm, t->train.n);
-}
-
-/* Copies samples idx[0..n) of ds into the batch buffers and normalises. */
-static void s_gather(s_trainer *t, const dq_dataset *ds, const int32_t *idx, int64_t first,
-                     int64_t n)
-{
+    const dq_dataset *ds = &t->test;
     size_t sz = (size_t)ds->c * (size_t)ds->h * (size_t)ds->w;
-    for (int64_t i = 0; i < n; i++) {
-        int64_t s = idx ? idx[first + i] : first + i;
-        memcpy(t->pix + (size_t)i * sz, ds->images + (size_t)s * sz, sz);
-        t->labels[i] = ds->labels[s];
-    }
+    memcpy(t->pix, ds->images + (size_t)first * sz, (size_t)n * sz);
+    memcpy(t->labels, ds->labels + first, (size_t)n * sizeof(int32_t));
     dq_net_normalize_u8(t->net, t->input, t->pix, n);
 }
 
@@ -110,6 +103,54 @@ static dq_status s_check_data(s_trainer *t, const dq_dataset *ds, const char *sp
     return DQ_OK;
 }
 
+/* Picks the source from the flags and checks the teacher output against the
+ * recipe before any training happens. */
+static dq_status s_open_source(s_trainer *t, dq_err *err)
+{
+    const dq_train_config *cfg = t->cfg;
+    dq_source_config sc;
+    memset(&sc, 0, sizeof sc);
+    sc.train = &t->train;
+    sc.seed = cfg->seed;
+    sc.batch = cfg->batch;
+    sc.augment = cfg->augment;
+    sc.output = dq_recipe_teacher_output(&cfg->recipe);
+    sc.inflight = cfg->inflight;
+    sc.timeout_ms = cfg->teacher_timeout_ms;
+    sc.allow_teacher_change = cfg->allow_teacher_change;
+    sc.replay_dir = cfg->replay_dir;
+    sc.log = cfg->log;
+    int kinds = (cfg->n_teachers > 0) + (cfg->n_local_teachers > 0) + (cfg->replay_dir != NULL);
+    if (kinds > 1)
+        return dq_fail(err, DQ_ERR_ARG, "--teacher, --teacher-local and --replay exclude each "
+                       "other");
+    if (sc.output && kinds == 0)
+        return dq_fail(err, DQ_ERR_ARG, "--loss %s needs a teacher: --teacher URL, "
+                       "--teacher-local MODEL:WEIGHTS or --replay DIR",
+                       dq_recipe_name(cfg->recipe.kind));
+    if (!sc.output && kinds > 0)
+        return dq_fail(err, DQ_ERR_ARG, "a teacher was given but --loss ce uses none; choose "
+                       "--loss kd, cosine or regressor");
+    const char *const *list = cfg->n_teachers ? cfg->teachers : cfg->local_teachers;
+    sc.n_teachers = cfg->n_teachers ? cfg->n_teachers : cfg->n_local_teachers;
+    for (int i = 0; i < sc.n_teachers; i++) {
+        sc.teachers[i] = list[i];
+        sc.weights[i] = cfg->teacher_weights[i];
+    }
+    if (cfg->replay_dir) {
+        sc.n_teachers = 0;
+        DQ_TRY(dq_source_replay_new(&t->source, &sc, err));
+    } else if (cfg->n_teachers > 0) {
+        DQ_TRY(dq_source_service_new(&t->source, &sc, err));
+    } else {
+        DQ_TRY(dq_source_local_new(&t->source, &sc, err));
+    }
+    if (sc.output)
+        DQ_TRY(dq_recipe_check(&cfg->recipe, t->net, t->source->tshape.shape,
+                               t->source->tshape.ndim, err));
+    return DQ_OK;
+}
+
 static dq_status s_setup(s_trainer *t, dq_err *err)
 {
     const dq_train_config *cfg = t->cfg;
@@ -126,11 +167,10 @@ static dq_status s_setup(s_trainer *t, dq_err *err)
     size_t sz = (size_t)t->train.c * (size_t)t->train.h * (size_t)t->train.w;
     t->m = calloc((size_t)t->nparams, sizeof(float));
     t->v = calloc((size_t)t->nparams, sizeof(float));
-    t->perm = malloc((size_t)t->train.n * sizeof(int32_t));
     t->pix = malloc((size_t)cfg->batch * sz);
     t->input = malloc((size_t)cfg->batch * sz * sizeof(float));
     t->labels = malloc((size_t)cfg->batch * sizeof(int32_t));
-    if (!t->m || !t->v || !t->perm || !t->pix || !t->input || !t->labels)
+    if (!t->m || !t->v || !t->pix || !t->input || !t->labels)
         return dq_fail(err, DQ_ERR_NOMEM, "trainer: out of memory for %lld parameters",
                        (long long)t->nparams);
     t->st.m = t->m;
@@ -157,6 +197,7 @@ static dq_status s_setup(s_trainer *t, dq_err *err)
         t->st.seed = cfg->seed;
         dq_rng_seed(&t->st.rng, cfg->seed ^ 0xd1b54a32d192ed03ULL);
     }
+    DQ_TRY(s_open_source(t, err));
     return dq_metrics_open(&t->metrics, t->metrics_path, cfg->resume, err);
 }
 
@@ -166,18 +207,18 @@ static dq_status s_save(s_trainer *t, dq_err *err)
     return dq_ckpt_save_state(t->net, &t->st, t->state_path, err);
 }
 
-/* One optimiser step on batch [first, first+n) of the epoch order. */
-static dq_status s_step(s_trainer *t, int64_t first, int64_t n, dq_err *err)
+/* One optimiser step on one batch from the source. */
+static dq_status s_step(s_trainer *t, const dq_train_batch *b, dq_err *err)
 {
     const dq_net_input *in = dq_net_input_spec(t->net);
-    s_gather(t, &t->train, t->perm, first, n);
+    int64_t n = b->n;
+    dq_net_normalize_u8(t->net, t->input, b->pix, n);
     dq_tensor x = dq_tensor_view4(t->input, n, in->channels, in->height, in->width);
     dq_net_zero_grad(t->net);
     DQ_TRY(dq_net_forward(t->net, &x, true, &t->st.rng, err));
     const dq_tensor *logits = dq_net_output(t->net, "logits");
-    dq_tensor *dlogits = dq_net_output_grad(t->net, "logits");
     float loss = 0;
-    DQ_TRY(dq_loss_cross_entropy(&loss, dlogits, logits, t->labels, 1.0f, err));
+    DQ_TRY(dq_recipe_loss(&t->cfg->recipe, t->net, b->labels, b->teacher, &loss, err));
     DQ_TRY(dq_net_backward(t->net, err));
     t->st.step++;
     if (t->cfg->optim == DQ_OPTIM_ADAM) {
@@ -194,7 +235,7 @@ static dq_status s_step(s_trainer *t, int64_t first, int64_t n, dq_err *err)
                     t->st.step == 1, &s);
     }
     t->st.loss_sum += (double)loss * (double)n;
-    t->st.correct += dq_count_correct(logits, t->labels);
+    t->st.correct += dq_count_correct(logits, b->labels);
     t->st.seen += n;
     if (!isfinite(loss))
         return dq_fail(err, DQ_ERR_ARG, "loss became %f at step %lld: lower --lr", (double)loss,
@@ -209,7 +250,7 @@ static dq_status s_evaluate(s_trainer *t, double *loss, double *acc, dq_err *err
     int64_t correct = 0;
     for (int64_t first = 0; first < t->test.n; first += t->cfg->batch) {
         int64_t n = t->test.n - first < t->cfg->batch ? t->test.n - first : t->cfg->batch;
-        s_gather(t, &t->test, NULL, first, n);
+        s_gather_test(t, first, n);
         dq_tensor x = dq_tensor_view4(t->input, n, in->channels, in->height, in->width);
         DQ_TRY(dq_net_forward(t->net, &x, false, NULL, err));
         const dq_tensor *logits = dq_net_output(t->net, "logits");
@@ -238,7 +279,7 @@ static dq_status s_run(s_trainer *t, dq_err *err)
                 (long long)t->st.batch_in_epoch, (long long)nb);
 
     while (t->st.epoch < cfg->epochs) {
-        s_epoch_order(t, t->st.epoch);
+        DQ_TRY(t->source->start(t->source, t->st.epoch, t->st.batch_in_epoch, err));
         char label[64];
         snprintf(label, sizeof label, "epoch %lld/%lld", (long long)t->st.epoch + 1,
                  (long long)cfg->epochs);
@@ -246,9 +287,25 @@ static dq_status s_run(s_trainer *t, dq_err *err)
         dq_progress_start(&prog, log, label, t->train.n);
         double t0 = dq_now() - t->st.seconds;
         for (int64_t b = t->st.batch_in_epoch; b < nb; b++) {
-            int64_t first = b * cfg->batch;
-            int64_t n = t->train.n - first < cfg->batch ? t->train.n - first : cfg->batch;
-            DQ_TRY(s_step(t, first, n, err));
+            dq_train_batch *batch = NULL;
+            dq_status st = t->source->next(t->source, &batch, err);
+            if (st == DQ_ERR_TIMEOUT || st == DQ_ERR_NET) {
+                /* The teachers stayed away: keep what was trained. */
+                t->st.seconds = dq_now() - t0;
+                dq_progress_end(&prog);
+                dq_err serr = {{0}};
+                if (s_save(t, &serr) == DQ_OK)
+                    return dq_fail_prefix(err, st, "saved resumable checkpoint %s at epoch %lld "
+                                          "batch %lld; ", cfg->out_path,
+                                          (long long)t->st.epoch + 1, (long long)b);
+                return st;
+            }
+            DQ_TRY(st);
+            if (!batch || batch->index != b)
+                return dq_fail(err, DQ_ERR_ARG, "%s source: expected batch %lld of epoch %lld",
+                               t->source->kind, (long long)b, (long long)t->st.epoch + 1);
+            int64_t first = b * cfg->batch, n = batch->n;
+            DQ_TRY(s_step(t, batch, err));
             t->st.batch_in_epoch = b + 1;
             batches_run++;
             dq_progress_update(&prog, first + n, t->st.loss_sum / (double)t->st.seen);

@@ -1,7 +1,7 @@
 /* trainer.h - the student training loop behind distillq-train.
  *
- * dataset -> shuffled batch -> normalise -> forward -> loss -> backward ->
- * optimiser step, with evaluation on the test split after every epoch,
+ * source (dataset -> batcher -> teacher outputs) -> normalise -> forward ->
+ * recipe loss -> backward -> optimiser step, with evaluation on the test split after every epoch,
  * JSON-lines metrics, progress, and resumable checkpoints (weights file plus a
  * training-state file beside it) written after every epoch and when the
  * caller's stop flag is raised (Ctrl-C). A resumed run is bit-identical to an
@@ -17,6 +17,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "student_trainer/recipe.h"
+#include "student_trainer/source.h"
 #include "tensor/status.h"
 
 typedef enum { DQ_OPTIM_ADAM, DQ_OPTIM_SGD } dq_optim_kind;
@@ -38,6 +40,18 @@ typedef struct {
     float weight_decay;
     uint64_t seed;
     bool resume;
+    /* Distillation: the loss recipe and where teacher outputs come from. */
+    dq_recipe recipe;
+    bool augment;
+    int n_teachers;                      /* --teacher URL ... (service) */
+    const char *teachers[DQ_SOURCE_MAX_TEACHERS];
+    int n_local_teachers;                /* --teacher-local M:W ... (conventional) */
+    const char *local_teachers[DQ_SOURCE_MAX_TEACHERS];
+    float teacher_weights[DQ_SOURCE_MAX_TEACHERS]; /* ensemble weights (default 1 each) */
+    const char *replay_dir;              /* --replay DIR (offline, LMDB cache) */
+    int64_t inflight;                    /* batches kept at the teacher service */
+    int64_t teacher_timeout_ms;          /* service unavailable this long: stop */
+    bool allow_teacher_change;
     FILE *log;                /* progress and per-epoch lines; NULL: silent */
     volatile sig_atomic_t *stop; /* raised by main's signal handler; may be NULL */
 } dq_train_config;

@@ -240,7 +240,7 @@ dq_status dq_teacher_serve(dq_teacher_t *t, const dq_msg_request *r, dq_msg_buf 
     if (dq_teacher_check(t, r, &why) != DQ_OK)
         return dq_msg_encode_error_reply(buf, r->req_id, DQ_REPLY_BAD_REQUEST, why.msg, err);
     if (s_forward(t, r, &why) != DQ_OK) {
-        char reason[DQ_MSG_ERROR_MAX + 1];
+        char reason[sizeof(dq_err) + 128]; /* encoder truncates */
         snprintf(reason, sizeof reason, "service %s: %s", t->id.service, why.msg);
         return dq_msg_encode_error_reply(buf, r->req_id, DQ_REPLY_ERROR, reason, err);
     }

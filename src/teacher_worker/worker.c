@@ -142,7 +142,7 @@ static void s_compute_one(dq_worker_t *w, dq_wire_parts *p)
     if (st != DQ_OK) {
         /* The I/O thread checked the request, so this is an encoder limit or
          * no memory: answer with the reason rather than not at all. */
-        char reason[DQ_MSG_ERROR_MAX + 1];
+        char reason[sizeof(dq_err) + 128]; /* encoder truncates */
         snprintf(reason, sizeof reason, "service %s: %s", w->cfg.service, err.msg);
         dq_msg_buf_reset(&w->cbuf);
         if (dq_msg_encode_error_reply(&w->cbuf, m.has_req_id ? m.req_id : 0, DQ_REPLY_ERROR,
@@ -381,7 +381,7 @@ static void s_on_request(dq_worker_t *w, dq_wire_parts *p)
         st = dq_fail(&why, DQ_ERR_PROTO, "a %s in a [ticket, body] message",
                      dq_msg_type_name(m.type));
     if (st != DQ_OK) {
-        char reason[DQ_MSG_ERROR_MAX + 1];
+        char reason[sizeof(dq_err) + 128]; /* encoder truncates */
         snprintf(reason, sizeof reason, "service %s: malformed request: %s", w->cfg.service,
                  why.msg);
         if (m.has_req_id) s_reply_error(w, ticket, m.req_id, DQ_REPLY_BAD_REQUEST, reason);
@@ -393,7 +393,7 @@ static void s_on_request(dq_worker_t *w, dq_wire_parts *p)
         return;
     }
     if (w->q_count == w->cfg.capacity) {
-        char reason[DQ_MSG_ERROR_MAX + 1];
+        char reason[sizeof(dq_err) + 128]; /* encoder truncates */
         snprintf(reason, sizeof reason, "service %s: worker already holds its capacity of %d "
                  "requests", w->cfg.service, w->cfg.capacity);
         s_reply_error(w, ticket, m.req_id, DQ_REPLY_ERROR, reason);

@@ -1,0 +1,546 @@
+/* test_broker.c - the real distillq-broker binary driven by fake teacher
+ * workers (threads, and a child process that gets SIGKILLed) and checking
+ * clients on 127.0.0.1 (and ipc://): exactly-once replies with K in flight,
+ * capacity and FIFO, requeue after a hung or killed worker with the late
+ * reply dropped, timeouts naming the service, overload, malformed frames,
+ * stats, two services, drain/goodbye, identity conflicts, and workers
+ * re-joining a restarted broker. Heartbeat 100 ms x liveness 3 keeps each
+ * case well under two seconds. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <dirent.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <cmocka.h>
+#include <zmq.h>
+
+#include "broker_harness.h"
+#include "proto/msg.h"
+#include "proto/wire.h"
+
+static const char *const s_fast[] = {"--heartbeat-ms", "100", "--liveness", "3",
+                                     "--request-timeout-ms", "3000", NULL};
+
+typedef struct {
+    char dir[64];
+    h_broker b;
+    char json[16384];
+} fixture;
+
+static int s_setup(void **state)
+{
+    fixture *f = calloc(1, sizeof *f);
+    if (!f) return -1;
+    snprintf(f->dir, sizeof f->dir, "/tmp/dq-test-broker-XXXXXX");
+    if (!mkdtemp(f->dir)) return -1;
+    *state = f;
+    return 0;
+}
+
+static int s_teardown(void **state)
+{
+    fixture *f = *state;
+    DIR *d = opendir(f->dir);
+    struct dirent *e;
+    char path[512];
+    while (d && (e = readdir(d))) {
+        if (e->d_name[0] == '.') continue;
+        snprintf(path, sizeof path, "%s/%s", f->dir, e->d_name);
+        unlink(path);
+    }
+    if (d) closedir(d);
+    rmdir(f->dir);
+    free(f);
+    return 0;
+}
+
+static fixture *s_start(void **state, bool ipc, const char *const *args)
+{
+    fixture *f = *state;
+    if (h_broker_start(&f->b, f->dir, ipc, args) != 0) fail_msg("broker did not start");
+    return f;
+}
+
+static void s_stop(fixture *f)
+{
+    assert_int_equal(h_broker_stop(&f->b), 0); /* clean exit on SIGTERM */
+}
+
+static void s_stats(fixture *f)
+{
+    assert_int_equal(h_stats(f->b.frontend, f->json, sizeof f->json), 0);
+}
+
+/* Waits (bounded) until the broker counts `want` live workers. */
+static void s_wait_workers(fixture *f, int want)
+{
+    for (int i = 0; i < 200; i++) {
+        s_stats(f);
+        if (h_json_num(f->json, NULL, "workers") == want) return;
+        usleep(10000);
+    }
+    fail_msg("broker never saw %d workers: %s", want, f->json);
+}
+
+static void test_many_requests_exactly_once_and_stats(void **state)
+{
+    fixture *f = s_start(state, false, s_fast);
+    h_worker w1, w2;
+    h_worker_defaults(&w1, f->b.backend, "fmnist");
+    h_worker_defaults(&w2, f->b.backend, "fmnist");
+    w1.capacity = 2, w1.delay_ms = 1;
+    w2.capacity = 3, w2.delay_ms = 2;
+    assert_int_equal(h_worker_start(&w1), 0);
+    assert_int_equal(h_worker_start(&w2), 0);
+    s_wait_workers(f, 2);
+    h_client c;
+    h_client_defaults(&c, f->b.frontend, "fmnist");
+    c.total = 300, c.inflight = 16, c.after_ms = 100;
+    h_client_run(&c);
+    assert_int_equal(c.ok, 300);
+    assert_int_equal(c.missing, 0);
+    assert_int_equal(c.dup, 0);
+    assert_int_equal(c.wrong, 0);
+    assert_int_equal(c.unknown, 0);
+    assert_string_equal(c.teacher_service, "fmnist");
+    assert_true(atomic_load(&w1.max_held) <= 2);
+    assert_true(atomic_load(&w2.max_held) <= 3);
+    assert_true(atomic_load(&w1.served) > 0 && atomic_load(&w2.served) > 0);
+    assert_int_equal(atomic_load(&w1.served) + atomic_load(&w2.served), 300);
+    /* stats match what was sent and served */
+    s_stats(f);
+    assert_int_equal(h_json_num(f->json, NULL, "requests"), 300);
+    assert_int_equal(h_json_num(f->json, NULL, "replies"), 300);
+    assert_int_equal(h_json_num(f->json, "\"name\": \"fmnist\"", "served"), 300);
+    assert_int_equal(h_json_num(f->json, "\"name\": \"fmnist\"", "errors"), 0);
+    assert_int_equal(h_json_num(f->json, "\"name\": \"fmnist\"", "queue"), 0);
+    assert_int_equal(h_json_num(f->json, NULL, "in_flight"), 0);
+    long long s1 = h_json_num(f->json, "\"capacity\": 2", "served");
+    long long s2 = h_json_num(f->json, "\"capacity\": 3", "served");
+    assert_int_equal(s1, atomic_load(&w1.served));
+    assert_int_equal(s2, atomic_load(&w2.served));
+    assert_non_null(strstr(f->json, "\"model\": \"fake-teacher\""));
+    assert_true(h_log_count(&f->b, "joined 'fmnist'") == 2);
+    h_worker_join(&w1);
+    h_worker_join(&w2);
+    s_stop(f);
+}
+
+static void test_capacity_and_fifo(void **state)
+{
+    fixture *f = s_start(state, false, s_fast);
+    /* one worker of capacity 1: requests are served strictly in send order */
+    h_worker w;
+    h_worker_defaults(&w, f->b.backend, "seq");
+    w.capacity = 1, w.delay_ms = 1;
+    assert_int_equal(h_worker_start(&w), 0);
+    s_wait_workers(f, 1);
+    h_client c;
+    h_client_defaults(&c, f->b.frontend, "seq");
+    c.total = 40, c.inflight = 8;
+    h_client_run(&c);
+    assert_int_equal(c.ok, 40);
+    assert_true(c.in_order);
+    assert_int_equal(atomic_load(&w.max_held), 1);
+    h_worker_join(&w);
+    /* capacity 2 with slow compute and 16 in flight: it holds exactly 2 */
+    h_worker_defaults(&w, f->b.backend, "seq");
+    w.capacity = 2, w.delay_ms = 15;
+    assert_int_equal(h_worker_start(&w), 0);
+    h_client_defaults(&c, f->b.frontend, "seq");
+    c.total = 20, c.inflight = 16, c.first_id = 1000;
+    h_client_run(&c);
+    assert_int_equal(c.ok, 20);
+    assert_int_equal(atomic_load(&w.max_held), 2);
+    h_worker_join(&w);
+    s_stop(f);
+}
+
+static void test_hung_worker_requeued_late_reply_dropped(void **state)
+{
+    fixture *f = s_start(state, false, s_fast);
+    h_worker hung, good;
+    h_worker_defaults(&hung, f->b.backend, "svc");
+    h_worker_defaults(&good, f->b.backend, "svc");
+    hung.capacity = 2, hung.delay_ms = 2, hung.hang_after = 6, hung.late_after_ms = 700;
+    good.capacity = 2, good.delay_ms = 3;
+    assert_int_equal(h_worker_start(&hung), 0);
+    s_wait_workers(f, 1);
+    assert_int_equal(h_worker_start(&good), 0);
+    s_wait_workers(f, 2);
+    h_client c;
+    h_client_defaults(&c, f->b.frontend, "svc");
+    c.total = 80, c.inflight = 8;
+    h_client_run(&c);
+    h_worker_wait(&hung); /* it has sent its late replies and left */
+    assert_int_equal(atomic_load(&hung.late_sent), 2);
+    /* listen a while more: the late replies must not reach the client */
+    h_client extra;
+    (void)extra;
+    usleep(200000);
+    assert_int_equal(c.ok, 80);
+    assert_int_equal(c.dup, 0);
+    assert_int_equal(c.missing, 0);
+    assert_int_equal(c.wrong, 0);
+    s_stats(f);
+    assert_int_equal(h_json_num(f->json, NULL, "late_dropped"), 2);
+    assert_int_equal(h_json_num(f->json, NULL, "replies"), 80);
+    assert_int_equal(h_json_num(f->json, "\"name\": \"svc\"", "requeues"), 2);
+    assert_true(h_log_contains(&f->b, "died (silent for"));
+    assert_true(h_log_contains(&f->b, "requeued 2 requests of worker"));
+    assert_true(h_log_contains(&f->b, "dropped a reply from unknown worker"));
+    h_worker_join(&good);
+    s_stop(f);
+}
+
+typedef struct {
+    pid_t child;
+    bool killed;
+} s_killer;
+
+static void s_kill_mid_stream(void *arg, int answered)
+{
+    s_killer *k = arg;
+    if (!k->killed && answered >= 20) {
+        kill(k->child, SIGKILL);
+        k->killed = true;
+    }
+}
+
+static void test_killed_worker_requeued(void **state)
+{
+    fixture *f = s_start(state, false, s_fast);
+    s_killer k = {h_worker_spawn(NULL, f->b.backend, "svc", 3, 20), false};
+    assert_true(k.child > 0);
+    s_wait_workers(f, 1);
+    h_worker good;
+    h_worker_defaults(&good, f->b.backend, "svc");
+    good.capacity = 2, good.delay_ms = 20;
+    assert_int_equal(h_worker_start(&good), 0);
+    s_wait_workers(f, 2);
+    h_client c;
+    h_client_defaults(&c, f->b.frontend, "svc");
+    c.total = 60, c.inflight = 16, c.after_ms = 300;
+    c.on_progress = s_kill_mid_stream, c.arg = &k;
+    h_client_run(&c);
+    int st = 0;
+    assert_int_equal(waitpid(k.child, &st, 0), k.child);
+    assert_true(k.killed && WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+    assert_int_equal(c.ok, 60);
+    assert_int_equal(c.dup, 0);
+    assert_int_equal(c.missing, 0);
+    s_stats(f);
+    assert_true(h_json_num(f->json, "\"name\": \"svc\"", "requeues") >= 1);
+    assert_int_equal(h_json_num(f->json, NULL, "workers"), 1);
+    assert_true(h_log_contains(&f->b, "requeued"));
+    h_worker_join(&good);
+    s_stop(f);
+}
+
+static void test_no_worker_timeout_names_service(void **state)
+{
+    static const char *const args[] = {"--heartbeat-ms", "100", "--request-timeout-ms", "300",
+                                       NULL};
+    fixture *f = s_start(state, false, args);
+    h_client c;
+    h_client_defaults(&c, f->b.frontend, "ghost");
+    c.total = 3, c.inflight = 3, c.timeout_ms = 3000;
+    int64_t t0 = dq_wire_now_ms();
+    h_client_run(&c);
+    int64_t dt = dq_wire_now_ms() - t0;
+    assert_int_equal(c.status_count[DQ_REPLY_UNKNOWN_SERVICE], 3);
+    assert_non_null(strstr(c.last_error, "'ghost'"));
+    assert_true(dt >= 290 && dt < 2000);
+    /* a service whose only worker left: "timeout", also naming it */
+    h_worker w;
+    h_worker_defaults(&w, f->b.backend, "gone");
+    w.graceful = true;
+    assert_int_equal(h_worker_start(&w), 0);
+    s_wait_workers(f, 1);
+    h_worker_join(&w);
+    s_wait_workers(f, 0);
+    h_client_defaults(&c, f->b.frontend, "gone");
+    c.total = 2, c.inflight = 2, c.timeout_ms = 3000;
+    h_client_run(&c);
+    assert_int_equal(c.status_count[DQ_REPLY_TIMEOUT], 2);
+    assert_non_null(strstr(c.last_error, "'gone'"));
+    assert_true(h_log_contains(&f->b, "left"));
+    s_stats(f);
+    assert_int_equal(h_json_num(f->json, "\"name\": \"ghost\"", "timeouts"), 3);
+    s_stop(f);
+}
+
+static void test_overloaded(void **state)
+{
+    static const char *const args[] = {"--heartbeat-ms", "100", "--request-timeout-ms", "500",
+                                       "--max-queue", "4", NULL};
+    fixture *f = s_start(state, false, args);
+    h_client c;
+    h_client_defaults(&c, f->b.frontend, "busy");
+    c.total = 7, c.inflight = 7, c.timeout_ms = 3000;
+    h_client_run(&c);
+    assert_int_equal(c.missing, 0);
+    assert_int_equal(c.status_count[DQ_REPLY_OVERLOADED], 3);
+    assert_int_equal(c.status_count[DQ_REPLY_UNKNOWN_SERVICE], 4);
+    s_stats(f);
+    assert_int_equal(h_json_num(f->json, "\"name\": \"busy\"", "overloaded"), 3);
+    s_stop(f);
+}
+
+/* Sends raw frames from a DEALER and returns the decoded reply's status
+ * (-1 if none within 2 s); why receives the error text. */
+static int s_raw(void *s, dq_msg_decoder_t *dec, const void *const *data, const size_t *len,
+                 int n, uint64_t *req_id, char *why)
+{
+    if (dq_wire_send(s, n, data, len, 0, NULL) != DQ_OK) return -1;
+    zmq_pollitem_t it = {s, 0, ZMQ_POLLIN, 0};
+    if (zmq_poll(&it, 1, 2000) != 1) return -1;
+    dq_wire_parts p;
+    dq_msg m;
+    int st = -1;
+    if (dq_wire_recv(s, &p, 0, NULL) != DQ_OK) return -1;
+    if (p.n == 1 && dq_msg_decode(dec, zmq_msg_data(&p.f[0]), zmq_msg_size(&p.f[0]), &m, NULL) ==
+                        DQ_OK &&
+        m.type == DQ_MSG_REPLY) {
+        st = (int)m.u.reply.status;
+        *req_id = m.u.reply.req_id;
+        snprintf(why, DQ_MSG_ERROR_MAX + 1, "%s", m.u.reply.error);
+    }
+    dq_wire_parts_close(&p);
+    return st;
+}
+
+static void test_malformed_frames_get_error_replies(void **state)
+{
+    static const char *const args[] = {"--heartbeat-ms", "100", "--max-msg-bytes", "65536", NULL};
+    fixture *f = s_start(state, false, args);
+    h_worker w;
+    h_worker_defaults(&w, f->b.backend, "fm");
+    w.garbage_first = true; /* junk on the backend: logged, not fatal */
+    assert_int_equal(h_worker_start(&w), 0);
+    s_wait_workers(f, 1);
+    void *ctx = zmq_ctx_new(), *s = NULL;
+    dq_wire_opts o = {.linger_ms = 0};
+    assert_int_equal(dq_wire_dealer_new(&s, ctx, f->b.frontend, &o, NULL), DQ_OK);
+    dq_msg_decoder_t *dec = NULL;
+    assert_int_equal(dq_msg_decoder_new(&dec, NULL), DQ_OK);
+    char why[DQ_MSG_ERROR_MAX + 1];
+    uint64_t id = 0;
+
+    const void *junk[1] = {"\xdd\xff\xff\xff\xffgarbage"};
+    size_t junk_len[1] = {12};
+    assert_int_equal(s_raw(s, dec, junk, junk_len, 1, &id, why), DQ_REPLY_BAD_REQUEST);
+    assert_non_null(strstr(why, "declares"));
+
+    const void *two[2] = {"a", "b"};
+    size_t two_len[2] = {1, 1};
+    assert_int_equal(s_raw(s, dec, two, two_len, 2, &id, why), DQ_REPLY_BAD_REQUEST);
+    assert_non_null(strstr(why, "got 2 frames"));
+
+    dq_msg_buf buf;
+    dq_msg_buf_init(&buf);
+    assert_int_equal(dq_msg_encode_simple(&buf, DQ_MSG_GOODBYE, NULL), DQ_OK);
+    const void *gb[1] = {buf.data};
+    size_t gb_len[1] = {buf.len};
+    assert_int_equal(s_raw(s, dec, gb, gb_len, 1, &id, why), DQ_REPLY_BAD_REQUEST);
+    assert_non_null(strstr(why, "'goodbye' is not accepted"));
+
+    /* a request the service's workers announced they cannot take */
+    uint8_t px[3 * 32 * 32];
+    dq_msg_request rq;
+    memset(&rq, 0, sizeof rq);
+    rq.req_id = 4242;
+    snprintf(rq.service, sizeof rq.service, "fm");
+    rq.dtype = DQ_DTYPE_U8;
+    rq.shape[0] = 1, rq.shape[1] = 3, rq.shape[2] = 32, rq.shape[3] = 32;
+    rq.data = px, rq.data_len = sizeof px;
+    memset(px, 1, sizeof px);
+    rq.n_outputs = 1;
+    snprintf(rq.outputs[0], sizeof rq.outputs[0], "logits");
+    dq_msg_buf_reset(&buf);
+    assert_int_equal(dq_msg_encode_request(&buf, &rq, NULL), DQ_OK);
+    gb[0] = buf.data, gb_len[0] = buf.len;
+    assert_int_equal(s_raw(s, dec, gb, gb_len, 1, &id, why), DQ_REPLY_BAD_REQUEST);
+    assert_int_equal(id, 4242);
+    assert_non_null(strstr(why, "takes 1x8x8 inputs"));
+    /* an output the service does not have */
+    rq.shape[1] = 1, rq.shape[2] = 8, rq.shape[3] = 8, rq.data_len = 64;
+    snprintf(rq.outputs[0], sizeof rq.outputs[0], "nope");
+    dq_msg_buf_reset(&buf);
+    assert_int_equal(dq_msg_encode_request(&buf, &rq, NULL), DQ_OK);
+    gb[0] = buf.data, gb_len[0] = buf.len;
+    assert_int_equal(s_raw(s, dec, gb, gb_len, 1, &id, why), DQ_REPLY_BAD_REQUEST);
+    assert_non_null(strstr(why, "no output 'nope'"));
+    /* data length not matching the shape: the req_id is still echoed */
+    snprintf(rq.outputs[0], sizeof rq.outputs[0], "logits");
+    dq_msg_buf_reset(&buf);
+    assert_int_equal(dq_msg_encode_request(&buf, &rq, NULL), DQ_OK);
+    /* the bin is the last field: shorten its payload and header length by one */
+    uint8_t *bad = malloc(buf.len);
+    assert_non_null(bad);
+    memcpy(bad, buf.data, buf.len);
+    assert_int_equal(bad[buf.len - 64 - 2], 0xc4); /* bin8 marker, length 64 */
+    bad[buf.len - 64 - 1] = 63;
+    gb[0] = bad, gb_len[0] = buf.len - 1;
+    assert_int_equal(s_raw(s, dec, gb, gb_len, 1, &id, why), DQ_REPLY_BAD_REQUEST);
+    assert_int_equal(id, 4242);
+    assert_non_null(strstr(why, "63 bytes, shape needs 64"));
+    free(bad);
+    /* a frame over --max-msg-bytes */
+    size_t big = 100000;
+    uint8_t *huge = calloc(big, 1);
+    assert_non_null(huge);
+    gb[0] = huge, gb_len[0] = big;
+    assert_int_equal(s_raw(s, dec, gb, gb_len, 1, &id, why), DQ_REPLY_BAD_REQUEST);
+    assert_non_null(strstr(why, "exceeds"));
+    free(huge);
+
+    /* and the broker still serves */
+    h_client c;
+    h_client_defaults(&c, f->b.frontend, "fm");
+    c.total = 20;
+    h_client_run(&c);
+    assert_int_equal(c.ok, 20);
+    assert_true(h_log_contains(&f->b, "malformed message from worker"));
+    s_stats(f);
+    assert_int_equal(h_json_num(f->json, "\"name\": \"fm\"", "bad_requests"), 2);
+    assert_true(h_json_num(f->json, NULL, "malformed") >= 6);
+    dq_msg_buf_free(&buf);
+    dq_msg_decoder_destroy(&dec);
+    zmq_close(s);
+    zmq_ctx_term(ctx);
+    h_worker_join(&w);
+    s_stop(f);
+}
+
+static void *s_client_thread(void *arg)
+{
+    h_client_run(arg);
+    return NULL;
+}
+
+static void test_two_services_two_clients_ipc(void **state)
+{
+    fixture *f = s_start(state, true, s_fast);
+    h_worker a, b;
+    h_worker_defaults(&a, f->b.backend, "alpha");
+    h_worker_defaults(&b, f->b.backend, "beta");
+    b.c = 3, b.h = 4, b.w = 4, b.sha = H_SHA_B, b.capacity = 3;
+    a.delay_ms = 1, b.delay_ms = 1;
+    assert_int_equal(h_worker_start(&a), 0);
+    assert_int_equal(h_worker_start(&b), 0);
+    s_wait_workers(f, 2);
+    h_client ca, cb;
+    h_client_defaults(&ca, f->b.frontend, "alpha");
+    h_client_defaults(&cb, f->b.frontend, "beta");
+    cb.c = 3, cb.h = 4, cb.w = 4, cb.n = 2;
+    ca.total = cb.total = 150;
+    pthread_t ta, tb;
+    assert_int_equal(pthread_create(&ta, NULL, s_client_thread, &ca), 0);
+    assert_int_equal(pthread_create(&tb, NULL, s_client_thread, &cb), 0);
+    pthread_join(ta, NULL);
+    pthread_join(tb, NULL);
+    assert_int_equal(ca.ok, 150);
+    assert_int_equal(cb.ok, 150);
+    assert_int_equal(ca.dup + cb.dup + ca.wrong + cb.wrong, 0);
+    assert_string_equal(ca.teacher_service, "alpha");
+    assert_string_equal(cb.teacher_service, "beta");
+    assert_int_equal(atomic_load(&a.served), 150);
+    assert_int_equal(atomic_load(&b.served), 150);
+    /* a third worker claiming "beta" with other weights is refused */
+    h_worker bad;
+    h_worker_defaults(&bad, f->b.backend, "beta");
+    bad.c = 3, bad.h = 4, bad.w = 4, bad.sha = H_SHA_A;
+    assert_int_equal(h_worker_start(&bad), 0);
+    for (int i = 0; i < 200 && atomic_load(&bad.disconnects) == 0; i++) usleep(10000);
+    assert_int_equal(atomic_load(&bad.disconnects), 1);
+    assert_true(h_log_contains(&f->b, "rejected worker"));
+    h_worker_join(&bad);
+    h_worker_join(&a);
+    h_worker_join(&b);
+    s_stop(f);
+}
+
+static void test_graceful_drain_loses_nothing(void **state)
+{
+    fixture *f = s_start(state, false, s_fast);
+    h_worker leaving, staying;
+    h_worker_defaults(&leaving, f->b.backend, "d");
+    h_worker_defaults(&staying, f->b.backend, "d");
+    leaving.graceful = true, leaving.delay_ms = 10, leaving.capacity = 3;
+    staying.delay_ms = 5;
+    assert_int_equal(h_worker_start(&leaving), 0);
+    assert_int_equal(h_worker_start(&staying), 0);
+    s_wait_workers(f, 2);
+    h_client c;
+    h_client_defaults(&c, f->b.frontend, "d");
+    c.total = 60, c.inflight = 8;
+    /* stop the leaving worker while the client runs: drain, finish, goodbye */
+    pthread_t tc;
+    assert_int_equal(pthread_create(&tc, NULL, s_client_thread, &c), 0);
+    for (int i = 0; i < 300 && atomic_load(&leaving.served) < 5; i++) usleep(2000);
+    h_worker_join(&leaving);
+    pthread_join(tc, NULL);
+    assert_int_equal(c.ok, 60);
+    assert_int_equal(c.dup, 0);
+    assert_true(h_log_contains(&f->b, "is draining"));
+    assert_true(h_log_contains(&f->b, "left"));
+    s_stats(f);
+    assert_int_equal(h_json_num(f->json, "\"name\": \"d\"", "requeues"), 0);
+    h_worker_join(&staying);
+    s_stop(f);
+}
+
+static void test_worker_rejoins_restarted_broker(void **state)
+{
+    fixture *f = s_start(state, false, s_fast);
+    h_worker w;
+    h_worker_defaults(&w, f->b.backend, "r");
+    assert_int_equal(h_worker_start(&w), 0);
+    s_wait_workers(f, 1);
+    uint64_t epoch1 = 0;
+    s_stats(f);
+    char *e = strstr(f->json, "\"epoch\": \"");
+    assert_non_null(e);
+    epoch1 = strtoull(e + 10, NULL, 16);
+    s_stop(f);
+    assert_true(atomic_load(&w.disconnects) >= 1); /* told "shutting down" */
+    assert_int_equal(h_broker_restart(&f->b, s_fast), 0);
+    s_wait_workers(f, 1); /* heartbeat -> reannounce -> ready */
+    e = strstr(f->json, "\"epoch\": \"");
+    assert_non_null(e);
+    assert_true(strtoull(e + 10, NULL, 16) != epoch1);
+    assert_true(atomic_load(&w.readies) >= 2);
+    h_client c;
+    h_client_defaults(&c, f->b.frontend, "r");
+    c.total = 10;
+    h_client_run(&c);
+    assert_int_equal(c.ok, 10);
+    h_worker_join(&w);
+    s_stop(f);
+}
+
+int main(int argc, char **argv)
+{
+    if (h_child_main(argc, argv)) return 0;
+    signal(SIGPIPE, SIG_IGN);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_many_requests_exactly_once_and_stats),
+        cmocka_unit_test(test_capacity_and_fifo),
+        cmocka_unit_test(test_hung_worker_requeued_late_reply_dropped),
+        cmocka_unit_test(test_killed_worker_requeued),
+        cmocka_unit_test(test_no_worker_timeout_names_service),
+        cmocka_unit_test(test_overloaded),
+        cmocka_unit_test(test_malformed_frames_get_error_replies),
+        cmocka_unit_test(test_two_services_two_clients_ipc),
+        cmocka_unit_test(test_graceful_drain_loses_nothing),
+        cmocka_unit_test(test_worker_rejoins_restarted_broker),
+    };
+    return cmocka_run_group_tests_name("broker", tests, s_setup, s_teardown);
+}
