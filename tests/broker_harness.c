@@ -384,7 +384,9 @@ void h_worker_run(h_worker *w)
         dq_wire_parts p;
         while (dq_wire_recv(s, &p, ZMQ_DONTWAIT, NULL) == DQ_OK) {
             const zmq_msg_t *body = &p.f[p.n - 1];
-            bool ok = !hung && p.n == p.total &&
+            /* A hung worker still takes requests (they sit in its socket
+             * buffer in real life) but answers nothing, not even heartbeats. */
+            bool ok = p.n == p.total &&
                       dq_msg_decode(dec, zmq_msg_data((zmq_msg_t *)body),
                                     zmq_msg_size((zmq_msg_t *)body), m, NULL) == DQ_OK;
             if (ok && p.n == 2 && m->type == DQ_MSG_REQUEST && nheld < H_MAX_HELD &&
@@ -398,9 +400,10 @@ void h_worker_run(h_worker *w)
                     hung = true;
                     hung_since = now;
                 }
-            } else if (ok && p.n == 1 && m->type == DQ_MSG_REANNOUNCE && w->reannounce_ok) {
+            } else if (ok && !hung && p.n == 1 && m->type == DQ_MSG_REANNOUNCE &&
+                       w->reannounce_ok) {
                 s_ready(w, s, &buf);
-            } else if (ok && p.n == 1 && m->type == DQ_MSG_DISCONNECT) {
+            } else if (ok && !hung && p.n == 1 && m->type == DQ_MSG_DISCONNECT) {
                 atomic_fetch_add(&w->disconnects, 1);
             }
             dq_wire_parts_close(&p);

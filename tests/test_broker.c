@@ -176,14 +176,12 @@ static void test_hung_worker_requeued_late_reply_dropped(void **state)
     s_wait_workers(f, 2);
     h_client c;
     h_client_defaults(&c, f->b.frontend, "svc");
-    c.total = 80, c.inflight = 8;
+    /* keeps listening 1 s after the last reply: the late replies (sent
+     * 700 ms after the hang) must not reach it */
+    c.total = 80, c.inflight = 8, c.after_ms = 1000;
     h_client_run(&c);
     h_worker_wait(&hung); /* it has sent its late replies and left */
     assert_int_equal(atomic_load(&hung.late_sent), 2);
-    /* listen a while more: the late replies must not reach the client */
-    h_client extra;
-    (void)extra;
-    usleep(200000);
     assert_int_equal(c.ok, 80);
     assert_int_equal(c.dup, 0);
     assert_int_equal(c.missing, 0);
@@ -459,7 +457,7 @@ static void test_two_services_two_clients_ipc(void **state)
     bad.c = 3, bad.h = 4, bad.w = 4, bad.sha = H_SHA_A;
     assert_int_equal(h_worker_start(&bad), 0);
     for (int i = 0; i < 200 && atomic_load(&bad.disconnects) == 0; i++) usleep(10000);
-    assert_int_equal(atomic_load(&bad.disconnects), 1);
+    assert_true(atomic_load(&bad.disconnects) >= 1);
     assert_true(h_log_contains(&f->b, "rejected worker"));
     h_worker_join(&bad);
     h_worker_join(&a);
@@ -510,6 +508,7 @@ static void test_worker_rejoins_restarted_broker(void **state)
     assert_non_null(e);
     epoch1 = strtoull(e + 10, NULL, 16);
     s_stop(f);
+    for (int i = 0; i < 100 && atomic_load(&w.disconnects) == 0; i++) usleep(10000);
     assert_true(atomic_load(&w.disconnects) >= 1); /* told "shutting down" */
     assert_int_equal(h_broker_restart(&f->b, s_fast), 0);
     s_wait_workers(f, 1); /* heartbeat -> reannounce -> ready */
