@@ -285,11 +285,13 @@ static void s_ready(h_worker *w, void *s, dq_msg_buf *buf)
     atomic_fetch_add(&w->readies, 1);
 }
 
-static void s_reply(h_worker *w, void *s, dq_msg_buf *buf, const s_held *h)
+/* stale: a late reply, given wrong values so a client accepting it notices. */
+static void s_reply(h_worker *w, void *s, dq_msg_buf *buf, const s_held *h, bool stale)
 {
     static const float zero = 0;
     float logits[H_MAX_N * 10], feat[H_MAX_N * 4];
-    for (int i = 0; i < h->n; i++) s_teacher(h->sums[i], logits + 10 * i, feat + 4 * i);
+    for (int i = 0; i < h->n; i++)
+        s_teacher(h->sums[i] + (stale ? 100000u : 0u), logits + 10 * i, feat + 4 * i);
     dq_msg_reply r;
     memset(&r, 0, sizeof r);
     r.req_id = h->req_id;
@@ -361,7 +363,7 @@ void h_worker_run(h_worker *w)
     }
     s_ready(w, s, &buf);
     int nheld = 0;
-    bool hung = false, draining = false;
+    bool hung = false, draining = false, drain_acked = false;
     int64_t start = dq_wire_now_ms(), next_hb = start + w->heartbeat_ms, hung_since = 0;
     for (int64_t now = start; now - start < (int64_t)w->max_seconds * 1000; now = dq_wire_now_ms()) {
         if (atomic_load(&w->stop)) {
@@ -372,7 +374,9 @@ void h_worker_run(h_worker *w)
                 s_send_body(s, &buf);
                 draining = true;
             }
-            if (nheld == 0) {
+            /* goodbye once the broker acked the drain (nothing more will
+             * come) and all held work is answered; bounded if no ack comes */
+            if (nheld == 0 && (drain_acked || now - start > (int64_t)w->max_seconds * 1000 - 1000)) {
                 dq_msg_buf_reset(&buf);
                 dq_msg_encode_simple(&buf, DQ_MSG_GOODBYE, NULL);
                 s_send_body(s, &buf);
@@ -403,6 +407,8 @@ void h_worker_run(h_worker *w)
             } else if (ok && !hung && p.n == 1 && m->type == DQ_MSG_REANNOUNCE &&
                        w->reannounce_ok) {
                 s_ready(w, s, &buf);
+            } else if (ok && p.n == 1 && m->type == DQ_MSG_DRAIN) {
+                drain_acked = true;
             } else if (ok && !hung && p.n == 1 && m->type == DQ_MSG_DISCONNECT) {
                 atomic_fetch_add(&w->disconnects, 1);
             }
@@ -410,8 +416,10 @@ void h_worker_run(h_worker *w)
         }
         now = dq_wire_now_ms();
         if (hung) {
-            if (w->late_after_ms && now - hung_since >= w->late_after_ms) {
-                for (int i = 0; i < nheld; i++) s_reply(w, s, &buf, &held[i]);
+            if ((w->late_after_ms && now - hung_since >= w->late_after_ms) ||
+                (w->late_on_release && atomic_load(&w->release_late))) {
+                if (w->rejoin_late) s_ready(w, s, &buf);
+                for (int i = 0; i < nheld; i++) s_reply(w, s, &buf, &held[i], true);
                 atomic_fetch_add(&w->late_sent, nheld);
                 break;
             }
@@ -419,7 +427,7 @@ void h_worker_run(h_worker *w)
         }
         for (int i = 0; i < nheld;) {
             if (held[i].due <= now) {
-                s_reply(w, s, &buf, &held[i]);
+                s_reply(w, s, &buf, &held[i], false);
                 atomic_fetch_add(&w->served, 1);
                 held[i] = held[--nheld]; /* order among held ones is irrelevant */
             } else {

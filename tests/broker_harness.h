@@ -61,6 +61,9 @@ typedef struct {
     int heartbeat_ms;         /* 100 */
     int hang_after;           /* go silent after receiving this many requests */
     int late_after_ms;        /* when hung: then send the held replies and stop */
+    bool rejoin_late;         /* ...after announcing itself again (stale tickets) */
+    bool late_on_release;     /* when hung: send them when release_late is set */
+    atomic_int release_late;  /* (late replies carry wrong values on purpose) */
     bool reannounce_ok;       /* answer `reannounce` with `ready` (default true) */
     bool garbage_first;       /* send junk on the backend before ready */
     bool graceful;            /* on stop: drain, finish held, goodbye */

@@ -197,6 +197,55 @@ static void test_hung_worker_requeued_late_reply_dropped(void **state)
     s_stop(f);
 }
 
+/* A stalled worker that comes back (re-announces, so the broker knows it
+ * again) and then replies to requests that were requeued and now sit at
+ * another worker: the tickets no longer match, so each stale reply (whose
+ * values are deliberately wrong) is dropped and the client gets exactly the
+ * good worker's answer once. */
+static void *s_client_thread(void *arg);
+
+static void test_stale_ticket_after_rejoin_dropped(void **state)
+{
+    fixture *f = s_start(state, false, s_fast);
+    h_worker stall, good;
+    h_worker_defaults(&stall, f->b.backend, "svc");
+    h_worker_defaults(&good, f->b.backend, "svc");
+    stall.capacity = 2, stall.hang_after = 2, stall.late_on_release = true;
+    stall.rejoin_late = true;
+    good.capacity = 2, good.delay_ms = 300;
+    assert_int_equal(h_worker_start(&stall), 0);
+    s_wait_workers(f, 1);
+    h_client c;
+    h_client_defaults(&c, f->b.frontend, "svc");
+    c.total = 4, c.inflight = 4, c.after_ms = 300;
+    pthread_t tc;
+    assert_int_equal(pthread_create(&tc, NULL, s_client_thread, &c), 0);
+    /* the stalled worker is declared dead and its 2 requests requeued ... */
+    for (int i = 0; i < 300 && !h_log_contains(&f->b, "requeued 2 requests"); i++) usleep(10000);
+    assert_true(h_log_contains(&f->b, "requeued 2 requests"));
+    /* ... the good worker takes them (the 2 oldest, from the queue head) ... */
+    assert_int_equal(h_worker_start(&good), 0);
+    for (int i = 0; i < 300 && atomic_load(&good.received) < 2; i++) usleep(2000);
+    assert_int_equal(atomic_load(&good.received), 2);
+    /* ... and while it holds them, the stalled one rejoins and replies */
+    atomic_store(&stall.release_late, 1);
+    pthread_join(tc, NULL);
+    h_worker_wait(&stall);
+    assert_int_equal(atomic_load(&stall.late_sent), 2);
+    assert_int_equal(atomic_load(&stall.readies), 2);
+    assert_int_equal(c.ok, 4);
+    assert_int_equal(c.wrong, 0);
+    assert_int_equal(c.dup, 0);
+    assert_int_equal(c.missing, 0);
+    h_worker_join(&good); /* its counter is bumped just after its send */
+    assert_int_equal(atomic_load(&good.served), 4);
+    s_stats(f);
+    assert_int_equal(h_json_num(f->json, NULL, "late_dropped"), 2);
+    assert_int_equal(h_log_count(&f->b, "dropped a late reply from worker"), 2);
+    assert_int_equal(h_json_num(f->json, NULL, "replies"), 4);
+    s_stop(f);
+}
+
 typedef struct {
     pid_t child;
     bool killed;
@@ -533,6 +582,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_many_requests_exactly_once_and_stats),
         cmocka_unit_test(test_capacity_and_fifo),
         cmocka_unit_test(test_hung_worker_requeued_late_reply_dropped),
+        cmocka_unit_test(test_stale_ticket_after_rejoin_dropped),
         cmocka_unit_test(test_killed_worker_requeued),
         cmocka_unit_test(test_no_worker_timeout_names_service),
         cmocka_unit_test(test_overloaded),

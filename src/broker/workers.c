@@ -269,10 +269,16 @@ void dq_broker_on_backend(dq_broker_t *b, dq_wire_parts *p, int64_t now)
     case DQ_MSG_DRAIN:
         if (w < 0) {
             s_reannounce(b, id, id_len);
-        } else if (!b->workers[w].draining) {
+        } else {
+            if (!b->workers[w].draining)
+                dq_broker_log(b, "worker %s of '%s' is draining (%u in flight)", hex,
+                              b->services[b->workers[w].service].name, b->workers[w].in_flight);
             b->workers[w].draining = true;
-            dq_broker_log(b, "worker %s of '%s' is draining (%u in flight)", hex,
-                          b->services[b->workers[w].service].name, b->workers[w].in_flight);
+            /* Ack: the pipe is FIFO, so once the worker reads this it has
+             * every request it will ever get and may say goodbye when done. */
+            dq_msg_buf_reset(&b->out);
+            if (dq_msg_encode_simple(&b->out, DQ_MSG_DRAIN, NULL) == DQ_OK)
+                s_send(b, id, id_len, &b->out);
         }
         break;
     case DQ_MSG_GOODBYE:

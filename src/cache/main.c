@@ -1,0 +1,169 @@
+/* main.c - distillq-cache: inspect the broker's LMDB teacher-output cache.
+ *
+ * Always opens the cache read-only (with locking), so it is safe to run
+ * beside a live broker that keeps writing: every command sees one
+ * consistent snapshot. Exit status: 0 ok, 1 failure or bad entries found,
+ * 2 usage error.
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cache/cache.h"
+
+static void s_usage(FILE *f)
+{
+    fprintf(f,
+"usage: distillq-cache stats DIR\n"
+"       distillq-cache verify DIR\n"
+"       distillq-cache export DIR [--teacher SHA256] [--output NAME] --out FILE.npy\n"
+"\n"
+"Inspects the teacher-output cache that distillq-broker --cache DIR writes.\n"
+"  stats    entries, size on disk, map size limit, and per teacher its service,\n"
+"           model, weights sha256 and entry count\n"
+"  verify   checks every entry's key, header and checksum and each teacher's\n"
+"           count; prints 'ok N entries', or lists the bad keys and exits 1\n"
+"  export   writes every cached sample of one teacher output as a float32 .npy\n"
+"           array [N, ...] in key (hash) order\n"
+"\n"
+"  --teacher SHA256   teacher weights sha256 (default: the only teacher present)\n"
+"  --output NAME      output name (default logits)\n"
+"  --out FILE.npy     where export writes\n"
+"  --help, --version\n");
+}
+
+static double s_mib(uint64_t b)
+{
+    return (double)b / (1024.0 * 1024.0);
+}
+
+static int s_stats(dq_cache_t *c)
+{
+    dq_cache_info info;
+    dq_err err = {{0}};
+    dq_status st = dq_cache_stats(c, &info, &err);
+    if (st) {
+        fprintf(stderr, "distillq-cache: %s: %s\n", dq_strerror(st), err.msg);
+        dq_cache_info_free(&info);
+        return 1;
+    }
+    printf("cache      %s\n", dq_cache_dir(c));
+    printf("entries    %lld\n", (long long)info.entries);
+    printf("file size  %.1f MiB (%llu bytes)\n", s_mib(info.file_bytes),
+           (unsigned long long)info.file_bytes);
+    printf("used       %.1f MiB (%llu bytes, %u-byte pages)\n", s_mib(info.used_bytes),
+           (unsigned long long)info.used_bytes, info.page_size);
+    printf("map size   %.1f MiB (%llu bytes, the limit)\n", s_mib(info.map_bytes),
+           (unsigned long long)info.map_bytes);
+    printf("teachers   %d\n", info.n_teachers);
+    for (int i = 0; i < info.n_teachers; i++) {
+        const dq_cache_teacher_info *t = &info.teachers[i];
+        printf("teacher    service=%s model=%s sha256=%s entries=%lld\n", t->teacher.service,
+               t->teacher.model, t->teacher.sha256, (long long)t->entries);
+    }
+    dq_cache_info_free(&info);
+    return 0;
+}
+
+static void s_print_bad(void *ctx, const char *line)
+{
+    (void)ctx;
+    printf("bad %s\n", line);
+}
+
+static int s_verify(dq_cache_t *c)
+{
+    int64_t entries, bad;
+    dq_err err = {{0}};
+    dq_status st = dq_cache_verify(c, &entries, &bad, s_print_bad, NULL, &err);
+    if (st) {
+        fprintf(stderr, "distillq-cache: %s: %s\n", dq_strerror(st), err.msg);
+        return 1;
+    }
+    if (bad) {
+        printf("FAILED %lld bad of %lld entries\n", (long long)bad, (long long)entries);
+        return 1;
+    }
+    printf("ok %lld entries\n", (long long)entries);
+    return 0;
+}
+
+static int s_export(dq_cache_t *c, const char *teacher, const char *output, const char *out)
+{
+    dq_err err = {{0}};
+    dq_status st = DQ_OK;
+    char sha[DQ_MSG_SHA256_HEX + 1];
+    if (teacher) {
+        snprintf(sha, sizeof sha, "%s", teacher);
+    } else {
+        dq_cache_info info;
+        st = dq_cache_stats(c, &info, &err);
+        if (!st && info.n_teachers != 1)
+            st = dq_fail(&err, DQ_ERR_ARG, "cache %s holds %d teachers: pick one with --teacher "
+                         "(see stats)", dq_cache_dir(c), info.n_teachers);
+        if (!st) memcpy(sha, info.teachers[0].teacher.sha256, sizeof sha);
+        dq_cache_info_free(&info);
+    }
+    int64_t rows = 0;
+    if (!st) st = dq_cache_export(c, sha, output, out, &rows, &err);
+    if (st) {
+        fprintf(stderr, "distillq-cache: %s: %s\n", dq_strerror(st), err.msg);
+        return 1;
+    }
+    printf("wrote %lld rows of '%s' (teacher %s) to %s\n", (long long)rows, output, sha, out);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    const char *teacher = NULL, *output = "logits", *out = NULL;
+    enum { O_TEACHER = 256, O_OUTPUT, O_OUT, O_HELP, O_VERSION };
+    static const struct option opts[] = {
+        {"teacher", required_argument, 0, O_TEACHER}, {"output", required_argument, 0, O_OUTPUT},
+        {"out", required_argument, 0, O_OUT}, {"help", no_argument, 0, O_HELP},
+        {"version", no_argument, 0, O_VERSION}, {0, 0, 0, 0}};
+    int ch;
+    while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (ch) {
+        case O_TEACHER: teacher = optarg; break;
+        case O_OUTPUT: output = optarg; break;
+        case O_OUT: out = optarg; break;
+        case O_HELP: s_usage(stdout); return 0;
+        case O_VERSION: printf("distillq-cache %s\n", PACKAGE_VERSION); return 0;
+        default: fprintf(stderr, "distillq-cache: try --help\n"); return 2;
+        }
+    }
+    if (argc - optind != 2) {
+        fprintf(stderr, "distillq-cache: expected a command and DIR (see --help)\n");
+        return 2;
+    }
+    const char *cmd = argv[optind], *dir = argv[optind + 1];
+    bool is_export = strcmp(cmd, "export") == 0;
+    if (strcmp(cmd, "stats") != 0 && strcmp(cmd, "verify") != 0 && !is_export) {
+        fprintf(stderr, "distillq-cache: unknown command '%s' (stats, verify, export)\n", cmd);
+        return 2;
+    }
+    if (is_export && !out) {
+        fprintf(stderr, "distillq-cache: export needs --out FILE.npy\n");
+        return 2;
+    }
+    if (!is_export && (teacher || out)) {
+        fprintf(stderr, "distillq-cache: --teacher/--out are for export only\n");
+        return 2;
+    }
+    dq_cache_config cfg;
+    dq_cache_config_defaults(&cfg);
+    cfg.read_only = true;
+    dq_cache_t *c = NULL;
+    dq_err err = {{0}};
+    dq_status st = dq_cache_open(&c, dir, &cfg, &err);
+    if (st) {
+        fprintf(stderr, "distillq-cache: %s: %s\n", dq_strerror(st), err.msg);
+        return 1;
+    }
+    int rc = strcmp(cmd, "stats") == 0 ? s_stats(c)
+           : strcmp(cmd, "verify") == 0 ? s_verify(c)
+           : s_export(c, teacher, output, out);
+    dq_cache_close(&c);
+    return rc;
+}

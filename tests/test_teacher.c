@@ -1,0 +1,259 @@
+/* test_teacher.c - the teacher's model side: the reply to a request equals
+ * the local prediction path (normalise + eval forward on the same batch)
+ * bit for bit, for u8 and f32 inputs and across plan growth; bad requests
+ * become bad_request replies naming the service and the field; the
+ * identity is the SHA-256 of the weights file. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "model/checkpoint.h"
+#include "model/net.h"
+#include "teacher_worker/teacher.h"
+#include "tensor/rng.h"
+
+typedef struct {
+    char dir[64], model[512], weights[128];
+    dq_teacher_t *t;
+    dq_msg_decoder_t *dec;
+    dq_msg_buf buf;
+} s_fix;
+
+static int s_setup(void **state)
+{
+    static s_fix f;
+    memset(&f, 0, sizeof f);
+    const char *top = getenv("top_srcdir");
+    snprintf(f.model, sizeof f.model, "%s/models/lightnn-fmnist.model", top ? top : "..");
+    snprintf(f.dir, sizeof f.dir, "/tmp/dq-test-teacher.XXXXXX");
+    if (!mkdtemp(f.dir)) return -1;
+    snprintf(f.weights, sizeof f.weights, "%s/w.safetensors", f.dir);
+    dq_err err;
+    dq_net_t *net = NULL;
+    if (dq_net_load(&net, f.model, &err) != DQ_OK) {
+        fprintf(stderr, "%s\n", err.msg);
+        return -1;
+    }
+    dq_rng r;
+    dq_rng_seed(&r, 5);
+    dq_net_init_params(net, &r);
+    dq_status st = dq_ckpt_save_weights(net, f.weights, &err);
+    dq_net_destroy(&net);
+    if (st != DQ_OK) return -1;
+    if (dq_teacher_new(&f.t, "fm", f.model, f.weights, 16, &err) != DQ_OK) {
+        fprintf(stderr, "%s\n", err.msg);
+        return -1;
+    }
+    if (dq_msg_decoder_new(&f.dec, &err) != DQ_OK) return -1;
+    *state = &f;
+    return 0;
+}
+
+static int s_teardown(void **state)
+{
+    s_fix *f = *state;
+    dq_teacher_destroy(&f->t);
+    dq_msg_decoder_destroy(&f->dec);
+    dq_msg_buf_free(&f->buf);
+    unlink(f->weights);
+    return rmdir(f->dir);
+}
+
+/* Local reference: a fresh net planned for exactly n, as distillq-predict. */
+static void s_local_logits(const s_fix *f, const uint8_t *px, int64_t n, float *out)
+{
+    dq_err err;
+    dq_net_t *net = NULL;
+    assert_int_equal(dq_net_load(&net, f->model, &err), DQ_OK);
+    assert_int_equal(dq_ckpt_load_weights(net, f->weights, &err), DQ_OK);
+    assert_int_equal(dq_net_plan(net, n, &err), DQ_OK);
+    float *x = malloc((size_t)n * 784 * sizeof(float));
+    assert_non_null(x);
+    dq_net_normalize_u8(net, x, px, n);
+    dq_tensor t = dq_tensor_view4(x, n, 1, 28, 28);
+    assert_int_equal(dq_net_forward(net, &t, false, NULL, &err), DQ_OK);
+    memcpy(out, dq_net_output(net, "logits")->data, (size_t)n * 10 * sizeof(float));
+    free(x);
+    dq_net_destroy(&net);
+}
+
+static dq_msg_request s_req(const void *data, int64_t n, dq_msg_dtype dt)
+{
+    dq_msg_request r;
+    memset(&r, 0, sizeof r);
+    r.req_id = 42;
+    strcpy(r.service, "fm");
+    r.dtype = dt;
+    r.shape[0] = n;
+    r.shape[1] = 1;
+    r.shape[2] = 28;
+    r.shape[3] = 28;
+    r.data = data;
+    r.data_len = (size_t)n * 784 * dq_msg_dtype_size(dt);
+    r.n_outputs = 1;
+    strcpy(r.outputs[0], "logits");
+    return r;
+}
+
+/* Serves r and decodes the reply into *m (pointing into f->buf). */
+static void s_serve(s_fix *f, const dq_msg_request *r, dq_msg *m)
+{
+    dq_err err;
+    dq_msg_buf_reset(&f->buf);
+    assert_int_equal(dq_teacher_serve(f->t, r, &f->buf, &err), DQ_OK);
+    assert_int_equal(dq_msg_decode(f->dec, f->buf.data, f->buf.len, m, &err), DQ_OK);
+    assert_int_equal(m->type, DQ_MSG_REPLY);
+    assert_int_equal(m->u.reply.req_id, 42);
+}
+
+static void test_identity_and_announce(void **state)
+{
+    s_fix *f = *state;
+    char hex[DQ_MSG_SHA256_HEX + 1];
+    dq_err err;
+    char abc[128];
+    snprintf(abc, sizeof abc, "%s/abc", f->dir);
+    FILE *fp = fopen(abc, "wb");
+    assert_non_null(fp);
+    fputs("abc", fp);
+    fclose(fp);
+    assert_int_equal(dq_teacher_sha256_file(abc, hex, &err), DQ_OK);
+    assert_string_equal(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    unlink(abc);
+    assert_int_equal(dq_teacher_sha256_file(abc, hex, &err), DQ_ERR_IO);
+    assert_non_null(strstr(err.msg, abc));
+
+    assert_int_equal(dq_teacher_sha256_file(f->weights, hex, &err), DQ_OK);
+    const dq_msg_teacher *id = dq_teacher_identity(f->t);
+    assert_string_equal(id->sha256, hex);
+    assert_string_equal(id->service, "fm");
+    assert_string_equal(id->model, "lightnn-fmnist");
+    dq_msg_ready a;
+    dq_teacher_announce(f->t, &a);
+    assert_int_equal(a.input[0], 1);
+    assert_int_equal(a.input[1], 28);
+    assert_int_equal(a.input[2], 28);
+    assert_int_equal(a.dtypes, (1u << DQ_DTYPE_U8) | (1u << DQ_DTYPE_F32));
+    assert_int_equal(a.max_batch, 16);
+    assert_int_equal(a.n_outputs, 1);
+    assert_string_equal(a.outputs[0].name, "logits");
+    assert_int_equal(a.outputs[0].ndim, 1);
+    assert_int_equal(a.outputs[0].shape[0], 10);
+    assert_int_equal(dq_teacher_max_data_bytes(f->t), 16 * 784 * 4);
+
+    dq_teacher_t *bad = NULL;
+    assert_int_not_equal(dq_teacher_new(&bad, "fm", f->model, "/nonexistent.safetensors", 0,
+                                        &err), DQ_OK);
+    assert_null(bad);
+    assert_non_null(strstr(err.msg, "/nonexistent.safetensors"));
+}
+
+static void test_reply_equals_local_forward(void **state)
+{
+    s_fix *f = *state;
+    enum { N = 7 };
+    uint8_t px[N * 784];
+    dq_rng r;
+    dq_rng_seed(&r, 9);
+    for (size_t i = 0; i < sizeof px; i++) px[i] = (uint8_t)dq_rng_below(&r, 256);
+    float ref[N * 10], got[N * 10];
+
+    /* a larger batch first, so the teacher's plan is bigger than the request */
+    dq_msg m;
+    dq_msg_request big = s_req(px, N, DQ_DTYPE_U8);
+    s_serve(f, &big, &m);
+    s_local_logits(f, px, N, ref);
+    assert_int_equal(m.u.reply.status, DQ_REPLY_OK);
+    const dq_msg_output *o = dq_msg_reply_output(&m.u.reply, "logits");
+    assert_non_null(o);
+    assert_int_equal(o->ndim, 2);
+    assert_int_equal(o->shape[0], N);
+    assert_int_equal(o->shape[1], 10);
+    assert_int_equal(o->data_len, sizeof ref);
+    dq_msg_f32_copy(got, o->data, N * 10);
+    assert_memory_equal(got, ref, sizeof ref);
+    assert_true(m.u.reply.has_teacher);
+    assert_string_equal(m.u.reply.teacher.sha256, dq_teacher_identity(f->t)->sha256);
+
+    /* n = 3 on the plan for 7 equals a net planned for 3 */
+    dq_msg_request small = s_req(px + 784, 3, DQ_DTYPE_U8);
+    s_serve(f, &small, &m);
+    s_local_logits(f, px + 784, 3, ref);
+    o = dq_msg_reply_output(&m.u.reply, "logits");
+    dq_msg_f32_copy(got, o->data, 30);
+    assert_memory_equal(got, ref, 30 * sizeof(float));
+
+    /* f32 input already normalised gives the same bits as u8 */
+    float *x = malloc(3 * 784 * sizeof(float));
+    assert_non_null(x);
+    for (int i = 0; i < 3 * 784; i++) x[i] = ((float)px[784 + i] / 255.0f - 0.5f) / 0.5f;
+    dq_msg_request fr = s_req(x, 3, DQ_DTYPE_F32);
+    s_serve(f, &fr, &m);
+    o = dq_msg_reply_output(&m.u.reply, "logits");
+    dq_msg_f32_copy(got, o->data, 30);
+    assert_memory_equal(got, ref, 30 * sizeof(float));
+    free(x);
+}
+
+static void test_bad_requests_get_reasons(void **state)
+{
+    s_fix *f = *state;
+    static uint8_t px[20 * 3 * 784];
+    dq_msg m;
+    dq_err err;
+
+    dq_msg_request r = s_req(px, 2, DQ_DTYPE_U8);
+    r.shape[1] = 3;
+    r.data_len = 2 * 3 * 784;
+    assert_int_equal(dq_teacher_check(f->t, &r, &err), DQ_ERR_ARG);
+    s_serve(f, &r, &m);
+    assert_int_equal(m.u.reply.status, DQ_REPLY_BAD_REQUEST);
+    assert_non_null(strstr(m.u.reply.error, "service fm"));
+    assert_non_null(strstr(m.u.reply.error, "[2, 3, 28, 28]"));
+    assert_non_null(strstr(m.u.reply.error, "lightnn-fmnist takes [N, 1, 28, 28]"));
+    assert_false(m.u.reply.has_teacher);
+
+    r = s_req(px, 2, DQ_DTYPE_U8);
+    strcpy(r.outputs[0], "features");
+    s_serve(f, &r, &m);
+    assert_int_equal(m.u.reply.status, DQ_REPLY_BAD_REQUEST);
+    assert_non_null(strstr(m.u.reply.error, "no output 'features' (has: logits)"));
+
+    r = s_req(px, 17, DQ_DTYPE_U8); /* max batch 16 */
+    s_serve(f, &r, &m);
+    assert_int_equal(m.u.reply.status, DQ_REPLY_BAD_REQUEST);
+    assert_non_null(strstr(m.u.reply.error, "batch of 17 samples"));
+
+    r = s_req(px, 2, DQ_DTYPE_U8);
+    strcpy(r.service, "other");
+    s_serve(f, &r, &m);
+    assert_int_equal(m.u.reply.status, DQ_REPLY_BAD_REQUEST);
+    assert_non_null(strstr(m.u.reply.error, "service 'other'"));
+
+    r = s_req(px, 2, DQ_DTYPE_F32);
+    r.data_len = 2 * 784; /* the u8 size for an f32 request */
+    assert_int_equal(dq_teacher_check(f->t, &r, &err), DQ_ERR_ARG);
+    assert_non_null(strstr(err.msg, "1568 bytes"));
+    assert_non_null(strstr(err.msg, "need 6272"));
+
+    /* a good request still works after all that */
+    r = s_req(px, 2, DQ_DTYPE_U8);
+    s_serve(f, &r, &m);
+    assert_int_equal(m.u.reply.status, DQ_REPLY_OK);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_identity_and_announce),
+        cmocka_unit_test(test_reply_equals_local_forward),
+        cmocka_unit_test(test_bad_requests_get_reasons),
+    };
+    return cmocka_run_group_tests_name("teacher", tests, s_setup, s_teardown);
+}
