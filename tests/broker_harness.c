@@ -421,6 +421,7 @@ void h_worker_run(h_worker *w)
                 if (w->rejoin_late) s_ready(w, s, &buf);
                 for (int i = 0; i < nheld; i++) s_reply(w, s, &buf, &held[i], true);
                 atomic_fetch_add(&w->late_sent, nheld);
+                s_sleep_ms(300); /* stay connected while the broker reads them */
                 break;
             }
             continue;

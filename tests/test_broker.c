@@ -46,6 +46,11 @@ static int s_setup(void **state)
 static int s_teardown(void **state)
 {
     fixture *f = *state;
+    if (getenv("DQ_KEEP_LOGS")) { /* debugging aid: leave the broker logs */
+        fprintf(stderr, "# broker logs kept in %s\n", f->dir);
+        free(f);
+        return 0;
+    }
     DIR *d = opendir(f->dir);
     struct dirent *e;
     char path[512];
@@ -211,6 +216,7 @@ static void test_stale_ticket_after_rejoin_dropped(void **state)
     h_worker_defaults(&stall, f->b.backend, "svc");
     h_worker_defaults(&good, f->b.backend, "svc");
     stall.capacity = 2, stall.hang_after = 2, stall.late_on_release = true;
+    stall.delay_ms = 5000; /* answers nothing before it hangs */
     stall.rejoin_late = true;
     good.capacity = 2, good.delay_ms = 300;
     assert_int_equal(h_worker_start(&stall), 0);
@@ -578,6 +584,7 @@ int main(int argc, char **argv)
 {
     if (h_child_main(argc, argv)) return 0;
     signal(SIGPIPE, SIG_IGN);
+    if (getenv("DQ_TEST_FILTER")) cmocka_set_test_filter(getenv("DQ_TEST_FILTER"));
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_many_requests_exactly_once_and_stats),
         cmocka_unit_test(test_capacity_and_fifo),

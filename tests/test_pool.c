@@ -117,6 +117,43 @@ static void test_maxpool_against_reference(void **state)
     mp_case(3, 1, 6, 6, 1, 1, &rng); /* identity */
     mp_case(1, 1, 3, 8, 3, 1, &rng); /* window as tall as the input */
     mp_case(2, 1, 9, 9, 2, 3, &rng); /* stride > kernel: gaps */
+    mp_case(2, 2, 14, 14, 2, 2, &rng); /* 2x2 fast path: 4-wide blocks + tail of 3 */
+    mp_case(1, 1, 28, 29, 2, 2, &rng);
+}
+
+/* The 2x2 / stride 2 fast path with ties and NaNs in every lane position:
+ * first maximum in row-major order wins; a NaN replaces the running max. */
+static void test_maxpool_2x2_ties_and_nan(void **state)
+{
+    (void)state;
+    enum { W = 18, OW = 9 };
+    float x[2 * W];
+    dq_rng rng;
+    dq_rng_seed(&rng, 21);
+    for (int i = 0; i < 2 * W; i++) x[i] = (float)(int)dq_rng_below(&rng, 3); /* many ties */
+    x[2] = NAN;            /* window 1, top-left */
+    x[W + 9] = NAN;        /* window 4, bottom-right */
+    x[12] = NAN, x[W + 13] = NAN; /* window 6: two NaNs, the later one wins */
+    float y[OW];
+    int32_t am[OW];
+    dq_tensor tx = dq_tensor_view4(x, 1, 1, 2, W), ty = dq_tensor_view4(y, 1, 1, 1, OW);
+    dq_err err = {{0}};
+    assert_int_equal(dq_maxpool2d_forward(&ty, am, &tx, 2, 2, &err), DQ_OK);
+    for (int ow = 0; ow < OW; ow++) {
+        int idx[4] = {2 * ow, 2 * ow + 1, W + 2 * ow, W + 2 * ow + 1};
+        float v = x[idx[0]];
+        int best = idx[0];
+        for (int k = 1; k < 4; k++)
+            if (x[idx[k]] > v || isnan(x[idx[k]])) v = x[idx[k]], best = idx[k];
+        assert_int_equal(am[ow], best);
+        if (isnan(v))
+            assert_true(isnan(y[ow]));
+        else
+            assert_true(y[ow] == v);
+    }
+    assert_int_equal(am[1], 2);
+    assert_int_equal(am[4], W + 9);
+    assert_int_equal(am[6], W + 13);
 }
 
 /* 4x4 -> 2x2 with known winners, including two ties (first max wins). */
@@ -292,6 +329,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_maxpool_hand_computed),
         cmocka_unit_test(test_maxpool_against_reference),
+        cmocka_unit_test(test_maxpool_2x2_ties_and_nan),
         cmocka_unit_test(test_maxpool_errors),
         cmocka_unit_test(test_avgpool_hand_and_errors),
         cmocka_unit_test(test_avgpool_against_reference),

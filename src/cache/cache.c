@@ -208,8 +208,9 @@ static int s_bump_teacher(dq_cache_t *c, MDB_txn *txn, const uint8_t *sha,
     else if (rc != 0 && rc != MDB_NOTFOUND) return rc;
     entries += (uint64_t)n_new;
     memcpy(rec, &entries, 8);
-    strncpy((char *)rec + 8, t->service, DQ_MSG_NAME_MAX);
-    strncpy((char *)rec + 8 + DQ_MSG_NAME_MAX + 1, t->model, DQ_MSG_NAME_MAX);
+    /* NUL-padded fields; rec is zeroed, so copying the string is enough. */
+    memcpy(rec + 8, t->service, strnlen(t->service, DQ_MSG_NAME_MAX));
+    memcpy(rec + 8 + DQ_MSG_NAME_MAX + 1, t->model, strnlen(t->model, DQ_MSG_NAME_MAX));
     v.mv_size = sizeof rec;
     v.mv_data = rec;
     return mdb_put(txn, c->teachers, &k, &v, 0);
@@ -266,6 +267,7 @@ dq_status dq_cache_put_batch(dq_cache_t *c, const dq_msg_teacher *teacher, dq_ms
             dq_cache_val_write(val.mv_data, &key, outs[k].ndim, outs[k].shape, numel[k], src);
             n_new++;
         }
+        if (i % 8 == 7 && !rc) { rc = mdb_txn_commit(txn); if (!rc) rc = mdb_txn_begin(c->env, NULL, 0, &txn); }
     }
     if (!rc && n_new > 0) rc = s_bump_teacher(c, txn, sha, teacher, n_new);
     if (rc) {

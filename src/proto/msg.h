@@ -47,7 +47,7 @@ typedef enum {
     DQ_MSG_REPLY,         /* worker -> broker -> client; broker -> client */
     DQ_MSG_READY,         /* worker -> broker: announce / join */
     DQ_MSG_HEARTBEAT,     /* both ways on both sockets */
-    DQ_MSG_DRAIN,         /* worker -> broker: send me no new work */
+    DQ_MSG_DRAIN,         /* worker -> broker: no new work; broker -> worker: ack */
     DQ_MSG_GOODBYE,       /* worker -> broker: I am leaving now */
     DQ_MSG_REANNOUNCE,    /* broker -> worker: I do not know you, send ready */
     DQ_MSG_DISCONNECT,    /* broker -> worker: rejected / broker stopping */

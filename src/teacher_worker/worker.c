@@ -362,9 +362,11 @@ static void s_leave(dq_worker_t *w, const char *why)
         zmq_close(w->sock);
         w->sock = NULL;
     }
-    s_log(w, "leave (%s): served %llu, rejected %llu, stale %llu, %d still held (requeued "
-          "by the broker)", why, (unsigned long long)w->served,
-          (unsigned long long)w->rejected, (unsigned long long)w->stale, held);
+    char rest[96] = "";
+    if (held > 0) snprintf(rest, sizeof rest, ", %d held ones go back to the broker's queue", held);
+    s_log(w, "leave (%s): served %llu, rejected %llu, stale %llu%s", why,
+          (unsigned long long)w->served, (unsigned long long)w->rejected,
+          (unsigned long long)w->stale, rest);
     s_purge(w);
 }
 

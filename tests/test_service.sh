@@ -1,0 +1,211 @@
+#!/usr/bin/env bash
+# test_service.sh - the teacher service end to end with real processes on
+# 127.0.0.1 (and ipc://): distillq-broker, distillq-teacher workers and
+# distillq-predict --teacher as the client, checked against local
+# distillq-predict bit for bit (cmp of the .npy files), on Fashion-MNIST
+# batches of 8 with a LightNN teacher trained for a moment here.
+#
+#  a. scripts/cluster: 1 broker + 3 workers, 500 batches, 16 in flight
+#  b. one worker SIGKILLed mid-stream, a new one started later
+#  c. two clients on two services at once (ipc://), one worker SIGTERMed
+#     mid-stream (graceful: exits 0, nothing lost)
+#  d. a service with no worker: the timeout error names the service
+#  e. malformed frames get bad_request replies; the broker keeps serving
+#  f. the broker SIGKILLed mid-stream and restarted: workers re-join, the
+#     client resends, the output is still bit-identical
+#
+# TAP output; every wait is bounded; every process is killed by pid on exit.
+set -u
+bin=${top_builddir:-.}
+src=${top_srcdir:-.}
+data=${DQ_FMNIST_DIR:-/usr/share/datasets/fashion-mnist}
+if [ ! -f "$data/t10k-images-idx3-ubyte.gz" ]; then
+  echo "1..0 # SKIP Fashion-MNIST not installed ($data)"; exit 0
+fi
+tmp=$(mktemp -d /tmp/dq-svc.XXXXXX)
+pids=()
+cleanup() {
+  exec 2> /dev/null # no job reports for what we kill here
+  for p in "${pids[@]}"; do kill -TERM "$p"; done
+  for _ in $(seq 1 40); do
+    local alive=0
+    for p in "${pids[@]}"; do kill -0 "$p" && alive=1; done
+    [ $alive -eq 0 ] && break
+    sleep 0.05
+  done
+  for p in "${pids[@]}"; do kill -KILL "$p"; done
+  wait
+  DQ_BUILD_DIR=$bin "$src/scripts/cluster" stop --run-dir "$tmp/cl" --wait 2 > /dev/null 2>&1
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+n=0 failed=0
+ok() { n=$((n + 1)); echo "ok $n - $1"; }
+notok() { n=$((n + 1)); failed=$((failed + 1)); echo "not ok $n - $1"; }
+check() { if eval "$2"; then ok "$1"; else notok "$1"; fi; }
+show() { echo "# ---- $1"; tail -n "${2:-15}" "$1" | sed 's/^/# /'; }
+echo "1..24"
+
+model=$src/models/lightnn-fmnist.model
+hb=(--heartbeat-ms 100 --liveness 3)
+
+# Two free consecutive loopback ports, derived from our pid.
+port_free() { ! (exec 3<> "/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+next_port=$((20000 + ($$ * 7) % 30000))
+pick_ports() {
+  for _ in $(seq 1 200); do
+    next_port=$((next_port + 2))
+    if port_free $next_port && port_free $((next_port + 1)); then echo $next_port; return 0; fi
+  done
+  return 1
+}
+
+stats() { "$bin/distillq-broker" --stats "$1" 2>/dev/null; }
+# num JSON KEY: the first number after "KEY":
+num() { printf '%s' "$1" | grep -o "\"$2\": [0-9]*" | head -1 | grep -o '[0-9]*$'; }
+# wait_until SECONDS CMD: polls CMD every 0.05 s.
+wait_until() {
+  local end=$((SECONDS + $1)); shift
+  while [ $SECONDS -lt $end ]; do eval "$1" && return 0; sleep 0.05; done
+  return 1
+}
+start_broker() { # NAME FRONTEND BACKEND [args...]
+  local name=$1 fe=$2 be=$3; shift 3
+  "$bin/distillq-broker" --frontend "$fe" --backend "$be" "${hb[@]}" "$@" \
+    < /dev/null > "$tmp/$name.log" 2>&1 &
+  pid=$!; pids+=("$pid")
+  wait_until 10 "stats $fe > /dev/null"
+}
+start_worker() { # NAME BACKEND SERVICE WEIGHTS [args...]
+  local name=$1 be=$2 svc=$3 w=$4; shift 4
+  "$bin/distillq-teacher" --broker "$be" --service "$svc" --model "$model" --weights "$w" \
+    "${hb[@]}" "$@" < /dev/null > "$tmp/$name.log" 2>&1 &
+  pid=$!; pids+=("$pid")
+}
+workers_live() { [ "$(num "$(stats "$1")" workers)" = "$2" ]; }
+served() { num "$(stats "$1")" served; }
+remote() { # OUT URL LIMIT [args...]
+  local out=$1 url=$2 lim=$3; shift 3
+  timeout 120 "$bin/distillq-predict" --teacher "$url" --data "$data" --limit "$lim" --batch 8 \
+    --inflight 16 --output "$tmp/$out.npy" "$@" 2> "$tmp/$out.err"
+}
+
+# ---- teachers and local references --------------------------------------------------
+for s in 1 2; do
+  timeout 120 "$bin/distillq-train" --model "$model" --data "$data" --limit-train 256 \
+    --limit-test 64 --batch 64 --epochs 1 --seed $s --quiet --out "$tmp/w$s.safetensors" \
+    2> "$tmp/train$s.err"
+done
+timeout 120 "$bin/distillq-predict" --model "$model" --weights "$tmp/w1.safetensors" --data "$data" \
+  --limit 4000 --batch 8 --output "$tmp/ref1.npy" 2> "$tmp/ref1.err"
+timeout 120 "$bin/distillq-predict" --model "$model" --weights "$tmp/w2.safetensors" --data "$data" \
+  --limit 2000 --batch 8 --output "$tmp/ref2.npy" 2> "$tmp/ref2.err"
+check "two teachers trained and predicted locally (4000 + 2000 images)" \
+  '[ -s "$tmp/ref1.npy" ] && [ -s "$tmp/ref2.npy" ] && ! cmp -s "$tmp/w1.safetensors" "$tmp/w2.safetensors"'
+
+# ---- a. scripts/cluster, 3 workers, 500 batches of 8, 16 in flight ---------------------
+pa=$(pick_ports)
+DQ_BUILD_DIR=$bin "$src/scripts/cluster" start --workers 3 --service light --model "$model" \
+  --weights "$tmp/w1.safetensors" --port-base "$pa" --run-dir "$tmp/cl" --heartbeat-ms 100 \
+  > "$tmp/cl.out" 2>&1; rc=$?
+check "cluster start: broker + 3 workers up" '[ $rc -eq 0 ] || { show "$tmp/cl.out"; false; }'
+remote a "tcp://127.0.0.1:$pa/light" 4000; rc=$?
+check "a: remote predict of 500 batches exits 0" '[ $rc -eq 0 ] || { show "$tmp/a.err"; false; }'
+check "a: remote outputs equal the local forward bit for bit" 'cmp "$tmp/ref1.npy" "$tmp/a.npy"'
+check "a: same accuracy line as local" \
+  '[ "$(grep ^accuracy "$tmp/a.err")" = "$(grep ^accuracy "$tmp/ref1.err")" ]'
+js=$(stats "tcp://127.0.0.1:$pa")
+nw=$(printf '%s' "$js" | grep -o '"served": [1-9][0-9]*, "errors": 0, "requeues": 0, "mean_service_ms": [0-9.]*, "draining"' | wc -l)
+check "a: broker answered exactly 500 requests, each of the 3 workers served some ($nw)" \
+  '[ "$(num "$js" requests)" = 500 ] && [ "$(num "$js" replies)" = 500 ] && [ "$(num "$js" duplicates)" = 0 ] && [ "$nw" = 3 ]'
+DQ_BUILD_DIR=$bin "$src/scripts/cluster" status --run-dir "$tmp/cl" > "$tmp/cl.status" 2>&1
+check "a: cluster status shows 4 live processes and the stats" \
+  '[ "$(grep -c " alive$" "$tmp/cl.status")" = 4 ] && grep -q "\"served\": 500" "$tmp/cl.status"'
+cpids=$(cat "$tmp"/cl/*.pid)
+DQ_BUILD_DIR=$bin "$src/scripts/cluster" stop --run-dir "$tmp/cl" > "$tmp/cl.stop" 2>&1
+alive=0; for p in $cpids; do kill -0 "$p" 2>/dev/null && alive=1; done
+check "a: cluster stop ends exactly its processes (workers leave gracefully)" \
+  '[ $alive -eq 0 ] && [ "$(grep -c "leave (stopped)" "$tmp"/cl/worker-*.log | grep -c ":1$")" = 3 ]'
+
+# ---- b. SIGKILL one of 3 workers mid-stream, add a new one later -----------------------
+pb=$(pick_ports)
+feb=tcp://127.0.0.1:$pb beb=tcp://127.0.0.1:$((pb + 1))
+start_broker b-broker "$feb" "$beb"
+for i in 1 2 3; do start_worker "b-w$i" "$beb" light "$tmp/w1.safetensors" --delay-ms 8; eval "bw$i=\$pid"; done
+wait_until 10 "workers_live $feb 3"
+remote b "$feb/light" 4000 & cpid=$!; pids+=("$cpid")
+wait_until 60 '[ "$(served $feb)" -ge 100 ] 2>/dev/null'
+kill -KILL "$bw1"
+wait_until 60 '[ "$(served $feb)" -ge 250 ] 2>/dev/null'
+start_worker b-w4 "$beb" light "$tmp/w1.safetensors" --delay-ms 8
+wait "$cpid"; rc=$?
+check "b: remote predict survives a SIGKILLed worker (rc=$rc)" '[ $rc -eq 0 ] || { show "$tmp/b.err"; false; }'
+check "b: outputs still bit-identical to local" 'cmp "$tmp/ref1.npy" "$tmp/b.npy"'
+js=$(stats "$feb")
+check "b: the dead worker's requests were requeued and answered once" \
+  '[ "$(num "$js" requeues)" -ge 1 ] && [ "$(num "$js" replies)" = 500 ] && grep -q "requeued" "$tmp/b-broker.log"'
+check "b: the late worker joined and served" \
+  'grep -q "^distillq-teacher.*join" "$tmp/b-w4.log" && printf "%s" "$js" | grep -q "\"served\": [1-9]"'
+
+# ---- c. two services, two clients at once, over ipc://; graceful stop mid-stream --------
+fec=ipc://$tmp/fe bec=ipc://$tmp/be
+start_broker c-broker "$fec" "$bec" --request-timeout-ms 3000
+start_worker c-l1 "$bec" light "$tmp/w1.safetensors" --delay-ms 8; cl1=$pid
+start_worker c-l2 "$bec" light "$tmp/w1.safetensors" --delay-ms 8
+start_worker c-m1 "$bec" light2 "$tmp/w2.safetensors" --delay-ms 4
+start_worker c-m2 "$bec" light2 "$tmp/w2.safetensors" --delay-ms 4
+wait_until 10 "workers_live $fec 4"
+remote c1 "$fec/light" 4000 & p1=$!; pids+=("$p1")
+remote c2 "$fec/light2" 2000 & p2=$!; pids+=("$p2")
+wait_until 60 '[ "$(served $fec)" -ge 100 ] 2>/dev/null'
+kill -TERM "$cl1"
+wait_until 30 '! kill -0 $cl1 2>/dev/null'
+wait "$cl1"; wrc=$?
+wait "$p1"; rc1=$?
+wait "$p2"; rc2=$?
+check "c: both clients finish (rc $rc1, $rc2)" \
+  '[ $rc1 -eq 0 ] && [ $rc2 -eq 0 ] || { show "$tmp/c1.err"; show "$tmp/c2.err"; false; }'
+check "c: service light bit-identical to local (weights 1)" 'cmp "$tmp/ref1.npy" "$tmp/c1.npy"'
+check "c: service light2 bit-identical to local (weights 2)" 'cmp "$tmp/ref2.npy" "$tmp/c2.npy"'
+check "c: SIGTERMed worker drained, said goodbye and exited 0 (rc=$wrc)" \
+  '[ $wrc -eq 0 ] && grep -q "leave (stopped)" "$tmp/c-l1.log" && grep -q "left" "$tmp/c-broker.log"'
+check "c: the two services report different teachers" \
+  '[ "$(grep -o "sha256 [0-9a-f]*" "$tmp/c1.err")" != "$(grep -o "sha256 [0-9a-f]*" "$tmp/c2.err")" ]'
+
+# ---- d. a service nobody serves -------------------------------------------------------------
+t0=$SECONDS
+remote d "$fec/nosuch" 16; rc=$?
+check "d: a request for a service with no worker fails (rc=$rc) within the timeout" \
+  '[ $rc -ne 0 ] && [ $((SECONDS - t0)) -le 10 ]'
+check "d: the error names the service and says why" \
+  'grep -q "nosuch" "$tmp/d.err" && grep -Eq "timeout|unknown_service" "$tmp/d.err" || { show "$tmp/d.err"; false; }'
+
+# ---- e. malformed frames ------------------------------------------------------------------
+"$bin/tests/svc_poke" "$fec" light > "$tmp/e.out" 2>&1; rc=$?
+check "e: malformed and unservable frames each get a bad_request reply" \
+  '[ $rc -eq 0 ] || { show "$tmp/e.out"; false; }'
+remote e "$fec/light" 400; rc=$?
+# The first 400 rows of ref1 (after its 128-byte .npy header) are e's data.
+check "e: and the broker keeps serving, still bit-identical" \
+  '[ $rc -eq 0 ] && cmp <(tail -c 16000 "$tmp/e.npy") <(head -c 16128 "$tmp/ref1.npy" | tail -c 16000)'
+
+# ---- f. broker SIGKILLed mid-stream and restarted on the same endpoints ---------------------
+pf=$(pick_ports)
+fef=tcp://127.0.0.1:$pf bef=tcp://127.0.0.1:$((pf + 1))
+start_broker f-broker "$fef" "$bef"; fb=$pid
+start_worker f-w1 "$bef" light "$tmp/w1.safetensors" --delay-ms 8
+start_worker f-w2 "$bef" light "$tmp/w1.safetensors" --delay-ms 8
+wait_until 10 "workers_live $fef 2"
+remote f "$fef/light" 4000 & cpid=$!; pids+=("$cpid")
+wait_until 60 '[ "$(served $fef)" -ge 100 ] 2>/dev/null'
+kill -KILL "$fb"; wait "$fb" 2>/dev/null
+sleep 0.5
+start_broker f-broker2 "$fef" "$bef"
+wait "$cpid"; rc=$?
+check "f: the client survives a broker restart (rc=$rc)" '[ $rc -eq 0 ] || { show "$tmp/f.err"; false; }'
+check "f: outputs still bit-identical to local" 'cmp "$tmp/ref1.npy" "$tmp/f.npy"'
+check "f: both workers re-joined the new broker; the client resent what it had in flight" \
+  'grep -q "re-join" "$tmp/f-w1.log" && grep -q "re-join" "$tmp/f-w2.log" &&
+   grep -Eq "resent [1-9]" "$tmp/f.err" || { show "$tmp/f-w1.log" 5; show "$tmp/f.err" 5; false; }'
+
+exit $((failed > 0))
