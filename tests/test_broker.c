@@ -27,11 +27,43 @@
 static const char *const s_fast[] = {"--heartbeat-ms", "100", "--liveness", "3",
                                      "--request-timeout-ms", "3000", NULL};
 
+#define S_MAX_WORKERS 6
+
+/* Workers live in the fixture (not on a test's stack) so that the per-test
+ * teardown can stop them, the broker and any child even when an assertion
+ * failed half-way through a test. */
 typedef struct {
     char dir[64];
     h_broker b;
     char json[16384];
+    h_worker workers[S_MAX_WORKERS];
+    int n_workers;
+    pid_t child;
 } fixture;
+
+/* A fresh fake worker of service on this test's broker (defaults set). */
+static h_worker *s_worker(fixture *f, const char *service)
+{
+    if (f->n_workers == S_MAX_WORKERS) fail_msg("too many fake workers in one test");
+    h_worker *w = &f->workers[f->n_workers++];
+    h_worker_defaults(w, f->b.backend, service);
+    return w;
+}
+
+/* After each test, pass or fail: nothing it started keeps running. */
+static int s_after(void **state)
+{
+    fixture *f = *state;
+    for (int i = 0; i < f->n_workers; i++) h_worker_join(&f->workers[i]);
+    f->n_workers = 0;
+    if (f->child > 0) {
+        kill(f->child, SIGKILL);
+        waitpid(f->child, NULL, 0);
+        f->child = 0;
+    }
+    if (f->b.pid > 0) h_broker_stop(&f->b);
+    return 0;
+}
 
 static int s_setup(void **state)
 {
@@ -96,13 +128,12 @@ static void s_wait_workers(fixture *f, int want)
 static void test_many_requests_exactly_once_and_stats(void **state)
 {
     fixture *f = s_start(state, false, s_fast);
-    h_worker w1, w2;
-    h_worker_defaults(&w1, f->b.backend, "fmnist");
-    h_worker_defaults(&w2, f->b.backend, "fmnist");
-    w1.capacity = 2, w1.delay_ms = 1;
-    w2.capacity = 3, w2.delay_ms = 2;
-    assert_int_equal(h_worker_start(&w1), 0);
-    assert_int_equal(h_worker_start(&w2), 0);
+    h_worker *w1 = s_worker(f, "fmnist");
+    h_worker *w2 = s_worker(f, "fmnist");
+    w1->capacity = 2, w1->delay_ms = 1;
+    w2->capacity = 3, w2->delay_ms = 2;
+    assert_int_equal(h_worker_start(w1), 0);
+    assert_int_equal(h_worker_start(w2), 0);
     s_wait_workers(f, 2);
     h_client c;
     h_client_defaults(&c, f->b.frontend, "fmnist");
@@ -114,10 +145,10 @@ static void test_many_requests_exactly_once_and_stats(void **state)
     assert_int_equal(c.wrong, 0);
     assert_int_equal(c.unknown, 0);
     assert_string_equal(c.teacher_service, "fmnist");
-    assert_true(atomic_load(&w1.max_held) <= 2);
-    assert_true(atomic_load(&w2.max_held) <= 3);
-    assert_true(atomic_load(&w1.served) > 0 && atomic_load(&w2.served) > 0);
-    assert_int_equal(atomic_load(&w1.served) + atomic_load(&w2.served), 300);
+    assert_true(atomic_load(&w1->max_held) <= 2);
+    assert_true(atomic_load(&w2->max_held) <= 3);
+    assert_true(atomic_load(&w1->served) > 0 && atomic_load(&w2->served) > 0);
+    assert_int_equal(atomic_load(&w1->served) + atomic_load(&w2->served), 300);
     /* stats match what was sent and served */
     s_stats(f);
     assert_int_equal(h_json_num(f->json, NULL, "requests"), 300);
@@ -128,12 +159,12 @@ static void test_many_requests_exactly_once_and_stats(void **state)
     assert_int_equal(h_json_num(f->json, NULL, "in_flight"), 0);
     long long s1 = h_json_num(f->json, "\"capacity\": 2", "served");
     long long s2 = h_json_num(f->json, "\"capacity\": 3", "served");
-    assert_int_equal(s1, atomic_load(&w1.served));
-    assert_int_equal(s2, atomic_load(&w2.served));
+    assert_int_equal(s1, atomic_load(&w1->served));
+    assert_int_equal(s2, atomic_load(&w2->served));
     assert_non_null(strstr(f->json, "\"model\": \"fake-teacher\""));
     assert_true(h_log_count(&f->b, "joined 'fmnist'") == 2);
-    h_worker_join(&w1);
-    h_worker_join(&w2);
+    h_worker_join(w1);
+    h_worker_join(w2);
     s_stop(f);
 }
 
@@ -141,10 +172,9 @@ static void test_capacity_and_fifo(void **state)
 {
     fixture *f = s_start(state, false, s_fast);
     /* one worker of capacity 1: requests are served strictly in send order */
-    h_worker w;
-    h_worker_defaults(&w, f->b.backend, "seq");
-    w.capacity = 1, w.delay_ms = 1;
-    assert_int_equal(h_worker_start(&w), 0);
+    h_worker *w = s_worker(f, "seq");
+    w->capacity = 1, w->delay_ms = 1;
+    assert_int_equal(h_worker_start(w), 0);
     s_wait_workers(f, 1);
     h_client c;
     h_client_defaults(&c, f->b.frontend, "seq");
@@ -152,32 +182,31 @@ static void test_capacity_and_fifo(void **state)
     h_client_run(&c);
     assert_int_equal(c.ok, 40);
     assert_true(c.in_order);
-    assert_int_equal(atomic_load(&w.max_held), 1);
-    h_worker_join(&w);
+    assert_int_equal(atomic_load(&w->max_held), 1);
+    h_worker_join(w);
     /* capacity 2 with slow compute and 16 in flight: it holds exactly 2 */
-    h_worker_defaults(&w, f->b.backend, "seq");
-    w.capacity = 2, w.delay_ms = 15;
-    assert_int_equal(h_worker_start(&w), 0);
+    w = s_worker(f, "seq");
+    w->capacity = 2, w->delay_ms = 15;
+    assert_int_equal(h_worker_start(w), 0);
     h_client_defaults(&c, f->b.frontend, "seq");
     c.total = 20, c.inflight = 16, c.first_id = 1000;
     h_client_run(&c);
     assert_int_equal(c.ok, 20);
-    assert_int_equal(atomic_load(&w.max_held), 2);
-    h_worker_join(&w);
+    assert_int_equal(atomic_load(&w->max_held), 2);
+    h_worker_join(w);
     s_stop(f);
 }
 
 static void test_hung_worker_requeued_late_reply_dropped(void **state)
 {
     fixture *f = s_start(state, false, s_fast);
-    h_worker hung, good;
-    h_worker_defaults(&hung, f->b.backend, "svc");
-    h_worker_defaults(&good, f->b.backend, "svc");
-    hung.capacity = 2, hung.delay_ms = 2, hung.hang_after = 6, hung.late_after_ms = 700;
-    good.capacity = 2, good.delay_ms = 3;
-    assert_int_equal(h_worker_start(&hung), 0);
+    h_worker *hung = s_worker(f, "svc");
+    h_worker *good = s_worker(f, "svc");
+    hung->capacity = 2, hung->delay_ms = 2, hung->hang_after = 6, hung->late_after_ms = 700;
+    good->capacity = 2, good->delay_ms = 3;
+    assert_int_equal(h_worker_start(hung), 0);
     s_wait_workers(f, 1);
-    assert_int_equal(h_worker_start(&good), 0);
+    assert_int_equal(h_worker_start(good), 0);
     s_wait_workers(f, 2);
     h_client c;
     h_client_defaults(&c, f->b.frontend, "svc");
@@ -185,8 +214,8 @@ static void test_hung_worker_requeued_late_reply_dropped(void **state)
      * 700 ms after the hang) must not reach it */
     c.total = 80, c.inflight = 8, c.after_ms = 1000;
     h_client_run(&c);
-    h_worker_wait(&hung); /* it has sent its late replies and left */
-    assert_int_equal(atomic_load(&hung.late_sent), 2);
+    h_worker_wait(hung); /* it has sent its late replies and left */
+    assert_int_equal(atomic_load(&hung->late_sent), 2);
     assert_int_equal(c.ok, 80);
     assert_int_equal(c.dup, 0);
     assert_int_equal(c.missing, 0);
@@ -198,7 +227,7 @@ static void test_hung_worker_requeued_late_reply_dropped(void **state)
     assert_true(h_log_contains(&f->b, "died (silent for"));
     assert_true(h_log_contains(&f->b, "requeued 2 requests of worker"));
     assert_true(h_log_contains(&f->b, "dropped a reply from unknown worker"));
-    h_worker_join(&good);
+    h_worker_join(good);
     s_stop(f);
 }
 
@@ -212,14 +241,13 @@ static void *s_client_thread(void *arg);
 static void test_stale_ticket_after_rejoin_dropped(void **state)
 {
     fixture *f = s_start(state, false, s_fast);
-    h_worker stall, good;
-    h_worker_defaults(&stall, f->b.backend, "svc");
-    h_worker_defaults(&good, f->b.backend, "svc");
-    stall.capacity = 2, stall.hang_after = 2, stall.late_on_release = true;
-    stall.delay_ms = 5000; /* answers nothing before it hangs */
-    stall.rejoin_late = true;
-    good.capacity = 2, good.delay_ms = 300;
-    assert_int_equal(h_worker_start(&stall), 0);
+    h_worker *stall = s_worker(f, "svc");
+    h_worker *good = s_worker(f, "svc");
+    stall->capacity = 2, stall->hang_after = 2, stall->late_on_release = true;
+    stall->delay_ms = 5000; /* answers nothing before it hangs */
+    stall->rejoin_late = true;
+    good->capacity = 2, good->delay_ms = 300;
+    assert_int_equal(h_worker_start(stall), 0);
     s_wait_workers(f, 1);
     h_client c;
     h_client_defaults(&c, f->b.frontend, "svc");
@@ -230,21 +258,21 @@ static void test_stale_ticket_after_rejoin_dropped(void **state)
     for (int i = 0; i < 300 && !h_log_contains(&f->b, "requeued 2 requests"); i++) usleep(10000);
     assert_true(h_log_contains(&f->b, "requeued 2 requests"));
     /* ... the good worker takes them (the 2 oldest, from the queue head) ... */
-    assert_int_equal(h_worker_start(&good), 0);
-    for (int i = 0; i < 300 && atomic_load(&good.received) < 2; i++) usleep(2000);
-    assert_int_equal(atomic_load(&good.received), 2);
+    assert_int_equal(h_worker_start(good), 0);
+    for (int i = 0; i < 300 && atomic_load(&good->received) < 2; i++) usleep(2000);
+    assert_int_equal(atomic_load(&good->received), 2);
     /* ... and while it holds them, the stalled one rejoins and replies */
-    atomic_store(&stall.release_late, 1);
+    atomic_store(&stall->release_late, 1);
     pthread_join(tc, NULL);
-    h_worker_wait(&stall);
-    assert_int_equal(atomic_load(&stall.late_sent), 2);
-    assert_int_equal(atomic_load(&stall.readies), 2);
+    h_worker_wait(stall);
+    assert_int_equal(atomic_load(&stall->late_sent), 2);
+    assert_int_equal(atomic_load(&stall->readies), 2);
     assert_int_equal(c.ok, 4);
     assert_int_equal(c.wrong, 0);
     assert_int_equal(c.dup, 0);
     assert_int_equal(c.missing, 0);
-    h_worker_join(&good); /* its counter is bumped just after its send */
-    assert_int_equal(atomic_load(&good.served), 4);
+    h_worker_join(good); /* its counter is bumped just after its send */
+    assert_int_equal(atomic_load(&good->served), 4);
     s_stats(f);
     assert_int_equal(h_json_num(f->json, NULL, "late_dropped"), 2);
     assert_int_equal(h_log_count(&f->b, "dropped a late reply from worker"), 2);
@@ -271,11 +299,11 @@ static void test_killed_worker_requeued(void **state)
     fixture *f = s_start(state, false, s_fast);
     s_killer k = {h_worker_spawn(NULL, f->b.backend, "svc", 3, 20), false};
     assert_true(k.child > 0);
+    f->child = k.child;
     s_wait_workers(f, 1);
-    h_worker good;
-    h_worker_defaults(&good, f->b.backend, "svc");
-    good.capacity = 2, good.delay_ms = 20;
-    assert_int_equal(h_worker_start(&good), 0);
+    h_worker *good = s_worker(f, "svc");
+    good->capacity = 2, good->delay_ms = 20;
+    assert_int_equal(h_worker_start(good), 0);
     s_wait_workers(f, 2);
     h_client c;
     h_client_defaults(&c, f->b.frontend, "svc");
@@ -284,6 +312,7 @@ static void test_killed_worker_requeued(void **state)
     h_client_run(&c);
     int st = 0;
     assert_int_equal(waitpid(k.child, &st, 0), k.child);
+    f->child = 0;
     assert_true(k.killed && WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
     assert_int_equal(c.ok, 60);
     assert_int_equal(c.dup, 0);
@@ -292,7 +321,7 @@ static void test_killed_worker_requeued(void **state)
     assert_true(h_json_num(f->json, "\"name\": \"svc\"", "requeues") >= 1);
     assert_int_equal(h_json_num(f->json, NULL, "workers"), 1);
     assert_true(h_log_contains(&f->b, "requeued"));
-    h_worker_join(&good);
+    h_worker_join(good);
     s_stop(f);
 }
 
@@ -311,12 +340,11 @@ static void test_no_worker_timeout_names_service(void **state)
     assert_non_null(strstr(c.last_error, "'ghost'"));
     assert_true(dt >= 290 && dt < 2000);
     /* a service whose only worker left: "timeout", also naming it */
-    h_worker w;
-    h_worker_defaults(&w, f->b.backend, "gone");
-    w.graceful = true;
-    assert_int_equal(h_worker_start(&w), 0);
+    h_worker *w = s_worker(f, "gone");
+    w->graceful = true;
+    assert_int_equal(h_worker_start(w), 0);
     s_wait_workers(f, 1);
-    h_worker_join(&w);
+    h_worker_join(w);
     s_wait_workers(f, 0);
     h_client_defaults(&c, f->b.frontend, "gone");
     c.total = 2, c.inflight = 2, c.timeout_ms = 3000;
@@ -373,10 +401,9 @@ static void test_malformed_frames_get_error_replies(void **state)
 {
     static const char *const args[] = {"--heartbeat-ms", "100", "--max-msg-bytes", "65536", NULL};
     fixture *f = s_start(state, false, args);
-    h_worker w;
-    h_worker_defaults(&w, f->b.backend, "fm");
-    w.garbage_first = true; /* junk on the backend: logged, not fatal */
-    assert_int_equal(h_worker_start(&w), 0);
+    h_worker *w = s_worker(f, "fm");
+    w->garbage_first = true; /* junk on the backend: logged, not fatal */
+    assert_int_equal(h_worker_start(w), 0);
     s_wait_workers(f, 1);
     void *ctx = zmq_ctx_new(), *s = NULL;
     dq_wire_opts o = {.linger_ms = 0};
@@ -468,7 +495,55 @@ static void test_malformed_frames_get_error_replies(void **state)
     dq_msg_decoder_destroy(&dec);
     zmq_close(s);
     zmq_ctx_term(ctx);
-    h_worker_join(&w);
+    h_worker_join(w);
+    s_stop(f);
+}
+
+/* The same (client, req_id) sent twice while the first is held: one reply. */
+static void test_duplicate_req_id_answered_once(void **state)
+{
+    fixture *f = s_start(state, false, s_fast);
+    h_worker *w = s_worker(f, "dup");
+    w->delay_ms = 200;
+    assert_int_equal(h_worker_start(w), 0);
+    s_wait_workers(f, 1);
+    void *ctx = zmq_ctx_new(), *s = NULL;
+    dq_wire_opts o = {.linger_ms = 0};
+    assert_int_equal(dq_wire_dealer_new(&s, ctx, f->b.frontend, &o, NULL), DQ_OK);
+    uint8_t px[64];
+    h_fill(px, sizeof px, 5);
+    dq_msg_request rq;
+    memset(&rq, 0, sizeof rq);
+    rq.req_id = 5;
+    snprintf(rq.service, sizeof rq.service, "dup");
+    rq.shape[0] = 1, rq.shape[1] = 1, rq.shape[2] = 8, rq.shape[3] = 8;
+    rq.data = px, rq.data_len = sizeof px, rq.n_outputs = 1;
+    snprintf(rq.outputs[0], sizeof rq.outputs[0], "logits");
+    dq_msg_buf buf;
+    dq_msg_buf_init(&buf);
+    assert_int_equal(dq_msg_encode_request(&buf, &rq, NULL), DQ_OK);
+    assert_true(zmq_send(s, buf.data, buf.len, 0) >= 0);
+    assert_true(zmq_send(s, buf.data, buf.len, 0) >= 0);
+    int replies = 0;
+    int64_t end = dq_wire_now_ms() + 800;
+    for (int64_t now = dq_wire_now_ms(); now < end; now = dq_wire_now_ms()) {
+        zmq_pollitem_t it = {s, 0, ZMQ_POLLIN, 0};
+        if (zmq_poll(&it, 1, (long)(end - now)) != 1) continue;
+        dq_wire_parts p;
+        if (dq_wire_recv(s, &p, 0, NULL) == DQ_OK) {
+            replies++;
+            dq_wire_parts_close(&p);
+        }
+    }
+    assert_int_equal(replies, 1);
+    assert_int_equal(atomic_load(&w->received), 1);
+    s_stats(f);
+    assert_int_equal(h_json_num(f->json, NULL, "duplicates"), 1);
+    assert_true(h_log_contains(&f->b, "ignored duplicate req_id 5"));
+    dq_msg_buf_free(&buf);
+    zmq_close(s);
+    zmq_ctx_term(ctx);
+    h_worker_join(w);
     s_stop(f);
 }
 
@@ -481,13 +556,12 @@ static void *s_client_thread(void *arg)
 static void test_two_services_two_clients_ipc(void **state)
 {
     fixture *f = s_start(state, true, s_fast);
-    h_worker a, b;
-    h_worker_defaults(&a, f->b.backend, "alpha");
-    h_worker_defaults(&b, f->b.backend, "beta");
-    b.c = 3, b.h = 4, b.w = 4, b.sha = H_SHA_B, b.capacity = 3;
-    a.delay_ms = 1, b.delay_ms = 1;
-    assert_int_equal(h_worker_start(&a), 0);
-    assert_int_equal(h_worker_start(&b), 0);
+    h_worker *wa = s_worker(f, "alpha");
+    h_worker *wb = s_worker(f, "beta");
+    wb->c = 3, wb->h = 4, wb->w = 4, wb->sha = H_SHA_B, wb->capacity = 3;
+    wa->delay_ms = 1, wb->delay_ms = 1;
+    assert_int_equal(h_worker_start(wa), 0);
+    assert_int_equal(h_worker_start(wb), 0);
     s_wait_workers(f, 2);
     h_client ca, cb;
     h_client_defaults(&ca, f->b.frontend, "alpha");
@@ -504,32 +578,30 @@ static void test_two_services_two_clients_ipc(void **state)
     assert_int_equal(ca.dup + cb.dup + ca.wrong + cb.wrong, 0);
     assert_string_equal(ca.teacher_service, "alpha");
     assert_string_equal(cb.teacher_service, "beta");
-    assert_int_equal(atomic_load(&a.served), 150);
-    assert_int_equal(atomic_load(&b.served), 150);
+    assert_int_equal(atomic_load(&wa->served), 150);
+    assert_int_equal(atomic_load(&wb->served), 150);
     /* a third worker claiming "beta" with other weights is refused */
-    h_worker bad;
-    h_worker_defaults(&bad, f->b.backend, "beta");
-    bad.c = 3, bad.h = 4, bad.w = 4, bad.sha = H_SHA_A;
-    assert_int_equal(h_worker_start(&bad), 0);
-    for (int i = 0; i < 200 && atomic_load(&bad.disconnects) == 0; i++) usleep(10000);
-    assert_true(atomic_load(&bad.disconnects) >= 1);
+    h_worker *bad = s_worker(f, "beta");
+    bad->c = 3, bad->h = 4, bad->w = 4, bad->sha = H_SHA_A;
+    assert_int_equal(h_worker_start(bad), 0);
+    for (int i = 0; i < 200 && atomic_load(&bad->disconnects) == 0; i++) usleep(10000);
+    assert_true(atomic_load(&bad->disconnects) >= 1);
     assert_true(h_log_contains(&f->b, "rejected worker"));
-    h_worker_join(&bad);
-    h_worker_join(&a);
-    h_worker_join(&b);
+    h_worker_join(bad);
+    h_worker_join(wa);
+    h_worker_join(wb);
     s_stop(f);
 }
 
 static void test_graceful_drain_loses_nothing(void **state)
 {
     fixture *f = s_start(state, false, s_fast);
-    h_worker leaving, staying;
-    h_worker_defaults(&leaving, f->b.backend, "d");
-    h_worker_defaults(&staying, f->b.backend, "d");
-    leaving.graceful = true, leaving.delay_ms = 10, leaving.capacity = 3;
-    staying.delay_ms = 5;
-    assert_int_equal(h_worker_start(&leaving), 0);
-    assert_int_equal(h_worker_start(&staying), 0);
+    h_worker *leaving = s_worker(f, "d");
+    h_worker *staying = s_worker(f, "d");
+    leaving->graceful = true, leaving->delay_ms = 10, leaving->capacity = 3;
+    staying->delay_ms = 5;
+    assert_int_equal(h_worker_start(leaving), 0);
+    assert_int_equal(h_worker_start(staying), 0);
     s_wait_workers(f, 2);
     h_client c;
     h_client_defaults(&c, f->b.frontend, "d");
@@ -537,8 +609,8 @@ static void test_graceful_drain_loses_nothing(void **state)
     /* stop the leaving worker while the client runs: drain, finish, goodbye */
     pthread_t tc;
     assert_int_equal(pthread_create(&tc, NULL, s_client_thread, &c), 0);
-    for (int i = 0; i < 300 && atomic_load(&leaving.served) < 5; i++) usleep(2000);
-    h_worker_join(&leaving);
+    for (int i = 0; i < 300 && atomic_load(&leaving->served) < 5; i++) usleep(2000);
+    h_worker_join(leaving);
     pthread_join(tc, NULL);
     assert_int_equal(c.ok, 60);
     assert_int_equal(c.dup, 0);
@@ -546,16 +618,15 @@ static void test_graceful_drain_loses_nothing(void **state)
     assert_true(h_log_contains(&f->b, "left"));
     s_stats(f);
     assert_int_equal(h_json_num(f->json, "\"name\": \"d\"", "requeues"), 0);
-    h_worker_join(&staying);
+    h_worker_join(staying);
     s_stop(f);
 }
 
 static void test_worker_rejoins_restarted_broker(void **state)
 {
     fixture *f = s_start(state, false, s_fast);
-    h_worker w;
-    h_worker_defaults(&w, f->b.backend, "r");
-    assert_int_equal(h_worker_start(&w), 0);
+    h_worker *w = s_worker(f, "r");
+    assert_int_equal(h_worker_start(w), 0);
     s_wait_workers(f, 1);
     uint64_t epoch1 = 0;
     s_stats(f);
@@ -563,20 +634,20 @@ static void test_worker_rejoins_restarted_broker(void **state)
     assert_non_null(e);
     epoch1 = strtoull(e + 10, NULL, 16);
     s_stop(f);
-    for (int i = 0; i < 100 && atomic_load(&w.disconnects) == 0; i++) usleep(10000);
-    assert_true(atomic_load(&w.disconnects) >= 1); /* told "shutting down" */
+    for (int i = 0; i < 100 && atomic_load(&w->disconnects) == 0; i++) usleep(10000);
+    assert_true(atomic_load(&w->disconnects) >= 1); /* told "shutting down" */
     assert_int_equal(h_broker_restart(&f->b, s_fast), 0);
     s_wait_workers(f, 1); /* heartbeat -> reannounce -> ready */
     e = strstr(f->json, "\"epoch\": \"");
     assert_non_null(e);
     assert_true(strtoull(e + 10, NULL, 16) != epoch1);
-    assert_true(atomic_load(&w.readies) >= 2);
+    assert_true(atomic_load(&w->readies) >= 2);
     h_client c;
     h_client_defaults(&c, f->b.frontend, "r");
     c.total = 10;
     h_client_run(&c);
     assert_int_equal(c.ok, 10);
-    h_worker_join(&w);
+    h_worker_join(w);
     s_stop(f);
 }
 
@@ -586,17 +657,18 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     if (getenv("DQ_TEST_FILTER")) cmocka_set_test_filter(getenv("DQ_TEST_FILTER"));
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_many_requests_exactly_once_and_stats),
-        cmocka_unit_test(test_capacity_and_fifo),
-        cmocka_unit_test(test_hung_worker_requeued_late_reply_dropped),
-        cmocka_unit_test(test_stale_ticket_after_rejoin_dropped),
-        cmocka_unit_test(test_killed_worker_requeued),
-        cmocka_unit_test(test_no_worker_timeout_names_service),
-        cmocka_unit_test(test_overloaded),
-        cmocka_unit_test(test_malformed_frames_get_error_replies),
-        cmocka_unit_test(test_two_services_two_clients_ipc),
-        cmocka_unit_test(test_graceful_drain_loses_nothing),
-        cmocka_unit_test(test_worker_rejoins_restarted_broker),
+        cmocka_unit_test_teardown(test_many_requests_exactly_once_and_stats, s_after),
+        cmocka_unit_test_teardown(test_capacity_and_fifo, s_after),
+        cmocka_unit_test_teardown(test_hung_worker_requeued_late_reply_dropped, s_after),
+        cmocka_unit_test_teardown(test_stale_ticket_after_rejoin_dropped, s_after),
+        cmocka_unit_test_teardown(test_killed_worker_requeued, s_after),
+        cmocka_unit_test_teardown(test_no_worker_timeout_names_service, s_after),
+        cmocka_unit_test_teardown(test_overloaded, s_after),
+        cmocka_unit_test_teardown(test_malformed_frames_get_error_replies, s_after),
+        cmocka_unit_test_teardown(test_duplicate_req_id_answered_once, s_after),
+        cmocka_unit_test_teardown(test_two_services_two_clients_ipc, s_after),
+        cmocka_unit_test_teardown(test_graceful_drain_loses_nothing, s_after),
+        cmocka_unit_test_teardown(test_worker_rejoins_restarted_broker, s_after),
     };
     return cmocka_run_group_tests_name("broker", tests, s_setup, s_teardown);
 }

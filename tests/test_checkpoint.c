@@ -197,7 +197,8 @@ static void test_train_state_round_trip(void **state)
     dq_net_t *net = s_net("lightnn-fmnist");
     int64_t n = dq_net_param_floats(net);
     dq_train_state a = {.epoch = 3, .step = 1234, .batch_in_epoch = 17,
-                        .seed = 0xfedcba9876543210ULL};
+                        .seed = 0xfedcba9876543210ULL, .loss_sum = 1234.5678912345,
+                        .correct = 987, .seen = 1088, .seconds = 12.25};
     dq_rng_seed(&a.rng, 42);
     for (int i = 0; i < 10; i++) dq_rng_next(&a.rng);
     a.m = malloc((size_t)n * sizeof(float));
@@ -211,7 +212,9 @@ static void test_train_state_round_trip(void **state)
 
     dq_st_file_t *f = NULL;
     assert_int_equal(dq_st_open(&f, t->path, &err), DQ_OK);
-    assert_int_equal(dq_st_count(f), 2 * dq_net_param_count(net) + 5);
+    assert_int_equal(dq_st_count(f), 2 * dq_net_param_count(net) + 9);
+    const dq_st_tensor *ls = dq_st_find(f, "epoch_loss_sum");
+    assert_true(ls && ls->dtype == DQ_ST_F64 && ls->ndim == 0);
     const dq_st_tensor *m0 = dq_st_find(f, "m.features.0.weight");
     assert_non_null(m0);
     assert_int_equal(m0->ndim, 4);
@@ -231,6 +234,10 @@ static void test_train_state_round_trip(void **state)
     assert_int_equal(b.step, 1234);
     assert_int_equal(b.batch_in_epoch, 17);
     assert_true(b.seed == 0xfedcba9876543210ULL);
+    assert_true(b.loss_sum == a.loss_sum); /* bit-exact doubles */
+    assert_int_equal(b.correct, 987);
+    assert_int_equal(b.seen, 1088);
+    assert_true(b.seconds == 12.25);
     assert_memory_equal(&b.rng, &a.rng, sizeof a.rng);
     assert_true(dq_rng_next(&b.rng) == dq_rng_next(&a.rng)); /* the stream continues */
     assert_memory_equal(b.m, a.m, (size_t)n * sizeof(float));

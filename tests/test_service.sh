@@ -13,8 +13,11 @@
 #  e. malformed frames get bad_request replies; the broker keeps serving
 #  f. the broker SIGKILLed mid-stream and restarted: workers re-join, the
 #     client resends, the output is still bit-identical
+#  g. a forward longer than liveness x heartbeat does not look like a death
 #
 # TAP output; every wait is bounded; every process is killed by pid on exit.
+# (check's conditions are eval'd strings: shellcheck cannot see their uses)
+# shellcheck disable=SC2034
 set -u
 bin=${top_builddir:-.}
 src=${top_srcdir:-.}
@@ -44,7 +47,7 @@ ok() { n=$((n + 1)); echo "ok $n - $1"; }
 notok() { n=$((n + 1)); failed=$((failed + 1)); echo "not ok $n - $1"; }
 check() { if eval "$2"; then ok "$1"; else notok "$1"; fi; }
 show() { echo "# ---- $1"; tail -n "${2:-15}" "$1" | sed 's/^/# /'; }
-echo "1..24"
+echo "1..27"
 
 model=$src/models/lightnn-fmnist.model
 hb=(--heartbeat-ms 100 --liveness 3)
@@ -87,7 +90,7 @@ served() { num "$(stats "$1")" served; }
 remote() { # OUT URL LIMIT [args...]
   local out=$1 url=$2 lim=$3; shift 3
   timeout 120 "$bin/distillq-predict" --teacher "$url" --data "$data" --limit "$lim" --batch 8 \
-    --inflight 16 --output "$tmp/$out.npy" "$@" 2> "$tmp/$out.err"
+    --inflight 16 --request-timeout-ms 20000 --output "$tmp/$out.npy" "$@" 2> "$tmp/$out.err"
 }
 
 # ---- teachers and local references --------------------------------------------------
@@ -131,11 +134,13 @@ check "a: cluster stop ends exactly its processes (workers leave gracefully)" \
 pb=$(pick_ports)
 feb=tcp://127.0.0.1:$pb beb=tcp://127.0.0.1:$((pb + 1))
 start_broker b-broker "$feb" "$beb"
-for i in 1 2 3; do start_worker "b-w$i" "$beb" light "$tmp/w1.safetensors" --delay-ms 8; eval "bw$i=\$pid"; done
+start_worker b-w1 "$beb" light "$tmp/w1.safetensors" --delay-ms 8; bw1=$pid
+start_worker b-w2 "$beb" light "$tmp/w1.safetensors" --delay-ms 8
+start_worker b-w3 "$beb" light "$tmp/w1.safetensors" --delay-ms 8
 wait_until 10 "workers_live $feb 3"
 remote b "$feb/light" 4000 & cpid=$!; pids+=("$cpid")
 wait_until 60 '[ "$(served $feb)" -ge 100 ] 2>/dev/null'
-kill -KILL "$bw1"
+kill -KILL "$bw1"; wait "$bw1" 2> /dev/null
 wait_until 60 '[ "$(served $feb)" -ge 250 ] 2>/dev/null'
 start_worker b-w4 "$beb" light "$tmp/w1.safetensors" --delay-ms 8
 wait "$cpid"; rc=$?
@@ -189,6 +194,13 @@ remote e "$fec/light" 400; rc=$?
 check "e: and the broker keeps serving, still bit-identical" \
   '[ $rc -eq 0 ] && cmp <(tail -c 16000 "$tmp/e.npy") <(head -c 16128 "$tmp/ref1.npy" | tail -c 16000)'
 
+# ---- g. forwards longer than liveness x heartbeat (700 ms vs 300 ms): never declared dead ----
+start_worker g-slow "$bec" slow "$tmp/w1.safetensors" --delay-ms 700
+wait_until 10 "workers_live $fec 4"
+remote g "$fec/slow" 16 --inflight 2; rc=$?
+check "g: a worker busy for 700 ms per forward still heartbeats (rc=$rc, no death, no requeue)" \
+  '[ $rc -eq 0 ] && ! grep -q "died" "$tmp/c-broker.log" && cmp <(tail -c 640 "$tmp/g.npy") <(head -c 768 "$tmp/ref1.npy" | tail -c 640)'
+
 # ---- f. broker SIGKILLed mid-stream and restarted on the same endpoints ---------------------
 pf=$(pick_ports)
 fef=tcp://127.0.0.1:$pf bef=tcp://127.0.0.1:$((pf + 1))
@@ -208,4 +220,14 @@ check "f: both workers re-joined the new broker; the client resent what it had i
   'grep -q "re-join" "$tmp/f-w1.log" && grep -q "re-join" "$tmp/f-w2.log" &&
    grep -Eq "resent [1-9]" "$tmp/f.err" || { show "$tmp/f-w1.log" 5; show "$tmp/f.err" 5; false; }'
 
+# ---- every process still running stops cleanly; no sanitizer reports anywhere ---------------
+left=() bad=""
+for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && { kill -TERM "$p"; left+=("$p"); }; done
+all_gone() { for p in "$@"; do kill -0 "$p" 2>/dev/null && return 1; done; return 0; }
+wait_until 20 'all_gone "${left[@]}"'
+for p in "${left[@]}"; do wait "$p"; rc=$?; [ $rc -eq 0 ] || bad="$bad $p:$rc"; done
+check "all ${#left[@]} remaining brokers and workers exit 0 on SIGTERM${bad:+ (not:$bad)}" '[ -z "$bad" ]'
+reports=$(grep -l -E "AddressSanitizer|LeakSanitizer|runtime error:" "$tmp"/*.log "$tmp"/*.err \
+          "$tmp"/cl/*.log 2>/dev/null)
+check "no sanitizer report in any process's log" '[ -z "$reports" ] || { for f in $reports; do show "$f" 30; done; false; }'
 exit $((failed > 0))

@@ -119,19 +119,29 @@ void dq_broker_fail_record(dq_broker_t *b, int32_t r, dq_reply_status st, const 
 
 /* ---- services ------------------------------------------------------------------- */
 
+/* A service nobody ever announced and nothing waits for: clients naming
+ * random services must not use up the table for good. */
+static bool s_reclaimable(const dq_bservice *s)
+{
+    return !s->has_identity && s->n_workers == 0 && s->queue.count == 0;
+}
+
 int32_t dq_broker_service(dq_broker_t *b, const char *name, bool create)
 {
-    int32_t free_slot = -1;
-    for (int32_t i = 0; i < b->cfg.max_services; i++) {
+    int32_t free_slot = -1, spare = -1;
+    for (int32_t i = 0; i < b->cfg.max_services && i <= b->service_hi; i++) {
         if (b->services[i].used) {
             if (strcmp(b->services[i].name, name) == 0) return i;
+            if (spare < 0 && s_reclaimable(&b->services[i])) spare = i;
         } else if (free_slot < 0) {
             free_slot = i;
         }
     }
+    if (free_slot < 0) free_slot = spare;
     if (!create || free_slot < 0) return -1;
     dq_bservice *s = &b->services[free_slot];
     memset(s, 0, sizeof *s);
+    if (free_slot >= b->service_hi) b->service_hi = free_slot + 1;
     s->used = true;
     snprintf(s->name, sizeof s->name, "%s", name);
     dq_blist_init(&s->queue);
@@ -180,7 +190,7 @@ static int32_t s_pick_worker(const dq_broker_t *b, int32_t svc)
 {
     int32_t best = -1;
     uint32_t best_free = 0;
-    for (int32_t i = 0; i < b->cfg.max_workers; i++) {
+    for (int32_t i = 0; i < b->worker_hi; i++) {
         const dq_bworker *w = &b->workers[i];
         if (!w->used || w->service != svc || w->draining || w->in_flight >= w->capacity)
             continue;
@@ -374,7 +384,7 @@ static void s_on_frontend(dq_broker_t *b, dq_wire_parts *p, int64_t now)
 
 static void s_expire_queued(dq_broker_t *b, int64_t now)
 {
-    for (int32_t i = 0; i < b->cfg.max_services; i++) {
+    for (int32_t i = 0; i < b->service_hi; i++) {
         dq_bservice *s = &b->services[i];
         if (!s->used) continue;
         for (int32_t r = s->queue.head; r >= 0;) {
@@ -398,7 +408,7 @@ static void s_tick(dq_broker_t *b, int64_t now)
 {
     dq_broker_purge(b, now);
     if (now >= b->next_hb_ms) {
-        for (int32_t i = 0; i < b->cfg.max_workers; i++) {
+        for (int32_t i = 0; i < b->worker_hi; i++) {
             dq_bworker *w = &b->workers[i];
             if (!w->used) continue;
             const void *data[2] = {w->id, b->hb.data};
@@ -556,7 +566,7 @@ dq_status dq_broker_run(dq_broker_t *b, volatile sig_atomic_t *stop, dq_err *err
     }
     dq_msg_buf_reset(&b->out);
     if (dq_msg_encode_disconnect(&b->out, "broker shutting down", true, NULL) == DQ_OK)
-        for (int32_t i = 0; i < b->cfg.max_workers; i++) {
+        for (int32_t i = 0; i < b->worker_hi; i++) {
             dq_bworker *w = &b->workers[i];
             if (!w->used) continue;
             const void *data[2] = {w->id, b->out.data};

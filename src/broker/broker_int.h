@@ -42,18 +42,19 @@ typedef struct {
 } dq_brec;
 
 typedef struct {
+    /* what dispatch and lookup read first */
     bool used;
     bool draining;
     uint8_t id_len;
-    uint8_t id[DQ_WIRE_ID_MAX];
-    char id_hex[24];          /* for log lines (first 10 bytes) */
     int32_t service;
     uint32_t capacity, in_flight;
-    int64_t last_seen_ms, joined_ms;
     uint64_t last_dispatch;   /* dispatch sequence number, for LRU ties */
+    int64_t last_seen_ms, joined_ms;
     dq_blist held;
     uint64_t served, errors, requeues;
     double service_ms_sum;
+    char id_hex[24];          /* for log lines (first 10 bytes) */
+    uint8_t id[DQ_WIRE_ID_MAX];
 } dq_bworker;
 
 typedef struct {
@@ -62,6 +63,8 @@ typedef struct {
     char name[DQ_MSG_NAME_MAX + 1];
     dq_msg_ready identity;    /* of the live workers (else the last ones) */
     int n_workers;            /* live */
+    int32_t worker_hi;        /* 1 + highest used worker slot: loops stop here */
+    int32_t service_hi;       /* 1 + highest used service slot (never shrinks) */
     dq_blist queue;
     uint64_t served, errors, requeues, timeouts, overloaded, bad_requests;
     double service_ms_sum;
@@ -85,6 +88,8 @@ struct dq_broker {
     dq_bworker *workers;
     dq_bservice *services;
     int n_workers;            /* live */
+    int32_t worker_hi;        /* 1 + highest used worker slot: loops stop here */
+    int32_t service_hi;       /* 1 + highest used service slot (never shrinks) */
     int queued, inflight;
     uint64_t dispatch_seq;
 

@@ -92,7 +92,7 @@ static void s_service(s_out *o, const dq_broker_t *b, int32_t si)
         s_printf(o, "]");
     }
     int inflight = 0;
-    for (int32_t i = 0; i < b->cfg.max_workers; i++)
+    for (int32_t i = 0; i < b->worker_hi; i++)
         if (b->workers[i].used && b->workers[i].service == si)
             inflight += (int)b->workers[i].in_flight;
     s_printf(o,
@@ -104,7 +104,7 @@ static void s_service(s_out *o, const dq_broker_t *b, int32_t si)
              (unsigned long long)s->timeouts, (unsigned long long)s->overloaded,
              (unsigned long long)s->bad_requests, s_mean(s->service_ms_sum, s->served));
     const char *sep = "";
-    for (int32_t i = 0; i < b->cfg.max_workers; i++) {
+    for (int32_t i = 0; i < b->worker_hi; i++) {
         const dq_bworker *w = &b->workers[i];
         if (!w->used || w->service != si) continue;
         s_printf(o,
@@ -134,7 +134,7 @@ dq_status dq_broker_stats_json(dq_broker_t *b, int64_t now, dq_err *err)
              (unsigned long long)b->n_late, (unsigned long long)b->n_dup,
              (unsigned long long)b->n_undeliverable);
     const char *sep = "";
-    for (int32_t i = 0; i < b->cfg.max_services; i++) {
+    for (int32_t i = 0; i < b->service_hi; i++) {
         if (!b->services[i].used) continue;
         s_printf(&o, "%s", sep);
         s_service(&o, b, i);

@@ -18,7 +18,7 @@
 
 static int32_t s_find(const dq_broker_t *b, const uint8_t *id, size_t len)
 {
-    for (int32_t i = 0; i < b->cfg.max_workers; i++) {
+    for (int32_t i = 0; i < b->worker_hi; i++) {
         const dq_bworker *w = &b->workers[i];
         if (w->used && w->id_len == len && memcmp(w->id, id, len) == 0) return i;
     }
@@ -64,6 +64,7 @@ void dq_broker_remove_worker(dq_broker_t *b, int32_t w, const char *why, int64_t
     s->requeues += (uint64_t)n;
     wk->used = false;
     wk->in_flight = 0;
+    while (b->worker_hi > 0 && !b->workers[b->worker_hi - 1].used) b->worker_hi--;
     s->n_workers--;
     b->n_workers--;
     dq_broker_log(b, "worker %s %s; service '%s' (served %llu) has %d live workers", wk->id_hex,
@@ -76,7 +77,7 @@ void dq_broker_remove_worker(dq_broker_t *b, int32_t w, const char *why, int64_t
 void dq_broker_purge(dq_broker_t *b, int64_t now)
 {
     int64_t limit = (int64_t)b->cfg.liveness * b->cfg.heartbeat_ms;
-    for (int32_t i = 0; i < b->cfg.max_workers; i++) {
+    for (int32_t i = 0; i < b->worker_hi; i++) {
         dq_bworker *w = &b->workers[i];
         if (!w->used || now - w->last_seen_ms <= limit) continue;
         char why[64];
@@ -147,6 +148,7 @@ static void s_on_ready(dq_broker_t *b, int32_t w, const uint8_t *id, size_t len,
     }
     dq_bworker *wk = &b->workers[slot];
     memset(wk, 0, sizeof *wk);
+    if (slot >= b->worker_hi) b->worker_hi = slot + 1;
     wk->used = true;
     wk->id_len = (uint8_t)len;
     memcpy(wk->id, id, len);

@@ -267,7 +267,6 @@ dq_status dq_cache_put_batch(dq_cache_t *c, const dq_msg_teacher *teacher, dq_ms
             dq_cache_val_write(val.mv_data, &key, outs[k].ndim, outs[k].shape, numel[k], src);
             n_new++;
         }
-        if (i % 8 == 7 && !rc) { rc = mdb_txn_commit(txn); if (!rc) rc = mdb_txn_begin(c->env, NULL, 0, &txn); }
     }
     if (!rc && n_new > 0) rc = s_bump_teacher(c, txn, sha, teacher, n_new);
     if (rc) {

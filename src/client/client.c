@@ -432,9 +432,8 @@ static void s_give_up(dq_client_t *c, int slot, dq_client_reply *out)
     rp->req_id = e->req_id;
     rp->status = DQ_REPLY_TIMEOUT;
     char reason[1024];
-    snprintf(reason, sizeof reason, "service %s: no reply from the broker at %s within "
-             "%d ms (sent %d time(s))", c->slots[slot].service, c->endpoint,
-             c->o.request_timeout_ms, e->sends);
+    snprintf(reason, sizeof reason, "no reply from the broker at %s within %d ms (sent %d "
+             "time(s))", c->endpoint, c->o.request_timeout_ms, e->sends);
     s_set_error(rp->error, reason);
     c->k.local_timeouts++;
     s_deliver(c, slot, out);

@@ -7,13 +7,14 @@
  * thread owns the network and runs one forward at a time; the I/O thread
  * hands it one job at a time over an inproc PAIR ([gen, ticket, body], the
  * frames moved, not copied) and gets [gen, ticket, reply] back. We chose the
- * thread over "compute between polls" because a DeepNN forward on a batch of
- * 128 takes longer than a heartbeat on 2 shared cores: a worker that
- * computed in its poll loop would be declared dead and its work requeued
- * exactly when it is busiest. Feeding the compute thread one job at a time
- * (instead of pushing all K into the PAIR) keeps the queue on this side,
- * where a re-join can throw away work that the broker has already requeued
- * elsewhere.
+ * thread over "compute between polls" because the length of a forward is
+ * not ours to bound: DeepNN on a batch of 128 takes ~0.3 s on one core
+ * here, a batch of 1024 or a busy host passes liveness x heartbeat, and a
+ * worker that computed in its poll loop would then be declared dead and its
+ * work requeued exactly when it is busiest. Feeding the compute thread one
+ * job at a time (instead of pushing all K into the PAIR) keeps the queue on
+ * this side, where a re-join can throw away work that the broker has
+ * already requeued elsewhere.
  *
  * Every (re-)join bumps a generation number: a job that was computing when
  * the broker went away comes back with an old generation and its reply is
@@ -63,7 +64,7 @@ struct dq_worker {
     bool busy;                   /* the compute thread holds a job */
     uint32_t busy_gen, gen;
     uint64_t my_epoch, rnd;
-    int64_t last_heard, last_hb, reconnect_at, last_reannounce_log;
+    int64_t last_heard, last_hb, reconnect_at, last_ready, last_reannounce_log;
     int backoff_ms;
     bool draining;
     uint64_t served, rejected, stale;
@@ -192,7 +193,8 @@ static void s_compute_stop(dq_worker_t *w)
     if (w->thread_up && w->pair) {
         /* Blocks only until the current forward ends; the PAIR never fills
          * because we hand it one job at a time. */
-        zmq_send(w->pair, "", 0, 0);
+        if (zmq_send(w->pair, "", 0, 0) < 0)
+            zmq_ctx_shutdown(w->ctx); /* its blocking recv then fails with ETERM */
         pthread_join(w->thread, NULL);
         w->thread_up = false;
     }
@@ -229,6 +231,7 @@ static dq_status s_send_ready(dq_worker_t *w, dq_err *err)
     r.capacity = (uint32_t)w->cfg.capacity;
     dq_msg_buf_reset(&w->buf);
     DQ_TRY(dq_msg_encode_ready(&w->buf, &r, err));
+    w->last_ready = dq_wire_now_ms();
     return s_send_buf(w, NULL, err);
 }
 
@@ -357,7 +360,8 @@ static void s_leave(dq_worker_t *w, const char *why)
     if (w->sock) {
         dq_err err;
         int linger = S_GOODBYE_LINGER_MS;
-        zmq_setsockopt(w->sock, ZMQ_LINGER, &linger, sizeof linger);
+        if (zmq_setsockopt(w->sock, ZMQ_LINGER, &linger, sizeof linger) != 0)
+            s_log(w, "goodbye may be lost: ZMQ_LINGER: %s", zmq_strerror(zmq_errno()));
         if (s_send_simple(w, DQ_MSG_GOODBYE, &err) != DQ_OK) s_log(w, "goodbye: %s", err.msg);
         zmq_close(w->sock);
         w->sock = NULL;
@@ -435,8 +439,13 @@ static dq_status s_on_broker(dq_worker_t *w, dq_wire_parts *p, dq_err *err)
         return DQ_OK;
     case DQ_MSG_REANNOUNCE:
         /* The broker does not know us (it restarted, or declared us dead and
-         * requeued our work): what we queued is nobody's now. Every reannounce
-         * it sent before our ready reaches us before any new request. */
+         * requeued our work): what we queued is nobody's now. A broker that
+         * hears several messages from us before our ready sends one
+         * reannounce per message; a second ready would make it requeue what
+         * it gave us meanwhile (a known worker's ready is a restart), so
+         * within one heartbeat of a ready we ignore them. Should the broker
+         * really have lost us again, our next heartbeat brings another. */
+        if (now - w->last_ready < w->cfg.heartbeat_ms) return DQ_OK;
         s_purge(w);
         if (now - w->last_reannounce_log > (int64_t)w->cfg.heartbeat_ms * w->cfg.liveness) {
             s_log(w, "re-join %s: the broker asked us to announce again", w->cfg.broker);
