@@ -67,6 +67,8 @@ struct dq_worker {
     int64_t last_heard, last_hb, reconnect_at, last_ready, last_reannounce_log;
     int backoff_ms;
     bool draining;
+    bool drain_acked;        /* the broker confirmed: it sends us nothing new */
+    int64_t drain_sent;      /* when we asked (ms) */
     uint64_t served, rejected, stale;
 
     /* compute thread */
@@ -437,6 +439,10 @@ static dq_status s_on_broker(dq_worker_t *w, dq_wire_parts *p, dq_err *err)
     switch (m.type) {
     case DQ_MSG_HEARTBEAT:
         return DQ_OK;
+    case DQ_MSG_DRAIN:
+        /* The broker's acknowledgement: no new request is on its way. */
+        w->drain_acked = true;
+        return DQ_OK;
     case DQ_MSG_REANNOUNCE:
         /* The broker does not know us (it restarted, or declared us dead and
          * requeued our work): what we queued is nobody's now. A broker that
@@ -452,7 +458,11 @@ static dq_status s_on_broker(dq_worker_t *w, dq_wire_parts *p, dq_err *err)
             w->last_reannounce_log = now;
         }
         DQ_TRY(s_send_ready(w, err));
-        if (w->draining) return s_send_simple(w, DQ_MSG_DRAIN, err);
+        if (w->draining) {
+            w->drain_acked = false; /* ask the broker that now knows us */
+            w->drain_sent = now;
+            return s_send_simple(w, DQ_MSG_DRAIN, err);
+        }
         return DQ_OK;
     case DQ_MSG_DISCONNECT:
         if (!m.u.disconnect.retry) {
@@ -531,9 +541,16 @@ static dq_status s_serve(dq_worker_t *w, dq_err *err)
         if (stop >= 1 && !w->draining) {
             w->draining = true;
             s_log(w, "draining: finishing %d held request(s)", s_held(w));
+            w->drain_sent = dq_wire_now_ms();
             if (w->sock) DQ_TRY(s_send_simple(w, DQ_MSG_DRAIN, err));
         }
-        if (w->draining && s_held(w) == 0) {
+        /* Leave once the broker acknowledged the drain (so no request is
+         * still on its way to us) and nothing is held; without an answer
+         * within the liveness window the broker is gone or deaf: leave. */
+        bool acked = w->drain_acked || !w->sock ||
+                     dq_wire_now_ms() - w->drain_sent >
+                         (int64_t)w->cfg.heartbeat_ms * w->cfg.liveness;
+        if (w->draining && acked && s_held(w) == 0) {
             s_leave(w, "stopped");
             return DQ_OK;
         }
