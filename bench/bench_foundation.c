@@ -9,14 +9,18 @@
  *            (train), cross-entropy, backward, Adam; GFLOP/s counts 3x the
  *            forward FLOPs (forward + input gradient + weight gradient).
  * Inputs are random with a fixed seed: throughput does not depend on the
- * values. Each measurement warms up, then runs whole iterations until at
- * least --seconds have passed, so short ops are timed over many calls.
+ * values. Each measurement warms up (>= 3 iterations and >= 0.5 s: the first
+ * seconds after large allocations are slow here while the kernel settles the
+ * new pages), then runs whole iterations for --seconds split into windows and
+ * reports the median window's rate: on a small shared VM a neighbour's burst
+ * then spoils one window, not the number.
  *
  * Results go to stdout as tab-separated lines "RESULT distillq <threads>
  * <metric> <value>" and "INFO <key> <value>", the format bench/pytorch_models.py
  * also prints, so bench/run_foundation.sh can join them into one table.
  * Progress goes to stderr. Built by `make bench`, not by `make check`.
  */
+#include <assert.h>
 #include <cblas.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -53,6 +57,43 @@ static double s_now(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+/* One iteration of a measurement (an sgemm, a forward, a training step). */
+typedef dq_status (*s_step_fn)(void *ctx, dq_err *err);
+
+static int s_cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+#define S_MAX_WINDOWS 9
+
+/* Warms up, then runs step for `seconds` in `windows` equal windows (each at
+ * least one whole iteration) and sets *rate to the median window's
+ * iterations per second. */
+static dq_status s_time_median(double *rate, s_step_fn step, void *ctx, double seconds,
+                               int windows, dq_err *err)
+{
+    assert(windows >= 1 && windows <= S_MAX_WINDOWS);
+    double t0 = s_now();
+    for (int i = 0; i < 3 || s_now() - t0 < 0.5; i++) DQ_TRY(step(ctx, err));
+    double r[S_MAX_WINDOWS];
+    for (int w = 0; w < windows; w++) {
+        int iters = 0;
+        double el;
+        t0 = s_now();
+        do {
+            DQ_TRY(step(ctx, err));
+            iters++;
+            el = s_now() - t0;
+        } while (el < seconds / windows);
+        r[w] = iters / el;
+    }
+    qsort(r, (size_t)windows, sizeof r[0], s_cmp_double);
+    *rate = windows % 2 ? r[windows / 2] : 0.5 * (r[windows / 2 - 1] + r[windows / 2]);
+    return DQ_OK;
+}
+
 static void s_fill_uniform(float *x, int64_t n, dq_rng *rng, float lo, float hi)
 {
     for (int64_t i = 0; i < n; i++) x[i] = dq_rng_range(rng, lo, hi);
@@ -60,7 +101,23 @@ static void s_fill_uniform(float *x, int64_t n, dq_rng *rng, float lo, float hi)
 
 /* ---- sgemm ------------------------------------------------------------------- */
 
-/* GFLOP/s of C = A * B with A, B, C n x n (2 n^3 FLOPs per call). */
+typedef struct {
+    const float *a, *b;
+    float *c;
+    int n;
+} s_sgemm_ctx;
+
+static dq_status s_sgemm_step(void *ctx, dq_err *err)
+{
+    (void)err;
+    s_sgemm_ctx *g = ctx;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, g->n, g->n, g->n, 1.0f, g->a, g->n,
+                g->b, g->n, 0.0f, g->c, g->n);
+    return DQ_OK;
+}
+
+/* GFLOP/s of C = A * B with A, B, C n x n (2 n^3 FLOPs per call); 3 windows,
+ * as one call is over a second on 1 thread. */
 static dq_status s_bench_sgemm(double *gflops, int n, double seconds, dq_err *err)
 {
     size_t bytes = (size_t)n * (size_t)n * sizeof(float);
@@ -77,19 +134,12 @@ static dq_status s_bench_sgemm(double *gflops, int n, double seconds, dq_err *er
     s_fill_uniform(b, (int64_t)n * n, &rng, -1.0f, 1.0f);
     memset(c, 0, bytes);
 
-    /* One call warms up OpenBLAS's thread pool and buffers. */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
-    int iters = 0;
-    double t0 = s_now(), el;
-    do {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n, b, n, 0.0f,
-                    c, n);
-        iters++;
-        el = s_now() - t0;
-    } while (el < seconds || iters < 2);
-    *gflops = 2.0 * (double)n * n * n * iters / el / 1e9;
+    s_sgemm_ctx g = {a, b, c, n};
+    double rate = 0.0;
+    dq_status st = s_time_median(&rate, s_sgemm_step, &g, seconds, 3, err);
+    *gflops = 2.0 * (double)n * n * n * rate / 1e9;
     free(a), free(b), free(c);
-    return DQ_OK;
+    return st;
 }
 
 /* ---- networks ---------------------------------------------------------------- */
@@ -114,6 +164,17 @@ static dq_status s_setup_net(dq_net_t **net, dq_tensor *x, const s_options *o, c
     return DQ_OK;
 }
 
+typedef struct {
+    dq_net_t *net;
+    const dq_tensor *x;
+} s_teacher_ctx;
+
+static dq_status s_teacher_step(void *ctx, dq_err *err)
+{
+    s_teacher_ctx *t = ctx;
+    return dq_net_forward(t->net, t->x, false, NULL, err);
+}
+
 /* Teacher forward in eval mode: samples/s and forward GFLOP/s. */
 static dq_status s_bench_teacher(double *sps, double *gflops, const s_options *o, dq_err *err)
 {
@@ -122,17 +183,11 @@ static dq_status s_bench_teacher(double *sps, double *gflops, const s_options *o
     dq_net_t *net = NULL;
     dq_tensor x = {0};
     dq_status st = s_setup_net(&net, &x, o, "deepnn-fmnist.model", &rng, err);
-    for (int i = 0; st == DQ_OK && i < 3; i++) st = dq_net_forward(net, &x, false, NULL, err);
-    int iters = 0;
-    double t0 = s_now(), el = 0.0;
-    while (st == DQ_OK) {
-        st = dq_net_forward(net, &x, false, NULL, err);
-        iters++;
-        el = s_now() - t0;
-        if (el >= o->seconds) break;
-    }
+    s_teacher_ctx t = {net, &x};
+    double rate = 0.0;
+    if (st == DQ_OK) st = s_time_median(&rate, s_teacher_step, &t, o->seconds, 5, err);
     if (st == DQ_OK) {
-        *sps = (double)iters * o->batch / el;
+        *sps = rate * o->batch;
         *gflops = *sps * dq_net_flops_per_sample(net) / 1e9;
     }
     dq_tensor_free(&x);
@@ -140,21 +195,31 @@ static dq_status s_bench_teacher(double *sps, double *gflops, const s_options *o
     return st;
 }
 
+typedef struct {
+    dq_net_t *net;
+    const dq_tensor *x;
+    const int32_t *labels;
+    float *m, *v;  /* Adam moments */
+    int64_t step;
+    dq_rng *rng;
+    dq_adam_config cfg;
+} s_student_ctx;
+
 /* One training step: the loop body of a cross-entropy epoch. */
-static dq_status s_train_step(dq_net_t *net, const dq_tensor *x, const int32_t *labels,
-                              float *m, float *v, int64_t *step, dq_rng *rng,
-                              const dq_adam_config *cfg, dq_err *err)
+static dq_status s_train_step(void *ctx, dq_err *err)
 {
+    s_student_ctx *s = ctx;
+    dq_net_t *net = s->net;
     dq_net_zero_grad(net);
-    DQ_TRY(dq_net_forward(net, x, true, rng, err));
+    DQ_TRY(dq_net_forward(net, s->x, true, s->rng, err));
     const dq_tensor *logits = dq_net_output(net, "logits");
     dq_tensor *dlogits = dq_net_output_grad(net, "logits");
     if (!logits || !dlogits) return dq_fail(err, DQ_ERR_NOT_FOUND, "student: no 'logits' output");
     float loss;
-    DQ_TRY(dq_loss_cross_entropy(&loss, dlogits, logits, labels, 1.0f, err));
+    DQ_TRY(dq_loss_cross_entropy(&loss, dlogits, logits, s->labels, 1.0f, err));
     DQ_TRY(dq_net_backward(net, err));
-    dq_adam_step(dq_net_params(net), dq_net_grads(net), m, v, dq_net_param_floats(net), ++*step,
-                 cfg);
+    dq_adam_step(dq_net_params(net), dq_net_grads(net), s->m, s->v, dq_net_param_floats(net),
+                 ++s->step, &s->cfg);
     return DQ_OK;
 }
 
@@ -181,20 +246,11 @@ static dq_status s_bench_student(double *sps, double *gflops, const s_options *o
         int classes = dq_net_input_spec(net)->classes;
         for (int i = 0; i < o->batch; i++) labels[i] = (int32_t)dq_rng_below(&rng, classes);
     }
-    dq_adam_config cfg = dq_adam_defaults();
-    int64_t step = 0;
-    for (int i = 0; st == DQ_OK && i < 10; i++)
-        st = s_train_step(net, &x, labels, m, v, &step, &rng, &cfg, err);
-    int iters = 0;
-    double t0 = s_now(), el = 0.0;
-    while (st == DQ_OK) {
-        st = s_train_step(net, &x, labels, m, v, &step, &rng, &cfg, err);
-        iters++;
-        el = s_now() - t0;
-        if (el >= o->seconds) break;
-    }
+    s_student_ctx s = {net, &x, labels, m, v, 0, &rng, dq_adam_defaults()};
+    double rate = 0.0;
+    if (st == DQ_OK) st = s_time_median(&rate, s_train_step, &s, o->seconds, 5, err);
     if (st == DQ_OK) {
-        *sps = (double)iters * o->batch / el;
+        *sps = rate * o->batch;
         *gflops = *sps * 3.0 * dq_net_flops_per_sample(net) / 1e9;
     }
     free(m), free(v), free(labels);

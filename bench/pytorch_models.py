@@ -13,6 +13,7 @@ Measures what bench/bench_foundation.c measures, on the same architectures
                     plus evaluation on the 10,000 test images
 
 Inputs are random (fixed seed): throughput does not depend on the values.
+Timing is the median of 5 windows after a warm-up, as in bench_foundation.c.
 FLOPs are counted as in dq_net_flops_per_sample (multiply-add = 2, conv and
 linear layers only); training counts 3x the forward FLOPs.
 
@@ -25,6 +26,7 @@ import argparse
 import gzip
 import os
 import re
+import statistics
 import struct
 import sys
 import time
@@ -133,19 +135,27 @@ def conv_kernel():
     return "unknown"
 
 
-def timed_loop(step, seconds, warmup):
-    """Runs step() warmup times, then until at least `seconds` have passed.
-    Returns (iterations, elapsed seconds)."""
-    for _ in range(warmup):
-        step()
-    iters = 0
+def median_rate(step, seconds, warmup, windows=5):
+    """Iterations per second of step(), as bench_foundation.c times it: warm
+    up (>= warmup iterations and >= 0.5 s), then `seconds` split into
+    `windows` windows of whole iterations; the median window's rate."""
     t0 = time.perf_counter()
-    while True:
+    i = 0
+    while i < warmup or time.perf_counter() - t0 < 0.5:
         step()
-        iters += 1
-        el = time.perf_counter() - t0
-        if el >= seconds:
-            return iters, el
+        i += 1
+    rates = []
+    for _ in range(windows):
+        iters = 0
+        t0 = time.perf_counter()
+        while True:
+            step()
+            iters += 1
+            el = time.perf_counter() - t0
+            if el >= seconds / windows:
+                break
+        rates.append(iters / el)
+    return statistics.median(rates)
 
 
 def bench_teacher(batch, seconds):
@@ -158,8 +168,7 @@ def bench_teacher(batch, seconds):
         with torch.no_grad():
             model(x)
 
-    iters, el = timed_loop(step, seconds, warmup=3)
-    sps = iters * batch / el
+    sps = median_rate(step, seconds, warmup=3) * batch
     return sps, sps * flops_per_sample(model) / 1e9
 
 
@@ -177,8 +186,7 @@ def bench_student(batch, seconds):
         loss.backward()
         opt.step()
 
-    iters, el = timed_loop(step, seconds, warmup=10)
-    sps = iters * batch / el
+    sps = median_rate(step, seconds, warmup=3) * batch
     return sps, sps * 3.0 * flops_per_sample(model) / 1e9
 
 

@@ -111,7 +111,7 @@ static void case_free(ref_case *k)
 
 static int64_t s_ws_floats(const cfg *c, int64_t OH, int64_t OW)
 {
-    dq_conv2d_params p = {c->stride, c->pad};
+    dq_conv2d_params p = {c->stride, c->pad, 0};
     if (c->ws_images >= 0)
         return dq_conv2d_workspace(c->ws_images ? c->ws_images : c->N, c->C, c->H, c->W, c->KH,
                                    c->KW, p);
@@ -123,7 +123,7 @@ static void run_case(const cfg *c, int idx, dq_rng *rng)
 {
     ref_case k;
     case_init(&k, c, rng);
-    dq_conv2d_params p = {c->stride, c->pad};
+    dq_conv2d_params p = {c->stride, c->pad, 0};
     dq_err err = {{0}};
     char what[64];
 
@@ -221,7 +221,7 @@ static void test_hand_computed(void **state)
     dq_tensor tx = dq_tensor_view4(x, 1, 1, 3, 3), tw = dq_tensor_view4(w, 1, 1, 2, 2);
     dq_tensor tb = dq_tensor_view(b, 1, one), ty = dq_tensor_view4(y, 1, 1, 2, 2);
     dq_err err = {{0}};
-    dq_conv2d_params p = {1, 0};
+    dq_conv2d_params p = {1, 0, 0};
     assert_int_equal(dq_conv2d_forward(&ty, &tx, &tw, &tb, p, ws, 81, &err), DQ_OK);
     const float want[4] = {37.5f, 47.5f, 67.5f, 77.5f};
     for (int i = 0; i < 4; i++) assert_true(y[i] == want[i]);
@@ -240,7 +240,7 @@ static void test_hand_computed(void **state)
     /* 3x3 box filter with padding 1: each output is its neighbourhood sum */
     float box[9] = {1, 1, 1, 1, 1, 1, 1, 1, 1}, y3[9];
     dq_tensor tbox = dq_tensor_view4(box, 1, 1, 3, 3), ty3 = dq_tensor_view4(y3, 1, 1, 3, 3);
-    dq_conv2d_params p1 = {1, 1};
+    dq_conv2d_params p1 = {1, 1, 0};
     assert_int_equal(dq_conv2d_forward(&ty3, &tx, &tbox, NULL, p1, ws, 81, &err), DQ_OK);
     const float want3[9] = {12, 21, 16, 27, 45, 33, 24, 39, 28};
     for (int i = 0; i < 9; i++) assert_true(y3[i] == want3[i]);
@@ -267,14 +267,14 @@ static void test_sizes_and_ranges(void **state)
     dq_im2col_range(&lo, &hi, 2, 2, 0, 1, 3); /* tap entirely in padding */
     assert_int_equal(lo, hi);
     /* workspace: at least one image's columns, grows with N up to a cap */
-    dq_conv2d_params p = {1, 1};
+    dq_conv2d_params p = {1, 1, 0};
     int64_t one = dq_conv2d_workspace(1, 128, 28, 28, 3, 3, p);
     assert_int_equal(one, 128 * 9 * 28 * 28);
     assert_int_equal(dq_conv2d_workspace(128, 128, 28, 28, 3, 3, p), one);
     int64_t small = dq_conv2d_workspace(1, 4, 5, 5, 3, 3, p);
     assert_int_equal(small, 4 * 9 * 25);
     assert_int_equal(dq_conv2d_workspace(3, 4, 5, 5, 3, 3, p), 3 * small);
-    assert_int_equal(dq_conv2d_workspace(3, 4, 1, 1, 3, 3, (dq_conv2d_params){1, 0}), 0);
+    assert_int_equal(dq_conv2d_workspace(3, 4, 1, 1, 3, 3, (dq_conv2d_params){1, 0, 0}), 0);
     /* rows 1 KB apart get 16 floats of padding (P = 32*32) */
     assert_int_equal(dq_conv2d_workspace(8, 128, 32, 32, 3, 3, p), 128 * 9 * (1024 + 16));
 }
@@ -284,7 +284,7 @@ static void test_backward_accumulates_and_skips(void **state)
 {
     (void)state;
     const int N = 2, C = 3, H = 6, W = 5, OC = 4;
-    dq_conv2d_params p = {2, 1};
+    dq_conv2d_params p = {2, 1, 0};
     const int64_t OH = dq_conv2d_out_size(H, 3, 2, 1), OW = dq_conv2d_out_size(W, 3, 2, 1);
     const int64_t nx = N * C * H * W, nw = OC * C * 9, ny = N * OC * OH * OW;
     dq_rng rng;
@@ -339,7 +339,7 @@ static void test_smaller_batch_than_planned(void **state)
 {
     (void)state;
     const int C = 2, H = 5, W = 5, OC = 3;
-    dq_conv2d_params p = {1, 1};
+    dq_conv2d_params p = {1, 1, 0};
     int64_t wsn = dq_conv2d_workspace(64, C, H, W, 3, 3, p);
     float *ws = s_calloc(wsn, 4);
     dq_rng rng;
@@ -367,7 +367,7 @@ static void test_errors_name_op_and_tensor(void **state)
     int64_t b4[1] = {4}, b5[1] = {5};
     dq_tensor tx = dq_tensor_view4(x, 2, 3, 5, 5), tw = dq_tensor_view4(w, 4, 3, 3, 3);
     dq_tensor tb = dq_tensor_view(b, 1, b4), ty = dq_tensor_view4(y, 2, 4, 5, 5);
-    dq_conv2d_params p = {1, 1};
+    dq_conv2d_params p = {1, 1, 0};
     dq_err err = {{0}};
 
     dq_tensor w_bad = dq_tensor_view4(w, 4, 2, 3, 3);
@@ -393,7 +393,7 @@ static void test_errors_name_op_and_tensor(void **state)
     assert_int_equal(dq_conv2d_forward(&ty, &tx, &tw, &tb, p, ws, wsn - 1, &err), DQ_ERR_ARG);
     assert_string_equal(err.msg, "conv2d: workspace has 674 floats, needs at least 675");
     assert_int_equal(dq_conv2d_forward(&ty, &tx, &tw, &tb, p, NULL, wsn, &err), DQ_ERR_ARG);
-    assert_int_equal(dq_conv2d_forward(&ty, &tx, &tw, &tb, (dq_conv2d_params){0, 1}, ws, wsn,
+    assert_int_equal(dq_conv2d_forward(&ty, &tx, &tw, &tb, (dq_conv2d_params){0, 1, 0}, ws, wsn,
                                        &err),
                      DQ_ERR_ARG);
     assert_non_null(strstr(err.msg, "stride 0"));

@@ -551,6 +551,56 @@ static void test_normalize_u8(void **state)
     dq_net_destroy(&net);
 }
 
+/* Eval forward is batch-invariant: every sample's outputs are bitwise the
+ * same in any batch and at any position (what the teacher cache relies on).
+ * Batches of 1..50 at several offsets against one batch of 50, on models
+ * whose convs would otherwise be grouped and whose linears see every tail. */
+static void s_check_invariance(const char *model, const char *output)
+{
+    dq_net_t *net = s_net_shipped(model);
+    dq_err err = {{0}};
+    dq_rng r;
+    dq_rng_seed(&r, 99);
+    dq_net_init_params(net, &r);
+    enum { N = 50 };
+    const dq_net_input *in = dq_net_input_spec(net);
+    int64_t sz = (int64_t)in->channels * in->height * in->width;
+    float *x = malloc(sizeof(float) * (size_t)(N * sz));
+    assert_non_null(x);
+    dq_test_fill(x, NULL, N * sz, &r, -1, 1);
+    assert_int_equal(dq_net_plan(net, N, &err), DQ_OK);
+    dq_tensor t = dq_tensor_view4(x, N, in->channels, in->height, in->width);
+    assert_int_equal(dq_net_forward(net, &t, false, NULL, &err), DQ_OK);
+    const dq_tensor *o = dq_net_output(net, output);
+    int64_t K = dq_tensor_inner(o, 1);
+    float *ref = malloc(sizeof(float) * (size_t)(N * K));
+    assert_non_null(ref);
+    memcpy(ref, o->data, sizeof(float) * (size_t)(N * K));
+    int checked = 0;
+    for (int n = 1; n <= N; n += 7)
+        for (int off = 0; off + n <= N; off += 13) {
+            dq_tensor t2 = dq_tensor_view4(x + off * sz, n, in->channels, in->height, in->width);
+            assert_int_equal(dq_net_forward(net, &t2, false, NULL, &err), DQ_OK);
+            o = dq_net_output(net, output);
+            for (int i = 0; i < n; i++, checked++)
+                if (memcmp(o->data + i * K, ref + (off + i) * K, sizeof(float) * (size_t)K))
+                    fail_msg("%s %s: sample %d differs in a batch of %d at row %d", model,
+                             output, off + i, n, i);
+        }
+    assert_true(checked > 100);
+    free(x);
+    free(ref);
+    dq_net_destroy(&net);
+}
+
+static void test_eval_forward_is_batch_invariant(void **state)
+{
+    (void)state;
+    s_check_invariance("lightnn-fmnist", "logits");
+    s_check_invariance("lightnn-cosine-fmnist", "features");
+    s_check_invariance("deepnn-regressor-fmnist", "features");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -563,6 +613,7 @@ int main(void)
         cmocka_unit_test(test_shipped_forward_backward_runs),
         cmocka_unit_test(test_init_params_pytorch_default),
         cmocka_unit_test(test_normalize_u8),
+        cmocka_unit_test(test_eval_forward_is_batch_invariant),
     };
     return cmocka_run_group_tests_name("net", tests, NULL, NULL);
 }

@@ -4,7 +4,8 @@
  * SIGTERM set it (installed without SA_RESTART so zmq_poll returns EINTR at
  * once) and dq_broker_run sees it within one tick. `--stats ENDPOINT` is a
  * small client mode that asks a running broker for its stats and prints the
- * JSON (what `scripts/cluster status` uses).
+ * JSON (what `scripts/cluster status` uses). `--cache DIR` puts the LMDB
+ * reply cache (src/cache) behind the broker's cache hook.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -14,6 +15,8 @@
 #include <string.h>
 
 #include "broker/broker.h"
+#include "broker/cache_hook.h"
+#include "cache/cache.h"
 #include "proto/msg.h"
 #include "proto/wire.h"
 
@@ -37,6 +40,8 @@ static void s_usage(FILE *f)
             "  --max-queue N           queued requests before 'overloaded' (1024)\n"
             "  --max-inflight N        requests held by workers at once (1024)\n"
             "  --max-msg-bytes B       largest accepted frame (67108864)\n"
+            "  --cache DIR             answer from / store into the LMDB cache in DIR\n"
+            "  --cache-max-gb G        cache size limit in GiB (4); when full, stop inserting\n"
             "  --stats EP              print the stats of the broker at EP as JSON and exit\n"
             "  --help, --version\n"
             "Endpoints are tcp://HOST:PORT or ipc://PATH. Protocol: docs/protocol.md.\n");
@@ -106,8 +111,10 @@ int main(int argc, char **argv)
 {
     dq_broker_config cfg;
     dq_broker_config_defaults(&cfg);
-    const char *stats_ep = NULL;
-    enum { O_FRONT = 256, O_BACK, O_HB, O_LIVE, O_TMO, O_MAXQ, O_MAXI, O_MAXB, O_STATS, O_VER };
+    const char *stats_ep = NULL, *cache_dir = NULL;
+    double cache_gb = 4;
+    enum { O_FRONT = 256, O_BACK, O_HB, O_LIVE, O_TMO, O_MAXQ, O_MAXI, O_MAXB, O_STATS, O_VER,
+           O_CACHE, O_CACHEGB };
     static const struct option opts[] = {
         {"frontend", required_argument, 0, O_FRONT},
         {"backend", required_argument, 0, O_BACK},
@@ -120,6 +127,8 @@ int main(int argc, char **argv)
         {"stats", required_argument, 0, O_STATS},
         {"help", no_argument, 0, 'h'},
         {"version", no_argument, 0, O_VER},
+        {"cache", required_argument, 0, O_CACHE},
+        {"cache-max-gb", required_argument, 0, O_CACHEGB},
         {0, 0, 0, 0},
     };
     int c;
@@ -130,6 +139,17 @@ int main(int argc, char **argv)
         case O_FRONT: cfg.frontend = optarg; break;
         case O_BACK: cfg.backend = optarg; break;
         case O_STATS: stats_ep = optarg; break;
+        case O_CACHE: cache_dir = optarg; break;
+        case O_CACHEGB: {
+            char *end = NULL;
+            cache_gb = strtod(optarg, &end);
+            if (!end || *end || !(cache_gb >= 0.001 && cache_gb <= 1024)) {
+                fprintf(stderr, "distillq-broker: --cache-max-gb needs a number in 0.001..1024, "
+                        "got '%s'\n", optarg);
+                return 2;
+            }
+            break;
+        }
         case O_HB:
         case O_LIVE:
         case O_TMO:
@@ -168,13 +188,40 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
 
     dq_err err = {{0}};
+    dq_cache_t *cache = NULL;
+    dq_cache_hook_t *hook = NULL;
+    if (cache_dir) {
+        dq_cache_config cc;
+        dq_cache_config_defaults(&cc);
+        cc.max_bytes = (uint64_t)(cache_gb * (double)(1ull << 30));
+        if (dq_cache_open(&cache, cache_dir, &cc, &err) != DQ_OK ||
+            dq_cache_hook_new(&hook, cache, stderr, &err) != DQ_OK) {
+            fprintf(stderr, "distillq-broker: %s\n", err.msg);
+            dq_cache_close(&cache);
+            return 1;
+        }
+        cfg.cache = dq_cache_hook_broker(hook);
+        fprintf(stderr, "distillq-broker: caching teacher replies in %s (limit %.3g GiB)\n",
+                cache_dir, cache_gb);
+    }
     dq_broker_t *b = NULL;
     if (dq_broker_new(&b, &cfg, &err) != DQ_OK) {
         fprintf(stderr, "distillq-broker: %s\n", err.msg);
+        dq_cache_hook_destroy(&hook);
+        dq_cache_close(&cache);
         return 1;
     }
     dq_status st = dq_broker_run(b, &s_stop, &err);
     dq_broker_destroy(&b);
+    if (hook) {
+        dq_cache_hook_counts k;
+        dq_cache_hook_get_counts(hook, &k);
+        fprintf(stderr, "distillq-broker: cache: %llu hits, %llu misses, %llu entries stored, "
+                "%llu errors\n", (unsigned long long)k.hits, (unsigned long long)k.misses,
+                (unsigned long long)k.stored_entries, (unsigned long long)k.errors);
+    }
+    dq_cache_hook_destroy(&hook);
+    dq_cache_close(&cache);
     if (st != DQ_OK) {
         fprintf(stderr, "distillq-broker: %s\n", err.msg);
         return 1;

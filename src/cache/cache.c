@@ -30,18 +30,26 @@ bool dq_cache_is_full(const dq_cache_t *c)
     return c->full;
 }
 
-dq_status dq_cache_read_begin(dq_cache_t *c, MDB_txn **txn, dq_err *err)
+/* Begins a transaction; when another process grew the file past our map
+ * (MDB_MAP_RESIZED), adopts its size and retries once. Allowed here: this
+ * handle never has another transaction open at that point. */
+static dq_status s_txn_begin(dq_cache_t *c, unsigned flags, MDB_txn **txn, dq_err *err)
 {
-    int rc = mdb_txn_begin(c->env, NULL, MDB_RDONLY, txn);
+    int rc = mdb_txn_begin(c->env, NULL, flags, txn);
     if (rc == MDB_MAP_RESIZED) {
-        /* The writer grew the file past our map: adopt its size (allowed
-         * here, this handle has no transaction open). */
         rc = mdb_env_set_mapsize(c->env, 0);
         if (rc) return dq_cache_mdb_fail(c, err, DQ_ERR_IO, rc, "re-map after growth");
-        rc = mdb_txn_begin(c->env, NULL, MDB_RDONLY, txn);
+        rc = mdb_txn_begin(c->env, NULL, flags, txn);
     }
-    if (rc) return dq_cache_mdb_fail(c, err, DQ_ERR_IO, rc, "begin read transaction");
+    if (rc) return dq_cache_mdb_fail(c, err, DQ_ERR_IO, rc,
+                                     flags & MDB_RDONLY ? "begin read transaction"
+                                                        : "begin write transaction");
     return DQ_OK;
+}
+
+dq_status dq_cache_read_begin(dq_cache_t *c, MDB_txn **txn, dq_err *err)
+{
+    return s_txn_begin(c, MDB_RDONLY, txn, err);
 }
 
 /* Opens one named database in txn (creating it when writable). */
@@ -245,10 +253,10 @@ dq_status dq_cache_put_batch(dq_cache_t *c, const dq_msg_teacher *teacher, dq_ms
     if (c->full) return DQ_OK; /* FULL POLICY: silently keep serving */
 
     MDB_txn *txn;
-    int rc = mdb_txn_begin(c->env, NULL, 0, &txn);
-    if (rc) return dq_cache_mdb_fail(c, err, DQ_ERR_IO, rc, "begin write transaction");
+    DQ_TRY(s_txn_begin(c, 0, &txn, err));
+    int rc = 0;
     size_t bytes;
-    uint64_t seed = dq_cache_hash_seed(dtype, shape, &bytes);
+    uint64_t seed = dq_cache_hash_seed(teacher->model, dtype, shape, &bytes);
     int64_t n_new = 0;
     uint8_t kb[DQ_CACHE_KEY_MAX];
     for (int64_t i = 0; i < shape[0] && !rc; i++) {
@@ -288,9 +296,20 @@ dq_status dq_cache_put_batch(dq_cache_t *c, const dq_msg_teacher *teacher, dq_ms
     return DQ_OK;
 }
 
-dq_status dq_cache_get_batch(dq_cache_t *c, const char *sha256, dq_msg_dtype dtype,
+dq_status dq_cache_get_batch(dq_cache_t *c, const char *sha256, const char *model,
+                             dq_msg_dtype dtype,
                              const int64_t shape[4], const void *samples, int n_outputs,
                              dq_cache_get_output *outs, int64_t *missing, dq_err *err)
+{
+    return dq_cache_get_batch_mode(c, sha256, model, dtype, shape, samples, n_outputs, outs, false,
+                                   missing, err);
+}
+
+dq_status dq_cache_get_batch_mode(dq_cache_t *c, const char *sha256, const char *model,
+                                  dq_msg_dtype dtype,
+                                  const int64_t shape[4], const void *samples, int n_outputs,
+                                  dq_cache_get_output *outs, bool stop_at_miss,
+                                  int64_t *missing, dq_err *err)
 {
     *missing = shape[0];
     DQ_TRY(s_check_batch(c, dtype, shape, samples, n_outputs, err));
@@ -305,12 +324,12 @@ dq_status dq_cache_get_batch(dq_cache_t *c, const char *sha256, dq_msg_dtype dty
     MDB_txn *txn;
     DQ_TRY(dq_cache_read_begin(c, &txn, err));
     size_t bytes;
-    uint64_t seed = dq_cache_hash_seed(dtype, shape, &bytes);
+    uint64_t seed = dq_cache_hash_seed(model, dtype, shape, &bytes);
     const int64_t n = shape[0];
     int64_t miss = 0;
     dq_status st = DQ_OK;
     uint8_t kb[DQ_CACHE_KEY_MAX];
-    for (int64_t i = 0; i < n && !st; i++) {
+    for (int64_t i = 0; i < n && !st && !(miss && stop_at_miss); i++) {
         dq_cache_hash h;
         dq_cache_hash_one(&h, seed, (const uint8_t *)samples + (size_t)i * bytes, bytes);
         for (int k = 0; k < n_outputs && !st; k++) {

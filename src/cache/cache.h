@@ -12,8 +12,9 @@
  *                    | output name (1..64 bytes, no NUL)
  *              value = u32 magic "DQC1" | u16 ndim | u16 0 | u64 checksum
  *                    | i64 dims[ndim] | f32 data[prod(dims)]      (LE)
- *              The sample hash is seeded with (dtype, c, h, w), so the same
- *              bytes as u8 or f32 or with another shape never share a key.
+ *              The sample hash is seeded with (model name, dtype, c, h, w),
+ *              so the same bytes as u8 or f32 or with another shape never
+ *              share a key, nor do two models sharing one weights file.
  *              checksum = XXH3-64(dims|data, seed = XXH3-64(key)): it catches
  *              flipped bytes and a value sitting under the wrong key.
  *   "teachers" key = sha256 (32 bytes); value = u64 entries | service[65]
@@ -126,10 +127,11 @@ void dq_cache_close(dq_cache_t **p);
 const char *dq_cache_dir(const dq_cache_t *c);
 bool dq_cache_is_full(const dq_cache_t *c);
 
-/* The n sample hashes of a [n, c, h, w] batch of dtype (XXH3-128 seeded with
- * dtype and shape). About 10 us for 128 Fashion-MNIST images. */
-void dq_cache_hash_batch(dq_cache_hash *out, dq_msg_dtype dtype, const int64_t shape[4],
-                         const void *samples);
+/* The n sample hashes of a [n, c, h, w] batch of dtype for a teacher model
+ * (XXH3-128 seeded with the model name, dtype and shape). About 10 us for
+ * 128 Fashion-MNIST images. */
+void dq_cache_hash_batch(dq_cache_hash *out, const char *model, dq_msg_dtype dtype,
+                         const int64_t shape[4], const void *samples);
 
 /* Parses a 64-char lowercase/uppercase hex sha256 into 32 bytes. */
 dq_status dq_cache_parse_sha256(uint8_t out[32], const char *hex, dq_err *err);
@@ -145,12 +147,13 @@ dq_status dq_cache_put_batch(dq_cache_t *c, const dq_msg_teacher *teacher, dq_ms
                              const dq_cache_put_output *outs, int64_t *stored, dq_err *err);
 
 /* Looks up n = shape[0] samples x n_outputs for the teacher whose weights
- * have hex sha256 `sha256`, in one read transaction, copying each value into
- * outs[k].data + i * numel. *missing receives the number of samples with at
+ * have hex sha256 `sha256` and whose model is named `model`, in one read
+ * transaction, copying each value into outs[k].data + i * numel. *missing receives the number of samples with at
  * least one output absent; only when it is 0 are the outputs complete.
  * DQ_ERR_FORMAT when a stored value is corrupt or an output's per-sample
  * shape differs between samples; DQ_ERR_NOMEM if a buffer cannot grow. */
-dq_status dq_cache_get_batch(dq_cache_t *c, const char *sha256, dq_msg_dtype dtype,
+dq_status dq_cache_get_batch(dq_cache_t *c, const char *sha256, const char *model,
+                             dq_msg_dtype dtype,
                              const int64_t shape[4], const void *samples, int n_outputs,
                              dq_cache_get_output *outs, int64_t *missing, dq_err *err);
 

@@ -40,7 +40,8 @@ dq_status dq_cache_mdb_fail(const dq_cache_t *c, dq_err *err, dq_status st, int 
 
 /* The per-batch hash seed (from dtype and c, h, w) and the bytes of one
  * sample; then the hash of one sample. dq_cache_hash_batch = both. */
-uint64_t dq_cache_hash_seed(dq_msg_dtype dtype, const int64_t shape[4], size_t *bytes);
+uint64_t dq_cache_hash_seed(const char *model, dq_msg_dtype dtype, const int64_t shape[4],
+                            size_t *bytes);
 void dq_cache_hash_one(dq_cache_hash *out, uint64_t seed, const void *sample, size_t bytes);
 
 /* Key bytes for (sha, hash, name); returns the key length. The name must be
@@ -61,6 +62,15 @@ const char *dq_cache_val_parse(const MDB_val *key, const MDB_val *val, dq_cache_
 
 /* Renders a key for messages: "<sha12>../<hash hex>/<name>". */
 void dq_cache_key_str(const MDB_val *key, char *buf, size_t cap);
+
+/* dq_cache_get_batch, or with stop_at_miss a cheaper probe that stops at
+ * the first missing sample (*missing is then 0 or 1): the broker only needs
+ * to know whether the whole request hits. */
+dq_status dq_cache_get_batch_mode(dq_cache_t *c, const char *sha256, const char *model,
+                                  dq_msg_dtype dtype,
+                                  const int64_t shape[4], const void *samples, int n_outputs,
+                                  dq_cache_get_output *outs, bool stop_at_miss,
+                                  int64_t *missing, dq_err *err);
 
 /* Begins a read transaction (end it with mdb_txn_abort), re-mapping once
  * if a writer in another process grew the map beyond ours. */

@@ -15,10 +15,13 @@ static size_t s_dtype_size(dq_msg_dtype d)
     return d == DQ_DTYPE_F32 ? 4 : 1;
 }
 
-uint64_t dq_cache_hash_seed(dq_msg_dtype dtype, const int64_t shape[4], size_t *bytes)
+uint64_t dq_cache_hash_seed(const char *model, dq_msg_dtype dtype, const int64_t shape[4],
+                            size_t *bytes)
 {
-    /* The seed binds dtype and (c, h, w): XXH3 with another seed is another
-     * hash function, so equal bytes of another dtype/shape land elsewhere. */
+    /* The seed binds the teacher's model name, dtype and (c, h, w): XXH3 with
+     * another seed is another hash function, so equal bytes of another
+     * dtype/shape land elsewhere, and so do two models sharing one weights
+     * file (deepnn-cosine and deepnn-regressor both have a "features"). */
     uint8_t hdr[32];
     uint32_t tag = 0x31535144u; /* "DQS1" */
     uint32_t dt = (uint32_t)dtype;
@@ -26,7 +29,7 @@ uint64_t dq_cache_hash_seed(dq_msg_dtype dtype, const int64_t shape[4], size_t *
     memcpy(hdr + 4, &dt, 4);
     memcpy(hdr + 8, &shape[1], 24);
     *bytes = (size_t)shape[1] * (size_t)shape[2] * (size_t)shape[3] * s_dtype_size(dtype);
-    return XXH3_64bits(hdr, sizeof hdr);
+    return XXH3_64bits_withSeed(model, strlen(model), XXH3_64bits(hdr, sizeof hdr));
 }
 
 void dq_cache_hash_one(dq_cache_hash *out, uint64_t seed, const void *sample, size_t bytes)
@@ -37,11 +40,11 @@ void dq_cache_hash_one(dq_cache_hash *out, uint64_t seed, const void *sample, si
     memcpy(out->b, can.digest, sizeof can.digest);
 }
 
-void dq_cache_hash_batch(dq_cache_hash *out, dq_msg_dtype dtype, const int64_t shape[4],
-                         const void *samples)
+void dq_cache_hash_batch(dq_cache_hash *out, const char *model, dq_msg_dtype dtype,
+                         const int64_t shape[4], const void *samples)
 {
     size_t bytes;
-    uint64_t seed = dq_cache_hash_seed(dtype, shape, &bytes);
+    uint64_t seed = dq_cache_hash_seed(model, dtype, shape, &bytes);
     const uint8_t *p = samples;
     for (int64_t i = 0; i < shape[0]; i++) dq_cache_hash_one(&out[i], seed, p + (size_t)i * bytes, bytes);
 }

@@ -11,6 +11,13 @@
  * convolutional features are expressed without a hidden graph. Named outputs
  * ("logits" always, hidden ones such as "features") point at layer outputs.
  *
+ * Eval-mode forward is batch-invariant: a sample's outputs are bitwise the
+ * same whatever batch, and position in it, the sample comes in (conv runs one
+ * GEMM per image, linear fixed tiles of 32 rows, every other op is per
+ * element). That makes a teacher's output a function of the sample alone, so
+ * the broker can cache it per sample and a student trained on cached,
+ * served or local teacher outputs comes out bit-identical.
+ *
  * Training: zero_grad, forward(train=true), write d(loss)/d(output) into
  * dq_net_output_grad(...) for each output used by a loss, backward, then step
  * an optimiser over dq_net_params/dq_net_grads.

@@ -62,6 +62,8 @@ static void s_usage(FILE *f)
 "                       (conventional distillation; repeatable: ensemble)\n"
 "  --teacher-weights a,b,...  ensemble weights, in teacher order (default equal)\n"
 "  --replay DIR         teacher outputs from the broker's LMDB cache DIR\n"
+"  --replay-teacher SHA which teacher of the cache (sha256 or a prefix), when\n"
+"                       it holds several\n"
 "  --inflight K         batches kept at the teacher service (default: 2 x workers)\n"
 "  --teacher-timeout-ms T  stop (after saving) when unserved this long (60000)\n"
 "  --allow-teacher-change  accept a teacher whose weights change mid-run\n"
@@ -84,7 +86,7 @@ int main(int argc, char **argv)
     enum { O_MODEL = 256, O_DATA, O_OUT, O_EPOCHS, O_BATCH, O_LR, O_OPTIM, O_MOM, O_WD, O_SEED,
            O_THREADS, O_LTRAIN, O_LTEST, O_INIT, O_METRICS, O_RESUME, O_STOPAFTER, O_QUIET,
            O_HELP, O_VERSION, O_LOSS, O_T, O_SOFTW, O_HIDW, O_CEW, O_TEACHER, O_TLOCAL,
-           O_TWEIGHTS, O_REPLAY, O_INFLIGHT, O_TTIMEOUT, O_ALLOWCHG, O_AUGMENT };
+           O_TWEIGHTS, O_REPLAY, O_INFLIGHT, O_TTIMEOUT, O_ALLOWCHG, O_AUGMENT, O_RTEACHER };
     static const struct option opts[] = {
         {"loss", required_argument, 0, O_LOSS}, {"T", required_argument, 0, O_T},
         {"soft-weight", required_argument, 0, O_SOFTW},
@@ -92,7 +94,8 @@ int main(int argc, char **argv)
         {"ce-weight", required_argument, 0, O_CEW}, {"teacher", required_argument, 0, O_TEACHER},
         {"teacher-local", required_argument, 0, O_TLOCAL},
         {"teacher-weights", required_argument, 0, O_TWEIGHTS},
-        {"replay", required_argument, 0, O_REPLAY}, {"inflight", required_argument, 0, O_INFLIGHT},
+        {"replay", required_argument, 0, O_REPLAY},
+        {"replay-teacher", required_argument, 0, O_RTEACHER}, {"inflight", required_argument, 0, O_INFLIGHT},
         {"teacher-timeout-ms", required_argument, 0, O_TTIMEOUT},
         {"allow-teacher-change", no_argument, 0, O_ALLOWCHG},
         {"augment", no_argument, 0, O_AUGMENT},
@@ -133,6 +136,7 @@ int main(int argc, char **argv)
         }
         case O_TWEIGHTS: tweights = optarg; break;
         case O_REPLAY: cfg.replay_dir = optarg; break;
+        case O_RTEACHER: cfg.replay_teacher = optarg; break;
         case O_INFLIGHT: st = dq_cli_parse_int("--inflight", optarg, 1, 1024, &cfg.inflight, &err); break;
         case O_TTIMEOUT: st = dq_cli_parse_int("--teacher-timeout-ms", optarg, 100, INT32_MAX, &cfg.teacher_timeout_ms, &err); break;
         case O_ALLOWCHG: cfg.allow_teacher_change = true; break;

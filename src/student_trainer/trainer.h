@@ -49,6 +49,7 @@ typedef struct {
     const char *local_teachers[DQ_SOURCE_MAX_TEACHERS];
     float teacher_weights[DQ_SOURCE_MAX_TEACHERS]; /* ensemble weights (default 1 each) */
     const char *replay_dir;              /* --replay DIR (offline, LMDB cache) */
+    const char *replay_teacher;          /* sha256 (prefix) when the cache has several */
     int64_t inflight;                    /* batches kept at the teacher service */
     int64_t teacher_timeout_ms;          /* service unavailable this long: stop */
     bool allow_teacher_change;

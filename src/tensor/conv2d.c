@@ -172,6 +172,7 @@ dq_status dq_conv2d_forward(dq_tensor *out, const dq_tensor *in, const dq_tensor
     int64_t G = ws_floats / (K * P);
     if (G > s_plan_group(N, K, P)) G = s_plan_group(N, K, P);
     if (OC > K || pointwise) G = 1;
+    if (p.max_group > 0 && G > p.max_group) G = p.max_group;
 
     for (int64_t n0 = 0; n0 < N; n0 += G) {
         const int64_t gn = N - n0 < G ? N - n0 : G, ld = gn * P;

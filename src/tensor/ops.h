@@ -28,6 +28,11 @@
 typedef struct {
     int stride;
     int padding;
+    /* 0: group as many images per GEMM as the workspace plans (fastest);
+     * 1: one GEMM per image, all of the same shape, so an image's output is
+     * bitwise the same whatever batch and position it comes in (BLAS
+     * kernels treat tile edges differently, so grouped results are not). */
+    int max_group;
 } dq_conv2d_params;
 
 /* Output spatial size for one dim; <= 0 means the kernel does not fit. */

@@ -1,4 +1,4 @@
-/* hook.h - the LMDB cache behind the broker's reply-cache hook.
+/* cache_hook.h - the LMDB cache behind the broker's reply-cache hook.
  *
  * distillq-broker --cache DIR opens a dq_cache_t, wraps it here and puts
  * dq_cache_hook_broker(h) into dq_broker_config.cache:
@@ -11,7 +11,7 @@
  *           and a full cache stops inserting (see cache.h FULL POLICY).
  * The hook keeps reusable buffers (outputs, encoder), so in steady state a
  * hit allocates only the zmq message it returns. Single-threaded, like the
- * broker loop that calls it. Link: libdq_cache_hook.a, CACHE_LIBS, PROTO_LIBS.
+ * broker loop that calls it. Link: BROKER_LIBS, CACHE_LIBS.
  */
 #ifndef DQ_CACHE_HOOK_H
 #define DQ_CACHE_HOOK_H

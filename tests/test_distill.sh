@@ -1,0 +1,164 @@
+#!/usr/bin/env bash
+# test_distill.sh - distillation training end to end (issue 5) with real
+# processes on 127.0.0.1: the promise that teacher faults change nothing.
+# On a 1,000-image Fashion-MNIST subset, a KD student trained
+#   A. with the teacher in-process (--teacher-local),
+#   B. through a broker (with an LMDB cache) and 2 workers, one SIGKILLed
+#      mid-run and another joining,
+#   C. replayed from that cache (--replay, no broker),
+#   D. through a broker that is SIGKILLed mid-epoch and restarted,
+# must give bit-identical checkpoints; with --augment local and service agree
+# too. Then the errors that must come before training: a bad --teacher URL,
+# an unknown service, a teacher with 100 classes for a 10-class student.
+# TAP output; every wait is bounded; every process is killed by pid on exit.
+# shellcheck disable=SC2034
+set -u
+bin=${top_builddir:-.}
+src=${top_srcdir:-.}
+data=${DQ_FMNIST_DIR:-/usr/share/datasets/fashion-mnist}
+if [ ! -f "$data/t10k-images-idx3-ubyte.gz" ]; then
+  echo "1..0 # SKIP Fashion-MNIST not installed ($data)"; exit 0
+fi
+tmp=$(mktemp -d /tmp/dq-distill.XXXXXX)
+pids=()
+cleanup() {
+  exec 2> /dev/null
+  for p in "${pids[@]}"; do kill -TERM "$p"; done
+  for _ in $(seq 1 40); do
+    local alive=0
+    for p in "${pids[@]}"; do kill -0 "$p" && alive=1; done
+    [ $alive -eq 0 ] && break
+    sleep 0.05
+  done
+  for p in "${pids[@]}"; do kill -KILL "$p"; done
+  wait
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+n=0 failed=0
+ok() { n=$((n + 1)); echo "ok $n - $1"; }
+notok() { n=$((n + 1)); failed=$((failed + 1)); echo "not ok $n - $1"; }
+check() { if eval "$2"; then ok "$1"; else notok "$1"; fi; }
+show() { echo "# ---- $1"; tail -n "${2:-15}" "$1" | sed 's/^/# /'; }
+echo "1..14"
+
+port_free() { ! (exec 3<> "/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+next_port=$((21000 + ($$ * 11) % 29000))
+pick_ports() {
+  for _ in $(seq 1 200); do
+    next_port=$((next_port + 2))
+    if port_free $next_port && port_free $((next_port + 1)); then echo $next_port; return 0; fi
+  done
+  return 1
+}
+stats() { "$bin/distillq-broker" --stats "$1" 2>/dev/null; }
+wait_until() {
+  local end=$((SECONDS + $1)); shift
+  while [ $SECONDS -lt $end ]; do eval "$1" && return 0; sleep 0.05; done
+  return 1
+}
+hb=(--heartbeat-ms 100 --liveness 3)
+start_broker() { # LOGNAME PORT [args]
+  local name=$1 p=$2; shift 2
+  "$bin/distillq-broker" --frontend "tcp://127.0.0.1:$p" --backend "tcp://127.0.0.1:$((p + 1))" \
+    "${hb[@]}" "$@" < /dev/null >> "$tmp/$name.log" 2>&1 &
+  bpid=$!; pids+=("$bpid")
+  wait_until 10 "stats tcp://127.0.0.1:$p > /dev/null"
+}
+start_worker() { # LOGNAME PORT SERVICE MODEL WEIGHTS [args]
+  local name=$1 p=$2 svc=$3 m=$4 w=$5; shift 5
+  "$bin/distillq-teacher" --broker "tcp://127.0.0.1:$((p + 1))" --service "$svc" --model "$m" \
+    --weights "$w" "${hb[@]}" "$@" < /dev/null >> "$tmp/$name.log" 2>&1 &
+  wpid=$!; pids+=("$wpid")
+}
+workers_of() { stats "tcp://127.0.0.1:$1" | grep -o '"workers": [0-9]*' | head -1 | grep -o '[0-9]*$'; }
+
+lenet=$src/models/lightnn-fmnist.model
+# The teacher: a LightNN trained for a moment (fast enough for ASan runs).
+"$bin/distillq-train" --model "$lenet" --data "$data" --limit-train 512 --limit-test 64 \
+  --epochs 1 --batch 64 --seed 1 --quiet --out "$tmp/teacher.safetensors" 2> "$tmp/teacher.err"
+student=("$bin/distillq-train" --model "$lenet" --data "$data" --limit-train 1000
+         --limit-test 200 --epochs 2 --batch 50 --seed 5 --threads 1 --quiet --loss kd)
+
+# A. conventional
+"${student[@]}" --teacher-local "$lenet:$tmp/teacher.safetensors" --out "$tmp/A.safetensors" \
+  2> "$tmp/A.err"; rc=$?
+check "conventional KD trains (rc=$rc)" '[ $rc -eq 0 ] || { show "$tmp/A.err"; false; }'
+
+# B. service, one worker SIGKILLed mid-run, another joining later
+P=$(pick_ports)
+start_broker brokerB "$P" --cache "$tmp/cache"
+start_worker w1 "$P" fmnist "$lenet" "$tmp/teacher.safetensors" --delay-ms 60; w1=$wpid
+start_worker w2 "$P" fmnist "$lenet" "$tmp/teacher.safetensors" --delay-ms 60
+wait_until 10 '[ "$(workers_of $P)" = 2 ]'
+"${student[@]}" --teacher "tcp://127.0.0.1:$P/fmnist" --inflight 4 --out "$tmp/B.safetensors" \
+  2> "$tmp/B.err" &
+spid=$!; pids+=("$spid")
+sleep 0.4
+kill -KILL "$w1"; wait "$w1" 2>/dev/null
+sleep 0.3
+start_worker w3 "$P" fmnist "$lenet" "$tmp/teacher.safetensors" --delay-ms 20
+wait_until 120 '! kill -0 $spid 2>/dev/null'
+wait "$spid"; rc=$?
+check "service KD survives a SIGKILLed worker (rc=$rc)" '[ $rc -eq 0 ] || { show "$tmp/B.err"; false; }'
+check "service KD checkpoint equals conventional bit for bit" \
+  'cmp -s "$tmp/A.safetensors" "$tmp/B.safetensors"'
+check "the broker requeued the dead worker's batches" \
+  'grep -q -i "requeue" "$tmp/brokerB.log" || { show "$tmp/brokerB.log"; false; }'
+kill -TERM "$bpid"; wait_until 10 '! kill -0 $bpid 2>/dev/null'
+for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null; done
+
+# C. replay from the cache the broker filled
+"${student[@]}" --replay "$tmp/cache" --out "$tmp/C.safetensors" 2> "$tmp/C.err"; rc=$?
+check "replay from the LMDB cache trains (rc=$rc)" '[ $rc -eq 0 ] || { show "$tmp/C.err"; false; }'
+check "replayed checkpoint equals conventional bit for bit" \
+  'cmp -s "$tmp/A.safetensors" "$tmp/C.safetensors"'
+"${student[@]}" --replay "$tmp/cache" --limit-train 1200 --out "$tmp/C2.safetensors" \
+  2> "$tmp/C2.err"; rc=$?
+check "replay with samples missing from the cache says how many" \
+  '[ $rc -ne 0 ] && grep -q "missing" "$tmp/C2.err" || { show "$tmp/C2.err"; false; }'
+
+# D. broker SIGKILLed mid-epoch and restarted on the same ports (no cache)
+P=$(pick_ports)
+start_broker brokerD "$P"
+start_worker w4 "$P" fmnist "$lenet" "$tmp/teacher.safetensors" --delay-ms 40
+wait_until 10 '[ "$(workers_of $P)" = 1 ]'
+"${student[@]}" --teacher "tcp://127.0.0.1:$P/fmnist" --inflight 4 --out "$tmp/D.safetensors" \
+  2> "$tmp/D.err" &
+spid=$!; pids+=("$spid")
+sleep 0.5
+kill -KILL "$bpid"; wait "$bpid" 2>/dev/null
+sleep 0.3
+start_broker brokerD2 "$P"
+wait_until 120 '! kill -0 $spid 2>/dev/null'
+wait "$spid"; rc=$?
+check "training completes across a broker restart (rc=$rc)" '[ $rc -eq 0 ] || { show "$tmp/D.err"; false; }'
+check "broker-restart checkpoint equals conventional bit for bit" \
+  'cmp -s "$tmp/A.safetensors" "$tmp/D.safetensors"'
+
+# E. --augment: local and service agree as well
+"${student[@]}" --epochs 1 --augment --teacher-local "$lenet:$tmp/teacher.safetensors" \
+  --out "$tmp/E1.safetensors" 2> "$tmp/E1.err"
+"${student[@]}" --epochs 1 --augment --teacher "tcp://127.0.0.1:$P/fmnist" \
+  --out "$tmp/E2.safetensors" 2> "$tmp/E2.err"; rc=$?
+check "augmented service KD equals augmented conventional KD (rc=$rc)" \
+  'cmp -s "$tmp/E1.safetensors" "$tmp/E2.safetensors" || { show "$tmp/E2.err"; false; }'
+check "augmentation changes the result" '! cmp -s "$tmp/A.safetensors" "$tmp/E1.safetensors"'
+
+# F. errors before training starts
+"${student[@]}" --teacher "tcp//127.0.0.1:$P" --out "$tmp/F1.safetensors" 2> "$tmp/F1.err"; rc=$?
+check "a malformed --teacher URL is a clear error" \
+  '[ $rc -ne 0 ] && [ ! -f "$tmp/F1.safetensors" ] && grep -q "teacher" "$tmp/F1.err" || { show "$tmp/F1.err"; false; }'
+"${student[@]}" --teacher "tcp://127.0.0.1:$P/nosuch" --teacher-timeout-ms 1500 \
+  --out "$tmp/F2.safetensors" 2> "$tmp/F2.err"; rc=$?
+check "an unknown service is an error naming it, before training" \
+  '[ $rc -ne 0 ] && [ ! -f "$tmp/F2.safetensors" ] && grep -q "nosuch" "$tmp/F2.err" || { show "$tmp/F2.err"; false; }'
+# a teacher with 100 classes
+sed 's/^name .*/name wide100/; s/linear in=256 out=10/linear in=256 out=100/' "$lenet" > "$tmp/wide100.model"
+"$bin/distillq-train" --model "$tmp/wide100.model" --data "$data" --limit-train 64 --limit-test 64 \
+  --epochs 1 --batch 64 --quiet --out "$tmp/wide.safetensors" 2> "$tmp/wide.err"
+start_worker w5 "$P" wide "$tmp/wide100.model" "$tmp/wide.safetensors"
+"${student[@]}" --teacher "tcp://127.0.0.1:$P/wide" --out "$tmp/F3.safetensors" 2> "$tmp/F3.err"; rc=$?
+check "a 100-class teacher for a 10-class student is refused before training" \
+  '[ $rc -ne 0 ] && [ ! -f "$tmp/F3.safetensors" ] && grep -q "\[100\]" "$tmp/F3.err" || { show "$tmp/F3.err"; false; }'
+exit $((failed > 0))
