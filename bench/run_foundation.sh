@@ -2,10 +2,10 @@
 # run_foundation.sh - the issue 3 benchmarks: distillq against PyTorch, one table.
 #
 # Runs bench/bench_foundation (sgemm peak, DeepNN-fmnist forward, LightNN-fmnist
-# training, at each thread count), then bench/pytorch_models.py on the same
-# architectures with Debian's python3-torch when it is installed, then one
-# LightNN cross-entropy epoch on Fashion-MNIST with distillq-train and with
-# PyTorch at 1 thread, and prints the numbers side by side with ratios and
+# training) and bench/pytorch_models.py on the same architectures with
+# Debian's python3-torch when it is installed, alternating per thread count,
+# then one LightNN cross-entropy epoch on Fashion-MNIST with distillq-train
+# and with PyTorch at 1 thread, and prints the numbers side by side with ratios and
 # PASS/MISS against the targets of the issue. Both programs print
 # tab-separated "RESULT impl threads metric value" lines that are joined here.
 # Installs nothing: without torch it prints the distillq numbers and says so.
@@ -22,7 +22,8 @@ build=${1:-}
 if [ -z "$build" ]; then
     if [ -x ./bench/bench_foundation ]; then build=.; else build="$srcdir/build"; fi
 fi
-build=$(cd "$build" 2>/dev/null && pwd) || { echo "run_foundation.sh: no build dir '$1'" >&2; exit 2; }
+[ -d "$build" ] || { echo "run_foundation.sh: no build dir '$build'" >&2; exit 2; }
+build=$(cd "$build" && pwd) || exit 2
 bench="$build/bench/bench_foundation"
 train="$build/distillq-train"
 threads=${BENCH_THREADS:-1,2}
@@ -45,23 +46,28 @@ load() { cut -d' ' -f1-3 /proc/loadavg; }
 cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)
 echo "distillq foundation benchmarks  $(date -u '+%Y-%m-%d %H:%M UTC')"
 echo "machine: $(nproc) cores, ${cpu:-unknown CPU}; load average at start: $(load)"
-echo "threads: $threads; batch 128; ${seconds} s timed per number after warm-up"
+echo "threads: $threads; batch 128; per number: warm-up, then the median of 5 windows over ${seconds} s"
 echo
-
-echo "== distillq ($bench)" >&2
-"$bench" --threads "$threads" --seconds "$seconds" --models "$srcdir/models" >>"$results" || {
-    echo "run_foundation.sh: bench_foundation failed" >&2; exit 1; }
 
 have_torch=no
 if [ -x "$python" ] && "$python" -c 'import torch' 2>/dev/null; then
     have_torch=yes
-    epoch_arg=
-    [ "$data" != none ] && [ -d "$data" ] && epoch_arg="--epoch-data $data"
-    echo "== PyTorch ($python)" >&2
-    # shellcheck disable=SC2086 # epoch_arg is empty or two words
-    "$python" "$srcdir/bench/pytorch_models.py" --threads "$threads" --seconds "$seconds" \
-        $epoch_arg >>"$results" || { echo "run_foundation.sh: PyTorch run failed" >&2; have_torch=failed; }
 fi
+py() { # runs pytorch_models.py with the given arguments, appending to the results
+    [ "$have_torch" = yes ] || return 0
+    "$python" "$srcdir/bench/pytorch_models.py" --seconds "$seconds" "$@" >>"$results" || {
+        echo "run_foundation.sh: PyTorch run failed" >&2; have_torch=failed; }
+}
+
+# distillq and PyTorch alternate per thread count, so that a slow spell of
+# the machine does not fall on one side only.
+for t in $(echo "$threads" | tr ',' ' '); do
+    echo "== distillq, $t thread(s)" >&2
+    "$bench" --threads "$t" --seconds "$seconds" --models "$srcdir/models" >>"$results" || {
+        echo "run_foundation.sh: bench_foundation failed" >&2; exit 1; }
+    [ "$have_torch" = yes ] && echo "== PyTorch ($python), $t thread(s)" >&2
+    py --threads "$t"
+done
 
 if [ "$data" != none ] && [ -d "$data" ]; then
     echo "== distillq-train: one LightNN epoch, 1 thread" >&2
@@ -77,6 +83,8 @@ if [ "$data" != none ] && [ -d "$data" ]; then
     else
         echo "run_foundation.sh: distillq-train failed: $(tail -n1 "$tmp/train.err")" >&2
     fi
+    [ "$have_torch" = yes ] && echo "== PyTorch: one LightNN epoch, 1 thread" >&2
+    py --threads "" --epoch-data "$data"
 fi
 
 echo "load average at end: $(load)"

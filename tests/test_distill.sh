@@ -40,7 +40,7 @@ ok() { n=$((n + 1)); echo "ok $n - $1"; }
 notok() { n=$((n + 1)); failed=$((failed + 1)); echo "not ok $n - $1"; }
 check() { if eval "$2"; then ok "$1"; else notok "$1"; fi; }
 show() { echo "# ---- $1"; tail -n "${2:-15}" "$1" | sed 's/^/# /'; }
-echo "1..14"
+echo "1..20"
 
 port_free() { ! (exec 3<> "/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 next_port=$((21000 + ($$ * 11) % 29000))
@@ -72,6 +72,8 @@ start_worker() { # LOGNAME PORT SERVICE MODEL WEIGHTS [args]
   wpid=$!; pids+=("$wpid")
 }
 workers_of() { stats "tcp://127.0.0.1:$1" | grep -o '"workers": [0-9]*' | head -1 | grep -o '[0-9]*$'; }
+# busy PORT N: the broker's workers hold at least N requests (the run is under way)
+busy() { local f; f=$(stats "tcp://127.0.0.1:$1" | grep -o '"in_flight": [0-9]*' | head -1 | grep -o '[0-9]*$'); [ "${f:-0}" -ge "$2" ]; }
 
 lenet=$src/models/lightnn-fmnist.model
 # The teacher: a LightNN trained for a moment (fast enough for ASan runs).
@@ -94,7 +96,7 @@ wait_until 10 '[ "$(workers_of $P)" = 2 ]'
 "${student[@]}" --teacher "tcp://127.0.0.1:$P/fmnist" --inflight 4 --out "$tmp/B.safetensors" \
   2> "$tmp/B.err" &
 spid=$!; pids+=("$spid")
-sleep 0.4
+wait_until 30 'busy $P 3' # both workers hold requests: w1 dies with work in hand
 kill -KILL "$w1"; wait "$w1" 2>/dev/null
 sleep 0.3
 start_worker w3 "$P" fmnist "$lenet" "$tmp/teacher.safetensors" --delay-ms 20
@@ -126,7 +128,8 @@ wait_until 10 '[ "$(workers_of $P)" = 1 ]'
 "${student[@]}" --teacher "tcp://127.0.0.1:$P/fmnist" --inflight 4 --out "$tmp/D.safetensors" \
   2> "$tmp/D.err" &
 spid=$!; pids+=("$spid")
-sleep 0.5
+wait_until 30 'busy $P 1'
+sleep 0.2
 kill -KILL "$bpid"; wait "$bpid" 2>/dev/null
 sleep 0.3
 start_broker brokerD2 "$P"
@@ -144,6 +147,61 @@ check "broker-restart checkpoint equals conventional bit for bit" \
 check "augmented service KD equals augmented conventional KD (rc=$rc)" \
   'cmp -s "$tmp/E1.safetensors" "$tmp/E2.safetensors" || { show "$tmp/E2.err"; false; }'
 check "augmentation changes the result" '! cmp -s "$tmp/A.safetensors" "$tmp/E1.safetensors"'
+
+# G. an ensemble of two teachers (weighted 0.7 / 0.3): local and service agree
+"$bin/distillq-train" --model "$lenet" --data "$data" --limit-train 512 --limit-test 64 \
+  --epochs 1 --batch 64 --seed 2 --quiet --out "$tmp/teacher2.safetensors" 2> "$tmp/teacher2.err"
+start_worker w6 "$P" second "$lenet" "$tmp/teacher2.safetensors"
+wait_until 10 '[ "$(workers_of $P)" = 2 ]'
+"${student[@]}" --epochs 1 --teacher-local "$lenet:$tmp/teacher.safetensors" \
+  --teacher-local "$lenet:$tmp/teacher2.safetensors" --teacher-weights 0.7,0.3 \
+  --out "$tmp/G1.safetensors" 2> "$tmp/G1.err"
+"${student[@]}" --epochs 1 --teacher "tcp://127.0.0.1:$P/fmnist" \
+  --teacher "tcp://127.0.0.1:$P/second" --teacher-weights 0.7,0.3 \
+  --out "$tmp/G2.safetensors" 2> "$tmp/G2.err"; rc=$?
+check "a weighted two-teacher ensemble: service equals local bit for bit (rc=$rc)" \
+  'cmp -s "$tmp/G1.safetensors" "$tmp/G2.safetensors" || { show "$tmp/G2.err"; false; }'
+"${student[@]}" --epochs 1 --teacher-local "$lenet:$tmp/teacher.safetensors" \
+  --out "$tmp/G3.safetensors" 2> /dev/null
+check "the ensemble differs from its first teacher alone" '! cmp -s "$tmp/G1.safetensors" "$tmp/G3.safetensors"'
+
+# H. the teacher changes under a running student: an error, unless allowed
+start_worker w7 "$P" chg "$lenet" "$tmp/teacher.safetensors" --delay-ms 40; w7=$wpid
+wait_until 10 '[ "$(workers_of $P)" = 3 ]'
+"${student[@]}" --teacher "tcp://127.0.0.1:$P/chg" --inflight 2 --out "$tmp/H1.safetensors" \
+  2> "$tmp/H1.err" &
+spid=$!; pids+=("$spid")
+wait_until 30 'busy $P 1'
+sleep 0.2
+kill -KILL "$w7"; wait "$w7" 2>/dev/null
+start_worker w8 "$P" chg "$lenet" "$tmp/teacher2.safetensors" --delay-ms 40; w8=$wpid
+wait_until 60 '! kill -0 $spid 2>/dev/null'
+wait "$spid"; rc=$?
+check "a teacher whose weights change mid-run stops the run (rc=$rc)" \
+  '[ $rc -ne 0 ] && grep -q "changed" "$tmp/H1.err" || { show "$tmp/H1.err"; show "$tmp/brokerD2.log"; false; }'
+"${student[@]}" --teacher "tcp://127.0.0.1:$P/chg" --allow-teacher-change --epochs 1 \
+  --out "$tmp/H2.safetensors" 2> "$tmp/H2.err"; rc=$?
+check "--allow-teacher-change accepts it (rc=$rc)" '[ $rc -eq 0 ] || { show "$tmp/H2.err"; false; }'
+kill -TERM "$w8"; wait "$w8" 2>/dev/null
+
+# I. the service goes away: stop with a resumable checkpoint; resume when it is back
+start_worker w9 "$P" gone "$lenet" "$tmp/teacher.safetensors" --delay-ms 40; w9=$wpid
+wait_until 10 '[ "$(workers_of $P)" = 3 ]'
+"${student[@]}" --teacher "tcp://127.0.0.1:$P/gone" --inflight 2 --teacher-timeout-ms 1500 \
+  --out "$tmp/I.safetensors" 2> "$tmp/I1.err" &
+spid=$!; pids+=("$spid")
+wait_until 30 'busy $P 1'
+sleep 0.2
+kill -KILL "$w9"; wait "$w9" 2>/dev/null
+wait_until 60 '! kill -0 $spid 2>/dev/null'
+wait "$spid"; rc=$?
+check "an unavailable service stops training with a resumable checkpoint (rc=$rc)" \
+  '[ $rc -ne 0 ] && [ -f "$tmp/I.state.safetensors" ] && grep -q "resumable checkpoint" "$tmp/I1.err" || { show "$tmp/I1.err"; false; }'
+start_worker w10 "$P" gone "$lenet" "$tmp/teacher.safetensors"
+"${student[@]}" --teacher "tcp://127.0.0.1:$P/gone" --resume --out "$tmp/I.safetensors" \
+  2> "$tmp/I2.err"; rc=$?
+check "resumed when the service is back, and equal to conventional KD bit for bit (rc=$rc)" \
+  '[ $rc -eq 0 ] && cmp -s "$tmp/A.safetensors" "$tmp/I.safetensors" || { show "$tmp/I2.err"; false; }'
 
 # F. errors before training starts
 "${student[@]}" --teacher "tcp//127.0.0.1:$P" --out "$tmp/F1.safetensors" 2> "$tmp/F1.err"; rc=$?
