@@ -354,9 +354,47 @@ static void test_softmax_errors(void **state)
     assert_int_equal(dq_softmax_backward(NULL, &tg, &ty, 1.0f, &err), DQ_OK);
 }
 
+/* The overwriting forms: din's old content must not matter. */
+static void test_backward_set_overwrites(void **state)
+{
+    (void)state;
+    enum { N = 2, C = 3, H = 6, W = 6 };
+    float x[N * C * H * W], y[N * C * H * W], g[N * C * H * W];
+    float d_add[N * C * H * W], d_set[N * C * H * W];
+    dq_rng r;
+    dq_rng_seed(&r, 17);
+    dq_test_fill(x, NULL, N * C * H * W, &r, -1, 1);
+    dq_test_fill(g, NULL, N * C * H * W, &r, -1, 1);
+    dq_tensor tx = dq_tensor_view4(x, N, C, H, W), ty = dq_tensor_view4(y, N, C, H, W);
+    dq_tensor tg = dq_tensor_view4(g, N, C, H, W);
+    dq_tensor ta = dq_tensor_view4(d_add, N, C, H, W), ts = dq_tensor_view4(d_set, N, C, H, W);
+    dq_err err = {{0}};
+    assert_int_equal(dq_relu_forward(&ty, &tx, &err), DQ_OK);
+    memset(d_add, 0, sizeof d_add);
+    for (int i = 0; i < N * C * H * W; i++) d_set[i] = 1e6f; /* garbage */
+    assert_int_equal(dq_relu_backward(&ta, &tg, &ty, &err), DQ_OK);
+    assert_int_equal(dq_relu_backward_set(&ts, &tg, &ty, &err), DQ_OK);
+    assert_memory_equal(d_add, d_set, sizeof d_add);
+
+    float p[N * C * 3 * 3], pg[N * C * 3 * 3];
+    int32_t am[N * C * 3 * 3];
+    dq_tensor tp = dq_tensor_view4(p, N, C, 3, 3), tpg = dq_tensor_view4(pg, N, C, 3, 3);
+    dq_test_fill(pg, NULL, N * C * 9, &r, -1, 1);
+    assert_int_equal(dq_maxpool2d_forward(&tp, am, &tx, 2, 2, &err), DQ_OK);
+    memset(d_add, 0, sizeof d_add);
+    for (int i = 0; i < N * C * H * W; i++) d_set[i] = -3e5f;
+    assert_int_equal(dq_maxpool2d_backward(&ta, &tpg, am, &err), DQ_OK);
+    assert_int_equal(dq_maxpool2d_backward_set(&ts, &tpg, am, &err), DQ_OK);
+    assert_memory_equal(d_add, d_set, sizeof d_add);
+    /* shape errors are still checked */
+    dq_tensor bad = dq_tensor_view4(d_set, N, C, H, W - 1);
+    assert_int_equal(dq_relu_backward_set(&bad, &tg, &ty, &err), DQ_ERR_SHAPE);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_backward_set_overwrites),
         cmocka_unit_test(test_relu),
         cmocka_unit_test(test_dropout_train),
         cmocka_unit_test(test_dropout_eval_and_errors),

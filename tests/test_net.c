@@ -551,6 +551,44 @@ static void test_normalize_u8(void **state)
     dq_net_destroy(&net);
 }
 
+/* Gradients overwritten by their only writer are not zeroed by zero_grad:
+ * a second step must still give exactly the first step's gradients. */
+static void test_repeated_backward_same_gradients(void **state)
+{
+    (void)state;
+    const char *models[] = {"lightnn-fmnist", "lightnn-regressor-fmnist", "lightnn-cosine-fmnist"};
+    for (int m = 0; m < 3; m++) {
+        dq_net_t *net = s_net_shipped(models[m]);
+        dq_err err = {{0}};
+        dq_rng r, d1, d2;
+        dq_rng_seed(&r, 5);
+        dq_net_init_params(net, &r);
+        enum { N = 3 };
+        float x[N * 784];
+        dq_test_fill(x, NULL, N * 784, &r, -1, 1);
+        assert_int_equal(dq_net_plan(net, N, &err), DQ_OK);
+        dq_tensor t = dq_tensor_view4(x, N, 1, 28, 28);
+        int64_t np = dq_net_param_floats(net);
+        float *g1 = malloc(sizeof(float) * (size_t)np);
+        assert_non_null(g1);
+        dq_rng_seed(&d1, 9);
+        d2 = d1;
+        for (int step = 0; step < 2; step++) {
+            dq_net_zero_grad(net);
+            assert_int_equal(dq_net_forward(net, &t, true, step ? &d2 : &d1, &err), DQ_OK);
+            for (int k = 0; k < dq_net_output_count(net); k++) {
+                dq_tensor *g = dq_net_output_grad(net, dq_net_output_name(net, k));
+                for (int64_t i = 0; i < dq_tensor_numel(g); i++) g->data[i] = 0.01f * (float)(i % 7);
+            }
+            assert_int_equal(dq_net_backward(net, &err), DQ_OK);
+            if (step == 0) memcpy(g1, dq_net_grads(net), sizeof(float) * (size_t)np);
+        }
+        assert_memory_equal(g1, dq_net_grads(net), sizeof(float) * (size_t)np);
+        free(g1);
+        dq_net_destroy(&net);
+    }
+}
+
 /* Eval forward is batch-invariant: every sample's outputs are bitwise the
  * same in any batch and at any position (what the teacher cache relies on).
  * Batches of 1..50 at several offsets against one batch of 50, on models
@@ -614,6 +652,7 @@ int main(void)
         cmocka_unit_test(test_init_params_pytorch_default),
         cmocka_unit_test(test_normalize_u8),
         cmocka_unit_test(test_eval_forward_is_batch_invariant),
+        cmocka_unit_test(test_repeated_backward_same_gradients),
     };
     return cmocka_run_group_tests_name("net", tests, NULL, NULL);
 }

@@ -9,6 +9,8 @@
 #include "tensor/ops.h"
 
 #include <math.h>
+#include <stdbool.h>
+#include <string.h>
 #ifdef __SSE2__
 #include <emmintrin.h>
 #endif
@@ -140,8 +142,10 @@ dq_status dq_maxpool2d_forward(dq_tensor *out, int32_t *argmax, const dq_tensor 
     return DQ_OK;
 }
 
-dq_status dq_maxpool2d_backward(dq_tensor *din, const dq_tensor *dout, const int32_t *argmax,
-                                dq_err *err)
+/* Shared by both backward forms: accumulate adds into din, else each
+ * plane of din is zeroed just before its scatter (while it is in cache). */
+static dq_status s_maxpool2d_backward(dq_tensor *din, const dq_tensor *dout,
+                                      const int32_t *argmax, bool accumulate, dq_err *err)
 {
     const char *op = "maxpool2d backward";
     DQ_TRY(dq_tensor_expect_rank(dout, op, "output gradient", 4, err));
@@ -162,7 +166,20 @@ dq_status dq_maxpool2d_backward(dq_tensor *din, const dq_tensor *dout, const int
         float *dx = din->data + pl * HW;
         const float *dy = dout->data + pl * P;
         const int32_t *am = argmax + pl * P;
+        if (!accumulate) memset(dx, 0, (size_t)HW * sizeof(float));
         for (int64_t i = 0; i < P; i++) dx[am[i]] += dy[i];
     }
     return DQ_OK;
+}
+
+dq_status dq_maxpool2d_backward(dq_tensor *din, const dq_tensor *dout, const int32_t *argmax,
+                                dq_err *err)
+{
+    return s_maxpool2d_backward(din, dout, argmax, true, err);
+}
+
+dq_status dq_maxpool2d_backward_set(dq_tensor *din, const dq_tensor *dout,
+                                    const int32_t *argmax, dq_err *err)
+{
+    return s_maxpool2d_backward(din, dout, argmax, false, err);
 }

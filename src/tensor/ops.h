@@ -64,6 +64,10 @@ dq_status dq_relu_forward(dq_tensor *out, const dq_tensor *in, dq_err *err);
 /* Uses the forward OUTPUT (out > 0) so in-place forward is allowed. */
 dq_status dq_relu_backward(dq_tensor *din, const dq_tensor *dout, const dq_tensor *out,
                            dq_err *err);
+/* The same, OVERWRITING din instead of adding: for a network whose din has
+ * this op as its only writer, which then need not zero it first. */
+dq_status dq_relu_backward_set(dq_tensor *din, const dq_tensor *dout, const dq_tensor *out,
+                               dq_err *err);
 
 /* ---- maxpool2d ----------------------------------------------------------------
  * in [N,C,H,W], out [N,C,OH,OW], OH = (H - k)/stride + 1 (floor, no padding),
@@ -73,6 +77,9 @@ dq_status dq_maxpool2d_forward(dq_tensor *out, int32_t *argmax, const dq_tensor 
                                int kernel, int stride, dq_err *err);
 dq_status dq_maxpool2d_backward(dq_tensor *din, const dq_tensor *dout, const int32_t *argmax,
                                 dq_err *err);
+/* Overwriting form (din = gradient), as dq_relu_backward_set. */
+dq_status dq_maxpool2d_backward_set(dq_tensor *din, const dq_tensor *dout,
+                                    const int32_t *argmax, dq_err *err);
 
 /* ---- avgpool1d over flattened features (PyTorch F.avg_pool1d on [N,F]) -------
  * in [N,F], out [N,(F - k)/k + 1] with stride = kernel. */

@@ -8,6 +8,8 @@
  */
 #include "tensor/ops.h"
 
+#include <stdbool.h>
+
 /* Checks that b has exactly a's rank and shape. */
 static dq_status s_same_shape(const dq_tensor *b, const dq_tensor *a, const char *op,
                               const char *what, dq_err *err)
@@ -44,8 +46,9 @@ dq_status dq_relu_forward(dq_tensor *out, const dq_tensor *in, dq_err *err)
     return DQ_OK;
 }
 
-dq_status dq_relu_backward(dq_tensor *din, const dq_tensor *dout, const dq_tensor *out,
-                           dq_err *err)
+/* Shared by both backward forms: accumulate adds into din, else sets it. */
+static dq_status s_relu_backward(dq_tensor *din, const dq_tensor *dout, const dq_tensor *out,
+                                 bool accumulate, dq_err *err)
 {
     if (!out) return dq_fail(err, DQ_ERR_ARG, "relu backward: output tensor is missing");
     DQ_TRY(dq_tensor_expect_rank(out, "relu backward", "output", out->ndim, err));
@@ -59,11 +62,32 @@ dq_status dq_relu_backward(dq_tensor *din, const dq_tensor *dout, const dq_tenso
      * rather than NaN (as PyTorch does). Blocks of 8 so gcc -O2 vectorises
      * the select (a blend) instead of branching on random signs. */
     int64_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (int k = 0; k < 8; k++) {
-            float gv = g[i + k]; /* loaded unconditionally: lets gcc use a blend */
-            d[i + k] += y[i + k] > 0.0f ? gv : 0.0f;
-        }
-    for (; i < n; i++) d[i] += y[i] > 0.0f ? g[i] : 0.0f;
+    if (accumulate) {
+        for (; i + 8 <= n; i += 8)
+            for (int k = 0; k < 8; k++) {
+                float gv = g[i + k]; /* loaded unconditionally: lets gcc use a blend */
+                d[i + k] += y[i + k] > 0.0f ? gv : 0.0f;
+            }
+        for (; i < n; i++) d[i] += y[i] > 0.0f ? g[i] : 0.0f;
+    } else {
+        for (; i + 8 <= n; i += 8)
+            for (int k = 0; k < 8; k++) {
+                float gv = g[i + k];
+                d[i + k] = y[i + k] > 0.0f ? gv : 0.0f;
+            }
+        for (; i < n; i++) d[i] = y[i] > 0.0f ? g[i] : 0.0f;
+    }
     return DQ_OK;
+}
+
+dq_status dq_relu_backward(dq_tensor *din, const dq_tensor *dout, const dq_tensor *out,
+                           dq_err *err)
+{
+    return s_relu_backward(din, dout, out, true, err);
+}
+
+dq_status dq_relu_backward_set(dq_tensor *din, const dq_tensor *dout, const dq_tensor *out,
+                               dq_err *err)
+{
+    return s_relu_backward(din, dout, out, false, err);
 }
