@@ -11,52 +11,11 @@
 # too. Then the errors that must come before training: a bad --teacher URL,
 # an unknown service, a teacher with 100 classes for a 10-class student.
 # TAP output; every wait is bounded; every process is killed by pid on exit.
-# shellcheck disable=SC2034
-set -u
-bin=${top_builddir:-.}
-src=${top_srcdir:-.}
-data=${DQ_FMNIST_DIR:-/usr/share/datasets/fashion-mnist}
-if [ ! -f "$data/t10k-images-idx3-ubyte.gz" ]; then
-  echo "1..0 # SKIP Fashion-MNIST not installed ($data)"; exit 0
-fi
-tmp=$(mktemp -d /tmp/dq-distill.XXXXXX)
-pids=()
-cleanup() {
-  exec 2> /dev/null
-  for p in "${pids[@]}"; do kill -TERM "$p"; done
-  for _ in $(seq 1 40); do
-    local alive=0
-    for p in "${pids[@]}"; do kill -0 "$p" && alive=1; done
-    [ $alive -eq 0 ] && break
-    sleep 0.05
-  done
-  for p in "${pids[@]}"; do kill -KILL "$p"; done
-  wait
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-n=0 failed=0
-ok() { n=$((n + 1)); echo "ok $n - $1"; }
-notok() { n=$((n + 1)); failed=$((failed + 1)); echo "not ok $n - $1"; }
-check() { if eval "$2"; then ok "$1"; else notok "$1"; fi; }
-show() { echo "# ---- $1"; tail -n "${2:-15}" "$1" | sed 's/^/# /'; }
+tmp_prefix=dq-distill
+# shellcheck source=tests/tap_lib.sh
+. "${top_srcdir:-.}/tests/tap_lib.sh"
 echo "1..20"
 
-port_free() { ! (exec 3<> "/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-next_port=$((21000 + ($$ * 11) % 29000))
-pick_ports() {
-  for _ in $(seq 1 200); do
-    next_port=$((next_port + 2))
-    if port_free $next_port && port_free $((next_port + 1)); then echo $next_port; return 0; fi
-  done
-  return 1
-}
-stats() { "$bin/distillq-broker" --stats "$1" 2>/dev/null; }
-wait_until() {
-  local end=$((SECONDS + $1)); shift
-  while [ $SECONDS -lt $end ]; do eval "$1" && return 0; sleep 0.05; done
-  return 1
-}
 hb=(--heartbeat-ms 100 --liveness 3)
 start_broker() { # LOGNAME PORT [args]
   local name=$1 p=$2; shift 2
@@ -219,4 +178,4 @@ start_worker w5 "$P" wide "$tmp/wide100.model" "$tmp/wide.safetensors"
 "${student[@]}" --teacher "tcp://127.0.0.1:$P/wide" --out "$tmp/F3.safetensors" 2> "$tmp/F3.err"; rc=$?
 check "a 100-class teacher for a 10-class student is refused before training" \
   '[ $rc -ne 0 ] && [ ! -f "$tmp/F3.safetensors" ] && grep -q "\[100\]" "$tmp/F3.err" || { show "$tmp/F3.err"; false; }'
-exit $((failed > 0))
+tap_exit

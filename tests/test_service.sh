@@ -17,61 +17,18 @@
 #
 # TAP output; every wait is bounded; every process is killed by pid on exit.
 # (check's conditions are eval'd strings: shellcheck cannot see their uses)
-# shellcheck disable=SC2034
-set -u
-bin=${top_builddir:-.}
-src=${top_srcdir:-.}
-data=${DQ_FMNIST_DIR:-/usr/share/datasets/fashion-mnist}
-if [ ! -f "$data/t10k-images-idx3-ubyte.gz" ]; then
-  echo "1..0 # SKIP Fashion-MNIST not installed ($data)"; exit 0
-fi
-tmp=$(mktemp -d /tmp/dq-svc.XXXXXX)
-pids=()
-cleanup() {
-  exec 2> /dev/null # no job reports for what we kill here
-  for p in "${pids[@]}"; do kill -TERM "$p"; done
-  for _ in $(seq 1 40); do
-    local alive=0
-    for p in "${pids[@]}"; do kill -0 "$p" && alive=1; done
-    [ $alive -eq 0 ] && break
-    sleep 0.05
-  done
-  for p in "${pids[@]}"; do kill -KILL "$p"; done
-  wait
+tmp_prefix=dq-svc
+# shellcheck source=tests/tap_lib.sh
+. "${top_srcdir:-.}/tests/tap_lib.sh"
+extra_cleanup() {
   DQ_BUILD_DIR=$bin "$src/scripts/cluster" stop --run-dir "$tmp/cl" --wait 2 > /dev/null 2>&1
-  rm -rf "$tmp"
 }
-trap cleanup EXIT
-n=0 failed=0
-ok() { n=$((n + 1)); echo "ok $n - $1"; }
-notok() { n=$((n + 1)); failed=$((failed + 1)); echo "not ok $n - $1"; }
-check() { if eval "$2"; then ok "$1"; else notok "$1"; fi; }
-show() { echo "# ---- $1"; tail -n "${2:-15}" "$1" | sed 's/^/# /'; }
 echo "1..27"
 
 model=$src/models/lightnn-fmnist.model
 hb=(--heartbeat-ms 100 --liveness 3)
 
-# Two free consecutive loopback ports, derived from our pid.
-port_free() { ! (exec 3<> "/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-next_port=$((20000 + ($$ * 7) % 30000))
-pick_ports() {
-  for _ in $(seq 1 200); do
-    next_port=$((next_port + 2))
-    if port_free $next_port && port_free $((next_port + 1)); then echo $next_port; return 0; fi
-  done
-  return 1
-}
 
-stats() { "$bin/distillq-broker" --stats "$1" 2>/dev/null; }
-# num JSON KEY: the first number after "KEY":
-num() { printf '%s' "$1" | grep -o "\"$2\": [0-9]*" | head -1 | grep -o '[0-9]*$'; }
-# wait_until SECONDS CMD: polls CMD every 0.05 s.
-wait_until() {
-  local end=$((SECONDS + $1)); shift
-  while [ $SECONDS -lt $end ]; do eval "$1" && return 0; sleep 0.05; done
-  return 1
-}
 start_broker() { # NAME FRONTEND BACKEND [args...]
   local name=$1 fe=$2 be=$3; shift 3
   "$bin/distillq-broker" --frontend "$fe" --backend "$be" "${hb[@]}" "$@" \
@@ -230,4 +187,4 @@ check "all ${#left[@]} remaining brokers and workers exit 0 on SIGTERM${bad:+ (n
 reports=$(grep -l -E "AddressSanitizer|LeakSanitizer|runtime error:" "$tmp"/*.log "$tmp"/*.err \
           "$tmp"/cl/*.log 2>/dev/null)
 check "no sanitizer report in any process's log" '[ -z "$reports" ] || { for f in $reports; do show "$f" 30; done; false; }'
-exit $((failed > 0))
+tap_exit

@@ -2,19 +2,9 @@
 # test_train_e2e.sh - end-to-end: distillq-train on a 2,000-image Fashion-MNIST
 # subset, resume bit-identity, Ctrl-C checkpointing, distillq-predict output.
 # TAP output; every process is bounded by `timeout`.
-set -u
-bin=${top_builddir:-.}
-src=${top_srcdir:-.}
-data=${DQ_FMNIST_DIR:-/usr/share/datasets/fashion-mnist}
-if [ ! -f "$data/t10k-images-idx3-ubyte.gz" ]; then
-  echo "1..0 # SKIP Fashion-MNIST not installed ($data)"; exit 0
-fi
-tmp=$(mktemp -d /tmp/dq-e2e.XXXXXX)
-trap 'rm -rf "$tmp"' EXIT
-n=0 failed=0
-ok() { n=$((n + 1)); echo "ok $n - $1"; }
-notok() { n=$((n + 1)); failed=$((failed + 1)); echo "not ok $n - $1"; }
-check() { if eval "$2"; then ok "$1"; else notok "$1"; fi; }
+tmp_prefix=dq-e2e
+# shellcheck source=tests/tap_lib.sh
+. "${top_srcdir:-.}/tests/tap_lib.sh"
 echo "1..10"
 
 train=("$bin/distillq-train" --model "$src/models/lightnn-fmnist.model" --data "$data"
@@ -43,7 +33,7 @@ check "resumed metrics equal uninterrupted metrics" \
 "$bin/distillq-train" --model "$src/models/lightnn-fmnist.model" --data "$data" \
   --limit-test 100 --batch 32 --epochs 1 --seed 7 \
   --out "$tmp/int.safetensors" 2> "$tmp/int.err" &
-pid=$!
+pid=$!; pids+=("$pid")
 for _ in $(seq 1 100); do grep -q . "$tmp/int.err" 2>/dev/null && break; sleep 0.05; done
 sleep 1
 kill -INT $pid
@@ -63,4 +53,4 @@ check "predict accuracy ($pacc%) equals training's test accuracy ($acc)" \
 check "predict writes a float32 [1000, 10] .npy" \
   'head -c 128 "$tmp/p.npy" | grep -aq "<f4.*(1000, 10)" &&
    [ "$(stat -c %s "$tmp/p.npy")" -eq $((128 + 1000 * 10 * 4)) ]'
-exit $((failed > 0))
+tap_exit

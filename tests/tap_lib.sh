@@ -1,0 +1,63 @@
+# tap_lib.sh - what the shell tests share (sourced, not run): TAP counters,
+# the Fashion-MNIST skip, a temp dir, processes killed by pid on exit, free
+# loopback ports, bounded waits and the broker's stats.
+#
+# Before sourcing set `tmp_prefix` (e.g. dq-svc). After sourcing: $bin, $src,
+# $data, $tmp, the pids array (append every background pid), and a cleanup
+# hook `extra_cleanup` the test may define.
+# shellcheck shell=bash disable=SC2034
+set -u
+bin=${top_builddir:-.}
+src=${top_srcdir:-.}
+data=${DQ_FMNIST_DIR:-/usr/share/datasets/fashion-mnist}
+if [ ! -f "$data/t10k-images-idx3-ubyte.gz" ]; then
+  echo "1..0 # SKIP Fashion-MNIST not installed ($data)"; exit 0
+fi
+tmp=$(mktemp -d "/tmp/${tmp_prefix:-dq-test}.XXXXXX")
+pids=()
+extra_cleanup() { :; }
+# TERM every started process, KILL what is left after 2 s, remove $tmp.
+tap_cleanup() {
+  exec 2> /dev/null # no job reports for what we kill here
+  for p in "${pids[@]}"; do kill -TERM "$p"; done
+  for _ in $(seq 1 40); do
+    local alive=0
+    for p in "${pids[@]}"; do kill -0 "$p" && alive=1; done
+    [ $alive -eq 0 ] && break
+    sleep 0.05
+  done
+  for p in "${pids[@]}"; do kill -KILL "$p"; done
+  wait
+  extra_cleanup
+  rm -rf "$tmp"
+}
+trap tap_cleanup EXIT
+
+n=0 failed=0
+ok() { n=$((n + 1)); echo "ok $n - $1"; }
+notok() { n=$((n + 1)); failed=$((failed + 1)); echo "not ok $n - $1"; }
+check() { if eval "$2"; then ok "$1"; else notok "$1"; fi; }
+show() { echo "# ---- $1"; tail -n "${2:-15}" "$1" | sed 's/^/# /'; }
+# The exit status of a TAP test: failures make it non-zero.
+tap_exit() { exit $((failed > 0)); }
+
+# Two free consecutive loopback ports, derived from our pid.
+port_free() { ! (exec 3<> "/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+next_port=$((20000 + ($$ * 7) % 30000))
+pick_ports() {
+  for _ in $(seq 1 200); do
+    next_port=$((next_port + 2))
+    if port_free $next_port && port_free $((next_port + 1)); then echo $next_port; return 0; fi
+  done
+  return 1
+}
+
+stats() { "$bin/distillq-broker" --stats "$1" 2>/dev/null; }
+# num JSON KEY: the first number after "KEY":
+num() { printf '%s' "$1" | grep -o "\"$2\": [0-9]*" | head -1 | grep -o '[0-9]*$'; }
+# wait_until SECONDS CMD: polls CMD every 0.05 s.
+wait_until() {
+  local end=$((SECONDS + $1)); shift
+  while [ $SECONDS -lt $end ]; do eval "$1" && return 0; sleep 0.05; done
+  return 1
+}
