@@ -66,6 +66,9 @@ struct dq_net {
      * by its only writer, not a flatten view). */
     bool set_din[DQ_MF_MAX_LAYERS];
     bool zero[DQ_MF_MAX_LAYERS];
+    /* relu_inplace[i]: relu layer i writes over its input, a conv/linear
+     * output read by nothing else (saves a buffer and a memory stream). */
+    bool relu_inplace[DQ_MF_MAX_LAYERS];
 };
 
 /* ---- load / destroy ---------------------------------------------------------- */
@@ -117,6 +120,20 @@ static void s_plan_writers(dq_net_t *net)
             writers[s_grad_root(mf, l->from)]++;
     }
     for (int i = 0; i < mf->n_layers; i++) net->zero[i] = s_grad_root(mf, i) == i;
+    /* A relu may run in place on a conv/linear output that nothing else
+     * reads (relu backward needs only its output; conv and linear backward
+     * never read their own output). */
+    int readers[DQ_MF_MAX_LAYERS] = {0};
+    for (int k = 0; k < mf->n_outputs; k++) readers[mf->outputs[k].layer]++;
+    for (int j = 0; j < mf->n_layers; j++)
+        if (mf->layers[j].from != DQ_MF_INPUT) readers[mf->layers[j].from]++;
+    for (int j = 0; j < mf->n_layers; j++) {
+        const dq_mf_layer *l = &mf->layers[j];
+        if (l->type != DQ_LAYER_RELU || l->from == DQ_MF_INPUT) continue;
+        dq_layer_type src = mf->layers[l->from].type;
+        net->relu_inplace[j] = readers[l->from] == 1 &&
+                               (src == DQ_LAYER_CONV2D || src == DQ_LAYER_LINEAR);
+    }
     for (int j = 0; j < mf->n_layers; j++) {
         const dq_mf_layer *l = &mf->layers[j];
         bool can = l->type == DQ_LAYER_RELU || l->type == DQ_LAYER_MAXPOOL2D;
@@ -230,7 +247,8 @@ static size_t s_layout(dq_net_t *net, unsigned char *base, int64_t N)
         const dq_mf_layer *l = &mf->layers[i];
         size_t bytes = (size_t)(N * dq_mf_out_numel(l)) * fsz;
         float *p = NULL;
-        if (l->type != DQ_LAYER_FLATTEN) p = s_carve(base, &off, bytes);
+        if (l->type == DQ_LAYER_RELU && net->relu_inplace[i]) p = net->out[l->from].data;
+        else if (l->type != DQ_LAYER_FLATTEN) p = s_carve(base, &off, bytes);
         else p = l->from == DQ_MF_INPUT ? net->in.data : net->out[l->from].data;
         net->out[i] = s_batched(p, N, l->out_rank, l->out_shape);
         net->out[i].name = l->name;
