@@ -137,3 +137,9 @@ extern "C" cudaError_t dq_k_uniform(float *u, int64_t n, uint64_t seed, uint64_t
 {
     S_LAUNCH(n, stream, s_uniform_fill, u, n, seed, offset);
 }
+
+extern "C" cudaError_t dq_k_probe_image(void)
+{
+    cudaFuncAttributes attr;
+    return cudaFuncGetAttributes(&attr, s_relu_fwd);
+}

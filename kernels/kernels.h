@@ -52,6 +52,11 @@ cudaError_t dq_k_mul_add(float *din, const float *dout, const float *mask, int64
 cudaError_t dq_k_uniform(float *u, int64_t n, uint64_t seed, uint64_t offset,
                          cudaStream_t stream);
 
+/* cudaSuccess when this build's kernels have an image (SASS or PTX) the
+ * current device can run; cudaErrorNoKernelImageForDevice or
+ * cudaErrorInvalidDeviceFunction otherwise (see NVCC_ARCHFLAGS). */
+cudaError_t dq_k_probe_image(void);
+
 /* ---- pool.cu ------------------------------------------------------------------- */
 
 /* maxpool2d over planes of H x W, no padding, floor mode; argmax is the index

@@ -2,10 +2,12 @@
  * computed locally or by a teacher service (--teacher). */
 #include <getopt.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "cli/parse.h"
 #include "predict/predict.h"
 #include "tensor/backend.h"
+#include "tensor/backend_cuda.h"
 
 static void s_usage(FILE *f)
 {
@@ -31,6 +33,7 @@ static void s_usage(FILE *f)
 "  --limit N          first N samples only\n"
 "  --batch B          batch size (default 128)\n"
 "  --threads N        BLAS/compute threads (default 1)\n"
+"  --device D         cpu (default) or cuda[:N]: run the forward on that GPU\n"
 "  --teacher URL      get the outputs from this teacher service (see above)\n"
 "  --inflight K       batches in flight with --teacher (default 16)\n"
 "  --request-timeout-ms MS  with --teacher: give up on a batch unanswered for MS\n"
@@ -50,7 +53,7 @@ int main(int argc, char **argv)
     int64_t v = 0;
     cfg.inflight = 16;
     enum { O_MODEL = 256, O_WEIGHTS, O_DATA, O_OUTPUT, O_OUTPUTS, O_LIMIT, O_BATCH, O_THREADS,
-           O_TEACHER, O_INFLIGHT, O_RTIMEOUT, O_HELP, O_VERSION };
+           O_TEACHER, O_INFLIGHT, O_RTIMEOUT, O_DEVICE, O_HELP, O_VERSION };
     static const struct option opts[] = {
         {"model", required_argument, 0, O_MODEL}, {"weights", required_argument, 0, O_WEIGHTS},
         {"data", required_argument, 0, O_DATA}, {"output", required_argument, 0, O_OUTPUT},
@@ -59,8 +62,10 @@ int main(int argc, char **argv)
         {"teacher", required_argument, 0, O_TEACHER},
         {"inflight", required_argument, 0, O_INFLIGHT},
         {"request-timeout-ms", required_argument, 0, O_RTIMEOUT},
+        {"device", required_argument, 0, O_DEVICE},
         {"help", no_argument, 0, O_HELP}, {"version", no_argument, 0, O_VERSION},
         {0, 0, 0, 0}};
+    const char *device = NULL;
     int c;
     while (st == DQ_OK && (c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
@@ -81,6 +86,7 @@ int main(int argc, char **argv)
             st = dq_cli_parse_int("--request-timeout-ms", optarg, 0, INT32_MAX, &v, &err);
             cfg.request_timeout_ms = (int)v;
             break;
+        case O_DEVICE: device = optarg; break;
         case O_HELP: s_usage(stdout); return 0;
         case O_VERSION: printf("distillq-predict %s\n", PACKAGE_VERSION); return 0;
         default: fprintf(stderr, "distillq-predict: try --help\n"); return 2;
@@ -93,6 +99,10 @@ int main(int argc, char **argv)
     if (st == DQ_OK && !cfg.teacher_url &&
         (!cfg.model_path || !cfg.weights_path || !cfg.data_path || !cfg.output_path))
         st = dq_fail(&err, DQ_ERR_ARG, "--model, --weights, --data and --output are required (see --help)");
+    if (st == DQ_OK && device && strcmp(device, "cpu") != 0 && cfg.teacher_url)
+        st = dq_fail(&err, DQ_ERR_ARG, "--device is for local prediction; the service decides "
+                     "where --teacher runs");
+    if (st == DQ_OK) st = dq_backend_select(device, &cfg.device, &err);
     if (st != DQ_OK) {
         fprintf(stderr, "distillq-predict: %s\n", err.msg);
         return 2;

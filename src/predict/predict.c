@@ -20,6 +20,7 @@
 #include "data/npy.h"
 #include "model/checkpoint.h"
 #include "model/net.h"
+#include "model/net_cuda.h"
 #include "tensor/loss.h"
 
 void dq_predict_output_path(char *buf, size_t len, const char *path, const char *name,
@@ -60,6 +61,7 @@ static dq_status s_load_data(dq_dataset *ds, const char *path, dq_err *err)
 typedef struct {
     dq_dataset ds;
     dq_net_t *net;
+    dq_net_cuda_t *gpu;     /* with --device cuda:N: the forward runs here */
     FILE *files[DQ_PREDICT_MAX_OUTPUTS];
     char paths[DQ_PREDICT_MAX_OUTPUTS][4096];
     char names[DQ_PREDICT_MAX_OUTPUTS][64];
@@ -74,6 +76,7 @@ static void s_predict_free(s_predict *p, int remove_files)
         if (p->files[i]) fclose(p->files[i]);
         if (remove_files && p->paths[i][0]) remove(p->paths[i]);
     }
+    dq_net_cuda_destroy(&p->gpu);
     dq_net_destroy(&p->net);
     dq_dataset_free(&p->ds);
     free(p->pix);
@@ -99,6 +102,12 @@ static dq_status s_parse_outputs(s_predict *p, const char *list, dq_err *err)
     return DQ_OK;
 }
 
+/* An output of the last forward, from the device's host copy on a GPU. */
+static const dq_tensor *s_output(const s_predict *p, const char *name)
+{
+    return p->gpu ? dq_net_cuda_output(p->gpu, name) : dq_net_output(p->net, name);
+}
+
 static dq_status s_run(s_predict *p, const dq_predict_config *cfg, dq_err *err)
 {
     DQ_TRY(s_parse_outputs(p, cfg->outputs, err));
@@ -118,7 +127,14 @@ static dq_status s_run(s_predict *p, const dq_predict_config *cfg, dq_err *err)
                        cfg->data_path, p->ds.c, p->ds.h, p->ds.w, cfg->model_path,
                        in->channels, in->height, in->width);
     int64_t batch = cfg->batch > 0 ? cfg->batch : 128;
-    DQ_TRY(dq_net_plan(p->net, batch, err));
+    if (cfg->device.kind != DQ_DEVICE_CUDA) DQ_TRY(dq_net_plan(p->net, batch, err));
+    const char *want[DQ_PREDICT_MAX_OUTPUTS + 1]; /* what the GPU copies back */
+    int n_want = 0;
+    for (int i = 0; i < p->n_out; i++) want[n_want++] = p->names[i];
+    if (p->ds.labels) want[n_want++] = "logits";
+    if (cfg->device.kind == DQ_DEVICE_CUDA)
+        DQ_TRY(dq_net_cuda_new(&p->gpu, p->net, cfg->model_path, cfg->device, batch, false, 0,
+                               err));
     size_t sz = (size_t)in->channels * (size_t)in->height * (size_t)in->width;
     p->pix = malloc((size_t)batch * sz);
     p->input = malloc((size_t)batch * sz * sizeof(float));
@@ -140,18 +156,22 @@ static dq_status s_run(s_predict *p, const dq_predict_config *cfg, dq_err *err)
     for (int64_t first = 0; first < p->ds.n; first += batch) {
         int64_t n = p->ds.n - first < batch ? p->ds.n - first : batch;
         memcpy(p->pix, p->ds.images + (size_t)first * sz, (size_t)n * sz);
-        dq_net_normalize_u8(p->net, p->input, p->pix, n);
-        dq_tensor x = dq_tensor_view4(p->input, n, in->channels, in->height, in->width);
-        DQ_TRY(dq_net_forward(p->net, &x, false, NULL, err));
+        float *input = p->gpu ? dq_net_cuda_input_buffer(p->gpu) : p->input;
+        dq_net_normalize_u8(p->net, input, p->pix, n);
+        dq_tensor x = dq_tensor_view4(input, n, in->channels, in->height, in->width);
+        if (p->gpu)
+            DQ_TRY(dq_net_cuda_forward(p->gpu, &x, false, want, n_want, err));
+        else
+            DQ_TRY(dq_net_forward(p->net, &x, false, NULL, err));
         for (int i = 0; i < p->n_out; i++) {
-            const dq_tensor *o = dq_net_output(p->net, p->names[i]);
+            const dq_tensor *o = s_output(p, p->names[i]);
             size_t cnt = (size_t)dq_tensor_numel(o);
             if (fwrite(o->data, sizeof(float), cnt, p->files[i]) != cnt)
                 return dq_fail(err, DQ_ERR_IO, "%s: write failed: %s", p->paths[i],
                                strerror(errno));
         }
         if (p->ds.labels)
-            correct += dq_count_correct(dq_net_output(p->net, "logits"), p->ds.labels + first);
+            correct += dq_count_correct(s_output(p, "logits"), p->ds.labels + first);
     }
     for (int i = 0; i < p->n_out; i++) {
         int rc = fclose(p->files[i]);

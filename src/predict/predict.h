@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "tensor/backend_cuda.h"
 #include "tensor/status.h"
 
 #define DQ_PREDICT_MAX_OUTPUTS 8
@@ -31,6 +32,9 @@ typedef struct {
     const char *teacher_url;
     int inflight;            /* batches in flight (default 16) */
     int request_timeout_ms;  /* give up on a batch unanswered this long (0: never) */
+    /* Where the local forward runs (zero-filled: the CPU); a CUDA device
+     * goes through the GPU executor (model/net_cuda.h). */
+    dq_device device;
 } dq_predict_config;
 
 /* Output file for output `name` given the configured path and output count. */

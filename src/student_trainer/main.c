@@ -13,6 +13,7 @@
 #include "student_trainer/recipe.h"
 #include "student_trainer/trainer.h"
 #include "tensor/backend.h"
+#include "tensor/backend_cuda.h"
 
 static volatile sig_atomic_t s_stop = 0;
 
@@ -44,6 +45,8 @@ static void s_usage(FILE *f)
 "  --weight-decay WD    L2 weight decay (default 0)\n"
 "  --seed S             seed for init, shuffling and dropout (default 42)\n"
 "  --threads N          BLAS/compute threads (default 1)\n"
+"  --device D           cpu (default); cuda[:N] is detected but training on the\n"
+"                       GPU is not wired in yet (see docs/cuda.md)\n"
 "  --limit-train N      use only the first N training samples\n"
 "  --limit-test N       evaluate on only the first N test samples\n"
 "  --init-weights W     start from these weights instead of a random init\n"
@@ -86,7 +89,8 @@ int main(int argc, char **argv)
     enum { O_MODEL = 256, O_DATA, O_OUT, O_EPOCHS, O_BATCH, O_LR, O_OPTIM, O_MOM, O_WD, O_SEED,
            O_THREADS, O_LTRAIN, O_LTEST, O_INIT, O_METRICS, O_RESUME, O_STOPAFTER, O_QUIET,
            O_HELP, O_VERSION, O_LOSS, O_T, O_SOFTW, O_HIDW, O_CEW, O_TEACHER, O_TLOCAL,
-           O_TWEIGHTS, O_REPLAY, O_INFLIGHT, O_TTIMEOUT, O_ALLOWCHG, O_AUGMENT, O_RTEACHER };
+           O_TWEIGHTS, O_REPLAY, O_INFLIGHT, O_TTIMEOUT, O_ALLOWCHG, O_AUGMENT, O_RTEACHER,
+           O_DEVICE };
     static const struct option opts[] = {
         {"loss", required_argument, 0, O_LOSS}, {"T", required_argument, 0, O_T},
         {"soft-weight", required_argument, 0, O_SOFTW},
@@ -99,6 +103,7 @@ int main(int argc, char **argv)
         {"teacher-timeout-ms", required_argument, 0, O_TTIMEOUT},
         {"allow-teacher-change", no_argument, 0, O_ALLOWCHG},
         {"augment", no_argument, 0, O_AUGMENT},
+        {"device", required_argument, 0, O_DEVICE},
         {"model", required_argument, 0, O_MODEL}, {"data", required_argument, 0, O_DATA},
         {"out", required_argument, 0, O_OUT}, {"epochs", required_argument, 0, O_EPOCHS},
         {"batch", required_argument, 0, O_BATCH}, {"lr", required_argument, 0, O_LR},
@@ -116,6 +121,7 @@ int main(int argc, char **argv)
     dq_recipe_kind kind = DQ_RECIPE_CE;
     float T = -1, softw = -1, hidw = -1, cew = -1;
     const char *tweights = NULL;
+    const char *device = NULL;
     int c;
     while (st == DQ_OK && (c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
@@ -141,6 +147,7 @@ int main(int argc, char **argv)
         case O_TTIMEOUT: st = dq_cli_parse_int("--teacher-timeout-ms", optarg, 100, INT32_MAX, &cfg.teacher_timeout_ms, &err); break;
         case O_ALLOWCHG: cfg.allow_teacher_change = true; break;
         case O_AUGMENT: cfg.augment = true; break;
+        case O_DEVICE: device = optarg; break;
         case O_MODEL: cfg.model_path = optarg; break;
         case O_DATA: cfg.data_dir = optarg; break;
         case O_OUT: cfg.out_path = optarg; break;
@@ -192,6 +199,14 @@ int main(int argc, char **argv)
         st = dq_fail(&err, DQ_ERR_ARG, "unexpected argument '%s'", argv[optind]);
     if (st == DQ_OK && (!cfg.model_path || !cfg.data_dir || !cfg.out_path))
         st = dq_fail(&err, DQ_ERR_ARG, "--model, --data and --out are required (see --help)");
+    /* The GPU executor has backward and Adam (model/net_cuda.h), but the
+     * trainer's loop still runs on dq_net_t: say so rather than silently
+     * training on the CPU. */
+    dq_device dev;
+    if (st == DQ_OK) st = dq_backend_select(device, &dev, &err);
+    if (st == DQ_OK && dev.kind == DQ_DEVICE_CUDA)
+        st = dq_fail(&err, DQ_ERR_UNSUPPORTED, "--device %s: training on the GPU is not wired "
+                     "into distillq-train yet; use --device cpu (docs/cuda.md)", device);
     if (st != DQ_OK) {
         fprintf(stderr, "distillq-train: %s\n", err.msg);
         return 2;

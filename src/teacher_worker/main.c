@@ -6,6 +6,7 @@
  */
 #include <getopt.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -13,8 +14,13 @@
 #include "teacher_worker/teacher.h"
 #include "teacher_worker/worker.h"
 #include "tensor/backend.h"
+#include "tensor/backend_cuda.h"
 
 static volatile sig_atomic_t s_stop = 0;
+
+/* Requests a GPU worker holds by default: while one is computed the next
+ * ones are already here, so the card does not wait on the network. */
+#define S_GPU_CAPACITY 8
 
 static void s_on_signal(int sig)
 {
@@ -38,9 +44,10 @@ static void s_usage(FILE *f)
 "  --model M            model file (models/*.model)\n"
 "  --weights W          weights (safetensors)\n"
 "  --threads N          BLAS/compute threads (default 1)\n"
-"  --capacity K         requests held at once, computed one at a time (default 2)\n"
+"  --capacity K         requests held at once, computed one at a time (default 2;\n"
+"                       %d with --device cuda, so the GPU always has the next one)\n"
 "  --max-batch N        largest batch accepted (default %d)\n"
-"  --device cpu         compute device (only cpu in this build)\n"
+"  --device D           cpu (default) or cuda[:N]: run the forward on that GPU\n"
 "  --heartbeat-ms MS    heartbeat interval (default 1000)\n"
 "  --liveness N         broker dead after N heartbeats of silence (default 3)\n"
 "  --delay-ms MS        testing: sleep MS before every forward (default 0)\n"
@@ -48,7 +55,7 @@ static void s_usage(FILE *f)
 "\n"
 "SIGTERM/SIGINT: take no new work, finish what is held, say goodbye, exit 0.\n"
 "A second signal leaves at once (the broker requeues what was held).\n",
-            DQ_TEACHER_DEFAULT_MAX_BATCH);
+            S_GPU_CAPACITY, DQ_TEACHER_DEFAULT_MAX_BATCH);
 }
 
 int main(int argc, char **argv)
@@ -73,6 +80,8 @@ int main(int argc, char **argv)
         {"delay-ms", required_argument, 0, O_DELAY},
         {"help", no_argument, 0, O_HELP}, {"version", no_argument, 0, O_VERSION},
         {0, 0, 0, 0}};
+    const char *device = NULL;
+    bool capacity_set = false;
     int c;
     while (st == DQ_OK && (c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
@@ -84,15 +93,12 @@ int main(int argc, char **argv)
         case O_CAPACITY:
             st = dq_cli_parse_int("--capacity", optarg, 1, 1024, &v, &err);
             cfg.capacity = (int)v;
+            capacity_set = true;
             break;
         case O_MAXBATCH:
             st = dq_cli_parse_int("--max-batch", optarg, 1, 1 << 20, &cfg.max_batch, &err);
             break;
-        case O_DEVICE:
-            if (strcmp(optarg, "cpu") != 0)
-                st = dq_fail(&err, DQ_ERR_ARG, "--device %s: this build serves on cpu only",
-                             optarg);
-            break;
+        case O_DEVICE: device = optarg; break;
         case O_HB:
             st = dq_cli_parse_int("--heartbeat-ms", optarg, 10, 600000, &v, &err);
             cfg.heartbeat_ms = (int)v;
@@ -115,12 +121,20 @@ int main(int argc, char **argv)
     if (st == DQ_OK && (!cfg.broker || !cfg.service || !cfg.model_path || !cfg.weights_path))
         st = dq_fail(&err, DQ_ERR_ARG,
                      "--broker, --service, --model and --weights are required (see --help)");
+    if (st == DQ_OK) st = dq_backend_select(device, &cfg.device, &err);
+    if (st == DQ_OK && cfg.device.kind == DQ_DEVICE_CUDA && !capacity_set)
+        cfg.capacity = S_GPU_CAPACITY;
     if (st != DQ_OK) {
         fprintf(stderr, "distillq-teacher: %s\n", err.msg);
         return 2;
     }
 
     dq_backend_set_threads((int)threads);
+    if (cfg.device.kind == DQ_DEVICE_CUDA) {
+        char desc[256];
+        fprintf(stderr, "distillq-teacher: forward on %s\n",
+                dq_device_describe(&cfg.device, desc, sizeof desc));
+    }
     /* No SA_RESTART: the signal must interrupt zmq_poll. */
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);

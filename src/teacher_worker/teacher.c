@@ -7,7 +7,9 @@
  * the largest batch seen so far and the f32 input buffer grows with it: a
  * steady stream of requests allocates nothing (the reply body is encoded
  * into the caller's reused buffer, with the output data read straight from
- * the net's activations).
+ * the net's activations). With dq_teacher_use_device the same steps run
+ * through the GPU executor instead: the request is normalised straight into
+ * its pinned input buffer and only the requested outputs come back.
  */
 #include "teacher_worker/teacher.h"
 
@@ -21,9 +23,12 @@
 
 #include "model/checkpoint.h"
 #include "model/net.h"
+#include "model/net_cuda.h"
 
 struct dq_teacher {
     dq_net_t *net;
+    dq_net_cuda_t *gpu;   /* set by dq_teacher_use_device: the forward runs there */
+    char model_path[4096];
     dq_msg_teacher id;
     dq_msg_ready announce;
     int64_t c, h, w;
@@ -84,6 +89,9 @@ static dq_status s_setup(dq_teacher_t *t, const char *service, const char *model
                          const char *weights_path, dq_err *err)
 {
     DQ_TRY(s_name(t->id.service, service, "service name", err));
+    if (snprintf(t->model_path, sizeof t->model_path, "%s", model_path) >=
+        (int)sizeof t->model_path)
+        return dq_fail(err, DQ_ERR_ARG, "%s: model path too long", model_path);
     DQ_TRY(dq_net_load(&t->net, model_path, err));
     DQ_TRY(dq_ckpt_load_weights(t->net, weights_path, err));
     DQ_TRY(dq_teacher_sha256_file(weights_path, t->id.sha256, err));
@@ -141,6 +149,7 @@ dq_status dq_teacher_new(dq_teacher_t **out, const char *service, const char *mo
 void dq_teacher_destroy(dq_teacher_t **p)
 {
     if (!p || !*p) return;
+    dq_net_cuda_destroy(&(*p)->gpu);
     dq_net_destroy(&(*p)->net);
     free((*p)->input);
     free(*p);
@@ -221,15 +230,32 @@ static dq_status s_plan(dq_teacher_t *t, int64_t n, dq_err *err)
     return DQ_OK;
 }
 
+dq_status dq_teacher_use_device(dq_teacher_t *t, dq_device dev, dq_err *err)
+{
+    if (dev.kind != DQ_DEVICE_CUDA || t->gpu) return DQ_OK;
+    return dq_net_cuda_new(&t->gpu, t->net, t->model_path, dev, t->max_batch, false, 0, err);
+}
+
+/* Normalises into the GPU's pinned buffer (no plan or copy needed there)
+ * or into the planned CPU input, then runs the forward where it lives. */
 static dq_status s_forward(dq_teacher_t *t, const dq_msg_request *r, dq_err *err)
 {
     int64_t n = r->shape[0];
-    DQ_TRY(s_plan(t, n, err));
+    float *input = t->gpu ? dq_net_cuda_input_buffer(t->gpu) : NULL;
+    if (!t->gpu) {
+        DQ_TRY(s_plan(t, n, err));
+        input = t->input;
+    }
     if (r->dtype == DQ_DTYPE_U8)
-        dq_net_normalize_u8(t->net, t->input, r->data, n);
+        dq_net_normalize_u8(t->net, input, r->data, n);
     else
-        dq_msg_f32_copy(t->input, r->data, (size_t)(n * t->c * t->h * t->w));
-    dq_tensor x = dq_tensor_view4(t->input, n, t->c, t->h, t->w);
+        dq_msg_f32_copy(input, r->data, (size_t)(n * t->c * t->h * t->w));
+    dq_tensor x = dq_tensor_view4(input, n, t->c, t->h, t->w);
+    if (t->gpu) {
+        const char *want[DQ_MSG_MAX_OUTPUTS];
+        for (int i = 0; i < r->n_outputs; i++) want[i] = r->outputs[i];
+        return dq_net_cuda_forward(t->gpu, &x, false, want, r->n_outputs, err);
+    }
     return dq_net_forward(t->net, &x, false, NULL, err);
 }
 
@@ -250,7 +276,8 @@ dq_status dq_teacher_serve(dq_teacher_t *t, const dq_msg_request *r, dq_msg_buf 
     rep.status = DQ_REPLY_OK;
     rep.n_outputs = r->n_outputs;
     for (int i = 0; i < r->n_outputs; i++) {
-        const dq_tensor *o = dq_net_output(t->net, r->outputs[i]);
+        const dq_tensor *o = t->gpu ? dq_net_cuda_output(t->gpu, r->outputs[i])
+                                    : dq_net_output(t->net, r->outputs[i]);
         dq_msg_output *mo = &rep.outputs[i];
         assert(o && o->ndim <= DQ_MSG_MAX_DIMS && o->shape[0] == r->shape[0]);
         memcpy(mo->name, r->outputs[i], sizeof mo->name);

@@ -4,7 +4,8 @@
  * requests with encoded reply bodies. It is the exact code path of local
  * prediction (dq_net_normalize_u8 or the caller's f32, then dq_net_forward
  * in eval mode on the request's batch), so a reply equals what
- * distillq-predict computes for the same batch bit for bit. The worker
+ * distillq-predict computes for the same batch bit for bit (on the CPU;
+ * on a GPU, dq_teacher_use_device, up to float rounding). The worker
  * (worker.c) adds the zmq state machine around it; tests use it directly.
  *
  * Thread use: dq_teacher_check and the identity/announce accessors read
@@ -18,6 +19,7 @@
 #include <stdint.h>
 
 #include "proto/msg.h"
+#include "tensor/backend_cuda.h"
 #include "tensor/status.h"
 
 typedef struct dq_teacher dq_teacher_t;
@@ -32,6 +34,12 @@ typedef struct dq_teacher dq_teacher_t;
 dq_status dq_teacher_new(dq_teacher_t **out, const char *service, const char *model_path,
                          const char *weights_path, int64_t max_batch, dq_err *err);
 void dq_teacher_destroy(dq_teacher_t **p);
+
+/* Moves the forward onto a CUDA device (dev from dq_backend_select): the
+ * weights go up once and the executor is planned for the teacher's max
+ * batch. Replies then equal the CPU's up to float rounding, not bit for bit
+ * (docs/cuda.md). A CPU dev leaves the teacher as it is. */
+dq_status dq_teacher_use_device(dq_teacher_t *t, dq_device dev, dq_err *err);
 
 /* Service, model name and SHA-256 of the weights, as replies carry them. */
 const dq_msg_teacher *dq_teacher_identity(const dq_teacher_t *t);

@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "tensor/backend_cuda.h"
 #include "tensor/status.h"
 
 typedef struct dq_worker dq_worker_t;
@@ -27,6 +28,7 @@ typedef struct {
     int liveness;                /* broker dead after liveness x heartbeat of silence (3) */
     int64_t max_batch;           /* largest batch accepted (0: DQ_TEACHER_DEFAULT_MAX_BATCH) */
     int delay_ms;                /* test hook: sleep this long before each forward (0) */
+    dq_device device;            /* where the forward runs (zero-filled: the CPU) */
     FILE *log;                   /* one line per join, re-join, leave; NULL: silent */
     /* Owned by main's signal handler: 1 = drain and leave, >= 2 = leave now
      * (what the worker still holds is requeued by the broker). May be NULL. */

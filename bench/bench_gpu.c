@@ -1,0 +1,239 @@
+/* bench_gpu.c - teacher forward throughput on a CUDA device (issue 6, section 4).
+ *
+ * Measures, in one process on one card:
+ *   sgemm    cuBLAS FP32 sgemm on N x N matrices (N = 8192, default math,
+ *            which keeps FP32: no TF32), the card's practical FP32 peak and
+ *            the yardstick;
+ *   forward  DeepNN-cifar10 and DeepNN-fmnist eval forward through the GPU
+ *            executor (src/model/net_cuda.c) at batch 128 and 1024, end to
+ *            end as a teacher worker sees it: the batch is written to the
+ *            pinned input buffer, uploaded, run, and the logits copied back.
+ *            samples/s and TFLOP/s from dq_net_flops_per_sample.
+ * Inputs and weights are random with a fixed seed (throughput does not
+ * depend on the values). Each measurement warms up, then runs whole
+ * iterations for --seconds split into 5 windows and reports the median
+ * window, as bench_foundation.c does.
+ *
+ * Results go to stdout as tab-separated "RESULT distillq-gpu <what> <batch>
+ * <metric> <value>" and "INFO <key> <value>" lines, the format
+ * bench/pytorch_gpu.py prints for PyTorch on the same card, so the two can be
+ * put side by side (docs/cuda.md). Built with the tests when configure found
+ * CUDA; run by `make bench-gpu`. Needs a GPU: without one it says so in one
+ * line and exits 1.
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "kernels/cuda_glue.h"
+#include "kernels/kernels.h"
+#include "model/net.h"
+#include "model/net_cuda.h"
+#include "tensor/backend_cuda.h"
+#include "tensor/rng.h"
+
+#ifndef DQ_BENCH_MODELS_DIR
+#define DQ_BENCH_MODELS_DIR "models"
+#endif
+
+#define S_WINDOWS 5
+
+typedef struct {
+    const char *models_dir;
+    const char *device;
+    double seconds;
+    int sgemm_n;
+} s_options;
+
+static double s_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int s_cmp(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* One timed iteration; returns DQ_OK or the failure. */
+typedef dq_status (*s_iter_fn)(void *ctx, dq_err *err);
+
+/* Median over S_WINDOWS windows of iterations per second. */
+static dq_status s_measure(s_iter_fn fn, void *ctx, double seconds, double *rate, dq_err *err)
+{
+    double t0 = s_now();
+    for (int i = 0; i < 3 || s_now() - t0 < 0.3; i++) DQ_TRY(fn(ctx, err));
+    double w[S_WINDOWS];
+    for (int k = 0; k < S_WINDOWS; k++) {
+        double start = s_now(), now = start;
+        int64_t n = 0;
+        do {
+            DQ_TRY(fn(ctx, err));
+            n++;
+            now = s_now();
+        } while (now - start < seconds / S_WINDOWS);
+        w[k] = (double)n / (now - start);
+    }
+    qsort(w, S_WINDOWS, sizeof w[0], s_cmp);
+    *rate = w[S_WINDOWS / 2];
+    return DQ_OK;
+}
+
+/* ---- sgemm ------------------------------------------------------------------------------ */
+
+typedef struct {
+    cublasHandle_t h;
+    cudaStream_t stream;
+    int n;
+    float *a, *b, *c;
+} s_gemm;
+
+static dq_status s_gemm_iter(void *ctx, dq_err *err)
+{
+    s_gemm *g = ctx;
+    const float one = 1.0f, zero = 0.0f;
+    DQ_CUBLAS_TRY(cublasSgemm(g->h, CUBLAS_OP_N, CUBLAS_OP_N, g->n, g->n, g->n, &one, g->a, g->n,
+                              g->b, g->n, &zero, g->c, g->n),
+                  err);
+    DQ_CUDA_TRY(cudaStreamSynchronize(g->stream), err);
+    return DQ_OK;
+}
+
+static dq_status s_bench_sgemm(const s_options *o, double *tflops, dq_err *err)
+{
+    s_gemm g = {.n = o->sgemm_n};
+    size_t bytes = (size_t)g.n * (size_t)g.n * sizeof(float);
+    dq_status st = DQ_OK;
+    if ((st = dq_cuda_check(cudaStreamCreate(&g.stream), "cudaStreamCreate", err)) != DQ_OK ||
+        (st = dq_cublas_check(cublasCreate(&g.h), "cublasCreate", err)) != DQ_OK ||
+        (st = dq_cublas_check(cublasSetStream(g.h, g.stream), "cublasSetStream", err)) != DQ_OK ||
+        (st = dq_cublas_check(cublasSetMathMode(g.h, CUBLAS_DEFAULT_MATH), "cublasSetMathMode",
+                              err)) != DQ_OK ||
+        (st = dq_cuda_check(cudaMalloc((void **)&g.a, bytes), "cudaMalloc", err)) != DQ_OK ||
+        (st = dq_cuda_check(cudaMalloc((void **)&g.b, bytes), "cudaMalloc", err)) != DQ_OK ||
+        (st = dq_cuda_check(cudaMalloc((void **)&g.c, bytes), "cudaMalloc", err)) != DQ_OK ||
+        /* random operands: zeros draw less power and would flatter the peak */
+        (st = dq_cuda_check(dq_k_uniform(g.a, (int64_t)g.n * g.n, 1, 0, g.stream),
+                            "dq_k_uniform", err)) != DQ_OK ||
+        (st = dq_cuda_check(dq_k_uniform(g.b, (int64_t)g.n * g.n, 2, 0, g.stream),
+                            "dq_k_uniform", err)) != DQ_OK)
+        goto done;
+    double rate = 0;
+    st = s_measure(s_gemm_iter, &g, o->seconds, &rate, err);
+    *tflops = rate * 2.0 * (double)g.n * (double)g.n * (double)g.n / 1e12;
+done:
+    if (g.a) (void)cudaFree(g.a);
+    if (g.b) (void)cudaFree(g.b);
+    if (g.c) (void)cudaFree(g.c);
+    if (g.h) (void)cublasDestroy(g.h);
+    if (g.stream) (void)cudaStreamDestroy(g.stream);
+    return st;
+}
+
+/* ---- teacher forward -------------------------------------------------------------------- */
+
+typedef struct {
+    dq_net_cuda_t *gx;
+    dq_tensor in;
+} s_fwd;
+
+static const char *const s_logits[1] = {"logits"};
+
+static dq_status s_fwd_iter(void *ctx, dq_err *err)
+{
+    s_fwd *f = ctx;
+    return dq_net_cuda_forward(f->gx, &f->in, false, s_logits, 1, err);
+}
+
+static dq_status s_bench_forward(const s_options *o, dq_device dev, const char *model, int batch,
+                                 double peak, dq_err *err)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s.model", o->models_dir, model);
+    dq_net_t *net = NULL;
+    DQ_TRY(dq_net_load(&net, path, err));
+    dq_rng rng;
+    dq_rng_seed(&rng, 42);
+    dq_net_init_params(net, &rng);
+    s_fwd f = {0};
+    dq_status st = dq_net_cuda_new(&f.gx, net, path, dev, batch, false, 1, err);
+    if (st == DQ_OK) {
+        const dq_net_input *ip = dq_net_input_spec(net);
+        float *x = dq_net_cuda_input_buffer(f.gx);
+        int64_t n = (int64_t)batch * ip->channels * ip->height * ip->width;
+        for (int64_t i = 0; i < n; i++) x[i] = dq_rng_range(&rng, -1.0f, 1.0f);
+        f.in = dq_tensor_view4(x, batch, ip->channels, ip->height, ip->width);
+        double rate = 0;
+        st = s_measure(s_fwd_iter, &f, o->seconds, &rate, err);
+        if (st == DQ_OK) {
+            double sps = rate * batch, tf = sps * dq_net_flops_per_sample(net) / 1e12;
+            printf("RESULT\tdistillq-gpu\t%s\t%d\tsamples_per_s\t%.1f\n", model, batch, sps);
+            printf("RESULT\tdistillq-gpu\t%s\t%d\ttflops\t%.3f\n", model, batch, tf);
+            fprintf(stderr, "%-16s batch %5d  %10.0f samples/s  %6.2f TFLOP/s  %5.1f%% of sgemm\n",
+                    model, batch, sps, tf, peak > 0 ? 100.0 * tf / peak : 0.0);
+        }
+    }
+    dq_net_cuda_destroy(&f.gx);
+    dq_net_destroy(&net);
+    return st;
+}
+
+static void s_usage(FILE *f)
+{
+    fprintf(f, "usage: bench_gpu [--device cuda:N] [--seconds S] [--sgemm-n N] [--models-dir D]\n");
+}
+
+int main(int argc, char **argv)
+{
+    s_options o = {DQ_BENCH_MODELS_DIR, "cuda:0", 2.0, 8192};
+    static const struct option opts[] = {{"device", required_argument, 0, 'd'},
+                                         {"seconds", required_argument, 0, 's'},
+                                         {"sgemm-n", required_argument, 0, 'n'},
+                                         {"models-dir", required_argument, 0, 'm'},
+                                         {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
+    int c;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case 'd': o.device = optarg; break;
+        case 's': o.seconds = atof(optarg); break;
+        case 'n': o.sgemm_n = atoi(optarg); break;
+        case 'm': o.models_dir = optarg; break;
+        case 'h': s_usage(stdout); return 0;
+        default: s_usage(stderr); return 2;
+        }
+    }
+    if (!(o.seconds > 0) || o.sgemm_n < 64) {
+        s_usage(stderr);
+        return 2;
+    }
+    dq_err err = {{0}};
+    dq_device dev;
+    if (dq_backend_select(o.device, &dev, &err) != DQ_OK) {
+        fprintf(stderr, "bench_gpu: %s\n", err.msg);
+        return 1;
+    }
+    char desc[256];
+    printf("INFO\tdevice\t%s\n", dq_device_describe(&dev, desc, sizeof desc));
+    double peak = 0;
+    if (s_bench_sgemm(&o, &peak, &err) != DQ_OK) {
+        fprintf(stderr, "bench_gpu: sgemm: %s\n", err.msg);
+        return 1;
+    }
+    printf("RESULT\tcublas\tsgemm\t%d\ttflops\t%.3f\n", o.sgemm_n, peak);
+    fprintf(stderr, "cuBLAS sgemm %d: %.2f TFLOP/s (FP32, no TF32)\n", o.sgemm_n, peak);
+    const char *models[2] = {"deepnn-cifar10", "deepnn-fmnist"};
+    const int batches[2] = {128, 1024};
+    for (int m = 0; m < 2; m++)
+        for (int b = 0; b < 2; b++)
+            if (s_bench_forward(&o, dev, models[m], batches[b], peak, &err) != DQ_OK) {
+                fprintf(stderr, "bench_gpu: %s batch %d: %s\n", models[m], batches[b], err.msg);
+                return 1;
+            }
+    return 0;
+}

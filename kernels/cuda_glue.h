@@ -1,0 +1,95 @@
+/* cuda_glue.h - host-side CUDA helpers: status mapping, cuDNN convolution,
+ * cuBLAS linear layers.
+ *
+ * Every CUDA runtime, cuDNN and cuBLAS call in the project goes through one
+ * of the dq_*_check functions, which turn a failure into a dq_status with the call
+ * named ("cudaMalloc: out of memory (cudaErrorMemoryAllocation, 2)").
+ * Out-of-memory maps to DQ_ERR_NOMEM, a missing driver or device to
+ * DQ_ERR_UNSUPPORTED, everything else to DQ_ERR_IO (the device failed us).
+ *
+ * Convolution and linear follow the CPU ops' contract (ops.h): outputs
+ * first, backward ADDS into din/dw/db (cuDNN and cuBLAS with beta = 1),
+ * NULL gradients are skipped. All pointers are device memory, all work is
+ * enqueued on the stream the handles were bound to; nothing synchronises.
+ * Math is plain FP32: TF32 tensor-core paths are excluded
+ * (CUDNN_FMA_MATH; cuBLAS's default math mode) so results stay within
+ * float rounding of the CPU reference.
+ */
+#ifndef DQ_CUDA_GLUE_H
+#define DQ_CUDA_GLUE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cublas_v2.h>
+#include <cuda_runtime_api.h>
+#include <cudnn.h>
+
+#include "tensor/status.h"
+
+/* Map a result to DQ_OK or a failure naming `call` (text up to its '('). */
+dq_status dq_cuda_check(cudaError_t e, const char *call, dq_err *err);
+dq_status dq_cudnn_check(cudnnStatus_t s, const char *call, dq_err *err);
+dq_status dq_cublas_check(cublasStatus_t s, const char *call, dq_err *err);
+
+#define DQ_CUDA_TRY(expr, err) DQ_TRY(dq_cuda_check((expr), #expr, (err)))
+#define DQ_CUDNN_TRY(expr, err) DQ_TRY(dq_cudnn_check((expr), #expr, (err)))
+#define DQ_CUBLAS_TRY(expr, err) DQ_TRY(dq_cublas_check((expr), #expr, (err)))
+
+/* ---- cudnn_conv.c: one conv2d layer ------------------------------------------------ */
+
+typedef struct {
+    cudnnTensorDescriptor_t x, y, bias;
+    cudnnFilterDescriptor_t w;
+    cudnnConvolutionDescriptor_t conv;
+    cudnnConvolutionFwdAlgo_t fwd;
+    cudnnConvolutionBwdDataAlgo_t bwd_data;
+    cudnnConvolutionBwdFilterAlgo_t bwd_filter;
+    bool backward;            /* backward algorithms chosen */
+    int64_t n, c, h, w_, oc, oh, ow; /* n: batch the descriptors are set for */
+    int kernel, stride, padding;
+    size_t ws_bytes;          /* workspace the chosen algorithms need at max_n */
+} dq_cuda_conv;
+
+/* Creates the descriptors for in [max_n,C,H,W] -> out [max_n,OC,OH,OW] and
+ * chooses algorithms once with cudnnGet*Algorithm_v7 (heuristics, ranked):
+ * the first FP32 (non tensor-op) one whose workspace fits ws_limit bytes,
+ * and for backward (when `backward`) a deterministic one, so training is
+ * reproducible. cv->ws_bytes is what they need; the caller allocates the
+ * maximum over all layers once. On failure cv is destroyed. */
+dq_status dq_cuda_conv_init(dq_cuda_conv *cv, cudnnHandle_t h, int64_t max_n, int64_t C,
+                            int64_t H, int64_t W, int64_t OC, int kernel, int stride,
+                            int padding, bool backward, size_t ws_limit, dq_err *err);
+
+/* Re-sets the batch dim (1 <= n <= max_n) when it changed; fails if the
+ * chosen algorithms would need more than ws_bytes at n. */
+dq_status dq_cuda_conv_set_batch(dq_cuda_conv *cv, cudnnHandle_t h, int64_t n, size_t ws_bytes,
+                                 dq_err *err);
+
+/* out = conv(in, w) + b (b may be NULL). */
+dq_status dq_cuda_conv_forward(const dq_cuda_conv *cv, cudnnHandle_t h, float *out,
+                               const float *in, const float *w, const float *b, void *ws,
+                               size_t ws_bytes, dq_err *err);
+
+/* din += dconv/din, dw += dconv/dw, db += row sums of dout (each may be NULL). */
+dq_status dq_cuda_conv_backward(const dq_cuda_conv *cv, cudnnHandle_t h, float *din, float *dw,
+                                float *db, const float *dout, const float *in, const float *w,
+                                void *ws, size_t ws_bytes, dq_err *err);
+
+void dq_cuda_conv_destroy(dq_cuda_conv *cv);
+
+/* ---- cublas_linear.c: out = in @ w^T + b --------------------------------------------- */
+
+/* in [N,I], w [O,I] (PyTorch layout), b [O] or NULL, out [N,O]. */
+dq_status dq_cuda_linear_forward(cublasHandle_t h, cudaStream_t stream, float *out,
+                                 const float *in, const float *w, const float *b, int64_t N,
+                                 int64_t I, int64_t O, dq_err *err);
+
+/* din [N,I] += dout @ w, dw [O,I] += dout^T @ in, db [O] += column sums. */
+dq_status dq_cuda_linear_backward(cublasHandle_t h, cudaStream_t stream, float *din, float *dw,
+                                  float *db, const float *dout, const float *in,
+                                  const float *w, int64_t N, int64_t I, int64_t O,
+                                  dq_err *err);
+
+#endif
