@@ -424,6 +424,12 @@ void h_worker_run(h_worker *w)
                 s_sleep_ms(300); /* stay connected while the broker reads them */
                 break;
             }
+            if (w->hang_heartbeats && now >= next_hb) { /* alive, but not computing */
+                dq_msg_buf_reset(&buf);
+                dq_msg_encode_heartbeat(&buf, 0, NULL);
+                s_send_body(s, &buf);
+                next_hb = now + w->heartbeat_ms;
+            }
             continue;
         }
         for (int i = 0; i < nheld;) {

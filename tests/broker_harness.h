@@ -60,6 +60,7 @@ typedef struct {
     int delay_ms;             /* time to "compute" each request */
     int heartbeat_ms;         /* 100 */
     int hang_after;           /* go silent after receiving this many requests */
+    bool hang_heartbeats;     /* ...but keep heartbeating (stuck, not dead) */
     int late_after_ms;        /* when hung: then send the held replies and stop */
     bool rejoin_late;         /* ...after announcing itself again (stale tickets) */
     bool late_on_release;     /* when hung: send them when release_late is set */

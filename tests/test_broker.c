@@ -231,6 +231,45 @@ static void test_hung_worker_requeued_late_reply_dropped(void **state)
     s_stop(f);
 }
 
+/* A worker that keeps heartbeating but stops answering (a stuck compute
+ * thread) is not dead by liveness; --service-timeout-ms catches it: its
+ * requests go to the other worker, each answered exactly once, and its
+ * late replies are dropped. */
+static const char *const s_stuck_args[] = {"--heartbeat-ms", "100", "--liveness", "3",
+                                           "--request-timeout-ms", "3000",
+                                           "--service-timeout-ms", "400", NULL};
+
+static void test_stuck_heartbeating_worker_requeued(void **state)
+{
+    fixture *f = s_start(state, false, s_stuck_args);
+    h_worker *stuck = s_worker(f, "svc");
+    h_worker *good = s_worker(f, "svc");
+    stuck->capacity = 2, stuck->delay_ms = 2, stuck->hang_after = 6;
+    stuck->hang_heartbeats = true, stuck->late_after_ms = 1200;
+    good->capacity = 2, good->delay_ms = 3;
+    assert_int_equal(h_worker_start(stuck), 0);
+    s_wait_workers(f, 1);
+    assert_int_equal(h_worker_start(good), 0);
+    s_wait_workers(f, 2);
+    h_client c;
+    h_client_defaults(&c, f->b.frontend, "svc");
+    c.total = 80, c.inflight = 8, c.after_ms = 1500;
+    h_client_run(&c);
+    h_worker_wait(stuck);
+    assert_int_equal(c.ok, 80);
+    assert_int_equal(c.dup, 0);
+    assert_int_equal(c.missing, 0);
+    assert_int_equal(c.wrong, 0);
+    assert_true(h_log_contains(&f->b, "is stuck (held a request for"));
+    assert_false(h_log_contains(&f->b, "died (silent for"));
+    assert_true(h_log_contains(&f->b, "requeued 2 requests of worker"));
+    s_stats(f);
+    assert_int_equal(h_json_num(f->json, NULL, "replies"), 80);
+    assert_int_equal(h_json_num(f->json, "\"name\": \"svc\"", "requeues"), 2);
+    h_worker_join(good);
+    s_stop(f);
+}
+
 /* A stalled worker that comes back (re-announces, so the broker knows it
  * again) and then replies to requests that were requeued and now sit at
  * another worker: the tickets no longer match, so each stale reply (whose
@@ -660,6 +699,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_many_requests_exactly_once_and_stats, s_after),
         cmocka_unit_test_teardown(test_capacity_and_fifo, s_after),
         cmocka_unit_test_teardown(test_hung_worker_requeued_late_reply_dropped, s_after),
+        cmocka_unit_test_teardown(test_stuck_heartbeating_worker_requeued, s_after),
         cmocka_unit_test_teardown(test_stale_ticket_after_rejoin_dropped, s_after),
         cmocka_unit_test_teardown(test_killed_worker_requeued, s_after),
         cmocka_unit_test_teardown(test_no_worker_timeout_names_service, s_after),

@@ -30,6 +30,7 @@ void dq_broker_config_defaults(dq_broker_config *c)
     c->heartbeat_ms = 1000;
     c->liveness = 3;
     c->request_timeout_ms = 30000;
+    c->service_timeout_ms = 120000;
     c->max_queue = 1024;
     c->max_inflight = 1024;
     c->max_workers = 256;

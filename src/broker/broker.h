@@ -47,6 +47,9 @@ typedef struct {
     int heartbeat_ms;           /* 1000 */
     int liveness;               /* 3: heartbeats missed before a worker is dead */
     int request_timeout_ms;     /* 30000: longest wait in the queue */
+    int service_timeout_ms;     /* 120000: a worker holding a request longer is
+                                 * stuck (alive but not computing): it is
+                                 * dropped like a dead one; 0: never */
     int max_queue;              /* 1024: queued requests, all services */
     int max_inflight;           /* 1024: requests held by workers, all services */
     int max_workers;            /* 256 */

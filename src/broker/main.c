@@ -37,6 +37,8 @@ static void s_usage(FILE *f)
             "  --heartbeat-ms N        heartbeat interval (1000)\n"
             "  --liveness N            heartbeats missed before a worker is dead (3)\n"
             "  --request-timeout-ms N  longest wait for a free worker (30000)\n"
+            "  --service-timeout-ms N  a worker holding a request longer is stuck: its\n"
+            "                          work is requeued and it must re-join (120000; 0: off)\n"
             "  --max-queue N           queued requests before 'overloaded' (1024)\n"
             "  --max-inflight N        requests held by workers at once (1024)\n"
             "  --max-msg-bytes B       largest accepted frame (67108864)\n"
@@ -114,7 +116,7 @@ int main(int argc, char **argv)
     const char *stats_ep = NULL, *cache_dir = NULL;
     double cache_gb = 4;
     enum { O_FRONT = 256, O_BACK, O_HB, O_LIVE, O_TMO, O_MAXQ, O_MAXI, O_MAXB, O_STATS, O_VER,
-           O_CACHE, O_CACHEGB };
+           O_CACHE, O_CACHEGB, O_STMO };
     static const struct option opts[] = {
         {"frontend", required_argument, 0, O_FRONT},
         {"backend", required_argument, 0, O_BACK},
@@ -128,6 +130,7 @@ int main(int argc, char **argv)
         {"help", no_argument, 0, 'h'},
         {"version", no_argument, 0, O_VER},
         {"cache", required_argument, 0, O_CACHE},
+        {"service-timeout-ms", required_argument, 0, O_STMO},
         {"cache-max-gb", required_argument, 0, O_CACHEGB},
         {0, 0, 0, 0},
     };
@@ -140,6 +143,10 @@ int main(int argc, char **argv)
         case O_BACK: cfg.backend = optarg; break;
         case O_STATS: stats_ep = optarg; break;
         case O_CACHE: cache_dir = optarg; break;
+        case O_STMO:
+            if (s_int("service-timeout-ms", optarg, 0, 1LL << 30, &v)) return 2;
+            cfg.service_timeout_ms = (int)v;
+            break;
         case O_CACHEGB: {
             char *end = NULL;
             cache_gb = strtod(optarg, &end);

@@ -74,14 +74,34 @@ void dq_broker_remove_worker(dq_broker_t *b, int32_t w, const char *why, int64_t
                       wk->id_hex, s->name, s->queue.count);
 }
 
+/* How long worker w has held its oldest request (0 if none): the held list
+ * is in dispatch order. */
+static int64_t s_held_for(const dq_broker_t *b, const dq_bworker *w, int64_t now)
+{
+    return w->held.head >= 0 ? now - b->rec[w->held.head].dispatched_ms : 0;
+}
+
 void dq_broker_purge(dq_broker_t *b, int64_t now)
 {
     int64_t limit = (int64_t)b->cfg.liveness * b->cfg.heartbeat_ms;
+    int64_t stuck = b->cfg.service_timeout_ms;
     for (int32_t i = 0; i < b->worker_hi; i++) {
         dq_bworker *w = &b->workers[i];
-        if (!w->used || now - w->last_seen_ms <= limit) continue;
-        char why[64];
-        snprintf(why, sizeof why, "died (silent for %lld ms)", (long long)(now - w->last_seen_ms));
+        if (!w->used) continue;
+        char why[96];
+        if (stuck > 0 && s_held_for(b, w, now) > stuck) {
+            /* Alive (it heartbeats) but not answering: its work goes to
+             * others, and it is told to re-join afresh; any reply it sends
+             * later carries a stale ticket and is dropped. */
+            snprintf(why, sizeof why, "is stuck (held a request for %lld ms)",
+                     (long long)s_held_for(b, w, now));
+            s_disconnect(b, w->id, w->id_len, "stuck: a request held past --service-timeout-ms");
+        } else if (now - w->last_seen_ms > limit) {
+            snprintf(why, sizeof why, "died (silent for %lld ms)",
+                     (long long)(now - w->last_seen_ms));
+        } else {
+            continue;
+        }
         int32_t svc = w->service;
         dq_broker_remove_worker(b, i, why, now);
         dq_broker_dispatch(b, svc, now);
