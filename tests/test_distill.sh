@@ -14,7 +14,7 @@
 tmp_prefix=dq-distill
 # shellcheck source=tests/tap_lib.sh
 . "${top_srcdir:-.}/tests/tap_lib.sh"
-echo "1..20"
+echo "1..22"
 
 hb=(--heartbeat-ms 100 --liveness 3)
 start_broker() { # LOGNAME PORT [args]
@@ -161,6 +161,20 @@ start_worker w10 "$P" gone "$lenet" "$tmp/teacher.safetensors"
   2> "$tmp/I2.err"; rc=$?
 check "resumed when the service is back, and equal to conventional KD bit for bit (rc=$rc)" \
   '[ $rc -eq 0 ] && cmp -s "$tmp/A.safetensors" "$tmp/I.safetensors" || { show "$tmp/I2.err"; false; }'
+
+# J. dynamic batching: a slow worker with capacity 4 merges what queues up
+# while it computes into one forward; replies stay those of the local forward
+start_worker wm "$P" merge "$lenet" "$tmp/teacher.safetensors" --capacity 4 --delay-ms 200; wm=$wpid
+wait_until 10 'stats tcp://127.0.0.1:$P | grep -q "\"name\": \"merge\""'
+"$bin/distillq-predict" --teacher "tcp://127.0.0.1:$P/merge" --model "$lenet" --data "$data" \
+  --limit 64 --batch 8 --inflight 8 --output "$tmp/merge.npy" 2> "$tmp/merge.err"
+"$bin/distillq-predict" --model "$lenet" --weights "$tmp/teacher.safetensors" --data "$data" \
+  --limit 64 --batch 8 --output "$tmp/merge-local.npy" 2> /dev/null
+check "merged replies equal the local forward byte for byte" \
+  'cmp -s "$tmp/merge.npy" "$tmp/merge-local.npy" || { show "$tmp/merge.err"; false; }'
+kill -TERM "$wm"; wait "$wm" 2>/dev/null
+check "the worker merged queued requests (fewer forwards than requests)" \
+  'grep -Eq "served 8 in [1-7] hand-offs" "$tmp/wm.log" || { show "$tmp/wm.log"; false; }'
 
 # F. errors before training starts
 "${student[@]}" --teacher "tcp//127.0.0.1:$P" --out "$tmp/F1.safetensors" 2> "$tmp/F1.err"; rc=$?

@@ -248,11 +248,64 @@ static void test_bad_requests_get_reasons(void **state)
     assert_int_equal(m.u.reply.status, DQ_REPLY_OK);
 }
 
+/* Dynamic batching: requests served together (one forward where they fit)
+ * get byte for byte the replies they get one by one. */
+static void test_serve_many_equals_one_by_one(void **state)
+{
+    s_fix *f = *state;
+    enum { N = 16 };
+    uint8_t px[N * 784];
+    float xf[2 * 784];
+    dq_rng r;
+    dq_rng_seed(&r, 33);
+    for (size_t i = 0; i < sizeof px; i++) px[i] = (uint8_t)dq_rng_below(&r, 256);
+    for (int i = 0; i < 2 * 784; i++) xf[i] = ((float)px[i] / 255.0f - 0.5f) / 0.5f;
+    dq_msg_request rq[6] = {
+        s_req(px, 3, DQ_DTYPE_U8),             /* merged */
+        s_req(px + 3 * 784, 5, DQ_DTYPE_U8),   /* merged */
+        s_req(xf, 2, DQ_DTYPE_F32),            /* other dtype: alone */
+        s_req(px + 8 * 784, 4, DQ_DTYPE_U8),   /* merged */
+        s_req(px, 1, DQ_DTYPE_U8),             /* bad: wrong service */
+        s_req(px + 12 * 784, 1, DQ_DTYPE_U8),  /* merged */
+    };
+    strcpy(rq[4].service, "other");
+    for (int i = 0; i < 6; i++) rq[i].req_id = 100 + (uint64_t)i;
+    const dq_msg_request *rs[6];
+    dq_msg_buf many[6], one;
+    dq_msg_buf_init(&one);
+    for (int i = 0; i < 6; i++) {
+        rs[i] = &rq[i];
+        dq_msg_buf_init(&many[i]);
+    }
+    dq_err err = {{0}};
+    assert_int_equal(dq_teacher_serve_many(f->t, rs, 6, many, &err), DQ_OK);
+    for (int i = 0; i < 6; i++) {
+        dq_msg_buf_reset(&one);
+        assert_int_equal(dq_teacher_serve(f->t, rs[i], &one, &err), DQ_OK);
+        assert_int_equal(many[i].len, one.len);
+        assert_memory_equal(many[i].data, one.data, one.len);
+        dq_msg m;
+        assert_int_equal(dq_msg_decode(f->dec, many[i].data, many[i].len, &m, &err), DQ_OK);
+        assert_int_equal(m.u.reply.req_id, 100 + i);
+        assert_int_equal(m.u.reply.status, i == 4 ? DQ_REPLY_BAD_REQUEST : DQ_REPLY_OK);
+    }
+    /* and equal to the local forward of each request's own batch */
+    float ref[5 * 10], got[5 * 10];
+    dq_msg m;
+    assert_int_equal(dq_msg_decode(f->dec, many[1].data, many[1].len, &m, &err), DQ_OK);
+    s_local_logits(f, px + 3 * 784, 5, ref);
+    dq_msg_f32_copy(got, dq_msg_reply_output(&m.u.reply, "logits")->data, 50);
+    assert_memory_equal(got, ref, sizeof ref);
+    for (int i = 0; i < 6; i++) dq_msg_buf_free(&many[i]);
+    dq_msg_buf_free(&one);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_identity_and_announce),
         cmocka_unit_test(test_reply_equals_local_forward),
+        cmocka_unit_test(test_serve_many_equals_one_by_one),
         cmocka_unit_test(test_bad_requests_get_reasons),
     };
     return cmocka_run_group_tests_name("teacher", tests, s_setup, s_teardown);

@@ -44,8 +44,11 @@ static void s_usage(FILE *f)
 "  --model M            model file (models/*.model)\n"
 "  --weights W          weights (safetensors)\n"
 "  --threads N          BLAS/compute threads (default 1)\n"
-"  --capacity K         requests held at once, computed one at a time (default 2;\n"
-"                       %d with --device cuda, so the GPU always has the next one)\n"
+"  --capacity K         requests held at once (default 2; %d with --device cuda, so\n"
+"                       the GPU always has the next ones)\n"
+"  --no-merge           compute queued requests one by one; by default those\n"
+"                       queued together run as one forward of up to --max-batch\n"
+"                       samples (dynamic batching; replies are unchanged)\n"
 "  --max-batch N        largest batch accepted (default %d)\n"
 "  --device D           cpu (default) or cuda[:N]: run the forward on that GPU\n"
 "  --heartbeat-ms MS    heartbeat interval (default 1000)\n"
@@ -67,13 +70,14 @@ int main(int argc, char **argv)
     dq_err err = {{0}};
     dq_status st = DQ_OK;
     enum { O_BROKER = 256, O_SERVICE, O_MODEL, O_WEIGHTS, O_THREADS, O_CAPACITY, O_MAXBATCH,
-           O_DEVICE, O_HB, O_LIVENESS, O_DELAY, O_HELP, O_VERSION };
+           O_DEVICE, O_HB, O_LIVENESS, O_DELAY, O_HELP, O_VERSION, O_NOMERGE };
     static const struct option opts[] = {
         {"broker", required_argument, 0, O_BROKER}, {"service", required_argument, 0, O_SERVICE},
         {"model", required_argument, 0, O_MODEL}, {"weights", required_argument, 0, O_WEIGHTS},
         {"threads", required_argument, 0, O_THREADS},
         {"capacity", required_argument, 0, O_CAPACITY},
         {"max-batch", required_argument, 0, O_MAXBATCH},
+        {"no-merge", no_argument, 0, O_NOMERGE},
         {"device", required_argument, 0, O_DEVICE},
         {"heartbeat-ms", required_argument, 0, O_HB},
         {"liveness", required_argument, 0, O_LIVENESS},
@@ -111,6 +115,7 @@ int main(int argc, char **argv)
             st = dq_cli_parse_int("--delay-ms", optarg, 0, 600000, &v, &err);
             cfg.delay_ms = (int)v;
             break;
+        case O_NOMERGE: cfg.no_merge = true; break;
         case O_HELP: s_usage(stdout); return 0;
         case O_VERSION: printf("distillq-teacher %s\n", PACKAGE_VERSION); return 0;
         default: fprintf(stderr, "distillq-teacher: try --help\n"); return 2;

@@ -236,40 +236,42 @@ dq_status dq_teacher_use_device(dq_teacher_t *t, dq_device dev, dq_err *err)
     return dq_net_cuda_new(&t->gpu, t->net, t->model_path, dev, t->max_batch, false, 0, err);
 }
 
-/* Normalises into the GPU's pinned buffer (no plan or copy needed there)
- * or into the planned CPU input, then runs the forward where it lives. */
-static dq_status s_forward(dq_teacher_t *t, const dq_msg_request *r, dq_err *err)
+/* Normalises the k requests' inputs one after another into the GPU's
+ * pinned buffer (no plan or copy needed there) or into the planned CPU
+ * input, then runs ONE forward over all n of their samples where the net
+ * lives. The requests share dtype and outputs (the caller groups them). */
+static dq_status s_forward(dq_teacher_t *t, const dq_msg_request *const *rs, int k, int64_t n,
+                           dq_err *err)
 {
-    int64_t n = r->shape[0];
     float *input = t->gpu ? dq_net_cuda_input_buffer(t->gpu) : NULL;
     if (!t->gpu) {
         DQ_TRY(s_plan(t, n, err));
         input = t->input;
     }
-    if (r->dtype == DQ_DTYPE_U8)
-        dq_net_normalize_u8(t->net, input, r->data, n);
-    else
-        dq_msg_f32_copy(input, r->data, (size_t)(n * t->c * t->h * t->w));
+    const int64_t sz = t->c * t->h * t->w;
+    float *at = input;
+    for (int j = 0; j < k; j++) {
+        const dq_msg_request *r = rs[j];
+        if (r->dtype == DQ_DTYPE_U8)
+            dq_net_normalize_u8(t->net, at, r->data, r->shape[0]);
+        else
+            dq_msg_f32_copy(at, r->data, (size_t)(r->shape[0] * sz));
+        at += r->shape[0] * sz;
+    }
     dq_tensor x = dq_tensor_view4(input, n, t->c, t->h, t->w);
     if (t->gpu) {
         const char *want[DQ_MSG_MAX_OUTPUTS];
-        for (int i = 0; i < r->n_outputs; i++) want[i] = r->outputs[i];
-        return dq_net_cuda_forward(t->gpu, &x, false, want, r->n_outputs, err);
+        for (int i = 0; i < rs[0]->n_outputs; i++) want[i] = rs[0]->outputs[i];
+        return dq_net_cuda_forward(t->gpu, &x, false, want, rs[0]->n_outputs, err);
     }
     return dq_net_forward(t->net, &x, false, NULL, err);
 }
 
-dq_status dq_teacher_serve(dq_teacher_t *t, const dq_msg_request *r, dq_msg_buf *buf,
-                           dq_err *err)
+/* Encodes the ok reply of request r from rows [first, first + n) of the
+ * forward's outputs. */
+static dq_status s_encode_rows(dq_teacher_t *t, const dq_msg_request *r, int64_t first,
+                               dq_msg_buf *buf, dq_err *err)
 {
-    dq_err why = {{0}};
-    if (dq_teacher_check(t, r, &why) != DQ_OK)
-        return dq_msg_encode_error_reply(buf, r->req_id, DQ_REPLY_BAD_REQUEST, why.msg, err);
-    if (s_forward(t, r, &why) != DQ_OK) {
-        char reason[sizeof(dq_err) + 128]; /* encoder truncates */
-        snprintf(reason, sizeof reason, "service %s: %s", t->id.service, why.msg);
-        return dq_msg_encode_error_reply(buf, r->req_id, DQ_REPLY_ERROR, reason, err);
-    }
     dq_msg_reply rep;
     memset(&rep, 0, sizeof rep);
     rep.req_id = r->req_id;
@@ -278,15 +280,86 @@ dq_status dq_teacher_serve(dq_teacher_t *t, const dq_msg_request *r, dq_msg_buf 
     for (int i = 0; i < r->n_outputs; i++) {
         const dq_tensor *o = t->gpu ? dq_net_cuda_output(t->gpu, r->outputs[i])
                                     : dq_net_output(t->net, r->outputs[i]);
+        assert(o && o->ndim <= DQ_MSG_MAX_DIMS && o->shape[0] >= first + r->shape[0]);
+        int64_t inner = dq_tensor_inner(o, 1);
         dq_msg_output *mo = &rep.outputs[i];
-        assert(o && o->ndim <= DQ_MSG_MAX_DIMS && o->shape[0] == r->shape[0]);
         memcpy(mo->name, r->outputs[i], sizeof mo->name);
         mo->ndim = o->ndim;
         memcpy(mo->shape, o->shape, (size_t)o->ndim * sizeof o->shape[0]);
-        mo->data = o->data;
-        mo->data_len = (size_t)dq_tensor_numel(o) * sizeof(float);
+        mo->shape[0] = r->shape[0];
+        mo->data = o->data + first * inner;
+        mo->data_len = (size_t)(r->shape[0] * inner) * sizeof(float);
     }
     rep.has_teacher = true;
     rep.teacher = t->id;
     return dq_msg_encode_reply(buf, &rep, err);
+}
+
+/* Requests that can share one forward: same dtype and the same outputs. */
+static bool s_mergeable(const dq_msg_request *a, const dq_msg_request *b)
+{
+    if (a->dtype != b->dtype || a->n_outputs != b->n_outputs) return false;
+    for (int i = 0; i < a->n_outputs; i++)
+        if (strcmp(a->outputs[i], b->outputs[i]) != 0) return false;
+    return true;
+}
+
+dq_status dq_teacher_serve_many(dq_teacher_t *t, const dq_msg_request *const *rs, int n,
+                                dq_msg_buf *bufs, dq_err *err)
+{
+    /* The merge group: valid requests like the first valid one, while the
+     * samples fit max_batch. Everything else is served on its own. Eval
+     * forward is batch-invariant (net.h), so merging changes no result. */
+    const dq_msg_request *group[DQ_TEACHER_MAX_MERGE];
+    int idx[DQ_TEACHER_MAX_MERGE], k = 0;
+    int64_t total = 0;
+    bool alone[DQ_TEACHER_MAX_MERGE];
+    if (n > DQ_TEACHER_MAX_MERGE)
+        return dq_fail(err, DQ_ERR_ARG, "teacher: at most %d requests per merge",
+                       DQ_TEACHER_MAX_MERGE);
+    for (int i = 0; i < n; i++) {
+        dq_err why = {{0}};
+        alone[i] = true;
+        if (dq_teacher_check(t, rs[i], &why) != DQ_OK) continue;
+        if (k > 0 && (!s_mergeable(group[0], rs[i]) || total + rs[i]->shape[0] > t->max_batch))
+            continue;
+        group[k] = rs[i];
+        idx[k++] = i;
+        total += rs[i]->shape[0];
+        alone[i] = false;
+    }
+    if (k == 1) alone[idx[0]] = true;
+    if (k > 1) {
+        dq_err why = {{0}};
+        if (s_forward(t, group, k, total, &why) != DQ_OK) {
+            char reason[sizeof(dq_err) + 128];
+            snprintf(reason, sizeof reason, "service %s: %s", t->id.service, why.msg);
+            for (int j = 0; j < k; j++)
+                DQ_TRY(dq_msg_encode_error_reply(&bufs[idx[j]], group[j]->req_id, DQ_REPLY_ERROR,
+                                                 reason, err));
+        } else {
+            int64_t first = 0;
+            for (int j = 0; j < k; j++) {
+                DQ_TRY(s_encode_rows(t, group[j], first, &bufs[idx[j]], err));
+                first += group[j]->shape[0];
+            }
+        }
+    }
+    for (int i = 0; i < n; i++)
+        if (alone[i]) DQ_TRY(dq_teacher_serve(t, rs[i], &bufs[i], err));
+    return DQ_OK;
+}
+
+dq_status dq_teacher_serve(dq_teacher_t *t, const dq_msg_request *r, dq_msg_buf *buf,
+                           dq_err *err)
+{
+    dq_err why = {{0}};
+    if (dq_teacher_check(t, r, &why) != DQ_OK)
+        return dq_msg_encode_error_reply(buf, r->req_id, DQ_REPLY_BAD_REQUEST, why.msg, err);
+    if (s_forward(t, &r, 1, r->shape[0], &why) != DQ_OK) {
+        char reason[sizeof(dq_err) + 128]; /* encoder truncates */
+        snprintf(reason, sizeof reason, "service %s: %s", t->id.service, why.msg);
+        return dq_msg_encode_error_reply(buf, r->req_id, DQ_REPLY_ERROR, reason, err);
+    }
+    return s_encode_rows(t, r, 0, buf, err);
 }

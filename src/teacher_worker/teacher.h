@@ -66,6 +66,17 @@ dq_status dq_teacher_check(const dq_teacher_t *t, const dq_msg_request *r, dq_er
 dq_status dq_teacher_serve(dq_teacher_t *t, const dq_msg_request *r, dq_msg_buf *buf,
                            dq_err *err);
 
+/* Dynamic batching: serves n requests (<= DQ_TEACHER_MAX_MERGE) that were
+ * queued together, running those that fit together (valid, same dtype and
+ * outputs, at most max_batch samples in all) as ONE forward and splitting
+ * the outputs back per request; the rest one by one. bufs[i] (reset by the
+ * caller) receives request i's reply, exactly as dq_teacher_serve would
+ * write it: the eval forward is batch-invariant, so merging changes no bit.
+ * Errors as dq_teacher_serve. */
+#define DQ_TEACHER_MAX_MERGE 64
+dq_status dq_teacher_serve_many(dq_teacher_t *t, const dq_msg_request *const *rs, int n,
+                                dq_msg_buf *bufs, dq_err *err);
+
 /* Lowercase hex SHA-256 of a file's bytes (OpenSSL EVP). */
 dq_status dq_teacher_sha256_file(const char *path, char hex[DQ_MSG_SHA256_HEX + 1],
                                  dq_err *err);

@@ -5,16 +5,24 @@
  * to the broker and never computes: it checks each request, keeps up to K in
  * a local FIFO, heartbeats and watches the broker's liveness. The compute
  * thread owns the network and runs one forward at a time; the I/O thread
- * hands it one job at a time over an inproc PAIR ([gen, ticket, body], the
- * frames moved, not copied) and gets [gen, ticket, reply] back. We chose the
+ * hands it the queued jobs over an inproc PAIR ([gen, ticket, body, ...],
+ * the frames moved, not copied) and gets [gen, ticket, reply] back per job. We chose the
  * thread over "compute between polls" because the length of a forward is
  * not ours to bound: DeepNN on a batch of 128 takes ~0.3 s on one core
  * here, a batch of 1024 or a busy host passes liveness x heartbeat, and a
  * worker that computed in its poll loop would then be declared dead and its
- * work requeued exactly when it is busiest. Feeding the compute thread one
- * job at a time (instead of pushing all K into the PAIR) keeps the queue on
- * this side, where a re-join can throw away work that the broker has
- * already requeued elsewhere.
+ * work requeued exactly when it is busiest. Feeding the compute thread only
+ * when it is idle (instead of pushing every job into the PAIR as it comes)
+ * keeps the queue on this side, where a re-join can throw away work that
+ * the broker has already requeued elsewhere.
+ *
+ * Dynamic batching: when the compute thread is free, ALL queued jobs (up to
+ * capacity, DQ_TEACHER_MAX_MERGE) go to it in one message [gen, ticket1,
+ * body1, ticket2, body2, ...]; it serves those that fit together as one
+ * forward (dq_teacher_serve_many: same dtype and outputs, at most max_batch
+ * samples) and sends one [gen, ticket, reply] back per job. Bigger batches
+ * keep a GPU busy; on the CPU they cost nothing, and since the eval forward
+ * is batch-invariant no reply changes. `no_merge` hands one job at a time.
  *
  * Every (re-)join bumps a generation number: a job that was computing when
  * the broker went away comes back with an old generation and its reply is
@@ -61,7 +69,7 @@ struct dq_worker {
     dq_msg_buf buf;
     s_job *queue;                /* ring of capacity jobs not yet computing */
     int q_head, q_count;
-    bool busy;                   /* the compute thread holds a job */
+    int busy;                    /* jobs the compute thread holds (one hand-off) */
     uint32_t busy_gen, gen;
     uint64_t my_epoch, rnd;
     int64_t last_heard, last_hb, reconnect_at, last_ready, last_reannounce_log;
@@ -70,13 +78,16 @@ struct dq_worker {
     bool drain_acked;        /* the broker confirmed: it sends us nothing new */
     int64_t drain_sent;      /* when we asked (ms) */
     uint64_t served, rejected, stale;
+    uint64_t handoffs;           /* compute hand-offs: < served when merging */
 
     /* compute thread */
     pthread_t thread;
     bool thread_up;
     void *cpair;
     dq_msg_decoder_t *cdec;
-    dq_msg_buf cbuf;
+    zmq_msg_t *cframes;          /* one hand-off: gen + (ticket, body) x capacity */
+    dq_msg *cmsgs;               /* its decoded requests */
+    dq_msg_buf *cbufs;           /* and their replies */
     char pair_ep[64];
 };
 
@@ -120,52 +131,74 @@ void dq_worker_config_default(dq_worker_config *cfg)
 
 /* ---- the compute thread ------------------------------------------------------------ */
 
-/* Sends [gen, ticket, reply] back; the reply is cbuf (copied into zmq). */
-static void s_compute_reply(dq_worker_t *w, dq_wire_parts *p)
+/* Serves the k jobs of one hand-off: frames f = gen, (ticket, body) x k. */
+static void s_compute_many(dq_worker_t *w, zmq_msg_t *f, int k)
 {
-    if (zmq_msg_send(&p->f[0], w->cpair, ZMQ_SNDMORE) < 0 ||
-        zmq_msg_send(&p->f[1], w->cpair, ZMQ_SNDMORE) < 0 ||
-        zmq_send(w->cpair, w->cbuf.data, w->cbuf.len, 0) < 0) {
-        /* Only possible when the context is terminating: nothing to tell. */
-    }
-}
-
-static void s_compute_one(dq_worker_t *w, dq_wire_parts *p)
-{
-    dq_err err = {{0}};
-    dq_msg m;
-    dq_msg_buf_reset(&w->cbuf);
+    const dq_msg_request *reqs[DQ_TEACHER_MAX_MERGE];
+    int at[DQ_TEACHER_MAX_MERGE], nreq = 0;
     if (w->cfg.delay_ms > 0) s_sleep_ms(w->cfg.delay_ms);
-    dq_status st = dq_msg_decode(w->cdec, zmq_msg_data(&p->f[2]), zmq_msg_size(&p->f[2]), &m,
-                                 &err);
-    if (st == DQ_OK && m.type == DQ_MSG_REQUEST)
-        st = dq_teacher_serve(w->teacher, &m.u.request, &w->cbuf, &err);
-    else if (st == DQ_OK)
-        st = dq_fail(&err, DQ_ERR_PROTO, "not a request");
-    if (st != DQ_OK) {
-        /* The I/O thread checked the request, so this is an encoder limit or
-         * no memory: answer with the reason rather than not at all. */
-        char reason[sizeof(dq_err) + 128]; /* encoder truncates */
-        snprintf(reason, sizeof reason, "service %s: %s", w->cfg.service, err.msg);
-        dq_msg_buf_reset(&w->cbuf);
-        if (dq_msg_encode_error_reply(&w->cbuf, m.has_req_id ? m.req_id : 0, DQ_REPLY_ERROR,
-                                      reason, &err) != DQ_OK)
-            dq_msg_buf_reset(&w->cbuf); /* empty body: the I/O thread answers */
+    for (int j = 0; j < k; j++) {
+        dq_err err = {{0}};
+        dq_msg *m = &w->cmsgs[j];
+        zmq_msg_t *body = &f[2 + 2 * j];
+        dq_msg_buf_reset(&w->cbufs[j]);
+        dq_status st = dq_msg_decode(w->cdec, zmq_msg_data(body), zmq_msg_size(body), m, &err);
+        if (st == DQ_OK && m->type == DQ_MSG_REQUEST) {
+            reqs[nreq] = &m->u.request;
+            at[nreq++] = j;
+        } else if (dq_msg_encode_error_reply(&w->cbufs[j], m->has_req_id ? m->req_id : 0,
+                                             DQ_REPLY_ERROR, "not a request", &err) != DQ_OK) {
+            dq_msg_buf_reset(&w->cbufs[j]); /* empty body: the I/O thread answers */
+        }
     }
-    s_compute_reply(w, p);
+    if (nreq > 0) {
+        dq_msg_buf tmp[DQ_TEACHER_MAX_MERGE];
+        for (int i = 0; i < nreq; i++) tmp[i] = w->cbufs[at[i]];
+        dq_err err = {{0}};
+        if (dq_teacher_serve_many(w->teacher, reqs, nreq, tmp, &err) != DQ_OK)
+            for (int i = 0; i < nreq; i++) tmp[i].len = 0; /* the I/O thread answers */
+        for (int i = 0; i < nreq; i++) w->cbufs[at[i]] = tmp[i]; /* buffers may have grown */
+    }
+    for (int j = 0; j < k; j++) {
+        if (zmq_send(w->cpair, zmq_msg_data(&f[0]), zmq_msg_size(&f[0]), ZMQ_SNDMORE) < 0 ||
+            zmq_msg_send(&f[1 + 2 * j], w->cpair, ZMQ_SNDMORE) < 0 ||
+            zmq_send(w->cpair, w->cbufs[j].data, w->cbufs[j].len, 0) < 0) {
+            /* Only possible when the context is terminating: nothing to tell. */
+        }
+    }
 }
 
 static void *s_compute_main(void *arg)
 {
     dq_worker_t *w = arg;
+    const int max_frames = 1 + 2 * w->cfg.capacity;
     for (;;) {
-        dq_wire_parts p;
-        dq_err err;
-        dq_status st = dq_wire_recv(w->cpair, &p, 0, &err);
-        if (st != DQ_OK) break; /* context terminated (signals are blocked here) */
-        bool quit = p.n != 3;   /* a one-frame message means: stop */
-        if (!quit) s_compute_one(w, &p);
-        dq_wire_parts_close(&p);
+        /* One hand-off: [gen, ticket, body, ...]; a one-frame message means stop. */
+        int n = 0, more = 1;
+        bool failed = false, overflow = false;
+        while (more) {
+            zmq_msg_t extra, *fr = n < max_frames ? &w->cframes[n] : &extra;
+            zmq_msg_init(fr);
+            if (zmq_msg_recv(fr, w->cpair, 0) < 0) {
+                failed = true; /* context terminated (signals are blocked here) */
+                zmq_msg_close(fr);
+                break;
+            }
+            more = zmq_msg_more(fr);
+            if (fr == &extra) { /* more jobs than capacity: cannot happen */
+                zmq_msg_close(&extra);
+                overflow = true;
+            } else {
+                n++;
+            }
+        }
+        if (overflow) {
+            for (int i = 0; i < n; i++) zmq_msg_close(&w->cframes[i]);
+            continue;
+        }
+        bool quit = failed || n < 3 || n % 2 == 0;
+        if (!quit) s_compute_many(w, w->cframes, (n - 1) / 2);
+        for (int i = 0; i < n; i++) zmq_msg_close(&w->cframes[i]);
         if (quit) break;
     }
     return NULL;
@@ -279,25 +312,31 @@ static void s_purge(dq_worker_t *w)
 
 static int s_held(const dq_worker_t *w)
 {
-    return w->q_count + (w->busy && w->busy_gen == w->gen ? 1 : 0);
+    return w->q_count + (w->busy_gen == w->gen ? w->busy : 0);
 }
 
-/* Hands the oldest queued job to the compute thread if it is idle. */
+/* Hands the queued jobs (all of them, or the oldest one with no_merge) to
+ * the compute thread if it is idle. */
 static dq_status s_kick(dq_worker_t *w, dq_err *err)
 {
-    if (w->busy || w->q_count == 0) return DQ_OK;
-    s_job *j = &w->queue[w->q_head];
-    w->q_head = (w->q_head + 1) % w->cfg.capacity;
-    w->q_count--;
+    if (w->busy > 0 || w->q_count == 0) return DQ_OK;
+    int k = w->cfg.no_merge ? 1 : w->q_count;
+    if (k > DQ_TEACHER_MAX_MERGE) k = DQ_TEACHER_MAX_MERGE;
     int rc = zmq_send(w->pair, &w->gen, sizeof w->gen, ZMQ_SNDMORE);
-    if (rc >= 0) rc = zmq_msg_send(&j->ticket, w->pair, ZMQ_SNDMORE);
-    if (rc >= 0) rc = zmq_msg_send(&j->body, w->pair, 0);
-    zmq_msg_close(&j->ticket);
-    zmq_msg_close(&j->body);
+    for (int i = 0; i < k; i++) {
+        s_job *j = &w->queue[w->q_head];
+        w->q_head = (w->q_head + 1) % w->cfg.capacity;
+        w->q_count--;
+        if (rc >= 0) rc = zmq_msg_send(&j->ticket, w->pair, ZMQ_SNDMORE);
+        if (rc >= 0) rc = zmq_msg_send(&j->body, w->pair, i + 1 < k ? ZMQ_SNDMORE : 0);
+        zmq_msg_close(&j->ticket);
+        zmq_msg_close(&j->body);
+    }
     if (rc < 0) return dq_fail(err, DQ_ERR_NET, "worker: hand-off to compute: %s",
                                zmq_strerror(zmq_errno()));
-    w->busy = true;
+    w->busy = k;
     w->busy_gen = w->gen;
+    w->handoffs++;
     return DQ_OK;
 }
 
@@ -306,7 +345,7 @@ static dq_status s_on_result(dq_worker_t *w, dq_err *err)
 {
     dq_wire_parts p;
     DQ_TRY(dq_wire_recv(w->pair, &p, ZMQ_DONTWAIT, err));
-    w->busy = false;
+    if (w->busy > 0) w->busy--;
     uint32_t gen = 0;
     if (p.n == 3 && zmq_msg_size(&p.f[0]) == sizeof gen) memcpy(&gen, zmq_msg_data(&p.f[0]), sizeof gen);
     if (p.n != 3 || gen != w->gen || !w->sock) {
@@ -370,9 +409,9 @@ static void s_leave(dq_worker_t *w, const char *why)
     }
     char rest[96] = "";
     if (held > 0) snprintf(rest, sizeof rest, ", %d held ones go back to the broker's queue", held);
-    s_log(w, "leave (%s): served %llu, rejected %llu, stale %llu%s", why,
-          (unsigned long long)w->served, (unsigned long long)w->rejected,
-          (unsigned long long)w->stale, rest);
+    s_log(w, "leave (%s): served %llu in %llu hand-offs, rejected %llu, stale %llu%s", why,
+          (unsigned long long)w->served, (unsigned long long)w->handoffs,
+          (unsigned long long)w->rejected, (unsigned long long)w->stale, rest);
     s_purge(w);
 }
 
@@ -594,6 +633,13 @@ dq_status dq_worker_new(dq_worker_t **out, const dq_worker_config *cfg, dq_err *
     if (st == DQ_OK) st = dq_teacher_use_device(w->teacher, cfg->device, err);
     if (st == DQ_OK) st = dq_msg_decoder_new(&w->dec, err);
     if (st == DQ_OK) st = dq_msg_decoder_new(&w->cdec, err);
+    if (st == DQ_OK) {
+        w->cframes = calloc((size_t)(1 + 2 * cfg->capacity), sizeof *w->cframes);
+        w->cmsgs = calloc((size_t)cfg->capacity, sizeof *w->cmsgs);
+        w->cbufs = calloc((size_t)cfg->capacity, sizeof *w->cbufs);
+        if (!w->cframes || !w->cmsgs || !w->cbufs)
+            st = dq_fail(err, DQ_ERR_NOMEM, "worker: capacity %d: out of memory", cfg->capacity);
+    }
     if (st == DQ_OK && !(w->ctx = zmq_ctx_new()))
         st = dq_fail(err, DQ_ERR_NET, "zmq_ctx_new: %s", zmq_strerror(zmq_errno()));
     if (st != DQ_OK) {
@@ -620,7 +666,10 @@ void dq_worker_destroy(dq_worker_t **p)
     dq_msg_decoder_destroy(&w->dec);
     dq_msg_decoder_destroy(&w->cdec);
     dq_msg_buf_free(&w->buf);
-    dq_msg_buf_free(&w->cbuf);
+    for (int i = 0; w->cbufs && i < w->cfg.capacity; i++) dq_msg_buf_free(&w->cbufs[i]);
+    free(w->cbufs);
+    free(w->cmsgs);
+    free(w->cframes);
     dq_teacher_destroy(&w->teacher);
     free(w->queue);
     free(w);

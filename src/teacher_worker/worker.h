@@ -28,6 +28,9 @@ typedef struct {
     int liveness;                /* broker dead after liveness x heartbeat of silence (3) */
     int64_t max_batch;           /* largest batch accepted (0: DQ_TEACHER_DEFAULT_MAX_BATCH) */
     int delay_ms;                /* test hook: sleep this long before each forward (0) */
+    bool no_merge;               /* hand the compute thread one request at a time
+                                  * instead of merging what is queued (dynamic
+                                  * batching, on by default; see worker.c) */
     dq_device device;            /* where the forward runs (zero-filled: the CPU) */
     FILE *log;                   /* one line per join, re-join, leave; NULL: silent */
     /* Owned by main's signal handler: 1 = drain and leave, >= 2 = leave now
