@@ -7,41 +7,25 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "tmpdir.h"
 #include "model/safetensors.h"
 
-typedef struct {
-    char dir[64];
-} s_fixture;
-
-static int s_rm(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb, (void)flag, (void)ftw;
-    return remove(p);
-}
+typedef dq_test_tmpdir s_fixture;
 
 static int s_setup(void **state)
 {
-    s_fixture *fx = calloc(1, sizeof *fx);
-    if (!fx) return -1;
-    strcpy(fx->dir, "/tmp/dq_st_XXXXXX");
-    if (!mkdtemp(fx->dir)) return -1;
-    *state = fx;
-    return 0;
+    return dq_test_tmpdir_setup(state, "dq_st_");
 }
 
 static int s_teardown(void **state)
 {
-    s_fixture *fx = *state;
-    int rc = nftw(fx->dir, s_rm, 8, FTW_DEPTH | FTW_PHYS);
-    free(fx);
-    return rc;
+    return dq_test_tmpdir_teardown(state);
 }
 
 static void s_path(char *out, size_t cap, void **state, const char *name)
