@@ -386,6 +386,21 @@ static void test_backward_set_overwrites(void **state)
     assert_int_equal(dq_maxpool2d_backward(&ta, &tpg, am, &err), DQ_OK);
     assert_int_equal(dq_maxpool2d_backward_set(&ts, &tpg, am, &err), DQ_OK);
     assert_memory_equal(d_add, d_set, sizeof d_add);
+    /* relu -> maxpool backward fused == relu backward after maxpool backward,
+     * including windows whose relu outputs are all 0 (x in [-1, 1): some are) */
+    float comp[N * C * H * W], mid[N * C * H * W];
+    dq_tensor tc = dq_tensor_view4(comp, N, C, H, W), tm = dq_tensor_view4(mid, N, C, H, W);
+    assert_int_equal(dq_maxpool2d_forward(&tp, am, &ty, 2, 2, &err), DQ_OK);
+    int dead = 0;
+    for (int i = 0; i < N * C * 9; i++) dead += p[i] == 0.0f;
+    assert_true(dead > 0);
+    assert_int_equal(dq_maxpool2d_backward_set(&tm, &tpg, am, &err), DQ_OK);
+    assert_int_equal(dq_relu_backward_set(&tc, &tm, &ty, &err), DQ_OK);
+    for (int i = 0; i < N * C * H * W; i++) d_set[i] = 7e5f;
+    assert_int_equal(dq_maxpool2d_relu_backward_set(&ts, &tpg, am, &ty, &err), DQ_OK);
+    assert_memory_equal(comp, d_set, sizeof comp);
+    assert_int_equal(dq_maxpool2d_relu_backward_set(&ts, &tpg, am, NULL, &err), DQ_ERR_ARG);
+
     /* shape errors are still checked */
     dq_tensor bad = dq_tensor_view4(d_set, N, C, H, W - 1);
     assert_int_equal(dq_relu_backward_set(&bad, &tg, &ty, &err), DQ_ERR_SHAPE);

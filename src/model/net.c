@@ -69,6 +69,11 @@ struct dq_net {
     /* relu_inplace[i]: relu layer i writes over its input, a conv/linear
      * output read by nothing else (saves a buffer and a memory stream). */
     bool relu_inplace[DQ_MF_MAX_LAYERS];
+    /* pool_relu[i]: maxpool layer i also does the backward of the relu it
+     * reads (both overwrite their only-written gradient), which then skips
+     * its own (relu_folded). */
+    bool pool_relu[DQ_MF_MAX_LAYERS];
+    bool relu_folded[DQ_MF_MAX_LAYERS];
 };
 
 /* ---- load / destroy ---------------------------------------------------------- */
@@ -142,6 +147,17 @@ static void s_plan_writers(dq_net_t *net)
         if (writers[r] == 1) {
             net->set_din[j] = true;
             net->zero[r] = false;
+        }
+    }
+    /* relu -> maxpool, each the only writer of its input's gradient: one
+     * fused backward pass, straight into the relu's input gradient. */
+    for (int j = 0; j < mf->n_layers; j++) {
+        const dq_mf_layer *l = &mf->layers[j];
+        if (l->type != DQ_LAYER_MAXPOOL2D || !net->set_din[j]) continue;
+        int r = l->from;
+        if (mf->layers[r].type == DQ_LAYER_RELU && net->set_din[r]) {
+            net->pool_relu[j] = true;
+            net->relu_folded[r] = true;
         }
     }
 }
@@ -468,11 +484,15 @@ dq_status dq_net_backward(dq_net_t *net, dq_err *err)
             break;
         /* Parameter-free layers reading the input have nothing to propagate. */
         case DQ_LAYER_RELU:
+            if (net->relu_folded[i]) break; /* done by the maxpool after it */
             if (din && net->set_din[i]) st = dq_relu_backward_set(din, dout, &net->out[i], err);
             else if (din) st = dq_relu_backward(din, dout, &net->out[i], err);
             break;
         case DQ_LAYER_MAXPOOL2D:
-            if (din && net->set_din[i])
+            if (net->pool_relu[i])
+                st = dq_maxpool2d_relu_backward_set(&net->dout[mf->layers[l->from].from], dout,
+                                                    net->argmax[i], &net->out[l->from], err);
+            else if (din && net->set_din[i])
                 st = dq_maxpool2d_backward_set(din, dout, net->argmax[i], err);
             else if (din)
                 st = dq_maxpool2d_backward(din, dout, net->argmax[i], err);

@@ -145,7 +145,8 @@ dq_status dq_maxpool2d_forward(dq_tensor *out, int32_t *argmax, const dq_tensor 
 /* Shared by both backward forms: accumulate adds into din, else each
  * plane of din is zeroed just before its scatter (while it is in cache). */
 static dq_status s_maxpool2d_backward(dq_tensor *din, const dq_tensor *dout,
-                                      const int32_t *argmax, bool accumulate, dq_err *err)
+                                      const int32_t *argmax, bool accumulate,
+                                      const dq_tensor *relu_out, dq_err *err)
 {
     const char *op = "maxpool2d backward";
     DQ_TRY(dq_tensor_expect_rank(dout, op, "output gradient", 4, err));
@@ -153,6 +154,7 @@ static dq_status s_maxpool2d_backward(dq_tensor *din, const dq_tensor *dout,
     DQ_TRY(dq_tensor_expect_rank(din, op, "input gradient", 4, err));
     int64_t ishape[4] = {dout->shape[0], dout->shape[1], din->shape[2], din->shape[3]};
     DQ_TRY(dq_tensor_expect(din, op, "input gradient", 4, ishape, err));
+    if (relu_out) DQ_TRY(dq_tensor_expect(relu_out, op, "relu output", 4, ishape, err));
     const int64_t planes = dout->shape[0] * dout->shape[1];
     const int64_t HW = din->shape[2] * din->shape[3], P = dout->shape[2] * dout->shape[3];
     if (!argmax && planes * P > 0) return dq_fail(err, DQ_ERR_ARG, "%s: argmax is missing", op);
@@ -167,19 +169,35 @@ static dq_status s_maxpool2d_backward(dq_tensor *din, const dq_tensor *dout,
         const float *dy = dout->data + pl * P;
         const int32_t *am = argmax + pl * P;
         if (!accumulate) memset(dx, 0, (size_t)HW * sizeof(float));
-        for (int64_t i = 0; i < P; i++) dx[am[i]] += dy[i];
+        if (relu_out) {
+            /* relu backward folded in: only where the relu's output is > 0 */
+            const float *y = relu_out->data + pl * HW;
+            for (int64_t i = 0; i < P; i++)
+                if (y[am[i]] > 0.0f) dx[am[i]] += dy[i];
+        } else {
+            for (int64_t i = 0; i < P; i++) dx[am[i]] += dy[i];
+        }
     }
     return DQ_OK;
+}
+
+dq_status dq_maxpool2d_relu_backward_set(dq_tensor *din, const dq_tensor *dout,
+                                         const int32_t *argmax, const dq_tensor *relu_out,
+                                         dq_err *err)
+{
+    if (!relu_out)
+        return dq_fail(err, DQ_ERR_ARG, "maxpool2d+relu backward: relu output is missing");
+    return s_maxpool2d_backward(din, dout, argmax, false, relu_out, err);
 }
 
 dq_status dq_maxpool2d_backward(dq_tensor *din, const dq_tensor *dout, const int32_t *argmax,
                                 dq_err *err)
 {
-    return s_maxpool2d_backward(din, dout, argmax, true, err);
+    return s_maxpool2d_backward(din, dout, argmax, true, NULL, err);
 }
 
 dq_status dq_maxpool2d_backward_set(dq_tensor *din, const dq_tensor *dout,
                                     const int32_t *argmax, dq_err *err)
 {
-    return s_maxpool2d_backward(din, dout, argmax, false, err);
+    return s_maxpool2d_backward(din, dout, argmax, false, NULL, err);
 }

@@ -80,6 +80,13 @@ dq_status dq_maxpool2d_backward(dq_tensor *din, const dq_tensor *dout, const int
 /* Overwriting form (din = gradient), as dq_relu_backward_set. */
 dq_status dq_maxpool2d_backward_set(dq_tensor *din, const dq_tensor *dout,
                                     const int32_t *argmax, dq_err *err);
+/* relu -> maxpool backward in one pass, overwriting: din (the relu's INPUT
+ * gradient) = relu'(relu_out) * maxpool backward of dout. relu_out is the
+ * relu's output, i.e. the pool's input, [N,C,H,W]. Saves the pass over,
+ * and the buffer of, the gradient between the two. */
+dq_status dq_maxpool2d_relu_backward_set(dq_tensor *din, const dq_tensor *dout,
+                                         const int32_t *argmax, const dq_tensor *relu_out,
+                                         dq_err *err);
 
 /* ---- avgpool1d over flattened features (PyTorch F.avg_pool1d on [N,F]) -------
  * in [N,F], out [N,(F - k)/k + 1] with stride = kernel. */
