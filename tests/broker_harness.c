@@ -434,8 +434,10 @@ void h_worker_run(h_worker *w)
         }
         for (int i = 0; i < nheld;) {
             if (held[i].due <= now) {
-                s_reply(w, s, &buf, &held[i], false);
+                /* counted before the send: a client that has every reply
+                 * must find every one counted */
                 atomic_fetch_add(&w->served, 1);
+                s_reply(w, s, &buf, &held[i], false);
                 held[i] = held[--nheld]; /* order among held ones is irrelevant */
             } else {
                 i++;
