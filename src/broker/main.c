@@ -7,7 +7,6 @@
  * JSON (what `scripts/cluster status` uses). `--cache DIR` puts the LMDB
  * reply cache (src/cache) behind the broker's cache hook.
  */
-#include <errno.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -17,6 +16,7 @@
 #include "broker/broker.h"
 #include "broker/cache_hook.h"
 #include "cache/cache.h"
+#include "cli/parse.h"
 #include "proto/msg.h"
 #include "proto/wire.h"
 
@@ -49,14 +49,15 @@ static void s_usage(FILE *f)
             "Endpoints are tcp://HOST:PORT or ipc://PATH. Protocol: docs/protocol.md.\n");
 }
 
+/* The shared checked parser (src/cli), reporting like every program: 0 or -1. */
 static int s_int(const char *opt, const char *v, long long lo, long long hi, long long *out)
 {
-    char *end = NULL;
-    errno = 0;
-    long long x = strtoll(v, &end, 10);
-    if (errno || !end || *end || end == v || x < lo || x > hi) {
-        fprintf(stderr, "distillq-broker: %s needs an integer in %lld..%lld, got '%s'\n", opt, lo,
-                hi, v);
+    char name[64];
+    snprintf(name, sizeof name, "--%s", opt);
+    int64_t x = 0;
+    dq_err err = {{0}};
+    if (dq_cli_parse_int(name, v, lo, hi, &x, &err) != DQ_OK) {
+        fprintf(stderr, "distillq-broker: %s\n", err.msg);
         return -1;
     }
     *out = x;
@@ -148,13 +149,13 @@ int main(int argc, char **argv)
             cfg.service_timeout_ms = (int)v;
             break;
         case O_CACHEGB: {
-            char *end = NULL;
-            cache_gb = strtod(optarg, &end);
-            if (!end || *end || !(cache_gb >= 0.001 && cache_gb <= 1024)) {
-                fprintf(stderr, "distillq-broker: --cache-max-gb needs a number in 0.001..1024, "
-                        "got '%s'\n", optarg);
+            float gb = 0;
+            dq_err err = {{0}};
+            if (dq_cli_parse_float("--cache-max-gb", optarg, 0.001, 1024, &gb, &err) != DQ_OK) {
+                fprintf(stderr, "distillq-broker: %s\n", err.msg);
                 return 2;
             }
+            cache_gb = gb;
             break;
         }
         case O_HB:
