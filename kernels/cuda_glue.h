@@ -26,7 +26,7 @@
 #include <cuda_runtime_api.h>
 #include <cudnn.h>
 
-#include "tensor/status.h"
+#include "base/status.h"
 
 /* Map a result to DQ_OK or a failure naming `call` (text up to its '('). */
 dq_status dq_cuda_check(cudaError_t e, const char *call, dq_err *err);

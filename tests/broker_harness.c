@@ -364,8 +364,8 @@ void h_worker_run(h_worker *w)
     s_ready(w, s, &buf);
     int nheld = 0;
     bool hung = false, draining = false, drain_acked = false;
-    int64_t start = dq_wire_now_ms(), next_hb = start + w->heartbeat_ms, hung_since = 0;
-    for (int64_t now = start; now - start < (int64_t)w->max_seconds * 1000; now = dq_wire_now_ms()) {
+    int64_t start = dq_clock_now_ms(), next_hb = start + w->heartbeat_ms, hung_since = 0;
+    for (int64_t now = start; now - start < (int64_t)w->max_seconds * 1000; now = dq_clock_now_ms()) {
         if (atomic_load(&w->stop)) {
             if (!w->graceful || hung) break;
             if (!draining) {
@@ -414,7 +414,7 @@ void h_worker_run(h_worker *w)
             }
             dq_wire_parts_close(&p);
         }
-        now = dq_wire_now_ms();
+        now = dq_clock_now_ms();
         if (hung) {
             if ((w->late_after_ms && now - hung_since >= w->late_after_ms) ||
                 (w->late_on_release && atomic_load(&w->release_late))) {
@@ -561,9 +561,9 @@ void h_client_run(h_client *c)
         goto done;
     }
     int sent = 0, outstanding = 0, answered = 0, expect_next = 0;
-    int64_t deadline = dq_wire_now_ms() + c->timeout_ms, quiet_until = -1;
+    int64_t deadline = dq_clock_now_ms() + c->timeout_ms, quiet_until = -1;
     for (;;) {
-        int64_t now = dq_wire_now_ms();
+        int64_t now = dq_clock_now_ms();
         if (answered == c->total && quiet_until < 0) quiet_until = now + c->after_ms;
         if (now >= deadline || (quiet_until >= 0 && now >= quiet_until)) break;
         while (outstanding < c->inflight && sent < c->total) {

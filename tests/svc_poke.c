@@ -122,9 +122,9 @@ int main(int argc, char **argv)
     int got_bad[4] = {0};
     dq_msg_decoder_t *dec = NULL;
     if (dq_msg_decoder_new(&dec, &err) != DQ_OK) return 1;
-    int64_t end = dq_wire_now_ms() + 5000;
+    int64_t end = dq_clock_now_ms() + 5000;
     int replies = 0;
-    while (replies < 7 && dq_wire_now_ms() < end) {
+    while (replies < 7 && dq_clock_now_ms() < end) {
         zmq_pollitem_t it = {s, 0, ZMQ_POLLIN, 0};
         if (zmq_poll(&it, 1, 100) <= 0) continue;
         dq_wire_parts p;

@@ -372,9 +372,9 @@ static void test_no_worker_timeout_names_service(void **state)
     h_client c;
     h_client_defaults(&c, f->b.frontend, "ghost");
     c.total = 3, c.inflight = 3, c.timeout_ms = 3000;
-    int64_t t0 = dq_wire_now_ms();
+    int64_t t0 = dq_clock_now_ms();
     h_client_run(&c);
-    int64_t dt = dq_wire_now_ms() - t0;
+    int64_t dt = dq_clock_now_ms() - t0;
     assert_int_equal(c.status_count[DQ_REPLY_UNKNOWN_SERVICE], 3);
     assert_non_null(strstr(c.last_error, "'ghost'"));
     assert_true(dt >= 290 && dt < 2000);
@@ -564,8 +564,8 @@ static void test_duplicate_req_id_answered_once(void **state)
     assert_true(zmq_send(s, buf.data, buf.len, 0) >= 0);
     assert_true(zmq_send(s, buf.data, buf.len, 0) >= 0);
     int replies = 0;
-    int64_t end = dq_wire_now_ms() + 800;
-    for (int64_t now = dq_wire_now_ms(); now < end; now = dq_wire_now_ms()) {
+    int64_t end = dq_clock_now_ms() + 800;
+    for (int64_t now = dq_clock_now_ms(); now < end; now = dq_clock_now_ms()) {
         zmq_pollitem_t it = {s, 0, ZMQ_POLLIN, 0};
         if (zmq_poll(&it, 1, (long)(end - now)) != 1) continue;
         dq_wire_parts p;

@@ -464,7 +464,7 @@ static uint64_t s_random_epoch(void)
 {
     uint64_t e = 0;
     if (getrandom(&e, sizeof e, 0) != (ssize_t)sizeof e)
-        e = ((uint64_t)time(NULL) << 20) ^ (uint64_t)getpid() ^ (uint64_t)dq_wire_now_ms();
+        e = ((uint64_t)time(NULL) << 20) ^ (uint64_t)getpid() ^ (uint64_t)dq_clock_now_ms();
     return e ? e : 1;
 }
 
@@ -477,7 +477,7 @@ dq_status dq_broker_new(dq_broker_t **out, const dq_broker_config *cfg, dq_err *
     b->cfg = *cfg;
     b->log = cfg->log ? cfg->log : stderr;
     b->epoch = s_random_epoch();
-    b->start_ms = dq_wire_now_ms();
+    b->start_ms = dq_clock_now_ms();
     b->next_hb_ms = b->start_ms;
     int tick = cfg->request_timeout_ms / 10;
     if (tick < 5) tick = 5;
@@ -536,11 +536,11 @@ dq_status dq_broker_run(dq_broker_t *b, volatile sig_atomic_t *stop, dq_err *err
 {
     dq_broker_log(b, "serving clients on %s, workers on %s (epoch %016llx)", b->cfg.frontend,
                   b->cfg.backend, (unsigned long long)b->epoch);
-    int64_t next_tick = dq_wire_now_ms();
+    int64_t next_tick = dq_clock_now_ms();
     dq_wire_parts p;
     dq_status st = DQ_OK;
     while (!*stop) {
-        int64_t now = dq_wire_now_ms();
+        int64_t now = dq_clock_now_ms();
         long wait = next_tick > now ? (long)(next_tick - now) : 0;
         zmq_pollitem_t items[2] = {{b->backend, 0, ZMQ_POLLIN, 0},
                                    {b->frontend, 0, ZMQ_POLLIN, 0}};
@@ -551,15 +551,15 @@ dq_status dq_broker_run(dq_broker_t *b, volatile sig_atomic_t *stop, dq_err *err
         }
         for (int i = 0; i < S_BATCH && (items[0].revents & ZMQ_POLLIN); i++) {
             if (dq_wire_recv(b->backend, &p, ZMQ_DONTWAIT, NULL) != DQ_OK) break;
-            dq_broker_on_backend(b, &p, dq_wire_now_ms());
+            dq_broker_on_backend(b, &p, dq_clock_now_ms());
             dq_wire_parts_close(&p);
         }
         for (int i = 0; i < S_BATCH && (items[1].revents & ZMQ_POLLIN); i++) {
             if (dq_wire_recv(b->frontend, &p, ZMQ_DONTWAIT, NULL) != DQ_OK) break;
-            if (p.n >= 1) s_on_frontend(b, &p, dq_wire_now_ms());
+            if (p.n >= 1) s_on_frontend(b, &p, dq_clock_now_ms());
             dq_wire_parts_close(&p);
         }
-        now = dq_wire_now_ms();
+        now = dq_clock_now_ms();
         if (now >= next_tick) {
             s_tick(b, now);
             next_tick = now + b->tick_ms;

@@ -22,7 +22,7 @@
 #include <zmq.h>
 
 #include "proto/msg.h"
-#include "tensor/status.h"
+#include "base/status.h"
 
 typedef struct dq_broker dq_broker_t;
 

@@ -48,7 +48,7 @@
 #include <stdio.h>
 
 #include "proto/msg.h"
-#include "tensor/status.h"
+#include "base/status.h"
 
 #define DQ_CACHE_FORMAT 1
 #define DQ_CACHE_MAX_DIMS (DQ_MSG_MAX_DIMS - 1)     /* per-sample rank (no n) */

@@ -9,7 +9,7 @@
 
 #include <stdint.h>
 
-#include "tensor/status.h"
+#include "base/status.h"
 
 dq_status dq_cli_parse_int(const char *opt, const char *val, int64_t min, int64_t max,
                            int64_t *out, dq_err *err);

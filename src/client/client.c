@@ -135,7 +135,7 @@ static dq_status s_send_ping(dq_client_t *c, dq_err *err)
 {
     dq_msg_buf_reset(&c->ping);
     DQ_TRY(dq_msg_encode_heartbeat(&c->ping, c->my_epoch, err));
-    c->last_ping = dq_wire_now_ms();
+    c->last_ping = dq_clock_now_ms();
     if (zmq_send(c->sock, c->ping.data, c->ping.len, ZMQ_DONTWAIT) < 0 && zmq_errno() != EAGAIN)
         return dq_fail(err, DQ_ERR_NET, "client %s: send: %s", c->endpoint,
                        zmq_strerror(zmq_errno()));
@@ -156,7 +156,7 @@ static dq_status s_open_socket(dq_client_t *c, dq_err *err)
         s_close_socket(c);
         return st;
     }
-    c->last_heard = dq_wire_now_ms();
+    c->last_heard = dq_clock_now_ms();
     return s_send_ping(c, err); /* learn the broker's epoch early */
 }
 
@@ -176,7 +176,7 @@ static dq_status s_resend_all(dq_client_t *c, const char *why, dq_err *err)
 {
     int n = dq_inflight_in_order(&c->fl, c->order);
     if (n == 0) return DQ_OK;
-    int64_t now = dq_wire_now_ms();
+    int64_t now = dq_clock_now_ms();
     for (int i = 0; i < n; i++) {
         DQ_TRY(s_send_slot(c, c->order[i], err));
         dq_inflight_resent(&c->fl, c->order[i], now);
@@ -294,7 +294,7 @@ dq_status dq_client_send(dq_client_t *c, const dq_client_request *r, dq_err *err
                            r->outputs[i], DQ_MSG_NAME_MAX);
         memcpy(m.outputs[i], r->outputs[i], ol + 1);
     }
-    int64_t now = dq_wire_now_ms();
+    int64_t now = dq_clock_now_ms();
     if (c->fl.count == 0) c->last_heard = now; /* start watching the broker from here */
     int slot = dq_inflight_add(&c->fl, r->req_id, now);
     if (slot < 0) return dq_fail(err, DQ_ERR_ARG, "client: in-flight table refused %llu",
@@ -343,7 +343,7 @@ static dq_status s_on_monitor(dq_client_t *c, dq_err *err)
             c->lost = false;
             c->k.reconnects++;
             c->k.broker_epoch = 0; /* whoever is there now: learn its epoch afresh */
-            c->last_heard = dq_wire_now_ms();
+            c->last_heard = dq_clock_now_ms();
             DQ_TRY(s_resend_all(c, "reconnected", err));
             DQ_TRY(s_send_ping(c, err));
         }
@@ -362,7 +362,7 @@ static void s_deliver(dq_client_t *c, int slot, dq_client_reply *out)
     out->error = rp->error;
     out->service = c->last_service;
     out->sends = e->sends;
-    out->latency_ms = dq_wire_now_ms() - e->first_sent_ms;
+    out->latency_ms = dq_clock_now_ms() - e->first_sent_ms;
     if (rp->status == DQ_REPLY_OK) {
         out->n_outputs = rp->n_outputs;
         out->outputs = rp->outputs;
@@ -388,7 +388,7 @@ static void s_deliver(dq_client_t *c, int slot, dq_client_reply *out)
 /* Handles one message from the broker; true when it was a reply for out. */
 static bool s_on_message(dq_client_t *c, dq_client_reply *out, dq_err *err, dq_status *st)
 {
-    c->last_heard = dq_wire_now_ms();
+    c->last_heard = dq_clock_now_ms();
     if (c->last.total != 1) return false; /* frontend bodies are one frame */
     dq_err why = {{0}};
     dq_msg *m = &c->last_msg;
@@ -495,9 +495,9 @@ static dq_status s_timers(dq_client_t *c, int64_t now, int64_t *next, int *give_
 dq_status dq_client_recv(dq_client_t *c, dq_client_reply *out, int timeout_ms, dq_err *err)
 {
     dq_wire_parts_close(&c->last);
-    int64_t deadline = timeout_ms < 0 ? INT64_MAX : dq_wire_now_ms() + timeout_ms;
+    int64_t deadline = timeout_ms < 0 ? INT64_MAX : dq_clock_now_ms() + timeout_ms;
     for (;;) {
-        int64_t now = dq_wire_now_ms(), next;
+        int64_t now = dq_clock_now_ms(), next;
         int give_up;
         DQ_TRY(s_timers(c, now, &next, &give_up, err));
         if (give_up >= 0) {
@@ -523,7 +523,7 @@ dq_status dq_client_recv(dq_client_t *c, dq_client_reply *out, int timeout_ms, d
             dq_wire_parts_close(&c->last);
             if (st != DQ_OK) return st;
         }
-        if (dq_wire_now_ms() >= deadline)
+        if (dq_clock_now_ms() >= deadline)
             return dq_fail(err, DQ_ERR_TIMEOUT, "client %s: no reply within %d ms", c->endpoint,
                            timeout_ms);
     }
@@ -560,9 +560,9 @@ dq_status dq_client_stats(dq_client_t *c, char **json, int timeout_ms, dq_err *e
     if (zmq_send(c->sock, c->ping.data, c->ping.len, ZMQ_DONTWAIT) < 0)
         return dq_fail(err, DQ_ERR_NET, "client %s: send: %s", c->endpoint,
                        zmq_strerror(zmq_errno()));
-    int64_t deadline = dq_wire_now_ms() + timeout_ms;
+    int64_t deadline = dq_clock_now_ms() + timeout_ms;
     for (;;) {
-        int64_t left = deadline - dq_wire_now_ms();
+        int64_t left = deadline - dq_clock_now_ms();
         if (left <= 0) break;
         zmq_pollitem_t it = {c->sock, 0, ZMQ_POLLIN, 0};
         int rc = zmq_poll(&it, 1, (long)left);

@@ -28,7 +28,7 @@
 #include <stdio.h>
 
 #include "proto/msg.h"
-#include "tensor/status.h"
+#include "base/status.h"
 
 typedef struct dq_client dq_client_t;
 

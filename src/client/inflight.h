@@ -16,7 +16,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "tensor/status.h"
+#include "base/status.h"
 
 typedef struct {
     uint64_t req_id;

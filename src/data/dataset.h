@@ -11,7 +11,7 @@
 
 #include <stdint.h>
 
-#include "tensor/status.h"
+#include "base/status.h"
 
 typedef struct {
     int64_t n;

@@ -5,7 +5,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "tensor/status.h"
+#include "base/status.h"
 
 /* Writes data with the given shape to path in one go. */
 dq_status dq_npy_write(const char *path, const float *data, int ndim, const int64_t *shape,

@@ -17,7 +17,7 @@
 #include <stdint.h>
 
 #include "model/net.h"
-#include "tensor/status.h"
+#include "base/status.h"
 
 #define DQ_MF_NAME_MAX 64   /* bytes for a model/layer/output name incl. NUL */
 #define DQ_MF_MAX_LAYERS 64

@@ -13,7 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "tensor/status.h"
+#include "base/status.h"
 
 typedef enum { DQ_ST_F32, DQ_ST_I64, DQ_ST_U64, DQ_ST_F64, DQ_ST_DTYPE_COUNT } dq_st_dtype;
 

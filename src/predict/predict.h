@@ -14,7 +14,7 @@
 #include <stdio.h>
 
 #include "tensor/backend_cuda.h"
-#include "tensor/status.h"
+#include "base/status.h"
 
 #define DQ_PREDICT_MAX_OUTPUTS 8
 

@@ -30,7 +30,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "tensor/status.h"
+#include "base/status.h"
 
 #define DQ_PROTO_VERSION 1
 

@@ -11,13 +11,6 @@
 #include <string.h>
 #include <time.h>
 
-int64_t dq_wire_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static dq_status s_errno_status(int e)
 {
     if (e == EAGAIN) return DQ_ERR_TIMEOUT;

@@ -1,6 +1,7 @@
 /* wire.h - small zmq helpers shared by the broker, the teacher worker and
  * the client library: whole multipart receive, multipart send, a DEALER
- * connected with our standard options, and a monotonic millisecond clock.
+ * connected with our standard options (the clock is base/clock.h, included
+ * here for the callers that time their waits).
  *
  * Frame layouts are in docs/protocol.md. A received message is kept as up to
  * DQ_WIRE_MAX_FRAMES zmq_msg_t (zero copy: large frames are refcounted by
@@ -16,7 +17,8 @@
 #include <stdint.h>
 #include <zmq.h>
 
-#include "tensor/status.h"
+#include "base/clock.h"
+#include "base/status.h"
 
 #define DQ_WIRE_MAX_FRAMES 4
 #define DQ_WIRE_TICKET_MAX 32   /* the broker's opaque per-request ticket frame */
@@ -28,9 +30,6 @@ typedef struct {
     int total;      /* frames the message had (> n when some were dropped) */
     size_t bytes;   /* sum of all frame sizes, dropped ones included */
 } dq_wire_parts;
-
-/* Milliseconds of CLOCK_MONOTONIC. */
-int64_t dq_wire_now_ms(void);
 
 /* Receives one whole multipart message into *p (which need not be
  * initialised; on success the caller closes it with dq_wire_parts_close).

@@ -10,7 +10,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "tensor/status.h"
+#include "base/status.h"
 
 typedef struct {
     int64_t epoch;        /* 1-based */

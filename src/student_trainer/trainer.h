@@ -19,7 +19,7 @@
 
 #include "student_trainer/recipe.h"
 #include "student_trainer/source.h"
-#include "tensor/status.h"
+#include "base/status.h"
 
 typedef enum { DQ_OPTIM_ADAM, DQ_OPTIM_SGD } dq_optim_kind;
 

@@ -20,7 +20,7 @@
 
 #include "proto/msg.h"
 #include "tensor/backend_cuda.h"
-#include "tensor/status.h"
+#include "base/status.h"
 
 typedef struct dq_teacher dq_teacher_t;
 

@@ -266,7 +266,7 @@ static dq_status s_send_ready(dq_worker_t *w, dq_err *err)
     r.capacity = (uint32_t)w->cfg.capacity;
     dq_msg_buf_reset(&w->buf);
     DQ_TRY(dq_msg_encode_ready(&w->buf, &r, err));
-    w->last_ready = dq_wire_now_ms();
+    w->last_ready = dq_clock_now_ms();
     return s_send_buf(w, NULL, err);
 }
 
@@ -375,7 +375,7 @@ static dq_status s_join(dq_worker_t *w, const char *why, dq_err *err)
     o.max_msg_bytes = dq_teacher_max_data_bytes(w->teacher) + (1 << 20);
     DQ_TRY(dq_wire_dealer_new(&w->sock, w->ctx, w->cfg.broker, &o, err));
     w->gen++;
-    w->last_heard = w->last_hb = dq_wire_now_ms();
+    w->last_heard = w->last_hb = dq_clock_now_ms();
     DQ_TRY(s_send_ready(w, err));
     const dq_msg_teacher *id = dq_teacher_identity(w->teacher);
     s_log(w, "%s %s: model %s, sha256 %.16s..., capacity %d", why, w->cfg.broker, id->model,
@@ -390,7 +390,7 @@ static void s_drop(dq_worker_t *w, const char *why)
     if (w->sock) zmq_close(w->sock);
     w->sock = NULL;
     int wait = w->backoff_ms + (int)(s_rand(w) % (uint64_t)(w->backoff_ms / 2 + 1));
-    w->reconnect_at = dq_wire_now_ms() + wait;
+    w->reconnect_at = dq_clock_now_ms() + wait;
     w->backoff_ms = w->backoff_ms * 2 > S_BACKOFF_MAX_MS ? S_BACKOFF_MAX_MS : w->backoff_ms * 2;
     s_log(w, "%s: re-joining in %d ms", why, wait);
 }
@@ -458,7 +458,7 @@ static void s_on_request(dq_worker_t *w, dq_wire_parts *p)
  * refused us for good. */
 static dq_status s_on_broker(dq_worker_t *w, dq_wire_parts *p, dq_err *err)
 {
-    int64_t now = dq_wire_now_ms();
+    int64_t now = dq_clock_now_ms();
     w->last_heard = now;
     w->backoff_ms = S_BACKOFF_MIN_MS;
     if (p->total == 2 && p->n == 2) {
@@ -531,7 +531,7 @@ static int64_t s_min64(int64_t a, int64_t b)
 /* One poll round: waits for the broker, the compute thread or a timer. */
 static dq_status s_step(dq_worker_t *w, dq_err *err)
 {
-    int64_t now = dq_wire_now_ms();
+    int64_t now = dq_clock_now_ms();
     int64_t hb = w->cfg.heartbeat_ms, dead = hb * w->cfg.liveness;
     int64_t next = now + hb;
     if (w->sock) next = s_min64(s_min64(next, w->last_hb + hb), w->last_heard + dead);
@@ -554,7 +554,7 @@ static dq_status s_step(dq_worker_t *w, dq_err *err)
             if (st != DQ_OK) return st;
         }
     }
-    now = dq_wire_now_ms();
+    now = dq_clock_now_ms();
     if (w->sock && now - w->last_heard >= dead) {
         char why[96];
         snprintf(why, sizeof why, "broker silent for %lld ms", (long long)(now - w->last_heard));
@@ -580,14 +580,14 @@ static dq_status s_serve(dq_worker_t *w, dq_err *err)
         if (stop >= 1 && !w->draining) {
             w->draining = true;
             s_log(w, "draining: finishing %d held request(s)", s_held(w));
-            w->drain_sent = dq_wire_now_ms();
+            w->drain_sent = dq_clock_now_ms();
             if (w->sock) DQ_TRY(s_send_simple(w, DQ_MSG_DRAIN, err));
         }
         /* Leave once the broker acknowledged the drain (so no request is
          * still on its way to us) and nothing is held; without an answer
          * within the liveness window the broker is gone or deaf: leave. */
         bool acked = w->drain_acked || !w->sock ||
-                     dq_wire_now_ms() - w->drain_sent >
+                     dq_clock_now_ms() - w->drain_sent >
                          (int64_t)w->cfg.heartbeat_ms * w->cfg.liveness;
         if (w->draining && acked && s_held(w) == 0) {
             s_leave(w, "stopped");

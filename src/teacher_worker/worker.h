@@ -14,7 +14,7 @@
 #include <stdio.h>
 
 #include "tensor/backend_cuda.h"
-#include "tensor/status.h"
+#include "base/status.h"
 
 typedef struct dq_worker dq_worker_t;
 

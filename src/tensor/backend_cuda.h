@@ -14,7 +14,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "tensor/status.h"
+#include "base/status.h"
 
 typedef enum { DQ_DEVICE_CPU = 0, DQ_DEVICE_CUDA } dq_device_kind;
 

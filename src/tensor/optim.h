@@ -10,7 +10,7 @@
 
 #include <stdint.h>
 
-#include "tensor/status.h"
+#include "base/status.h"
 
 /* Hyperparameters are doubles like the Python floats torch.optim gets: it
  * computes 1 - beta and the bias corrections in double and only then rounds to

@@ -1,6 +1,8 @@
 /* tensor.c - allocation, views and shape checks for dq_tensor. */
 #include "tensor/tensor.h"
 
+#include "base/shape.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -76,13 +78,7 @@ int64_t dq_tensor_inner(const dq_tensor *t, int from)
 
 const char *dq_tensor_shape_str(const dq_tensor *t, char *buf, size_t len)
 {
-    size_t off = 0;
-    off += (size_t)snprintf(buf + off, len - off, "[");
-    for (int i = 0; i < t->ndim && off < len; i++)
-        off += (size_t)snprintf(buf + off, len - off, "%s%lld", i ? ", " : "",
-                                (long long)t->shape[i]);
-    if (off < len) snprintf(buf + off, len - off, "]");
-    return buf;
+    return dq_shape_str(t->shape, t->ndim, buf, len);
 }
 
 dq_status dq_tensor_expect_rank(const dq_tensor *t, const char *op, const char *what,

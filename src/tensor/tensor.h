@@ -13,7 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "tensor/status.h"
+#include "base/status.h"
 
 #define DQ_MAX_DIMS 4
 

@@ -1,5 +1,5 @@
 /* status.c - status names and the detail-message helpers. */
-#include "tensor/status.h"
+#include "base/status.h"
 
 #include <stdarg.h>
 #include <stdio.h>
