@@ -58,7 +58,7 @@ typedef struct {
     int layer; /* index into layers */
 } dq_mf_output;
 
-typedef struct {
+typedef struct dq_model_file {
     char name[DQ_MF_NAME_MAX];
     dq_net_input input; /* classes = size of the logits output */
     int n_layers;

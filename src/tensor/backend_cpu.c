@@ -1,0 +1,277 @@
+/* backend_cpu.c - the CPU backend's op table (backend_ops.h): each entry is
+ * the CPU op of tensor/ops.h, plus the two eval-mode forms that make the
+ * network's eval forward batch-invariant (model/net.h): conv2d one GEMM per
+ * image, linear in fixed tiles of S_EVAL_TILE rows.
+ *
+ * Memory is the host's (64-byte aligned, zeroed), and the backend has the
+ * overwriting relu/maxpool backward forms and the fused relu+maxpool one,
+ * which the walk uses to skip zeroing gradients (DQ_BK_SET_GRAD).
+ */
+#include "tensor/backend_ops.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define S_ALIGN 64
+#define S_EVAL_TILE 32 /* rows per eval-mode linear GEMM (batch invariance) */
+
+static void s_destroy(dq_backend_t *b)
+{
+    (void)b;
+}
+
+static dq_status s_alloc(dq_backend_t *b, void **p, size_t bytes, dq_err *err)
+{
+    (void)b;
+    size_t n = (bytes + S_ALIGN - 1) / S_ALIGN * S_ALIGN; /* aligned_alloc's rule */
+    *p = aligned_alloc(S_ALIGN, n ? n : S_ALIGN);
+    if (!*p) return dq_fail(err, DQ_ERR_NOMEM, "cpu: cannot allocate %zu bytes", bytes);
+    memset(*p, 0, n);
+    return DQ_OK;
+}
+
+static void s_free(dq_backend_t *b, void *p)
+{
+    (void)b;
+    free(p);
+}
+
+static dq_status s_memcpy(dq_backend_t *b, void *dst, const void *src, size_t bytes,
+                          dq_err *err)
+{
+    (void)b, (void)err;
+    if (dst != src && bytes) memcpy(dst, src, bytes);
+    return DQ_OK;
+}
+
+static dq_status s_zero(dq_backend_t *b, void *p, size_t bytes, dq_err *err)
+{
+    (void)b, (void)err;
+    if (bytes) memset(p, 0, bytes);
+    return DQ_OK;
+}
+
+static dq_status s_sync(dq_backend_t *b, dq_err *err)
+{
+    (void)b, (void)err;
+    return DQ_OK;
+}
+
+static dq_status s_conv_plan(dq_backend_t *b, void **state, const dq_backend_conv *g,
+                             int64_t max_n, bool train, size_t *ws_bytes, dq_err *err)
+{
+    (void)b, (void)train, (void)err;
+    *state = NULL;
+    dq_conv2d_params p = g->p;
+    p.max_group = 0;
+    *ws_bytes = (size_t)dq_conv2d_workspace(max_n, g->c, g->h, g->w, g->kernel, g->kernel, p) *
+                sizeof(float);
+    return DQ_OK;
+}
+
+static void s_conv_release(dq_backend_t *b, void *state)
+{
+    (void)b, (void)state;
+}
+
+static size_t s_linear_ws(dq_backend_t *b, int64_t in, int64_t out)
+{
+    (void)b;
+    return (size_t)(S_EVAL_TILE * (in + out)) * sizeof(float);
+}
+
+static dq_status s_conv_fwd(dq_backend_t *b, void *state, dq_tensor *out, const dq_tensor *in,
+                            const dq_tensor *w, const dq_tensor *bias, const dq_backend_conv *g,
+                            bool eval, void *ws, size_t ws_bytes, dq_err *err)
+{
+    (void)b, (void)state;
+    dq_conv2d_params p = g->p;
+    p.max_group = eval ? 1 : 0; /* eval: one GEMM per image (batch-invariant) */
+    return dq_conv2d_forward(out, in, w, bias, p, ws, (int64_t)(ws_bytes / sizeof(float)), err);
+}
+
+static dq_status s_conv_bwd(dq_backend_t *b, void *state, dq_tensor *din, dq_tensor *dw,
+                            dq_tensor *db, const dq_tensor *dout, const dq_tensor *in,
+                            const dq_tensor *w, const dq_backend_conv *g, void *ws,
+                            size_t ws_bytes, dq_err *err)
+{
+    (void)b, (void)state;
+    dq_conv2d_params p = g->p;
+    p.max_group = 0;
+    return dq_conv2d_backward(din, dw, db, dout, in, w, p, ws,
+                              (int64_t)(ws_bytes / sizeof(float)), err);
+}
+
+/* Eval-mode linear in fixed tiles of S_EVAL_TILE rows, the last one
+ * zero-padded in the workspace: every GEMM has the same shape, so a sample's
+ * output does not depend on its batch or its row in it. */
+static dq_status s_linear_eval(dq_tensor *out, const dq_tensor *in, const dq_tensor *w,
+                               const dq_tensor *bias, float *ws, dq_err *err)
+{
+    const int64_t N = in->shape[0], I = dq_tensor_inner(in, 1), O = dq_tensor_inner(out, 1);
+    const int64_t T = S_EVAL_TILE;
+    for (int64_t t0 = 0; t0 < N; t0 += T) {
+        int64_t n = N - t0 < T ? N - t0 : T;
+        dq_tensor x = dq_tensor_view2(in->data + t0 * I, T, I);
+        dq_tensor y = dq_tensor_view2(out->data + t0 * O, T, O);
+        if (n < T) { /* the tail tile goes through the workspace */
+            x = dq_tensor_view2(ws, T, I);
+            y = dq_tensor_view2(ws + T * I, T, O);
+            memcpy(x.data, in->data + t0 * I, (size_t)(n * I) * sizeof(float));
+            memset(x.data + n * I, 0, (size_t)((T - n) * I) * sizeof(float));
+        }
+        DQ_TRY(dq_linear_forward(&y, &x, w, bias, err));
+        if (n < T) memcpy(out->data + t0 * O, y.data, (size_t)(n * O) * sizeof(float));
+    }
+    return DQ_OK;
+}
+
+static dq_status s_linear_fwd(dq_backend_t *b, dq_tensor *out, const dq_tensor *in,
+                              const dq_tensor *w, const dq_tensor *bias, bool eval, void *ws,
+                              size_t ws_bytes, dq_err *err)
+{
+    (void)b;
+    if (!eval) return dq_linear_forward(out, in, w, bias, err);
+    size_t need = s_linear_ws(b, dq_tensor_inner(in, 1), dq_tensor_inner(out, 1));
+    if (ws_bytes < need)
+        return dq_fail(err, DQ_ERR_ARG, "linear: eval workspace of %zu bytes, %zu needed",
+                       ws_bytes, need);
+    return s_linear_eval(out, in, w, bias, ws, err);
+}
+
+static dq_status s_linear_bwd(dq_backend_t *b, dq_tensor *din, dq_tensor *dw, dq_tensor *db,
+                              const dq_tensor *dout, const dq_tensor *in, const dq_tensor *w,
+                              dq_err *err)
+{
+    (void)b;
+    return dq_linear_backward(din, dw, db, dout, in, w, err);
+}
+
+static dq_status s_relu_fwd(dq_backend_t *b, dq_tensor *out, const dq_tensor *in, dq_err *err)
+{
+    (void)b;
+    return dq_relu_forward(out, in, err);
+}
+
+static dq_status s_relu_bwd(dq_backend_t *b, dq_tensor *din, const dq_tensor *dout,
+                            const dq_tensor *out, bool set, dq_err *err)
+{
+    (void)b;
+    return set ? dq_relu_backward_set(din, dout, out, err) : dq_relu_backward(din, dout, out, err);
+}
+
+static dq_status s_maxpool_fwd(dq_backend_t *b, dq_tensor *out, int32_t *argmax,
+                               const dq_tensor *in, int kernel, int stride, dq_err *err)
+{
+    (void)b;
+    return dq_maxpool2d_forward(out, argmax, in, kernel, stride, err);
+}
+
+static dq_status s_maxpool_bwd(dq_backend_t *b, dq_tensor *din, const dq_tensor *dout,
+                               const int32_t *argmax, int kernel, int stride, bool set,
+                               dq_err *err)
+{
+    (void)b, (void)kernel, (void)stride;
+    return set ? dq_maxpool2d_backward_set(din, dout, argmax, err)
+               : dq_maxpool2d_backward(din, dout, argmax, err);
+}
+
+static dq_status s_maxpool_relu_bwd(dq_backend_t *b, dq_tensor *din, const dq_tensor *dout,
+                                    const int32_t *argmax, const dq_tensor *relu_out, dq_err *err)
+{
+    (void)b;
+    return dq_maxpool2d_relu_backward_set(din, dout, argmax, relu_out, err);
+}
+
+static dq_status s_avgpool1d_fwd(dq_backend_t *b, dq_tensor *out, const dq_tensor *in,
+                                 int kernel, dq_err *err)
+{
+    (void)b;
+    return dq_avgpool1d_forward(out, in, kernel, err);
+}
+
+static dq_status s_avgpool1d_bwd(dq_backend_t *b, dq_tensor *din, const dq_tensor *dout,
+                                 int kernel, dq_err *err)
+{
+    (void)b;
+    return dq_avgpool1d_backward(din, dout, kernel, err);
+}
+
+static dq_status s_dropout_fwd(dq_backend_t *b, dq_tensor *out, float *mask, const dq_tensor *in,
+                               float p, bool train, dq_rng *rng, dq_err *err)
+{
+    (void)b;
+    return dq_dropout_forward(out, mask, in, p, train, rng, err);
+}
+
+static dq_status s_dropout_bwd(dq_backend_t *b, dq_tensor *din, const dq_tensor *dout,
+                               const float *mask, float p, dq_err *err)
+{
+    (void)b;
+    return dq_dropout_backward(din, dout, mask, p, true, err);
+}
+
+static dq_status s_adam(dq_backend_t *b, float *params, const float *grads, float *m, float *v,
+                        int64_t n, int64_t step, const dq_adam_config *cfg, dq_err *err)
+{
+    (void)b;
+    if (step < 1) return dq_fail(err, DQ_ERR_ARG, "adam: step %lld must be >= 1",
+                                 (long long)step);
+    dq_adam_step(params, grads, m, v, n, step, cfg);
+    return DQ_OK;
+}
+
+static const dq_backend_ops s_cpu_ops = {
+    .name = "cpu",
+    .caps = DQ_BK_HOST_MEMORY | DQ_BK_SET_GRAD | DQ_BK_HOST_RNG,
+    .destroy = s_destroy,
+    .alloc = s_alloc,
+    .free = s_free,
+    .host_alloc = s_alloc,
+    .host_free = s_free,
+    .to_device = s_memcpy,
+    .to_host = s_memcpy,
+    .zero = s_zero,
+    .copy = s_memcpy,
+    .sync = s_sync,
+    .conv_plan = s_conv_plan,
+    .conv_release = s_conv_release,
+    .linear_ws = s_linear_ws,
+    .conv2d_forward = s_conv_fwd,
+    .conv2d_backward = s_conv_bwd,
+    .linear_forward = s_linear_fwd,
+    .linear_backward = s_linear_bwd,
+    .relu_forward = s_relu_fwd,
+    .relu_backward = s_relu_bwd,
+    .maxpool2d_forward = s_maxpool_fwd,
+    .maxpool2d_backward = s_maxpool_bwd,
+    .maxpool2d_relu_backward_set = s_maxpool_relu_bwd,
+    .avgpool1d_forward = s_avgpool1d_fwd,
+    .avgpool1d_backward = s_avgpool1d_bwd,
+    .dropout_forward = s_dropout_fwd,
+    .dropout_backward = s_dropout_bwd,
+    .adam_step = s_adam,
+};
+
+/* Stateless, so one shared read-only instance serves every net. */
+static dq_backend_t s_cpu = {&s_cpu_ops};
+
+dq_backend_t *dq_backend_cpu(void)
+{
+    return &s_cpu;
+}
+
+dq_status dq_backend_new(dq_backend_t **out, dq_device dev, uint64_t seed, dq_err *err)
+{
+    *out = NULL;
+    if (dev.kind == DQ_DEVICE_CUDA) return dq_backend_cuda_new(out, dev, seed, err);
+    *out = &s_cpu;
+    return DQ_OK;
+}
+
+void dq_backend_destroy(dq_backend_t **b)
+{
+    if (!b || !*b) return;
+    if (*b != &s_cpu) (*b)->ops->destroy(*b);
+    *b = NULL;
+}
