@@ -1,7 +1,7 @@
 /* backend_cpu.c - the CPU backend's op table (backend_ops.h): each entry is
- * the CPU op of tensor/ops.h, plus the two eval-mode forms that make the
- * network's eval forward batch-invariant (model/net.h): conv2d one GEMM per
- * image, linear in fixed tiles of S_EVAL_TILE rows.
+ * the CPU op of tensor/ops.h; eval-mode conv2d and linear take the
+ * position-invariant GEMM forms that make the network's eval forward
+ * batch-invariant (model/net.h, tensor/gemm.h).
  *
  * Memory is the host's (64-byte aligned, zeroed), and the backend has the
  * overwriting relu/maxpool backward forms and the fused relu+maxpool one,
@@ -13,7 +13,6 @@
 #include <string.h>
 
 #define S_ALIGN 64
-#define S_EVAL_TILE 32 /* rows per eval-mode linear GEMM (batch invariance) */
 
 static void s_destroy(dq_backend_t *b)
 {
@@ -64,8 +63,10 @@ static dq_status s_conv_plan(dq_backend_t *b, void **state, const dq_backend_con
     *state = NULL;
     dq_conv2d_params p = g->p;
     p.max_group = 0;
-    *ws_bytes = (size_t)dq_conv2d_workspace(max_n, g->c, g->h, g->w, g->kernel, g->kernel, p) *
-                sizeof(float);
+    int64_t ws = dq_conv2d_workspace(max_n, g->c, g->h, g->w, g->kernel, g->kernel, p);
+    int64_t we = dq_conv2d_invariant_workspace(max_n, g->c, g->h, g->w, g->kernel, g->kernel,
+                                               g->oc, p);
+    *ws_bytes = (size_t)(ws > we ? ws : we) * sizeof(float);
     return DQ_OK;
 }
 
@@ -76,8 +77,8 @@ static void s_conv_release(dq_backend_t *b, void *state)
 
 static size_t s_linear_ws(dq_backend_t *b, int64_t in, int64_t out)
 {
-    (void)b;
-    return (size_t)(S_EVAL_TILE * (in + out)) * sizeof(float);
+    (void)b, (void)in, (void)out;
+    return (size_t)dq_linear_invariant_workspace() * sizeof(float);
 }
 
 static dq_status s_conv_fwd(dq_backend_t *b, void *state, dq_tensor *out, const dq_tensor *in,
@@ -86,8 +87,11 @@ static dq_status s_conv_fwd(dq_backend_t *b, void *state, dq_tensor *out, const 
 {
     (void)b, (void)state;
     dq_conv2d_params p = g->p;
-    p.max_group = eval ? 1 : 0; /* eval: one GEMM per image (batch-invariant) */
-    return dq_conv2d_forward(out, in, w, bias, p, ws, (int64_t)(ws_bytes / sizeof(float)), err);
+    p.max_group = 0;
+    int64_t wf = (int64_t)(ws_bytes / sizeof(float));
+    /* eval: position-invariant GEMMs (batch-invariant, see model/net.h) */
+    return eval ? dq_conv2d_forward_invariant(out, in, w, bias, p, ws, wf, err)
+                : dq_conv2d_forward(out, in, w, bias, p, ws, wf, err);
 }
 
 static dq_status s_conv_bwd(dq_backend_t *b, void *state, dq_tensor *din, dq_tensor *dw,
@@ -102,41 +106,14 @@ static dq_status s_conv_bwd(dq_backend_t *b, void *state, dq_tensor *din, dq_ten
                               (int64_t)(ws_bytes / sizeof(float)), err);
 }
 
-/* Eval-mode linear in fixed tiles of S_EVAL_TILE rows, the last one
- * zero-padded in the workspace: every GEMM has the same shape, so a sample's
- * output does not depend on its batch or its row in it. */
-static dq_status s_linear_eval(dq_tensor *out, const dq_tensor *in, const dq_tensor *w,
-                               const dq_tensor *bias, float *ws, dq_err *err)
-{
-    const int64_t N = in->shape[0], I = dq_tensor_inner(in, 1), O = dq_tensor_inner(out, 1);
-    const int64_t T = S_EVAL_TILE;
-    for (int64_t t0 = 0; t0 < N; t0 += T) {
-        int64_t n = N - t0 < T ? N - t0 : T;
-        dq_tensor x = dq_tensor_view2(in->data + t0 * I, T, I);
-        dq_tensor y = dq_tensor_view2(out->data + t0 * O, T, O);
-        if (n < T) { /* the tail tile goes through the workspace */
-            x = dq_tensor_view2(ws, T, I);
-            y = dq_tensor_view2(ws + T * I, T, O);
-            memcpy(x.data, in->data + t0 * I, (size_t)(n * I) * sizeof(float));
-            memset(x.data + n * I, 0, (size_t)((T - n) * I) * sizeof(float));
-        }
-        DQ_TRY(dq_linear_forward(&y, &x, w, bias, err));
-        if (n < T) memcpy(out->data + t0 * O, y.data, (size_t)(n * O) * sizeof(float));
-    }
-    return DQ_OK;
-}
-
 static dq_status s_linear_fwd(dq_backend_t *b, dq_tensor *out, const dq_tensor *in,
                               const dq_tensor *w, const dq_tensor *bias, bool eval, void *ws,
                               size_t ws_bytes, dq_err *err)
 {
     (void)b;
     if (!eval) return dq_linear_forward(out, in, w, bias, err);
-    size_t need = s_linear_ws(b, dq_tensor_inner(in, 1), dq_tensor_inner(out, 1));
-    if (ws_bytes < need)
-        return dq_fail(err, DQ_ERR_ARG, "linear: eval workspace of %zu bytes, %zu needed",
-                       ws_bytes, need);
-    return s_linear_eval(out, in, w, bias, ws, err);
+    return dq_linear_forward_invariant(out, in, w, bias, ws, (int64_t)(ws_bytes / sizeof(float)),
+                                       err);
 }
 
 static dq_status s_linear_bwd(dq_backend_t *b, dq_tensor *din, dq_tensor *dw, dq_tensor *db,
