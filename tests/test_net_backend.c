@@ -208,18 +208,18 @@ static dq_status s_c_relu_b(dq_backend_t *b, dq_tensor *din, const dq_tensor *do
 }
 
 static dq_status s_c_pool_f(dq_backend_t *b, dq_tensor *out, int32_t *am, const dq_tensor *in,
-                            int k, int s, dq_err *err)
+                            int k, int s, int pad, dq_err *err)
 {
     s_cnt(b)->calls[S_POOL_F]++;
-    return s_cnt(b)->cpu->maxpool2d_forward(b, out, am, in, k, s, err);
+    return s_cnt(b)->cpu->maxpool2d_forward(b, out, am, in, k, s, pad, err);
 }
 
 static dq_status s_c_pool_b(dq_backend_t *b, dq_tensor *din, const dq_tensor *dout,
-                            const int32_t *am, int k, int s, bool set, dq_err *err)
+                            const int32_t *am, int k, int s, int pad, bool set, dq_err *err)
 {
     s_cnt(b)->calls[S_POOL_B]++;
     if (set && !(s_cnt(b)->ops.caps & DQ_BK_SET_GRAD)) fail_msg("maxpool: set without the cap");
-    return s_cnt(b)->cpu->maxpool2d_backward(b, din, dout, am, k, s, set, err);
+    return s_cnt(b)->cpu->maxpool2d_backward(b, din, dout, am, k, s, pad, set, err);
 }
 
 static dq_status s_c_fused_b(dq_backend_t *b, dq_tensor *din, const dq_tensor *dout,

@@ -75,6 +75,93 @@ static void s_bind_bparams(dq_net_t *net)
                                        net->param[i].ndim, net->param[i].shape);
         net->bparam[i].name = net->bgrad[i].name = net->pname[i];
     }
+    for (int k = 0; k < net->n_bufs; k++) {
+        net->bbuf[k] = net->buf[k];
+        if (net->buf[k].data) net->bbuf[k].data = net->bbufs + (net->buf[k].data - net->bufs);
+    }
+}
+
+/* Adds one named buffer: F32 of n floats at *off in bufs, or (i64) an I64
+ * scalar at nbt[*nb]. */
+static int s_add_buf(dq_net_t *net, const char *layer, const char *suffix, int64_t n,
+                     bool i64, int64_t *off, int *nb)
+{
+    int k = net->n_bufs++;
+    snprintf(net->bname[k], DQ_NET_PNAME_MAX, "%s.%s", layer, suffix);
+    if (i64) {
+        net->buf[k] = dq_tensor_view(NULL, 0, NULL);
+        net->buf_i64[k] = &net->nbt[(*nb)++];
+    } else {
+        net->buf[k] = dq_tensor_view(net->bufs + *off, 1, &n);
+        net->buf_i64[k] = NULL;
+        *off += n;
+    }
+    net->buf[k].name = net->bname[k];
+    return k;
+}
+
+/* Running stats as PyTorch starts them: mean 0, var 1, no batches. */
+static void s_reset_bufs(dq_net_t *net)
+{
+    for (int i = 0; i < net->mf.n_layers; i++) {
+        if (net->mf.layers[i].type != DQ_LAYER_BATCHNORM2D) continue;
+        dq_tensor *m = &net->buf[net->rm_idx[i]], *v = &net->buf[net->rv_idx[i]];
+        for (int64_t c = 0; c < dq_tensor_numel(m); c++) m->data[c] = 0.0f, v->data[c] = 1.0f;
+        *net->buf_i64[net->nbt_idx[i]] = 0;
+    }
+}
+
+/* Buffers and eval folding, after the parameters are laid out. */
+static dq_status s_setup_bufs(dq_net_t *net, dq_err *err)
+{
+    const dq_model_file *mf = &net->mf;
+    int n_bn = 0;
+    int64_t fold_floats = 0;
+    int readers[DQ_MF_MAX_LAYERS] = {0};
+    for (int k = 0; k < mf->n_outputs; k++) readers[mf->outputs[k].layer]++;
+    for (int j = 0; j < mf->n_layers; j++) {
+        const dq_mf_layer *l = &mf->layers[j];
+        if (l->from != DQ_MF_INPUT) readers[l->from]++;
+        if (l->type == DQ_LAYER_ADD && l->from2 != DQ_MF_INPUT) readers[l->from2]++;
+        if (l->type == DQ_LAYER_BATCHNORM2D) n_bn++, net->n_buf_floats += 2 * l->in;
+    }
+    for (int j = 0; j < mf->n_layers; j++) net->fold_bn[j] = net->folded_into[j] = -1;
+    for (int j = 0; j < mf->n_layers; j++) {
+        const dq_mf_layer *l = &mf->layers[j];
+        if (l->type != DQ_LAYER_BATCHNORM2D || l->from == DQ_MF_INPUT) continue;
+        const dq_mf_layer *c = &mf->layers[l->from];
+        if (c->type != DQ_LAYER_CONV2D || readers[l->from] != 1) continue;
+        net->fold_bn[l->from] = j;
+        net->folded_into[j] = l->from;
+        fold_floats += dq_tensor_numel(&net->param[net->w_idx[l->from]]) + c->out;
+    }
+    net->bufs = s_alloc_floats(net->n_buf_floats);
+    net->nbt = calloc((size_t)(n_bn > 0 ? n_bn : 1), sizeof(int64_t));
+    net->fold_mem = s_alloc_floats(fold_floats);
+    if (!net->bufs || !net->nbt || !net->fold_mem)
+        return dq_fail(err, DQ_ERR_NOMEM, "%s: cannot allocate batch-norm buffers", mf->name);
+    int64_t off = 0, foff = 0;
+    int nb = 0;
+    for (int i = 0; i < mf->n_layers; i++) {
+        const dq_mf_layer *l = &mf->layers[i];
+        net->rm_idx[i] = net->rv_idx[i] = net->nbt_idx[i] = -1;
+        if (l->type == DQ_LAYER_BATCHNORM2D) {
+            net->rm_idx[i] = s_add_buf(net, l->name, "running_mean", l->in, false, &off, &nb);
+            net->rv_idx[i] = s_add_buf(net, l->name, "running_var", l->in, false, &off, &nb);
+            net->nbt_idx[i] = s_add_buf(net, l->name, "num_batches_tracked", 0, true, &off, &nb);
+        }
+        if (net->fold_bn[i] >= 0) {
+            const dq_tensor *w = &net->param[net->w_idx[i]];
+            net->fold_w[i] = dq_tensor_view(net->fold_mem + foff, w->ndim, w->shape);
+            foff += dq_tensor_numel(w);
+            net->fold_b[i] = dq_tensor_view(net->fold_mem + foff, 1, &l->out);
+            foff += l->out;
+        }
+    }
+    s_reset_bufs(net);
+    net->fold_on = true;
+    net->fold_stale = true;
+    return DQ_OK;
 }
 
 dq_status dq_net_from_model_file(dq_net_t **out, const dq_model_file *mf, dq_err *err)
@@ -103,8 +190,14 @@ dq_status dq_net_from_model_file(dq_net_t **out, const dq_model_file *mf, dq_err
         net->w_idx[i] = s_add_param(net, l->name, "weight", r, wshape, &off);
         if (l->bias) net->b_idx[i] = s_add_param(net, l->name, "bias", 1, &l->out, &off);
     }
+    dq_status st = s_setup_bufs(net, err);
+    if (st != DQ_OK) {
+        dq_net_destroy(&net);
+        return st;
+    }
     net->bparams = net->params;
     net->bgrads = net->grads;
+    net->bbufs = net->bufs;
     s_bind_bparams(net);
     *out = net;
     return DQ_OK;
@@ -153,6 +246,9 @@ void dq_net_destroy(dq_net_t **pnet)
     if (net->bk) s_free_backend(net);
     free(net->params);
     free(net->grads);
+    free(net->bufs);
+    free(net->nbt);
+    free(net->fold_mem);
     free(net);
     *pnet = NULL;
 }
@@ -174,11 +270,19 @@ const dq_model_file *dq_net_model_file(const dq_net_t *net)
 
 void dq_net_init_params(dq_net_t *net, dq_rng *rng)
 {
+    net->fold_stale = true;
+    s_reset_bufs(net);
     for (int i = 0; i < net->mf.n_layers; i++) {
         const dq_mf_layer *l = &net->mf.layers[i];
         if (net->w_idx[i] < 0) continue;
+        if (l->type == DQ_LAYER_BATCHNORM2D) { /* PyTorch: weight 1, bias 0, no rng draws */
+            dq_tensor *w = &net->param[net->w_idx[i]], *b = &net->param[net->b_idx[i]];
+            for (int64_t c = 0; c < l->in; c++) w->data[c] = 1.0f, b->data[c] = 0.0f;
+            continue;
+        }
         int64_t fan_in = l->in;
-        if (l->type == DQ_LAYER_CONV2D) fan_in *= (int64_t)l->kernel * l->kernel;
+        if (l->type == DQ_LAYER_CONV2D)
+            fan_in = fan_in / (l->groups > 1 ? l->groups : 1) * l->kernel * l->kernel;
         dq_tensor *w = &net->param[net->w_idx[i]];
         dq_init_uniform_fan_in(w->data, dq_tensor_numel(w), fan_in, rng);
         if (net->b_idx[i] >= 0) dq_init_uniform_fan_in(net->param[net->b_idx[i]].data, l->out,
@@ -198,17 +302,20 @@ static dq_status s_use_backend(dq_net_t *net, dq_backend_t *bk, bool train, dq_e
     net->dev_train = train && !net->host;
     net->bparams = net->params;
     net->bgrads = net->grads;
+    net->bbufs = net->bufs;
     net->bm = net->bv = NULL;
     if (!net->host) {
         size_t copies = net->dev_train ? 4 : 1;
         size_t pbytes = ((size_t)net->n_floats * sizeof(float) + S_ALIGN - 1) / S_ALIGN * S_ALIGN;
+        size_t bbytes = (size_t)net->n_buf_floats * sizeof(float);
         void *mem = NULL;
-        DQ_TRY(bk->ops->alloc(bk, &mem, copies * pbytes, err));
+        DQ_TRY(bk->ops->alloc(bk, &mem, copies * pbytes + bbytes, err));
         net->bparam_mem = mem;
         net->bparams = mem;
         net->bgrads = net->dev_train ? (float *)((char *)mem + pbytes) : NULL;
         net->bm = net->dev_train ? (float *)((char *)mem + 2 * pbytes) : NULL;
         net->bv = net->dev_train ? (float *)((char *)mem + 3 * pbytes) : NULL;
+        net->bbufs = (float *)((char *)mem + copies * pbytes);
     }
     s_bind_bparams(net);
     return DQ_OK;
@@ -265,24 +372,33 @@ static void s_plan_writers(dq_net_t *net)
         const dq_mf_layer *l = &mf->layers[j];
         if (l->type != DQ_LAYER_FLATTEN && l->from != DQ_MF_INPUT)
             writers[s_grad_root(mf, l->from)]++;
+        if (l->type == DQ_LAYER_ADD && l->from2 != DQ_MF_INPUT) /* add writes both inputs' */
+            writers[s_grad_root(mf, l->from2)]++;
     }
     for (int i = 0; i < mf->n_layers; i++) {
         net->zero[i] = s_grad_root(mf, i) == i;
         net->set_din[i] = net->pool_relu[i] = net->relu_folded[i] = net->relu_inplace[i] = false;
     }
-    /* A relu may run in place on a conv/linear output that nothing else
-     * reads (relu backward needs only its output; conv and linear backward
-     * never read their own output). */
+    /* A relu (relu6, clip) may run in place on an output that nothing else
+     * reads when the layer that made it never reads its own output in
+     * backward (conv, linear, batchnorm2d: their input; add: nothing); the
+     * relu's backward needs only its output. */
     int readers[DQ_MF_MAX_LAYERS] = {0};
     for (int k = 0; k < mf->n_outputs; k++) readers[mf->outputs[k].layer]++;
-    for (int j = 0; j < mf->n_layers; j++)
-        if (mf->layers[j].from != DQ_MF_INPUT) readers[mf->layers[j].from]++;
     for (int j = 0; j < mf->n_layers; j++) {
         const dq_mf_layer *l = &mf->layers[j];
-        if (l->type != DQ_LAYER_RELU || l->from == DQ_MF_INPUT) continue;
+        if (l->from != DQ_MF_INPUT) readers[l->from]++;
+        if (l->type == DQ_LAYER_ADD && l->from2 != DQ_MF_INPUT) readers[l->from2]++;
+    }
+    for (int j = 0; j < mf->n_layers; j++) {
+        const dq_mf_layer *l = &mf->layers[j];
+        bool act = l->type == DQ_LAYER_RELU || l->type == DQ_LAYER_RELU6 ||
+                   l->type == DQ_LAYER_CLIP;
+        if (!act || l->from == DQ_MF_INPUT) continue;
         dq_layer_type src = mf->layers[l->from].type;
         net->relu_inplace[j] = readers[l->from] == 1 &&
-                               (src == DQ_LAYER_CONV2D || src == DQ_LAYER_LINEAR);
+                               (src == DQ_LAYER_CONV2D || src == DQ_LAYER_LINEAR ||
+                                src == DQ_LAYER_BATCHNORM2D || src == DQ_LAYER_ADD);
     }
     for (int j = 0; can_set && j < mf->n_layers; j++) {
         const dq_mf_layer *l = &mf->layers[j];
@@ -338,7 +454,7 @@ static size_t s_layout(dq_net_t *net, unsigned char *base, int64_t N, size_t ws_
         const dq_mf_layer *l = &mf->layers[i];
         size_t bytes = (size_t)(N * dq_mf_out_numel(l)) * fsz;
         float *p = NULL;
-        if (l->type == DQ_LAYER_RELU && net->relu_inplace[i]) p = net->out[l->from].data;
+        if (net->relu_inplace[i]) p = net->out[l->from].data;
         else if (l->type != DQ_LAYER_FLATTEN) p = s_carve(base, &off, bytes);
         else p = l->from == DQ_MF_INPUT ? net->in.data : net->out[l->from].data;
         net->out[i] = s_batched(p, N, l->out_rank, l->out_shape);
@@ -369,8 +485,13 @@ static size_t s_layout(dq_net_t *net, unsigned char *base, int64_t N, size_t ws_
     for (int i = 0; i < mf->n_layers; i++) {
         const dq_mf_layer *l = &mf->layers[i];
         net->argmax[i] = NULL;
+        net->save_mean[i] = net->save_invstd[i] = NULL;
         if (l->type == DQ_LAYER_MAXPOOL2D)
             net->argmax[i] = s_carve(base, &off, (size_t)(N * dq_mf_out_numel(l)) * sizeof(int32_t));
+        if (l->type == DQ_LAYER_BATCHNORM2D) {
+            net->save_mean[i] = s_carve(base, &off, (size_t)l->in * fsz);
+            net->save_invstd[i] = s_carve(base, &off, (size_t)l->in * fsz);
+        }
     }
     return off;
 }
@@ -387,7 +508,7 @@ static double s_arena_estimate(const dq_net_t *net, int64_t N)
             per += (double)l->in * l->kernel * l->kernel * (double)dq_mf_out_numel(l) /
                    (double)l->out;
     }
-    return (double)N * per * 4.0 + 64.0 * 4 * (mf->n_layers + 2);
+    return (double)N * per * 4.0 + 64.0 * 6 * (mf->n_layers + 2);
 }
 
 /* The backend's per-conv state for max_batch into conv[], and the largest
@@ -407,7 +528,7 @@ static dq_status s_plan_ops(dq_net_t *net, int64_t max_batch, void **conv, size_
         }
         if (l->type != DQ_LAYER_CONV2D) continue;
         net->geom[i] = (dq_backend_conv){l->in_shape[0], l->in_shape[1], l->in_shape[2], l->out,
-                                         l->kernel, {l->stride, l->padding, 0}};
+                                         l->kernel, {l->stride, l->padding, 0, l->groups}};
         size_t w = 0;
         dq_status st = ops->conv_plan(net->bk, &conv[i], &net->geom[i], max_batch,
                                       net->dev_train, &w, err);
@@ -482,10 +603,13 @@ dq_status dq_net_plan(dq_net_t *net, int64_t max_batch, dq_err *err)
 
 dq_status dq_net_upload(dq_net_t *net, const float *m, const float *v, dq_err *err)
 {
+    net->fold_stale = true;
     if (net->host) return DQ_OK;
     const dq_backend_ops *ops = net->bk->ops;
     size_t bytes = (size_t)net->n_floats * sizeof(float);
     DQ_TRY(ops->to_device(net->bk, net->bparams, net->params, bytes, err));
+    DQ_TRY(ops->to_device(net->bk, net->bbufs, net->bufs,
+                          (size_t)net->n_buf_floats * sizeof(float), err));
     if (m && net->bm) DQ_TRY(ops->to_device(net->bk, net->bm, m, bytes, err));
     if (v && net->bv) DQ_TRY(ops->to_device(net->bk, net->bv, v, bytes, err));
     return ops->sync(net->bk, err);
@@ -497,6 +621,8 @@ dq_status dq_net_download(dq_net_t *net, bool grads, float *m, float *v, dq_err 
     const dq_backend_ops *ops = net->bk->ops;
     size_t bytes = (size_t)net->n_floats * sizeof(float);
     DQ_TRY(ops->to_host(net->bk, net->params, net->bparams, bytes, err));
+    DQ_TRY(ops->to_host(net->bk, net->bufs, net->bbufs, (size_t)net->n_buf_floats * sizeof(float),
+                        err));
     if (grads && net->bgrads) DQ_TRY(ops->to_host(net->bk, net->grads, net->bgrads, bytes, err));
     if (m && net->bm) DQ_TRY(ops->to_host(net->bk, m, net->bm, bytes, err));
     if (v && net->bv) DQ_TRY(ops->to_host(net->bk, v, net->bv, bytes, err));
@@ -545,9 +671,23 @@ int64_t dq_net_param_floats(const dq_net_t *net)
     return net->n_floats;
 }
 
+/* Handing out writable parameters (or buffers) may change them: the eval
+ * folding is redone before the next eval forward. */
 float *dq_net_params(dq_net_t *net)
 {
+    net->fold_stale = true;
     return net->params;
+}
+
+void dq_net_params_changed(dq_net_t *net)
+{
+    net->fold_stale = true;
+}
+
+void dq_net_set_bn_fold(dq_net_t *net, bool on)
+{
+    net->fold_on = on;
+    net->fold_stale = true;
 }
 
 float *dq_net_grads(dq_net_t *net)
@@ -567,6 +707,7 @@ const char *dq_net_param_name(const dq_net_t *net, int i)
 
 dq_tensor *dq_net_param(dq_net_t *net, int i)
 {
+    net->fold_stale = true;
     return i >= 0 && i < net->n_params ? &net->param[i] : NULL;
 }
 
@@ -577,9 +718,33 @@ dq_tensor *dq_net_param_grad(dq_net_t *net, int i)
 
 dq_tensor *dq_net_find_tensor(dq_net_t *net, const char *name)
 {
+    net->fold_stale = true;
     for (int i = 0; name && i < net->n_params; i++)
         if (strcmp(net->pname[i], name) == 0) return &net->param[i];
+    for (int k = 0; name && k < net->n_bufs; k++)
+        if (net->buf[k].data && strcmp(net->bname[k], name) == 0) return &net->buf[k];
     return NULL;
+}
+
+int dq_net_buffer_count(const dq_net_t *net)
+{
+    return net->n_bufs;
+}
+
+const char *dq_net_buffer_name(const dq_net_t *net, int i)
+{
+    return i >= 0 && i < net->n_bufs ? net->bname[i] : NULL;
+}
+
+dq_tensor *dq_net_buffer(dq_net_t *net, int i)
+{
+    net->fold_stale = true;
+    return i >= 0 && i < net->n_bufs && net->buf[i].data ? &net->buf[i] : NULL;
+}
+
+int64_t *dq_net_buffer_i64(dq_net_t *net, int i)
+{
+    return i >= 0 && i < net->n_bufs ? net->buf_i64[i] : NULL;
 }
 
 double dq_net_flops_per_sample(const dq_net_t *net)
@@ -588,7 +753,8 @@ double dq_net_flops_per_sample(const dq_net_t *net)
     for (int i = 0; i < net->mf.n_layers; i++) {
         const dq_mf_layer *l = &net->mf.layers[i];
         if (l->type == DQ_LAYER_CONV2D)
-            f += 2.0 * (double)dq_mf_out_numel(l) * (double)l->in * l->kernel * l->kernel;
+            f += 2.0 * (double)dq_mf_out_numel(l) * (double)(l->in / (l->groups > 1 ? l->groups : 1)) *
+                 l->kernel * l->kernel;
         else if (l->type == DQ_LAYER_LINEAR)
             f += 2.0 * (double)l->in * (double)l->out;
     }

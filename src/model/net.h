@@ -133,8 +133,30 @@ int dq_net_param_count(const dq_net_t *net);
 const char *dq_net_param_name(const dq_net_t *net, int i);
 dq_tensor *dq_net_param(dq_net_t *net, int i);
 dq_tensor *dq_net_param_grad(dq_net_t *net, int i);
-/* A parameter (host view) by its state_dict name, NULL if none. */
+/* A parameter or a float buffer (host view) by its state_dict name, NULL if
+ * none. */
 dq_tensor *dq_net_find_tensor(dq_net_t *net, const char *name);
+
+/* Buffers: state_dict entries that are not trained, saved beside the
+ * parameters: per batchnorm2d layer "<layer>.running_mean" and
+ * ".running_var" (F32 [features]) and ".num_batches_tracked" (I64 scalar).
+ * dq_net_buffer is NULL for the I64 one, dq_net_buffer_i64 for the others. */
+int dq_net_buffer_count(const dq_net_t *net);
+const char *dq_net_buffer_name(const dq_net_t *net, int i);
+dq_tensor *dq_net_buffer(dq_net_t *net, int i);
+int64_t *dq_net_buffer_i64(dq_net_t *net, int i);
+
+/* Eval forward folds each batchnorm2d whose input is a conv2d read by
+ * nothing else into that conv (weights scaled, bias shifted: outputs within
+ * float rounding of the unfolded pair), recomputed before the first eval
+ * forward after any change of the parameters or buffers: a training
+ * forward, an Adam step, init, upload, or handing out a writable pointer
+ * (dq_net_params, dq_net_param, dq_net_find_tensor, dq_net_buffer). A
+ * caller that writes through a pointer it kept from before must call
+ * dq_net_params_changed. set_bn_fold(false) runs the batch norms as they
+ * are (for tests; default on). CPU backend only. */
+void dq_net_params_changed(dq_net_t *net);
+void dq_net_set_bn_fold(dq_net_t *net, bool on);
 
 /* Forward FLOPs per sample (multiply-add = 2), for benchmarks. */
 double dq_net_flops_per_sample(const dq_net_t *net);

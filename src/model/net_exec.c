@@ -35,7 +35,43 @@ static void s_set_batch(dq_net_t *net, int64_t n)
         net->out_view[o].shape[0] = net->grad_view[o].shape[0] = n;
 }
 
-static dq_status s_layer_forward(dq_net_t *net, int i, bool train, dq_rng *rng, dq_err *err)
+/* A layer whose op this backend lacks: one line naming the op and backend. */
+static dq_status s_unsupported(const dq_net_t *net, const dq_mf_layer *l, dq_err *err)
+{
+    return dq_fail(err, DQ_ERR_UNSUPPORTED, "%s is not implemented on %s yet",
+                   dq_layer_type_name(l->type), net->bk->ops->name);
+}
+
+#define S_NEED(fn)                                         \
+    do {                                                   \
+        if (!ops->fn) return s_unsupported(net, l, err);   \
+    } while (0)
+
+/* Recomputes the folded conv weights of every conv -> batchnorm2d pair
+ * from the current parameters and running statistics (net_int.h). */
+static void s_refold(dq_net_t *net)
+{
+    for (int i = 0; i < net->mf.n_layers; i++) {
+        int j = net->fold_bn[i];
+        if (j < 0) continue;
+        const dq_mf_layer *c = &net->mf.layers[i], *bn = &net->mf.layers[j];
+        const dq_tensor *w = &net->param[net->w_idx[i]];
+        memcpy(net->fold_w[i].data, w->data, (size_t)dq_tensor_numel(w) * sizeof(float));
+        if (net->b_idx[i] >= 0)
+            memcpy(net->fold_b[i].data, net->param[net->b_idx[i]].data,
+                   (size_t)c->out * sizeof(float));
+        else
+            memset(net->fold_b[i].data, 0, (size_t)c->out * sizeof(float));
+        dq_batchnorm2d_fold(net->fold_w[i].data, net->fold_b[i].data, c->out,
+                            dq_tensor_numel(w) / c->out, net->param[net->w_idx[j]].data,
+                            net->param[net->b_idx[j]].data, net->buf[net->rm_idx[j]].data,
+                            net->buf[net->rv_idx[j]].data, bn->eps);
+    }
+    net->fold_stale = false;
+}
+
+static dq_status s_layer_forward(dq_net_t *net, int i, bool train, bool fold, dq_rng *rng,
+                                 dq_err *err)
 {
     const dq_backend_ops *ops = net->bk->ops;
     dq_backend_t *bk = net->bk;
@@ -44,6 +80,10 @@ static dq_status s_layer_forward(dq_net_t *net, int i, bool train, dq_rng *rng, 
     dq_tensor *out = &net->out[i];
     switch (l->type) {
     case DQ_LAYER_CONV2D:
+        if (fold && net->fold_bn[i] >= 0) /* eval: conv with the BN folded in, into its output */
+            return ops->conv2d_forward(bk, net->conv[i], &net->out[net->fold_bn[i]], in,
+                                       &net->fold_w[i], &net->fold_b[i], &net->geom[i], true,
+                                       net->ws, net->ws_bytes, err);
         return ops->conv2d_forward(bk, net->conv[i], out, in, s_param(net, net->w_idx[i]),
                                    s_param(net, net->b_idx[i]), &net->geom[i], !train, net->ws,
                                    net->ws_bytes, err);
@@ -53,11 +93,36 @@ static dq_status s_layer_forward(dq_net_t *net, int i, bool train, dq_rng *rng, 
                                    err);
     case DQ_LAYER_RELU: return ops->relu_forward(bk, out, in, err);
     case DQ_LAYER_MAXPOOL2D:
-        return ops->maxpool2d_forward(bk, out, net->argmax[i], in, l->kernel, l->stride, err);
+        return ops->maxpool2d_forward(bk, out, net->argmax[i], in, l->kernel, l->stride,
+                                      l->padding, err);
     case DQ_LAYER_AVGPOOL1D: return ops->avgpool1d_forward(bk, out, in, l->kernel, err);
     case DQ_LAYER_DROPOUT:
         return ops->dropout_forward(bk, out, net->mask[i], in, l->p, train, rng, err);
     case DQ_LAYER_FLATTEN: return DQ_OK; /* a view laid out by plan */
+    case DQ_LAYER_BATCHNORM2D:
+        if (fold && net->folded_into[i] >= 0) return DQ_OK; /* done by its conv */
+        S_NEED(batchnorm2d_forward);
+        if (train) (*net->buf_i64[net->nbt_idx[i]])++;
+        return ops->batchnorm2d_forward(bk, out, net->save_mean[i], net->save_invstd[i],
+                                        &net->bbuf[net->rm_idx[i]], &net->bbuf[net->rv_idx[i]],
+                                        in, s_param(net, net->w_idx[i]),
+                                        s_param(net, net->b_idx[i]), l->eps, l->momentum, train,
+                                        err);
+    case DQ_LAYER_RELU6:
+    case DQ_LAYER_CLIP:
+        S_NEED(clip_forward);
+        return ops->clip_forward(bk, out, in, l->lo, l->hi, err);
+    case DQ_LAYER_AVGPOOL2D:
+        S_NEED(avgpool2d_forward);
+        return ops->avgpool2d_forward(bk, out, in, l->kernel, l->stride, l->padding,
+                                      l->count_include_pad, err);
+    case DQ_LAYER_GLOBAL_AVGPOOL:
+        S_NEED(global_avgpool_forward);
+        return ops->global_avgpool_forward(bk, out, in, err);
+    case DQ_LAYER_ADD:
+        S_NEED(add_forward);
+        return ops->add_forward(bk, out, in,
+                                l->from2 == DQ_MF_INPUT ? &net->in : &net->out[l->from2], err);
     default: return dq_fail(err, DQ_ERR_ARG, "unknown layer type");
     }
 }
@@ -113,8 +178,12 @@ dq_status dq_net_forward_outputs(dq_net_t *net, const dq_tensor *input, bool tra
     s_set_batch(net, N);
     DQ_TRY(ops->to_device(net->bk, net->in.data, input->data,
                           (size_t)dq_tensor_numel(&net->in) * sizeof(float), err));
+    /* Eval on the CPU runs each conv -> batchnorm2d pair as one folded conv. */
+    bool fold = !train && net->fold_on && net->host;
+    if (fold && net->fold_stale) s_refold(net);
+    if (train) net->fold_stale = true; /* the running statistics move */
     for (int i = 0; i < mf->n_layers; i++) {
-        dq_status st = s_layer_forward(net, i, train, rng, err);
+        dq_status st = s_layer_forward(net, i, train, fold, rng, err);
         if (st != DQ_OK)
             return dq_fail_prefix(err, st, "net %s: layer %s (line %d): ", mf->name,
                                   mf->layers[i].name, mf->layers[i].line);
@@ -169,12 +238,35 @@ static dq_status s_layer_backward(dq_net_t *net, int i, dq_err *err)
                                                     net->argmax[i], &net->out[l->from], err);
         if (!din) return DQ_OK;
         return ops->maxpool2d_backward(bk, din, dout, net->argmax[i], l->kernel, l->stride,
-                                       net->set_din[i], err);
+                                       l->padding, net->set_din[i], err);
     case DQ_LAYER_AVGPOOL1D:
         return din ? ops->avgpool1d_backward(bk, din, dout, l->kernel, err) : DQ_OK;
     case DQ_LAYER_DROPOUT:
         return din ? ops->dropout_backward(bk, din, dout, net->mask[i], l->p, err) : DQ_OK;
     case DQ_LAYER_FLATTEN: return DQ_OK; /* its gradient aliases its input's */
+    case DQ_LAYER_BATCHNORM2D:
+        S_NEED(batchnorm2d_backward);
+        return ops->batchnorm2d_backward(bk, din, s_grad(net, net->w_idx[i]),
+                                         s_grad(net, net->b_idx[i]), dout, in,
+                                         s_param(net, net->w_idx[i]), net->save_mean[i],
+                                         net->save_invstd[i], err);
+    case DQ_LAYER_RELU6:
+    case DQ_LAYER_CLIP:
+        S_NEED(clip_backward);
+        return din ? ops->clip_backward(bk, din, dout, &net->out[i], l->lo, l->hi, err) : DQ_OK;
+    case DQ_LAYER_AVGPOOL2D:
+        S_NEED(avgpool2d_backward);
+        return din ? ops->avgpool2d_backward(bk, din, dout, l->kernel, l->stride, l->padding,
+                                             l->count_include_pad, err)
+                   : DQ_OK;
+    case DQ_LAYER_GLOBAL_AVGPOOL:
+        S_NEED(global_avgpool_backward);
+        return din ? ops->global_avgpool_backward(bk, din, dout, err) : DQ_OK;
+    case DQ_LAYER_ADD: /* the sum's gradient goes to both inputs */
+        S_NEED(add_backward);
+        if (din) DQ_TRY(ops->add_backward(bk, din, dout, err));
+        if (l->from2 != DQ_MF_INPUT) DQ_TRY(ops->add_backward(bk, &net->dout[l->from2], dout, err));
+        return DQ_OK;
     default: return dq_fail(err, DQ_ERR_ARG, "unknown layer type");
     }
 }
@@ -242,6 +334,7 @@ dq_status dq_net_adam_step(dq_net_t *net, float *m, float *v, int64_t step,
         return dq_fail(err, DQ_ERR_ARG, "net %s on %s: adam step on a net moved there for "
                        "inference", net->mf.name, ops->name);
     float *bm = net->host ? m : net->bm, *bv = net->host ? v : net->bv;
+    net->fold_stale = true;
     return ops->adam_step(net->bk, net->bparams, net->bgrads, bm, bv, net->n_floats, step, cfg,
                           err);
 }

@@ -15,7 +15,8 @@
 #include "tensor/backend_ops.h"
 
 #define DQ_NET_MAX_PARAMS (2 * DQ_MF_MAX_LAYERS)
-#define DQ_NET_PNAME_MAX (DQ_MF_NAME_MAX + 8) /* layer name + ".weight" */
+#define DQ_NET_MAX_BUFS (3 * DQ_MF_MAX_LAYERS)
+#define DQ_NET_PNAME_MAX (DQ_MF_NAME_MAX + 24) /* layer name + ".num_batches_tracked" */
 
 struct dq_net {
     dq_model_file mf;
@@ -31,11 +32,34 @@ struct dq_net {
     char pname[DQ_NET_MAX_PARAMS][DQ_NET_PNAME_MAX];
     int w_idx[DQ_MF_MAX_LAYERS], b_idx[DQ_MF_MAX_LAYERS]; /* -1: none */
 
-    /* Backend parameters, gradients and Adam moments (device backends: one
-     * allocation; the CPU: the host arrays, no moments). */
-    float *bparams, *bgrads, *bm, *bv;
+    /* Buffers (state_dict entries that are not trained): per batchnorm2d
+     * layer running_mean and running_var (F32, in bufs, one allocation) and
+     * num_batches_tracked (I64 scalar, in nbt); buf[k] views bufs (data NULL
+     * for an I64 entry, whose value is *buf_i64[k]). */
+    int n_bufs;
+    int64_t n_buf_floats;
+    float *bufs;
+    int64_t *nbt;
+    dq_tensor buf[DQ_NET_MAX_BUFS];
+    int64_t *buf_i64[DQ_NET_MAX_BUFS];
+    char bname[DQ_NET_MAX_BUFS][DQ_NET_PNAME_MAX];
+    int rm_idx[DQ_MF_MAX_LAYERS], rv_idx[DQ_MF_MAX_LAYERS], nbt_idx[DQ_MF_MAX_LAYERS];
+
+    /* Backend parameters, gradients, Adam moments and buffers (device
+     * backends: one allocation; the CPU: the host arrays, no moments). */
+    float *bparams, *bgrads, *bm, *bv, *bbufs;
     void *bparam_mem;
-    dq_tensor bparam[DQ_NET_MAX_PARAMS], bgrad[DQ_NET_MAX_PARAMS];
+    dq_tensor bparam[DQ_NET_MAX_PARAMS], bgrad[DQ_NET_MAX_PARAMS], bbuf[DQ_NET_MAX_BUFS];
+
+    /* Eval-mode batch-norm folding (CPU only): fold_bn[i] for a conv2d i is
+     * the batchnorm2d j that is its only reader (-1: none), folded_into[j]
+     * the conv. In an eval forward conv i runs with fold_w/fold_b (its
+     * weights scaled by the BN, computed once after each parameter change:
+     * fold_stale) straight into j's output, and j is skipped. */
+    bool fold_on, fold_stale;
+    int fold_bn[DQ_MF_MAX_LAYERS], folded_into[DQ_MF_MAX_LAYERS];
+    float *fold_mem;
+    dq_tensor fold_w[DQ_MF_MAX_LAYERS], fold_b[DQ_MF_MAX_LAYERS];
 
     /* Plan: everything below points into arena (backend memory). */
     int64_t max_batch;
@@ -45,6 +69,7 @@ struct dq_net {
     dq_tensor dout[DQ_MF_MAX_LAYERS];
     float *mask[DQ_MF_MAX_LAYERS];    /* dropout */
     int32_t *argmax[DQ_MF_MAX_LAYERS]; /* maxpool2d */
+    float *save_mean[DQ_MF_MAX_LAYERS], *save_invstd[DQ_MF_MAX_LAYERS]; /* batchnorm2d, [C] */
     void *ws;
     size_t ws_bytes;
     void *conv[DQ_MF_MAX_LAYERS];     /* backend conv state (conv_plan) */
@@ -66,8 +91,9 @@ struct dq_net {
      * by its only writer, not a flatten view). */
     bool set_din[DQ_MF_MAX_LAYERS];
     bool zero[DQ_MF_MAX_LAYERS];
-    /* relu_inplace[i]: relu layer i writes over its input, a conv/linear
-     * output read by nothing else (saves a buffer and a memory stream). */
+    /* relu_inplace[i]: relu (relu6, clip) layer i writes over its input, a
+     * conv/linear/batchnorm2d/add output read by nothing else (saves a
+     * buffer and a memory stream). */
     bool relu_inplace[DQ_MF_MAX_LAYERS];
     /* pool_relu[i]: maxpool layer i also does the backward of the relu it
      * reads (both overwrite their only-written gradient), which then skips

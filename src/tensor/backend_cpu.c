@@ -56,6 +56,11 @@ static dq_status s_sync(dq_backend_t *b, dq_err *err)
     return DQ_OK;
 }
 
+static bool s_grouped(dq_conv2d_params p)
+{
+    return p.groups > 1;
+}
+
 static dq_status s_conv_plan(dq_backend_t *b, void **state, const dq_backend_conv *g,
                              int64_t max_n, bool train, size_t *ws_bytes, dq_err *err)
 {
@@ -64,8 +69,9 @@ static dq_status s_conv_plan(dq_backend_t *b, void **state, const dq_backend_con
     dq_conv2d_params p = g->p;
     p.max_group = 0;
     int64_t ws = dq_conv2d_workspace(max_n, g->c, g->h, g->w, g->kernel, g->kernel, p);
-    int64_t we = dq_conv2d_invariant_workspace(max_n, g->c, g->h, g->w, g->kernel, g->kernel,
-                                               g->oc, p);
+    int64_t we = s_grouped(p) ? 0
+                              : dq_conv2d_invariant_workspace(max_n, g->c, g->h, g->w, g->kernel,
+                                                              g->kernel, g->oc, p);
     *ws_bytes = (size_t)(ws > we ? ws : we) * sizeof(float);
     return DQ_OK;
 }
@@ -89,9 +95,12 @@ static dq_status s_conv_fwd(dq_backend_t *b, void *state, dq_tensor *out, const 
     dq_conv2d_params p = g->p;
     p.max_group = 0;
     int64_t wf = (int64_t)(ws_bytes / sizeof(float));
-    /* eval: position-invariant GEMMs (batch-invariant, see model/net.h) */
-    return eval ? dq_conv2d_forward_invariant(out, in, w, bias, p, ws, wf, err)
-                : dq_conv2d_forward(out, in, w, bias, p, ws, wf, err);
+    /* eval: position-invariant GEMMs (batch-invariant, see model/net.h);
+     * a grouped conv runs one image at a time (depthwise: a direct kernel),
+     * which is batch-invariant as it is. */
+    if (eval && s_grouped(p)) p.max_group = 1;
+    return eval && !s_grouped(p) ? dq_conv2d_forward_invariant(out, in, w, bias, p, ws, wf, err)
+                                 : dq_conv2d_forward(out, in, w, bias, p, ws, wf, err);
 }
 
 static dq_status s_conv_bwd(dq_backend_t *b, void *state, dq_tensor *din, dq_tensor *dw,
@@ -138,17 +147,18 @@ static dq_status s_relu_bwd(dq_backend_t *b, dq_tensor *din, const dq_tensor *do
 }
 
 static dq_status s_maxpool_fwd(dq_backend_t *b, dq_tensor *out, int32_t *argmax,
-                               const dq_tensor *in, int kernel, int stride, dq_err *err)
+                               const dq_tensor *in, int kernel, int stride, int padding,
+                               dq_err *err)
 {
     (void)b;
-    return dq_maxpool2d_forward(out, argmax, in, kernel, stride, err);
+    return dq_maxpool2d_forward_pad(out, argmax, in, kernel, stride, padding, err);
 }
 
 static dq_status s_maxpool_bwd(dq_backend_t *b, dq_tensor *din, const dq_tensor *dout,
-                               const int32_t *argmax, int kernel, int stride, bool set,
-                               dq_err *err)
+                               const int32_t *argmax, int kernel, int stride, int padding,
+                               bool set, dq_err *err)
 {
-    (void)b, (void)kernel, (void)stride;
+    (void)b, (void)kernel, (void)stride, (void)padding;
     return set ? dq_maxpool2d_backward_set(din, dout, argmax, err)
                : dq_maxpool2d_backward(din, dout, argmax, err);
 }
@@ -186,6 +196,77 @@ static dq_status s_dropout_bwd(dq_backend_t *b, dq_tensor *din, const dq_tensor 
 {
     (void)b;
     return dq_dropout_backward(din, dout, mask, p, true, err);
+}
+
+static dq_status s_bn_fwd(dq_backend_t *b, dq_tensor *out, float *save_mean, float *save_invstd,
+                          dq_tensor *running_mean, dq_tensor *running_var, const dq_tensor *in,
+                          const dq_tensor *w, const dq_tensor *bias, float eps, float momentum,
+                          bool train, dq_err *err)
+{
+    (void)b;
+    return dq_batchnorm2d_forward(out, save_mean, save_invstd, running_mean, running_var, in, w,
+                                  bias, eps, momentum, train, err);
+}
+
+static dq_status s_bn_bwd(dq_backend_t *b, dq_tensor *din, dq_tensor *dw, dq_tensor *db,
+                          const dq_tensor *dout, const dq_tensor *in, const dq_tensor *w,
+                          const float *save_mean, const float *save_invstd, dq_err *err)
+{
+    (void)b;
+    return dq_batchnorm2d_backward(din, dw, db, dout, in, w, save_mean, save_invstd, err);
+}
+
+static dq_status s_add_fwd(dq_backend_t *b, dq_tensor *out, const dq_tensor *x,
+                           const dq_tensor *y, dq_err *err)
+{
+    (void)b;
+    return dq_add_forward(out, x, y, err);
+}
+
+static dq_status s_add_bwd(dq_backend_t *b, dq_tensor *din, const dq_tensor *dout, dq_err *err)
+{
+    (void)b;
+    return dq_add_backward(din, dout, err);
+}
+
+static dq_status s_clip_fwd(dq_backend_t *b, dq_tensor *out, const dq_tensor *in, float lo,
+                            float hi, dq_err *err)
+{
+    (void)b;
+    return dq_clip_forward(out, in, lo, hi, err);
+}
+
+static dq_status s_clip_bwd(dq_backend_t *b, dq_tensor *din, const dq_tensor *dout,
+                            const dq_tensor *out, float lo, float hi, dq_err *err)
+{
+    (void)b;
+    return dq_clip_backward(din, dout, out, lo, hi, err);
+}
+
+static dq_status s_avgpool2d_fwd(dq_backend_t *b, dq_tensor *out, const dq_tensor *in, int kernel,
+                                 int stride, int padding, bool cip, dq_err *err)
+{
+    (void)b;
+    return dq_avgpool2d_forward(out, in, kernel, stride, padding, cip, err);
+}
+
+static dq_status s_avgpool2d_bwd(dq_backend_t *b, dq_tensor *din, const dq_tensor *dout,
+                                 int kernel, int stride, int padding, bool cip, dq_err *err)
+{
+    (void)b;
+    return dq_avgpool2d_backward(din, dout, kernel, stride, padding, cip, err);
+}
+
+static dq_status s_gap_fwd(dq_backend_t *b, dq_tensor *out, const dq_tensor *in, dq_err *err)
+{
+    (void)b;
+    return dq_global_avgpool_forward(out, in, err);
+}
+
+static dq_status s_gap_bwd(dq_backend_t *b, dq_tensor *din, const dq_tensor *dout, dq_err *err)
+{
+    (void)b;
+    return dq_global_avgpool_backward(din, dout, err);
 }
 
 static dq_status s_adam(dq_backend_t *b, float *params, const float *grads, float *m, float *v,
@@ -227,6 +308,16 @@ static const dq_backend_ops s_cpu_ops = {
     .avgpool1d_backward = s_avgpool1d_bwd,
     .dropout_forward = s_dropout_fwd,
     .dropout_backward = s_dropout_bwd,
+    .batchnorm2d_forward = s_bn_fwd,
+    .batchnorm2d_backward = s_bn_bwd,
+    .add_forward = s_add_fwd,
+    .add_backward = s_add_bwd,
+    .clip_forward = s_clip_fwd,
+    .clip_backward = s_clip_bwd,
+    .avgpool2d_forward = s_avgpool2d_fwd,
+    .avgpool2d_backward = s_avgpool2d_bwd,
+    .global_avgpool_forward = s_gap_fwd,
+    .global_avgpool_backward = s_gap_bwd,
     .adam_step = s_adam,
 };
 

@@ -44,7 +44,7 @@ enum {
 typedef struct {
     int64_t c, h, w, oc;
     int kernel;
-    dq_conv2d_params p;
+    dq_conv2d_params p; /* p.groups: 0/1 ordinary, G grouped (depthwise when G == c) */
 } dq_backend_conv;
 
 typedef struct {
@@ -97,10 +97,11 @@ typedef struct {
     dq_status (*relu_backward)(dq_backend_t *b, dq_tensor *din, const dq_tensor *dout,
                                const dq_tensor *out, bool set, dq_err *err);
     dq_status (*maxpool2d_forward)(dq_backend_t *b, dq_tensor *out, int32_t *argmax,
-                                   const dq_tensor *in, int kernel, int stride, dq_err *err);
+                                   const dq_tensor *in, int kernel, int stride, int padding,
+                                   dq_err *err);
     dq_status (*maxpool2d_backward)(dq_backend_t *b, dq_tensor *din, const dq_tensor *dout,
-                                    const int32_t *argmax, int kernel, int stride, bool set,
-                                    dq_err *err);
+                                    const int32_t *argmax, int kernel, int stride, int padding,
+                                    bool set, dq_err *err);
     /* Fused relu -> maxpool backward, overwriting (NULL: not available). */
     dq_status (*maxpool2d_relu_backward_set)(dq_backend_t *b, dq_tensor *din,
                                              const dq_tensor *dout, const int32_t *argmax,
@@ -115,6 +116,38 @@ typedef struct {
                                  dq_err *err);
     dq_status (*dropout_backward)(dq_backend_t *b, dq_tensor *din, const dq_tensor *dout,
                                   const float *mask, float p, dq_err *err);
+    /* The residual-network ops (ops.h); NULL where a backend has none yet,
+     * which the walk reports as DQ_ERR_UNSUPPORTED naming the layer.
+     * batchnorm2d: running_* are updated in training; save_* ([C] each)
+     * keep the batch statistics for backward. */
+    dq_status (*batchnorm2d_forward)(dq_backend_t *b, dq_tensor *out, float *save_mean,
+                                     float *save_invstd, dq_tensor *running_mean,
+                                     dq_tensor *running_var, const dq_tensor *in,
+                                     const dq_tensor *w, const dq_tensor *bias, float eps,
+                                     float momentum, bool train, dq_err *err);
+    dq_status (*batchnorm2d_backward)(dq_backend_t *b, dq_tensor *din, dq_tensor *dw,
+                                      dq_tensor *db, const dq_tensor *dout, const dq_tensor *in,
+                                      const dq_tensor *w, const float *save_mean,
+                                      const float *save_invstd, dq_err *err);
+    dq_status (*add_forward)(dq_backend_t *b, dq_tensor *out, const dq_tensor *x,
+                             const dq_tensor *y, dq_err *err);
+    /* din += dout (once per input of the add). */
+    dq_status (*add_backward)(dq_backend_t *b, dq_tensor *din, const dq_tensor *dout,
+                              dq_err *err);
+    dq_status (*clip_forward)(dq_backend_t *b, dq_tensor *out, const dq_tensor *in, float lo,
+                              float hi, dq_err *err);
+    dq_status (*clip_backward)(dq_backend_t *b, dq_tensor *din, const dq_tensor *dout,
+                               const dq_tensor *out, float lo, float hi, dq_err *err);
+    dq_status (*avgpool2d_forward)(dq_backend_t *b, dq_tensor *out, const dq_tensor *in,
+                                   int kernel, int stride, int padding, bool count_include_pad,
+                                   dq_err *err);
+    dq_status (*avgpool2d_backward)(dq_backend_t *b, dq_tensor *din, const dq_tensor *dout,
+                                    int kernel, int stride, int padding, bool count_include_pad,
+                                    dq_err *err);
+    dq_status (*global_avgpool_forward)(dq_backend_t *b, dq_tensor *out, const dq_tensor *in,
+                                        dq_err *err);
+    dq_status (*global_avgpool_backward)(dq_backend_t *b, dq_tensor *din, const dq_tensor *dout,
+                                         dq_err *err);
     /* One Adam step over flat arrays in backend memory (see optim.h). */
     dq_status (*adam_step)(dq_backend_t *b, float *params, const float *grads, float *m,
                            float *v, int64_t n, int64_t step, const dq_adam_config *cfg,
