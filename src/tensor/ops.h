@@ -27,8 +27,10 @@
  * OH = (H + 2*pad - KH)/stride + 1 (same for W).
  * groups > 1 (C and OC multiples of it): channel group g of the input feeds
  * only output channels [g*OC/groups, (g+1)*OC/groups), as PyTorch's groups=.
- * Depthwise (groups == C, OC = C*multiplier) runs a direct kernel and needs
- * no workspace; other groupings run im2col + one GEMM per group and image. */
+ * Depthwise (groups == C, OC = C*multiplier) runs a direct kernel (its
+ * workspace is a few planes, none when strided); other groupings run
+ * im2col + one GEMM per group and image. Plan the workspace with the
+ * layer's groups in the params. */
 typedef struct {
     int stride;
     int padding;
