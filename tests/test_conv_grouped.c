@@ -355,6 +355,16 @@ static void test_eval_batch_invariance(void **state)
         /* shuffled batch: sample n goes to position N-1-n */
         for (int n = 0; n < c->N; n++)
             memcpy(xs + (c->N - 1 - n) * img, k.x + n * img, (size_t)img * 4);
+        /* the eval entry point (dq_conv2d_forward_invariant) gives the same bits */
+        int64_t wsi = dq_conv2d_invariant_workspace(c->N, c->C, c->H, c->W, c->KH, c->KW,
+                                                    c->OC, p);
+        assert_int_equal(wsi, wsn);
+        assert_int_equal(dq_conv2d_forward_invariant(&out, &x, &w, bp, p, ws, wsn, &err), DQ_OK);
+        float *yi = s_calloc(k.ny, 4);
+        memcpy(yi, y, (size_t)k.ny * 4);
+        assert_int_equal(dq_conv2d_forward(&out, &x, &w, bp, p, ws, wsn, &err), DQ_OK);
+        assert_memory_equal(yi, y, (size_t)k.ny * 4);
+        free(yi);
         dq_tensor xsv = dq_tensor_view4(xs, c->N, c->C, c->H, c->W);
         dq_tensor ysv = dq_tensor_view4(ys, c->N, c->OC, k.OH, k.OW);
         assert_int_equal(dq_conv2d_forward(&ysv, &xsv, &w, bp, p, ws, wsn, &err), DQ_OK);

@@ -65,7 +65,8 @@ dq_status dq_conv2d_backward(dq_tensor *din, dq_tensor *dw, dq_tensor *db,
  * grouped into position-invariant GEMMs, tensor/gemm.h). Same shapes as
  * dq_conv2d_forward (p.max_group is ignored); the workspace is its own and
  * sized for dq_backend_threads() GEMM threads (the result does not depend
- * on the thread count). */
+ * on the thread count). groups > 1 runs the grouped/depthwise forward
+ * (invariant too) with its own workspace size. */
 int64_t dq_conv2d_invariant_workspace(int64_t N, int64_t C, int64_t H, int64_t W, int64_t KH,
                                       int64_t KW, int64_t OC, dq_conv2d_params p);
 dq_status dq_conv2d_forward_invariant(dq_tensor *out, const dq_tensor *in, const dq_tensor *w,
