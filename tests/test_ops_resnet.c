@@ -656,6 +656,11 @@ static void test_maxpool_padding(void **state)
     mp_case(1, 1, 1, 1, 3, 1, 1, &rng); /* 1x1 input, window mostly padding */
     mp_case(3, 2, 6, 5, 3, 3, 1, &rng);
     mp_case(1, 2, 5, 5, 3, 2, 0, &rng); /* padding 0 through the _pad form */
+    /* four-wide inner windows, with a last partial group redone overlapped */
+    mp_case(2, 2, 9, 13, 3, 1, 1, &rng);
+    mp_case(1, 2, 11, 20, 3, 3, 1, &rng);
+    mp_case(1, 1, 28, 28, 2, 2, 1, &rng);
+    mp_case(1, 1, 6, 30, 4, 2, 2, &rng);
 
     /* hand: 3x3 1..9 with k 3 s 2 p 1 -> 2x2 windows whose max is the
      * bottom-right valid element: 5, 6, 8, 9; all-negative plane with
