@@ -683,6 +683,34 @@ static void test_maxpool_padding(void **state)
     assert_int_equal(dq_maxpool2d_forward_pad(&ty, am, &tx, 3, 2, 1, &err), DQ_OK);
     const int32_t winf_am[4] = {0, 1, 3, 4};
     for (int i = 0; i < 4; i++) assert_true(isinf(y[i]) && am[i] == winf_am[i]);
+    /* the same rules on a plane wide enough for the four-at-a-time path
+     * (5x9 -> 3x5): all -inf picks each clipped window's first element; a
+     * NaN wins and a later NaN in row-major window order replaces it; ties
+     * keep the first */
+    float xw[5 * 9], yw[3 * 5];
+    int32_t amw[3 * 5];
+    dq_tensor txw = dq_tensor_view4(xw, 1, 1, 5, 9), tyw = dq_tensor_view4(yw, 1, 1, 3, 5);
+    for (int i = 0; i < 45; i++) xw[i] = -INFINITY;
+    assert_int_equal(dq_maxpool2d_forward_pad(&tyw, amw, &txw, 3, 2, 1, &err), DQ_OK);
+    for (int oh = 0; oh < 3; oh++)
+        for (int ow = 0; ow < 5; ow++) {
+            int h = oh * 2 - 1 < 0 ? 0 : oh * 2 - 1, w = ow * 2 - 1 < 0 ? 0 : ow * 2 - 1;
+            assert_true(isinf(yw[oh * 5 + ow]));
+            assert_int_equal(amw[oh * 5 + ow], h * 9 + w);
+        }
+    for (int i = 0; i < 45; i++) xw[i] = 1.0f; /* ties everywhere */
+    xw[2 * 9 + 3] = NAN, xw[3 * 9 + 3] = NAN;   /* rows 2 and 3 of column 3 */
+    assert_int_equal(dq_maxpool2d_forward_pad(&tyw, amw, &txw, 3, 2, 1, &err), DQ_OK);
+    assert_int_equal(amw[0], 0);
+    assert_int_equal(amw[1], 1);             /* window (0,1): rows 0..1, cols 1..3: first tie */
+    assert_int_equal(amw[5 + 0], 1 * 9 + 0); /* window (1,0): first tie */
+    for (int ow = 1; ow <= 2; ow++)          /* rows 1..3 / 3..4 with column 3: the later NaN */
+        for (int oh = 1; oh <= 2; oh++) {
+            assert_int_equal(amw[oh * 5 + ow], 3 * 9 + 3);
+            assert_true(isnan(yw[oh * 5 + ow]));
+        }
+    assert_true(yw[5 + 3] == 1.0f);
+    assert_int_equal(amw[2 * 5 + 4], 3 * 9 + 7);
     assert_int_equal(dq_maxpool2d_out_size_pad(7, 3, 2, 1), 4);
     assert_int_equal(dq_maxpool2d_out_size_pad(112, 3, 2, 1), 56);
     assert_int_equal(dq_maxpool2d_out_size_pad(28, 2, 2, 0), dq_maxpool2d_out_size(28, 2, 2));
