@@ -246,6 +246,8 @@ static const cfg s_cases[] = {
     {1, 6, 5, 5, 4, 1, 1, 2, 0, 2, false},  /* grouped 1x1 stride 2 */
     {2, 6, 16, 16, 4, 3, 3, 1, 1, 2, true}, /* P = 256: padded column rows */
     {1, 8, 3, 3, 8, 3, 3, 1, 0, 4, true},   /* 1x1 output */
+    {1, 2, 3, 40, 2, 1, 34, 2, 1, 2, true}, /* depthwise strided, kernel wider than 32 */
+    {1, 2, 4, 40, 4, 2, 34, 1, 1, 2, true}, /* the same at stride 1 */
 };
 
 static void test_cases_against_reference(void **state)

@@ -306,6 +306,29 @@ static void test_batchnorm_fold(void **state)
         assert_float_equal(fb[1], ((with_bias ? cb[1] : 0.0) - rm[1]) * s + bb[1], 1e-6);
     }
     free(ws);
+
+    /* a depthwise conv (groups = C = OC, weight [OC, 1, K, K]): per_oc = K*K */
+    float dwt[OC * K * K], dwf[OC * K * K], db0[OC], xs[N * OC * H * W];
+    dq_test_fill(dwt, NULL, OC * K * K, &rng, -1, 1);
+    dq_test_fill(xs, NULL, N * OC * H * W, &rng, -1, 1);
+    dq_conv2d_params pd = {.stride = 1, .padding = 1, .max_group = 1, .groups = OC};
+    int64_t wsd = dq_conv2d_workspace(N, OC, H, W, K, K, pd);
+    float *wsdp = s_calloc(wsd, 4);
+    dq_tensor txs = dq_tensor_view4(xs, N, OC, H, W), tdwt = dq_tensor_view4(dwt, OC, 1, K, K);
+    assert_int_equal(dq_conv2d_forward(&ty, &txs, &tdwt, NULL, pd, wsdp, wsd, &err), DQ_OK);
+    assert_int_equal(dq_batchnorm2d_forward(&ty, NULL, NULL, &trm, &trv, &ty, &tbw, &tbb, 1e-5f,
+                                            0.1f, false, &err),
+                     DQ_OK);
+    memcpy(dwf, dwt, sizeof dwf);
+    memset(db0, 0, sizeof db0);
+    dq_batchnorm2d_fold(dwf, db0, OC, K * K, bw, bb, rm, rv, 1e-5f);
+    dq_tensor tdwf = dq_tensor_view4(dwf, OC, 1, K, K), tdb0 = dq_tensor_view(db0, 1, os);
+    dq_tensor tyf = dq_tensor_view4(yf, N, OC, H, W);
+    assert_int_equal(dq_conv2d_forward(&tyf, &txs, &tdwf, &tdb0, pd, wsdp, wsd, &err), DQ_OK);
+    double want[N * OC * H * W];
+    for (int i = 0; i < N * OC * H * W; i++) want[i] = y[i];
+    dq_test_assert_close(yf, want, N * OC * H * W, 1e-5, 1e-5, "folded depthwise conv");
+    free(wsdp);
 }
 
 /* ---- add --------------------------------------------------------------------------- */
