@@ -29,6 +29,21 @@ static dq_status s_need_train(const dq_net_cuda_t *g, const char *what, dq_err *
     return DQ_OK;
 }
 
+/* Parameters and buffers (batch-norm running statistics) of src into dst,
+ * two nets of the same model file. */
+static void s_copy_weights(dq_net_t *dst, dq_net_t *src)
+{
+    memcpy(dq_net_params(dst), dq_net_params(src), (size_t)dq_net_param_floats(src) * sizeof(float));
+    for (int k = 0; k < dq_net_buffer_count(src); k++) {
+        dq_tensor *b = dq_net_buffer(src, k);
+        if (b)
+            memcpy(dq_net_buffer(dst, k)->data, b->data,
+                   (size_t)dq_tensor_numel(b) * sizeof(float));
+        else
+            *dq_net_buffer_i64(dst, k) = *dq_net_buffer_i64(src, k);
+    }
+}
+
 dq_status dq_net_cuda_new(dq_net_cuda_t **out, dq_net_t *net, const char *model_path,
                           dq_device dev, int64_t max_batch, bool train, uint64_t seed,
                           dq_err *err)
@@ -55,8 +70,7 @@ dq_status dq_net_cuda_new(dq_net_cuda_t **out, dq_net_t *net, const char *model_
     g->train = train;
     dq_status st = dq_net_from_model_file(&g->net, dq_net_model_file(net), err);
     if (st == DQ_OK) {
-        memcpy(dq_net_params(g->net), dq_net_params(net),
-               (size_t)dq_net_param_floats(net) * sizeof(float));
+        s_copy_weights(g->net, net);
         st = dq_net_set_device(g->net, dev, train, seed, err);
     }
     if (st == DQ_OK) st = dq_net_plan(g->net, max_batch, err); /* uploads the parameters */
@@ -136,29 +150,30 @@ dq_status dq_net_cuda_adam_step(dq_net_cuda_t *g, int64_t step, const dq_adam_co
 
 dq_status dq_net_cuda_upload_params(dq_net_cuda_t *g, dq_net_t *net, dq_err *err)
 {
-    if (dq_net_param_floats(net) != dq_net_param_floats(g->net))
+    if (dq_net_param_floats(net) != dq_net_param_floats(g->net) ||
+        dq_net_buffer_count(net) != dq_net_buffer_count(g->net))
         return dq_fail(err, DQ_ERR_ARG, "net %s on cuda: parameter count differs",
                        dq_net_name(g->net));
-    memcpy(dq_net_params(g->net), dq_net_params(net),
-           (size_t)dq_net_param_floats(net) * sizeof(float));
+    s_copy_weights(g->net, net);
     return dq_net_upload(g->net, NULL, NULL, err);
 }
 
 dq_status dq_net_cuda_download_params(dq_net_cuda_t *g, dq_net_t *net, dq_err *err)
 {
-    if (dq_net_param_floats(net) != dq_net_param_floats(g->net))
+    if (dq_net_param_floats(net) != dq_net_param_floats(g->net) ||
+        dq_net_buffer_count(net) != dq_net_buffer_count(g->net))
         return dq_fail(err, DQ_ERR_ARG, "net %s on cuda: parameter count differs",
                        dq_net_name(g->net));
     DQ_TRY(dq_net_download(g->net, false, NULL, NULL, err));
-    memcpy(dq_net_params(net), dq_net_params(g->net),
-           (size_t)dq_net_param_floats(net) * sizeof(float));
+    s_copy_weights(net, g->net);
     return DQ_OK;
 }
 
 dq_status dq_net_cuda_download_grads(dq_net_cuda_t *g, dq_net_t *net, dq_err *err)
 {
     DQ_TRY(s_need_train(g, "download_grads", err));
-    if (dq_net_param_floats(net) != dq_net_param_floats(g->net))
+    if (dq_net_param_floats(net) != dq_net_param_floats(g->net) ||
+        dq_net_buffer_count(net) != dq_net_buffer_count(g->net))
         return dq_fail(err, DQ_ERR_ARG, "net %s on cuda: parameter count differs",
                        dq_net_name(g->net));
     DQ_TRY(dq_net_download(g->net, true, NULL, NULL, err));
