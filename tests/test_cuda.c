@@ -542,6 +542,9 @@ static void test_teacher_forward(void **state)
     s_teacher_case(*state, "deepnn-cifar10");
     s_teacher_case(*state, "deepnn-cosine-fmnist");
     s_teacher_case(*state, "lightnn-regressor-fmnist");
+    /* residual, batch norm (folded on the CPU, cuDNN's on the GPU), depthwise */
+    s_teacher_case(*state, "resnet18-fmnist");
+    s_teacher_case(*state, "mobilenet-tiny-fmnist");
 }
 
 /* Branches (from=), a flatten with two consumers, overlapping pooling,
@@ -563,14 +566,35 @@ static const char *s_train_model =
     "output features pool\n"
     "output hint reg\n";
 
-static void test_train_step(void **state)
+/* The residual layers in training: batch norm (batch statistics, running
+ * statistics, backward), a depthwise conv, an add whose input is also read
+ * elsewhere, relu6/clip, padded maxpool, avgpool2d and global pooling. */
+static const char *s_res_train_model =
+    "name gpu-res\n"
+    "input channels=2 height=9 width=8\n"
+    "layer c1 conv2d in=2 out=6 kernel=3 padding=1 bias=0\n"
+    "layer bn1 batchnorm2d features=6\n"
+    "layer r1 relu6\n"
+    "layer dw conv2d in=6 out=6 kernel=3 padding=1 groups=6 bias=0\n"
+    "layer bn2 batchnorm2d features=6\n"
+    "layer s add from=bn2,r1\n"
+    "layer mp maxpool2d kernel=3 stride=2 padding=1\n"                      /* [6,5,4] */
+    "layer ap avgpool2d kernel=2 stride=1 padding=1 count_include_pad=0\n"  /* [6,6,5] */
+    "layer g global_avgpool\n"
+    "layer f flatten\n"
+    "layer fc linear in=6 out=5\n"
+    "layer cl clip min=-1 max=1 from=mp\n"
+    "layer fl flatten\n"
+    "output logits fc\n"
+    "output features fl\n";
+
+static void s_train_case(s_gpu *g, const char *text)
 {
-    s_gpu *g = *state;
     dq_err err = {{0}};
     char path[] = "/tmp/dq_test_cuda_XXXXXX";
     int fd = mkstemp(path);
     assert_true(fd >= 0);
-    assert_int_equal(write(fd, s_train_model, strlen(s_train_model)), (ssize_t)strlen(s_train_model));
+    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
     close(fd);
     dq_net_t *net = s_load(path);
     dq_net_init_params(net, &g->rng);
@@ -624,12 +648,40 @@ static void test_train_step(void **state)
     /* After two steps the device parameters still track the CPU's. */
     float *cpu = malloc((size_t)np * 4);
     memcpy(cpu, dq_net_params(net), (size_t)np * 4);
+    /* ... and so do the batch-norm running statistics (two training steps) */
+    int nb = dq_net_buffer_count(net);
+    float *cpu_b[64] = {NULL};
+    assert_true(nb <= 64);
+    for (int k = 0; k < nb; k++) {
+        dq_tensor *b = dq_net_buffer(net, k);
+        if (!b) continue;
+        cpu_b[k] = malloc((size_t)dq_tensor_numel(b) * 4);
+        memcpy(cpu_b[k], b->data, (size_t)dq_tensor_numel(b) * 4);
+    }
     S_OK(dq_net_cuda_download_params(gx, net, &err));
     double e = s_norm_err(dq_net_params(net), cpu, np);
     if (!(e <= S_TOL)) fail_msg("parameters after 2 Adam steps: normalised error %.3g", e);
+    for (int k = 0; k < nb; k++) {
+        dq_tensor *b = dq_net_buffer(net, k);
+        if (!b) continue;
+        double eb = s_norm_err(b->data, cpu_b[k], dq_tensor_numel(b));
+        if (!(eb <= S_TOL)) fail_msg("%s after 2 steps: normalised error %.3g",
+                                     dq_net_buffer_name(net, k), eb);
+        free(cpu_b[k]);
+    }
     dq_net_cuda_destroy(&gx);
     dq_net_destroy(&net);
     free(x), free(m), free(v), free(gpu), free(cpu_g), free(cpu);
+}
+
+static void test_train_step(void **state)
+{
+    s_train_case(*state, s_train_model);
+}
+
+static void test_train_step_residual(void **state)
+{
+    s_train_case(*state, s_res_train_model);
 }
 
 /* ---- group --------------------------------------------------------------------------------- */
@@ -682,6 +734,7 @@ int main(void)
         cmocka_unit_test(test_softmax),       cmocka_unit_test(test_losses),
         cmocka_unit_test(test_adam),          cmocka_unit_test(test_teacher_forward),
         cmocka_unit_test(test_train_step),
+        cmocka_unit_test(test_train_step_residual),
     };
     return cmocka_run_group_tests_name("cuda", tests, s_setup, s_teardown);
 }
