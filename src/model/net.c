@@ -1,5 +1,6 @@
 /* net.c - a network's parameters, plan and memory; the layer walk that runs
- * it is net_exec.c, over a backend's op table (tensor/backend_ops.h).
+ * it is net_exec.c, over a backend's op table (tensor/backend_ops.h), and
+ * its batch-norm buffers and eval folding are net_bn.c.
  *
  * Memory, llm.c-style: parameters are one allocation and their gradients
  * another, carved into tensors named by their state_dict keys, so the
@@ -42,7 +43,7 @@
 
 /* ---- load / destroy ---------------------------------------------------------- */
 
-static float *s_alloc_floats(int64_t n)
+float *dq_net_alloc_floats(int64_t n)
 {
     size_t bytes = ((size_t)n * sizeof(float) + 63) / 64 * 64;
     if (bytes == 0) bytes = 64;
@@ -81,89 +82,6 @@ static void s_bind_bparams(dq_net_t *net)
     }
 }
 
-/* Adds one named buffer: F32 of n floats at *off in bufs, or (i64) an I64
- * scalar at nbt[*nb]. */
-static int s_add_buf(dq_net_t *net, const char *layer, const char *suffix, int64_t n,
-                     bool i64, int64_t *off, int *nb)
-{
-    int k = net->n_bufs++;
-    snprintf(net->bname[k], DQ_NET_PNAME_MAX, "%s.%s", layer, suffix);
-    if (i64) {
-        net->buf[k] = dq_tensor_view(NULL, 0, NULL);
-        net->buf_i64[k] = &net->nbt[(*nb)++];
-    } else {
-        net->buf[k] = dq_tensor_view(net->bufs + *off, 1, &n);
-        net->buf_i64[k] = NULL;
-        *off += n;
-    }
-    net->buf[k].name = net->bname[k];
-    return k;
-}
-
-/* Running stats as PyTorch starts them: mean 0, var 1, no batches. */
-static void s_reset_bufs(dq_net_t *net)
-{
-    for (int i = 0; i < net->mf.n_layers; i++) {
-        if (net->mf.layers[i].type != DQ_LAYER_BATCHNORM2D) continue;
-        dq_tensor *m = &net->buf[net->rm_idx[i]], *v = &net->buf[net->rv_idx[i]];
-        for (int64_t c = 0; c < dq_tensor_numel(m); c++) m->data[c] = 0.0f, v->data[c] = 1.0f;
-        *net->buf_i64[net->nbt_idx[i]] = 0;
-    }
-}
-
-/* Buffers and eval folding, after the parameters are laid out. */
-static dq_status s_setup_bufs(dq_net_t *net, dq_err *err)
-{
-    const dq_model_file *mf = &net->mf;
-    int n_bn = 0;
-    int64_t fold_floats = 0;
-    int readers[DQ_MF_MAX_LAYERS] = {0};
-    for (int k = 0; k < mf->n_outputs; k++) readers[mf->outputs[k].layer]++;
-    for (int j = 0; j < mf->n_layers; j++) {
-        const dq_mf_layer *l = &mf->layers[j];
-        if (l->from != DQ_MF_INPUT) readers[l->from]++;
-        if (l->type == DQ_LAYER_ADD && l->from2 != DQ_MF_INPUT) readers[l->from2]++;
-        if (l->type == DQ_LAYER_BATCHNORM2D) n_bn++, net->n_buf_floats += 2 * l->in;
-    }
-    for (int j = 0; j < mf->n_layers; j++) net->fold_bn[j] = net->folded_into[j] = -1;
-    for (int j = 0; j < mf->n_layers; j++) {
-        const dq_mf_layer *l = &mf->layers[j];
-        if (l->type != DQ_LAYER_BATCHNORM2D || l->from == DQ_MF_INPUT) continue;
-        const dq_mf_layer *c = &mf->layers[l->from];
-        if (c->type != DQ_LAYER_CONV2D || readers[l->from] != 1) continue;
-        net->fold_bn[l->from] = j;
-        net->folded_into[j] = l->from;
-        fold_floats += dq_tensor_numel(&net->param[net->w_idx[l->from]]) + c->out;
-    }
-    net->bufs = s_alloc_floats(net->n_buf_floats);
-    net->nbt = calloc((size_t)(n_bn > 0 ? n_bn : 1), sizeof(int64_t));
-    net->fold_mem = s_alloc_floats(fold_floats);
-    if (!net->bufs || !net->nbt || !net->fold_mem)
-        return dq_fail(err, DQ_ERR_NOMEM, "%s: cannot allocate batch-norm buffers", mf->name);
-    int64_t off = 0, foff = 0;
-    int nb = 0;
-    for (int i = 0; i < mf->n_layers; i++) {
-        const dq_mf_layer *l = &mf->layers[i];
-        net->rm_idx[i] = net->rv_idx[i] = net->nbt_idx[i] = -1;
-        if (l->type == DQ_LAYER_BATCHNORM2D) {
-            net->rm_idx[i] = s_add_buf(net, l->name, "running_mean", l->in, false, &off, &nb);
-            net->rv_idx[i] = s_add_buf(net, l->name, "running_var", l->in, false, &off, &nb);
-            net->nbt_idx[i] = s_add_buf(net, l->name, "num_batches_tracked", 0, true, &off, &nb);
-        }
-        if (net->fold_bn[i] >= 0) {
-            const dq_tensor *w = &net->param[net->w_idx[i]];
-            net->fold_w[i] = dq_tensor_view(net->fold_mem + foff, w->ndim, w->shape);
-            foff += dq_tensor_numel(w);
-            net->fold_b[i] = dq_tensor_view(net->fold_mem + foff, 1, &l->out);
-            foff += l->out;
-        }
-    }
-    s_reset_bufs(net);
-    net->fold_on = true;
-    net->fold_stale = true;
-    return DQ_OK;
-}
-
 dq_status dq_net_from_model_file(dq_net_t **out, const dq_model_file *mf, dq_err *err)
 {
     *out = NULL;
@@ -173,8 +91,8 @@ dq_status dq_net_from_model_file(dq_net_t **out, const dq_model_file *mf, dq_err
     net->bk = dq_backend_cpu();
     net->host = true;
     net->n_floats = dq_mf_param_floats(&net->mf);
-    net->params = s_alloc_floats(net->n_floats);
-    net->grads = s_alloc_floats(net->n_floats);
+    net->params = dq_net_alloc_floats(net->n_floats);
+    net->grads = dq_net_alloc_floats(net->n_floats);
     if (!net->params || !net->grads) {
         long long n = (long long)net->n_floats;
         dq_net_destroy(&net);
@@ -190,7 +108,7 @@ dq_status dq_net_from_model_file(dq_net_t **out, const dq_model_file *mf, dq_err
         net->w_idx[i] = s_add_param(net, l->name, "weight", r, wshape, &off);
         if (l->bias) net->b_idx[i] = s_add_param(net, l->name, "bias", 1, &l->out, &off);
     }
-    dq_status st = s_setup_bufs(net, err);
+    dq_status st = dq_net_setup_bufs(net, err);
     if (st != DQ_OK) {
         dq_net_destroy(&net);
         return st;
@@ -279,7 +197,7 @@ const dq_model_file *dq_net_model_file(const dq_net_t *net)
 void dq_net_init_params(dq_net_t *net, dq_rng *rng)
 {
     net->fold_stale = true;
-    s_reset_bufs(net);
+    dq_net_reset_bufs(net);
     for (int i = 0; i < net->mf.n_layers; i++) {
         const dq_mf_layer *l = &net->mf.layers[i];
         if (net->w_idx[i] < 0) continue;
@@ -689,17 +607,6 @@ float *dq_net_params(dq_net_t *net)
     return net->params;
 }
 
-void dq_net_params_changed(dq_net_t *net)
-{
-    net->fold_stale = true;
-}
-
-void dq_net_set_bn_fold(dq_net_t *net, bool on)
-{
-    net->fold_on = on;
-    net->fold_stale = true;
-}
-
 float *dq_net_grads(dq_net_t *net)
 {
     return net->grads;
@@ -734,27 +641,6 @@ dq_tensor *dq_net_find_tensor(dq_net_t *net, const char *name)
     for (int k = 0; name && k < net->n_bufs; k++)
         if (net->buf[k].data && strcmp(net->bname[k], name) == 0) return &net->buf[k];
     return NULL;
-}
-
-int dq_net_buffer_count(const dq_net_t *net)
-{
-    return net->n_bufs;
-}
-
-const char *dq_net_buffer_name(const dq_net_t *net, int i)
-{
-    return i >= 0 && i < net->n_bufs ? net->bname[i] : NULL;
-}
-
-dq_tensor *dq_net_buffer(dq_net_t *net, int i)
-{
-    net->fold_stale = true;
-    return i >= 0 && i < net->n_bufs && net->buf[i].data ? &net->buf[i] : NULL;
-}
-
-int64_t *dq_net_buffer_i64(dq_net_t *net, int i)
-{
-    return i >= 0 && i < net->n_bufs ? net->buf_i64[i] : NULL;
 }
 
 double dq_net_flops_per_sample(const dq_net_t *net)

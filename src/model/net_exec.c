@@ -47,29 +47,6 @@ static dq_status s_unsupported(const dq_net_t *net, const dq_mf_layer *l, dq_err
         if (!ops->fn) return s_unsupported(net, l, err);   \
     } while (0)
 
-/* Recomputes the folded conv weights of every conv -> batchnorm2d pair
- * from the current parameters and running statistics (net_int.h). */
-static void s_refold(dq_net_t *net)
-{
-    for (int i = 0; i < net->mf.n_layers; i++) {
-        int j = net->fold_bn[i];
-        if (j < 0) continue;
-        const dq_mf_layer *c = &net->mf.layers[i], *bn = &net->mf.layers[j];
-        const dq_tensor *w = &net->param[net->w_idx[i]];
-        memcpy(net->fold_w[i].data, w->data, (size_t)dq_tensor_numel(w) * sizeof(float));
-        if (net->b_idx[i] >= 0)
-            memcpy(net->fold_b[i].data, net->param[net->b_idx[i]].data,
-                   (size_t)c->out * sizeof(float));
-        else
-            memset(net->fold_b[i].data, 0, (size_t)c->out * sizeof(float));
-        dq_batchnorm2d_fold(net->fold_w[i].data, net->fold_b[i].data, c->out,
-                            dq_tensor_numel(w) / c->out, net->param[net->w_idx[j]].data,
-                            net->param[net->b_idx[j]].data, net->buf[net->rm_idx[j]].data,
-                            net->buf[net->rv_idx[j]].data, bn->eps);
-    }
-    net->fold_stale = false;
-}
-
 static dq_status s_layer_forward(dq_net_t *net, int i, bool train, bool fold, dq_rng *rng,
                                  dq_err *err)
 {
@@ -180,7 +157,7 @@ dq_status dq_net_forward_outputs(dq_net_t *net, const dq_tensor *input, bool tra
                           (size_t)dq_tensor_numel(&net->in) * sizeof(float), err));
     /* Eval on the CPU runs each conv -> batchnorm2d pair as one folded conv. */
     bool fold = !train && net->fold_on && net->host;
-    if (fold && net->fold_stale) s_refold(net);
+    if (fold && net->fold_stale) dq_net_refold(net);
     if (train) net->fold_stale = true; /* the running statistics move */
     for (int i = 0; i < mf->n_layers; i++) {
         dq_status st = s_layer_forward(net, i, train, fold, rng, err);

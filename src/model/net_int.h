@@ -102,4 +102,14 @@ struct dq_net {
     bool relu_folded[DQ_MF_MAX_LAYERS];
 };
 
+/* net.c: a zeroed, 64-byte aligned array of n floats (NULL if out of memory). */
+float *dq_net_alloc_floats(int64_t n);
+
+/* net_bn.c: buffers and folding (after the parameters are laid out), the
+ * running statistics as PyTorch starts them, and the folded weights
+ * recomputed from the current parameters and statistics. */
+dq_status dq_net_setup_bufs(dq_net_t *net, dq_err *err);
+void dq_net_reset_bufs(dq_net_t *net);
+void dq_net_refold(dq_net_t *net);
+
 #endif
