@@ -416,11 +416,13 @@ static void test_hand_computed(void **state)
     for (int i = 0; i < 4; i++) assert_true(dw[i] == want_dw[i]);
     for (int i = 4; i < 16; i++) assert_true(dw[i] == 0.0f);
     assert_true(db[0] == 4.0f && db[1] == 0.0f && db[2] == 0.0f && db[3] == 0.0f);
-    /* grouped (not depthwise) needs one image's columns; strided depthwise none */
+    /* grouped (not depthwise) needs one image's columns; strided depthwise
+     * 2x2 phases of the bordered 7x7 input, each 4x4 + 2 slack, twice, and
+     * a 3x4 wide output */
     dq_conv2d_params pg = {.stride = 1, .padding = 1, .groups = 2};
     assert_int_equal(dq_conv2d_workspace(8, 4, 5, 5, 3, 3, pg), 4 * 9 * 25);
     dq_conv2d_params ps = {.stride = 2, .padding = 1, .groups = 4};
-    assert_int_equal(dq_conv2d_workspace(8, 4, 5, 5, 3, 3, ps), 0);
+    assert_int_equal(dq_conv2d_workspace(8, 4, 5, 5, 3, 3, ps), 2 * 4 * (16 + 2) + 3 * 4);
 }
 
 static void test_errors(void **state)
@@ -457,12 +459,15 @@ static void test_errors(void **state)
     assert_non_null(strstr(err.msg, "depthwise only"));
     /* backward names the gradient at fault */
     p.groups = 6;
-    p.stride = 2; /* strided depthwise: no workspace */
+    p.stride = 2; /* strided depthwise */
     dq_tensor tw6 = dq_tensor_view4(w, 6, 1, 3, 3), ty2 = dq_tensor_view4(y, 2, 6, 3, 3);
     float dwb[6 * 9];
     dq_tensor tdw = dq_tensor_view4(dwb, 6, 1, 9, 1);
-    assert_int_equal(dq_conv2d_forward(&ty2, &tx, &tw6, NULL, p, NULL, 0, &err), DQ_OK);
-    assert_int_equal(dq_conv2d_backward(NULL, &tdw, NULL, &ty2, &tx, &tw6, p, NULL, 0, &err),
+    const int64_t wsd = dq_conv2d_workspace(2, 6, 5, 5, 3, 3, p);
+    assert_true(wsd > 0 && wsd <= 6 * 9 * 25);
+    assert_int_equal(dq_conv2d_forward(&ty2, &tx, &tw6, NULL, p, ws, wsd, &err), DQ_OK);
+    assert_int_equal(dq_conv2d_forward(&ty2, &tx, &tw6, NULL, p, ws, wsd - 1, &err), DQ_ERR_ARG);
+    assert_int_equal(dq_conv2d_backward(NULL, &tdw, NULL, &ty2, &tx, &tw6, p, ws, wsd, &err),
                      DQ_ERR_SHAPE);
     assert_non_null(strstr(err.msg, "conv2d backward: weight gradient"));
 }

@@ -14,13 +14,12 @@
  * Depthwise (G == C, OC = C*mult): a GEMM per group would be [mult, KH*KW]
  * x [KH*KW, P], far too small for BLAS, so a direct kernel computes each
  * output plane as bias + sum over taps (kh, kw) of w[kh,kw] times the
- * shifted input. Stride 1 (nearly every depthwise layer) works on a
- * zero-bordered copy of the plane so that each tap is one long contiguous
- * axpy (s_dw_forward_s1 below; a few KB of workspace); strided layers add
- * row pieces whose bounds come from the shared dq_im2col_range helper.
- * Each output element sums bias then the taps in (kh, kw) order, whatever
- * the batch: batch-invariant too. Backward: db by plane sums, dw by per-tap
- * dot products of dout with the shifted input, din by the adjoint axpys.
+ * shifted input, on stride*stride phase planes of a zero-bordered copy of
+ * the input so that each tap is one long contiguous axpy (a few planes of
+ * workspace; details above s_dw_forward). Each output element sums bias
+ * then the taps in (kh, kw) order, whatever the batch: batch-invariant too.
+ * Backward: db by plane sums, dw by per-tap dot products of dout with the
+ * shifted input, din by the adjoint axpys.
  */
 #include "tensor/conv2d_int.h"
 
@@ -47,15 +46,27 @@ static int64_t s_groups(dq_conv2d_params p)
     return p.groups < 1 ? 1 : p.groups;
 }
 
-/* Stride-1 depthwise planes run in a zero-bordered layout (see
- * s_dw_forward_s1): Hp*Wp + KW floats for the padded input and for its
- * gradient, OH*Wp for the wide output (or output gradient). Strided ones
- * need no scratch. */
+/* The depthwise kernel's layout (see "depthwise" below): stride^2 phase
+ * planes of the zero-bordered input, as many for their gradient, and one
+ * wide output plane. */
+typedef struct {
+    int64_t s, Hq, Wq, plane, n_ph; /* plane: floats per phase incl. slack */
+} s_phase_geom;
+
+static s_phase_geom s_phase_make(const dq_im2col_geom *g)
+{
+    s_phase_geom q = {.s = g->stride};
+    q.Hq = (g->H + 2 * g->pad + q.s - 1) / q.s;
+    q.Wq = (g->W + 2 * g->pad + q.s - 1) / q.s;
+    q.plane = q.Hq * q.Wq + (g->KW - 1) / q.s + 1; /* a tap's run may end past the plane */
+    q.n_ph = q.s * q.s * q.plane;
+    return q;
+}
+
 static int64_t s_dw_ws(const dq_im2col_geom *g)
 {
-    if (g->stride != 1) return 0;
-    const int64_t Hp = g->H + 2 * g->pad, Wp = g->W + 2 * g->pad;
-    return 2 * (Hp * Wp + g->KW) + g->OH * Wp;
+    const s_phase_geom q = s_phase_make(g);
+    return 2 * q.n_ph + g->OH * q.Wq;
 }
 
 int64_t dq_conv2d_grouped_workspace(int64_t C, int64_t H, int64_t W, int64_t KH, int64_t KW,
@@ -134,254 +145,184 @@ static float s_sum(const float *x, int64_t n)
     return s;
 }
 
-/* ---- depthwise: direct kernel, one [H,W] plane -> one [OH,OW] plane ---------- */
+/* ---- depthwise: the direct kernel ------------------------------------------------
+ * Output (oh, ow) takes tap (kh, kw) from bordered-input position
+ * (oh*s + kh, ow*s + kw). Splitting the zero-bordered input into s*s phase
+ * planes P[a][b][i][j] = xpad[i*s + a][j*s + b] (each Hq x Wq) makes that
+ * P[kh%s][kw%s][oh + kh/s][ow + kw/s]: with the output also laid out in
+ * rows of Wq (its last Wq - OW columns scratch), a tap is ONE contiguous
+ * axpy over OH*Wq floats at a fixed offset, for every stride. On 14x14 and
+ * 7x7 planes, row pieces with their own bounds were mostly loop overhead
+ * and scalar tails. Backward uses the same layout: the output gradient
+ * widened with zero scratch columns gives dw as one dot product per tap and
+ * the phase-plane gradient as one axpy per tap, whose entries are then
+ * added back to din. Per element the sum is bias, then the taps in (kh, kw)
+ * order (padding taps add zeros): batch-invariant. */
 
-/* Output columns [lo[kw], hi[kw]) whose tap kw lands inside the input row,
- * computed once per call for kernels up to S_MAXK wide. */
-#define S_MAXK 32
-
-typedef struct {
-    int64_t lo[S_MAXK], hi[S_MAXK];
-} s_cols;
-
-static void s_cols_make(s_cols *c, const dq_im2col_geom *g)
-{
-    for (int64_t kw = 0; kw < g->KW && kw < S_MAXK; kw++)
-        dq_im2col_range(&c->lo[kw], &c->hi[kw], g->W, g->OW, kw, g->stride, g->pad);
-}
-
-static inline void s_cols_get(const s_cols *c, const dq_im2col_geom *g, int64_t kw, int64_t *lo,
-                              int64_t *hi)
-{
-    if (kw < S_MAXK) {
-        *lo = c->lo[kw];
-        *hi = c->hi[kw];
-    } else {
-        dq_im2col_range(lo, hi, g->W, g->OW, kw, g->stride, g->pad);
-    }
-}
-
-/* y[i] += a * x[i*s], i < n, in blocks of 8 so gcc -O2 vectorises the
- * contiguous case (its cheap cost model skips loops that need an epilogue). */
-static inline void s_axpy(float *restrict y, const float *restrict x, float a, int64_t s,
-                          int64_t n)
+/* y[i] += a * x[i], in blocks of 8 so gcc -O2 vectorises it (its cheap
+ * cost model skips loops that need an epilogue). */
+static inline void s_axpy(float *restrict y, const float *restrict x, float a, int64_t n)
 {
     int64_t i = 0;
-    if (s == 1) {
-        for (; i + 8 <= n; i += 8)
-            for (int k = 0; k < 8; k++) y[i + k] += a * x[i + k];
-        for (; i < n; i++) y[i] += a * x[i];
-    } else {
-        for (; i < n; i++) y[i] += a * x[i * s];
-    }
+    for (; i + 8 <= n; i += 8)
+        for (int k = 0; k < 8; k++) y[i + k] += a * x[i + k];
+    for (; i < n; i++) y[i] += a * x[i];
 }
 
-/* y[i*s] += a * x[i], i < n (the adjoint of s_axpy). */
-static inline void s_axpy_scatter(float *restrict y, const float *restrict x, float a, int64_t s,
-                                  int64_t n)
+/* sum y[i] * x[i] with 8 lanes. */
+static inline float s_dot(const float *restrict y, const float *restrict x, int64_t n)
 {
-    if (s == 1) {
-        s_axpy(y, x, a, 1, n);
-        return;
-    }
-    for (int64_t i = 0; i < n; i++) y[i * s] += a * x[i];
-}
-
-/* sum_i y[i] * x[i*s], i < n, with 8 lanes when contiguous. */
-static inline float s_dot(const float *restrict y, const float *restrict x, int64_t s, int64_t n)
-{
-    float acc = 0.0f;
+    float l[8] = {0}, acc = 0.0f;
     int64_t i = 0;
-    if (s == 1) {
-        float l[8] = {0};
-        for (; i + 8 <= n; i += 8)
-            for (int k = 0; k < 8; k++) l[k] += y[i + k] * x[i + k];
-        for (int k = 0; k < 8; k++) acc += l[k];
-        for (; i < n; i++) acc += y[i] * x[i];
-    } else {
-        for (; i < n; i++) acc += y[i] * x[i * s];
-    }
+    for (; i + 8 <= n; i += 8)
+        for (int k = 0; k < 8; k++) l[k] += y[i + k] * x[i + k];
+    for (int k = 0; k < 8; k++) acc += l[k];
+    for (; i < n; i++) acc += y[i] * x[i];
     return acc;
 }
 
-/* y = bias + sum_taps k[kh,kw] * x[oh*s - pad + kh, ow*s - pad + kw]: per
- * output row, the bias, then one axpy of a shifted input row per tap in
- * (kh, kw) order. */
-static void s_dw_forward_plane(float *restrict y, const float *restrict x,
-                               const float *restrict k, float bias, const dq_im2col_geom *g,
-                               const s_cols *cols)
+/* The phase plane and offset of tap (kh, kw). */
+static inline int64_t s_tap_at(const s_phase_geom *q, int64_t kh, int64_t kw)
 {
-    const int64_t H = g->H, W = g->W, OW = g->OW, s = g->stride, pad = g->pad;
-    for (int64_t oh = 0; oh < g->OH; oh++) {
-        float *restrict yr = y + oh * OW;
-        for (int64_t ow = 0; ow < OW; ow++) yr[ow] = bias;
-        for (int64_t kh = 0; kh < g->KH; kh++) {
-            const int64_t ih = oh * s - pad + kh;
-            if (ih < 0 || ih >= H) continue;
-            const float *xr = x + ih * W + (0 - pad);
-            for (int64_t kw = 0; kw < g->KW; kw++) {
-                int64_t lo, hi;
-                s_cols_get(cols, g, kw, &lo, &hi);
-                if (lo < hi) /* input column = ow*s + kw - pad */
-                    s_axpy(yr + lo, xr + lo * s + kw, k[kh * g->KW + kw], s, hi - lo);
-            }
+    return ((kh % q->s) * q->s + kw % q->s) * q->plane + (kh / q->s) * q->Wq + kw / q->s;
+}
+
+/* Tap offsets computed once per call for kernels of up to S_TAPS taps. */
+#define S_TAPS 64
+
+static void s_taps_make(int64_t *at, const dq_im2col_geom *g, const s_phase_geom *q)
+{
+    for (int64_t kh = 0; kh < g->KH; kh++)
+        for (int64_t kw = 0; kw < g->KW; kw++)
+            if (kh * g->KW + kw < S_TAPS) at[kh * g->KW + kw] = s_tap_at(q, kh, kw);
+}
+
+static inline int64_t s_tap(const int64_t *at, const dq_im2col_geom *g, const s_phase_geom *q,
+                            int64_t kh, int64_t kw)
+{
+    const int64_t t = kh * g->KW + kw;
+    return t < S_TAPS ? at[t] : s_tap_at(q, kh, kw);
+}
+
+/* y[0..n) = v, in blocks of 8 (vectorised). */
+static inline void s_fill(float *y, float v, int64_t n)
+{
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int k = 0; k < 8; k++) y[i + k] = v;
+    for (; i < n; i++) y[i] = v;
+}
+
+/* Input row h's elements of phase column b: w = w0 + t*s for t < n, going
+ * to phase columns j0 + t. */
+static inline void s_phase_cols(int64_t *w0, int64_t *j0, int64_t *n, int64_t b, int64_t W,
+                                int64_t pad, int64_t s)
+{
+    int64_t w = ((b - pad) % s + s) % s; /* first w >= 0 with (w + pad) % s == b */
+    *w0 = w;
+    *j0 = (w + pad) / s;
+    *n = w < W ? (W - w + s - 1) / s : 0;
+}
+
+/* Phases of one [H,W] input plane (zero where the bordered position is
+ * padding or past it). */
+static void s_phase_load(float *ph, const float *x, const dq_im2col_geom *g, const s_phase_geom *q)
+{
+    memset(ph, 0, (size_t)q->n_ph * sizeof(float));
+    const int64_t s = q->s, W = g->W;
+    for (int64_t h = 0; h < g->H; h++) {
+        const int64_t hp = h + g->pad, i = hp / s, a = hp % s;
+        const float *xr = x + h * W;
+        if (s == 1) {
+            memcpy(ph + i * q->Wq + g->pad, xr, (size_t)W * sizeof(float));
+            continue;
+        }
+        for (int64_t b = 0; b < s; b++) {
+            int64_t w0, j0, n;
+            s_phase_cols(&w0, &j0, &n, b, W, g->pad, s);
+            float *dst = ph + (a * s + b) * q->plane + i * q->Wq + j0;
+            for (int64_t t = 0; t < n; t++) dst[t] = xr[w0 + t * s];
         }
     }
 }
 
-/* dk[kh,kw] += sum dy * shifted x;  dx += k * dy scattered back (each may
- * be NULL). */
-static void s_dw_backward_plane(float *restrict dx, float *restrict dk, const float *restrict dy,
-                                const float *restrict x, const float *restrict k,
-                                const dq_im2col_geom *g, const s_cols *cols)
+/* din[h][w] += the phase-plane gradient at its bordered position. */
+static void s_phase_store_add(float *dx, const float *dph, const dq_im2col_geom *g,
+                              const s_phase_geom *q)
 {
-    const int64_t H = g->H, W = g->W, OW = g->OW, s = g->stride, pad = g->pad;
-    for (int64_t oh = 0; oh < g->OH; oh++) {
-        const float *dyr = dy + oh * OW;
-        for (int64_t kh = 0; kh < g->KH; kh++) {
-            const int64_t ih = oh * s - pad + kh;
-            if (ih < 0 || ih >= H) continue;
-            for (int64_t kw = 0; kw < g->KW; kw++) {
-                int64_t lo, hi;
-                s_cols_get(cols, g, kw, &lo, &hi);
-                if (lo >= hi) continue;
-                const int64_t t = kh * g->KW + kw, off = ih * W + lo * s + kw - pad;
-                if (dk) dk[t] += s_dot(dyr + lo, x + off, s, hi - lo);
-                if (dx) s_axpy_scatter(dx + off, dyr + lo, k[t], s, hi - lo);
-            }
+    const int64_t s = q->s, W = g->W;
+    for (int64_t h = 0; h < g->H; h++) {
+        const int64_t hp = h + g->pad, i = hp / s, a = hp % s;
+        float *dr = dx + h * W;
+        if (s == 1) {
+            s_axpy(dr, dph + i * q->Wq + g->pad, 1.0f, W);
+            continue;
+        }
+        for (int64_t b = 0; b < s; b++) {
+            int64_t w0, j0, n;
+            s_phase_cols(&w0, &j0, &n, b, W, g->pad, s);
+            const float *src = dph + (a * s + b) * q->plane + i * q->Wq + j0;
+            for (int64_t t = 0; t < n; t++) dr[w0 + t * s] += src[t];
         }
     }
 }
-
-/* ---- depthwise, stride 1: the zero-bordered layout ------------------------------
- * The input plane is copied into a zero-bordered [Hp, Wp] buffer (Hp = H +
- * 2*pad, Wp = W + 2*pad) and the output computed as OH rows of Wp floats
- * whose last Wp - OW are scratch. Output (oh, ow) and its tap (oh + kh,
- * ow + kw) are then kh*Wp + kw apart at every position, so each tap is ONE
- * contiguous axpy over OH*Wp floats instead of OH short row pieces with
- * their own bounds: on 14x14 and 7x7 planes the short rows were mostly
- * loop overhead and scalar tails. Backward uses the same layout: the
- * output gradient widened with zero scratch columns gives dw as one dot
- * product per tap and din as one axpy per tap into a bordered buffer whose
- * interior is then added to din. Per element the sum order is still bias,
- * then taps in (kh, kw) order (padding taps add zeros): batch-invariant. */
-
-typedef struct {
-    int64_t Hp, Wp, n_in, n_out;
-    float *xp, *dxp, *yp; /* workspace: padded input, its gradient, wide output */
-} s_wide;
-
-static s_wide s_wide_make(const dq_im2col_geom *g, float *ws)
-{
-    s_wide v = {.Hp = g->H + 2 * g->pad, .Wp = g->W + 2 * g->pad};
-    v.n_in = v.Hp * v.Wp + g->KW;
-    v.n_out = g->OH * v.Wp;
-    v.xp = ws;
-    v.dxp = ws + v.n_in;
-    v.yp = ws + 2 * v.n_in;
-    return v;
-}
-
-static void s_wide_load(const s_wide *v, const float *x, const dq_im2col_geom *g)
-{
-    memset(v->xp, 0, (size_t)v->n_in * sizeof(float));
-    for (int64_t h = 0; h < g->H; h++)
-        memcpy(v->xp + (h + g->pad) * v->Wp + g->pad, x + h * g->W, (size_t)g->W * sizeof(float));
-}
-
-static void s_dw_forward_s1(dq_tensor *out, const dq_tensor *in, const dq_tensor *w,
-                            const dq_tensor *b, const dq_im2col_geom *g, float *ws)
-{
-    const int64_t N = in->shape[0], C = g->C, OC = w->shape[0], mult = OC / C;
-    const int64_t HW = g->H * g->W, P = g->OH * g->OW, KK = g->KH * g->KW, OW = g->OW;
-    const s_wide v = s_wide_make(g, ws);
-    for (int64_t n = 0; n < N; n++)
-        for (int64_t c = 0; c < C; c++) {
-            s_wide_load(&v, in->data + (n * C + c) * HW, g);
-            for (int64_t o = c * mult; o < (c + 1) * mult; o++) {
-                const float *k = w->data + o * KK, bias = b ? b->data[o] : 0.0f;
-                for (int64_t i = 0; i < v.n_out; i++) v.yp[i] = bias;
-                for (int64_t kh = 0; kh < g->KH; kh++)
-                    for (int64_t kw = 0; kw < g->KW; kw++)
-                        s_axpy(v.yp, v.xp + kh * v.Wp + kw, k[kh * g->KW + kw], 1, v.n_out);
-                float *y = out->data + (n * OC + o) * P;
-                for (int64_t oh = 0; oh < g->OH; oh++)
-                    memcpy(y + oh * OW, v.yp + oh * v.Wp, (size_t)OW * sizeof(float));
-            }
-        }
-}
-
-static void s_dw_backward_s1(dq_tensor *din, dq_tensor *dw, dq_tensor *db, const dq_tensor *dout,
-                             const dq_tensor *in, const dq_tensor *w, const dq_im2col_geom *g,
-                             float *ws)
-{
-    const int64_t N = in->shape[0], C = g->C, OC = w->shape[0], mult = OC / C;
-    const int64_t HW = g->H * g->W, P = g->OH * g->OW, KK = g->KH * g->KW, OW = g->OW;
-    const s_wide v = s_wide_make(g, ws);
-    for (int64_t n = 0; n < N; n++)
-        for (int64_t c = 0; c < C; c++) {
-            if (dw) s_wide_load(&v, in->data + (n * C + c) * HW, g);
-            if (din) memset(v.dxp, 0, (size_t)v.n_in * sizeof(float));
-            for (int64_t o = c * mult; o < (c + 1) * mult; o++) {
-                const float *dy = dout->data + (n * OC + o) * P;
-                if (db) db->data[o] += s_sum(dy, P);
-                if (!dw && !din) continue;
-                memset(v.yp, 0, (size_t)v.n_out * sizeof(float));
-                for (int64_t oh = 0; oh < g->OH; oh++)
-                    memcpy(v.yp + oh * v.Wp, dy + oh * OW, (size_t)OW * sizeof(float));
-                for (int64_t kh = 0; kh < g->KH; kh++)
-                    for (int64_t kw = 0; kw < g->KW; kw++) {
-                        const int64_t t = kh * g->KW + kw, off = kh * v.Wp + kw;
-                        if (dw) dw->data[o * KK + t] += s_dot(v.yp, v.xp + off, 1, v.n_out);
-                        if (din) s_axpy(v.dxp + off, v.yp, w->data[o * KK + t], 1, v.n_out);
-                    }
-            }
-            if (!din) continue;
-            float *dx = din->data + (n * C + c) * HW;
-            for (int64_t h = 0; h < g->H; h++)
-                s_axpy(dx + h * g->W, v.dxp + (h + g->pad) * v.Wp + g->pad, 1.0f, 1, g->W);
-        }
-}
-
-/* ---- depthwise, strided: row pieces ------------------------------------------------- */
 
 static void s_dw_forward(dq_tensor *out, const dq_tensor *in, const dq_tensor *w,
                          const dq_tensor *b, const dq_im2col_geom *g, float *ws)
 {
-    if (g->stride == 1) {
-        s_dw_forward_s1(out, in, w, b, g, ws);
-        return;
-    }
     const int64_t N = in->shape[0], C = g->C, OC = w->shape[0], mult = OC / C;
-    const int64_t HW = g->H * g->W, P = g->OH * g->OW, KK = g->KH * g->KW;
-    s_cols cols;
-    s_cols_make(&cols, g);
+    const int64_t HW = g->H * g->W, P = g->OH * g->OW, KK = g->KH * g->KW, OW = g->OW;
+    const s_phase_geom q = s_phase_make(g);
+    float *ph = ws, *yw = ws + 2 * q.n_ph;
+    const int64_t n_out = g->OH * q.Wq;
+    int64_t at[S_TAPS];
+    s_taps_make(at, g, &q);
     for (int64_t n = 0; n < N; n++)
-        for (int64_t o = 0; o < OC; o++)
-            s_dw_forward_plane(out->data + (n * OC + o) * P, in->data + (n * C + o / mult) * HW,
-                               w->data + o * KK, b ? b->data[o] : 0.0f, g, &cols);
+        for (int64_t c = 0; c < C; c++) {
+            s_phase_load(ph, in->data + (n * C + c) * HW, g, &q);
+            for (int64_t o = c * mult; o < (c + 1) * mult; o++) {
+                const float *k = w->data + o * KK, bias = b ? b->data[o] : 0.0f;
+                s_fill(yw, bias, n_out);
+                for (int64_t kh = 0; kh < g->KH; kh++)
+                    for (int64_t kw = 0; kw < g->KW; kw++)
+                        s_axpy(yw, ph + s_tap(at, g, &q, kh, kw), k[kh * g->KW + kw], n_out);
+                float *y = out->data + (n * OC + o) * P;
+                for (int64_t oh = 0; oh < g->OH; oh++)
+                    memcpy(y + oh * OW, yw + oh * q.Wq, (size_t)OW * sizeof(float));
+            }
+        }
 }
 
 static void s_dw_backward(dq_tensor *din, dq_tensor *dw, dq_tensor *db, const dq_tensor *dout,
                           const dq_tensor *in, const dq_tensor *w, const dq_im2col_geom *g,
                           float *ws)
 {
-    if (g->stride == 1) {
-        s_dw_backward_s1(din, dw, db, dout, in, w, g, ws);
-        return;
-    }
     const int64_t N = in->shape[0], C = g->C, OC = w->shape[0], mult = OC / C;
-    const int64_t HW = g->H * g->W, P = g->OH * g->OW, KK = g->KH * g->KW;
-    s_cols cols;
-    s_cols_make(&cols, g);
+    const int64_t HW = g->H * g->W, P = g->OH * g->OW, KK = g->KH * g->KW, OW = g->OW;
+    const s_phase_geom q = s_phase_make(g);
+    float *ph = ws, *dph = ws + q.n_ph, *dyw = ws + 2 * q.n_ph;
+    const int64_t n_out = g->OH * q.Wq;
+    int64_t at_[S_TAPS];
+    s_taps_make(at_, g, &q);
     for (int64_t n = 0; n < N; n++)
-        for (int64_t o = 0; o < OC; o++) {
-            const float *dy = dout->data + (n * OC + o) * P;
-            const int64_t plane = (n * C + o / mult) * HW;
-            if (db) db->data[o] += s_sum(dy, P);
-            if (din || dw)
-                s_dw_backward_plane(din ? din->data + plane : NULL, dw ? dw->data + o * KK : NULL,
-                                    dy, in->data + plane, w->data + o * KK, g, &cols);
+        for (int64_t c = 0; c < C; c++) {
+            if (dw) s_phase_load(ph, in->data + (n * C + c) * HW, g, &q);
+            if (din) memset(dph, 0, (size_t)q.n_ph * sizeof(float));
+            for (int64_t o = c * mult; o < (c + 1) * mult; o++) {
+                const float *dy = dout->data + (n * OC + o) * P;
+                if (db) db->data[o] += s_sum(dy, P);
+                if (!dw && !din) continue;
+                memset(dyw, 0, (size_t)n_out * sizeof(float));
+                for (int64_t oh = 0; oh < g->OH; oh++)
+                    memcpy(dyw + oh * q.Wq, dy + oh * OW, (size_t)OW * sizeof(float));
+                for (int64_t kh = 0; kh < g->KH; kh++)
+                    for (int64_t kw = 0; kw < g->KW; kw++) {
+                        const int64_t t = kh * g->KW + kw, at = s_tap(at_, g, &q, kh, kw);
+                        if (dw) dw->data[o * KK + t] += s_dot(dyw, ph + at, n_out);
+                        if (din) s_axpy(dph + at, dyw, w->data[o * KK + t], n_out);
+                    }
+            }
+            if (din) s_phase_store_add(din->data + (n * C + c) * HW, dph, g, &q);
         }
 }
 

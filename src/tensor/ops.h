@@ -28,7 +28,7 @@
  * groups > 1 (C and OC multiples of it): channel group g of the input feeds
  * only output channels [g*OC/groups, (g+1)*OC/groups), as PyTorch's groups=.
  * Depthwise (groups == C, OC = C*multiplier) runs a direct kernel (its
- * workspace is a few planes, none when strided); other groupings run
+ * workspace is a few planes); other groupings run
  * im2col + one GEMM per group and image. Plan the workspace with the
  * layer's groups in the params. */
 typedef struct {
