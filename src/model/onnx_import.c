@@ -83,14 +83,54 @@ static bool s_layer_taken(const dq_onnx_ctx *c, const char *name)
     return false;
 }
 
-/* A unique layer name for the current node: its name, else its first
- * output's, else its operator type; "_2", "_3", ... on a collision. */
-static dq_status s_layer_name(dq_onnx_ctx *c, char *dst, dq_err *err)
+/* torch.onnx's scoped node name "/layer1/layer1.0/conv1/Conv" as a module
+ * path plus the op: each scope repeats its parent's path when it is a
+ * child of a container ("layer1" then "layer1.0"), so a component that
+ * starts with the previous one + "." replaces it. Returns false for names
+ * of another form. */
+static bool s_scoped(char *dst, size_t size, const char *name)
+{
+    if (!name || name[0] != '/') return false;
+    size_t n = 0, last = 0; /* last: where the previous component starts */
+    const char *p = name + 1;
+    while (*p) {
+        const char *e = strchr(p, '/');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        size_t prev = n - last;
+        if (n > 0 && len > prev && strncmp(p, dst + last, prev) == 0 && p[prev] == '.') {
+            n = last;                          /* replace the previous component */
+        } else if (n > 0) {
+            if (n + 1 >= size) break;
+            dst[n++] = '.';
+        }
+        last = n;
+        if (n + len >= size) len = size - 1 - n;
+        memcpy(dst + n, p, len);
+        n += len;
+        dst[n] = '\0';
+        if (!e) break;
+        p = e + 1;
+    }
+    dst[n] = '\0';
+    return n > 0;
+}
+
+/* A unique layer name for the current node (see dq_onnx_add_layer); "_2",
+ * "_3", ... on a collision. */
+static dq_status s_layer_name(dq_onnx_ctx *c, const char *weight, char *dst, dq_err *err)
 {
     const Onnx__NodeProto *n = c->node;
     const size_t room = DQ_ONNX_LAYER_NAME_MAX - 6; /* for "_NNNNN" */
-    char base[DQ_ONNX_LAYER_NAME_MAX + 1];
-    s_sanitize(base, n->name, room);
+    char base[DQ_ONNX_LAYER_NAME_MAX + 1], path[256];
+    size_t wl = weight ? strlen(weight) : 0;
+    if (wl > 7 && wl - 7 <= room && strcmp(weight + wl - 7, ".weight") == 0) {
+        snprintf(path, sizeof path, "%.*s", (int)(wl - 7), weight);
+        s_sanitize(base, path, room);
+    } else if (s_scoped(path, sizeof path, n->name)) {
+        s_sanitize(base, path, room);
+    } else {
+        s_sanitize(base, n->name, room);
+    }
     if (!base[0] && n->n_output > 0) s_sanitize(base, n->output[0], room);
     if (!base[0]) s_sanitize(base, n->op_type, room);
     if (!base[0]) snprintf(base, sizeof base, "layer");
@@ -152,6 +192,10 @@ dq_status dq_onnx_in(dq_onnx_ctx *c, int i, dq_onnx_value **v, dq_err *err)
     if (!*v)
         return dq_onnx_node_fail(c, err, DQ_ERR_FORMAT, "input '%.64s' is not defined before "
                                  "the node", c->node->input[i]);
+    if ((*v)->pad && strcmp(c->node->op_type, "Conv") != 0 &&
+        strcmp(c->node->op_type, "AveragePool") != 0 && strcmp(c->node->op_type, "Pad") != 0)
+        return dq_onnx_node_fail(c, err, DQ_ERR_UNSUPPORTED, "reads the output of a Pad (only "
+                                 "Conv and AveragePool take padded input)");
     return DQ_OK;
 }
 
@@ -212,8 +256,8 @@ dq_status dq_onnx_def_const(dq_onnx_ctx *c, const char *name, const Onnx__Tensor
 
 /* ---- layers and parameters ---- */
 
-dq_status dq_onnx_add_layer(dq_onnx_ctx *c, dq_onnx_ltype type, int from, int *idx,
-                            dq_err *err)
+dq_status dq_onnx_add_layer(dq_onnx_ctx *c, dq_onnx_ltype type, int from, const char *weight,
+                            int *idx, dq_err *err)
 {
     if (c->n_layers >= DQ_MF_MAX_LAYERS)
         return dq_onnx_node_fail(c, err, DQ_ERR_UNSUPPORTED, "more than %d layers",
@@ -222,7 +266,7 @@ dq_status dq_onnx_add_layer(dq_onnx_ctx *c, dq_onnx_ltype type, int from, int *i
                   err));
     dq_onnx_layer *l = &c->layers[c->n_layers];
     memset(l, 0, sizeof *l);
-    DQ_TRY(s_layer_name(c, l->name, err));
+    DQ_TRY(s_layer_name(c, weight, l->name, err));
     l->type = type;
     l->from = from;
     l->from2 = DQ_ONNX_INPUT;
@@ -252,6 +296,16 @@ dq_status dq_onnx_add_param(dq_onnx_ctx *c, int layer, const char *suffix, int n
     }
     p->data = data;
     return DQ_OK;
+}
+
+/* The shortest %g form of f that reads back as f ("0.485", not
+ * "0.485000014"). */
+static void s_fmt(char *buf, size_t size, float f)
+{
+    for (int prec = 6; prec <= 9; prec++) {
+        snprintf(buf, size, "%.*g", prec, (double)f);
+        if (strtof(buf, NULL) == f) return;
+    }
 }
 
 /* ---- the model input, metadata and outputs ---- */
@@ -321,7 +375,9 @@ static dq_status s_norm(dq_onnx_ctx *c, const Onnx__ModelProto *m, const char *k
             return dq_fail(err, DQ_ERR_FORMAT, "%s: metadata %s='%.64s' is not 1 or %d "
                            "comma-separated %snumbers", c->source, key, val, channels,
                            positive ? "positive " : "");
-        len += (size_t)snprintf(buf + len, size - len, "%s%.9g", k ? "," : "", (double)f);
+        char num[32];
+        s_fmt(num, sizeof num, f);
+        len += (size_t)snprintf(buf + len, size - len, "%s%s", k ? "," : "", num);
         while (*end == ' ') end++;
         if (*end == '\0') {
             if (k + 1 != 1 && k + 1 != channels)
@@ -346,6 +402,7 @@ static const char *s_from(const dq_onnx_ctx *c, int from)
 static void s_print_layer(FILE *f, const dq_onnx_ctx *c, int i)
 {
     const dq_onnx_layer *l = &c->layers[i];
+    char num[32];
     fprintf(f, "layer %s ", l->name);
     switch (l->type) {
     case DQ_ONNX_L_CONV2D:
@@ -355,12 +412,20 @@ static void s_print_layer(FILE *f, const dq_onnx_ctx *c, int i)
         break;
     case DQ_ONNX_L_BATCHNORM2D:
         fprintf(f, "batchnorm2d features=%lld", (long long)l->in);
-        if (l->eps != 1e-5f) fprintf(f, " eps=%.9g", (double)l->eps);
+        if (l->eps != 1e-5f) {
+            s_fmt(num, sizeof num, l->eps);
+            fprintf(f, " eps=%s", num);
+        }
         break;
     case DQ_ONNX_L_RELU: fprintf(f, "relu"); break;
     case DQ_ONNX_L_CLIP:
         if (l->lo == 0.0f && l->hi == 6.0f) fprintf(f, "relu6");
-        else fprintf(f, "clip min=%.9g max=%.9g", (double)l->lo, (double)l->hi);
+        else {
+            s_fmt(num, sizeof num, l->lo);
+            fprintf(f, "clip min=%s", num);
+            s_fmt(num, sizeof num, l->hi);
+            fprintf(f, " max=%s", num);
+        }
         break;
     case DQ_ONNX_L_MAXPOOL2D:
         fprintf(f, "maxpool2d kernel=%d stride=%d", l->kernel, l->stride);

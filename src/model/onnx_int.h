@@ -30,6 +30,8 @@ typedef struct {
     int rank;                        /* per-sample: 1 [F] or 3 [C, H, W] */
     int64_t dims[3];
     const Onnx__TensorProto *tensor; /* V_CONST */
+    int pad;                         /* zero padding a Pad node added on H and W,
+                                        taken up by the Conv/AveragePool reading it */
 } dq_onnx_value;
 
 typedef enum {
@@ -74,10 +76,13 @@ bool dq_onnx_has_in(const dq_onnx_ctx *c, int i);
 /* Input i as a constant (an initializer or a Constant node's value). */
 dq_status dq_onnx_in_const(dq_onnx_ctx *c, int i, const Onnx__TensorProto **t, dq_err *err);
 
-/* Appends a layer named after the current node, reading `from`; returns
- * its index in *idx. The caller fills the type-specific fields. */
-dq_status dq_onnx_add_layer(dq_onnx_ctx *c, dq_onnx_ltype type, int from, int *idx,
-                            dq_err *err);
+/* Appends a layer reading `from`; returns its index in *idx. It is named
+ * after `weight` (an initializer name) when that is "<path>.weight" - the
+ * PyTorch state_dict key, so parameters keep their PyTorch names - and
+ * otherwise after the node ("/layer1/layer1.0/Relu" -> "layer1.0.Relu").
+ * The caller fills the type-specific fields. */
+dq_status dq_onnx_add_layer(dq_onnx_ctx *c, dq_onnx_ltype type, int from, const char *weight,
+                            int *idx, dq_err *err);
 /* Defines output 0 of the current node as layer idx's output. */
 dq_status dq_onnx_def_layer_out(dq_onnx_ctx *c, int idx, int rank, const int64_t *dims,
                                 dq_err *err);

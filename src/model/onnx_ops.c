@@ -15,6 +15,8 @@
  *   Add -> add, or the bias of a preceding MatMul (x @ W + b)
  *   Gemm, MatMul -> linear       Flatten, Reshape to [N, -1] -> flatten
  *   Identity, Dropout -> the same value; Constant -> a constant
+ *   Pad (zeros on H, W) -> the padding of the Conv / AveragePool reading it
+ *     (torch writes AvgPool2d(count_include_pad=True) as Pad + AveragePool)
  */
 #include "model/onnx_int.h"
 
@@ -165,6 +167,7 @@ static dq_status s_conv(dq_onnx_ctx *c, dq_err *err)
     DQ_TRY(s_no_dilation(c, err));
     DQ_TRY(s_square(c, "strides", 1, 1, &s, err));
     DQ_TRY(s_pads(c, k, s, &p, err));
+    p += x->pad; /* zeros from a Pad node: the same as the conv's own */
     if (g < 1 || g > x->dims[0] || icg * g != x->dims[0] || oc % g != 0)
         return dq_onnx_node_fail(c, err, DQ_ERR_SHAPE, "weight [%lld, %lld, %lld, %lld] with "
                                  "group %lld does not fit %lld input channels", (long long)oc,
@@ -173,7 +176,7 @@ static dq_status s_conv(dq_onnx_ctx *c, dq_err *err)
     DQ_TRY(s_out_size(c, x->dims[1], k, s, p, &oh, err));
     DQ_TRY(s_out_size(c, x->dims[2], k, s, p, &ow, err));
     int idx;
-    DQ_TRY(dq_onnx_add_layer(c, DQ_ONNX_L_CONV2D, x->layer, &idx, err));
+    DQ_TRY(dq_onnx_add_layer(c, DQ_ONNX_L_CONV2D, x->layer, w->name, &idx, err));
     dq_onnx_layer *l = &c->layers[idx];
     l->in = x->dims[0];
     l->out = oc;
@@ -214,7 +217,8 @@ static dq_status s_batchnorm(dq_onnx_ctx *c, dq_err *err)
     DQ_TRY(s_one_output(c, "training statistics", err));
     int64_t ch = x->dims[0];
     int idx;
-    DQ_TRY(dq_onnx_add_layer(c, DQ_ONNX_L_BATCHNORM2D, x->layer, &idx, err));
+    DQ_TRY(dq_onnx_add_layer(c, DQ_ONNX_L_BATCHNORM2D, x->layer,
+                             dq_onnx_has_in(c, 1) ? c->node->input[1] : NULL, &idx, err));
     c->layers[idx].in = ch;
     c->layers[idx].eps = eps;
     static const char *const names[4] = {"weight", "bias", "running_mean", "running_var"};
@@ -240,7 +244,7 @@ static dq_status s_pointwise(dq_onnx_ctx *c, dq_onnx_ltype type, float lo, float
     DQ_TRY(dq_onnx_in(c, 0, &x, err));
     DQ_TRY(s_computed(c, x, err));
     int idx;
-    DQ_TRY(dq_onnx_add_layer(c, type, x->layer, &idx, err));
+    DQ_TRY(dq_onnx_add_layer(c, type, x->layer, NULL, &idx, err));
     c->layers[idx].lo = lo;
     c->layers[idx].hi = hi;
     return dq_onnx_def_layer_out(c, idx, x->rank, x->dims, err);
@@ -296,6 +300,13 @@ static dq_status s_pool(dq_onnx_ctx *c, dq_onnx_ltype type, dq_err *err)
     DQ_TRY(dq_onnx_attr_int(c, "count_include_pad", 0, &cip, err));
     if (ceil != 0)
         return dq_onnx_node_fail(c, err, DQ_ERR_UNSUPPORTED, "ceil_mode=1 (only floor)");
+    if (x->pad) { /* torch writes AvgPool2d(count_include_pad=True) as Pad + AveragePool */
+        if (p && !cip)
+            return dq_onnx_node_fail(c, err, DQ_ERR_UNSUPPORTED, "padding both from a Pad and "
+                                     "excluded from the average");
+        p += x->pad;
+        cip = 1;
+    }
     if (2 * p > k)
         return dq_onnx_node_fail(c, err, DQ_ERR_UNSUPPORTED, "padding %lld is more than half "
                                  "the kernel %lld", (long long)p, (long long)k);
@@ -303,7 +314,7 @@ static dq_status s_pool(dq_onnx_ctx *c, dq_onnx_ltype type, dq_err *err)
     DQ_TRY(s_out_size(c, x->dims[1], k, s, p, &oh, err));
     DQ_TRY(s_out_size(c, x->dims[2], k, s, p, &ow, err));
     int idx;
-    DQ_TRY(dq_onnx_add_layer(c, type, x->layer, &idx, err));
+    DQ_TRY(dq_onnx_add_layer(c, type, x->layer, NULL, &idx, err));
     dq_onnx_layer *l = &c->layers[idx];
     l->kernel = (int)k;
     l->stride = (int)s;
@@ -331,7 +342,7 @@ static dq_status s_gap(dq_onnx_ctx *c, dq_err *err)
     DQ_TRY(dq_onnx_in(c, 0, &x, err));
     DQ_TRY(s_image(c, x, err));
     int idx;
-    DQ_TRY(dq_onnx_add_layer(c, DQ_ONNX_L_GLOBAL_AVGPOOL, x->layer, &idx, err));
+    DQ_TRY(dq_onnx_add_layer(c, DQ_ONNX_L_GLOBAL_AVGPOOL, x->layer, NULL, &idx, err));
     int64_t dims[3] = {x->dims[0], 1, 1};
     return dq_onnx_def_layer_out(c, idx, 3, dims, err);
 }
@@ -369,7 +380,7 @@ static dq_status s_add(dq_onnx_ctx *c, dq_err *err)
         return dq_onnx_node_fail(c, err, DQ_ERR_UNSUPPORTED, "inputs of different shapes "
                                  "(no broadcasting)");
     int idx;
-    DQ_TRY(dq_onnx_add_layer(c, DQ_ONNX_L_ADD, a->layer, &idx, err));
+    DQ_TRY(dq_onnx_add_layer(c, DQ_ONNX_L_ADD, a->layer, NULL, &idx, err));
     c->layers[idx].from2 = b->layer;
     return dq_onnx_def_layer_out(c, idx, a->rank, a->dims, err);
 }
@@ -394,7 +405,7 @@ static dq_status s_linear(dq_onnx_ctx *c, const dq_onnx_value *x, const Onnx__Te
                                  "input features", (long long)w->dims[0], (long long)w->dims[1],
                                  (long long)x->dims[0]);
     int idx;
-    DQ_TRY(dq_onnx_add_layer(c, DQ_ONNX_L_LINEAR, x->layer, &idx, err));
+    DQ_TRY(dq_onnx_add_layer(c, DQ_ONNX_L_LINEAR, x->layer, w->name, &idx, err));
     c->layers[idx].in = k;
     c->layers[idx].out = n;
     c->layers[idx].bias = bias_in >= 0;
@@ -456,7 +467,7 @@ static dq_status s_to_flat(dq_onnx_ctx *c, const dq_onnx_value *x, dq_err *err)
 {
     if (x->rank == 1) return dq_onnx_def_alias(c, x, err);
     int idx;
-    DQ_TRY(dq_onnx_add_layer(c, DQ_ONNX_L_FLATTEN, x->layer, &idx, err));
+    DQ_TRY(dq_onnx_add_layer(c, DQ_ONNX_L_FLATTEN, x->layer, NULL, &idx, err));
     int64_t f = x->dims[0] * x->dims[1] * x->dims[2];
     return dq_onnx_def_layer_out(c, idx, 1, &f, err);
 }
@@ -507,6 +518,49 @@ static dq_status s_reshape(dq_onnx_ctx *c, dq_err *err)
                              "to [N, %lld]", want, (long long)f);
 }
 
+/* Zero padding of H and W only, symmetric: remembered on the value and
+ * taken up by the Conv or AveragePool that reads it (dq_onnx_in refuses
+ * any other reader). */
+static dq_status s_pad(dq_onnx_ctx *c, dq_err *err)
+{
+    dq_onnx_value *x;
+    int64_t p[8];
+    int n;
+    float value = 0;
+    char mode[32];
+    DQ_TRY(dq_onnx_in(c, 0, &x, err));
+    DQ_TRY(s_image(c, x, err));
+    DQ_TRY(dq_onnx_attr_string(c, "mode", mode, sizeof mode, err));
+    if (mode[0] && strcmp(mode, "constant") != 0)
+        return dq_onnx_node_fail(c, err, DQ_ERR_UNSUPPORTED, "mode %s (only constant)", mode);
+    if (c->opset < 11) {
+        DQ_TRY(dq_onnx_attr_ints(c, "pads", p, 8, &n, err));
+        DQ_TRY(dq_onnx_attr_float(c, "value", 0, &value, err));
+    } else {
+        const Onnx__TensorProto *t;
+        DQ_TRY(dq_onnx_in_const(c, 1, &t, err));
+        DQ_TRY(dq_onnx_tensor_ints(c, t, p, 8, &n, err));
+        if (dq_onnx_has_in(c, 2)) {
+            float *v;
+            DQ_TRY(s_floats(c, 2, 1, &v, err));
+            value = v[0];
+            free(v);
+        }
+        if (dq_onnx_has_in(c, 3))
+            return dq_onnx_node_fail(c, err, DQ_ERR_UNSUPPORTED, "axes input");
+    }
+    if (value != 0)
+        return dq_onnx_node_fail(c, err, DQ_ERR_UNSUPPORTED, "pad value %g (only 0)",
+                                 (double)value);
+    if (n != 8 || p[0] || p[1] || p[4] || p[5] || p[2] != p[3] || p[2] != p[6] ||
+        p[2] != p[7] || p[2] < 0 || p[2] > S_MAX_K)
+        return dq_onnx_node_fail(c, err, DQ_ERR_UNSUPPORTED, "pads must be the same on every "
+                                 "side of H and W, none on N and C");
+    dq_onnx_value v = *x;
+    v.pad += (int)p[2];
+    return dq_onnx_def_alias(c, &v, err);
+}
+
 static dq_status s_identity(dq_onnx_ctx *c, dq_err *err)
 {
     dq_onnx_value *x;
@@ -547,7 +601,7 @@ static const s_op s_ops[] = {
     {"Gemm", s_gemm},           {"MatMul", s_matmul},
     {"Flatten", s_flatten},     {"Reshape", s_reshape},
     {"Identity", s_identity},   {"Dropout", s_dropout},
-    {"Constant", s_constant},
+    {"Constant", s_constant},   {"Pad", s_pad},
 };
 
 dq_status dq_onnx_map_node(dq_onnx_ctx *c, dq_err *err)
@@ -557,5 +611,5 @@ dq_status dq_onnx_map_node(dq_onnx_ctx *c, dq_err *err)
     return dq_onnx_node_fail(c, err, DQ_ERR_UNSUPPORTED, "unsupported operator %.48s "
                              "(supported: Conv, BatchNormalization, Relu, Clip, MaxPool, "
                              "AveragePool, GlobalAveragePool, Add, Gemm, MatMul, Flatten, "
-                             "Reshape, Identity, Dropout, Constant)", c->node->op_type);
+                             "Reshape, Identity, Dropout, Constant, Pad)", c->node->op_type);
 }
