@@ -182,6 +182,23 @@ def export(outdir, manifest, name, model, shape, opset, outputs, dynamic=True,
     return path, ops
 
 
+def write_u8_case(outdir, name, model, mean, std):
+    """An IDX image set (as distillq-predict reads) of 5 random 8-bit images
+    and PyTorch's logits on them normalised as the metadata says:
+    NAME-images-idx3-ubyte, NAME-labels-idx1-ubyte, NAME.u8.logits.npy."""
+    gen = torch.Generator().manual_seed(99)
+    pix = torch.randint(0, 256, (5, 12, 12), generator=gen, dtype=torch.uint8)
+    with open(os.path.join(outdir, name + "-images-idx3-ubyte"), "wb") as f:
+        f.write(bytes([0, 0, 8, 3]) + b"".join(d.to_bytes(4, "big") for d in (5, 12, 12)))
+        f.write(pix.numpy().tobytes())
+    with open(os.path.join(outdir, name + "-labels-idx1-ubyte"), "wb") as f:
+        f.write(bytes([0, 0, 8, 1]) + (5).to_bytes(4, "big") + bytes([0, 1, 2, 3, 4]))
+    x = ((pix.float() / 255 - mean) / std).unsqueeze(1)
+    with torch.no_grad():
+        y = model(x)
+    np.save(os.path.join(outdir, name + ".u8.logits.npy"), y.numpy().astype(np.float32))
+
+
 def main():
     if len(sys.argv) != 2:
         sys.exit("usage: onnx_export.py OUTDIR")
@@ -192,9 +209,12 @@ def main():
     with open(os.path.join(outdir, "manifest.txt"), "w") as man:
         for opset in (11, 13, 17):
             torch.manual_seed(opset)
-            _, ops = export(outdir, man, "plain%d" % opset, Plain(), (1, 12, 12), opset,
+            model = Plain()
+            _, ops = export(outdir, man, "plain%d" % opset, model, (1, 12, 12), opset,
                             ["logits"], meta={"mean": "0.5", "std": "0.25"})
             seen.update(ops)
+            if opset == 13:
+                write_u8_case(outdir, "plain13", model, 0.5, 0.25)
             torch.manual_seed(opset + 1)
             _, ops = export(outdir, man, "residual%d" % opset, Residual(), (3, 32, 32), opset,
                             ["logits", "features"],

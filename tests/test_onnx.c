@@ -13,8 +13,11 @@
 #include <cmocka.h>
 
 #include "model/model_file.h"
+#include "model/model_load.h"
 #include "model/onnx.pb-c.h"
 #include "model/onnx_import.h"
+#include "teacher_worker/teacher.h"
+#include "tmpdir.h"
 
 #define S_N 16  /* nodes */
 #define S_A 48  /* attributes */
@@ -478,6 +481,50 @@ static void test_truncated(void **state)
     free(b);
 }
 
+/* A teacher loaded from an ONNX file: weights from its initializers, the
+ * file's SHA-256 as identity, the file's name as model name; weights given
+ * as well are refused, and a model file without weights too. */
+static void test_teacher_identity(void **state)
+{
+    const dq_test_tmpdir *td = *state;
+    s_b *b = malloc(sizeof *b);
+    s_cnn(b, 13);
+    size_t len;
+    uint8_t *buf = s_pack(b, &len);
+    char path[128], hex[DQ_MSG_SHA256_HEX + 1];
+    snprintf(path, sizeof path, "%s/cnn.onnx", td->dir);
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(buf, 1, len, f), len);
+    assert_int_equal(fclose(f), 0);
+    dq_err err = {{0}};
+    dq_teacher_t *t = NULL;
+    if (dq_teacher_new(&t, "svc", path, NULL, 8, &err) != DQ_OK) fail_msg("%s", err.msg);
+    assert_int_equal(dq_teacher_sha256_file(path, hex, &err), DQ_OK);
+    assert_string_equal(dq_teacher_identity(t)->sha256, hex);
+    assert_string_equal(dq_teacher_identity(t)->model, "cnn");
+    dq_teacher_destroy(&t);
+    assert_int_equal(dq_teacher_new(&t, "svc", path, "w.safetensors", 8, &err), DQ_ERR_ARG);
+    assert_non_null(strstr(err.msg, "an ONNX model carries its weights"));
+    assert_null(t);
+    /* The weights really are the initializers: conv weight 0 of the net. */
+    dq_net_t *net = NULL;
+    if (dq_model_load(&net, path, NULL, &err) != DQ_OK) fail_msg("%s", err.msg);
+    assert_true(dq_net_param(net, 0)->data[1] == -0.02f);
+    assert_true(dq_net_param(net, 3)->data[2] == 0.03f);
+    dq_net_destroy(&net);
+    snprintf(path, sizeof path, "%s/../x.model", td->dir);
+    assert_int_equal(dq_model_load(&net, path, NULL, &err), DQ_ERR_ARG);
+    assert_non_null(strstr(err.msg, "needs its weights"));
+    free(buf);
+    free(b);
+}
+
+static int s_setup(void **state)
+{
+    return dq_test_tmpdir_setup(state, "dq-onnx-");
+}
+
 static void test_is_path(void **state)
 {
     (void)state;
@@ -493,6 +540,8 @@ int main(void)
         cmocka_unit_test(test_cnn_text),       cmocka_unit_test(test_linear_layouts),
         cmocka_unit_test(test_new_layers_text), cmocka_unit_test(test_unsupported),
         cmocka_unit_test(test_truncated),      cmocka_unit_test(test_is_path),
+        cmocka_unit_test_setup_teardown(test_teacher_identity, s_setup,
+                                        dq_test_tmpdir_teardown),
     };
     return cmocka_run_group_tests_name("onnx", tests, NULL, NULL);
 }
