@@ -3,6 +3,7 @@
 outputs as the reference, for tests/test_onnx_torch.sh (and the fuzz seeds).
 
 Usage: onnx_export.py OUTDIR
+       onnx_export.py --lightnn WEIGHTS.safetensors OUT.onnx
 
 Writes, for each case NAME: NAME.onnx, NAME.input.npy (a fixed float input
 [3, C, H, W]) and NAME.<output>.npy (PyTorch's eval-mode outputs on it), plus
@@ -17,7 +18,8 @@ strides and padding; BatchNormalization; Relu; Clip as relu6, as a general
 clamp, from attributes at opset 10 and from inputs at 11+; MaxPool with
 padding; AveragePool with and without count_include_pad; GlobalAveragePool;
 Add residuals; Gemm; MatMul (+ bias Add); Flatten; Reshape; Identity;
-Dropout; Constant) at opsets 10, 11, 13 and 17. Needs torch, onnx, numpy
+Dropout; Constant; Pad) at opsets 10, 11, 13 and 17. --lightnn exports a
+distillq-trained LightNN (tests/test_onnx_teacher.sh). Needs torch, onnx, numpy
 (Debian: python3-torch python3-onnx python3-numpy).
 """
 import os
@@ -199,9 +201,62 @@ def write_u8_case(outdir, name, model, mean, std):
     np.save(os.path.join(outdir, name + ".u8.logits.npy"), y.numpy().astype(np.float32))
 
 
+class LightNN(nn.Module):
+    """The PyTorch KD tutorial's LightNN for Fashion-MNIST
+    (models/lightnn-fmnist.model)."""
+
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2, 2),
+            nn.Conv2d(16, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2, 2))
+        self.classifier = nn.Sequential(
+            nn.Linear(784, 256), nn.ReLU(), nn.Dropout(0.1), nn.Linear(256, 10))
+
+    def forward(self, x):
+        return self.classifier(torch.flatten(self.features(x), 1))
+
+
+def read_safetensors(path):
+    """{name: float32 tensor} from a safetensors file (F32 only)."""
+    import json
+    import struct
+    with open(path, "rb") as f:
+        data = f.read()
+    (n,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8:8 + n])
+    out = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        assert info["dtype"] == "F32", name
+        b, e = info["data_offsets"]
+        arr = np.frombuffer(data[8 + n + b:8 + n + e], dtype="<f4").reshape(info["shape"])
+        out[name] = torch.from_numpy(arr.copy())
+    return out
+
+
+def export_lightnn(weights, out):
+    """distillq-trained LightNN weights -> ONNX with distillq's normalisation."""
+    model = LightNN()
+    model.load_state_dict(read_safetensors(weights), strict=True)
+    model.eval()
+    x = torch.zeros(1, 1, 28, 28)
+    torch.onnx.export(model, x, out, input_names=["input"], output_names=["logits"],
+                      opset_version=13, dynamic_axes={"input": {0: "N"}, "logits": {0: "N"}})
+    m = onnx.load(out)
+    for k, v in (("distillq.mean", "0.5"), ("distillq.std", "0.5")):
+        p = m.metadata_props.add()
+        p.key, p.value = k, v
+    onnx.save(m, out)
+
+
 def main():
+    if len(sys.argv) == 4 and sys.argv[1] == "--lightnn":
+        export_lightnn(sys.argv[2], sys.argv[3])
+        return
     if len(sys.argv) != 2:
-        sys.exit("usage: onnx_export.py OUTDIR")
+        sys.exit("usage: onnx_export.py OUTDIR | --lightnn WEIGHTS.safetensors OUT.onnx")
     outdir = sys.argv[1]
     os.makedirs(outdir, exist_ok=True)
     torch.manual_seed(0)
