@@ -34,7 +34,6 @@
 #define S_PNAME_MAX (DQ_MF_NAME_MAX + 8) /* layer name + ".weight" */
 #define S_ALIGN 64
 #define S_MAX_ARENA_BYTES (1ULL << 46)  /* beyond this plan reports NOMEM up front */
-#define S_EVAL_TILE 32 /* rows per eval-mode linear GEMM (batch invariance) */
 
 struct dq_net {
     dq_model_file mf;
@@ -316,10 +315,14 @@ static size_t s_layout(dq_net_t *net, unsigned char *base, int64_t N)
             dq_conv2d_params cp = {l->stride, l->padding, 0};
             int64_t w = dq_conv2d_workspace(N, l->in_shape[0], l->in_shape[1], l->in_shape[2],
                                             l->kernel, l->kernel, cp);
+            int64_t we = dq_conv2d_invariant_workspace(N, l->in_shape[0], l->in_shape[1],
+                                                       l->in_shape[2], l->kernel, l->kernel,
+                                                       l->out, cp);
             if (w > ws) ws = w;
+            if (we > ws) ws = we;
         }
-        if (l->type == DQ_LAYER_LINEAR && S_EVAL_TILE * (l->in + l->out) > ws)
-            ws = S_EVAL_TILE * (l->in + l->out);
+        if (l->type == DQ_LAYER_LINEAR && dq_linear_invariant_workspace() > ws)
+            ws = dq_linear_invariant_workspace();
     }
     net->ws_floats = ws;
     net->ws = s_carve(base, &off, (size_t)ws * fsz);
@@ -396,31 +399,6 @@ static void s_set_batch(dq_net_t *net, int64_t n)
     for (int i = 0; i < net->mf.n_layers; i++) net->out[i].shape[0] = net->dout[i].shape[0] = n;
 }
 
-/* Eval-mode linear in fixed tiles of S_EVAL_TILE rows, the last one
- * zero-padded in the workspace: every GEMM has the same shape, so a sample's
- * output does not depend on its batch or its row in it (see net.h). */
-static dq_status s_linear_eval(dq_net_t *net, int i, dq_tensor *out, const dq_tensor *in,
-                               dq_err *err)
-{
-    const dq_tensor *w = s_param(net, net->w_idx[i]), *b = s_param(net, net->b_idx[i]);
-    const int64_t N = in->shape[0], I = dq_tensor_inner(in, 1), O = dq_tensor_inner(out, 1);
-    const int64_t T = S_EVAL_TILE;
-    for (int64_t t0 = 0; t0 < N; t0 += T) {
-        int64_t n = N - t0 < T ? N - t0 : T;
-        dq_tensor x = dq_tensor_view2(in->data + t0 * I, T, I);
-        dq_tensor y = dq_tensor_view2(out->data + t0 * O, T, O);
-        if (n < T) { /* the tail tile goes through the workspace */
-            x = dq_tensor_view2(net->ws, T, I);
-            y = dq_tensor_view2(net->ws + T * I, T, O);
-            memcpy(x.data, in->data + t0 * I, (size_t)(n * I) * sizeof(float));
-            memset(x.data + n * I, 0, (size_t)((T - n) * I) * sizeof(float));
-        }
-        DQ_TRY(dq_linear_forward(&y, &x, w, b, err));
-        if (n < T) memcpy(out->data + t0 * O, y.data, (size_t)(n * O) * sizeof(float));
-    }
-    return DQ_OK;
-}
-
 dq_status dq_net_forward(dq_net_t *net, const dq_tensor *input, bool train, dq_rng *rng,
                          dq_err *err)
 {
@@ -452,17 +430,20 @@ dq_status dq_net_forward(dq_net_t *net, const dq_tensor *input, bool train, dq_r
         dq_status st = DQ_OK;
         switch (l->type) {
         case DQ_LAYER_CONV2D: {
-            /* eval: one GEMM per image (batch-invariant, see net.h) */
-            dq_conv2d_params cp = {l->stride, l->padding, train ? 0 : 1};
-            st = dq_conv2d_forward(out, in, s_param(net, net->w_idx[i]),
-                                   s_param(net, net->b_idx[i]), cp, net->ws, net->ws_floats, err);
+            /* eval: position-invariant GEMMs (batch-invariant, see net.h) */
+            dq_conv2d_params cp = {l->stride, l->padding, 0};
+            const dq_tensor *w = s_param(net, net->w_idx[i]), *b = s_param(net, net->b_idx[i]);
+            st = train ? dq_conv2d_forward(out, in, w, b, cp, net->ws, net->ws_floats, err)
+                       : dq_conv2d_forward_invariant(out, in, w, b, cp, net->ws, net->ws_floats,
+                                                     err);
             break;
         }
-        case DQ_LAYER_LINEAR:
-            st = train ? dq_linear_forward(out, in, s_param(net, net->w_idx[i]),
-                                           s_param(net, net->b_idx[i]), err)
-                       : s_linear_eval(net, i, out, in, err);
+        case DQ_LAYER_LINEAR: {
+            const dq_tensor *w = s_param(net, net->w_idx[i]), *b = s_param(net, net->b_idx[i]);
+            st = train ? dq_linear_forward(out, in, w, b, err)
+                       : dq_linear_forward_invariant(out, in, w, b, net->ws, net->ws_floats, err);
             break;
+        }
         case DQ_LAYER_RELU: st = dq_relu_forward(out, in, err); break;
         case DQ_LAYER_MAXPOOL2D:
             st = dq_maxpool2d_forward(out, net->argmax[i], in, l->kernel, l->stride, err);

@@ -12,9 +12,9 @@
  * ("logits" always, hidden ones such as "features") point at layer outputs.
  *
  * Eval-mode forward is batch-invariant: a sample's outputs are bitwise the
- * same whatever batch, and position in it, the sample comes in (conv runs one
- * GEMM per image, linear fixed tiles of 32 rows, every other op is per
- * element). That makes a teacher's output a function of the sample alone, so
+ * same whatever batch, and position in it, the sample comes in (conv and
+ * linear run on a GEMM whose arithmetic per element does not depend on its
+ * row or column, tensor/gemm.h; every other op is per element). That makes a teacher's output a function of the sample alone, so
  * the broker can cache it per sample and a student trained on cached,
  * served or local teacher outputs comes out bit-identical.
  *

@@ -40,7 +40,7 @@ static void s_usage(FILE *f)
 "  --teacher URL      get the outputs from this teacher service (see above)\n"
 "  --inflight K       batches in flight with --teacher (default 16)\n"
 "  --request-timeout-ms MS  with --teacher: give up on a batch unanswered for MS\n"
-"                     (default 0: wait; the broker answers 'timeout' itself)\n"
+"                     (default 60000; 0: wait for ever)\n"
 
 "  --help, --version\n");
 }
@@ -55,6 +55,10 @@ int main(int argc, char **argv)
     dq_status st = DQ_OK;
     int64_t v = 0;
     cfg.inflight = 16;
+    /* finite by default: a broker that is not there, or gone for good, ends
+     * the run with an error naming its endpoint (a restart within this time
+     * is survived: the client resends) */
+    cfg.request_timeout_ms = 60000;
     enum { O_MODEL = 256, O_WEIGHTS, O_DATA, O_OUTPUT, O_OUTPUTS, O_LIMIT, O_BATCH, O_THREADS,
            O_TEACHER, O_INFLIGHT, O_RTIMEOUT, O_DEVICE, O_HELP, O_VERSION };
     static const struct option opts[] = {

@@ -51,6 +51,18 @@ dq_status dq_conv2d_backward(dq_tensor *din, dq_tensor *dw, dq_tensor *db,
                              const dq_tensor *dout, const dq_tensor *in, const dq_tensor *w,
                              dq_conv2d_params p, float *ws, int64_t ws_floats, dq_err *err);
 
+/* Eval-mode forward that is batch-invariant: an image's output is bitwise
+ * the same whatever batch and position it comes in, on any BLAS (images
+ * grouped into position-invariant GEMMs, tensor/gemm.h). Same shapes as
+ * dq_conv2d_forward (p.max_group is ignored); the workspace is its own and
+ * sized for dq_backend_threads() GEMM threads (the result does not depend
+ * on the thread count). */
+int64_t dq_conv2d_invariant_workspace(int64_t N, int64_t C, int64_t H, int64_t W, int64_t KH,
+                                      int64_t KW, int64_t OC, dq_conv2d_params p);
+dq_status dq_conv2d_forward_invariant(dq_tensor *out, const dq_tensor *in, const dq_tensor *w,
+                                      const dq_tensor *b, dq_conv2d_params p, float *ws,
+                                      int64_t ws_floats, dq_err *err);
+
 /* ---- linear: out = in @ w^T + b ----------------------------------------------
  * in [N,I], w [O,I] (PyTorch layout), b [O] or NULL, out [N,O]. */
 dq_status dq_linear_forward(dq_tensor *out, const dq_tensor *in, const dq_tensor *w,
@@ -58,6 +70,13 @@ dq_status dq_linear_forward(dq_tensor *out, const dq_tensor *in, const dq_tensor
 dq_status dq_linear_backward(dq_tensor *din, dq_tensor *dw, dq_tensor *db,
                              const dq_tensor *dout, const dq_tensor *in, const dq_tensor *w,
                              dq_err *err);
+
+/* Eval-mode linear, batch-invariant as dq_conv2d_forward_invariant: a
+ * sample's row is bitwise the same in any batch and at any row. */
+int64_t dq_linear_invariant_workspace(void);
+dq_status dq_linear_forward_invariant(dq_tensor *out, const dq_tensor *in, const dq_tensor *w,
+                                      const dq_tensor *b, float *ws, int64_t ws_floats,
+                                      dq_err *err);
 
 /* ---- relu (any shape; out may alias in) ------------------------------------- */
 dq_status dq_relu_forward(dq_tensor *out, const dq_tensor *in, dq_err *err);

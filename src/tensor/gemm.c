@@ -1,0 +1,235 @@
+/* gemm.c - the position-invariant GEMM of gemm.h.
+ *
+ * BLIS's loop nest, reduced to what the eval forward needs: columns in
+ * NC-wide slabs, k in KC-long blocks (B's block packed once into
+ * [NR]-wide micro-panels), rows in MC-tall blocks (A's block packed into
+ * [MR]-tall micro-panels), then MR x NR micro-tiles. Packing pads the last
+ * micro-panel of each with zeros, so every tile runs the one full-size
+ * kernel and an element's arithmetic never depends on where it sits; edge
+ * tiles go through a small buffer and only their valid part is written.
+ */
+#include "tensor/gemm.h"
+
+#include <pthread.h>
+#include <string.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define S_HAVE_X86 1
+#endif
+
+#define S_MR 6
+#define S_NR 16
+#define S_MC 72   /* A block: 72 x 256 floats = 72 KB, stays in L2 */
+#define S_KC 256
+#define S_NC 2048 /* B block: 256 x 2048 floats = 2 MB */
+
+/* Packing space of one thread, a multiple of 16 floats (64 bytes). */
+#define S_THREAD_WS ((int64_t)S_MC * S_KC + (int64_t)S_KC * S_NC)
+
+int64_t dq_gemm_fixed_workspace(int threads)
+{
+    return S_THREAD_WS * (threads < 1 ? 1 : threads);
+}
+
+/* Ap[panel][k][i] = A[ir + i][k] for the mc x kc block at A (0 past mc). */
+static void s_pack_a(float *restrict ap, const float *restrict a, int64_t lda, int64_t mc,
+                     int64_t kc)
+{
+    for (int64_t ir = 0; ir < mc; ir += S_MR) {
+        int64_t mr = mc - ir < S_MR ? mc - ir : S_MR;
+        for (int64_t k = 0; k < kc; k++) {
+            for (int64_t i = 0; i < mr; i++) ap[i] = a[(ir + i) * lda + k];
+            for (int64_t i = mr; i < S_MR; i++) ap[i] = 0.0f;
+            ap += S_MR;
+        }
+    }
+}
+
+/* Bp[panel][k][j] = op(B)[k][jr + j] for the kc x nc block (0 past nc). */
+static void s_pack_b(float *restrict bp, const float *restrict b, int64_t ldb, bool trans,
+                     int64_t kc, int64_t nc)
+{
+    for (int64_t jr = 0; jr < nc; jr += S_NR) {
+        int64_t nr = nc - jr < S_NR ? nc - jr : S_NR;
+        if (!trans) {
+            for (int64_t k = 0; k < kc; k++) {
+                const float *row = b + k * ldb + jr;
+                for (int64_t j = 0; j < nr; j++) bp[j] = row[j];
+                for (int64_t j = nr; j < S_NR; j++) bp[j] = 0.0f;
+                bp += S_NR;
+            }
+        } else {
+            for (int64_t k = 0; k < kc; k++) {
+                for (int64_t j = 0; j < nr; j++) bp[j] = b[(jr + j) * ldb + k];
+                for (int64_t j = nr; j < S_NR; j++) bp[j] = 0.0f;
+                bp += S_NR;
+            }
+        }
+    }
+}
+
+/* One MR x NR tile: c (row stride ldc) = acc, or c + acc when add. acc is a
+ * chain of multiply-adds over k in order, the same for every element. */
+static void s_kernel_c(int64_t kc, const float *restrict a, const float *restrict b,
+                       float *restrict c, int64_t ldc, bool add)
+{
+    float acc[S_MR][S_NR] = {{0}};
+    for (int64_t k = 0; k < kc; k++, a += S_MR, b += S_NR)
+        for (int i = 0; i < S_MR; i++)
+            for (int j = 0; j < S_NR; j++) acc[i][j] += a[i] * b[j];
+    for (int i = 0; i < S_MR; i++)
+        for (int j = 0; j < S_NR; j++) c[i * ldc + j] = add ? c[i * ldc + j] + acc[i][j]
+                                                             : acc[i][j];
+}
+
+#ifdef S_HAVE_X86
+__attribute__((target("avx2,fma"))) static void
+s_kernel_avx2(int64_t kc, const float *restrict a, const float *restrict b, float *restrict c,
+              int64_t ldc, bool add)
+{
+    __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
+    __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+#pragma GCC unroll 4
+    for (int64_t k = 0; k < kc; k++, a += S_MR, b += S_NR) {
+        __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8), x;
+        x = _mm256_broadcast_ss(a + 0);
+        c00 = _mm256_fmadd_ps(x, b0, c00);
+        c01 = _mm256_fmadd_ps(x, b1, c01);
+        x = _mm256_broadcast_ss(a + 1);
+        c10 = _mm256_fmadd_ps(x, b0, c10);
+        c11 = _mm256_fmadd_ps(x, b1, c11);
+        x = _mm256_broadcast_ss(a + 2);
+        c20 = _mm256_fmadd_ps(x, b0, c20);
+        c21 = _mm256_fmadd_ps(x, b1, c21);
+        x = _mm256_broadcast_ss(a + 3);
+        c30 = _mm256_fmadd_ps(x, b0, c30);
+        c31 = _mm256_fmadd_ps(x, b1, c31);
+        x = _mm256_broadcast_ss(a + 4);
+        c40 = _mm256_fmadd_ps(x, b0, c40);
+        c41 = _mm256_fmadd_ps(x, b1, c41);
+        x = _mm256_broadcast_ss(a + 5);
+        c50 = _mm256_fmadd_ps(x, b0, c50);
+        c51 = _mm256_fmadd_ps(x, b1, c51);
+    }
+    __m256 r[S_MR][2] = {{c00, c01}, {c10, c11}, {c20, c21},
+                         {c30, c31}, {c40, c41}, {c50, c51}};
+    for (int i = 0; i < S_MR; i++) {
+        float *ci = c + i * ldc;
+        if (add) {
+            r[i][0] = _mm256_add_ps(_mm256_loadu_ps(ci), r[i][0]);
+            r[i][1] = _mm256_add_ps(_mm256_loadu_ps(ci + 8), r[i][1]);
+        }
+        _mm256_storeu_ps(ci, r[i][0]);
+        _mm256_storeu_ps(ci + 8, r[i][1]);
+    }
+}
+#endif
+
+typedef void (*s_kernel_fn)(int64_t, const float *, const float *, float *, int64_t, bool);
+
+static s_kernel_fn s_pick_kernel(void)
+{
+#ifdef S_HAVE_X86
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return s_kernel_avx2;
+#endif
+    return s_kernel_c;
+}
+
+/* One thread's share: columns [0, N) of the slab it was given. */
+static void s_gemm_cols(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+                        const float *B, int64_t ldb, bool trans_b, float *C, int64_t ldc,
+                        bool accumulate, float *ws)
+{
+    s_kernel_fn kernel = s_pick_kernel();
+    float *ap = ws, *bp = ws + (int64_t)S_MC * S_KC;
+    float tile[S_MR * S_NR];
+    for (int64_t jc = 0; jc < N; jc += S_NC) {
+        int64_t nc = N - jc < S_NC ? N - jc : S_NC;
+        for (int64_t pc = 0; pc < K; pc += S_KC) {
+            int64_t kc = K - pc < S_KC ? K - pc : S_KC;
+            bool add = accumulate || pc > 0;
+            s_pack_b(bp, trans_b ? B + jc * ldb + pc : B + pc * ldb + jc, ldb, trans_b, kc, nc);
+            for (int64_t ic = 0; ic < M; ic += S_MC) {
+                int64_t mc = M - ic < S_MC ? M - ic : S_MC;
+                s_pack_a(ap, A + ic * lda + pc, lda, mc, kc);
+                for (int64_t jr = 0; jr < nc; jr += S_NR) {
+                    int64_t nr = nc - jr < S_NR ? nc - jr : S_NR;
+                    for (int64_t ir = 0; ir < mc; ir += S_MR) {
+                        int64_t mr = mc - ir < S_MR ? mc - ir : S_MR;
+                        float *c = C + (ic + ir) * ldc + jc + jr;
+                        const float *pa = ap + ir * kc, *pb = bp + jr * kc;
+                        if (mr == S_MR && nr == S_NR) {
+                            kernel(kc, pa, pb, c, ldc, add);
+                            continue;
+                        }
+                        /* Edge tile: the same kernel into a buffer, then
+                         * the valid part, added exactly as the kernel adds. */
+                        kernel(kc, pa, pb, tile, S_NR, false);
+                        for (int64_t i = 0; i < mr; i++)
+                            for (int64_t j = 0; j < nr; j++)
+                                c[i * ldc + j] = add ? c[i * ldc + j] + tile[i * S_NR + j]
+                                                     : tile[i * S_NR + j];
+                    }
+                }
+            }
+        }
+    }
+}
+
+typedef struct {
+    int64_t M, N, K, lda, ldb, ldc;
+    const float *A, *B;
+    float *C, *ws;
+    bool trans_b, accumulate;
+} s_job;
+
+static void *s_run_job(void *arg)
+{
+    const s_job *j = arg;
+    s_gemm_cols(j->M, j->N, j->K, j->A, j->lda, j->B, j->ldb, j->trans_b, j->C, j->ldc,
+                j->accumulate, j->ws);
+    return NULL;
+}
+
+void dq_gemm_fixed(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+                   const float *B, int64_t ldb, bool trans_b, float *C, int64_t ldc,
+                   bool accumulate, int threads, float *ws, int64_t ws_floats)
+{
+    if (M <= 0 || N <= 0) return;
+    if (K <= 0) {
+        if (!accumulate)
+            for (int64_t i = 0; i < M; i++) memset(C + i * ldc, 0, (size_t)N * sizeof(float));
+        return;
+    }
+    /* Threads split the columns in whole micro-panels; each column is
+     * computed by one thread with the same kernel, so the split never
+     * changes a bit. Small products stay on one thread. */
+    int64_t T = threads < 1 ? 1 : threads;
+    if (T > ws_floats / S_THREAD_WS) T = ws_floats / S_THREAD_WS;
+    if (T > (N + S_NR - 1) / S_NR) T = (N + S_NR - 1) / S_NR;
+    if ((double)M * (double)N * (double)K < 4e6) T = 1;
+    if (T > DQ_GEMM_MAX_THREADS) T = DQ_GEMM_MAX_THREADS;
+    if (T < 1) T = 1;
+    s_job jobs[DQ_GEMM_MAX_THREADS];
+    pthread_t tid[DQ_GEMM_MAX_THREADS];
+    bool started[DQ_GEMM_MAX_THREADS] = {false};
+    int64_t panels = (N + S_NR - 1) / S_NR, c0 = 0;
+    for (int64_t t = 0; t < T; t++) {
+        int64_t np = panels / T + (t < panels % T ? 1 : 0);
+        int64_t c1 = c0 + np * S_NR < N ? c0 + np * S_NR : N;
+        const float *b = trans_b ? B + c0 * ldb : B + c0;
+        jobs[t] = (s_job){M, c1 - c0, K, lda, ldb, ldc, A, b, C + c0, ws + t * S_THREAD_WS,
+                          trans_b, accumulate};
+        c0 = c1;
+    }
+    /* A thread that cannot be started has its share done here instead:
+     * slower, never different. */
+    for (int64_t t = 1; t < T; t++)
+        started[t] = pthread_create(&tid[t], NULL, s_run_job, &jobs[t]) == 0;
+    s_run_job(&jobs[0]);
+    for (int64_t t = 1; t < T; t++) {
+        if (started[t]) pthread_join(tid[t], NULL);
+        else s_run_job(&jobs[t]);
+    }
+}

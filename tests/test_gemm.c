@@ -1,0 +1,233 @@
+/* test_gemm.c - the position-invariant GEMM and the eval ops built on it.
+ *
+ * Values against a double reference (tolerance scaled by K), every
+ * option (transposed B, accumulate, K = 0, sizes across the MC/KC/NC block
+ * edges), and the property the cache rests on: an element's bits do not
+ * change when its row or column moves inside the matrix, or when the
+ * matrix is cut narrower or shorter around it. The eval conv and linear are
+ * checked the same way against the training-mode ops and across batches.
+ */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "tensor/gemm.h"
+#include "tensor/ops.h"
+#include "tensor/rng.h"
+
+static float *s_rand(int64_t n, dq_rng *r)
+{
+    float *p = malloc(sizeof(float) * (size_t)(n > 0 ? n : 1));
+    assert_non_null(p);
+    for (int64_t i = 0; i < n; i++) p[i] = (float)dq_rng_uniform(r) * 2.0f - 1.0f;
+    return p;
+}
+
+enum { S_THREADS = 3 };
+#define S_WSN dq_gemm_fixed_workspace(S_THREADS)
+
+static float *s_ws(void)
+{
+    float *ws = aligned_alloc(64, sizeof(float) * (size_t)S_WSN);
+    assert_non_null(ws);
+    return ws;
+}
+
+/* C = A op(B) (+ C0) in double; compares with tolerance 1e-6 * (K + 1). */
+static void s_check_values(int64_t M, int64_t N, int64_t K, bool trans, bool acc)
+{
+    dq_rng r;
+    dq_rng_seed(&r, (uint64_t)(M * 1000003 + N * 1009 + K));
+    float *A = s_rand(M * K, &r), *B = s_rand(K * N, &r), *C = s_rand(M * N, &r);
+    float *C0 = malloc(sizeof(float) * (size_t)(M * N));
+    assert_non_null(C0);
+    memcpy(C0, C, sizeof(float) * (size_t)(M * N));
+    float *ws = s_ws();
+    dq_gemm_fixed(M, N, K, A, K, B, trans ? K : N, trans, C, N, acc, S_THREADS, ws, S_WSN);
+    for (int64_t i = 0; i < M; i++)
+        for (int64_t j = 0; j < N; j++) {
+            double s = acc ? C0[i * N + j] : 0.0;
+            for (int64_t k = 0; k < K; k++)
+                s += (double)A[i * K + k] * (trans ? B[j * K + k] : B[k * N + j]);
+            if (fabs(s - C[i * N + j]) > 1e-6 * (double)(K + 1))
+                fail_msg("%lldx%lldx%lld trans=%d acc=%d: C[%lld,%lld] = %g, expected %g",
+                         (long long)M, (long long)N, (long long)K, trans, acc, (long long)i,
+                         (long long)j, C[i * N + j], s);
+        }
+    free(A), free(B), free(C), free(C0), free(ws);
+}
+
+static void test_values(void **state)
+{
+    (void)state;
+    static const int64_t sz[][3] = {{1, 1, 1},   {5, 7, 3},     {6, 16, 9},   {7, 17, 300},
+                                    {73, 33, 257}, {13, 2049, 5}, {150, 40, 520}};
+    for (size_t i = 0; i < sizeof sz / sizeof sz[0]; i++)
+        for (int t = 0; t < 2; t++)
+            for (int a = 0; a < 2; a++) s_check_values(sz[i][0], sz[i][1], sz[i][2], t, a);
+}
+
+static void test_k_zero(void **state)
+{
+    (void)state;
+    float C[6] = {1, 2, 3, 4, 5, 6}, A[1] = {0}, B[1] = {0};
+    float *ws = s_ws();
+    dq_gemm_fixed(2, 3, 0, A, 1, B, 3, false, C, 3, true, 1, ws, S_WSN);
+    assert_true(C[5] == 6.0f);
+    dq_gemm_fixed(2, 3, 0, A, 1, B, 3, false, C, 3, false, 1, ws, S_WSN);
+    for (int i = 0; i < 6; i++) assert_true(C[i] == 0.0f);
+    free(ws);
+}
+
+/* Every element of a sub-matrix (rows r0.., cols c0..) computed on its own
+ * equals, bit for bit, the same element in the full product. */
+static void test_position_invariance(void **state)
+{
+    (void)state;
+    const int64_t M = 40, N = 170, K = 600; /* K spans three KC blocks */
+    dq_rng r;
+    dq_rng_seed(&r, 7);
+    float *A = s_rand(M * K, &r), *B = s_rand(K * N, &r);
+    float *C = malloc(sizeof(float) * M * N), *D = malloc(sizeof(float) * M * N);
+    assert_non_null(C);
+    assert_non_null(D);
+    float *ws = s_ws();
+    for (int t = 0; t < 2; t++) {
+        const int64_t ldb = t ? K : N;
+        dq_gemm_fixed(M, N, K, A, K, B, ldb, t, C, N, false, 1, ws, S_WSN);
+        int checked = 0;
+        for (int64_t r0 = 0; r0 < M; r0 += 7)
+            for (int64_t c0 = 0; c0 < N; c0 += 31) {
+                int64_t m = M - r0 < 9 ? M - r0 : 9, n = N - c0 < 123 ? N - c0 : 123;
+                const float *Bs = t ? B + c0 * K : B + c0;
+                /* 1 thread for the full product, 3 for the parts: the
+                 * thread count must not matter either */
+                dq_gemm_fixed(m, n, K, A + r0 * K, K, Bs, ldb, t, D, n, false, S_THREADS, ws,
+                              S_WSN);
+                for (int64_t i = 0; i < m; i++)
+                    for (int64_t j = 0; j < n; j++, checked++)
+                        if (memcmp(&D[i * n + j], &C[(r0 + i) * N + c0 + j], sizeof(float)))
+                            fail_msg("trans=%d: C[%lld,%lld] differs when computed in a "
+                                     "%lldx%lld block at (%lld,%lld)", t, (long long)(r0 + i),
+                                     (long long)(c0 + j), (long long)m, (long long)n,
+                                     (long long)r0, (long long)c0);
+            }
+        assert_true(checked > 1000);
+    }
+    free(A), free(B), free(C), free(D), free(ws);
+}
+
+/* The eval conv equals the training conv (up to rounding) and gives every
+ * image the same bits in any batch. */
+/* Threads split the columns: 1 and 3 threads give the same bits (the
+ * product is big enough for the split to happen). */
+static void test_thread_count_invariance(void **state)
+{
+    (void)state;
+    const int64_t M = 64, N = 300, K = 300;
+    dq_rng r;
+    dq_rng_seed(&r, 8);
+    float *A = s_rand(M * K, &r), *B = s_rand(K * N, &r);
+    float *C = malloc(sizeof(float) * M * N), *D = malloc(sizeof(float) * M * N);
+    assert_non_null(C);
+    assert_non_null(D);
+    float *ws = s_ws();
+    dq_gemm_fixed(M, N, K, A, K, B, N, false, C, N, false, 1, ws, S_WSN);
+    dq_gemm_fixed(M, N, K, A, K, B, N, false, D, N, false, S_THREADS, ws, S_WSN);
+    assert_memory_equal(C, D, sizeof(float) * M * N);
+    /* a workspace for one thread only: still correct, on one thread */
+    dq_gemm_fixed(M, N, K, A, K, B, N, false, D, N, false, S_THREADS, ws,
+                  dq_gemm_fixed_workspace(1));
+    assert_memory_equal(C, D, sizeof(float) * M * N);
+    free(A), free(B), free(C), free(D), free(ws);
+}
+
+static void test_conv_invariant(void **state)
+{
+    (void)state;
+    const int64_t N = 9, C = 5, H = 9, W = 7, OC = 11, KS = 3;
+    dq_conv2d_params p = {2, 1, 0};
+    dq_rng r;
+    dq_rng_seed(&r, 3);
+    float *x = s_rand(N * C * H * W, &r), *w = s_rand(OC * C * KS * KS, &r), *b = s_rand(OC, &r);
+    const int64_t OH = dq_conv2d_out_size(H, KS, 2, 1), OW = dq_conv2d_out_size(W, KS, 2, 1);
+    const int64_t per = OC * OH * OW;
+    float *y = malloc(sizeof(float) * (size_t)(N * per)), *z = malloc(sizeof(float) * (size_t)(N * per));
+    assert_non_null(y);
+    assert_non_null(z);
+    int64_t wsn = dq_conv2d_invariant_workspace(N, C, H, W, KS, KS, OC, p);
+    int64_t wst = dq_conv2d_workspace(N, C, H, W, KS, KS, p);
+    float *ws = aligned_alloc(64, sizeof(float) * (size_t)(wsn > wst ? wsn : wst));
+    assert_non_null(ws);
+    dq_tensor tw = dq_tensor_view4(w, OC, C, KS, KS);
+    int64_t bs[1] = {OC};
+    dq_tensor tb = dq_tensor_view(b, 1, bs);
+    dq_err err = {{0}};
+    dq_tensor tx = dq_tensor_view4(x, N, C, H, W), ty = dq_tensor_view4(y, N, OC, OH, OW);
+    dq_tensor tz = dq_tensor_view4(z, N, OC, OH, OW);
+    assert_int_equal(dq_conv2d_forward_invariant(&ty, &tx, &tw, &tb, p, ws, wsn, &err), DQ_OK);
+    assert_int_equal(dq_conv2d_forward(&tz, &tx, &tw, &tb, p, ws, wst, &err), DQ_OK);
+    for (int64_t i = 0; i < N * per; i++) assert_true(fabsf(y[i] - z[i]) < 1e-5f);
+    for (int64_t n = 1; n <= N; n += 3)
+        for (int64_t off = 0; off + n <= N; off += 2) {
+            dq_tensor sx = dq_tensor_view4(x + off * C * H * W, n, C, H, W);
+            dq_tensor sz = dq_tensor_view4(z, n, OC, OH, OW);
+            assert_int_equal(dq_conv2d_forward_invariant(&sz, &sx, &tw, &tb, p, ws, wsn, &err),
+                             DQ_OK);
+            assert_memory_equal(z, y + off * per, sizeof(float) * (size_t)(n * per));
+        }
+    /* too small a workspace is an error naming the op */
+    assert_int_equal(dq_conv2d_forward_invariant(&ty, &tx, &tw, &tb, p, ws, 10, &err), DQ_ERR_ARG);
+    assert_non_null(strstr(err.msg, "conv2d (eval)"));
+    free(x), free(w), free(b), free(y), free(z), free(ws);
+}
+
+static void test_linear_invariant(void **state)
+{
+    (void)state;
+    const int64_t N = 45, I = 37, O = 19;
+    dq_rng r;
+    dq_rng_seed(&r, 4);
+    float *x = s_rand(N * I, &r), *w = s_rand(O * I, &r), *b = s_rand(O, &r);
+    float *y = malloc(sizeof(float) * (size_t)(N * O)), *z = malloc(sizeof(float) * (size_t)(N * O));
+    assert_non_null(y);
+    assert_non_null(z);
+    int64_t wsn = dq_linear_invariant_workspace();
+    float *ws = aligned_alloc(64, sizeof(float) * (size_t)wsn);
+    assert_non_null(ws);
+    dq_err err = {{0}};
+    dq_tensor tx = dq_tensor_view2(x, N, I), tw = dq_tensor_view2(w, O, I);
+    dq_tensor ty = dq_tensor_view2(y, N, O), tz = dq_tensor_view2(z, N, O);
+    int64_t bs[1] = {O};
+    dq_tensor tb = dq_tensor_view(b, 1, bs);
+    assert_int_equal(dq_linear_forward_invariant(&ty, &tx, &tw, &tb, ws, wsn, &err), DQ_OK);
+    assert_int_equal(dq_linear_forward(&tz, &tx, &tw, &tb, &err), DQ_OK);
+    for (int64_t i = 0; i < N * O; i++) assert_true(fabsf(y[i] - z[i]) < 1e-5f);
+    for (int64_t n = 1; n <= N; n += 4)
+        for (int64_t off = 0; off + n <= N; off += 5) {
+            dq_tensor sx = dq_tensor_view2(x + off * I, n, I), sz = dq_tensor_view2(z, n, O);
+            assert_int_equal(dq_linear_forward_invariant(&sz, &sx, &tw, &tb, ws, wsn, &err), DQ_OK);
+            assert_memory_equal(z, y + off * O, sizeof(float) * (size_t)(n * O));
+        }
+    free(x), free(w), free(b), free(y), free(z), free(ws);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_values),
+        cmocka_unit_test(test_k_zero),
+        cmocka_unit_test(test_position_invariance),
+        cmocka_unit_test(test_thread_count_invariance),
+        cmocka_unit_test(test_conv_invariant),
+        cmocka_unit_test(test_linear_invariant),
+    };
+    return cmocka_run_group_tests_name("gemm", tests, NULL, NULL);
+}
