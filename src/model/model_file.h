@@ -90,8 +90,4 @@ int64_t dq_mf_param_floats(const dq_model_file *mf);
 /* Elements of a layer's per-sample output. */
 int64_t dq_mf_out_numel(const dq_mf_layer *l);
 
-/* TEMPORARY SHIM (helper onnx; helper exec provides these in net.h). */
-dq_status dq_net_from_model_file(dq_net_t **out, const dq_model_file *mf, dq_err *err);
-dq_tensor *dq_net_find_tensor(dq_net_t *net, const char *name);
-
 #endif

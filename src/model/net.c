@@ -161,10 +161,6 @@ static void s_plan_writers(dq_net_t *net)
     }
 }
 
-/* TEMPORARY SHIM (helper onnx): helper exec provides dq_net_from_model_file
- * and dq_net_find_tensor; this commit is reverted before the merge. */
-static dq_status s_build(dq_net_t **out, dq_net_t *net, const char *model_path, dq_err *err);
-
 dq_status dq_net_load(dq_net_t **out, const char *model_path, dq_err *err)
 {
     *out = NULL;
@@ -175,27 +171,6 @@ dq_status dq_net_load(dq_net_t **out, const char *model_path, dq_err *err)
         free(net);
         return st;
     }
-    return s_build(out, net, model_path, err);
-}
-
-dq_status dq_net_from_model_file(dq_net_t **out, const dq_model_file *mf, dq_err *err)
-{
-    *out = NULL;
-    dq_net_t *net = calloc(1, sizeof *net);
-    if (!net) return dq_fail(err, DQ_ERR_NOMEM, "%s: cannot allocate the net", mf->name);
-    net->mf = *mf;
-    return s_build(out, net, mf->name, err);
-}
-
-dq_tensor *dq_net_find_tensor(dq_net_t *net, const char *name)
-{
-    for (int i = 0; i < net->n_params; i++)
-        if (strcmp(net->pname[i], name) == 0) return &net->param[i];
-    return NULL;
-}
-
-static dq_status s_build(dq_net_t **out, dq_net_t *net, const char *model_path, dq_err *err)
-{
     net->n_floats = dq_mf_param_floats(&net->mf);
     net->params = s_alloc_floats(net->n_floats);
     net->grads = s_alloc_floats(net->n_floats);
