@@ -256,7 +256,7 @@ static void s_conv_case(s_gpu *g, int64_t N, int64_t C, int64_t H, int64_t W, in
     float *b = s_random(g, OC, -1, 1), *dy = s_random(g, ny, -1, 1);
     float *dx = s_random(g, nx, -1, 1), *dw = s_random(g, nw, -1, 1), *db = s_random(g, OC, -1, 1);
     float *y = malloc((size_t)ny * 4);
-    dq_conv2d_params cp = {stride, pad, 0};
+    dq_conv2d_params cp = {stride, pad, 0, 1};
     int64_t wsf = dq_conv2d_workspace(N, C, H, W, k, k, cp);
     float *ws = malloc((size_t)(wsf ? wsf : 1) * 4);
     dq_tensor tx = dq_tensor_view4(x, N, C, H, W), tw = dq_tensor_view4(w, OC, C, k, k);

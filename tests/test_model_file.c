@@ -161,6 +161,68 @@ static void test_syntax_defaults_and_shapes(void **state)
     assert_int_equal(dq_mf_weight_shape(&mf.layers[1], ws), 0);
 }
 
+/* The residual-network layers: shapes, defaults, parameter and weight shapes. */
+static void test_residual_layers(void **state)
+{
+    (void)state;
+    const char *text = "name res\n"
+                       "input channels=2 height=9 width=9\n"
+                       "layer c1 conv2d in=2 out=4 kernel=3 stride=2 padding=1 bias=0\n" /* 4x5x5 */
+                       "layer bn1 batchnorm2d features=4 eps=0.001 momentum=0.5\n"
+                       "layer r1 relu6\n"
+                       "layer dw conv2d in=4 out=8 kernel=3 padding=1 groups=4\n"      /* 8x5x5 */
+                       "layer pw conv2d in=8 out=4 kernel=1\n"                         /* 4x5x5 */
+                       "layer sum add from=pw,r1\n"
+                       "layer cl clip min=-1 max=2.5\n"
+                       "layer mp maxpool2d kernel=3 stride=2 padding=1\n"              /* 4x3x3 */
+                       "layer ap avgpool2d kernel=2 stride=1 count_include_pad=0 from=sum\n"
+                       "layer gap global_avgpool from=mp\n"                            /* 4x1x1 */
+                       "layer f flatten\n"
+                       "layer fc linear in=4 out=3\n"
+                       "output logits fc\n"
+                       "output pooled ap\n";
+    dq_model_file mf;
+    dq_err err = {{0}};
+    if (dq_mf_parse(&mf, text, "res.model", &err) != DQ_OK) fail_msg("%s", err.msg);
+    const dq_mf_layer *bn = &mf.layers[1], *r6 = &mf.layers[2], *dw = &mf.layers[3];
+    const dq_mf_layer *sum = &mf.layers[5], *cl = &mf.layers[6], *mp = &mf.layers[7];
+    const dq_mf_layer *ap = &mf.layers[8], *gap = &mf.layers[9];
+    assert_int_equal(bn->type, DQ_LAYER_BATCHNORM2D);
+    assert_true(bn->eps == 0.001f && bn->momentum == 0.5f && bn->bias);
+    assert_true(r6->lo == 0.0f && r6->hi == 6.0f);
+    assert_int_equal(dw->groups, 4);
+    assert_int_equal(mf.layers[0].groups, 1);
+    assert_int_equal(sum->from, 4);
+    assert_int_equal(sum->from2, 2);
+    assert_int_equal(sum->out_shape[0], 4);
+    assert_true(cl->lo == -1.0f && cl->hi == 2.5f);
+    assert_int_equal(mp->padding, 1);
+    assert_int_equal(mp->out_shape[1], 3); /* (5 + 2 - 3)/2 + 1 */
+    assert_int_equal(ap->stride, 1);
+    assert_false(ap->count_include_pad);
+    assert_int_equal(ap->out_shape[1], 4);
+    assert_int_equal(gap->out_rank, 3);
+    assert_true(gap->out_shape[0] == 4 && gap->out_shape[1] == 1 && gap->out_shape[2] == 1);
+    assert_int_equal(mf.input.classes, 3);
+    int64_t ws[4];
+    assert_int_equal(dq_mf_weight_shape(dw, ws), 4);
+    assert_true(ws[0] == 8 && ws[1] == 1 && ws[2] == 3 && ws[3] == 3); /* [out, in/groups, k, k] */
+    assert_int_equal(dq_mf_weight_shape(bn, ws), 1);
+    assert_int_equal(ws[0], 4);
+    /* c1 4*2*9, bn1 4+4, dw 8*9+8, pw 4*8+4, fc 3*4+3 (buffers are not parameters) */
+    assert_int_equal(dq_mf_param_floats(&mf), 72 + 8 + 80 + 36 + 15);
+    /* an add may read the input, and a default avgpool2d stride is its kernel */
+    const char *t2 = "name r2\ninput channels=1 height=4 width=4\n"
+                     "layer a add from=input,input\nlayer p avgpool2d kernel=2\nlayer f flatten\n"
+                     "output logits f\n";
+    if (dq_mf_parse(&mf, t2, "r2", &err) != DQ_OK) fail_msg("%s", err.msg);
+    assert_int_equal(mf.layers[0].from, DQ_MF_INPUT);
+    assert_int_equal(mf.layers[0].from2, DQ_MF_INPUT);
+    assert_int_equal(mf.layers[1].stride, 2);
+    assert_true(mf.layers[1].count_include_pad);
+    assert_int_equal(mf.input.classes, 4);
+}
+
 /* ---- errors ------------------------------------------------------------------- */
 
 static const char *s_base = "name t\n"                                           /* 1 */
@@ -202,7 +264,8 @@ static void test_errors_name_line_and_problem(void **state)
     static const s_bad cases[] = {
         {4, "layer r relo\n", DQ_ERR_FORMAT,
          "t.model:4: unknown layer type 'relo' (expected conv2d, linear, relu, maxpool2d, "
-         "avgpool1d, flatten or dropout)"},
+         "avgpool1d, flatten, dropout, batchnorm2d, relu6, clip, avgpool2d, global_avgpool or "
+         "add)"},
         {3, "layer c conv2d in=1 out=4 padding=1\n", DQ_ERR_FORMAT,
          "t.model:3: conv2d c: missing key 'kernel'"},
         {3, "layer c conv2d in=1 out=4 kernel=3x\n", DQ_ERR_FORMAT,
@@ -227,7 +290,7 @@ static void test_errors_name_line_and_problem(void **state)
          "t.model:7: linear l needs a flat input but f gives [4, 4, 4] (add a flatten layer)"},
         {3, "layer c conv2d in=1 out=4 kernal=3 kernel=3\n", DQ_ERR_FORMAT,
          "t.model:3: conv2d c: unknown key 'kernal' (accepted: in, out, kernel, stride, "
-         "padding, bias, from)"},
+         "padding, bias, groups, from)"},
         {3, "layer c conv2d in=1 out=4 kernel=3 kernel=3\n", DQ_ERR_FORMAT,
          "t.model:3: key 'kernel' given twice"},
         {3, "layer c conv2d in=1 out=4 kernel 3\n", DQ_ERR_FORMAT,
@@ -261,6 +324,33 @@ static void test_errors_name_line_and_problem(void **state)
          "t.model:3: normalize: std values must be > 0"},
         {2, "input channels=1 height=8 width=8\nnormalize mean=abc std=1\n", DQ_ERR_FORMAT,
          "t.model:3: bad number 'abc' for mean (expected a finite number)"},
+        /* the residual-network layers (issue 9) */
+        {5, "layer p maxpool2d kernel=2\nlayer a add\n", DQ_ERR_FORMAT,
+         "t.model:6: add a: needs from=a,b (two earlier layers or input)"},
+        {5, "layer p maxpool2d kernel=2\nlayer a add from=c,p\n", DQ_ERR_SHAPE,
+         "t.model:6: add a: c gives [4, 8, 8] but p gives [4, 4, 4] (the shapes must be equal)"},
+        {5, "layer p maxpool2d kernel=2\nlayer a add from=p,nope\n", DQ_ERR_FORMAT,
+         "t.model:6: add a: from=nope is not an earlier layer"},
+        {5, "layer p maxpool2d kernel=2\nlayer a add from=p,p,p\n", DQ_ERR_FORMAT,
+         "t.model:6: add a: from=p,p,p names more than two layers"},
+        {4, "layer r relu from=c,c\n", DQ_ERR_FORMAT,
+         "t.model:4: relu r: from=c,c names two layers (only add takes two)"},
+        {4, "layer r batchnorm2d features=3\n", DQ_ERR_SHAPE,
+         "t.model:4: batchnorm2d r features=3 but its input has 4 channels"},
+        {4, "layer r batchnorm2d features=4 eps=0\n", DQ_ERR_FORMAT,
+         "t.model:4: batchnorm2d r: eps must be > 0 and momentum in [0, 1]"},
+        {7, "layer l batchnorm2d features=64\n", DQ_ERR_SHAPE,
+         "t.model:7: batchnorm2d l needs a [C, H, W] input but f gives [64]"},
+        {3, "layer c conv2d in=1 out=4 kernel=3 padding=1 groups=3\n", DQ_ERR_SHAPE,
+         "t.model:3: conv2d c: groups=3 must divide in=1 and out=4"},
+        {5, "layer p maxpool2d kernel=2 padding=2\n", DQ_ERR_FORMAT,
+         "t.model:5: maxpool2d p: padding=2 is more than half the kernel 2"},
+        {5, "layer p avgpool2d kernel=2 count_include_pad=2\n", DQ_ERR_FORMAT,
+         "t.model:5: avgpool2d p: count_include_pad=2 outside 0..1"},
+        {4, "layer r clip min=2 max=1\n", DQ_ERR_FORMAT, "t.model:4: clip r: min=2 is above max=1"},
+        {4, "layer r clip min=0\n", DQ_ERR_FORMAT, "t.model:4: clip r: needs min= and max="},
+        {7, "layer l global_avgpool\n", DQ_ERR_SHAPE,
+         "t.model:7: global_avgpool l needs a [C, H, W] input but f gives [64]"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         dq_err err = {{0}};
@@ -309,7 +399,11 @@ static void test_over_long_line_and_too_many_layers(void **state)
     for (int i = 0; i <= DQ_MF_MAX_LAYERS; i++)
         off += (size_t)snprintf(text + off, sizeof text - off, "layer r%d relu\n", i);
     assert_int_equal(dq_mf_parse(&mf, text, "x", &err), DQ_ERR_FORMAT);
-    assert_string_equal(err.msg, "x:67: more than 64 layers");
+    char want[64];
+    snprintf(want, sizeof want, "x:%d: more than %d layers", DQ_MF_MAX_LAYERS + 3,
+             DQ_MF_MAX_LAYERS);
+    assert_string_equal(err.msg, want);
+    assert_true(DQ_MF_MAX_LAYERS >= 128); /* ResNet-18 with its adds and relus is ~70 */
 }
 
 int main(void)
@@ -318,6 +412,7 @@ int main(void)
         cmocka_unit_test(test_shipped_models),
         cmocka_unit_test(test_shipped_normalisation),
         cmocka_unit_test(test_syntax_defaults_and_shapes),
+        cmocka_unit_test(test_residual_layers),
         cmocka_unit_test(test_errors_name_line_and_problem),
         cmocka_unit_test(test_load_errors),
         cmocka_unit_test(test_over_long_line_and_too_many_layers),

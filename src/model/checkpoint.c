@@ -18,7 +18,7 @@
 
 #include "model/safetensors.h"
 
-#define S_NAME_MAX 96 /* "m." + parameter name */
+#define S_NAME_MAX 128 /* "m." + parameter name */
 
 static const char *s_dtype_name(dq_st_dtype d)
 {
@@ -126,15 +126,36 @@ static dq_status s_load(const char *path, dq_st_tensor *want, int n, const char 
     return st;
 }
 
-dq_status dq_ckpt_save_weights(dq_net_t *net, const char *path, dq_err *err)
+/* The weights file's tensors: every parameter, then every buffer (batch
+ * norm running statistics F32, num_batches_tracked I64 scalars), under
+ * their state_dict names. data points at the net's own arrays, so the same
+ * list serves writing and loading. *out is freed by the caller. */
+static dq_status s_weights_list(dq_net_t *net, dq_st_tensor **out, int *n_out, const char *path,
+                                dq_err *err)
 {
-    int n = dq_net_param_count(net);
+    int np = dq_net_param_count(net), nb = dq_net_buffer_count(net), n = np + nb;
     dq_st_tensor *t = calloc((size_t)(n > 0 ? n : 1), sizeof *t);
     if (!t) return dq_fail(err, DQ_ERR_NOMEM, "%s: out of memory", path);
-    for (int i = 0; i < n; i++) {
+    for (int i = 0; i < np; i++) {
         const dq_tensor *p = dq_net_param(net, i);
         t[i] = s_f32(dq_net_param_name(net, i), p, p->data);
     }
+    for (int k = 0; k < nb; k++) {
+        const dq_tensor *b = dq_net_buffer(net, k);
+        const char *name = dq_net_buffer_name(net, k);
+        t[np + k] = b ? s_f32(name, b, b->data)
+                      : s_words(name, DQ_ST_I64, 0, dq_net_buffer_i64(net, k));
+    }
+    *out = t;
+    *n_out = n;
+    return DQ_OK;
+}
+
+dq_status dq_ckpt_save_weights(dq_net_t *net, const char *path, dq_err *err)
+{
+    dq_st_tensor *t;
+    int n;
+    DQ_TRY(s_weights_list(net, &t, &n, path, err));
     const char *meta[] = {"format", "pt", "model", dq_net_name(net)};
     dq_status st = dq_st_write(path, t, n, meta, 2, err);
     free(t);
@@ -143,13 +164,9 @@ dq_status dq_ckpt_save_weights(dq_net_t *net, const char *path, dq_err *err)
 
 dq_status dq_ckpt_load_weights(dq_net_t *net, const char *path, dq_err *err)
 {
-    int n = dq_net_param_count(net);
-    dq_st_tensor *want = calloc((size_t)(n > 0 ? n : 1), sizeof *want);
-    if (!want) return dq_fail(err, DQ_ERR_NOMEM, "%s: out of memory", path);
-    for (int i = 0; i < n; i++) {
-        dq_tensor *p = dq_net_param(net, i);
-        want[i] = s_f32(dq_net_param_name(net, i), p, p->data);
-    }
+    dq_st_tensor *want;
+    int n;
+    DQ_TRY(s_weights_list(net, &want, &n, path, err));
     dq_status st = s_load(path, want, n, dq_net_name(net), err);
     free(want);
     return st;

@@ -1,8 +1,9 @@
 /* checkpoint.h - network weights and training state as safetensors files.
  *
- * Weights: one F32 tensor per parameter under its PyTorch state_dict key, so
- * the file loads in PyTorch with load_state_dict and PyTorch's files load
- * here. Training state (for --resume) goes in a second file beside it:
+ * Weights: one F32 tensor per parameter under its PyTorch state_dict key,
+ * then the buffers (batch-norm running_mean/running_var F32,
+ * num_batches_tracked I64 scalar), so the file loads in PyTorch with
+ * load_state_dict(strict=True) and PyTorch's files load here. Training state (for --resume) goes in a second file beside it:
  * Adam moments "m.<param>", "v.<param>" and counters/rng as I64/U64 tensors.
  */
 #ifndef DQ_CHECKPOINT_H
@@ -15,7 +16,7 @@
 
 dq_status dq_ckpt_save_weights(dq_net_t *net, const char *path, dq_err *err);
 
-/* Every parameter must be present with its exact shape; a missing name, an
+/* Every parameter and buffer must be present with its exact shape; a missing name, an
  * unexpected extra tensor, a shape or dtype mismatch is an error naming the
  * tensor and the file. */
 dq_status dq_ckpt_load_weights(dq_net_t *net, const char *path, dq_err *err);

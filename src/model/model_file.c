@@ -21,7 +21,10 @@ static const char *const s_type_names[] = {
     [DQ_LAYER_CONV2D] = "conv2d",       [DQ_LAYER_LINEAR] = "linear",
     [DQ_LAYER_RELU] = "relu",           [DQ_LAYER_MAXPOOL2D] = "maxpool2d",
     [DQ_LAYER_AVGPOOL1D] = "avgpool1d", [DQ_LAYER_FLATTEN] = "flatten",
-    [DQ_LAYER_DROPOUT] = "dropout",
+    [DQ_LAYER_DROPOUT] = "dropout",     [DQ_LAYER_BATCHNORM2D] = "batchnorm2d",
+    [DQ_LAYER_RELU6] = "relu6",         [DQ_LAYER_CLIP] = "clip",
+    [DQ_LAYER_AVGPOOL2D] = "avgpool2d", [DQ_LAYER_GLOBAL_AVGPOOL] = "global_avgpool",
+    [DQ_LAYER_ADD] = "add",
 };
 _Static_assert(sizeof s_type_names / sizeof s_type_names[0] == DQ_LAYER_TYPE_COUNT,
                "every layer type needs a name");
@@ -253,16 +256,22 @@ static dq_status s_layer_shape(s_parser *p, dq_mf_layer *l, s_kv *kv, int nkv,
 
     switch (l->type) {
     case DQ_LAYER_CONV2D: {
-        int64_t k = 0, stride = 1, pad = 0;
+        int64_t k = 0, stride = 1, pad = 0, groups = 1;
         DQ_TRY(s_get_int(p, kv, nkv, what, "in", true, 1, S_MAX_FEAT, &l->in));
         DQ_TRY(s_get_int(p, kv, nkv, what, "out", true, 1, S_MAX_FEAT, &l->out));
         DQ_TRY(s_get_int(p, kv, nkv, what, "kernel", true, 1, S_MAX_DIM, &k));
         DQ_TRY(s_get_int(p, kv, nkv, what, "stride", false, 1, S_MAX_DIM, &stride));
         DQ_TRY(s_get_int(p, kv, nkv, what, "padding", false, 0, S_MAX_DIM, &pad));
         DQ_TRY(s_get_int(p, kv, nkv, what, "bias", false, 0, 1, &bias));
-        DQ_TRY(s_no_unused(p, kv, nkv, what, "in, out, kernel, stride, padding, bias, from"));
+        DQ_TRY(s_get_int(p, kv, nkv, what, "groups", false, 1, S_MAX_FEAT, &groups));
+        DQ_TRY(s_no_unused(p, kv, nkv, what,
+                           "in, out, kernel, stride, padding, bias, groups, from"));
         l->kernel = (int)k, l->stride = (int)stride, l->padding = (int)pad;
+        l->groups = (int)groups;
         l->bias = bias != 0;
+        if (l->in % groups != 0 || l->out % groups != 0)
+            return s_fail(p, DQ_ERR_SHAPE, "%s: groups=%lld must divide in=%lld and out=%lld",
+                          what, (long long)groups, (long long)l->in, (long long)l->out);
         if (l->in_rank != 3)
             return s_fail(p, DQ_ERR_SHAPE, "%s needs a [C, H, W] input but %s gives %s", what,
                           from_name, sh);
@@ -292,17 +301,27 @@ static dq_status s_layer_shape(s_parser *p, dq_mf_layer *l, s_kv *kv, int nkv,
         l->out_rank = 1;
         l->out_shape[0] = l->out;
         return DQ_OK;
-    case DQ_LAYER_MAXPOOL2D: {
-        int64_t k = 0, stride = 0;
+    case DQ_LAYER_MAXPOOL2D:
+    case DQ_LAYER_AVGPOOL2D: {
+        int64_t k = 0, stride = 0, pad = 0, cip = 1;
+        bool avg = l->type == DQ_LAYER_AVGPOOL2D;
         DQ_TRY(s_get_int(p, kv, nkv, what, "kernel", true, 1, S_MAX_DIM, &k));
         stride = k;
         DQ_TRY(s_get_int(p, kv, nkv, what, "stride", false, 1, S_MAX_DIM, &stride));
-        DQ_TRY(s_no_unused(p, kv, nkv, what, "kernel, stride, from"));
-        l->kernel = (int)k, l->stride = (int)stride;
+        DQ_TRY(s_get_int(p, kv, nkv, what, "padding", false, 0, S_MAX_DIM, &pad));
+        if (avg) DQ_TRY(s_get_int(p, kv, nkv, what, "count_include_pad", false, 0, 1, &cip));
+        DQ_TRY(s_no_unused(p, kv, nkv, what, avg ? "kernel, stride, padding, count_include_pad, "
+                                                   "from"
+                                                 : "kernel, stride, padding, from"));
+        l->kernel = (int)k, l->stride = (int)stride, l->padding = (int)pad;
+        l->count_include_pad = cip != 0;
+        if (pad > k / 2)
+            return s_fail(p, DQ_ERR_FORMAT, "%s: padding=%lld is more than half the kernel %lld",
+                          what, (long long)pad, (long long)k);
         if (l->in_rank != 3)
             return s_fail(p, DQ_ERR_SHAPE, "%s needs a [C, H, W] input but %s gives %s", what,
                           from_name, sh);
-        int64_t oh = s_window_out(in[1], k, stride, 0), ow = s_window_out(in[2], k, stride, 0);
+        int64_t oh = s_window_out(in[1], k, stride, pad), ow = s_window_out(in[2], k, stride, pad);
         if (oh <= 0 || ow <= 0)
             return s_fail(p, DQ_ERR_SHAPE, "%s: kernel %lld does not fit its input %s", what,
                           (long long)k, sh);
@@ -335,6 +354,50 @@ static dq_status s_layer_shape(s_parser *p, dq_mf_layer *l, s_kv *kv, int nkv,
     case DQ_LAYER_RELU:
         DQ_TRY(s_no_unused(p, kv, nkv, what, "from"));
         break;
+    case DQ_LAYER_RELU6:
+        DQ_TRY(s_no_unused(p, kv, nkv, what, "from"));
+        l->lo = 0.0f, l->hi = 6.0f;
+        break;
+    case DQ_LAYER_CLIP: {
+        s_kv *lo = s_find_kv(kv, nkv, "min"), *hi = s_find_kv(kv, nkv, "max");
+        if (!lo || !hi) return s_fail(p, DQ_ERR_FORMAT, "%s: needs min= and max=", what);
+        DQ_TRY(s_parse_float(p, lo->val, "min", &l->lo));
+        DQ_TRY(s_parse_float(p, hi->val, "max", &l->hi));
+        DQ_TRY(s_no_unused(p, kv, nkv, what, "min, max, from"));
+        if (!(l->lo <= l->hi))
+            return s_fail(p, DQ_ERR_FORMAT, "%s: min=%s is above max=%s", what, lo->val, hi->val);
+        break;
+    }
+    case DQ_LAYER_BATCHNORM2D: {
+        l->eps = 1e-5f, l->momentum = 0.1f;
+        s_kv *e = s_find_kv(kv, nkv, "eps"), *m = s_find_kv(kv, nkv, "momentum");
+        DQ_TRY(s_get_int(p, kv, nkv, what, "features", true, 1, S_MAX_FEAT, &l->in));
+        if (e) DQ_TRY(s_parse_float(p, e->val, "eps", &l->eps));
+        if (m) DQ_TRY(s_parse_float(p, m->val, "momentum", &l->momentum));
+        DQ_TRY(s_no_unused(p, kv, nkv, what, "features, eps, momentum, from"));
+        if (!(l->eps > 0.0f) || !(l->momentum >= 0.0f && l->momentum <= 1.0f))
+            return s_fail(p, DQ_ERR_FORMAT, "%s: eps must be > 0 and momentum in [0, 1]", what);
+        l->out = l->in;
+        l->bias = true;
+        if (l->in_rank != 3)
+            return s_fail(p, DQ_ERR_SHAPE, "%s needs a [C, H, W] input but %s gives %s", what,
+                          from_name, sh);
+        if (l->in != in[0])
+            return s_fail(p, DQ_ERR_SHAPE, "%s features=%lld but its input has %lld channels",
+                          what, (long long)l->in, (long long)in[0]);
+        break;
+    }
+    case DQ_LAYER_GLOBAL_AVGPOOL:
+        DQ_TRY(s_no_unused(p, kv, nkv, what, "from"));
+        if (l->in_rank != 3)
+            return s_fail(p, DQ_ERR_SHAPE, "%s needs a [C, H, W] input but %s gives %s", what,
+                          from_name, sh);
+        l->out_rank = 3;
+        l->out_shape[0] = in[0], l->out_shape[1] = 1, l->out_shape[2] = 1;
+        return DQ_OK;
+    case DQ_LAYER_ADD:
+        DQ_TRY(s_no_unused(p, kv, nkv, what, "from"));
+        break; /* both inputs' shapes were checked by s_dir_layer */
     case DQ_LAYER_FLATTEN: {
         DQ_TRY(s_no_unused(p, kv, nkv, what, "from"));
         int64_t f = 1;
@@ -350,6 +413,39 @@ static dq_status s_layer_shape(s_parser *p, dq_mf_layer *l, s_kv *kv, int nkv,
     l->out_rank = l->in_rank;
     memcpy(l->out_shape, l->in_shape, sizeof l->out_shape);
     return DQ_OK;
+}
+
+/* A from= value: "input" or an earlier layer's name. */
+static dq_status s_resolve_from(s_parser *p, const char *name, const char *type,
+                                const char *layer, int *out)
+{
+    if (strcmp(name, "input") == 0) {
+        *out = DQ_MF_INPUT;
+        return DQ_OK;
+    }
+    *out = dq_mf_find_layer(p->mf, name);
+    if (*out < 0)
+        return s_fail(p, DQ_ERR_FORMAT, "%s %s: from=%s is not an earlier layer", type, layer,
+                      name);
+    return DQ_OK;
+}
+
+/* Per-sample shape (and a name for messages) of what layer index `from` outputs. */
+static void s_input_shape(const dq_model_file *mf, int from, int *rank, int64_t shape[3],
+                          char *name, size_t len)
+{
+    if (from == DQ_MF_INPUT) {
+        *rank = 3;
+        shape[0] = mf->input.channels;
+        shape[1] = mf->input.height;
+        shape[2] = mf->input.width;
+        snprintf(name, len, "the input");
+    } else {
+        const dq_mf_layer *src = &mf->layers[from];
+        *rank = src->out_rank;
+        memcpy(shape, src->out_shape, sizeof(int64_t) * 3);
+        snprintf(name, len, "%s", src->name);
+    }
 }
 
 static dq_status s_dir_layer(s_parser *p, char **tok, int n)
@@ -371,7 +467,8 @@ static dq_status s_dir_layer(s_parser *p, char **tok, int n)
         if (strcmp(tok[2], s_type_names[t]) == 0) type = t;
     if (type < 0)
         return s_fail(p, DQ_ERR_FORMAT, "unknown layer type '%s' (expected conv2d, linear, relu, "
-                      "maxpool2d, avgpool1d, flatten or dropout)", tok[2]);
+                      "maxpool2d, avgpool1d, flatten, dropout, batchnorm2d, relu6, clip, "
+                      "avgpool2d, global_avgpool or add)", tok[2]);
 
     dq_mf_layer *l = &mf->layers[mf->n_layers];
     memset(l, 0, sizeof *l);
@@ -382,34 +479,45 @@ static dq_status s_dir_layer(s_parser *p, char **tok, int n)
     s_kv kv[S_MAX_TOKENS];
     int nkv;
     DQ_TRY(s_split_kv(p, tok, 3, n, kv, &nkv));
-    /* from=: default is the previous layer, or the input for the first one. */
+    /* from=: default is the previous layer, or the input for the first one;
+     * add takes exactly two, from=a,b. */
     l->from = mf->n_layers - 1;
+    l->from2 = DQ_MF_INPUT;
     s_kv *from = s_find_kv(kv, nkv, "from");
+    bool is_add = l->type == DQ_LAYER_ADD;
+    if (is_add && (!from || !strchr(from->val, ',')))
+        return s_fail(p, DQ_ERR_FORMAT, "add %s: needs from=a,b (two earlier layers or input)",
+                      l->name);
     if (from) {
-        if (strcmp(from->val, "input") == 0) {
-            l->from = DQ_MF_INPUT;
-        } else {
-            l->from = dq_mf_find_layer(mf, from->val);
-            if (l->from < 0)
-                return s_fail(p, DQ_ERR_FORMAT, "%s %s: from=%s is not an earlier layer",
-                              tok[2], l->name, from->val);
+        char names[S_MAX_LINE];
+        snprintf(names, sizeof names, "%s", from->val);
+        char *second = strchr(names, ',');
+        if (second) {
+            if (!is_add)
+                return s_fail(p, DQ_ERR_FORMAT, "%s %s: from=%s names two layers (only add "
+                              "takes two)", tok[2], l->name, from->val);
+            *second++ = '\0';
+            if (strchr(second, ','))
+                return s_fail(p, DQ_ERR_FORMAT, "add %s: from=%s names more than two layers",
+                              l->name, from->val);
         }
+        DQ_TRY(s_resolve_from(p, names, tok[2], l->name, &l->from));
+        if (second) DQ_TRY(s_resolve_from(p, second, tok[2], l->name, &l->from2));
     }
     char from_name[DQ_MF_NAME_MAX + 8];
-    if (l->from == DQ_MF_INPUT) {
-        l->in_rank = 3;
-        l->in_shape[0] = mf->input.channels;
-        l->in_shape[1] = mf->input.height;
-        l->in_shape[2] = mf->input.width;
-        snprintf(from_name, sizeof from_name, "the input");
-    } else {
-        const dq_mf_layer *src = &mf->layers[l->from];
-        l->in_rank = src->out_rank;
-        memcpy(l->in_shape, src->out_shape, sizeof l->in_shape);
-        snprintf(from_name, sizeof from_name, "%s", src->name);
+    s_input_shape(mf, l->from, &l->in_rank, l->in_shape, from_name, sizeof from_name);
+    if (is_add) {
+        int r2;
+        int64_t s2[3];
+        char n2[DQ_MF_NAME_MAX + 8], a[96], b[96];
+        s_input_shape(mf, l->from2, &r2, s2, n2, sizeof n2);
+        if (r2 != l->in_rank || memcmp(s2, l->in_shape, sizeof(int64_t) * (size_t)r2) != 0)
+            return s_fail(p, DQ_ERR_SHAPE, "add %s: %s gives %s but %s gives %s (the shapes must "
+                          "be equal)", l->name, from_name, s_shape_str(l->in_rank, l->in_shape,
+                          a, sizeof a), n2, s_shape_str(r2, s2, b, sizeof b));
     }
     DQ_TRY(s_layer_shape(p, l, kv, nkv, from_name));
-    double out_n = 1.0, w_n = (double)l->in * (double)l->out;
+    double out_n = 1.0, w_n = (double)l->in * (double)l->out / (l->groups > 1 ? l->groups : 1);
     if (l->type == DQ_LAYER_CONV2D) w_n *= (double)l->kernel * (double)l->kernel;
     for (int i = 0; i < l->out_rank; i++) out_n *= (double)l->out_shape[i];
     if (out_n > (double)S_MAX_LAYER_FLOATS || w_n > (double)S_MAX_LAYER_FLOATS)
@@ -556,8 +664,13 @@ int dq_mf_find_output(const dq_model_file *mf, const char *name)
 int dq_mf_weight_shape(const dq_mf_layer *l, int64_t shape[4])
 {
     if (l->type == DQ_LAYER_CONV2D) {
-        shape[0] = l->out, shape[1] = l->in, shape[2] = l->kernel, shape[3] = l->kernel;
+        shape[0] = l->out, shape[1] = l->in / (l->groups > 1 ? l->groups : 1);
+        shape[2] = l->kernel, shape[3] = l->kernel;
         return 4;
+    }
+    if (l->type == DQ_LAYER_BATCHNORM2D) {
+        shape[0] = l->in;
+        return 1;
     }
     if (l->type == DQ_LAYER_LINEAR) {
         shape[0] = l->out, shape[1] = l->in;

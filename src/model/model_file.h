@@ -20,7 +20,7 @@
 #include "base/status.h"
 
 #define DQ_MF_NAME_MAX 64   /* bytes for a model/layer/output name incl. NUL */
-#define DQ_MF_MAX_LAYERS 64
+#define DQ_MF_MAX_LAYERS 256 /* ResNet-18 is ~70 with its adds and relus */
 #define DQ_MF_MAX_OUTPUTS 8
 #define DQ_MF_INPUT (-1)    /* `from` value meaning the model input */
 #define DQ_MF_MAX_BYTES (1 << 20) /* larger files are rejected, not truncated */
@@ -33,6 +33,12 @@ typedef enum {
     DQ_LAYER_AVGPOOL1D,
     DQ_LAYER_FLATTEN,
     DQ_LAYER_DROPOUT,
+    DQ_LAYER_BATCHNORM2D,
+    DQ_LAYER_RELU6,          /* clip with lo=0 hi=6 */
+    DQ_LAYER_CLIP,
+    DQ_LAYER_AVGPOOL2D,
+    DQ_LAYER_GLOBAL_AVGPOOL, /* [C,H,W] -> [C,1,1] */
+    DQ_LAYER_ADD,            /* from=a,b: elementwise sum of two earlier outputs */
     DQ_LAYER_TYPE_COUNT
 } dq_layer_type;
 
@@ -44,10 +50,15 @@ typedef struct {
     dq_layer_type type;
     int line;                  /* line in the model file, for later messages */
     int from;                  /* index of the layer read, or DQ_MF_INPUT */
-    int64_t in, out;           /* conv2d: channels; linear: features; else 0 */
-    int kernel, stride, padding; /* conv2d, maxpool2d, avgpool1d */
-    bool bias;                 /* conv2d, linear */
+    int from2;                 /* add: the second layer read (or DQ_MF_INPUT) */
+    int64_t in, out;           /* conv2d: channels; linear, batchnorm2d: features; else 0 */
+    int kernel, stride, padding; /* conv2d, maxpool2d, avgpool1d, avgpool2d */
+    int groups;                /* conv2d: channel groups (1: ordinary) */
+    bool bias;                 /* conv2d, linear (batchnorm2d: always) */
     float p;                   /* dropout probability */
+    float eps, momentum;       /* batchnorm2d */
+    float lo, hi;              /* clip, relu6 */
+    bool count_include_pad;    /* avgpool2d */
     /* Per-sample shapes (no batch dim), computed while parsing. */
     int in_rank, out_rank;
     int64_t in_shape[3], out_shape[3];
@@ -58,7 +69,7 @@ typedef struct {
     int layer; /* index into layers */
 } dq_mf_output;
 
-typedef struct {
+typedef struct dq_model_file {
     char name[DQ_MF_NAME_MAX];
     dq_net_input input; /* classes = size of the logits output */
     int n_layers;
@@ -79,7 +90,8 @@ dq_status dq_mf_load(dq_model_file *mf, const char *path, dq_err *err);
 int dq_mf_find_layer(const dq_model_file *mf, const char *name);
 int dq_mf_find_output(const dq_model_file *mf, const char *name);
 
-/* Weight shape of a layer (PyTorch layout); returns its rank, 0 if none.
+/* Weight shape of a layer (PyTorch layout: conv2d [out, in/groups, k, k],
+ * linear [out, in], batchnorm2d [features]); returns its rank, 0 if none.
  * The bias, when present, has shape [out]. */
 int dq_mf_weight_shape(const dq_mf_layer *l, int64_t shape[4]);
 

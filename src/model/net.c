@@ -1,24 +1,32 @@
-/* net.c - runs the layer list of a model file forward and backward.
+/* net.c - a network's parameters, plan and memory; the layer walk that runs
+ * it is net_exec.c, over a backend's op table (tensor/backend_ops.h).
  *
  * Memory, llm.c-style: parameters are one allocation and their gradients
  * another, carved into tensors named by their state_dict keys, so the
  * optimiser steps one flat array and zero_grad is one memset. dq_net_plan
- * lays out one arena holding, in order: a copy of the input (so backward
- * never depends on the caller's buffer), every layer's output, every
- * activation gradient, dropout
- * masks, the im2col workspace shared by all convolutions (they run one at a
- * time), and maxpool argmax indices. The same layout function computes the
- * size (base == NULL) and then assigns the pointers, so the two cannot
- * disagree. Forward and backward only use what plan laid out.
+ * lays out one arena in the backend's memory holding, in order: a copy of
+ * the input (so backward never depends on the caller's buffer), every
+ * layer's output, every activation gradient, dropout masks, maxpool argmax
+ * indices and the workspace shared by all convolutions and eval linears
+ * (they run one at a time). The same layout function computes the size
+ * (base == NULL) and then assigns the pointers, so the two cannot disagree.
+ * Forward and backward only use what plan laid out.
+ *
+ * On the CPU (the default backend) the host arrays are the backend's, so
+ * nothing is copied. On a device (dq_net_set_device) the parameters live in
+ * one device allocation in the same flat layout (with gradients and Adam
+ * moments when training), copied there by dq_net_plan and dq_net_upload and
+ * back by dq_net_download; outputs come back to host buffers after each
+ * forward and output gradients go up at backward.
  *
  * Flatten is a view: its output and output gradient alias its input's, so a
  * linear layer after it adds its input gradient straight into the conv
- * map's gradient. Backward walks the layers in reverse; every consumer of an
- * activation comes later in the file than its producer, and every op ADDS
- * into din, so when a layer's backward runs its output gradient already
- * holds the sum over all consumers (branches via from= need nothing extra).
- * The one exception saves zeroing: a gradient whose only writer is a relu
- * or maxpool is overwritten by it instead (s_plan_writers).
+ * map's gradient. Every consumer of an activation comes later in the file
+ * than its producer and every op ADDS into din, so when a layer's backward
+ * runs its output gradient already holds the sum over all consumers. The
+ * one exception saves zeroing: a gradient whose only writer is a relu or
+ * maxpool is overwritten by it instead (s_plan_writers), on backends that
+ * have the overwriting forms.
  */
 #include "model/net.h"
 
@@ -26,62 +34,19 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "model/model_file.h"
+#include "model/net_int.h"
 #include "tensor/init.h"
-#include "tensor/ops.h"
 
-#define S_MAX_PARAMS (2 * DQ_MF_MAX_LAYERS)
-#define S_PNAME_MAX (DQ_MF_NAME_MAX + 8) /* layer name + ".weight" */
 #define S_ALIGN 64
-#define S_MAX_ARENA_BYTES (1ULL << 46)  /* beyond this plan reports NOMEM up front */
-
-struct dq_net {
-    dq_model_file mf;
-
-    /* Parameters and gradients: n_floats each, one allocation each. */
-    int64_t n_floats;
-    float *params, *grads;
-    int n_params;
-    dq_tensor param[S_MAX_PARAMS], grad[S_MAX_PARAMS];
-    char pname[S_MAX_PARAMS][S_PNAME_MAX];
-    int w_idx[DQ_MF_MAX_LAYERS], b_idx[DQ_MF_MAX_LAYERS]; /* -1: none */
-
-    /* Plan: everything below points into arena. */
-    int64_t max_batch;
-    unsigned char *arena;
-    dq_tensor in;                     /* copy of the last forward's input */
-    dq_tensor out[DQ_MF_MAX_LAYERS];  /* batch dim = last forward's N */
-    dq_tensor dout[DQ_MF_MAX_LAYERS];
-    float *mask[DQ_MF_MAX_LAYERS];    /* dropout */
-    int32_t *argmax[DQ_MF_MAX_LAYERS]; /* maxpool2d */
-    float *ws;
-    int64_t ws_floats;
-
-    bool fwd_done, fwd_train;
-
-    /* Gradient writers (s_plan_writers): set_din[i]: layer i's backward is
-     * the only writer of its input's gradient and overwrites it; zero[i]:
-     * dout[i] owns a buffer that zero_grad must clear (not one overwritten
-     * by its only writer, not a flatten view). */
-    bool set_din[DQ_MF_MAX_LAYERS];
-    bool zero[DQ_MF_MAX_LAYERS];
-    /* relu_inplace[i]: relu layer i writes over its input, a conv/linear
-     * output read by nothing else (saves a buffer and a memory stream). */
-    bool relu_inplace[DQ_MF_MAX_LAYERS];
-    /* pool_relu[i]: maxpool layer i also does the backward of the relu it
-     * reads (both overwrite their only-written gradient), which then skips
-     * its own (relu_folded). */
-    bool pool_relu[DQ_MF_MAX_LAYERS];
-    bool relu_folded[DQ_MF_MAX_LAYERS];
-};
+#define S_MAX_ARENA_BYTES (1ULL << 46) /* beyond this plan reports NOMEM up front */
 
 /* ---- load / destroy ---------------------------------------------------------- */
 
 static float *s_alloc_floats(int64_t n)
 {
-    size_t bytes = ((size_t)n * sizeof(float) + S_ALIGN - 1) / S_ALIGN * S_ALIGN;
-    if (bytes == 0) bytes = S_ALIGN;
-    float *p = aligned_alloc(S_ALIGN, bytes);
+    size_t bytes = ((size_t)n * sizeof(float) + 63) / 64 * 64;
+    if (bytes == 0) bytes = 64;
+    float *p = aligned_alloc(64, bytes);
     if (p) memset(p, 0, bytes);
     return p;
 }
@@ -91,7 +56,7 @@ static int s_add_param(dq_net_t *net, const char *layer, const char *suffix, int
                        const int64_t *shape, int64_t *off)
 {
     int i = net->n_params++;
-    snprintf(net->pname[i], S_PNAME_MAX, "%s.%s", layer, suffix);
+    snprintf(net->pname[i], DQ_NET_PNAME_MAX, "%s.%s", layer, suffix);
     net->param[i] = dq_tensor_view(net->params + *off, ndim, shape);
     net->grad[i] = dq_tensor_view(net->grads + *off, ndim, shape);
     net->param[i].name = net->grad[i].name = net->pname[i];
@@ -99,85 +64,121 @@ static int s_add_param(dq_net_t *net, const char *layer, const char *suffix, int
     return i;
 }
 
-/* The layer whose gradient buffer layer i's gradient is: flattens are views
- * of their input's (a flatten of the network input has a buffer of its own). */
-static int s_grad_root(const dq_model_file *mf, int i)
+/* The backend views of the parameters: the same offsets in bparams/bgrads. */
+static void s_bind_bparams(dq_net_t *net)
 {
-    while (mf->layers[i].type == DQ_LAYER_FLATTEN && mf->layers[i].from != DQ_MF_INPUT)
-        i = mf->layers[i].from;
-    return i;
+    for (int i = 0; i < net->n_params; i++) {
+        int64_t off = net->param[i].data - net->params;
+        net->bparam[i] = dq_tensor_view(net->bparams + off, net->param[i].ndim,
+                                        net->param[i].shape);
+        net->bgrad[i] = dq_tensor_view(net->bgrads ? net->bgrads + off : NULL,
+                                       net->param[i].ndim, net->param[i].shape);
+        net->bparam[i].name = net->bgrad[i].name = net->pname[i];
+    }
+    for (int k = 0; k < net->n_bufs; k++) {
+        net->bbuf[k] = net->buf[k];
+        if (net->buf[k].data) net->bbuf[k].data = net->bbufs + (net->buf[k].data - net->bufs);
+    }
 }
 
-/* Zeroing every activation gradient before each step cost ~7% of a LightNN
- * training step (the 28x28 ones are 6 MB each at batch 128). A gradient
- * buffer written by exactly one backward op, and by no loss (not a named
- * output), can instead be overwritten by that op when it has an overwriting
- * form (relu, maxpool). Everything else is still zeroed and accumulated. */
-static void s_plan_writers(dq_net_t *net)
+/* Adds one named buffer: F32 of n floats at *off in bufs, or (i64) an I64
+ * scalar at nbt[*nb]. */
+static int s_add_buf(dq_net_t *net, const char *layer, const char *suffix, int64_t n,
+                     bool i64, int64_t *off, int *nb)
+{
+    int k = net->n_bufs++;
+    snprintf(net->bname[k], DQ_NET_PNAME_MAX, "%s.%s", layer, suffix);
+    if (i64) {
+        net->buf[k] = dq_tensor_view(NULL, 0, NULL);
+        net->buf_i64[k] = &net->nbt[(*nb)++];
+    } else {
+        net->buf[k] = dq_tensor_view(net->bufs + *off, 1, &n);
+        net->buf_i64[k] = NULL;
+        *off += n;
+    }
+    net->buf[k].name = net->bname[k];
+    return k;
+}
+
+/* Running stats as PyTorch starts them: mean 0, var 1, no batches. */
+static void s_reset_bufs(dq_net_t *net)
+{
+    for (int i = 0; i < net->mf.n_layers; i++) {
+        if (net->mf.layers[i].type != DQ_LAYER_BATCHNORM2D) continue;
+        dq_tensor *m = &net->buf[net->rm_idx[i]], *v = &net->buf[net->rv_idx[i]];
+        for (int64_t c = 0; c < dq_tensor_numel(m); c++) m->data[c] = 0.0f, v->data[c] = 1.0f;
+        *net->buf_i64[net->nbt_idx[i]] = 0;
+    }
+}
+
+/* Buffers and eval folding, after the parameters are laid out. */
+static dq_status s_setup_bufs(dq_net_t *net, dq_err *err)
 {
     const dq_model_file *mf = &net->mf;
-    int writers[DQ_MF_MAX_LAYERS] = {0};
-    for (int k = 0; k < mf->n_outputs; k++) writers[s_grad_root(mf, mf->outputs[k].layer)]++;
-    for (int j = 0; j < mf->n_layers; j++) {
-        const dq_mf_layer *l = &mf->layers[j];
-        if (l->type != DQ_LAYER_FLATTEN && l->from != DQ_MF_INPUT)
-            writers[s_grad_root(mf, l->from)]++;
-    }
-    for (int i = 0; i < mf->n_layers; i++) net->zero[i] = s_grad_root(mf, i) == i;
-    /* A relu may run in place on a conv/linear output that nothing else
-     * reads (relu backward needs only its output; conv and linear backward
-     * never read their own output). */
+    int n_bn = 0;
+    int64_t fold_floats = 0;
     int readers[DQ_MF_MAX_LAYERS] = {0};
     for (int k = 0; k < mf->n_outputs; k++) readers[mf->outputs[k].layer]++;
-    for (int j = 0; j < mf->n_layers; j++)
-        if (mf->layers[j].from != DQ_MF_INPUT) readers[mf->layers[j].from]++;
     for (int j = 0; j < mf->n_layers; j++) {
         const dq_mf_layer *l = &mf->layers[j];
-        if (l->type != DQ_LAYER_RELU || l->from == DQ_MF_INPUT) continue;
-        dq_layer_type src = mf->layers[l->from].type;
-        net->relu_inplace[j] = readers[l->from] == 1 &&
-                               (src == DQ_LAYER_CONV2D || src == DQ_LAYER_LINEAR);
+        if (l->from != DQ_MF_INPUT) readers[l->from]++;
+        if (l->type == DQ_LAYER_ADD && l->from2 != DQ_MF_INPUT) readers[l->from2]++;
+        if (l->type == DQ_LAYER_BATCHNORM2D) n_bn++, net->n_buf_floats += 2 * l->in;
     }
+    for (int j = 0; j < mf->n_layers; j++) net->fold_bn[j] = net->folded_into[j] = -1;
     for (int j = 0; j < mf->n_layers; j++) {
         const dq_mf_layer *l = &mf->layers[j];
-        bool can = l->type == DQ_LAYER_RELU || l->type == DQ_LAYER_MAXPOOL2D;
-        if (!can || l->from == DQ_MF_INPUT) continue;
-        int r = s_grad_root(mf, l->from);
-        if (writers[r] == 1) {
-            net->set_din[j] = true;
-            net->zero[r] = false;
+        if (l->type != DQ_LAYER_BATCHNORM2D || l->from == DQ_MF_INPUT) continue;
+        const dq_mf_layer *c = &mf->layers[l->from];
+        if (c->type != DQ_LAYER_CONV2D || readers[l->from] != 1) continue;
+        net->fold_bn[l->from] = j;
+        net->folded_into[j] = l->from;
+        fold_floats += dq_tensor_numel(&net->param[net->w_idx[l->from]]) + c->out;
+    }
+    net->bufs = s_alloc_floats(net->n_buf_floats);
+    net->nbt = calloc((size_t)(n_bn > 0 ? n_bn : 1), sizeof(int64_t));
+    net->fold_mem = s_alloc_floats(fold_floats);
+    if (!net->bufs || !net->nbt || !net->fold_mem)
+        return dq_fail(err, DQ_ERR_NOMEM, "%s: cannot allocate batch-norm buffers", mf->name);
+    int64_t off = 0, foff = 0;
+    int nb = 0;
+    for (int i = 0; i < mf->n_layers; i++) {
+        const dq_mf_layer *l = &mf->layers[i];
+        net->rm_idx[i] = net->rv_idx[i] = net->nbt_idx[i] = -1;
+        if (l->type == DQ_LAYER_BATCHNORM2D) {
+            net->rm_idx[i] = s_add_buf(net, l->name, "running_mean", l->in, false, &off, &nb);
+            net->rv_idx[i] = s_add_buf(net, l->name, "running_var", l->in, false, &off, &nb);
+            net->nbt_idx[i] = s_add_buf(net, l->name, "num_batches_tracked", 0, true, &off, &nb);
+        }
+        if (net->fold_bn[i] >= 0) {
+            const dq_tensor *w = &net->param[net->w_idx[i]];
+            net->fold_w[i] = dq_tensor_view(net->fold_mem + foff, w->ndim, w->shape);
+            foff += dq_tensor_numel(w);
+            net->fold_b[i] = dq_tensor_view(net->fold_mem + foff, 1, &l->out);
+            foff += l->out;
         }
     }
-    /* relu -> maxpool, each the only writer of its input's gradient: one
-     * fused backward pass, straight into the relu's input gradient. */
-    for (int j = 0; j < mf->n_layers; j++) {
-        const dq_mf_layer *l = &mf->layers[j];
-        if (l->type != DQ_LAYER_MAXPOOL2D || !net->set_din[j]) continue;
-        int r = l->from;
-        if (mf->layers[r].type == DQ_LAYER_RELU && net->set_din[r]) {
-            net->pool_relu[j] = true;
-            net->relu_folded[r] = true;
-        }
-    }
+    s_reset_bufs(net);
+    net->fold_on = true;
+    net->fold_stale = true;
+    return DQ_OK;
 }
 
-dq_status dq_net_load(dq_net_t **out, const char *model_path, dq_err *err)
+dq_status dq_net_from_model_file(dq_net_t **out, const dq_model_file *mf, dq_err *err)
 {
     *out = NULL;
     dq_net_t *net = calloc(1, sizeof *net);
-    if (!net) return dq_fail(err, DQ_ERR_NOMEM, "%s: cannot allocate the net", model_path);
-    dq_status st = dq_mf_load(&net->mf, model_path, err);
-    if (st != DQ_OK) {
-        free(net);
-        return st;
-    }
+    if (!net) return dq_fail(err, DQ_ERR_NOMEM, "%s: cannot allocate the net", mf->name);
+    net->mf = *mf;
+    net->bk = dq_backend_cpu();
+    net->host = true;
     net->n_floats = dq_mf_param_floats(&net->mf);
     net->params = s_alloc_floats(net->n_floats);
     net->grads = s_alloc_floats(net->n_floats);
     if (!net->params || !net->grads) {
         long long n = (long long)net->n_floats;
         dq_net_destroy(&net);
-        return dq_fail(err, DQ_ERR_NOMEM, "%s: cannot allocate %lld parameters", model_path, n);
+        return dq_fail(err, DQ_ERR_NOMEM, "%s: cannot allocate %lld parameters", mf->name, n);
     }
     int64_t off = 0;
     for (int i = 0; i < net->mf.n_layers; i++) {
@@ -189,18 +190,65 @@ dq_status dq_net_load(dq_net_t **out, const char *model_path, dq_err *err)
         net->w_idx[i] = s_add_param(net, l->name, "weight", r, wshape, &off);
         if (l->bias) net->b_idx[i] = s_add_param(net, l->name, "bias", 1, &l->out, &off);
     }
-    s_plan_writers(net);
+    dq_status st = s_setup_bufs(net, err);
+    if (st != DQ_OK) {
+        dq_net_destroy(&net);
+        return st;
+    }
+    net->bparams = net->params;
+    net->bgrads = net->grads;
+    net->bbufs = net->bufs;
+    s_bind_bparams(net);
     *out = net;
     return DQ_OK;
+}
+
+dq_status dq_net_load(dq_net_t **out, const char *model_path, dq_err *err)
+{
+    *out = NULL;
+    dq_model_file *mf = malloc(sizeof *mf);
+    if (!mf) return dq_fail(err, DQ_ERR_NOMEM, "%s: cannot allocate the model", model_path);
+    dq_status st = dq_mf_load(mf, model_path, err);
+    if (st == DQ_OK) st = dq_net_from_model_file(out, mf, err);
+    free(mf);
+    return st;
+}
+
+/* Frees the plan (arena, conv states, host output buffers). */
+static void s_free_plan(dq_net_t *net)
+{
+    const dq_backend_ops *ops = net->bk->ops;
+    for (int i = 0; i < net->mf.n_layers; i++) {
+        if (net->conv[i]) ops->conv_release(net->bk, net->conv[i]);
+        net->conv[i] = NULL;
+        if (net->h_out[i]) ops->host_free(net->bk, net->h_out[i]);
+        if (net->h_dout[i]) ops->host_free(net->bk, net->h_dout[i]);
+        net->h_out[i] = net->h_dout[i] = NULL;
+    }
+    if (net->arena) ops->free(net->bk, net->arena);
+    net->arena = NULL;
+    net->max_batch = 0;
+    net->fwd_done = false;
+}
+
+static void s_free_backend(dq_net_t *net)
+{
+    s_free_plan(net);
+    if (!net->host && net->bparam_mem) net->bk->ops->free(net->bk, net->bparam_mem);
+    net->bparam_mem = NULL;
+    dq_backend_destroy(&net->bk);
 }
 
 void dq_net_destroy(dq_net_t **pnet)
 {
     if (!pnet || !*pnet) return;
     dq_net_t *net = *pnet;
+    if (net->bk) s_free_backend(net);
     free(net->params);
     free(net->grads);
-    free(net->arena);
+    free(net->bufs);
+    free(net->nbt);
+    free(net->fold_mem);
     free(net);
     *pnet = NULL;
 }
@@ -215,13 +263,26 @@ const dq_net_input *dq_net_input_spec(const dq_net_t *net)
     return &net->mf.input;
 }
 
+const dq_model_file *dq_net_model_file(const dq_net_t *net)
+{
+    return &net->mf;
+}
+
 void dq_net_init_params(dq_net_t *net, dq_rng *rng)
 {
+    net->fold_stale = true;
+    s_reset_bufs(net);
     for (int i = 0; i < net->mf.n_layers; i++) {
         const dq_mf_layer *l = &net->mf.layers[i];
         if (net->w_idx[i] < 0) continue;
+        if (l->type == DQ_LAYER_BATCHNORM2D) { /* PyTorch: weight 1, bias 0, no rng draws */
+            dq_tensor *w = &net->param[net->w_idx[i]], *b = &net->param[net->b_idx[i]];
+            for (int64_t c = 0; c < l->in; c++) w->data[c] = 1.0f, b->data[c] = 0.0f;
+            continue;
+        }
         int64_t fan_in = l->in;
-        if (l->type == DQ_LAYER_CONV2D) fan_in *= (int64_t)l->kernel * l->kernel;
+        if (l->type == DQ_LAYER_CONV2D)
+            fan_in = fan_in / (l->groups > 1 ? l->groups : 1) * l->kernel * l->kernel;
         dq_tensor *w = &net->param[net->w_idx[i]];
         dq_init_uniform_fan_in(w->data, dq_tensor_numel(w), fan_in, rng);
         if (net->b_idx[i] >= 0) dq_init_uniform_fan_in(net->param[net->b_idx[i]].data, l->out,
@@ -229,10 +290,141 @@ void dq_net_init_params(dq_net_t *net, dq_rng *rng)
     }
 }
 
+/* ---- backend ---------------------------------------------------------------------- */
+
+/* Switches to backend bk (owned by the net from now on): frees the plan and
+ * any device parameters of the previous one. */
+static dq_status s_use_backend(dq_net_t *net, dq_backend_t *bk, bool train, dq_err *err)
+{
+    s_free_backend(net);
+    net->bk = bk;
+    net->host = (bk->ops->caps & DQ_BK_HOST_MEMORY) != 0;
+    net->dev_train = train && !net->host;
+    net->bparams = net->params;
+    net->bgrads = net->grads;
+    net->bbufs = net->bufs;
+    net->bm = net->bv = NULL;
+    if (!net->host) {
+        size_t copies = net->dev_train ? 4 : 1;
+        size_t pbytes = ((size_t)net->n_floats * sizeof(float) + S_ALIGN - 1) / S_ALIGN * S_ALIGN;
+        size_t bbytes = (size_t)net->n_buf_floats * sizeof(float);
+        void *mem = NULL;
+        DQ_TRY(bk->ops->alloc(bk, &mem, copies * pbytes + bbytes, err));
+        net->bparam_mem = mem;
+        net->bparams = mem;
+        net->bgrads = net->dev_train ? (float *)((char *)mem + pbytes) : NULL;
+        net->bm = net->dev_train ? (float *)((char *)mem + 2 * pbytes) : NULL;
+        net->bv = net->dev_train ? (float *)((char *)mem + 3 * pbytes) : NULL;
+        net->bbufs = (float *)((char *)mem + copies * pbytes);
+    }
+    s_bind_bparams(net);
+    return DQ_OK;
+}
+
+dq_status dq_net_use_backend(dq_net_t *net, dq_backend_t *bk, bool train, dq_err *err)
+{
+    dq_status st = s_use_backend(net, bk, train, err);
+    if (st != DQ_OK) {
+        dq_err ignore;
+        (void)s_use_backend(net, dq_backend_cpu(), false, &ignore);
+        return dq_fail_prefix(err, st, "net %s: ", net->mf.name);
+    }
+    return DQ_OK;
+}
+
+dq_status dq_net_set_device(dq_net_t *net, dq_device dev, bool train, uint64_t seed,
+                            dq_err *err)
+{
+    dq_backend_t *bk = NULL;
+    DQ_TRY(dq_backend_new(&bk, dev, seed, err));
+    return dq_net_use_backend(net, bk, train, err);
+}
+
+const dq_backend_t *dq_net_backend(const dq_net_t *net)
+{
+    return net->bk;
+}
+
 /* ---- plan -------------------------------------------------------------------------- */
 
-/* Reserves bytes at *off (64-byte aligned); returns the address when base is
- * set, else NULL (sizing pass). */
+/* The layer whose gradient buffer layer i's gradient is: flattens are views
+ * of their input's (a flatten of the network input has a buffer of its own). */
+static int s_grad_root(const dq_model_file *mf, int i)
+{
+    while (mf->layers[i].type == DQ_LAYER_FLATTEN && mf->layers[i].from != DQ_MF_INPUT)
+        i = mf->layers[i].from;
+    return i;
+}
+
+/* Zeroing every activation gradient before each step cost ~7% of a LightNN
+ * training step (the 28x28 ones are 6 MB each at batch 128). A gradient
+ * buffer written by exactly one backward op, and by no loss (not a named
+ * output), can instead be overwritten by that op when the backend has an
+ * overwriting form (relu, maxpool). Everything else is still zeroed and
+ * accumulated. */
+static void s_plan_writers(dq_net_t *net)
+{
+    const dq_model_file *mf = &net->mf;
+    const bool can_set = (net->bk->ops->caps & DQ_BK_SET_GRAD) != 0;
+    int writers[DQ_MF_MAX_LAYERS] = {0};
+    for (int k = 0; k < mf->n_outputs; k++) writers[s_grad_root(mf, mf->outputs[k].layer)]++;
+    for (int j = 0; j < mf->n_layers; j++) {
+        const dq_mf_layer *l = &mf->layers[j];
+        if (l->type != DQ_LAYER_FLATTEN && l->from != DQ_MF_INPUT)
+            writers[s_grad_root(mf, l->from)]++;
+        if (l->type == DQ_LAYER_ADD && l->from2 != DQ_MF_INPUT) /* add writes both inputs' */
+            writers[s_grad_root(mf, l->from2)]++;
+    }
+    for (int i = 0; i < mf->n_layers; i++) {
+        net->zero[i] = s_grad_root(mf, i) == i;
+        net->set_din[i] = net->pool_relu[i] = net->relu_folded[i] = net->relu_inplace[i] = false;
+    }
+    /* A relu (relu6, clip) may run in place on an output that nothing else
+     * reads when the layer that made it never reads its own output in
+     * backward (conv, linear, batchnorm2d: their input; add: nothing); the
+     * relu's backward needs only its output. */
+    int readers[DQ_MF_MAX_LAYERS] = {0};
+    for (int k = 0; k < mf->n_outputs; k++) readers[mf->outputs[k].layer]++;
+    for (int j = 0; j < mf->n_layers; j++) {
+        const dq_mf_layer *l = &mf->layers[j];
+        if (l->from != DQ_MF_INPUT) readers[l->from]++;
+        if (l->type == DQ_LAYER_ADD && l->from2 != DQ_MF_INPUT) readers[l->from2]++;
+    }
+    for (int j = 0; j < mf->n_layers; j++) {
+        const dq_mf_layer *l = &mf->layers[j];
+        bool act = l->type == DQ_LAYER_RELU || l->type == DQ_LAYER_RELU6 ||
+                   l->type == DQ_LAYER_CLIP;
+        if (!act || l->from == DQ_MF_INPUT) continue;
+        dq_layer_type src = mf->layers[l->from].type;
+        net->relu_inplace[j] = readers[l->from] == 1 &&
+                               (src == DQ_LAYER_CONV2D || src == DQ_LAYER_LINEAR ||
+                                src == DQ_LAYER_BATCHNORM2D || src == DQ_LAYER_ADD);
+    }
+    for (int j = 0; can_set && j < mf->n_layers; j++) {
+        const dq_mf_layer *l = &mf->layers[j];
+        bool can = l->type == DQ_LAYER_RELU || l->type == DQ_LAYER_MAXPOOL2D;
+        if (!can || l->from == DQ_MF_INPUT) continue;
+        int r = s_grad_root(mf, l->from);
+        if (writers[r] == 1) {
+            net->set_din[j] = true;
+            net->zero[r] = false;
+        }
+    }
+    /* relu -> maxpool, each the only writer of its input's gradient: one
+     * fused backward pass, straight into the relu's input gradient. */
+    for (int j = 0; net->bk->ops->maxpool2d_relu_backward_set && j < mf->n_layers; j++) {
+        const dq_mf_layer *l = &mf->layers[j];
+        if (l->type != DQ_LAYER_MAXPOOL2D || !net->set_din[j]) continue;
+        int r = l->from;
+        if (mf->layers[r].type == DQ_LAYER_RELU && net->set_din[r]) {
+            net->pool_relu[j] = true;
+            net->relu_folded[r] = true;
+        }
+    }
+}
+
+/* Reserves bytes at *off (aligned); returns the address when base is set,
+ * else NULL (sizing pass). */
 static void *s_carve(unsigned char *base, size_t *off, size_t bytes)
 {
     size_t at = *off;
@@ -247,8 +439,9 @@ static dq_tensor s_batched(float *data, int64_t n, int rank, const int64_t *shap
     return dq_tensor_view(data, rank + 1, s);
 }
 
-/* The arena layout (see the top of the file). Returns its size in bytes. */
-static size_t s_layout(dq_net_t *net, unsigned char *base, int64_t N)
+/* The arena layout (see the top of the file) for batch N with a workspace
+ * of ws_bytes. Returns its size in bytes. */
+static size_t s_layout(dq_net_t *net, unsigned char *base, int64_t N, size_t ws_bytes)
 {
     const dq_model_file *mf = &net->mf;
     const dq_net_input *ip = &mf->input;
@@ -257,12 +450,11 @@ static size_t s_layout(dq_net_t *net, unsigned char *base, int64_t N)
     int64_t in_numel = N * ip->channels * ip->height * ip->width;
     net->in = s_batched(s_carve(base, &off, (size_t)in_numel * fsz), N, 3, in_shape);
     net->in.name = "input";
-
     for (int i = 0; i < mf->n_layers; i++) {
         const dq_mf_layer *l = &mf->layers[i];
         size_t bytes = (size_t)(N * dq_mf_out_numel(l)) * fsz;
         float *p = NULL;
-        if (l->type == DQ_LAYER_RELU && net->relu_inplace[i]) p = net->out[l->from].data;
+        if (net->relu_inplace[i]) p = net->out[l->from].data;
         else if (l->type != DQ_LAYER_FLATTEN) p = s_carve(base, &off, bytes);
         else p = l->from == DQ_MF_INPUT ? net->in.data : net->out[l->from].data;
         net->out[i] = s_batched(p, N, l->out_rank, l->out_shape);
@@ -279,33 +471,27 @@ static size_t s_layout(dq_net_t *net, unsigned char *base, int64_t N)
         net->dout[i] = s_batched(p, N, l->out_rank, l->out_shape);
         net->dout[i].name = l->name;
     }
-
-    int64_t ws = 0;
+    /* Masks, workspace, argmax: the order matters beyond tidiness, since
+     * OpenBLAS's results can depend on where its operands sit (see the
+     * batch-invariance test), so keep it stable. */
     for (int i = 0; i < mf->n_layers; i++) {
         const dq_mf_layer *l = &mf->layers[i];
         net->mask[i] = NULL;
         if (l->type == DQ_LAYER_DROPOUT)
             net->mask[i] = s_carve(base, &off, (size_t)(N * dq_mf_out_numel(l)) * fsz);
-        if (l->type == DQ_LAYER_CONV2D) {
-            dq_conv2d_params cp = {l->stride, l->padding, 0};
-            int64_t w = dq_conv2d_workspace(N, l->in_shape[0], l->in_shape[1], l->in_shape[2],
-                                            l->kernel, l->kernel, cp);
-            int64_t we = dq_conv2d_invariant_workspace(N, l->in_shape[0], l->in_shape[1],
-                                                       l->in_shape[2], l->kernel, l->kernel,
-                                                       l->out, cp);
-            if (w > ws) ws = w;
-            if (we > ws) ws = we;
-        }
-        if (l->type == DQ_LAYER_LINEAR && dq_linear_invariant_workspace() > ws)
-            ws = dq_linear_invariant_workspace();
     }
-    net->ws_floats = ws;
-    net->ws = s_carve(base, &off, (size_t)ws * fsz);
+    net->ws_bytes = ws_bytes;
+    net->ws = s_carve(base, &off, ws_bytes);
     for (int i = 0; i < mf->n_layers; i++) {
         const dq_mf_layer *l = &mf->layers[i];
         net->argmax[i] = NULL;
+        net->save_mean[i] = net->save_invstd[i] = NULL;
         if (l->type == DQ_LAYER_MAXPOOL2D)
             net->argmax[i] = s_carve(base, &off, (size_t)(N * dq_mf_out_numel(l)) * sizeof(int32_t));
+        if (l->type == DQ_LAYER_BATCHNORM2D) {
+            net->save_mean[i] = s_carve(base, &off, (size_t)l->in * fsz);
+            net->save_invstd[i] = s_carve(base, &off, (size_t)l->in * fsz);
+        }
     }
     return off;
 }
@@ -322,11 +508,63 @@ static double s_arena_estimate(const dq_net_t *net, int64_t N)
             per += (double)l->in * l->kernel * l->kernel * (double)dq_mf_out_numel(l) /
                    (double)l->out;
     }
-    return (double)N * per * 4.0 + 64.0 * 4 * (mf->n_layers + 2);
+    return (double)N * per * 4.0 + 64.0 * 6 * (mf->n_layers + 2);
+}
+
+/* The backend's per-conv state for max_batch into conv[], and the largest
+ * workspace any conv or eval linear needs. On failure conv[] is released. */
+static dq_status s_plan_ops(dq_net_t *net, int64_t max_batch, void **conv, size_t *ws,
+                            dq_err *err)
+{
+    const dq_model_file *mf = &net->mf;
+    const dq_backend_ops *ops = net->bk->ops;
+    *ws = 0;
+    for (int i = 0; i < mf->n_layers; i++) {
+        const dq_mf_layer *l = &mf->layers[i];
+        conv[i] = NULL;
+        if (l->type == DQ_LAYER_LINEAR) {
+            size_t w = ops->linear_ws(net->bk, l->in, l->out);
+            if (w > *ws) *ws = w;
+        }
+        if (l->type != DQ_LAYER_CONV2D) continue;
+        net->geom[i] = (dq_backend_conv){l->in_shape[0], l->in_shape[1], l->in_shape[2], l->out,
+                                         l->kernel, {l->stride, l->padding, 0, l->groups}};
+        size_t w = 0;
+        dq_status st = ops->conv_plan(net->bk, &conv[i], &net->geom[i], max_batch,
+                                      net->dev_train, &w, err);
+        if (st != DQ_OK) {
+            for (int k = 0; k < i; k++)
+                if (conv[k]) ops->conv_release(net->bk, conv[k]);
+            return dq_fail_prefix(err, st, "net %s: layer %s (line %d): ", mf->name, l->name,
+                                  l->line);
+        }
+        if (w > *ws) *ws = w;
+    }
+    return DQ_OK;
+}
+
+/* Device backends: host buffers for every output and its gradient. */
+static dq_status s_plan_host(dq_net_t *net, dq_err *err)
+{
+    const dq_model_file *mf = &net->mf;
+    const dq_backend_ops *ops = net->bk->ops;
+    for (int o = 0; o < mf->n_outputs; o++) {
+        int li = mf->outputs[o].layer;
+        const dq_mf_layer *l = &mf->layers[li];
+        size_t bytes = (size_t)(net->max_batch * dq_mf_out_numel(l)) * sizeof(float);
+        if (!net->h_out[li]) DQ_TRY(ops->host_alloc(net->bk, &net->h_out[li], bytes, err));
+        if (!net->h_dout[li]) DQ_TRY(ops->host_alloc(net->bk, &net->h_dout[li], bytes, err));
+        net->out_view[o] = s_batched(net->h_out[li], net->max_batch, l->out_rank, l->out_shape);
+        net->grad_view[o] = s_batched(net->h_dout[li], net->max_batch, l->out_rank, l->out_shape);
+        net->out_view[o].name = net->grad_view[o].name = mf->outputs[o].name;
+        net->fetched[o] = false;
+    }
+    return DQ_OK;
 }
 
 dq_status dq_net_plan(dq_net_t *net, int64_t max_batch, dq_err *err)
 {
+    const dq_backend_ops *ops = net->bk->ops;
     if (max_batch < 1)
         return dq_fail(err, DQ_ERR_ARG, "net %s: batch size %lld must be >= 1", net->mf.name,
                        (long long)max_batch);
@@ -334,177 +572,61 @@ dq_status dq_net_plan(dq_net_t *net, int64_t max_batch, dq_err *err)
     if (s_arena_estimate(net, max_batch) > (double)S_MAX_ARENA_BYTES)
         return dq_fail(err, DQ_ERR_NOMEM, "net %s: batch %lld needs more than 64 TiB",
                        net->mf.name, (long long)max_batch);
-    size_t bytes = s_layout(net, NULL, max_batch);
-    unsigned char *arena = aligned_alloc(S_ALIGN, bytes ? bytes : S_ALIGN);
-    if (!arena) {
-        s_layout(net, net->arena, net->max_batch); /* keep the old plan's views */
-        return dq_fail(err, DQ_ERR_NOMEM, "net %s: cannot allocate %zu bytes of activations "
-                       "for batch %lld", net->mf.name, bytes, (long long)max_batch);
+    bool first = net->max_batch == 0;
+    s_plan_writers(net);
+    void *conv[DQ_MF_MAX_LAYERS];
+    size_t ws = 0;
+    DQ_TRY(s_plan_ops(net, max_batch, conv, &ws, err));
+    size_t bytes = s_layout(net, NULL, max_batch, ws);
+    void *arena = NULL;
+    dq_status st = ops->alloc(net->bk, &arena, bytes, err);
+    if (st != DQ_OK) {
+        for (int i = 0; i < net->mf.n_layers; i++)
+            if (conv[i]) ops->conv_release(net->bk, conv[i]);
+        s_layout(net, net->arena, net->max_batch, net->ws_bytes); /* keep the old plan's views */
+        return dq_fail_prefix(err, st, "net %s: activations for batch %lld: ", net->mf.name,
+                              (long long)max_batch);
     }
-    memset(arena, 0, bytes);
-    free(net->arena);
+    s_free_plan(net);
     net->arena = arena;
     net->max_batch = max_batch;
-    s_layout(net, arena, max_batch);
-    net->fwd_done = false;
-    return DQ_OK;
-}
-
-/* ---- forward / backward ---------------------------------------------------------- */
-
-static dq_tensor *s_input_of(dq_net_t *net, int i)
-{
-    int from = net->mf.layers[i].from;
-    return from == DQ_MF_INPUT ? &net->in : &net->out[from];
-}
-
-static dq_tensor *s_param(dq_net_t *net, int idx)
-{
-    return idx >= 0 ? &net->param[idx] : NULL;
-}
-
-static dq_tensor *s_grad(dq_net_t *net, int idx)
-{
-    return idx >= 0 ? &net->grad[idx] : NULL;
-}
-
-static void s_set_batch(dq_net_t *net, int64_t n)
-{
-    net->in.shape[0] = n;
-    for (int i = 0; i < net->mf.n_layers; i++) net->out[i].shape[0] = net->dout[i].shape[0] = n;
-}
-
-dq_status dq_net_forward(dq_net_t *net, const dq_tensor *input, bool train, dq_rng *rng,
-                         dq_err *err)
-{
-    const dq_model_file *mf = &net->mf;
-    const dq_net_input *ip = &mf->input;
-    if (net->max_batch == 0)
-        return dq_fail(err, DQ_ERR_ARG, "net %s: forward before dq_net_plan", mf->name);
-    if (!input || !input->data)
-        return dq_fail(err, DQ_ERR_ARG, "net %s: input tensor is missing", mf->name);
-    if (input->ndim != 4 || input->shape[1] != ip->channels || input->shape[2] != ip->height ||
-        input->shape[3] != ip->width || input->shape[0] < 1 || input->shape[0] > net->max_batch) {
-        char got[96];
-        return dq_fail(err, DQ_ERR_SHAPE, "net %s: input has shape %s, expected [N, %d, %d, %d] "
-                       "with 1 <= N <= %lld (the planned batch)", mf->name,
-                       dq_tensor_shape_str(input, got, sizeof got), ip->channels, ip->height,
-                       ip->width, (long long)net->max_batch);
-    }
-    if (train && !rng)
-        return dq_fail(err, DQ_ERR_ARG, "net %s: training forward needs an rng", mf->name);
-    int64_t N = input->shape[0];
-    net->fwd_done = false;
-    s_set_batch(net, N);
-    memcpy(net->in.data, input->data, (size_t)dq_tensor_numel(&net->in) * sizeof(float));
-
-    for (int i = 0; i < mf->n_layers; i++) {
-        const dq_mf_layer *l = &mf->layers[i];
-        const dq_tensor *in = s_input_of(net, i);
-        dq_tensor *out = &net->out[i];
-        dq_status st = DQ_OK;
-        switch (l->type) {
-        case DQ_LAYER_CONV2D: {
-            /* eval: position-invariant GEMMs (batch-invariant, see net.h) */
-            dq_conv2d_params cp = {l->stride, l->padding, 0};
-            const dq_tensor *w = s_param(net, net->w_idx[i]), *b = s_param(net, net->b_idx[i]);
-            st = train ? dq_conv2d_forward(out, in, w, b, cp, net->ws, net->ws_floats, err)
-                       : dq_conv2d_forward_invariant(out, in, w, b, cp, net->ws, net->ws_floats,
-                                                     err);
-            break;
-        }
-        case DQ_LAYER_LINEAR: {
-            const dq_tensor *w = s_param(net, net->w_idx[i]), *b = s_param(net, net->b_idx[i]);
-            st = train ? dq_linear_forward(out, in, w, b, err)
-                       : dq_linear_forward_invariant(out, in, w, b, net->ws, net->ws_floats, err);
-            break;
-        }
-        case DQ_LAYER_RELU: st = dq_relu_forward(out, in, err); break;
-        case DQ_LAYER_MAXPOOL2D:
-            st = dq_maxpool2d_forward(out, net->argmax[i], in, l->kernel, l->stride, err);
-            break;
-        case DQ_LAYER_AVGPOOL1D: st = dq_avgpool1d_forward(out, in, l->kernel, err); break;
-        case DQ_LAYER_DROPOUT:
-            st = dq_dropout_forward(out, net->mask[i], in, l->p, train, rng, err);
-            break;
-        case DQ_LAYER_FLATTEN: break; /* a view laid out by plan */
-        default: st = dq_fail(err, DQ_ERR_ARG, "unknown layer type"); break;
-        }
-        if (st != DQ_OK)
-            return dq_fail_prefix(err, st, "net %s: layer %s (line %d): ", mf->name, l->name,
-                                  l->line);
-    }
-    net->fwd_done = true;
-    net->fwd_train = train;
-    return DQ_OK;
-}
-
-dq_status dq_net_backward(dq_net_t *net, dq_err *err)
-{
-    const dq_model_file *mf = &net->mf;
-    if (!net->fwd_done || !net->fwd_train)
-        return dq_fail(err, DQ_ERR_ARG, "net %s: backward needs a preceding forward with "
-                       "train=true", mf->name);
-    for (int i = mf->n_layers - 1; i >= 0; i--) {
-        const dq_mf_layer *l = &mf->layers[i];
-        dq_tensor *din = l->from == DQ_MF_INPUT ? NULL : &net->dout[l->from];
-        const dq_tensor *in = s_input_of(net, i);
-        const dq_tensor *dout = &net->dout[i];
-        dq_status st = DQ_OK;
-        switch (l->type) {
-        case DQ_LAYER_CONV2D: {
-            dq_conv2d_params cp = {l->stride, l->padding, 0};
-            st = dq_conv2d_backward(din, s_grad(net, net->w_idx[i]), s_grad(net, net->b_idx[i]),
-                                    dout, in, s_param(net, net->w_idx[i]), cp, net->ws,
-                                    net->ws_floats, err);
-            break;
-        }
-        case DQ_LAYER_LINEAR:
-            st = dq_linear_backward(din, s_grad(net, net->w_idx[i]), s_grad(net, net->b_idx[i]),
-                                    dout, in, s_param(net, net->w_idx[i]), err);
-            break;
-        /* Parameter-free layers reading the input have nothing to propagate. */
-        case DQ_LAYER_RELU:
-            if (net->relu_folded[i]) break; /* done by the maxpool after it */
-            if (din && net->set_din[i]) st = dq_relu_backward_set(din, dout, &net->out[i], err);
-            else if (din) st = dq_relu_backward(din, dout, &net->out[i], err);
-            break;
-        case DQ_LAYER_MAXPOOL2D:
-            if (net->pool_relu[i])
-                st = dq_maxpool2d_relu_backward_set(&net->dout[mf->layers[l->from].from], dout,
-                                                    net->argmax[i], &net->out[l->from], err);
-            else if (din && net->set_din[i])
-                st = dq_maxpool2d_backward_set(din, dout, net->argmax[i], err);
-            else if (din)
-                st = dq_maxpool2d_backward(din, dout, net->argmax[i], err);
-            break;
-        case DQ_LAYER_AVGPOOL1D:
-            if (din) st = dq_avgpool1d_backward(din, dout, l->kernel, err);
-            break;
-        case DQ_LAYER_DROPOUT:
-            if (din) st = dq_dropout_backward(din, dout, net->mask[i], l->p, true, err);
-            break;
-        case DQ_LAYER_FLATTEN: break; /* its gradient aliases its input's */
-        default: st = dq_fail(err, DQ_ERR_ARG, "unknown layer type"); break;
-        }
-        if (st != DQ_OK)
-            return dq_fail_prefix(err, st, "net %s: backward of layer %s (line %d): ", mf->name,
-                                  l->name, l->line);
+    memcpy(net->conv, conv, sizeof conv[0] * (size_t)net->mf.n_layers);
+    s_layout(net, arena, max_batch, ws);
+    if (!net->host) {
+        DQ_TRY(s_plan_host(net, err));
+        if (first) DQ_TRY(dq_net_upload(net, NULL, NULL, err));
     }
     return DQ_OK;
 }
 
-void dq_net_zero_grad(dq_net_t *net)
+/* ---- host <-> backend copies --------------------------------------------------------- */
+
+dq_status dq_net_upload(dq_net_t *net, const float *m, const float *v, dq_err *err)
 {
-    memset(net->grads, 0, (size_t)net->n_floats * sizeof(float));
-    if (!net->arena) return;
-    /* Activation gradients over the whole planned batch, except those their
-     * only writer overwrites (s_plan_writers). */
-    for (int i = 0; i < net->mf.n_layers; i++)
-        if (net->zero[i])
-            memset(net->dout[i].data, 0,
-                   (size_t)(net->max_batch * dq_mf_out_numel(&net->mf.layers[i])) *
-                       sizeof(float));
+    net->fold_stale = true;
+    if (net->host) return DQ_OK;
+    const dq_backend_ops *ops = net->bk->ops;
+    size_t bytes = (size_t)net->n_floats * sizeof(float);
+    DQ_TRY(ops->to_device(net->bk, net->bparams, net->params, bytes, err));
+    DQ_TRY(ops->to_device(net->bk, net->bbufs, net->bufs,
+                          (size_t)net->n_buf_floats * sizeof(float), err));
+    if (m && net->bm) DQ_TRY(ops->to_device(net->bk, net->bm, m, bytes, err));
+    if (v && net->bv) DQ_TRY(ops->to_device(net->bk, net->bv, v, bytes, err));
+    return ops->sync(net->bk, err);
+}
+
+dq_status dq_net_download(dq_net_t *net, bool grads, float *m, float *v, dq_err *err)
+{
+    if (net->host) return DQ_OK;
+    const dq_backend_ops *ops = net->bk->ops;
+    size_t bytes = (size_t)net->n_floats * sizeof(float);
+    DQ_TRY(ops->to_host(net->bk, net->params, net->bparams, bytes, err));
+    DQ_TRY(ops->to_host(net->bk, net->bufs, net->bbufs, (size_t)net->n_buf_floats * sizeof(float),
+                        err));
+    if (grads && net->bgrads) DQ_TRY(ops->to_host(net->bk, net->grads, net->bgrads, bytes, err));
+    if (m && net->bm) DQ_TRY(ops->to_host(net->bk, m, net->bm, bytes, err));
+    if (v && net->bv) DQ_TRY(ops->to_host(net->bk, v, net->bv, bytes, err));
+    return DQ_OK;
 }
 
 /* ---- outputs and parameters ------------------------------------------------------- */
@@ -521,14 +643,18 @@ const char *dq_net_output_name(const dq_net_t *net, int i)
 
 const dq_tensor *dq_net_output(const dq_net_t *net, const char *name)
 {
-    int o = dq_mf_find_output(&net->mf, name);
-    return o < 0 ? NULL : &net->out[net->mf.outputs[o].layer];
+    int o = name ? dq_mf_find_output(&net->mf, name) : -1;
+    if (o < 0) return NULL;
+    if (net->host) return &net->out[net->mf.outputs[o].layer];
+    return net->fetched[o] ? &net->out_view[o] : NULL;
 }
 
 dq_tensor *dq_net_output_grad(dq_net_t *net, const char *name)
 {
-    int o = dq_mf_find_output(&net->mf, name);
-    return o < 0 ? NULL : &net->dout[net->mf.outputs[o].layer];
+    int o = name ? dq_mf_find_output(&net->mf, name) : -1;
+    if (o < 0) return NULL;
+    if (net->host) return &net->dout[net->mf.outputs[o].layer];
+    return net->max_batch ? &net->grad_view[o] : NULL;
 }
 
 int dq_net_output_shape(const dq_net_t *net, const char *name, int64_t *shape)
@@ -545,9 +671,23 @@ int64_t dq_net_param_floats(const dq_net_t *net)
     return net->n_floats;
 }
 
+/* Handing out writable parameters (or buffers) may change them: the eval
+ * folding is redone before the next eval forward. */
 float *dq_net_params(dq_net_t *net)
 {
+    net->fold_stale = true;
     return net->params;
+}
+
+void dq_net_params_changed(dq_net_t *net)
+{
+    net->fold_stale = true;
+}
+
+void dq_net_set_bn_fold(dq_net_t *net, bool on)
+{
+    net->fold_on = on;
+    net->fold_stale = true;
 }
 
 float *dq_net_grads(dq_net_t *net)
@@ -567,6 +707,7 @@ const char *dq_net_param_name(const dq_net_t *net, int i)
 
 dq_tensor *dq_net_param(dq_net_t *net, int i)
 {
+    net->fold_stale = true;
     return i >= 0 && i < net->n_params ? &net->param[i] : NULL;
 }
 
@@ -575,13 +716,45 @@ dq_tensor *dq_net_param_grad(dq_net_t *net, int i)
     return i >= 0 && i < net->n_params ? &net->grad[i] : NULL;
 }
 
+dq_tensor *dq_net_find_tensor(dq_net_t *net, const char *name)
+{
+    net->fold_stale = true;
+    for (int i = 0; name && i < net->n_params; i++)
+        if (strcmp(net->pname[i], name) == 0) return &net->param[i];
+    for (int k = 0; name && k < net->n_bufs; k++)
+        if (net->buf[k].data && strcmp(net->bname[k], name) == 0) return &net->buf[k];
+    return NULL;
+}
+
+int dq_net_buffer_count(const dq_net_t *net)
+{
+    return net->n_bufs;
+}
+
+const char *dq_net_buffer_name(const dq_net_t *net, int i)
+{
+    return i >= 0 && i < net->n_bufs ? net->bname[i] : NULL;
+}
+
+dq_tensor *dq_net_buffer(dq_net_t *net, int i)
+{
+    net->fold_stale = true;
+    return i >= 0 && i < net->n_bufs && net->buf[i].data ? &net->buf[i] : NULL;
+}
+
+int64_t *dq_net_buffer_i64(dq_net_t *net, int i)
+{
+    return i >= 0 && i < net->n_bufs ? net->buf_i64[i] : NULL;
+}
+
 double dq_net_flops_per_sample(const dq_net_t *net)
 {
     double f = 0.0;
     for (int i = 0; i < net->mf.n_layers; i++) {
         const dq_mf_layer *l = &net->mf.layers[i];
         if (l->type == DQ_LAYER_CONV2D)
-            f += 2.0 * (double)dq_mf_out_numel(l) * (double)l->in * l->kernel * l->kernel;
+            f += 2.0 * (double)dq_mf_out_numel(l) * (double)(l->in / (l->groups > 1 ? l->groups : 1)) *
+                 l->kernel * l->kernel;
         else if (l->type == DQ_LAYER_LINEAR)
             f += 2.0 * (double)l->in * (double)l->out;
     }

@@ -157,6 +157,12 @@ static dq_status s_setup(s_trainer *t, dq_err *err)
 {
     const dq_train_config *cfg = t->cfg;
     DQ_TRY(dq_net_load(&t->net, cfg->model_path, err));
+    if (cfg->device.kind == DQ_DEVICE_CUDA) {
+        if (cfg->optim != DQ_OPTIM_ADAM)
+            return dq_fail(err, DQ_ERR_UNSUPPORTED, "--optimizer sgd: training on cuda:%d has "
+                           "Adam only", cfg->device.index);
+        DQ_TRY(dq_net_set_device(t->net, cfg->device, true, cfg->seed, err));
+    }
     DQ_TRY(dq_dataset_load_dir(&t->train, cfg->data_dir, 1, err));
     DQ_TRY(dq_dataset_load_dir(&t->test, cfg->data_dir, 0, err));
     dq_dataset_truncate(&t->train, cfg->limit_train);
@@ -199,12 +205,15 @@ static dq_status s_setup(s_trainer *t, dq_err *err)
         t->st.seed = cfg->seed;
         dq_rng_seed(&t->st.rng, cfg->seed ^ 0xd1b54a32d192ed03ULL);
     }
+    /* A device starts from the host's weights and moments (no-op on the CPU). */
+    DQ_TRY(dq_net_upload(t->net, t->m, t->v, err));
     DQ_TRY(s_open_source(t, err));
     return dq_metrics_open(&t->metrics, t->metrics_path, cfg->resume, err);
 }
 
 static dq_status s_save(s_trainer *t, dq_err *err)
 {
+    DQ_TRY(dq_net_download(t->net, false, t->m, t->v, err)); /* no-op on the CPU */
     DQ_TRY(dq_ckpt_save_weights(t->net, t->cfg->out_path, err));
     return dq_ckpt_save_state(t->net, &t->st, t->state_path, err);
 }
@@ -227,8 +236,7 @@ static dq_status s_step(s_trainer *t, const dq_train_batch *b, dq_err *err)
         dq_adam_config a = dq_adam_defaults();
         a.lr = t->cfg->lr;
         a.weight_decay = t->cfg->weight_decay;
-        dq_adam_step(dq_net_params(t->net), dq_net_grads(t->net), t->m, t->v, t->nparams,
-                     t->st.step, &a);
+        DQ_TRY(dq_net_adam_step(t->net, t->m, t->v, t->st.step, &a, err));
     } else {
         dq_sgd_config s = dq_sgd_defaults(t->cfg->lr);
         s.momentum = t->cfg->momentum;

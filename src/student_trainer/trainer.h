@@ -20,6 +20,7 @@
 #include "student_trainer/recipe.h"
 #include "student_trainer/source.h"
 #include "base/status.h"
+#include "tensor/backend_cuda.h"
 
 typedef enum { DQ_OPTIM_ADAM, DQ_OPTIM_SGD } dq_optim_kind;
 
@@ -39,6 +40,10 @@ typedef struct {
     float momentum;           /* SGD only */
     float weight_decay;
     uint64_t seed;
+    /* Where the student runs (zero: the CPU). On a GPU the same loop runs on
+     * the net's CUDA backend (Adam only; dropout masks come from the
+     * device's counter stream, so a resumed GPU run is not bit-identical). */
+    dq_device device;
     bool resume;
     /* Distillation: the loss recipe and where teacher outputs come from. */
     dq_recipe recipe;

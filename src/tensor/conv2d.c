@@ -22,6 +22,9 @@
  *     db  [OC]    += row sums of dout_n
  * A 1x1 kernel with stride 1 and no padding needs no lowering: the image
  * itself is the column matrix, and din is then a GEMM with beta = 1.
+ *
+ * Grouped and depthwise convolutions (params.groups > 1) are dispatched to
+ * conv2d_grouped.c on entry; groups 0 and 1 run the code below unchanged.
  */
 #include "tensor/ops.h"
 
@@ -29,6 +32,7 @@
 #include <limits.h>
 #include <string.h>
 
+#include "tensor/conv2d_int.h"
 #include "tensor/im2col.h"
 
 /* Column-buffer size beyond which a group stops getting faster (see top). */
@@ -68,6 +72,7 @@ static int64_t s_col_ld(int64_t n, int64_t K, int64_t ws_floats)
 int64_t dq_conv2d_workspace(int64_t N, int64_t C, int64_t H, int64_t W, int64_t KH,
                             int64_t KW, dq_conv2d_params p)
 {
+    if (p.groups > 1) return N < 1 ? 0 : dq_conv2d_grouped_workspace(C, H, W, KH, KW, p);
     int64_t OH = dq_conv2d_out_size(H, KH, p.stride, p.padding);
     int64_t OW = dq_conv2d_out_size(W, KW, p.stride, p.padding);
     if (N < 1 || C < 1 || OH < 1 || OW < 1) return 0;
@@ -160,6 +165,9 @@ dq_status dq_conv2d_forward(dq_tensor *out, const dq_tensor *in, const dq_tensor
                             const dq_tensor *b, dq_conv2d_params p, float *ws,
                             int64_t ws_floats, dq_err *err)
 {
+    if (p.groups != 0 && p.groups != 1)
+        return dq_conv2d_grouped_forward(out, in, w, b, p, ws, ws_floats, DQ_CONV2D_ALGO_AUTO,
+                                         err);
     dq_im2col_geom g;
     DQ_TRY(s_check("conv2d", out, "output", in, w, p, ws, ws_floats, &g, err));
     const int64_t N = in->shape[0], OC = w->shape[0];
@@ -208,6 +216,9 @@ dq_status dq_conv2d_backward(dq_tensor *din, dq_tensor *dw, dq_tensor *db,
                              const dq_tensor *dout, const dq_tensor *in, const dq_tensor *w,
                              dq_conv2d_params p, float *ws, int64_t ws_floats, dq_err *err)
 {
+    if (p.groups != 0 && p.groups != 1)
+        return dq_conv2d_grouped_backward(din, dw, db, dout, in, w, p, ws, ws_floats,
+                                          DQ_CONV2D_ALGO_AUTO, err);
     dq_im2col_geom g;
     DQ_TRY(s_check("conv2d backward", dout, "output gradient", in, w, p, ws, ws_floats, &g,
                    err));

@@ -1,4 +1,8 @@
-/* maxpool2d.c - max pooling over square windows, no padding, floor mode.
+/* maxpool2d.c - max pooling over square windows, floor mode.
+ *
+ * Padding (at most kernel/2, as PyTorch requires) acts as -inf: a window is
+ * clipped to the input, so every output has at least one real element and
+ * argmax always indexes the unpadded plane.
  *
  * Forward records, per output, the index of the winning input inside its
  * H*W plane (int32, as PyTorch's return_indices does), so backward is a
@@ -89,16 +93,31 @@ static void s_pool2x2(float *restrict out, int32_t *restrict argmax, const float
     }
 }
 
+int64_t dq_maxpool2d_out_size_pad(int64_t in, int kernel, int stride, int padding)
+{
+    if (kernel < 1 || stride < 1 || padding < 0 || in + 2 * (int64_t)padding < kernel) return 0;
+    return (in + 2 * (int64_t)padding - kernel) / stride + 1;
+}
+
 dq_status dq_maxpool2d_forward(dq_tensor *out, int32_t *argmax, const dq_tensor *in,
                                int kernel, int stride, dq_err *err)
+{
+    return dq_maxpool2d_forward_pad(out, argmax, in, kernel, stride, 0, err);
+}
+
+dq_status dq_maxpool2d_forward_pad(dq_tensor *out, int32_t *argmax, const dq_tensor *in,
+                                   int kernel, int stride, int padding, dq_err *err)
 {
     DQ_TRY(dq_tensor_expect_rank(in, "maxpool2d", "input", 4, err));
     if (kernel < 1 || stride < 1)
         return dq_fail(err, DQ_ERR_ARG, "maxpool2d: kernel %d / stride %d must be >= 1",
                        kernel, stride);
+    if (padding < 0 || padding > kernel / 2)
+        return dq_fail(err, DQ_ERR_ARG, "maxpool2d: padding %d must be in [0, kernel/2 = %d]",
+                       padding, kernel / 2);
     const int64_t N = in->shape[0], C = in->shape[1], H = in->shape[2], W = in->shape[3];
-    const int64_t OH = dq_maxpool2d_out_size(H, kernel, stride);
-    const int64_t OW = dq_maxpool2d_out_size(W, kernel, stride);
+    const int64_t OH = dq_maxpool2d_out_size_pad(H, kernel, stride, padding);
+    const int64_t OW = dq_maxpool2d_out_size_pad(W, kernel, stride, padding);
     if (OH < 1 || OW < 1) {
         char b[96];
         return dq_fail(err, DQ_ERR_SHAPE, "maxpool2d: kernel %d does not fit input %s", kernel,
@@ -112,7 +131,7 @@ dq_status dq_maxpool2d_forward(dq_tensor *out, int32_t *argmax, const dq_tensor 
     if (!argmax && N * C > 0)
         return dq_fail(err, DQ_ERR_ARG, "maxpool2d: argmax buffer is missing");
 
-    if (kernel == 2 && stride == 2) {
+    if (kernel == 2 && stride == 2 && padding == 0) {
         s_pool2x2(out->data, argmax, in->data, N * C, H, W, OH, OW);
         return DQ_OK;
     }
@@ -121,19 +140,21 @@ dq_status dq_maxpool2d_forward(dq_tensor *out, int32_t *argmax, const dq_tensor 
         float *y = out->data + pl * OH * OW;
         int32_t *am = argmax + pl * OH * OW;
         for (int64_t oh = 0; oh < OH; oh++) {
+            const int64_t h0 = oh * stride - padding;
+            const int64_t hs = h0 < 0 ? 0 : h0, he = h0 + kernel < H ? h0 + kernel : H;
             for (int64_t ow = 0; ow < OW; ow++) {
-                int64_t best = oh * stride * W + ow * stride;
-                float v = x[best];
-                for (int64_t kh = 0; kh < kernel; kh++) {
-                    const int64_t row = (oh * stride + kh) * W + ow * stride;
-                    for (int64_t kw = 0; kw < kernel; kw++) {
-                        float c = x[row + kw];
+                const int64_t w0 = ow * stride - padding;
+                const int64_t ws = w0 < 0 ? 0 : w0, we = w0 + kernel < W ? w0 + kernel : W;
+                int64_t best = hs * W + ws;
+                float v = -INFINITY;
+                for (int64_t h = hs; h < he; h++)
+                    for (int64_t w = ws; w < we; w++) {
+                        float c = x[h * W + w];
                         if (c > v || isnan(c)) {
                             v = c;
-                            best = row + kw;
+                            best = h * W + w;
                         }
                     }
-                }
                 y[oh * OW + ow] = v;
                 am[oh * OW + ow] = (int32_t)best;
             }

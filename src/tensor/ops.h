@@ -23,16 +23,23 @@
 #include "tensor/tensor.h"
 
 /* ---- conv2d: im2col + one sgemm per group of images ------------------------
- * in [N,C,H,W], w [OC,C,KH,KW], b [OC] or NULL, out [N,OC,OH,OW] with
- * OH = (H + 2*pad - KH)/stride + 1 (same for W). */
+ * in [N,C,H,W], w [OC,C/groups,KH,KW], b [OC] or NULL, out [N,OC,OH,OW] with
+ * OH = (H + 2*pad - KH)/stride + 1 (same for W).
+ * groups > 1 (C and OC multiples of it): channel group g of the input feeds
+ * only output channels [g*OC/groups, (g+1)*OC/groups), as PyTorch's groups=.
+ * Depthwise (groups == C, OC = C*multiplier) runs a direct kernel and needs
+ * no workspace; other groupings run im2col + one GEMM per group and image. */
 typedef struct {
     int stride;
     int padding;
     /* 0: group as many images per GEMM as the workspace plans (fastest);
      * 1: one GEMM per image, all of the same shape, so an image's output is
      * bitwise the same whatever batch and position it comes in (BLAS
-     * kernels treat tile edges differently, so grouped results are not). */
+     * kernels treat tile edges differently, so grouped results are not).
+     * Grouped convolutions (groups > 1) always run one image at a time. */
     int max_group;
+    /* 0 or 1: an ordinary convolution; G > 1: G channel groups (above). */
+    int groups;
 } dq_conv2d_params;
 
 /* Output spatial size for one dim; <= 0 means the kernel does not fit. */
@@ -89,11 +96,16 @@ dq_status dq_relu_backward_set(dq_tensor *din, const dq_tensor *dout, const dq_t
                                dq_err *err);
 
 /* ---- maxpool2d ----------------------------------------------------------------
- * in [N,C,H,W], out [N,C,OH,OW], OH = (H - k)/stride + 1 (floor, no padding),
- * argmax [N*C*OH*OW] int32 index into the H*W plane, kept for backward. */
+ * in [N,C,H,W], out [N,C,OH,OW], OH = (H + 2*padding - k)/stride + 1 (floor
+ * mode; the padding is -inf, as PyTorch, and at most k/2), argmax
+ * [N*C*OH*OW] int32 index into the unpadded H*W plane, kept for backward. */
 int64_t dq_maxpool2d_out_size(int64_t in, int kernel, int stride);
+int64_t dq_maxpool2d_out_size_pad(int64_t in, int kernel, int stride, int padding);
+/* = dq_maxpool2d_forward_pad with padding 0. */
 dq_status dq_maxpool2d_forward(dq_tensor *out, int32_t *argmax, const dq_tensor *in,
                                int kernel, int stride, dq_err *err);
+dq_status dq_maxpool2d_forward_pad(dq_tensor *out, int32_t *argmax, const dq_tensor *in,
+                                   int kernel, int stride, int padding, dq_err *err);
 dq_status dq_maxpool2d_backward(dq_tensor *din, const dq_tensor *dout, const int32_t *argmax,
                                 dq_err *err);
 /* Overwriting form (din = gradient), as dq_relu_backward_set. */
@@ -112,6 +124,61 @@ dq_status dq_maxpool2d_relu_backward_set(dq_tensor *din, const dq_tensor *dout,
 dq_status dq_avgpool1d_forward(dq_tensor *out, const dq_tensor *in, int kernel, dq_err *err);
 dq_status dq_avgpool1d_backward(dq_tensor *din, const dq_tensor *dout, int kernel,
                                 dq_err *err);
+
+/* ---- avgpool2d (PyTorch nn.AvgPool2d, floor mode) ---------------------------
+ * in [N,C,H,W], out [N,C,OH,OW], OH = (H + 2*padding - k)/stride + 1,
+ * padding <= k/2. count_include_pad: divide by k*k (PyTorch's default) or
+ * by the number of window elements inside the input (ONNX's default). */
+int64_t dq_avgpool2d_out_size(int64_t in, int kernel, int stride, int padding);
+dq_status dq_avgpool2d_forward(dq_tensor *out, const dq_tensor *in, int kernel, int stride,
+                               int padding, bool count_include_pad, dq_err *err);
+dq_status dq_avgpool2d_backward(dq_tensor *din, const dq_tensor *dout, int kernel, int stride,
+                                int padding, bool count_include_pad, dq_err *err);
+
+/* ---- global average pooling (adaptive_avg_pool2d to 1x1) ---------------------
+ * in [N,C,H,W] -> out [N,C,1,1], the mean of each plane. */
+dq_status dq_global_avgpool_forward(dq_tensor *out, const dq_tensor *in, dq_err *err);
+dq_status dq_global_avgpool_backward(dq_tensor *din, const dq_tensor *dout, dq_err *err);
+
+/* ---- add: the residual connection (any shape, a and b the same shape) --------
+ * out = a + b; out may alias a or b. Backward is din += dout, called once
+ * for each input. */
+dq_status dq_add_forward(dq_tensor *out, const dq_tensor *a, const dq_tensor *b, dq_err *err);
+dq_status dq_add_backward(dq_tensor *din, const dq_tensor *dout, dq_err *err);
+
+/* ---- clip / relu6 (PyTorch hardtanh; any shape; out may alias in) -------------
+ * out = min(max(in, lo), hi), NaN propagates. Backward reads the OUTPUT:
+ * din += dout where lo < out < hi (hardtanh_backward's lo < in < hi). */
+dq_status dq_clip_forward(dq_tensor *out, const dq_tensor *in, float lo, float hi,
+                          dq_err *err);
+dq_status dq_clip_backward(dq_tensor *din, const dq_tensor *dout, const dq_tensor *out,
+                           float lo, float hi, dq_err *err);
+
+/* ---- batchnorm2d (PyTorch nn.BatchNorm2d, affine) -----------------------------
+ * in/out [N,C,H,W], w/b/running_mean/running_var [C]. train: normalise with
+ * the batch mean and biased variance over n = N*H*W (n >= 2), keep them in
+ * save_mean/save_invstd [C] (invstd = 1/sqrt(var + eps)) for backward, and
+ * update running_x = (1 - momentum)*running_x + momentum*batch_x with the
+ * UNBIASED variance var*n/(n-1), exactly PyTorch (running stats NULL: not
+ * tracked). eval: normalise with the running stats (required); save_* are
+ * unused and may be NULL. out may alias in. */
+dq_status dq_batchnorm2d_forward(dq_tensor *out, float *save_mean, float *save_invstd,
+                                 dq_tensor *running_mean, dq_tensor *running_var,
+                                 const dq_tensor *in, const dq_tensor *w, const dq_tensor *b,
+                                 float eps, float momentum, bool train, dq_err *err);
+/* Training-mode backward (the batch statistics depend on the input): din,
+ * dw, db ADD; each may be NULL. in is the forward's input. */
+dq_status dq_batchnorm2d_backward(dq_tensor *din, dq_tensor *dw, dq_tensor *db,
+                                  const dq_tensor *dout, const dq_tensor *in, const dq_tensor *w,
+                                  const float *save_mean, const float *save_invstd,
+                                  dq_err *err);
+/* Folds an eval batch norm into the conv before it: conv_w [oc, per_oc]
+ * (per_oc = C/groups*KH*KW) is scaled per output channel by
+ * s = w/sqrt(var + eps), conv_b [oc] becomes (conv_b - mean)*s + b. conv_b
+ * must exist (a conv without bias passes a zeroed buffer). */
+void dq_batchnorm2d_fold(float *conv_w, float *conv_b, int64_t oc, int64_t per_oc,
+                         const float *w, const float *b, const float *mean, const float *var,
+                         float eps);
 
 /* ---- dropout (inverted: kept values scaled by 1/(1-p)) -------------------------
  * mask has numel(in) floats: 0 or 1/(1-p) in training; unused in eval, where

@@ -1,0 +1,34 @@
+/* conv2d_int.h - the grouped convolution paths behind dq_conv2d_forward /
+ * dq_conv2d_backward, visible to conv2d.c and the tests only.
+ *
+ * dq_conv2d_forward dispatches here when params.groups > 1. The algorithm
+ * is normally chosen by the shape (AUTO: the direct kernel for depthwise,
+ * groups == C; per-group im2col + GEMM otherwise); the tests force each one
+ * to compare them with each other.
+ */
+#ifndef DQ_CONV2D_INT_H
+#define DQ_CONV2D_INT_H
+
+#include "tensor/ops.h"
+
+typedef enum {
+    DQ_CONV2D_ALGO_AUTO,   /* direct when depthwise, else GEMM */
+    DQ_CONV2D_ALGO_GEMM,   /* im2col + one GEMM per group and image (any groups >= 1) */
+    DQ_CONV2D_ALGO_DIRECT, /* depthwise only: no lowering, no workspace */
+} dq_conv2d_algo;
+
+/* Floats of scratch for the grouped paths (per image: one image's columns;
+ * 0 for depthwise, whose direct kernel needs none). */
+int64_t dq_conv2d_grouped_workspace(int64_t C, int64_t H, int64_t W, int64_t KH, int64_t KW,
+                                    dq_conv2d_params p);
+
+dq_status dq_conv2d_grouped_forward(dq_tensor *out, const dq_tensor *in, const dq_tensor *w,
+                                    const dq_tensor *b, dq_conv2d_params p, float *ws,
+                                    int64_t ws_floats, dq_conv2d_algo algo, dq_err *err);
+
+dq_status dq_conv2d_grouped_backward(dq_tensor *din, dq_tensor *dw, dq_tensor *db,
+                                     const dq_tensor *dout, const dq_tensor *in,
+                                     const dq_tensor *w, dq_conv2d_params p, float *ws,
+                                     int64_t ws_floats, dq_conv2d_algo algo, dq_err *err);
+
+#endif
