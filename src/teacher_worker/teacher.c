@@ -235,10 +235,9 @@ static dq_status s_plan(dq_teacher_t *t, int64_t n, dq_err *err)
 dq_status dq_teacher_use_device(dq_teacher_t *t, dq_device dev, dq_err *err)
 {
     if (dev.kind != DQ_DEVICE_CUDA || t->gpu) return DQ_OK;
-    if (dq_onnx_is_path(t->model_path))
-        return dq_fail(err, DQ_ERR_UNSUPPORTED, "%s: ONNX models run on the CPU for now (the "
-                       "GPU executor rereads the model file)", t->model_path);
-    return dq_net_cuda_new(&t->gpu, t->net, t->model_path, dev, t->max_batch, false, 0, err);
+    /* An ONNX file is no model file to re-check the net against. */
+    const char *mf = dq_onnx_is_path(t->model_path) ? NULL : t->model_path;
+    return dq_net_cuda_new(&t->gpu, t->net, mf, dev, t->max_batch, false, 0, err);
 }
 
 /* Normalises the k requests' inputs one after another into the GPU's
