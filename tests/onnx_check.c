@@ -20,6 +20,9 @@
 #include "model/onnx_import.h"
 
 #define S_TOL 1e-4
+#ifndef DQ_TOP_SRCDIR
+#define DQ_TOP_SRCDIR ".."
+#endif
 
 /* Reads a float32 C-order .npy (format 1.x); returns its data (malloc'd) and
  * fills shape/ndim, or NULL with a reason in why. */
@@ -104,6 +107,42 @@ static int s_check_norm(const dq_net_t *net, char *words, char *why, size_t wsz)
     return 1;
 }
 
+/* params=NAME: the imported net has exactly the parameters and buffers of
+ * models/NAME.model, by name and size (state_dict keys). */
+static int s_check_params(dq_net_t *net, const char *words, char *why, size_t wsz)
+{
+    const char *p = strstr(words, "params=");
+    if (!p) return 1;
+    char path[512];
+    snprintf(path, sizeof path, "%s/models/%.*s.model", DQ_TOP_SRCDIR,
+             (int)strcspn(p + 7, " "), p + 7);
+    dq_net_t *ref = NULL;
+    dq_err err = {{0}};
+    if (dq_net_load(&ref, path, &err) != DQ_OK) {
+        snprintf(why, wsz, "%.400s", err.msg);
+        return 0;
+    }
+    int good = dq_net_param_count(ref) == dq_net_param_count(net) &&
+               dq_net_buffer_count(ref) == dq_net_buffer_count(net);
+    if (!good)
+        snprintf(why, wsz, "%d parameters and %d buffers, %.300s has %d and %d",
+                 dq_net_param_count(net), dq_net_buffer_count(net), path,
+                 dq_net_param_count(ref), dq_net_buffer_count(ref));
+    for (int i = 0; good && i < dq_net_param_count(ref); i++) {
+        const char *name = dq_net_param_name(ref, i);
+        dq_tensor *t = dq_net_find_tensor(net, name);
+        good = t && dq_tensor_numel(t) == dq_tensor_numel(dq_net_param(ref, i));
+        if (!good) snprintf(why, wsz, "no parameter %.100s of %.300s's size", name, path);
+    }
+    for (int i = 0; good && i < dq_net_buffer_count(ref); i++) {
+        const char *name = dq_net_buffer_name(ref, i);
+        good = dq_net_buffer(ref, i) == NULL || dq_net_find_tensor(net, name) != NULL;
+        if (!good) snprintf(why, wsz, "no buffer %.100s", name);
+    }
+    dq_net_destroy(&ref);
+    return good;
+}
+
 /* One "ok" case: import, forward, compare every output. */
 static int s_ok_case(const char *dir, const char *name, char *outs, char *rest, char *why,
                      size_t wsz)
@@ -118,6 +157,7 @@ static int s_ok_case(const char *dir, const char *name, char *outs, char *rest, 
         snprintf(why, wsz, "import failed: %.400s", err.msg);
         return 0;
     }
+    if (!s_check_params(net, rest, why, wsz)) goto done;
     if (!s_check_norm(net, rest, why, wsz)) goto done;
     int64_t xs[8];
     int xd;

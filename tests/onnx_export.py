@@ -144,7 +144,7 @@ def randomize_bn(model, gen):
 
 
 def export(outdir, manifest, name, model, shape, opset, outputs, dynamic=True,
-           meta=None, expect=None):
+           meta=None, expect=None, fold_bn=False, params=None):
     gen = torch.Generator().manual_seed(1234)
     randomize_bn(model, gen)
     model.eval()
@@ -154,11 +154,11 @@ def export(outdir, manifest, name, model, shape, opset, outputs, dynamic=True,
     if dyn:
         for o in outputs:
             dyn[o] = {0: "N"}
-    # PRESERVE keeps BatchNormalization nodes (EVAL would fold them into the
-    # convolutions, and the importer's batch norm would go untested).
+    # PRESERVE keeps BatchNormalization nodes; EVAL (the default for a model
+    # in eval mode, fold_bn) folds them into the convolutions.
+    mode = torch.onnx.TrainingMode.EVAL if fold_bn else torch.onnx.TrainingMode.PRESERVE
     torch.onnx.export(model, x, path, input_names=["input"], output_names=outputs,
-                      opset_version=opset, dynamic_axes=dyn,
-                      training=torch.onnx.TrainingMode.PRESERVE,
+                      opset_version=opset, dynamic_axes=dyn, training=mode,
                       do_constant_folding=True)
     m = onnx.load(path)
     extra = ""
@@ -180,6 +180,8 @@ def export(outdir, manifest, name, model, shape, opset, outputs, dynamic=True,
     if expect:
         manifest.write("%s error %s\n" % (name, expect))
     else:
+        if params:
+            extra += " params=" + params
         manifest.write("%s ok %s%s\n" % (name, ",".join(outputs), extra))
     return path, ops
 
@@ -288,6 +290,23 @@ def main():
         torch.manual_seed(4)
         _, ops = export(outdir, man, "view_static13", ReshapeNet(True), (2, 6, 6), 13,
                         ["logits"], dynamic=False)
+        seen.update(ops)
+        # The shipped residual models' PyTorch twins (tests/torch_models.py):
+        # the imported parameters must be exactly the model file's, i.e. the
+        # state_dict keys; and torchvision's ResNet-18 as torch exports it by
+        # default, batch norms folded into the convolutions.
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        import torch_models
+        torch.manual_seed(6)
+        _, ops = export(outdir, man, "resnet18_13", torch_models.resnet18_fmnist(), (1, 28, 28),
+                        13, ["logits"], params="resnet18-fmnist")
+        seen.update(ops)
+        torch.manual_seed(7)
+        export(outdir, man, "resnet18_folded17", torch_models.resnet18_fmnist(), (1, 28, 28), 17,
+               ["logits"], fold_bn=True)
+        torch.manual_seed(8)
+        _, ops = export(outdir, man, "mobilenet13", torch_models.TinyMobileNet(), (1, 28, 28), 13,
+                        ["logits"], params="mobilenet-tiny-fmnist")
         seen.update(ops)
         # Identity, Constant and Dropout nodes (the exporter folds its own
         # away): the same net as reshape13 with a Constant for the Reshape's

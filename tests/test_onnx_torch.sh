@@ -10,13 +10,13 @@
 py="${PYTHON:-/usr/bin/python3}"
 top="${top_builddir:-.}"
 src="${top_srcdir:-.}"
-if ! "$py" -c 'import torch, onnx, numpy' >/dev/null 2>&1; then
+if ! "$py" -c 'import torch, torchvision, onnx, numpy' >/dev/null 2>&1; then
     if [ "${CI:-}" = "true" ]; then
         echo "1..1"
-        echo "not ok 1 - $py cannot import torch, onnx and numpy (CI=true: required)"
+        echo "not ok 1 - $py cannot import torch, torchvision, onnx and numpy (CI=true: required)"
         exit 1
     fi
-    echo "1..0 # SKIP $py has no torch/onnx/numpy (apt-get install python3-torch python3-onnx python3-numpy)"
+    echo "1..0 # SKIP $py has no torch/torchvision/onnx/numpy (apt-get install python3-torch python3-torchvision python3-onnx python3-numpy)"
     exit 0
 fi
 dir=$(mktemp -d "${TMPDIR:-/tmp}/dq-onnx-XXXXXX") || { echo "1..1"; echo "not ok 1 - mktemp"; exit 1; }

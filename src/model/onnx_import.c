@@ -127,6 +127,12 @@ static dq_status s_layer_name(dq_onnx_ctx *c, const char *weight, char *dst, dq_
         snprintf(path, sizeof path, "%.*s", (int)(wl - 7), weight);
         s_sanitize(base, path, room);
     } else if (s_scoped(path, sizeof path, n->name)) {
+        /* A layer with parameters is the module itself: drop the op
+         * ("/layer1/layer1.0/conv1/Conv" -> layer1.0.conv1, also when the
+         * exporter renamed the weight, e.g. after folding a batch norm). */
+        char *dot = weight ? strrchr(path, '.') : NULL;
+        if (dot && !strchr(n->name + 1, '/')) dot = NULL; /* "/Conv": no module */
+        if (dot) *dot = '\0';
         s_sanitize(base, path, room);
     } else {
         s_sanitize(base, n->name, room);

@@ -79,7 +79,10 @@ dq_status dq_onnx_in_const(dq_onnx_ctx *c, int i, const Onnx__TensorProto **t, d
 /* Appends a layer reading `from`; returns its index in *idx. It is named
  * after `weight` (an initializer name) when that is "<path>.weight" - the
  * PyTorch state_dict key, so parameters keep their PyTorch names - and
- * otherwise after the node ("/layer1/layer1.0/Relu" -> "layer1.0.Relu").
+ * otherwise after the node: its module path for a layer with parameters
+ * (weight not NULL: "/layer1/layer1.0/conv1/Conv" -> "layer1.0.conv1"),
+ * path and op for the others ("/layer1/layer1.0/relu/Relu" ->
+ * "layer1.0.relu.Relu").
  * The caller fills the type-specific fields. */
 dq_status dq_onnx_add_layer(dq_onnx_ctx *c, dq_onnx_ltype type, int from, const char *weight,
                             int *idx, dq_err *err);
