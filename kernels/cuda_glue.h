@@ -1,5 +1,5 @@
-/* cuda_glue.h - host-side CUDA helpers: status mapping, cuDNN convolution,
- * cuBLAS linear layers.
+/* cuda_glue.h - host-side CUDA helpers: status mapping, cuDNN convolution
+ * (grouped too) and batch norm, cuBLAS linear layers.
  *
  * Every CUDA runtime, cuDNN and cuBLAS call in the project goes through one
  * of the dq_*_check functions, which turn a failure into a dq_status with the call
@@ -50,6 +50,7 @@ typedef struct {
     int64_t n, c, h, w_, oc, oh, ow; /* n: batch the descriptors are set for */
     int kernel, stride, padding;
     size_t ws_bytes;          /* workspace the chosen algorithms need at max_n */
+    int groups;               /* 1, or G channel groups (weight [OC, C/G, k, k]) */
 } dq_cuda_conv;
 
 /* Creates the descriptors for in [max_n,C,H,W] -> out [max_n,OC,OH,OW] and
@@ -61,6 +62,14 @@ typedef struct {
 dq_status dq_cuda_conv_init(dq_cuda_conv *cv, cudnnHandle_t h, int64_t max_n, int64_t C,
                             int64_t H, int64_t W, int64_t OC, int kernel, int stride,
                             int padding, bool backward, size_t ws_limit, dq_err *err);
+
+/* The same for a grouped convolution (cudnnSetConvolutionGroupCount):
+ * groups 0 or 1 is dq_cuda_conv_init; G > 1 needs C and OC divisible by G
+ * and takes weights [OC, C/G, k, k] (depthwise when G == C). */
+dq_status dq_cuda_conv_init_grouped(dq_cuda_conv *cv, cudnnHandle_t h, int64_t max_n, int64_t C,
+                                    int64_t H, int64_t W, int64_t OC, int kernel, int stride,
+                                    int padding, int groups, bool backward, size_t ws_limit,
+                                    dq_err *err);
 
 /* Re-sets the batch dim (1 <= n <= max_n) when it changed; fails if the
  * chosen algorithms would need more than ws_bytes at n. */
@@ -78,6 +87,39 @@ dq_status dq_cuda_conv_backward(const dq_cuda_conv *cv, cudnnHandle_t h, float *
                                 void *ws, size_t ws_bytes, dq_err *err);
 
 void dq_cuda_conv_destroy(dq_cuda_conv *cv);
+
+/* ---- cudnn_batchnorm.c: batchnorm2d (spatial), as src/tensor/batchnorm2d.c ---------- */
+
+typedef struct {
+    cudnnTensorDescriptor_t x;     /* in/out [n, c, h, w] */
+    cudnnTensorDescriptor_t param; /* w, b, running and saved statistics [1, c, 1, 1] */
+    int64_t n, c, h, w;
+} dq_cuda_bn;
+
+/* Descriptors for in [max_n, C, H, W]. On failure bn is destroyed. */
+dq_status dq_cuda_bn_init(dq_cuda_bn *bn, int64_t max_n, int64_t C, int64_t H, int64_t W,
+                          dq_err *err);
+
+/* Re-sets the batch dim when it changed. */
+dq_status dq_cuda_bn_set_batch(dq_cuda_bn *bn, int64_t n, dq_err *err);
+
+/* As dq_batchnorm2d_forward: train normalises with the batch statistics,
+ * keeps save_mean/save_invstd [C] and updates the running statistics with
+ * `momentum` and the unbiased variance (running_* both NULL: not tracked);
+ * eval uses the running statistics. eps >= CUDNN_BN_MIN_EPSILON (1e-5).
+ * out must not alias in. */
+dq_status dq_cuda_bn_forward(const dq_cuda_bn *bn, cudnnHandle_t h, float *out, float *save_mean,
+                             float *save_invstd, float *running_mean, float *running_var,
+                             const float *in, const float *w, const float *b, float eps,
+                             float momentum, bool train, dq_err *err);
+
+/* Training-mode backward: din, dw, db += (all three required on cuDNN). */
+dq_status dq_cuda_bn_backward(const dq_cuda_bn *bn, cudnnHandle_t h, float *din, float *dw,
+                              float *db, const float *dout, const float *in, const float *w,
+                              const float *save_mean, const float *save_invstd, float eps,
+                              dq_err *err);
+
+void dq_cuda_bn_destroy(dq_cuda_bn *bn);
 
 /* ---- cublas_linear.c: out = in @ w^T + b --------------------------------------------- */
 

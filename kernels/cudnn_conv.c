@@ -3,7 +3,9 @@
  * Uses cuDNN's legacy convolution API (cudnnConvolutionForward & co.): it is
  * marked deprecated in cuDNN 9 in favour of the graph API, but it is still
  * shipped, it covers exactly our op (NCHW float, square kernel, symmetric
- * padding, no dilation, one group) and it is a fraction of the code.
+ * padding, no dilation, optionally grouped through
+ * cudnnSetConvolutionGroupCount, depthwise included) and it is a fraction of
+ * the code.
  *
  * Algorithms are chosen once per layer, at the planned batch, from the
  * ranked heuristics of cudnnGet*Algorithm_v7 (no benchmarking run, so the
@@ -117,7 +119,8 @@ static dq_status s_init(dq_cuda_conv *cv, cudnnHandle_t h, size_t ws_limit, dq_e
     DQ_TRY(s_set_nchw(cv->y, cv->n, cv->oc, cv->oh, cv->ow, err));
     DQ_TRY(s_set_nchw(cv->bias, 1, cv->oc, 1, 1, err));
     DQ_CUDNN_TRY(cudnnSetFilter4dDescriptor(cv->w, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW,
-                                            (int)cv->oc, (int)cv->c, cv->kernel, cv->kernel),
+                                            (int)cv->oc, (int)(cv->c / cv->groups), cv->kernel,
+                                            cv->kernel),
                  err);
     /* CROSS_CORRELATION is what PyTorch (and conv2d.c) call convolution. */
     DQ_CUDNN_TRY(cudnnSetConvolution2dDescriptor(cv->conv, cv->padding, cv->padding, cv->stride,
@@ -125,6 +128,7 @@ static dq_status s_init(dq_cuda_conv *cv, cudnnHandle_t h, size_t ws_limit, dq_e
                                                  CUDNN_DATA_FLOAT),
                  err);
     DQ_CUDNN_TRY(cudnnSetConvolutionMathType(cv->conv, CUDNN_FMA_MATH), err);
+    if (cv->groups > 1) DQ_CUDNN_TRY(cudnnSetConvolutionGroupCount(cv->conv, cv->groups), err);
     int dims[4];
     DQ_CUDNN_TRY(cudnnGetConvolution2dForwardOutputDim(cv->conv, cv->x, cv->w, &dims[0],
                                                        &dims[1], &dims[2], &dims[3]),
@@ -146,7 +150,21 @@ dq_status dq_cuda_conv_init(dq_cuda_conv *cv, cudnnHandle_t h, int64_t max_n, in
                             int64_t H, int64_t W, int64_t OC, int kernel, int stride,
                             int padding, bool backward, size_t ws_limit, dq_err *err)
 {
+    return dq_cuda_conv_init_grouped(cv, h, max_n, C, H, W, OC, kernel, stride, padding, 1,
+                                     backward, ws_limit, err);
+}
+
+dq_status dq_cuda_conv_init_grouped(dq_cuda_conv *cv, cudnnHandle_t h, int64_t max_n, int64_t C,
+                                    int64_t H, int64_t W, int64_t OC, int kernel, int stride,
+                                    int padding, int groups, bool backward, size_t ws_limit,
+                                    dq_err *err)
+{
     memset(cv, 0, sizeof *cv);
+    if (groups < 1) groups = 1;
+    if (C % groups != 0 || OC % groups != 0)
+        return dq_fail(err, DQ_ERR_SHAPE, "conv2d on cuDNN: %lld input and %lld output channels "
+                       "are not both divisible by groups %d", (long long)C, (long long)OC,
+                       groups);
     int64_t OH = stride > 0 ? (H + 2 * (int64_t)padding - kernel) / stride + 1 : 0;
     int64_t OW = stride > 0 ? (W + 2 * (int64_t)padding - kernel) / stride + 1 : 0;
     if (max_n < 1 || C < 1 || OC < 1 || kernel < 1 || stride < 1 || padding < 0 || OH < 1 ||
@@ -160,7 +178,7 @@ dq_status dq_cuda_conv_init(dq_cuda_conv *cv, cudnnHandle_t h, int64_t max_n, in
                        (long long)H, (long long)W);
     *cv = (dq_cuda_conv){.backward = backward, .n = max_n, .c = C, .h = H, .w_ = W, .oc = OC,
                          .oh = OH, .ow = OW, .kernel = kernel, .stride = stride,
-                         .padding = padding};
+                         .padding = padding, .groups = groups};
     dq_status st = s_init(cv, h, ws_limit, err);
     if (st != DQ_OK) dq_cuda_conv_destroy(cv);
     return st;

@@ -1,7 +1,7 @@
 /* kernels.h - our own CUDA kernels, as C-callable launchers.
  *
- * One .cu file per op family (elementwise.cu, pool.cu, softmax_loss.cu,
- * adam.cu), each the device twin of a CPU file in src/tensor/ and validated
+ * One .cu file per op family (elementwise.cu, pool.cu, avgpool2d.cu, add.cu,
+ * clip.cu, softmax_loss.cu, adam.cu), each the device twin of a CPU file in src/tensor/ and validated
  * against it by tests/test_cuda.c. Conventions are the CPU ops' (ops.h,
  * loss.h, optim.h): outputs first, then inputs, then sizes; backward ADDS
  * into gradients; every pointer is device memory unless it says host.
@@ -71,11 +71,56 @@ cudaError_t dq_k_maxpool2d_forward(float *out, int32_t *argmax, const float *in,
 cudaError_t dq_k_maxpool2d_backward(float *din, const float *dout, const int32_t *argmax,
                                     int64_t planes, int64_t H, int64_t W, int64_t OH,
                                     int64_t OW, int kernel, int stride, cudaStream_t stream);
+/* The same with padding (-inf, at most kernel/2; OH = (H + 2p - k)/stride + 1);
+ * argmax still indexes the unpadded plane, as dq_maxpool2d_forward_pad. */
+cudaError_t dq_k_maxpool2d_forward_pad(float *out, int32_t *argmax, const float *in,
+                                       int64_t planes, int64_t H, int64_t W, int64_t OH,
+                                       int64_t OW, int kernel, int stride, int padding,
+                                       cudaStream_t stream);
+cudaError_t dq_k_maxpool2d_backward_pad(float *din, const float *dout, const int32_t *argmax,
+                                        int64_t planes, int64_t H, int64_t W, int64_t OH,
+                                        int64_t OW, int kernel, int stride, int padding,
+                                        cudaStream_t stream);
 /* avgpool1d on [N,F] with stride = kernel: out [N, F/kernel]. */
 cudaError_t dq_k_avgpool1d_forward(float *out, const float *in, int64_t N, int64_t F,
                                    int kernel, cudaStream_t stream);
 cudaError_t dq_k_avgpool1d_backward(float *din, const float *dout, int64_t N, int64_t F,
                                     int kernel, cudaStream_t stream);
+
+/* ---- avgpool2d.cu ------------------------------------------------------------------- */
+
+/* avgpool2d over planes of H x W (floor mode, zero padding <= kernel/2,
+ * OH = (H + 2p - k)/stride + 1): divisor k*k when count_include_pad, else
+ * the window's elements inside the input, as avgpool2d.c. Backward ADDS. */
+cudaError_t dq_k_avgpool2d_forward(float *out, const float *in, int64_t planes, int64_t H,
+                                   int64_t W, int64_t OH, int64_t OW, int kernel, int stride,
+                                   int padding, int count_include_pad, cudaStream_t stream);
+cudaError_t dq_k_avgpool2d_backward(float *din, const float *dout, int64_t planes, int64_t H,
+                                    int64_t W, int64_t OH, int64_t OW, int kernel, int stride,
+                                    int padding, int count_include_pad, cudaStream_t stream);
+/* Global average pooling: out[plane] = mean of in's HW-element plane;
+ * backward din += dout[plane]/HW. */
+cudaError_t dq_k_global_avgpool_forward(float *out, const float *in, int64_t planes, int64_t HW,
+                                        cudaStream_t stream);
+cudaError_t dq_k_global_avgpool_backward(float *din, const float *dout, int64_t planes,
+                                         int64_t HW, cudaStream_t stream);
+
+/* ---- add.cu: the residual sum --------------------------------------------------------- */
+
+/* out = a + b over n elements (out may alias a or b); backward din += dout,
+ * once per input. */
+cudaError_t dq_k_add_forward(float *out, const float *a, const float *b, int64_t n,
+                             cudaStream_t stream);
+cudaError_t dq_k_add_backward(float *din, const float *dout, int64_t n, cudaStream_t stream);
+
+/* ---- clip.cu: relu6 / clip (hardtanh) --------------------------------------------------- */
+
+/* out = min(max(in, lo), hi), NaN propagates; out may alias in. */
+cudaError_t dq_k_clip_forward(float *out, const float *in, int64_t n, float lo, float hi,
+                              cudaStream_t stream);
+/* din += dout where lo < out < hi (reads the forward OUTPUT, as clip.c). */
+cudaError_t dq_k_clip_backward(float *din, const float *dout, const float *out, int64_t n,
+                               float lo, float hi, cudaStream_t stream);
 
 /* ---- softmax_loss.cu ------------------------------------------------------------- */
 

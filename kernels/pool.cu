@@ -1,5 +1,5 @@
-/* pool.cu - maxpool2d (with argmax) and avgpool1d: the device twins of
- * maxpool2d.c and avgpool1d.c.
+/* pool.cu - maxpool2d (with argmax, optional -inf padding) and avgpool1d:
+ * the device twins of maxpool2d.c and avgpool1d.c.
  *
  * One thread per output in the forward passes. maxpool2d's backward runs
  * one thread per INPUT element and gathers the outputs whose windows cover
@@ -23,25 +23,28 @@ static unsigned s_blocks(int64_t n)
          i += (int64_t)gridDim.x * blockDim.x)
 
 __global__ void s_maxpool_fwd(float *out, int32_t *argmax, const float *in, int64_t planes,
-                              int64_t H, int64_t W, int64_t OH, int64_t OW, int k, int stride)
+                              int64_t H, int64_t W, int64_t OH, int64_t OW, int k, int stride,
+                              int pad)
 {
     S_FOR_EACH(o, planes * OH * OW)
     {
         int64_t pl = o / (OH * OW), r = o % (OH * OW);
         int64_t oh = r / OW, ow = r % OW;
         const float *x = in + pl * H * W;
-        int64_t best = oh * stride * W + ow * stride;
-        float v = x[best];
-        for (int kh = 0; kh < k; kh++) {
-            int64_t row = (oh * stride + kh) * W + ow * stride;
-            for (int kw = 0; kw < k; kw++) {
-                float c = x[row + kw];
+        /* the window clipped to the input: padding is -inf (maxpool2d.c) */
+        int64_t h0 = oh * stride - pad, w0 = ow * stride - pad;
+        int64_t hs = h0 < 0 ? 0 : h0, he = h0 + k < H ? h0 + k : H;
+        int64_t ws = w0 < 0 ? 0 : w0, we = w0 + k < W ? w0 + k : W;
+        int64_t best = hs * W + ws;
+        float v = -__int_as_float(0x7f800000); /* -inf */
+        for (int64_t h = hs; h < he; h++)
+            for (int64_t w = ws; w < we; w++) {
+                float c = x[h * W + w];
                 if (c > v || c != c) {
                     v = c;
-                    best = row + kw;
+                    best = h * W + w;
                 }
             }
-        }
         out[o] = v;
         argmax[o] = (int32_t)best;
     }
@@ -56,12 +59,12 @@ __device__ static int64_t s_first_cover(int64_t i, int k, int stride)
 
 __global__ void s_maxpool_bwd(float *din, const float *dout, const int32_t *argmax,
                               int64_t planes, int64_t H, int64_t W, int64_t OH, int64_t OW,
-                              int k, int stride)
+                              int k, int stride, int pad)
 {
     S_FOR_EACH(e, planes * H * W)
     {
         int64_t pl = e / (H * W), r = e % (H * W);
-        int64_t h = r / W, w = r % W;
+        int64_t h = r / W + pad, w = r % W + pad; /* in padded coordinates */
         int64_t oh0 = s_first_cover(h, k, stride), oh1 = h / stride;
         int64_t ow0 = s_first_cover(w, k, stride), ow1 = w / stride;
         if (oh1 >= OH) oh1 = OH - 1;
@@ -100,16 +103,38 @@ __global__ void s_avgpool_bwd(float *din, const float *dout, int64_t N, int64_t 
     }
 }
 
+extern "C" cudaError_t dq_k_maxpool2d_forward_pad(float *out, int32_t *argmax, const float *in,
+                                                  int64_t planes, int64_t H, int64_t W,
+                                                  int64_t OH, int64_t OW, int kernel, int stride,
+                                                  int padding, cudaStream_t stream)
+{
+    int64_t n = planes * OH * OW;
+    if (n <= 0) return cudaSuccess;
+    s_maxpool_fwd<<<s_blocks(n), S_THREADS, 0, stream>>>(out, argmax, in, planes, H, W, OH, OW,
+                                                         kernel, stride, padding);
+    return cudaGetLastError();
+}
+
+extern "C" cudaError_t dq_k_maxpool2d_backward_pad(float *din, const float *dout,
+                                                   const int32_t *argmax, int64_t planes,
+                                                   int64_t H, int64_t W, int64_t OH, int64_t OW,
+                                                   int kernel, int stride, int padding,
+                                                   cudaStream_t stream)
+{
+    int64_t n = planes * H * W;
+    if (n <= 0 || OH <= 0 || OW <= 0) return cudaSuccess;
+    s_maxpool_bwd<<<s_blocks(n), S_THREADS, 0, stream>>>(din, dout, argmax, planes, H, W, OH,
+                                                         OW, kernel, stride, padding);
+    return cudaGetLastError();
+}
+
 extern "C" cudaError_t dq_k_maxpool2d_forward(float *out, int32_t *argmax, const float *in,
                                               int64_t planes, int64_t H, int64_t W, int64_t OH,
                                               int64_t OW, int kernel, int stride,
                                               cudaStream_t stream)
 {
-    int64_t n = planes * OH * OW;
-    if (n <= 0) return cudaSuccess;
-    s_maxpool_fwd<<<s_blocks(n), S_THREADS, 0, stream>>>(out, argmax, in, planes, H, W, OH, OW,
-                                                         kernel, stride);
-    return cudaGetLastError();
+    return dq_k_maxpool2d_forward_pad(out, argmax, in, planes, H, W, OH, OW, kernel, stride, 0,
+                                      stream);
 }
 
 extern "C" cudaError_t dq_k_maxpool2d_backward(float *din, const float *dout,
@@ -117,11 +142,8 @@ extern "C" cudaError_t dq_k_maxpool2d_backward(float *din, const float *dout,
                                                int64_t W, int64_t OH, int64_t OW, int kernel,
                                                int stride, cudaStream_t stream)
 {
-    int64_t n = planes * H * W;
-    if (n <= 0 || OH <= 0 || OW <= 0) return cudaSuccess;
-    s_maxpool_bwd<<<s_blocks(n), S_THREADS, 0, stream>>>(din, dout, argmax, planes, H, W, OH,
-                                                         OW, kernel, stride);
-    return cudaGetLastError();
+    return dq_k_maxpool2d_backward_pad(din, dout, argmax, planes, H, W, OH, OW, kernel, stride,
+                                       0, stream);
 }
 
 extern "C" cudaError_t dq_k_avgpool1d_forward(float *out, const float *in, int64_t N, int64_t F,

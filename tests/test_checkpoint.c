@@ -93,6 +93,73 @@ static void test_weights_round_trip_bit_exact(void **state)
     dq_net_destroy(&b);
 }
 
+/* Batch-norm buffers go beside the parameters under their state_dict names
+ * (running stats F32, num_batches_tracked an I64 scalar) and come back bit
+ * for bit; a file without them does not load. */
+static void test_weights_with_buffers(void **state)
+{
+    s_tmp *t = *state;
+    dq_err err = {{0}};
+    dq_net_t *a = s_net_init("mobilenet-tiny-fmnist", 5);
+    for (int k = 0; k < dq_net_buffer_count(a); k++) {
+        dq_tensor *b = dq_net_buffer(a, k);
+        if (b)
+            for (int64_t i = 0; i < dq_tensor_numel(b); i++) b->data[i] = 0.5f + 0.01f * (float)(i + k);
+        else
+            *dq_net_buffer_i64(a, k) = 1000 + k;
+    }
+    if (dq_ckpt_save_weights(a, t->path, &err) != DQ_OK) fail_msg("%s", err.msg);
+    dq_st_file_t *f = NULL;
+    assert_int_equal(dq_st_open(&f, t->path, &err), DQ_OK);
+    assert_int_equal(dq_st_count(f), dq_net_param_count(a) + dq_net_buffer_count(a));
+    const dq_st_tensor *nbt = dq_st_find(f, "stem.1.num_batches_tracked");
+    assert_non_null(nbt);
+    assert_int_equal(nbt->dtype, DQ_ST_I64);
+    assert_int_equal(nbt->ndim, 0);
+    const dq_st_tensor *rv = dq_st_find(f, "block2.pw.1.running_var");
+    assert_non_null(rv);
+    assert_int_equal(rv->dtype, DQ_ST_F32);
+    assert_true(rv->ndim == 1 && rv->shape[0] == 64);
+    dq_st_close(&f);
+
+    dq_net_t *b = s_net("mobilenet-tiny-fmnist");
+    if (dq_ckpt_load_weights(b, t->path, &err) != DQ_OK) fail_msg("%s", err.msg);
+    assert_memory_equal(dq_net_params(a), dq_net_params(b),
+                        (size_t)dq_net_param_floats(a) * sizeof(float));
+    for (int k = 0; k < dq_net_buffer_count(a); k++) {
+        assert_string_equal(dq_net_buffer_name(a, k), dq_net_buffer_name(b, k));
+        if (dq_net_buffer(a, k))
+            assert_memory_equal(dq_net_buffer(a, k)->data, dq_net_buffer(b, k)->data,
+                                sizeof(float) * (size_t)dq_tensor_numel(dq_net_buffer(a, k)));
+        else
+            assert_int_equal(*dq_net_buffer_i64(a, k), *dq_net_buffer_i64(b, k));
+    }
+    assert_non_null(dq_net_find_tensor(b, "block3.dw.1.running_mean"));
+
+    /* Parameters only (as an older writer would): the buffers are missing. */
+    int np = dq_net_param_count(a);
+    dq_st_tensor *w = calloc((size_t)np, sizeof *w);
+    assert_non_null(w);
+    for (int i = 0; i < np; i++) {
+        const dq_tensor *p = dq_net_param(a, i);
+        w[i].name = dq_net_param_name(a, i);
+        w[i].dtype = DQ_ST_F32;
+        w[i].ndim = p->ndim;
+        for (int d = 0; d < p->ndim; d++) w[i].shape[d] = p->shape[d];
+        w[i].data = p->data;
+        w[i].nbytes = sizeof(float) * (size_t)dq_tensor_numel(p);
+    }
+    assert_int_equal(dq_st_write(t->path, w, np, NULL, 0, &err), DQ_OK);
+    free(w);
+    assert_int_equal(dq_ckpt_load_weights(b, t->path, &err), DQ_ERR_NOT_FOUND);
+    char want[512];
+    snprintf(want, sizeof want, "%s: tensor stem.1.running_mean is missing (model "
+             "mobilenet-tiny-fmnist needs it)", t->path);
+    assert_string_equal(err.msg, want);
+    dq_net_destroy(&a);
+    dq_net_destroy(&b);
+}
+
 static void test_weights_shape_mismatch_names_tensor_and_file(void **state)
 {
     s_tmp *t = *state;
@@ -277,6 +344,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_weights_round_trip_bit_exact, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_weights_with_buffers, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_weights_shape_mismatch_names_tensor_and_file,
                                         s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_weights_missing_tensor, s_setup, s_teardown),

@@ -246,6 +246,8 @@ static const cfg s_cases[] = {
     {1, 6, 5, 5, 4, 1, 1, 2, 0, 2, false},  /* grouped 1x1 stride 2 */
     {2, 6, 16, 16, 4, 3, 3, 1, 1, 2, true}, /* P = 256: padded column rows */
     {1, 8, 3, 3, 8, 3, 3, 1, 0, 4, true},   /* 1x1 output */
+    {1, 2, 3, 40, 2, 1, 34, 2, 1, 2, true}, /* depthwise strided, kernel wider than 32 */
+    {1, 2, 4, 40, 4, 2, 34, 1, 1, 2, true}, /* the same at stride 1 */
 };
 
 static void test_cases_against_reference(void **state)
@@ -355,6 +357,16 @@ static void test_eval_batch_invariance(void **state)
         /* shuffled batch: sample n goes to position N-1-n */
         for (int n = 0; n < c->N; n++)
             memcpy(xs + (c->N - 1 - n) * img, k.x + n * img, (size_t)img * 4);
+        /* the eval entry point (dq_conv2d_forward_invariant) gives the same bits */
+        int64_t wsi = dq_conv2d_invariant_workspace(c->N, c->C, c->H, c->W, c->KH, c->KW,
+                                                    c->OC, p);
+        assert_int_equal(wsi, wsn);
+        assert_int_equal(dq_conv2d_forward_invariant(&out, &x, &w, bp, p, ws, wsn, &err), DQ_OK);
+        float *yi = s_calloc(k.ny, 4);
+        memcpy(yi, y, (size_t)k.ny * 4);
+        assert_int_equal(dq_conv2d_forward(&out, &x, &w, bp, p, ws, wsn, &err), DQ_OK);
+        assert_memory_equal(yi, y, (size_t)k.ny * 4);
+        free(yi);
         dq_tensor xsv = dq_tensor_view4(xs, c->N, c->C, c->H, c->W);
         dq_tensor ysv = dq_tensor_view4(ys, c->N, c->OC, k.OH, k.OW);
         assert_int_equal(dq_conv2d_forward(&ysv, &xsv, &w, bp, p, ws, wsn, &err), DQ_OK);
@@ -383,8 +395,12 @@ static void test_hand_computed(void **state)
     dq_tensor tb = dq_tensor_view(b, 1, bs), ty = dq_tensor_view4(y, 1, 4, 2, 2);
     dq_conv2d_params p = {.stride = 1, .padding = 0, .max_group = 0, .groups = 2};
     dq_err err = {{0}};
-    assert_int_equal(dq_conv2d_workspace(1, 2, 3, 3, 2, 2, p), 0); /* direct: no scratch */
-    assert_int_equal(dq_conv2d_forward(&ty, &tx, &tw, &tb, p, NULL, 0, &err), DQ_OK);
+    /* direct, stride 1: two bordered 3x3 planes (+ KW) and a 2x3 wide output */
+    float ws[28];
+    assert_int_equal(dq_conv2d_workspace(1, 2, 3, 3, 2, 2, p), 2 * (9 + 2) + 2 * 3);
+    assert_int_equal(dq_conv2d_forward(&ty, &tx, &tw, &tb, p, NULL, 0, &err), DQ_ERR_ARG);
+    assert_string_equal(err.msg, "conv2d: workspace has 0 floats, needs at least 28");
+    assert_int_equal(dq_conv2d_forward(&ty, &tx, &tw, &tb, p, ws, 28, &err), DQ_OK);
     const float want[16] = {37.5f, 47.5f, 67.5f, 77.5f, 12, 16, 24, 28,
                             -36.5f, -46.5f, -66.5f, -76.5f, -12, -16, -24, -28};
     for (int i = 0; i < 16; i++) assert_true(y[i] == want[i]);
@@ -392,7 +408,7 @@ static void test_hand_computed(void **state)
     for (int i = 0; i < 16; i++) dy[i] = i < 4 ? 1.0f : 0.0f; /* only output channel 0 */
     dq_tensor tdy = dq_tensor_view4(dy, 1, 4, 2, 2), tdx = dq_tensor_view4(dx, 1, 2, 3, 3);
     dq_tensor tdw = dq_tensor_view4(dw, 4, 1, 2, 2), tdb = dq_tensor_view(db, 1, bs);
-    assert_int_equal(dq_conv2d_backward(&tdx, &tdw, &tdb, &tdy, &tx, &tw, p, NULL, 0, &err),
+    assert_int_equal(dq_conv2d_backward(&tdx, &tdw, &tdb, &tdy, &tx, &tw, p, ws, 28, &err),
                      DQ_OK);
     const float want_dx[9] = {1, 3, 2, 4, 10, 6, 3, 7, 4};
     for (int i = 0; i < 9; i++) assert_true(dx[i] == want_dx[i] && dx[9 + i] == 0.0f);
@@ -400,9 +416,11 @@ static void test_hand_computed(void **state)
     for (int i = 0; i < 4; i++) assert_true(dw[i] == want_dw[i]);
     for (int i = 4; i < 16; i++) assert_true(dw[i] == 0.0f);
     assert_true(db[0] == 4.0f && db[1] == 0.0f && db[2] == 0.0f && db[3] == 0.0f);
-    /* grouped (not depthwise) needs one image's columns */
+    /* grouped (not depthwise) needs one image's columns; strided depthwise none */
     dq_conv2d_params pg = {.stride = 1, .padding = 1, .groups = 2};
     assert_int_equal(dq_conv2d_workspace(8, 4, 5, 5, 3, 3, pg), 4 * 9 * 25);
+    dq_conv2d_params ps = {.stride = 2, .padding = 1, .groups = 4};
+    assert_int_equal(dq_conv2d_workspace(8, 4, 5, 5, 3, 3, ps), 0);
 }
 
 static void test_errors(void **state)
@@ -439,10 +457,12 @@ static void test_errors(void **state)
     assert_non_null(strstr(err.msg, "depthwise only"));
     /* backward names the gradient at fault */
     p.groups = 6;
-    dq_tensor tw6 = dq_tensor_view4(w, 6, 1, 3, 3);
+    p.stride = 2; /* strided depthwise: no workspace */
+    dq_tensor tw6 = dq_tensor_view4(w, 6, 1, 3, 3), ty2 = dq_tensor_view4(y, 2, 6, 3, 3);
     float dwb[6 * 9];
     dq_tensor tdw = dq_tensor_view4(dwb, 6, 1, 9, 1);
-    assert_int_equal(dq_conv2d_backward(NULL, &tdw, NULL, &ty, &tx, &tw6, p, NULL, 0, &err),
+    assert_int_equal(dq_conv2d_forward(&ty2, &tx, &tw6, NULL, p, NULL, 0, &err), DQ_OK);
+    assert_int_equal(dq_conv2d_backward(NULL, &tdw, NULL, &ty2, &tx, &tw6, p, NULL, 0, &err),
                      DQ_ERR_SHAPE);
     assert_non_null(strstr(err.msg, "conv2d backward: weight gradient"));
 }

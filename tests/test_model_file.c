@@ -92,6 +92,42 @@ static void test_shipped_models(void **state)
     }
 }
 
+/* The residual models: PyTorch's parameter counts (sum of p.numel() over
+ * model.parameters(); the names are checked against PyTorch's state_dict by
+ * test_resnet_torch.sh), their batch norms and shapes. */
+static void test_shipped_residual_models(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *file;
+        int64_t params;
+        int bn, adds, groups_max, layers_min;
+    } m[] = {{"resnet18-fmnist", 11175370, 20, 8, 1, 60}, {"mobilenet-tiny-fmnist", 9034, 7, 1, 64, 20}};
+    for (size_t k = 0; k < sizeof m / sizeof m[0]; k++) {
+        char path[512];
+        snprintf(path, sizeof path, "%s/models/%s.model", DQ_TOP_SRCDIR, m[k].file);
+        dq_model_file *mf = malloc(sizeof *mf);
+        assert_non_null(mf);
+        dq_err err = {{0}};
+        if (dq_mf_load(mf, path, &err) != DQ_OK) fail_msg("%s: %s", path, err.msg);
+        assert_string_equal(mf->name, m[k].file);
+        assert_int_equal(mf->input.classes, 10);
+        assert_int_equal(dq_mf_param_floats(mf), m[k].params);
+        int bn = 0, adds = 0, gmax = 0;
+        for (int i = 0; i < mf->n_layers; i++) {
+            const dq_mf_layer *l = &mf->layers[i];
+            bn += l->type == DQ_LAYER_BATCHNORM2D;
+            adds += l->type == DQ_LAYER_ADD;
+            if (l->type == DQ_LAYER_CONV2D && l->groups > gmax) gmax = l->groups;
+        }
+        assert_int_equal(bn, m[k].bn);
+        assert_int_equal(adds, m[k].adds);
+        assert_int_equal(gmax, m[k].groups_max);
+        assert_true(mf->n_layers >= m[k].layers_min);
+        free(mf);
+    }
+}
+
 static void test_shipped_normalisation(void **state)
 {
     (void)state;
@@ -413,6 +449,7 @@ int main(void)
         cmocka_unit_test(test_shipped_normalisation),
         cmocka_unit_test(test_syntax_defaults_and_shapes),
         cmocka_unit_test(test_residual_layers),
+        cmocka_unit_test(test_shipped_residual_models),
         cmocka_unit_test(test_errors_name_line_and_problem),
         cmocka_unit_test(test_load_errors),
         cmocka_unit_test(test_over_long_line_and_too_many_layers),

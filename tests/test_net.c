@@ -589,6 +589,26 @@ static void test_repeated_backward_same_gradients(void **state)
     }
 }
 
+/* Random batch-norm affine parameters and running statistics (init leaves
+ * them at the identity), so folding and invariance are tested for real. */
+static void s_random_bn(dq_net_t *net, dq_rng *r)
+{
+    for (int i = 0; i < dq_net_param_count(net); i++) {
+        const char *name = dq_net_param_name(net, i);
+        if (!strstr(name, "bn") && !strstr(name, ".1.") && !strstr(name, "stem.1")) continue;
+        dq_tensor *t = dq_net_param(net, i);
+        if (t->ndim != 1) continue;
+        bool w = strstr(name, "weight") != NULL;
+        dq_test_fill(t->data, NULL, dq_tensor_numel(t), r, w ? 0.5f : -0.3f, w ? 1.5f : 0.3f);
+    }
+    for (int k = 0; k < dq_net_buffer_count(net); k++) {
+        dq_tensor *b = dq_net_buffer(net, k);
+        if (!b) continue;
+        bool var = strstr(dq_net_buffer_name(net, k), "running_var") != NULL;
+        dq_test_fill(b->data, NULL, dq_tensor_numel(b), r, var ? 0.5f : -0.2f, var ? 1.5f : 0.2f);
+    }
+}
+
 /* Eval forward is batch-invariant: every sample's outputs are bitwise the
  * same in any batch and at any position (what the teacher cache relies on).
  * Batches of 1..50 at several offsets against one batch of 50, on models
@@ -600,6 +620,7 @@ static void s_check_invariance(const char *model, const char *output)
     dq_rng r;
     dq_rng_seed(&r, 99);
     dq_net_init_params(net, &r);
+    s_random_bn(net, &r);
     enum { N = 50 };
     const dq_net_input *in = dq_net_input_spec(net);
     int64_t sz = (int64_t)in->channels * in->height * in->width;
@@ -637,6 +658,153 @@ static void test_eval_forward_is_batch_invariant(void **state)
     s_check_invariance("lightnn-fmnist", "logits");
     s_check_invariance("lightnn-cosine-fmnist", "features");
     s_check_invariance("deepnn-regressor-fmnist", "features");
+    /* residual + batch norm (folded), depthwise + relu6 + residual add */
+    s_check_invariance("resnet18-fmnist", "logits");
+    s_check_invariance("mobilenet-tiny-fmnist", "logits");
+}
+
+/* Eval folds each conv -> batchnorm2d pair: within 1e-5 of the unfolded
+ * network, redone after every change of the weights or statistics. */
+static void test_bn_fold_matches_unfolded(void **state)
+{
+    (void)state;
+    const char *models[] = {"resnet18-fmnist", "mobilenet-tiny-fmnist"};
+    for (int m = 0; m < 2; m++) {
+        dq_net_t *net = s_net_shipped(models[m]);
+        dq_err err = {{0}};
+        dq_rng r;
+        dq_rng_seed(&r, 7);
+        dq_net_init_params(net, &r);
+        s_random_bn(net, &r);
+        enum { N = 6 };
+        float x[N * 784], a[N * 10], b[N * 10];
+        dq_test_fill(x, NULL, N * 784, &r, -1, 1);
+        dq_tensor in = dq_tensor_view4(x, N, 1, 28, 28);
+        assert_int_equal(dq_net_plan(net, N, &err), DQ_OK);
+        for (int round = 0; round < 3; round++) {
+            if (round == 1) { /* a weight change through the API refolds */
+                dq_tensor *w = dq_net_find_tensor(net, m ? "stem.1.weight" : "bn1.weight");
+                assert_non_null(w);
+                w->data[0] *= 3.0f;
+            }
+            if (round == 2) { /* a training forward moves the running statistics */
+                dq_rng d;
+                dq_rng_seed(&d, 1);
+                assert_int_equal(dq_net_forward(net, &in, true, &d, &err), DQ_OK);
+            }
+            assert_int_equal(dq_net_forward(net, &in, false, NULL, &err), DQ_OK);
+            memcpy(a, dq_net_output(net, "logits")->data, sizeof a);
+            dq_net_set_bn_fold(net, false);
+            assert_int_equal(dq_net_forward(net, &in, false, NULL, &err), DQ_OK);
+            memcpy(b, dq_net_output(net, "logits")->data, sizeof b);
+            dq_net_set_bn_fold(net, true);
+            double scale = 0, e = 0;
+            for (int i = 0; i < N * 10; i++) {
+                scale = fmax(scale, fabs(b[i]));
+                e = fmax(e, fabs((double)a[i] - b[i]));
+            }
+            if (!(e <= 1e-5 * fmax(scale, 1.0)))
+                fail_msg("%s round %d: folded differs from unfolded by %g (scale %g)", models[m],
+                         round, e, scale);
+            assert_true(scale > 1e-3);
+            if (round == 0) assert_memory_not_equal(a, b, sizeof a); /* the fold did run */
+        }
+        dq_net_destroy(&net);
+    }
+}
+
+/* The new layers' wiring in one net, train-mode backward against central
+ * finite differences of the float forward: batch-norm parameters through
+ * the batch statistics, an add's gradient to both inputs and the sum at a
+ * fan-out (bn1 and ap are each read twice), depthwise and grouped weights,
+ * padded avgpool2d without the pad in the count, global average pooling.
+ * The ops themselves are checked in double against their own references
+ * (test_ops_resnet); the kinked ones (relu6, clip, padded maxpool) are left
+ * out here, where a finite difference across a kink would mislead, and are
+ * checked against PyTorch's autograd in a whole network
+ * (test_resnet_torch.sh). */
+static const char *s_res_model =
+    "name resgrad\n"
+    "input channels=2 height=6 width=6\n"
+    "layer c1 conv2d in=2 out=4 kernel=3 padding=1\n"
+    "layer bn1 batchnorm2d features=4\n"
+    "layer dw conv2d in=4 out=4 kernel=3 padding=1 groups=4 bias=0\n"
+    "layer bn2 batchnorm2d features=4 momentum=0.3\n"
+    "layer up avgpool2d kernel=2 stride=1 padding=1 count_include_pad=0\n" /* 4x7x7 */
+    "layer pw conv2d in=4 out=4 kernel=2 groups=2\n"                         /* 4x6x6 */
+    "layer s add from=bn1,pw\n"
+    "layer ap avgpool2d kernel=3 stride=2 padding=1\n"                       /* 4x3x3 */
+    "layer g global_avgpool from=s\n"
+    "layer gc conv2d in=4 out=4 kernel=1 groups=2 from=ap\n"
+    "layer s2 add from=gc,ap\n"
+    "layer f flatten\n"
+    "layer fc linear in=36 out=3\n"
+    "layer fg flatten from=g\n"
+    "output logits fc\n"
+    "output pooled fg\n";
+
+enum { R_N = 3 };
+
+static double s_res_loss(dq_net_t *net, const dq_tensor *in, const float *a, const float *b)
+{
+    dq_err err = {{0}};
+    dq_rng d;
+    dq_rng_seed(&d, 1);
+    if (dq_net_forward(net, in, true, &d, &err) != DQ_OK) fail_msg("%s", err.msg);
+    const float *l = dq_net_output(net, "logits")->data, *p = dq_net_output(net, "pooled")->data;
+    double s = 0;
+    for (int i = 0; i < R_N * 3; i++) s += (double)l[i] * a[i];
+    for (int i = 0; i < R_N * 4; i++) s += (double)p[i] * b[i];
+    return s;
+}
+
+static void test_residual_backward_finite_differences(void **state)
+{
+    (void)state;
+    dq_net_t *net = s_net_from_text(s_res_model);
+    dq_err err = {{0}};
+    dq_rng r;
+    dq_rng_seed(&r, 21);
+    dq_net_init_params(net, &r);
+    s_random_bn(net, &r);
+    float x[R_N * 72], a[R_N * 3], b[R_N * 4];
+    dq_test_fill(x, NULL, R_N * 72, &r, -1, 1);
+    dq_test_fill(a, NULL, R_N * 3, &r, -1, 1);
+    dq_test_fill(b, NULL, R_N * 4, &r, -1, 1);
+    dq_tensor in = dq_tensor_view4(x, R_N, 2, 6, 6);
+    assert_int_equal(dq_net_plan(net, R_N, &err), DQ_OK);
+    dq_net_zero_grad(net);
+    s_res_loss(net, &in, a, b);
+    memcpy(dq_net_output_grad(net, "logits")->data, a, sizeof a);
+    memcpy(dq_net_output_grad(net, "pooled")->data, b, sizeof b);
+    assert_int_equal(dq_net_backward(net, &err), DQ_OK);
+    int64_t np = dq_net_param_floats(net);
+    float *g = malloc(sizeof(float) * (size_t)np);
+    assert_non_null(g);
+    memcpy(g, dq_net_grads(net), sizeof(float) * (size_t)np);
+    float *P = dq_net_params(net);
+    const float h = 1e-3f;
+    double largest = 0;
+    for (int i = 0; i < dq_net_param_count(net); i++) {
+        const dq_tensor *t = dq_net_param(net, i);
+        int64_t off = t->data - P, n = dq_tensor_numel(t);
+        for (int64_t k = off; k < off + n; k++) {
+            float keep = P[k];
+            P[k] = keep + h;
+            double up = s_res_loss(net, &in, a, b);
+            P[k] = keep - h;
+            double dn = s_res_loss(net, &in, a, b);
+            P[k] = keep;
+            double fd = (up - dn) / (2.0 * h);
+            largest = fmax(largest, fabs(fd));
+            if (!(fabs(fd - g[k]) <= 1e-2 * fmax(fabs(fd), 0.1)))
+                fail_msg("%s[%lld]: backward %g, finite difference %g",
+                         dq_net_param_name(net, i), (long long)(k - off), g[k], fd);
+        }
+    }
+    assert_true(largest > 0.1);
+    free(g);
+    dq_net_destroy(&net);
 }
 
 int main(void)
@@ -653,6 +821,8 @@ int main(void)
         cmocka_unit_test(test_normalize_u8),
         cmocka_unit_test(test_eval_forward_is_batch_invariant),
         cmocka_unit_test(test_repeated_backward_same_gradients),
+        cmocka_unit_test(test_bn_fold_matches_unfolded),
+        cmocka_unit_test(test_residual_backward_finite_differences),
     };
     return cmocka_run_group_tests_name("net", tests, NULL, NULL);
 }

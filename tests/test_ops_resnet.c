@@ -306,6 +306,29 @@ static void test_batchnorm_fold(void **state)
         assert_float_equal(fb[1], ((with_bias ? cb[1] : 0.0) - rm[1]) * s + bb[1], 1e-6);
     }
     free(ws);
+
+    /* a depthwise conv (groups = C = OC, weight [OC, 1, K, K]): per_oc = K*K */
+    float dwt[OC * K * K], dwf[OC * K * K], db0[OC], xs[N * OC * H * W];
+    dq_test_fill(dwt, NULL, OC * K * K, &rng, -1, 1);
+    dq_test_fill(xs, NULL, N * OC * H * W, &rng, -1, 1);
+    dq_conv2d_params pd = {.stride = 1, .padding = 1, .max_group = 1, .groups = OC};
+    int64_t wsd = dq_conv2d_workspace(N, OC, H, W, K, K, pd);
+    float *wsdp = s_calloc(wsd, 4);
+    dq_tensor txs = dq_tensor_view4(xs, N, OC, H, W), tdwt = dq_tensor_view4(dwt, OC, 1, K, K);
+    assert_int_equal(dq_conv2d_forward(&ty, &txs, &tdwt, NULL, pd, wsdp, wsd, &err), DQ_OK);
+    assert_int_equal(dq_batchnorm2d_forward(&ty, NULL, NULL, &trm, &trv, &ty, &tbw, &tbb, 1e-5f,
+                                            0.1f, false, &err),
+                     DQ_OK);
+    memcpy(dwf, dwt, sizeof dwf);
+    memset(db0, 0, sizeof db0);
+    dq_batchnorm2d_fold(dwf, db0, OC, K * K, bw, bb, rm, rv, 1e-5f);
+    dq_tensor tdwf = dq_tensor_view4(dwf, OC, 1, K, K), tdb0 = dq_tensor_view(db0, 1, os);
+    dq_tensor tyf = dq_tensor_view4(yf, N, OC, H, W);
+    assert_int_equal(dq_conv2d_forward(&tyf, &txs, &tdwf, &tdb0, pd, wsdp, wsd, &err), DQ_OK);
+    double want[N * OC * H * W];
+    for (int i = 0; i < N * OC * H * W; i++) want[i] = y[i];
+    dq_test_assert_close(yf, want, N * OC * H * W, 1e-5, 1e-5, "folded depthwise conv");
+    free(wsdp);
 }
 
 /* ---- add --------------------------------------------------------------------------- */
@@ -656,6 +679,11 @@ static void test_maxpool_padding(void **state)
     mp_case(1, 1, 1, 1, 3, 1, 1, &rng); /* 1x1 input, window mostly padding */
     mp_case(3, 2, 6, 5, 3, 3, 1, &rng);
     mp_case(1, 2, 5, 5, 3, 2, 0, &rng); /* padding 0 through the _pad form */
+    /* four-wide inner windows, with a last partial group redone overlapped */
+    mp_case(2, 2, 9, 13, 3, 1, 1, &rng);
+    mp_case(1, 2, 11, 20, 3, 3, 1, &rng);
+    mp_case(1, 1, 28, 28, 2, 2, 1, &rng);
+    mp_case(1, 1, 6, 30, 4, 2, 2, &rng);
 
     /* hand: 3x3 1..9 with k 3 s 2 p 1 -> 2x2 windows whose max is the
      * bottom-right valid element: 5, 6, 8, 9; all-negative plane with
@@ -678,6 +706,34 @@ static void test_maxpool_padding(void **state)
     assert_int_equal(dq_maxpool2d_forward_pad(&ty, am, &tx, 3, 2, 1, &err), DQ_OK);
     const int32_t winf_am[4] = {0, 1, 3, 4};
     for (int i = 0; i < 4; i++) assert_true(isinf(y[i]) && am[i] == winf_am[i]);
+    /* the same rules on a plane wide enough for the four-at-a-time path
+     * (5x9 -> 3x5): all -inf picks each clipped window's first element; a
+     * NaN wins and a later NaN in row-major window order replaces it; ties
+     * keep the first */
+    float xw[5 * 9], yw[3 * 5];
+    int32_t amw[3 * 5];
+    dq_tensor txw = dq_tensor_view4(xw, 1, 1, 5, 9), tyw = dq_tensor_view4(yw, 1, 1, 3, 5);
+    for (int i = 0; i < 45; i++) xw[i] = -INFINITY;
+    assert_int_equal(dq_maxpool2d_forward_pad(&tyw, amw, &txw, 3, 2, 1, &err), DQ_OK);
+    for (int oh = 0; oh < 3; oh++)
+        for (int ow = 0; ow < 5; ow++) {
+            int h = oh * 2 - 1 < 0 ? 0 : oh * 2 - 1, w = ow * 2 - 1 < 0 ? 0 : ow * 2 - 1;
+            assert_true(isinf(yw[oh * 5 + ow]));
+            assert_int_equal(amw[oh * 5 + ow], h * 9 + w);
+        }
+    for (int i = 0; i < 45; i++) xw[i] = 1.0f; /* ties everywhere */
+    xw[2 * 9 + 3] = NAN, xw[3 * 9 + 3] = NAN;   /* rows 2 and 3 of column 3 */
+    assert_int_equal(dq_maxpool2d_forward_pad(&tyw, amw, &txw, 3, 2, 1, &err), DQ_OK);
+    assert_int_equal(amw[0], 0);
+    assert_int_equal(amw[1], 1);             /* window (0,1): rows 0..1, cols 1..3: first tie */
+    assert_int_equal(amw[5 + 0], 1 * 9 + 0); /* window (1,0): first tie */
+    for (int ow = 1; ow <= 2; ow++)          /* rows 1..3 / 3..4 with column 3: the later NaN */
+        for (int oh = 1; oh <= 2; oh++) {
+            assert_int_equal(amw[oh * 5 + ow], 3 * 9 + 3);
+            assert_true(isnan(yw[oh * 5 + ow]));
+        }
+    assert_true(yw[5 + 3] == 1.0f);
+    assert_int_equal(amw[2 * 5 + 4], 3 * 9 + 7);
     assert_int_equal(dq_maxpool2d_out_size_pad(7, 3, 2, 1), 4);
     assert_int_equal(dq_maxpool2d_out_size_pad(112, 3, 2, 1), 56);
     assert_int_equal(dq_maxpool2d_out_size_pad(28, 2, 2, 0), dq_maxpool2d_out_size(28, 2, 2));

@@ -214,13 +214,21 @@ dq_status dq_net_load(dq_net_t **out, const char *model_path, dq_err *err)
     return st;
 }
 
-/* Frees the plan (arena, conv states, host output buffers). */
+/* Releases a backend per-layer state of layer i (conv or batch norm). */
+static void s_release_state(dq_net_t *net, int i, void *state)
+{
+    if (!state) return;
+    if (net->mf.layers[i].type == DQ_LAYER_CONV2D) net->bk->ops->conv_release(net->bk, state);
+    else net->bk->ops->bn_release(net->bk, state);
+}
+
+/* Frees the plan (arena, layer states, host output buffers). */
 static void s_free_plan(dq_net_t *net)
 {
     const dq_backend_ops *ops = net->bk->ops;
     for (int i = 0; i < net->mf.n_layers; i++) {
-        if (net->conv[i]) ops->conv_release(net->bk, net->conv[i]);
-        net->conv[i] = NULL;
+        s_release_state(net, i, net->lstate[i]);
+        net->lstate[i] = NULL;
         if (net->h_out[i]) ops->host_free(net->bk, net->h_out[i]);
         if (net->h_dout[i]) ops->host_free(net->bk, net->h_dout[i]);
         net->h_out[i] = net->h_dout[i] = NULL;
@@ -511,31 +519,34 @@ static double s_arena_estimate(const dq_net_t *net, int64_t N)
     return (double)N * per * 4.0 + 64.0 * 6 * (mf->n_layers + 2);
 }
 
-/* The backend's per-conv state for max_batch into conv[], and the largest
- * workspace any conv or eval linear needs. On failure conv[] is released. */
-static dq_status s_plan_ops(dq_net_t *net, int64_t max_batch, void **conv, size_t *ws,
+/* The backend's per-layer state for max_batch into st[] (convolutions,
+ * batch norms), and the largest workspace any conv or eval linear needs.
+ * On failure st[] is released. */
+static dq_status s_plan_ops(dq_net_t *net, int64_t max_batch, void **st, size_t *ws,
                             dq_err *err)
 {
     const dq_model_file *mf = &net->mf;
     const dq_backend_ops *ops = net->bk->ops;
     *ws = 0;
+    for (int i = 0; i < mf->n_layers; i++) st[i] = NULL;
     for (int i = 0; i < mf->n_layers; i++) {
         const dq_mf_layer *l = &mf->layers[i];
-        conv[i] = NULL;
-        if (l->type == DQ_LAYER_LINEAR) {
-            size_t w = ops->linear_ws(net->bk, l->in, l->out);
-            if (w > *ws) *ws = w;
-        }
-        if (l->type != DQ_LAYER_CONV2D) continue;
-        net->geom[i] = (dq_backend_conv){l->in_shape[0], l->in_shape[1], l->in_shape[2], l->out,
-                                         l->kernel, {l->stride, l->padding, 0, l->groups}};
+        dq_status s = DQ_OK;
         size_t w = 0;
-        dq_status st = ops->conv_plan(net->bk, &conv[i], &net->geom[i], max_batch,
-                                      net->dev_train, &w, err);
-        if (st != DQ_OK) {
-            for (int k = 0; k < i; k++)
-                if (conv[k]) ops->conv_release(net->bk, conv[k]);
-            return dq_fail_prefix(err, st, "net %s: layer %s (line %d): ", mf->name, l->name,
+        if (l->type == DQ_LAYER_LINEAR) w = ops->linear_ws(net->bk, l->in, l->out);
+        if (l->type == DQ_LAYER_CONV2D) {
+            net->geom[i] = (dq_backend_conv){l->in_shape[0], l->in_shape[1], l->in_shape[2],
+                                             l->out, l->kernel,
+                                             {l->stride, l->padding, 0, l->groups}};
+            s = ops->conv_plan(net->bk, &st[i], &net->geom[i], max_batch, net->dev_train, &w,
+                               err);
+        }
+        if (l->type == DQ_LAYER_BATCHNORM2D && ops->bn_plan)
+            s = ops->bn_plan(net->bk, &st[i], l->in_shape[0], l->in_shape[1], l->in_shape[2],
+                             max_batch, err);
+        if (s != DQ_OK) {
+            for (int k = 0; k < i; k++) s_release_state(net, k, st[k]);
+            return dq_fail_prefix(err, s, "net %s: layer %s (line %d): ", mf->name, l->name,
                                   l->line);
         }
         if (w > *ws) *ws = w;
@@ -574,15 +585,14 @@ dq_status dq_net_plan(dq_net_t *net, int64_t max_batch, dq_err *err)
                        net->mf.name, (long long)max_batch);
     bool first = net->max_batch == 0;
     s_plan_writers(net);
-    void *conv[DQ_MF_MAX_LAYERS];
+    void *st_new[DQ_MF_MAX_LAYERS];
     size_t ws = 0;
-    DQ_TRY(s_plan_ops(net, max_batch, conv, &ws, err));
+    DQ_TRY(s_plan_ops(net, max_batch, st_new, &ws, err));
     size_t bytes = s_layout(net, NULL, max_batch, ws);
     void *arena = NULL;
     dq_status st = ops->alloc(net->bk, &arena, bytes, err);
     if (st != DQ_OK) {
-        for (int i = 0; i < net->mf.n_layers; i++)
-            if (conv[i]) ops->conv_release(net->bk, conv[i]);
+        for (int i = 0; i < net->mf.n_layers; i++) s_release_state(net, i, st_new[i]);
         s_layout(net, net->arena, net->max_batch, net->ws_bytes); /* keep the old plan's views */
         return dq_fail_prefix(err, st, "net %s: activations for batch %lld: ", net->mf.name,
                               (long long)max_batch);
@@ -590,7 +600,7 @@ dq_status dq_net_plan(dq_net_t *net, int64_t max_batch, dq_err *err)
     s_free_plan(net);
     net->arena = arena;
     net->max_batch = max_batch;
-    memcpy(net->conv, conv, sizeof conv[0] * (size_t)net->mf.n_layers);
+    memcpy(net->lstate, st_new, sizeof st_new[0] * (size_t)net->mf.n_layers);
     s_layout(net, arena, max_batch, ws);
     if (!net->host) {
         DQ_TRY(s_plan_host(net, err));

@@ -20,7 +20,14 @@
  *
  * Training: zero_grad, forward(train=true), write d(loss)/d(output) into
  * dq_net_output_grad(...) for each output used by a loss, backward, then step
- * an optimiser over dq_net_params/dq_net_grads.
+ * an optimiser over dq_net_params/dq_net_grads (or dq_net_adam_step, which
+ * runs wherever the net runs).
+ *
+ * Where it runs: one layer walk (net_exec.c) calls a backend's op table
+ * (tensor/backend_ops.h): the CPU's by default, CUDA's after
+ * dq_net_set_device. The CPU's fast paths (relu in place, overwriting
+ * relu/maxpool backward, batch-invariant eval forms, batch norm folded into
+ * the conv before it) are choices of the walk that the table's caps allow.
  */
 #ifndef DQ_NET_H
 #define DQ_NET_H

@@ -1,13 +1,16 @@
-/* net_cuda.h - a network's forward (and backward + Adam) on one CUDA device.
+/* net_cuda.h - a network's forward (and backward + Adam) on one CUDA device,
+ * as an executor object: the API the programs (predict, teacher), the GPU
+ * tests and bench/bench_gpu.c use.
  *
- * The executor mirrors net.c layer for layer on the device, reading the
- * same model file and the same flat parameter layout, so the CPU dq_net_t
- * stays the reference and the source of the weights: dq_net_cuda_new
- * uploads the net's parameters once; per batch only the input goes up
- * (through a pinned host buffer on the executor's stream) and only the
- * requested outputs come down. Activations, gradients, Adam moments, the
- * cuDNN workspace and the pinned buffers are allocated once at creation for
- * up to max_batch samples; forward and backward allocate nothing.
+ * Since issue 9 there is one layer walk (model/net_exec.c) over a backend op
+ * table; an executor is a second dq_net_t built from the CPU net's model
+ * file, given the CPU net's weights and moved to the CUDA backend
+ * (dq_net_set_device), so the CPU dq_net_t stays the reference and the
+ * source of the weights. Per batch only the input goes up (through a pinned
+ * host buffer) and only the requested outputs come down. Activations,
+ * gradients, Adam moments, the cuDNN workspace and the pinned buffers are
+ * allocated once at creation for up to max_batch samples; forward and
+ * backward allocate nothing.
  *
  * Results equal the CPU's up to float rounding (FP32 math, no TF32), not bit
  * for bit; dropout uses a counter-based stream (kernels/kernels.h), so its
@@ -15,8 +18,8 @@
  * calling thread, so the executor may be created in one thread and used in
  * another (one thread at a time).
  *
- * In a build without CUDA every function fails with DQ_ERR_UNSUPPORTED
- * (net_cuda_none.c); callers reach them only after dq_backend_select.
+ * In a build without CUDA dq_net_cuda_new fails with DQ_ERR_UNSUPPORTED;
+ * callers reach it only after dq_backend_select.
  */
 #ifndef DQ_NET_CUDA_H
 #define DQ_NET_CUDA_H

@@ -81,10 +81,10 @@ static dq_status s_layer_forward(dq_net_t *net, int i, bool train, bool fold, dq
     switch (l->type) {
     case DQ_LAYER_CONV2D:
         if (fold && net->fold_bn[i] >= 0) /* eval: conv with the BN folded in, into its output */
-            return ops->conv2d_forward(bk, net->conv[i], &net->out[net->fold_bn[i]], in,
+            return ops->conv2d_forward(bk, net->lstate[i], &net->out[net->fold_bn[i]], in,
                                        &net->fold_w[i], &net->fold_b[i], &net->geom[i], true,
                                        net->ws, net->ws_bytes, err);
-        return ops->conv2d_forward(bk, net->conv[i], out, in, s_param(net, net->w_idx[i]),
+        return ops->conv2d_forward(bk, net->lstate[i], out, in, s_param(net, net->w_idx[i]),
                                    s_param(net, net->b_idx[i]), &net->geom[i], !train, net->ws,
                                    net->ws_bytes, err);
     case DQ_LAYER_LINEAR:
@@ -103,7 +103,7 @@ static dq_status s_layer_forward(dq_net_t *net, int i, bool train, bool fold, dq
         if (fold && net->folded_into[i] >= 0) return DQ_OK; /* done by its conv */
         S_NEED(batchnorm2d_forward);
         if (train) (*net->buf_i64[net->nbt_idx[i]])++;
-        return ops->batchnorm2d_forward(bk, out, net->save_mean[i], net->save_invstd[i],
+        return ops->batchnorm2d_forward(bk, net->lstate[i], out, net->save_mean[i], net->save_invstd[i],
                                         &net->bbuf[net->rm_idx[i]], &net->bbuf[net->rv_idx[i]],
                                         in, s_param(net, net->w_idx[i]),
                                         s_param(net, net->b_idx[i]), l->eps, l->momentum, train,
@@ -220,7 +220,7 @@ static dq_status s_layer_backward(dq_net_t *net, int i, dq_err *err)
     const dq_tensor *dout = &net->dout[i];
     switch (l->type) {
     case DQ_LAYER_CONV2D:
-        return ops->conv2d_backward(bk, net->conv[i], din, s_grad(net, net->w_idx[i]),
+        return ops->conv2d_backward(bk, net->lstate[i], din, s_grad(net, net->w_idx[i]),
                                     s_grad(net, net->b_idx[i]), dout, in,
                                     s_param(net, net->w_idx[i]), &net->geom[i], net->ws,
                                     net->ws_bytes, err);
@@ -246,10 +246,10 @@ static dq_status s_layer_backward(dq_net_t *net, int i, dq_err *err)
     case DQ_LAYER_FLATTEN: return DQ_OK; /* its gradient aliases its input's */
     case DQ_LAYER_BATCHNORM2D:
         S_NEED(batchnorm2d_backward);
-        return ops->batchnorm2d_backward(bk, din, s_grad(net, net->w_idx[i]),
+        return ops->batchnorm2d_backward(bk, net->lstate[i], din, s_grad(net, net->w_idx[i]),
                                          s_grad(net, net->b_idx[i]), dout, in,
                                          s_param(net, net->w_idx[i]), net->save_mean[i],
-                                         net->save_invstd[i], err);
+                                         net->save_invstd[i], l->eps, err);
     case DQ_LAYER_RELU6:
     case DQ_LAYER_CLIP:
         S_NEED(clip_backward);

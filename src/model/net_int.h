@@ -72,7 +72,7 @@ struct dq_net {
     float *save_mean[DQ_MF_MAX_LAYERS], *save_invstd[DQ_MF_MAX_LAYERS]; /* batchnorm2d, [C] */
     void *ws;
     size_t ws_bytes;
-    void *conv[DQ_MF_MAX_LAYERS];     /* backend conv state (conv_plan) */
+    void *lstate[DQ_MF_MAX_LAYERS];   /* backend per-layer state (conv_plan, bn_plan) */
     dq_backend_conv geom[DQ_MF_MAX_LAYERS];
 
     /* Device backends: host copies of the outputs (fetched[o] by the last

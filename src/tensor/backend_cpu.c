@@ -56,11 +56,6 @@ static dq_status s_sync(dq_backend_t *b, dq_err *err)
     return DQ_OK;
 }
 
-static bool s_grouped(dq_conv2d_params p)
-{
-    return p.groups > 1;
-}
-
 static dq_status s_conv_plan(dq_backend_t *b, void **state, const dq_backend_conv *g,
                              int64_t max_n, bool train, size_t *ws_bytes, dq_err *err)
 {
@@ -69,9 +64,8 @@ static dq_status s_conv_plan(dq_backend_t *b, void **state, const dq_backend_con
     dq_conv2d_params p = g->p;
     p.max_group = 0;
     int64_t ws = dq_conv2d_workspace(max_n, g->c, g->h, g->w, g->kernel, g->kernel, p);
-    int64_t we = s_grouped(p) ? 0
-                              : dq_conv2d_invariant_workspace(max_n, g->c, g->h, g->w, g->kernel,
-                                                              g->kernel, g->oc, p);
+    int64_t we = dq_conv2d_invariant_workspace(max_n, g->c, g->h, g->w, g->kernel, g->kernel,
+                                               g->oc, p);
     *ws_bytes = (size_t)(ws > we ? ws : we) * sizeof(float);
     return DQ_OK;
 }
@@ -96,11 +90,9 @@ static dq_status s_conv_fwd(dq_backend_t *b, void *state, dq_tensor *out, const 
     p.max_group = 0;
     int64_t wf = (int64_t)(ws_bytes / sizeof(float));
     /* eval: position-invariant GEMMs (batch-invariant, see model/net.h);
-     * a grouped conv runs one image at a time (depthwise: a direct kernel),
-     * which is batch-invariant as it is. */
-    if (eval && s_grouped(p)) p.max_group = 1;
-    return eval && !s_grouped(p) ? dq_conv2d_forward_invariant(out, in, w, bias, p, ws, wf, err)
-                                 : dq_conv2d_forward(out, in, w, bias, p, ws, wf, err);
+     * grouped and depthwise convolutions are invariant by construction */
+    return eval ? dq_conv2d_forward_invariant(out, in, w, bias, p, ws, wf, err)
+                : dq_conv2d_forward(out, in, w, bias, p, ws, wf, err);
 }
 
 static dq_status s_conv_bwd(dq_backend_t *b, void *state, dq_tensor *din, dq_tensor *dw,
@@ -198,21 +190,30 @@ static dq_status s_dropout_bwd(dq_backend_t *b, dq_tensor *din, const dq_tensor 
     return dq_dropout_backward(din, dout, mask, p, true, err);
 }
 
-static dq_status s_bn_fwd(dq_backend_t *b, dq_tensor *out, float *save_mean, float *save_invstd,
-                          dq_tensor *running_mean, dq_tensor *running_var, const dq_tensor *in,
-                          const dq_tensor *w, const dq_tensor *bias, float eps, float momentum,
-                          bool train, dq_err *err)
+static dq_status s_bn_plan(dq_backend_t *b, void **state, int64_t c, int64_t h, int64_t w,
+                           int64_t max_n, dq_err *err)
 {
-    (void)b;
+    (void)b, (void)c, (void)h, (void)w, (void)max_n, (void)err;
+    *state = NULL;
+    return DQ_OK;
+}
+
+static dq_status s_bn_fwd(dq_backend_t *b, void *state, dq_tensor *out, float *save_mean,
+                          float *save_invstd, dq_tensor *running_mean, dq_tensor *running_var,
+                          const dq_tensor *in, const dq_tensor *w, const dq_tensor *bias,
+                          float eps, float momentum, bool train, dq_err *err)
+{
+    (void)b, (void)state;
     return dq_batchnorm2d_forward(out, save_mean, save_invstd, running_mean, running_var, in, w,
                                   bias, eps, momentum, train, err);
 }
 
-static dq_status s_bn_bwd(dq_backend_t *b, dq_tensor *din, dq_tensor *dw, dq_tensor *db,
-                          const dq_tensor *dout, const dq_tensor *in, const dq_tensor *w,
-                          const float *save_mean, const float *save_invstd, dq_err *err)
+static dq_status s_bn_bwd(dq_backend_t *b, void *state, dq_tensor *din, dq_tensor *dw,
+                          dq_tensor *db, const dq_tensor *dout, const dq_tensor *in,
+                          const dq_tensor *w, const float *save_mean, const float *save_invstd,
+                          float eps, dq_err *err)
 {
-    (void)b;
+    (void)b, (void)state, (void)eps;
     return dq_batchnorm2d_backward(din, dw, db, dout, in, w, save_mean, save_invstd, err);
 }
 
@@ -308,6 +309,8 @@ static const dq_backend_ops s_cpu_ops = {
     .avgpool1d_backward = s_avgpool1d_bwd,
     .dropout_forward = s_dropout_fwd,
     .dropout_backward = s_dropout_bwd,
+    .bn_plan = s_bn_plan,
+    .bn_release = s_conv_release,
     .batchnorm2d_forward = s_bn_fwd,
     .batchnorm2d_backward = s_bn_bwd,
     .add_forward = s_add_fwd,

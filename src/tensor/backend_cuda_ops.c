@@ -1,9 +1,11 @@
 /* backend_cuda_ops.c - the CUDA backend's op table (backend_ops.h).
  *
  * One instance per device: a non-blocking stream and the cuDNN and cuBLAS
- * handles bound to it, plus the dropout stream's seed and counter. Conv and
- * linear go to cuDNN / cuBLAS (kernels/cuda_glue.h), every other op to our
- * kernels (kernels/kernels.h); the CPU ops are their reference
+ * handles bound to it, plus the dropout stream's seed and counter. Conv
+ * (grouped too), batch norm and linear go to cuDNN / cuBLAS
+ * (kernels/cuda_glue.h; per-layer descriptors are the layer state of
+ * conv_plan/bn_plan), every other op to our kernels (kernels/kernels.h);
+ * the CPU ops are their reference
  * (tests/test_cuda.c). All work is enqueued on the one stream; to_host is
  * the only synchronising call. Math is plain FP32 (no TF32), so results
  * equal the CPU's up to float rounding, not bit for bit; dropout masks come
@@ -146,16 +148,15 @@ static dq_status s_conv_plan(dq_backend_t *b, void **state, const dq_backend_con
     s_cuda *c = s_of(b);
     *state = NULL;
     *ws_bytes = 0;
-    if (g->p.groups > 1) /* cudnnSetConvolutionGroupCount: with the ops' CUDA part */
-        return dq_fail(err, DQ_ERR_UNSUPPORTED, "conv2d: groups=%d not yet on cuda", g->p.groups);
     DQ_TRY(s_use(c, err));
     size_t free_b = 0, total_b = 0;
     DQ_CUDA_TRY(cudaMemGetInfo(&free_b, &total_b), err);
     size_t limit = free_b / 4 < S_WS_CAP ? free_b / 4 : S_WS_CAP;
     dq_cuda_conv *cv = calloc(1, sizeof *cv);
     if (!cv) return dq_fail(err, DQ_ERR_NOMEM, "conv2d on cuda: out of memory");
-    dq_status st = dq_cuda_conv_init(cv, c->cudnn, max_n, g->c, g->h, g->w, g->oc, g->kernel,
-                                     g->p.stride, g->p.padding, train, limit, err);
+    dq_status st = dq_cuda_conv_init_grouped(cv, c->cudnn, max_n, g->c, g->h, g->w, g->oc,
+                                             g->kernel, g->p.stride, g->p.padding, g->p.groups,
+                                             train, limit, err);
     if (st != DQ_OK) {
         free(cv);
         return st;
@@ -246,11 +247,10 @@ static dq_status s_maxpool_fwd(dq_backend_t *b, dq_tensor *out, int32_t *argmax,
                                const dq_tensor *in, int kernel, int stride, int padding,
                                dq_err *err)
 {
-    if (padding > 0)
-        return dq_fail(err, DQ_ERR_UNSUPPORTED, "maxpool2d: no padded kernel on cuda yet");
-    DQ_CUDA_TRY(dq_k_maxpool2d_forward(out->data, argmax, in->data, in->shape[0] * in->shape[1],
-                                       in->shape[2], in->shape[3], out->shape[2], out->shape[3],
-                                       kernel, stride, s_of(b)->stream),
+    DQ_CUDA_TRY(dq_k_maxpool2d_forward_pad(out->data, argmax, in->data,
+                                           in->shape[0] * in->shape[1], in->shape[2],
+                                           in->shape[3], out->shape[2], out->shape[3], kernel,
+                                           stride, padding, s_of(b)->stream),
                 err);
     return DQ_OK;
 }
@@ -259,13 +259,11 @@ static dq_status s_maxpool_bwd(dq_backend_t *b, dq_tensor *din, const dq_tensor 
                                const int32_t *argmax, int kernel, int stride, int padding,
                                bool set, dq_err *err)
 {
-    if (padding > 0)
-        return dq_fail(err, DQ_ERR_UNSUPPORTED, "maxpool2d: no padded kernel on cuda yet");
     if (set) return dq_fail(err, DQ_ERR_UNSUPPORTED, "maxpool2d: no overwriting backward on cuda");
-    DQ_CUDA_TRY(dq_k_maxpool2d_backward(din->data, dout->data, argmax,
-                                        din->shape[0] * din->shape[1], din->shape[2],
-                                        din->shape[3], dout->shape[2], dout->shape[3], kernel,
-                                        stride, s_of(b)->stream),
+    DQ_CUDA_TRY(dq_k_maxpool2d_backward_pad(din->data, dout->data, argmax,
+                                            din->shape[0] * din->shape[1], din->shape[2],
+                                            din->shape[3], dout->shape[2], dout->shape[3], kernel,
+                                            stride, padding, s_of(b)->stream),
                 err);
     return DQ_OK;
 }
@@ -308,6 +306,127 @@ static dq_status s_dropout_bwd(dq_backend_t *b, dq_tensor *din, const dq_tensor 
     (void)p;
     DQ_CUDA_TRY(dq_k_mul_add(din->data, dout->data, mask, dq_tensor_numel(dout),
                              s_of(b)->stream),
+                err);
+    return DQ_OK;
+}
+
+/* ---- the residual-network ops ---------------------------------------------------- */
+
+static dq_status s_bn_plan(dq_backend_t *b, void **state, int64_t c, int64_t h, int64_t w,
+                           int64_t max_n, dq_err *err)
+{
+    *state = NULL;
+    DQ_TRY(s_use(s_of(b), err));
+    dq_cuda_bn *bn = calloc(1, sizeof *bn);
+    if (!bn) return dq_fail(err, DQ_ERR_NOMEM, "batchnorm2d on cuda: out of memory");
+    dq_status st = dq_cuda_bn_init(bn, max_n, c, h, w, err);
+    if (st != DQ_OK) {
+        free(bn);
+        return st;
+    }
+    *state = bn;
+    return DQ_OK;
+}
+
+static void s_bn_release(dq_backend_t *b, void *state)
+{
+    (void)b;
+    if (!state) return;
+    dq_cuda_bn_destroy(state);
+    free(state);
+}
+
+static dq_status s_bn_fwd(dq_backend_t *b, void *state, dq_tensor *out, float *save_mean,
+                          float *save_invstd, dq_tensor *running_mean, dq_tensor *running_var,
+                          const dq_tensor *in, const dq_tensor *w, const dq_tensor *bias,
+                          float eps, float momentum, bool train, dq_err *err)
+{
+    DQ_TRY(dq_cuda_bn_set_batch(state, in->shape[0], err));
+    return dq_cuda_bn_forward(state, s_of(b)->cudnn, out->data, save_mean, save_invstd,
+                              running_mean->data, running_var->data, in->data, w->data,
+                              bias->data, eps, momentum, train, err);
+}
+
+static dq_status s_bn_bwd(dq_backend_t *b, void *state, dq_tensor *din, dq_tensor *dw,
+                          dq_tensor *db, const dq_tensor *dout, const dq_tensor *in,
+                          const dq_tensor *w, const float *save_mean, const float *save_invstd,
+                          float eps, dq_err *err)
+{
+    if (!din || !dw || !db) /* cuDNN computes all three */
+        return dq_fail(err, DQ_ERR_UNSUPPORTED, "batchnorm2d on cuda: backward needs the input, "
+                       "weight and bias gradients (a batch norm reading the model input)");
+    DQ_TRY(dq_cuda_bn_set_batch(state, in->shape[0], err));
+    return dq_cuda_bn_backward(state, s_of(b)->cudnn, din->data, dw->data, db->data, dout->data,
+                               in->data, w->data, save_mean, save_invstd, eps, err);
+}
+
+static dq_status s_add_fwd(dq_backend_t *b, dq_tensor *out, const dq_tensor *x,
+                           const dq_tensor *y, dq_err *err)
+{
+    DQ_CUDA_TRY(dq_k_add_forward(out->data, x->data, y->data, dq_tensor_numel(out),
+                                 s_of(b)->stream),
+                err);
+    return DQ_OK;
+}
+
+static dq_status s_add_bwd(dq_backend_t *b, dq_tensor *din, const dq_tensor *dout, dq_err *err)
+{
+    DQ_CUDA_TRY(dq_k_add_backward(din->data, dout->data, dq_tensor_numel(dout), s_of(b)->stream),
+                err);
+    return DQ_OK;
+}
+
+static dq_status s_clip_fwd(dq_backend_t *b, dq_tensor *out, const dq_tensor *in, float lo,
+                            float hi, dq_err *err)
+{
+    DQ_CUDA_TRY(dq_k_clip_forward(out->data, in->data, dq_tensor_numel(out), lo, hi,
+                                  s_of(b)->stream),
+                err);
+    return DQ_OK;
+}
+
+static dq_status s_clip_bwd(dq_backend_t *b, dq_tensor *din, const dq_tensor *dout,
+                            const dq_tensor *out, float lo, float hi, dq_err *err)
+{
+    DQ_CUDA_TRY(dq_k_clip_backward(din->data, dout->data, out->data, dq_tensor_numel(out), lo, hi,
+                                   s_of(b)->stream),
+                err);
+    return DQ_OK;
+}
+
+static dq_status s_avgpool2d_fwd(dq_backend_t *b, dq_tensor *out, const dq_tensor *in, int kernel,
+                                 int stride, int padding, bool cip, dq_err *err)
+{
+    DQ_CUDA_TRY(dq_k_avgpool2d_forward(out->data, in->data, in->shape[0] * in->shape[1],
+                                       in->shape[2], in->shape[3], out->shape[2], out->shape[3],
+                                       kernel, stride, padding, cip, s_of(b)->stream),
+                err);
+    return DQ_OK;
+}
+
+static dq_status s_avgpool2d_bwd(dq_backend_t *b, dq_tensor *din, const dq_tensor *dout,
+                                 int kernel, int stride, int padding, bool cip, dq_err *err)
+{
+    DQ_CUDA_TRY(dq_k_avgpool2d_backward(din->data, dout->data, din->shape[0] * din->shape[1],
+                                        din->shape[2], din->shape[3], dout->shape[2],
+                                        dout->shape[3], kernel, stride, padding, cip,
+                                        s_of(b)->stream),
+                err);
+    return DQ_OK;
+}
+
+static dq_status s_gap_fwd(dq_backend_t *b, dq_tensor *out, const dq_tensor *in, dq_err *err)
+{
+    DQ_CUDA_TRY(dq_k_global_avgpool_forward(out->data, in->data, in->shape[0] * in->shape[1],
+                                            in->shape[2] * in->shape[3], s_of(b)->stream),
+                err);
+    return DQ_OK;
+}
+
+static dq_status s_gap_bwd(dq_backend_t *b, dq_tensor *din, const dq_tensor *dout, dq_err *err)
+{
+    DQ_CUDA_TRY(dq_k_global_avgpool_backward(din->data, dout->data, din->shape[0] * din->shape[1],
+                                             din->shape[2] * din->shape[3], s_of(b)->stream),
                 err);
     return DQ_OK;
 }
@@ -361,8 +480,18 @@ static const dq_backend_ops s_cuda_ops = {
     .avgpool1d_backward = s_avgpool1d_bwd,
     .dropout_forward = s_dropout_fwd,
     .dropout_backward = s_dropout_bwd,
-    /* batchnorm2d, add, clip, avgpool2d, global_avgpool: not yet on cuda
-     * (the walk reports the layer as unsupported there). */
+    .bn_plan = s_bn_plan,
+    .bn_release = s_bn_release,
+    .batchnorm2d_forward = s_bn_fwd,
+    .batchnorm2d_backward = s_bn_bwd,
+    .add_forward = s_add_fwd,
+    .add_backward = s_add_bwd,
+    .clip_forward = s_clip_fwd,
+    .clip_backward = s_clip_bwd,
+    .avgpool2d_forward = s_avgpool2d_fwd,
+    .avgpool2d_backward = s_avgpool2d_bwd,
+    .global_avgpool_forward = s_gap_fwd,
+    .global_avgpool_backward = s_gap_bwd,
     .adam_step = s_adam,
 };
 

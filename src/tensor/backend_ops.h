@@ -118,17 +118,23 @@ typedef struct {
                                   const float *mask, float p, dq_err *err);
     /* The residual-network ops (ops.h); NULL where a backend has none yet,
      * which the walk reports as DQ_ERR_UNSUPPORTED naming the layer.
-     * batchnorm2d: running_* are updated in training; save_* ([C] each)
-     * keep the batch statistics for backward. */
-    dq_status (*batchnorm2d_forward)(dq_backend_t *b, dq_tensor *out, float *save_mean,
-                                     float *save_invstd, dq_tensor *running_mean,
-                                     dq_tensor *running_var, const dq_tensor *in,
-                                     const dq_tensor *w, const dq_tensor *bias, float eps,
-                                     float momentum, bool train, dq_err *err);
-    dq_status (*batchnorm2d_backward)(dq_backend_t *b, dq_tensor *din, dq_tensor *dw,
-                                      dq_tensor *db, const dq_tensor *dout, const dq_tensor *in,
-                                      const dq_tensor *w, const float *save_mean,
-                                      const float *save_invstd, dq_err *err);
+     * batchnorm2d: per-layer state from bn_plan (CUDA: descriptors) for
+     * [max_n, c, h, w]; running_* are updated in training; save_* ([C]
+     * each) keep the batch statistics for backward. */
+    dq_status (*bn_plan)(dq_backend_t *b, void **state, int64_t c, int64_t h, int64_t w,
+                         int64_t max_n, dq_err *err);
+    void (*bn_release)(dq_backend_t *b, void *state);
+    dq_status (*batchnorm2d_forward)(dq_backend_t *b, void *state, dq_tensor *out,
+                                     float *save_mean, float *save_invstd,
+                                     dq_tensor *running_mean, dq_tensor *running_var,
+                                     const dq_tensor *in, const dq_tensor *w,
+                                     const dq_tensor *bias, float eps, float momentum, bool train,
+                                     dq_err *err);
+    dq_status (*batchnorm2d_backward)(dq_backend_t *b, void *state, dq_tensor *din,
+                                      dq_tensor *dw, dq_tensor *db, const dq_tensor *dout,
+                                      const dq_tensor *in, const dq_tensor *w,
+                                      const float *save_mean, const float *save_invstd,
+                                      float eps, dq_err *err);
     dq_status (*add_forward)(dq_backend_t *b, dq_tensor *out, const dq_tensor *x,
                              const dq_tensor *y, dq_err *err);
     /* din += dout (once per input of the add). */

@@ -14,17 +14,19 @@
  * Depthwise (G == C, OC = C*mult): a GEMM per group would be [mult, KH*KW]
  * x [KH*KW, P], far too small for BLAS, so a direct kernel computes each
  * output plane as bias + sum over taps (kh, kw) of w[kh,kw] times the
- * shifted input rows, tap ranges from the shared dq_im2col_range helper.
- * The inner loop is an axpy along an output row (contiguous when stride 1,
- * vectorised by gcc). Each output element sums bias then the taps in
- * (kh, kw) order, whatever the batch: batch-invariant too. Backward: db by
- * plane sums, dw by per-tap dot products of dout with the shifted input,
- * din by scattering w*dout back along the same rows. No workspace.
+ * shifted input. Stride 1 (nearly every depthwise layer) works on a
+ * zero-bordered copy of the plane so that each tap is one long contiguous
+ * axpy (s_dw_forward_s1 below; a few KB of workspace); strided layers add
+ * row pieces whose bounds come from the shared dq_im2col_range helper.
+ * Each output element sums bias then the taps in (kh, kw) order, whatever
+ * the batch: batch-invariant too. Backward: db by plane sums, dw by per-tap
+ * dot products of dout with the shifted input, din by the adjoint axpys.
  */
 #include "tensor/conv2d_int.h"
 
 #include <cblas.h>
 #include <limits.h>
+#include <string.h>
 
 #include "tensor/im2col.h"
 
@@ -45,12 +47,23 @@ static int64_t s_groups(dq_conv2d_params p)
     return p.groups < 1 ? 1 : p.groups;
 }
 
+/* Stride-1 depthwise planes run in a zero-bordered layout (see
+ * s_dw_forward_s1): Hp*Wp + KW floats for the padded input and for its
+ * gradient, OH*Wp for the wide output (or output gradient). Strided ones
+ * need no scratch. */
+static int64_t s_dw_ws(const dq_im2col_geom *g)
+{
+    if (g->stride != 1) return 0;
+    const int64_t Hp = g->H + 2 * g->pad, Wp = g->W + 2 * g->pad;
+    return 2 * (Hp * Wp + g->KW) + g->OH * Wp;
+}
+
 int64_t dq_conv2d_grouped_workspace(int64_t C, int64_t H, int64_t W, int64_t KH, int64_t KW,
                                     dq_conv2d_params p)
 {
     dq_im2col_geom g = dq_im2col_geom_make(C, H, W, KH, KW, p.stride, p.padding);
     if (C < 1 || g.OH < 1 || g.OW < 1 || p.padding < 0) return 0;
-    if (s_groups(p) == C) return 0; /* depthwise: direct kernel */
+    if (s_groups(p) == C) return s_dw_ws(&g); /* depthwise: direct kernel */
     int64_t P = g.OH * g.OW;
     return C * KH * KW * (P % 256 == 0 ? P + 16 : P);
 }
@@ -91,12 +104,11 @@ static dq_status s_check(const char *op, const dq_tensor *t, const char *t_what,
         int64_t bshape[1] = {OC};
         DQ_TRY(dq_tensor_expect(b, op, b_what, 1, bshape, err));
     }
-    if (direct) return DQ_OK;
-    int64_t need = C * g->KH * g->KW * g->OH * g->OW;
-    if (need > INT_MAX || OC > INT_MAX)
+    int64_t need = direct ? s_dw_ws(g) : C * g->KH * g->KW * g->OH * g->OW;
+    if (!direct && (need > INT_MAX || OC > INT_MAX))
         return dq_fail(err, DQ_ERR_UNSUPPORTED, "%s: %lld-float column matrix exceeds BLAS "
                        "int sizes", op, (long long)need);
-    if (!ws || ws_floats < need)
+    if (need > 0 && (!ws || ws_floats < need))
         return dq_fail(err, DQ_ERR_ARG, "%s: workspace has %lld floats, needs at least %lld",
                        op, (long long)(ws ? ws_floats : 0), (long long)need);
     return DQ_OK;
@@ -124,9 +136,80 @@ static float s_sum(const float *x, int64_t n)
 
 /* ---- depthwise: direct kernel, one [H,W] plane -> one [OH,OW] plane ---------- */
 
-/* y = bias + sum_taps k[kh,kw] * x[oh*s - pad + kh, ow*s - pad + kw]. */
+/* Output columns [lo[kw], hi[kw]) whose tap kw lands inside the input row,
+ * computed once per call for kernels up to S_MAXK wide. */
+#define S_MAXK 32
+
+typedef struct {
+    int64_t lo[S_MAXK], hi[S_MAXK];
+} s_cols;
+
+static void s_cols_make(s_cols *c, const dq_im2col_geom *g)
+{
+    for (int64_t kw = 0; kw < g->KW && kw < S_MAXK; kw++)
+        dq_im2col_range(&c->lo[kw], &c->hi[kw], g->W, g->OW, kw, g->stride, g->pad);
+}
+
+static inline void s_cols_get(const s_cols *c, const dq_im2col_geom *g, int64_t kw, int64_t *lo,
+                              int64_t *hi)
+{
+    if (kw < S_MAXK) {
+        *lo = c->lo[kw];
+        *hi = c->hi[kw];
+    } else {
+        dq_im2col_range(lo, hi, g->W, g->OW, kw, g->stride, g->pad);
+    }
+}
+
+/* y[i] += a * x[i*s], i < n, in blocks of 8 so gcc -O2 vectorises the
+ * contiguous case (its cheap cost model skips loops that need an epilogue). */
+static inline void s_axpy(float *restrict y, const float *restrict x, float a, int64_t s,
+                          int64_t n)
+{
+    int64_t i = 0;
+    if (s == 1) {
+        for (; i + 8 <= n; i += 8)
+            for (int k = 0; k < 8; k++) y[i + k] += a * x[i + k];
+        for (; i < n; i++) y[i] += a * x[i];
+    } else {
+        for (; i < n; i++) y[i] += a * x[i * s];
+    }
+}
+
+/* y[i*s] += a * x[i], i < n (the adjoint of s_axpy). */
+static inline void s_axpy_scatter(float *restrict y, const float *restrict x, float a, int64_t s,
+                                  int64_t n)
+{
+    if (s == 1) {
+        s_axpy(y, x, a, 1, n);
+        return;
+    }
+    for (int64_t i = 0; i < n; i++) y[i * s] += a * x[i];
+}
+
+/* sum_i y[i] * x[i*s], i < n, with 8 lanes when contiguous. */
+static inline float s_dot(const float *restrict y, const float *restrict x, int64_t s, int64_t n)
+{
+    float acc = 0.0f;
+    int64_t i = 0;
+    if (s == 1) {
+        float l[8] = {0};
+        for (; i + 8 <= n; i += 8)
+            for (int k = 0; k < 8; k++) l[k] += y[i + k] * x[i + k];
+        for (int k = 0; k < 8; k++) acc += l[k];
+        for (; i < n; i++) acc += y[i] * x[i];
+    } else {
+        for (; i < n; i++) acc += y[i] * x[i * s];
+    }
+    return acc;
+}
+
+/* y = bias + sum_taps k[kh,kw] * x[oh*s - pad + kh, ow*s - pad + kw]: per
+ * output row, the bias, then one axpy of a shifted input row per tap in
+ * (kh, kw) order. */
 static void s_dw_forward_plane(float *restrict y, const float *restrict x,
-                               const float *restrict k, float bias, const dq_im2col_geom *g)
+                               const float *restrict k, float bias, const dq_im2col_geom *g,
+                               const s_cols *cols)
 {
     const int64_t H = g->H, W = g->W, OW = g->OW, s = g->stride, pad = g->pad;
     for (int64_t oh = 0; oh < g->OH; oh++) {
@@ -135,16 +218,12 @@ static void s_dw_forward_plane(float *restrict y, const float *restrict x,
         for (int64_t kh = 0; kh < g->KH; kh++) {
             const int64_t ih = oh * s - pad + kh;
             if (ih < 0 || ih >= H) continue;
-            const float *xr = x + ih * W;
+            const float *xr = x + ih * W + (0 - pad);
             for (int64_t kw = 0; kw < g->KW; kw++) {
                 int64_t lo, hi;
-                dq_im2col_range(&lo, &hi, W, OW, kw, s, pad);
-                const float wv = k[kh * g->KW + kw];
-                const float *xs = xr + kw - pad; /* input column = ow*s + (kw - pad) */
-                if (s == 1)
-                    for (int64_t ow = lo; ow < hi; ow++) yr[ow] += wv * xs[ow];
-                else
-                    for (int64_t ow = lo; ow < hi; ow++) yr[ow] += wv * xs[ow * s];
+                s_cols_get(cols, g, kw, &lo, &hi);
+                if (lo < hi) /* input column = ow*s + kw - pad */
+                    s_axpy(yr + lo, xr + lo * s + kw, k[kh * g->KW + kw], s, hi - lo);
             }
         }
     }
@@ -154,7 +233,7 @@ static void s_dw_forward_plane(float *restrict y, const float *restrict x,
  * be NULL). */
 static void s_dw_backward_plane(float *restrict dx, float *restrict dk, const float *restrict dy,
                                 const float *restrict x, const float *restrict k,
-                                const dq_im2col_geom *g)
+                                const dq_im2col_geom *g, const s_cols *cols)
 {
     const int64_t H = g->H, W = g->W, OW = g->OW, s = g->stride, pad = g->pad;
     for (int64_t oh = 0; oh < g->OH; oh++) {
@@ -164,47 +243,137 @@ static void s_dw_backward_plane(float *restrict dx, float *restrict dk, const fl
             if (ih < 0 || ih >= H) continue;
             for (int64_t kw = 0; kw < g->KW; kw++) {
                 int64_t lo, hi;
-                dq_im2col_range(&lo, &hi, W, OW, kw, s, pad);
+                s_cols_get(cols, g, kw, &lo, &hi);
                 if (lo >= hi) continue;
-                const int64_t t = kh * g->KW + kw, off = ih * W + kw - pad;
-                if (dk) {
-                    const float *xs = x + off;
-                    float acc = 0.0f;
-                    if (s == 1)
-                        for (int64_t ow = lo; ow < hi; ow++) acc += dyr[ow] * xs[ow];
-                    else
-                        for (int64_t ow = lo; ow < hi; ow++) acc += dyr[ow] * xs[ow * s];
-                    dk[t] += acc;
-                }
-                if (dx) {
-                    float *ds = dx + off;
-                    const float wv = k[t];
-                    if (s == 1)
-                        for (int64_t ow = lo; ow < hi; ow++) ds[ow] += wv * dyr[ow];
-                    else
-                        for (int64_t ow = lo; ow < hi; ow++) ds[ow * s] += wv * dyr[ow];
-                }
+                const int64_t t = kh * g->KW + kw, off = ih * W + lo * s + kw - pad;
+                if (dk) dk[t] += s_dot(dyr + lo, x + off, s, hi - lo);
+                if (dx) s_axpy_scatter(dx + off, dyr + lo, k[t], s, hi - lo);
             }
         }
     }
 }
 
-static void s_dw_forward(dq_tensor *out, const dq_tensor *in, const dq_tensor *w,
-                         const dq_tensor *b, const dq_im2col_geom *g)
+/* ---- depthwise, stride 1: the zero-bordered layout ------------------------------
+ * The input plane is copied into a zero-bordered [Hp, Wp] buffer (Hp = H +
+ * 2*pad, Wp = W + 2*pad) and the output computed as OH rows of Wp floats
+ * whose last Wp - OW are scratch. Output (oh, ow) and its tap (oh + kh,
+ * ow + kw) are then kh*Wp + kw apart at every position, so each tap is ONE
+ * contiguous axpy over OH*Wp floats instead of OH short row pieces with
+ * their own bounds: on 14x14 and 7x7 planes the short rows were mostly
+ * loop overhead and scalar tails. Backward uses the same layout: the
+ * output gradient widened with zero scratch columns gives dw as one dot
+ * product per tap and din as one axpy per tap into a bordered buffer whose
+ * interior is then added to din. Per element the sum order is still bias,
+ * then taps in (kh, kw) order (padding taps add zeros): batch-invariant. */
+
+typedef struct {
+    int64_t Hp, Wp, n_in, n_out;
+    float *xp, *dxp, *yp; /* workspace: padded input, its gradient, wide output */
+} s_wide;
+
+static s_wide s_wide_make(const dq_im2col_geom *g, float *ws)
+{
+    s_wide v = {.Hp = g->H + 2 * g->pad, .Wp = g->W + 2 * g->pad};
+    v.n_in = v.Hp * v.Wp + g->KW;
+    v.n_out = g->OH * v.Wp;
+    v.xp = ws;
+    v.dxp = ws + v.n_in;
+    v.yp = ws + 2 * v.n_in;
+    return v;
+}
+
+static void s_wide_load(const s_wide *v, const float *x, const dq_im2col_geom *g)
+{
+    memset(v->xp, 0, (size_t)v->n_in * sizeof(float));
+    for (int64_t h = 0; h < g->H; h++)
+        memcpy(v->xp + (h + g->pad) * v->Wp + g->pad, x + h * g->W, (size_t)g->W * sizeof(float));
+}
+
+static void s_dw_forward_s1(dq_tensor *out, const dq_tensor *in, const dq_tensor *w,
+                            const dq_tensor *b, const dq_im2col_geom *g, float *ws)
 {
     const int64_t N = in->shape[0], C = g->C, OC = w->shape[0], mult = OC / C;
+    const int64_t HW = g->H * g->W, P = g->OH * g->OW, KK = g->KH * g->KW, OW = g->OW;
+    const s_wide v = s_wide_make(g, ws);
+    for (int64_t n = 0; n < N; n++)
+        for (int64_t c = 0; c < C; c++) {
+            s_wide_load(&v, in->data + (n * C + c) * HW, g);
+            for (int64_t o = c * mult; o < (c + 1) * mult; o++) {
+                const float *k = w->data + o * KK, bias = b ? b->data[o] : 0.0f;
+                for (int64_t i = 0; i < v.n_out; i++) v.yp[i] = bias;
+                for (int64_t kh = 0; kh < g->KH; kh++)
+                    for (int64_t kw = 0; kw < g->KW; kw++)
+                        s_axpy(v.yp, v.xp + kh * v.Wp + kw, k[kh * g->KW + kw], 1, v.n_out);
+                float *y = out->data + (n * OC + o) * P;
+                for (int64_t oh = 0; oh < g->OH; oh++)
+                    memcpy(y + oh * OW, v.yp + oh * v.Wp, (size_t)OW * sizeof(float));
+            }
+        }
+}
+
+static void s_dw_backward_s1(dq_tensor *din, dq_tensor *dw, dq_tensor *db, const dq_tensor *dout,
+                             const dq_tensor *in, const dq_tensor *w, const dq_im2col_geom *g,
+                             float *ws)
+{
+    const int64_t N = in->shape[0], C = g->C, OC = w->shape[0], mult = OC / C;
+    const int64_t HW = g->H * g->W, P = g->OH * g->OW, KK = g->KH * g->KW, OW = g->OW;
+    const s_wide v = s_wide_make(g, ws);
+    for (int64_t n = 0; n < N; n++)
+        for (int64_t c = 0; c < C; c++) {
+            if (dw) s_wide_load(&v, in->data + (n * C + c) * HW, g);
+            if (din) memset(v.dxp, 0, (size_t)v.n_in * sizeof(float));
+            for (int64_t o = c * mult; o < (c + 1) * mult; o++) {
+                const float *dy = dout->data + (n * OC + o) * P;
+                if (db) db->data[o] += s_sum(dy, P);
+                if (!dw && !din) continue;
+                memset(v.yp, 0, (size_t)v.n_out * sizeof(float));
+                for (int64_t oh = 0; oh < g->OH; oh++)
+                    memcpy(v.yp + oh * v.Wp, dy + oh * OW, (size_t)OW * sizeof(float));
+                for (int64_t kh = 0; kh < g->KH; kh++)
+                    for (int64_t kw = 0; kw < g->KW; kw++) {
+                        const int64_t t = kh * g->KW + kw, off = kh * v.Wp + kw;
+                        if (dw) dw->data[o * KK + t] += s_dot(v.yp, v.xp + off, 1, v.n_out);
+                        if (din) s_axpy(v.dxp + off, v.yp, w->data[o * KK + t], 1, v.n_out);
+                    }
+            }
+            if (!din) continue;
+            float *dx = din->data + (n * C + c) * HW;
+            for (int64_t h = 0; h < g->H; h++)
+                s_axpy(dx + h * g->W, v.dxp + (h + g->pad) * v.Wp + g->pad, 1.0f, 1, g->W);
+        }
+}
+
+/* ---- depthwise, strided: row pieces ------------------------------------------------- */
+
+static void s_dw_forward(dq_tensor *out, const dq_tensor *in, const dq_tensor *w,
+                         const dq_tensor *b, const dq_im2col_geom *g, float *ws)
+{
+    if (g->stride == 1) {
+        s_dw_forward_s1(out, in, w, b, g, ws);
+        return;
+    }
+    const int64_t N = in->shape[0], C = g->C, OC = w->shape[0], mult = OC / C;
     const int64_t HW = g->H * g->W, P = g->OH * g->OW, KK = g->KH * g->KW;
+    s_cols cols;
+    s_cols_make(&cols, g);
     for (int64_t n = 0; n < N; n++)
         for (int64_t o = 0; o < OC; o++)
             s_dw_forward_plane(out->data + (n * OC + o) * P, in->data + (n * C + o / mult) * HW,
-                               w->data + o * KK, b ? b->data[o] : 0.0f, g);
+                               w->data + o * KK, b ? b->data[o] : 0.0f, g, &cols);
 }
 
 static void s_dw_backward(dq_tensor *din, dq_tensor *dw, dq_tensor *db, const dq_tensor *dout,
-                          const dq_tensor *in, const dq_tensor *w, const dq_im2col_geom *g)
+                          const dq_tensor *in, const dq_tensor *w, const dq_im2col_geom *g,
+                          float *ws)
 {
+    if (g->stride == 1) {
+        s_dw_backward_s1(din, dw, db, dout, in, w, g, ws);
+        return;
+    }
     const int64_t N = in->shape[0], C = g->C, OC = w->shape[0], mult = OC / C;
     const int64_t HW = g->H * g->W, P = g->OH * g->OW, KK = g->KH * g->KW;
+    s_cols cols;
+    s_cols_make(&cols, g);
     for (int64_t n = 0; n < N; n++)
         for (int64_t o = 0; o < OC; o++) {
             const float *dy = dout->data + (n * OC + o) * P;
@@ -212,7 +381,7 @@ static void s_dw_backward(dq_tensor *din, dq_tensor *dw, dq_tensor *db, const dq
             if (db) db->data[o] += s_sum(dy, P);
             if (din || dw)
                 s_dw_backward_plane(din ? din->data + plane : NULL, dw ? dw->data + o * KK : NULL,
-                                    dy, in->data + plane, w->data + o * KK, g);
+                                    dy, in->data + plane, w->data + o * KK, g, &cols);
         }
 }
 
@@ -294,7 +463,7 @@ dq_status dq_conv2d_grouped_forward(dq_tensor *out, const dq_tensor *in, const d
     DQ_TRY(s_check("conv2d", out, "output", in, w, b, "bias", p, direct, ws, ws_floats, &g,
                    err));
     if (direct)
-        s_dw_forward(out, in, w, b, &g);
+        s_dw_forward(out, in, w, b, &g, ws);
     else
         s_gemm_forward(out, in, w, b, s_groups(p), ws, ws_floats, &g);
     return DQ_OK;
@@ -313,7 +482,7 @@ dq_status dq_conv2d_grouped_backward(dq_tensor *din, dq_tensor *dw, dq_tensor *d
     if (din) DQ_TRY(dq_tensor_expect(din, op, "input gradient", 4, in->shape, err));
     if (dw) DQ_TRY(dq_tensor_expect(dw, op, "weight gradient", 4, w->shape, err));
     if (direct)
-        s_dw_backward(din, dw, db, dout, in, w, &g);
+        s_dw_backward(din, dw, db, dout, in, w, &g, ws);
     else
         s_gemm_backward(din, dw, db, dout, in, w, s_groups(p), ws, ws_floats, &g);
     return DQ_OK;

@@ -14,11 +14,12 @@
 typedef enum {
     DQ_CONV2D_ALGO_AUTO,   /* direct when depthwise, else GEMM */
     DQ_CONV2D_ALGO_GEMM,   /* im2col + one GEMM per group and image (any groups >= 1) */
-    DQ_CONV2D_ALGO_DIRECT, /* depthwise only: no lowering, no workspace */
+    DQ_CONV2D_ALGO_DIRECT, /* depthwise only: no lowering (small workspace at stride 1) */
 } dq_conv2d_algo;
 
-/* Floats of scratch for the grouped paths (per image: one image's columns;
- * 0 for depthwise, whose direct kernel needs none). */
+/* Floats of scratch for the grouped paths: one image's columns for the
+ * GEMM path; for depthwise (direct), two bordered planes and one wide
+ * output plane at stride 1, 0 when strided. */
 int64_t dq_conv2d_grouped_workspace(int64_t C, int64_t H, int64_t W, int64_t KH, int64_t KW,
                                     dq_conv2d_params p);
 

@@ -11,12 +11,16 @@
  * the wide GEMMs that make small late layers fast (P = 1 at ResNet's last
  * stage) are kept. The GEMM runs on the backend's thread count
  * (dq_backend_threads at plan and at call time; the workspace bounds it).
+ * Grouped and depthwise convolutions (groups > 1) go to conv2d_grouped.c,
+ * whose paths are invariant by construction (one image per GEMM, or the
+ * direct depthwise kernel).
  */
 #include "tensor/ops.h"
 
 #include <string.h>
 
 #include "tensor/backend.h"
+#include "tensor/conv2d_int.h"
 #include "tensor/gemm.h"
 #include "tensor/im2col.h"
 
@@ -33,6 +37,7 @@ static int64_t s_group(int64_t n, int64_t k, int64_t p)
 int64_t dq_conv2d_invariant_workspace(int64_t N, int64_t C, int64_t H, int64_t W, int64_t KH,
                                       int64_t KW, int64_t OC, dq_conv2d_params p)
 {
+    if (p.groups > 1) return N < 1 ? 0 : dq_conv2d_grouped_workspace(C, H, W, KH, KW, p);
     int64_t OH = dq_conv2d_out_size(H, KH, p.stride, p.padding);
     int64_t OW = dq_conv2d_out_size(W, KW, p.stride, p.padding);
     if (N < 1 || C < 1 || OC < 1 || OH < 1 || OW < 1) return 0;
@@ -46,6 +51,9 @@ dq_status dq_conv2d_forward_invariant(dq_tensor *out, const dq_tensor *in, const
                                       const dq_tensor *b, dq_conv2d_params p, float *ws,
                                       int64_t ws_floats, dq_err *err)
 {
+    if (p.groups != 0 && p.groups != 1)
+        return dq_conv2d_grouped_forward(out, in, w, b, p, ws, ws_floats, DQ_CONV2D_ALGO_AUTO,
+                                         err);
     const char *op = "conv2d (eval)";
     DQ_TRY(dq_tensor_expect_rank(in, op, "input", 4, err));
     DQ_TRY(dq_tensor_expect_rank(w, op, "weight", 4, err));

@@ -93,6 +93,150 @@ static void s_pool2x2(float *restrict out, int32_t *restrict argmax, const float
     }
 }
 
+/* One output of any window: the window clipped to the input (padding is
+ * -inf), scanned in row-major order with s_pick's rule. */
+static inline void s_pool_one(float *y, int32_t *am, const float *x, int64_t H, int64_t W,
+                              int64_t h0, int64_t w0, int kernel)
+{
+    const int64_t hs = h0 < 0 ? 0 : h0, he = h0 + kernel < H ? h0 + kernel : H;
+    const int64_t ws = w0 < 0 ? 0 : w0, we = w0 + kernel < W ? w0 + kernel : W;
+    int32_t best = (int32_t)(hs * W + ws);
+    float v = -INFINITY;
+    for (int64_t h = hs; h < he; h++)
+        for (int64_t w = ws; w < we; w++) {
+            const float c = x[h * W + w];
+            const int up = (c > v) | (c != c); /* s_pick's rule, without a branch */
+            v = up ? c : v;
+            best = up ? (int32_t)(h * W + w) : best;
+        }
+    *y = v;
+    *am = best;
+}
+
+/* Output positions along one dim whose window lies wholly inside: [lo, hi). */
+static void s_inside(int64_t *lo, int64_t *hi, int64_t in, int64_t out, int kernel, int stride,
+                     int padding)
+{
+    int64_t l = (padding + stride - 1) / stride; /* o*stride - padding >= 0 */
+    int64_t h = in + padding - kernel < 0 ? 0 : (in + padding - kernel) / stride + 1;
+    if (h > out) h = out;
+    if (l > h) l = h;
+    *lo = l;
+    *hi = h;
+}
+
+/* A -inf bordered copy of a padded plane, on the stack, up to this size. */
+#define S_BORDER_FLOATS 8192
+
+#ifdef __SSE2__
+/* Four neighbouring windows, rows from h0, columns from w0 + j*stride (in
+ * input coordinates, possibly in the padding): their taps in row-major
+ * window order. Values are loaded from xl, a plane of row stride ld in
+ * which (h0, w0) is at xl[0] and every tap is readable (the input itself
+ * for windows wholly inside, else a -inf bordered copy); indices are into
+ * the unpadded [H, W] plane. best starts at each window's first element
+ * inside the input, as s_pool_one's. */
+static inline void s_pool4(float *y, int32_t *am, const float *xl, int64_t ld, int64_t W,
+                           int64_t h0, int64_t w0, int kernel, int stride, __m128i lanes)
+{
+    __m128 v = _mm_set1_ps(-INFINITY);
+    /* first element inside: row max(h0, 0), column max(w0 + j*stride, 0) */
+    __m128i col = _mm_add_epi32(_mm_set1_epi32((int32_t)w0), lanes);
+    col = _mm_andnot_si128(_mm_cmplt_epi32(col, _mm_setzero_si128()), col);
+    __m128i best = _mm_add_epi32(_mm_set1_epi32((int32_t)((h0 < 0 ? 0 : h0) * W)), col);
+    for (int64_t kh = 0; kh < kernel; kh++) {
+        const float *r = xl + kh * ld;
+        for (int64_t kw = 0; kw < kernel; kw++) {
+            const float *q = r + kw;
+            __m128 c;
+            if (stride == 1)
+                c = _mm_loadu_ps(q);
+            else if (stride == 2) /* q[0..6], all in the row: q0 q2 q4 q6 */
+                c = _mm_shuffle_ps(_mm_loadu_ps(q), _mm_loadu_ps(q + 3), _MM_SHUFFLE(3, 1, 2, 0));
+            else
+                c = _mm_setr_ps(q[0], q[stride], q[2 * stride], q[3 * stride]);
+            __m128i idx =
+                _mm_add_epi32(_mm_set1_epi32((int32_t)((h0 + kh) * W + w0 + kw)), lanes);
+            s_pick4(&v, &best, c, idx);
+        }
+    }
+    _mm_storeu_ps(y, v);
+    _mm_storeu_si128((__m128i *)(void *)am, best);
+}
+
+/* Padded planes: the plane is copied into a -inf bordered buffer so that
+ * every window, border ones included, runs four at a time. */
+static void s_pool_plane_bordered(float *restrict y, int32_t *restrict am,
+                                  const float *restrict x, int64_t H, int64_t W, int64_t OH,
+                                  int64_t OW, int kernel, int stride, int padding, float *buf)
+{
+    const int64_t Hp = H + 2 * padding, Wp = W + 2 * padding;
+    for (int64_t i = 0; i < Hp * Wp; i++) buf[i] = -INFINITY;
+    for (int64_t h = 0; h < H; h++)
+        memcpy(buf + (h + padding) * Wp + padding, x + h * W, (size_t)W * sizeof(float));
+    const __m128i lanes = _mm_setr_epi32(0, stride, 2 * stride, 3 * stride);
+    for (int64_t oh = 0; oh < OH; oh++) {
+        const int64_t h0 = oh * stride - padding;
+        for (int64_t ow = 0; ow < OW; ow += 4) {
+            const int64_t o4 = ow + 4 <= OW ? ow : OW - 4; /* last group overlaps */
+            s_pool4(y + oh * OW + o4, am + oh * OW + o4, buf + oh * stride * Wp + o4 * stride, Wp,
+                    W, h0, o4 * stride - padding, kernel, stride, lanes);
+        }
+    }
+}
+#endif
+
+/* Any kernel, stride and padding, one [H,W] plane. Windows wholly inside
+ * the input take four outputs at a time through s_pool4 (the taps of four
+ * neighbouring windows in row-major window order): a branch per element
+ * made the padded 3x3 / stride 2 stem pool 5x slower than the masks.
+ * Padded planes of up to S_BORDER_FLOATS go through a bordered copy so the
+ * border windows are vectorised too; otherwise, and where fewer than four
+ * outputs are left, border windows go one at a time through s_pool_one. */
+static void s_pool_plane(float *restrict y, int32_t *restrict am, const float *restrict x,
+                         int64_t H, int64_t W, int64_t OH, int64_t OW, int kernel, int stride,
+                         int padding, float *buf)
+{
+#ifdef __SSE2__
+    if (padding > 0 && OW >= 4 && (H + 2 * padding) * (W + 2 * padding) <= S_BORDER_FLOATS) {
+        s_pool_plane_bordered(y, am, x, H, W, OH, OW, kernel, stride, padding, buf);
+        return;
+    }
+#else
+    (void)buf;
+#endif
+    int64_t oh_lo, oh_hi, ow_lo, ow_hi;
+    s_inside(&oh_lo, &oh_hi, H, OH, kernel, stride, padding);
+    s_inside(&ow_lo, &ow_hi, W, OW, kernel, stride, padding);
+    for (int64_t oh = 0; oh < OH; oh++) {
+        const int64_t h0 = oh * stride - padding;
+        int64_t ow = 0;
+#ifdef __SSE2__
+        if (oh >= oh_lo && oh < oh_hi) {
+            for (; ow < ow_lo; ow++)
+                s_pool_one(y + oh * OW + ow, am + oh * OW + ow, x, H, W, h0,
+                           ow * stride - padding, kernel);
+            const __m128i lanes = _mm_setr_epi32(0, stride, 2 * stride, 3 * stride);
+            for (; ow < ow_hi; ow += 4) {
+                /* a last partial group is redone as the 4 ending at ow_hi:
+                 * the overlapping outputs get the same values again */
+                const int64_t o4 = ow + 4 <= ow_hi ? ow : ow_hi - 4;
+                if (o4 < ow_lo) break;
+                const int64_t w0 = o4 * stride - padding;
+                s_pool4(y + oh * OW + o4, am + oh * OW + o4, x + h0 * W + w0, W, W, h0, w0,
+                        kernel, stride, lanes);
+            }
+            if (ow > ow_hi) ow = ow_hi;
+        }
+#else
+        (void)oh_lo, (void)oh_hi, (void)ow_lo, (void)ow_hi;
+#endif
+        for (; ow < OW; ow++)
+            s_pool_one(y + oh * OW + ow, am + oh * OW + ow, x, H, W, h0, ow * stride - padding,
+                       kernel);
+    }
+}
+
 int64_t dq_maxpool2d_out_size_pad(int64_t in, int kernel, int stride, int padding)
 {
     if (kernel < 1 || stride < 1 || padding < 0 || in + 2 * (int64_t)padding < kernel) return 0;
@@ -135,31 +279,10 @@ dq_status dq_maxpool2d_forward_pad(dq_tensor *out, int32_t *argmax, const dq_ten
         s_pool2x2(out->data, argmax, in->data, N * C, H, W, OH, OW);
         return DQ_OK;
     }
-    for (int64_t pl = 0; pl < N * C; pl++) {
-        const float *x = in->data + pl * H * W;
-        float *y = out->data + pl * OH * OW;
-        int32_t *am = argmax + pl * OH * OW;
-        for (int64_t oh = 0; oh < OH; oh++) {
-            const int64_t h0 = oh * stride - padding;
-            const int64_t hs = h0 < 0 ? 0 : h0, he = h0 + kernel < H ? h0 + kernel : H;
-            for (int64_t ow = 0; ow < OW; ow++) {
-                const int64_t w0 = ow * stride - padding;
-                const int64_t ws = w0 < 0 ? 0 : w0, we = w0 + kernel < W ? w0 + kernel : W;
-                int64_t best = hs * W + ws;
-                float v = -INFINITY;
-                for (int64_t h = hs; h < he; h++)
-                    for (int64_t w = ws; w < we; w++) {
-                        float c = x[h * W + w];
-                        if (c > v || isnan(c)) {
-                            v = c;
-                            best = h * W + w;
-                        }
-                    }
-                y[oh * OW + ow] = v;
-                am[oh * OW + ow] = (int32_t)best;
-            }
-        }
-    }
+    float buf[S_BORDER_FLOATS];
+    for (int64_t pl = 0; pl < N * C; pl++)
+        s_pool_plane(out->data + pl * OH * OW, argmax + pl * OH * OW, in->data + pl * H * W, H, W,
+                     OH, OW, kernel, stride, padding, buf);
     return DQ_OK;
 }
 

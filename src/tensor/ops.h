@@ -27,8 +27,10 @@
  * OH = (H + 2*pad - KH)/stride + 1 (same for W).
  * groups > 1 (C and OC multiples of it): channel group g of the input feeds
  * only output channels [g*OC/groups, (g+1)*OC/groups), as PyTorch's groups=.
- * Depthwise (groups == C, OC = C*multiplier) runs a direct kernel and needs
- * no workspace; other groupings run im2col + one GEMM per group and image. */
+ * Depthwise (groups == C, OC = C*multiplier) runs a direct kernel (its
+ * workspace is a few planes, none when strided); other groupings run
+ * im2col + one GEMM per group and image. Plan the workspace with the
+ * layer's groups in the params. */
 typedef struct {
     int stride;
     int padding;
@@ -63,7 +65,8 @@ dq_status dq_conv2d_backward(dq_tensor *din, dq_tensor *dw, dq_tensor *db,
  * grouped into position-invariant GEMMs, tensor/gemm.h). Same shapes as
  * dq_conv2d_forward (p.max_group is ignored); the workspace is its own and
  * sized for dq_backend_threads() GEMM threads (the result does not depend
- * on the thread count). */
+ * on the thread count). groups > 1 runs the grouped/depthwise forward
+ * (invariant too) with its own workspace size. */
 int64_t dq_conv2d_invariant_workspace(int64_t N, int64_t C, int64_t H, int64_t W, int64_t KH,
                                       int64_t KW, int64_t OC, dq_conv2d_params p);
 dq_status dq_conv2d_forward_invariant(dq_tensor *out, const dq_tensor *in, const dq_tensor *w,
