@@ -30,6 +30,7 @@
 #include "model/model_file.h" /* DQ_MF_* limits */
 
 #define S_MAX_OUTPUTS (DQ_MF_MAX_OUTPUTS - 1) /* + logits */
+_Static_assert(DQ_ONNX_LAYER_NAME_MAX < DQ_MF_NAME_MAX, "layer names must fit model files");
 #define S_MAX_HW 65536
 
 /* ---- messages ---- */
@@ -144,7 +145,7 @@ static dq_status s_layer_name(dq_onnx_ctx *c, const char *weight, char *dst, dq_
     for (int k = 2; s_layer_taken(c, dst); k++) {
         if (k > 99999) return dq_onnx_node_fail(c, err, DQ_ERR_FORMAT, "too many layers named %s",
                                                 base);
-        snprintf(dst, DQ_ONNX_LAYER_NAME_MAX + 1, "%.37s_%d", base, k % 100000);
+        snprintf(dst, DQ_ONNX_LAYER_NAME_MAX + 1, "%.57s_%d", base, k % 100000);
     }
     return DQ_OK;
 }

@@ -28,11 +28,11 @@
 #include "base/status.h"
 #include "model/net.h"
 
-/* Parameter / buffer names are "<layer>.<suffix>"; layer names the importer
- * makes are at most DQ_ONNX_LAYER_NAME_MAX characters so that the longest
- * suffix (".num_batches_tracked") still fits every name buffer. */
-#define DQ_ONNX_LAYER_NAME_MAX 43
-#define DQ_ONNX_PARAM_NAME_MAX 72
+/* Layer names the importer makes are at most DQ_ONNX_LAYER_NAME_MAX
+ * characters (the model format's limit); parameter / buffer names are
+ * "<layer>.<suffix>" (longest suffix: ".num_batches_tracked"). */
+#define DQ_ONNX_LAYER_NAME_MAX 63
+#define DQ_ONNX_PARAM_NAME_MAX 88
 /* Larger files are refused before reading (protobuf's own 2 GiB limit). */
 #define DQ_ONNX_MAX_BYTES ((size_t)1 << 31)
 
