@@ -6,6 +6,7 @@
 
 #include "cli/parse.h"
 #include "predict/predict.h"
+#include "model/onnx_import.h"
 #include "tensor/backend.h"
 #include "tensor/backend_cuda.h"
 
@@ -13,6 +14,7 @@ static void s_usage(FILE *f)
 {
     fprintf(f,
 "usage: distillq-predict --model M --weights W --data FILE|DIR --output OUT.npy [options]\n"
+"       distillq-predict --model M.onnx --data FILE|DIR --output OUT.npy [options]\n"
 "       distillq-predict --teacher URL --data FILE|DIR --output OUT.npy [options]\n"
 "\n"
 "Runs the model (eval mode) over the images and writes the requested outputs as\n"
@@ -25,8 +27,9 @@ static void s_usage(FILE *f)
 "name is what follows the LAST '/', the broker's frontend endpoint what precedes\n"
 "it. --model and --weights are not needed. Same batch size => same bits as local.\n"
 "\n"
-"  --model M          model file (models/*.model)\n"
-"  --weights W        weights (safetensors)\n"
+"  --model M          model file (models/*.model), or an ONNX file (*.onnx: its\n"
+"                     initializers are the weights; see docs/model-format.md)\n"
+"  --weights W        weights (safetensors); not with an ONNX model\n"
 "  --data FILE|DIR    dataset directory (test split), IDX images file or CIFAR .bin\n"
 "  --output OUT.npy   where to write\n"
 "  --outputs a,b      output names (default logits; e.g. logits,features)\n"
@@ -101,8 +104,13 @@ int main(int argc, char **argv)
     if (st == DQ_OK && cfg.teacher_url && (!cfg.data_path || !cfg.output_path))
         st = dq_fail(&err, DQ_ERR_ARG, "--teacher needs --data and --output (see --help)");
     if (st == DQ_OK && !cfg.teacher_url &&
-        (!cfg.model_path || !cfg.weights_path || !cfg.data_path || !cfg.output_path))
-        st = dq_fail(&err, DQ_ERR_ARG, "--model, --weights, --data and --output are required (see --help)");
+        (!cfg.model_path || !cfg.data_path || !cfg.output_path))
+        st = dq_fail(&err, DQ_ERR_ARG, "--model, --data and --output are required (see --help)");
+    if (st == DQ_OK && !cfg.teacher_url && !cfg.weights_path && !dq_onnx_is_path(cfg.model_path))
+        st = dq_fail(&err, DQ_ERR_ARG, "--weights is required with a model file (see --help)");
+    if (st == DQ_OK && !cfg.teacher_url && cfg.weights_path && dq_onnx_is_path(cfg.model_path))
+        st = dq_fail(&err, DQ_ERR_ARG, "--weights with an ONNX model: its weights are the "
+                     "file's initializers (see --help)");
     if (st == DQ_OK && device && strcmp(device, "cpu") != 0 && cfg.teacher_url)
         st = dq_fail(&err, DQ_ERR_ARG, "--device is for local prediction; the service decides "
                      "where --teacher runs");

@@ -18,6 +18,8 @@
 #include "data/dataset.h"
 #include "client/client.h"
 #include "data/npy.h"
+#include "model/model_load.h"
+#include "model/onnx_import.h"
 #include "model/checkpoint.h"
 #include "model/net.h"
 #include "model/net_cuda.h"
@@ -111,8 +113,7 @@ static const dq_tensor *s_output(const s_predict *p, const char *name)
 static dq_status s_run(s_predict *p, const dq_predict_config *cfg, dq_err *err)
 {
     DQ_TRY(s_parse_outputs(p, cfg->outputs, err));
-    DQ_TRY(dq_net_load(&p->net, cfg->model_path, err));
-    DQ_TRY(dq_ckpt_load_weights(p->net, cfg->weights_path, err));
+    DQ_TRY(dq_model_load(&p->net, cfg->model_path, cfg->weights_path, err));
     const dq_net_input *in = dq_net_input_spec(p->net);
     for (int i = 0; i < p->n_out; i++) {
         int64_t shape[DQ_MAX_DIMS];
@@ -133,8 +134,9 @@ static dq_status s_run(s_predict *p, const dq_predict_config *cfg, dq_err *err)
     for (int i = 0; i < p->n_out; i++) want[n_want++] = p->names[i];
     if (p->ds.labels) want[n_want++] = "logits";
     if (cfg->device.kind == DQ_DEVICE_CUDA)
-        DQ_TRY(dq_net_cuda_new(&p->gpu, p->net, cfg->model_path, cfg->device, batch, false, 0,
-                               err));
+        DQ_TRY(dq_net_cuda_new(&p->gpu, p->net,
+                               dq_onnx_is_path(cfg->model_path) ? NULL : cfg->model_path,
+                               cfg->device, batch, false, 0, err));
     size_t sz = (size_t)in->channels * (size_t)in->height * (size_t)in->width;
     p->pix = malloc((size_t)batch * sz);
     p->input = malloc((size_t)batch * sz * sizeof(float));

@@ -8,7 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "model/checkpoint.h"
+#include "model/model_load.h"
+#include "model/onnx_import.h"
 #include "student_trainer/source.h"
 
 typedef struct {
@@ -71,16 +72,21 @@ static dq_status s_next(dq_source_t *base, dq_train_batch **out, dq_err *err)
     return DQ_OK;
 }
 
-/* Splits "MODEL:WEIGHTS" and loads the teacher. */
+/* Splits "MODEL:WEIGHTS" (or takes "FILE.onnx", which holds its weights)
+ * and loads the teacher. */
 static dq_status s_load_teacher(dq_net_t **net, const char *spec, int64_t batch, dq_err *err)
 {
+    if (dq_onnx_is_path(spec)) {
+        DQ_TRY(dq_model_load(net, spec, NULL, err));
+        return dq_net_plan(*net, batch, err);
+    }
     const char *colon = strrchr(spec, ':');
     if (!colon || colon == spec || !colon[1])
-        return dq_fail(err, DQ_ERR_ARG, "--teacher-local: expected MODEL:WEIGHTS, got '%s'", spec);
+        return dq_fail(err, DQ_ERR_ARG, "--teacher-local: expected MODEL:WEIGHTS or FILE.onnx, "
+                       "got '%s'", spec);
     char model[4096];
     snprintf(model, sizeof model, "%.*s", (int)(colon - spec), spec);
-    DQ_TRY(dq_net_load(net, model, err));
-    DQ_TRY(dq_ckpt_load_weights(*net, colon + 1, err));
+    DQ_TRY(dq_model_load(net, model, colon + 1, err));
     return dq_net_plan(*net, batch, err);
 }
 

@@ -126,7 +126,7 @@ static dq_status s_open_source(s_trainer *t, dq_err *err)
                        "other");
     if (sc.output && kinds == 0)
         return dq_fail(err, DQ_ERR_ARG, "--loss %s needs a teacher: --teacher URL, "
-                       "--teacher-local MODEL:WEIGHTS or --replay DIR",
+                       "--teacher-local MODEL:WEIGHTS|FILE.onnx or --replay DIR",
                        dq_recipe_name(cfg->recipe.kind));
     if (!sc.output && kinds > 0)
         return dq_fail(err, DQ_ERR_ARG, "a teacher was given but --loss ce uses none; choose "

@@ -12,6 +12,7 @@
 
 #include "cli/parse.h"
 #include "teacher_worker/teacher.h"
+#include "model/onnx_import.h"
 #include "teacher_worker/worker.h"
 #include "tensor/backend.h"
 #include "tensor/backend_cuda.h"
@@ -32,17 +33,20 @@ static void s_usage(FILE *f)
 {
     fprintf(f,
 "usage: distillq-teacher --broker ENDPOINT --service NAME --model M --weights W [options]\n"
+"       distillq-teacher --broker ENDPOINT --service NAME --model M.onnx [options]\n"
 "\n"
 "Loads the model M with the weights W and serves its forward pass (eval mode)\n"
 "to the broker's backend as service NAME: u8 requests are normalised as the\n"
 "model file says, f32 requests are taken as they are. The teacher identity sent\n"
-"with every reply is the service, the model name and the SHA-256 of W.\n"
+"with every reply is the service, the model name and the SHA-256 of W (of\n"
+"M.onnx for an ONNX model, whose initializers are its weights).\n"
 "Re-joins by itself when the broker restarts or goes silent.\n"
 "\n"
 "  --broker ENDPOINT    broker backend, e.g. tcp://127.0.0.1:5556 or ipc:///tmp/dq-be\n"
 "  --service NAME       service name the students ask for\n"
-"  --model M            model file (models/*.model)\n"
-"  --weights W          weights (safetensors)\n"
+"  --model M            model file (models/*.model), or an ONNX file (*.onnx;\n"
+"                       see docs/model-format.md, \"ONNX import\")\n"
+"  --weights W          weights (safetensors); not with an ONNX model\n"
 "  --threads N          BLAS/compute threads (default 1)\n"
 "  --capacity K         requests held at once (default 2; %d with --device cuda, so\n"
 "                       the GPU always has the next ones)\n"
@@ -123,9 +127,14 @@ int main(int argc, char **argv)
     }
     if (st == DQ_OK && optind < argc)
         st = dq_fail(&err, DQ_ERR_ARG, "unexpected argument '%s'", argv[optind]);
-    if (st == DQ_OK && (!cfg.broker || !cfg.service || !cfg.model_path || !cfg.weights_path))
+    if (st == DQ_OK && (!cfg.broker || !cfg.service || !cfg.model_path))
         st = dq_fail(&err, DQ_ERR_ARG,
-                     "--broker, --service, --model and --weights are required (see --help)");
+                     "--broker, --service and --model are required (see --help)");
+    if (st == DQ_OK && !cfg.weights_path && !dq_onnx_is_path(cfg.model_path))
+        st = dq_fail(&err, DQ_ERR_ARG, "--weights is required with a model file (see --help)");
+    if (st == DQ_OK && cfg.weights_path && dq_onnx_is_path(cfg.model_path))
+        st = dq_fail(&err, DQ_ERR_ARG, "--weights with an ONNX model: its weights are the "
+                     "file's initializers (see --help)");
     if (st == DQ_OK) st = dq_backend_select(device, &cfg.device, &err);
     if (st == DQ_OK && cfg.device.kind == DQ_DEVICE_CUDA && !capacity_set)
         cfg.capacity = S_GPU_CAPACITY;

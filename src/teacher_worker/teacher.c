@@ -21,7 +21,8 @@
 
 #include <openssl/evp.h>
 
-#include "model/checkpoint.h"
+#include "model/model_load.h"
+#include "model/onnx_import.h"
 #include "model/net.h"
 #include "model/net_cuda.h"
 
@@ -92,9 +93,10 @@ static dq_status s_setup(dq_teacher_t *t, const char *service, const char *model
     if (snprintf(t->model_path, sizeof t->model_path, "%s", model_path) >=
         (int)sizeof t->model_path)
         return dq_fail(err, DQ_ERR_ARG, "%s: model path too long", model_path);
-    DQ_TRY(dq_net_load(&t->net, model_path, err));
-    DQ_TRY(dq_ckpt_load_weights(t->net, weights_path, err));
-    DQ_TRY(dq_teacher_sha256_file(weights_path, t->id.sha256, err));
+    /* The identity is the SHA-256 of the file the weights came from: the
+     * safetensors file, or the ONNX file that holds them. */
+    DQ_TRY(dq_model_load(&t->net, model_path, weights_path, err));
+    DQ_TRY(dq_teacher_sha256_file(weights_path ? weights_path : model_path, t->id.sha256, err));
     DQ_TRY(s_name(t->id.model, dq_net_name(t->net), "model name", err));
 
     const dq_net_input *in = dq_net_input_spec(t->net);
@@ -233,7 +235,9 @@ static dq_status s_plan(dq_teacher_t *t, int64_t n, dq_err *err)
 dq_status dq_teacher_use_device(dq_teacher_t *t, dq_device dev, dq_err *err)
 {
     if (dev.kind != DQ_DEVICE_CUDA || t->gpu) return DQ_OK;
-    return dq_net_cuda_new(&t->gpu, t->net, t->model_path, dev, t->max_batch, false, 0, err);
+    /* An ONNX file is no model file to re-check the net against. */
+    const char *mf = dq_onnx_is_path(t->model_path) ? NULL : t->model_path;
+    return dq_net_cuda_new(&t->gpu, t->net, mf, dev, t->max_batch, false, 0, err);
 }
 
 /* Normalises the k requests' inputs one after another into the GPU's

@@ -29,7 +29,9 @@ typedef struct dq_teacher dq_teacher_t;
 #define DQ_TEACHER_DEFAULT_MAX_BATCH 4096
 
 /* Loads model_path and weights_path, hashes the weights file (the teacher
- * identity) and caches the announce. max_batch 0 takes the default. On
+ * identity) and caches the announce. An ONNX model_path ("*.onnx") carries
+ * its weights: weights_path is then NULL and the ONNX file's SHA-256 is the
+ * identity. max_batch 0 takes the default. On
  * failure *out is NULL and err names the file at fault. */
 dq_status dq_teacher_new(dq_teacher_t **out, const char *service, const char *model_path,
                          const char *weights_path, int64_t max_batch, dq_err *err);

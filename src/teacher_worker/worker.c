@@ -615,8 +615,9 @@ dq_status dq_worker_run(dq_worker_t *w, dq_err *err)
 dq_status dq_worker_new(dq_worker_t **out, const dq_worker_config *cfg, dq_err *err)
 {
     *out = NULL;
-    if (!cfg->broker || !cfg->service || !cfg->model_path || !cfg->weights_path)
-        return dq_fail(err, DQ_ERR_ARG, "worker: broker, service, model and weights are required");
+    /* weights_path may be NULL for an ONNX model (dq_teacher_new checks). */
+    if (!cfg->broker || !cfg->service || !cfg->model_path)
+        return dq_fail(err, DQ_ERR_ARG, "worker: broker, service and model are required");
     if (cfg->capacity < 1 || cfg->heartbeat_ms < 1 || cfg->liveness < 1)
         return dq_fail(err, DQ_ERR_ARG, "worker: capacity, heartbeat and liveness must be >= 1");
     dq_worker_t *w = calloc(1, sizeof *w);

@@ -21,8 +21,8 @@ typedef struct dq_worker dq_worker_t;
 typedef struct {
     const char *broker;          /* backend endpoint, tcp:// or ipc:// */
     const char *service;
-    const char *model_path;
-    const char *weights_path;
+    const char *model_path;      /* a model file, or an ONNX file ("*.onnx") */
+    const char *weights_path;    /* safetensors; NULL with an ONNX model */
     int capacity;                /* K >= 1: requests held at once (default 2) */
     int heartbeat_ms;            /* (default 1000) */
     int liveness;                /* broker dead after liveness x heartbeat of silence (3) */
