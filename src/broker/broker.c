@@ -8,9 +8,12 @@
  * both ROUTERs with a timeout of one tick; the backend is drained before the
  * frontend so returning credits are used before new work is accepted; every
  * event ends with dispatch() of the service it touched; a tick sends
- * heartbeats, purges dead workers and times out queued requests. Requests
- * are decoded once (zero copy) to read their header, then forwarded as the
- * very frame the client sent. Sends never block (ZMQ_DONTWAIT): a peer that
+ * heartbeats, purges dead workers and times out queued requests. A request
+ * is decoded once (zero copy) when it arrives; the decoded struct is kept
+ * beside its frame (b->req[r]) for the check at dispatch and the cache, and
+ * the very frame the client sent is forwarded. A worker's reply is decoded
+ * once (its req_id is checked, the cache stores it) and forwarded as
+ * received. Sends never block (ZMQ_DONTWAIT): a peer that
  * does not read loses its own messages, never the broker's time.
  */
 #include "broker/broker_int.h"
@@ -105,7 +108,18 @@ static void s_on_request(dq_broker_t *b, dq_wire_parts *p, int64_t now)
     x->cid_len = (uint8_t)cid_len;
     memcpy(x->cid, cid, cid_len);
     x->deadline_ms = now + b->cfg.request_timeout_ms;
-    zmq_msg_move(&x->body, &p->f[1]);
+    /* Keep the frame and the request decoded from it, data re-pointed into
+     * the kept frame (a tiny frame lives inside the zmq_msg_t and moves). */
+    size_t off = (size_t)((const uint8_t *)rq->data - (const uint8_t *)zmq_msg_data(&p->f[1]));
+    if (zmq_msg_move(&x->body, &p->f[1]) != 0) {
+        dq_broker_log(b, "zmq_msg_move: %s", zmq_strerror(zmq_errno()));
+        dq_brec_release(b, r);
+        dq_broker_error_reply(b, cid, cid_len, rq->req_id, DQ_REPLY_ERROR,
+                              "broker: internal error keeping the request");
+        return;
+    }
+    b->req[r] = *rq;
+    b->req[r].data = (const uint8_t *)zmq_msg_data(&x->body) + off;
     dq_brec_hash_insert(b, r);
     dq_blist_push_back(b, &s->queue, r);
     b->queued++;
@@ -224,10 +238,8 @@ static void s_on_reply(dq_broker_t *b, int32_t w, dq_wire_parts *p, int64_t now)
         wk->errors++;
         s->errors++;
     } else if (b->cfg.cache && b->cfg.cache->store) {
-        /* The request is still held: decode it beside the reply. */
-        if (dq_msg_decode(b->dec2, zmq_msg_data(&x->body), zmq_msg_size(&x->body), &b->msg2,
-                          NULL) == DQ_OK)
-            b->cfg.cache->store(b->cfg.cache->ctx, &rep->teacher, &b->msg2.u.request, rep);
+        /* The request is still held, decoded since it arrived. */
+        b->cfg.cache->store(b->cfg.cache->ctx, &rep->teacher, &b->req[r], rep);
     }
     /* Forward the worker's frame itself: zmq_msg_send moves it, no copy. */
     if (zmq_send(b->frontend, x->cid, x->cid_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
@@ -418,7 +430,6 @@ dq_status dq_broker_new(dq_broker_t **out, const dq_broker_config *cfg, dq_err *
             st = dq_fail(err, DQ_ERR_NOMEM, "broker: cannot allocate the worker table");
     }
     if (!st) st = dq_msg_decoder_new(&b->dec, err);
-    if (!st && cfg->cache) st = dq_msg_decoder_new(&b->dec2, err);
     if (!st) st = dq_msg_encode_heartbeat(&b->hb, b->epoch, err);
     if (!st) st = dq_msg_buf_reserve(&b->out, 4096, err);
     if (!st) st = dq_msg_buf_reserve(&b->json, 4096, err);
@@ -449,7 +460,6 @@ void dq_broker_destroy(dq_broker_t **p)
     dq_brec_fini(b); /* closes held frames before the context goes */
     if (b->own_ctx && b->ctx) zmq_ctx_term(b->ctx);
     dq_msg_decoder_destroy(&b->dec);
-    dq_msg_decoder_destroy(&b->dec2);
     dq_msg_buf_free(&b->out);
     dq_msg_buf_free(&b->hb);
     dq_msg_buf_free(&b->json);

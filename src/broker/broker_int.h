@@ -80,6 +80,10 @@ struct dq_broker {
     int64_t start_ms, next_hb_ms, tick_ms;
 
     dq_brec *rec;
+    dq_msg_request *req;      /* per record: the request as decoded on arrival,
+                               * its data pointing into rec[r].body; the only
+                               * decode of a request in the broker. calloc'd:
+                               * pages are touched only by records in use */
     int32_t n_rec;
     dq_blist free_list;
     int32_t *hash;            /* record index or -1 */
@@ -95,8 +99,6 @@ struct dq_broker {
 
     dq_msg_decoder_t *dec;
     dq_msg msg;               /* scratch decoded message (a few KB) */
-    dq_msg_decoder_t *dec2;   /* cache only: the request beside its reply */
-    dq_msg msg2;
     dq_msg_buf out;           /* scratch for bodies the broker makes */
     dq_msg_buf hb;            /* our heartbeat body, encoded once */
     dq_msg_buf json;          /* stats text */

@@ -160,20 +160,15 @@ static int32_t s_pick_worker(const dq_broker_t *b, int32_t svc)
     return best;
 }
 
-/* Re-reads a request that was queued before its service had a live
- * identity; false (and the record answered) if the live workers cannot take it. */
+/* Checks a request that was queued before its service had a live identity
+ * (as decoded on arrival, b->req[r]); false (and the record answered) if
+ * the live workers cannot take it. */
 static bool s_late_check(dq_broker_t *b, int32_t r)
 {
     dq_brec *x = &b->rec[r];
     dq_bservice *s = &b->services[x->service];
-    dq_err err = {{0}};
     char why[DQ_MSG_ERROR_MAX + 1];
-    if (dq_msg_decode(b->dec, zmq_msg_data(&x->body), zmq_msg_size(&x->body), &b->msg, &err) !=
-        DQ_OK) { /* cannot happen: it decoded when it arrived */
-        dq_broker_fail_record(b, r, DQ_REPLY_BAD_REQUEST, "%s", err.msg);
-        return false;
-    }
-    if (dq_broker_check_request(s, &b->msg.u.request, why, sizeof why)) {
+    if (dq_broker_check_request(s, &b->req[r], why, sizeof why)) {
         dq_broker_fail_record(b, r, DQ_REPLY_BAD_REQUEST, "%s", why);
         return false;
     }
@@ -196,7 +191,13 @@ void dq_broker_dispatch(dq_broker_t *b, int32_t svc, int64_t now)
         dq_brec_ticket(b, r, ticket);
         zmq_msg_t copy;
         zmq_msg_init(&copy);
-        zmq_msg_copy(&copy, &x->body); /* shares the frame: no byte copied */
+        if (zmq_msg_copy(&copy, &x->body) != 0) { /* shares the frame: no byte copied */
+            dq_broker_log(b, "zmq_msg_copy: %s", zmq_strerror(zmq_errno()));
+            zmq_msg_close(&copy);
+            dq_broker_fail_record(b, r, DQ_REPLY_ERROR, "broker: internal error forwarding "
+                                  "the request to service '%s'", s->name);
+            continue;
+        }
         int rc = zmq_send(b->backend, wk->id, wk->id_len, ZMQ_SNDMORE | ZMQ_DONTWAIT);
         if (rc >= 0) rc = zmq_send(b->backend, ticket, sizeof ticket, ZMQ_SNDMORE | ZMQ_DONTWAIT);
         if (rc >= 0) rc = zmq_msg_send(&copy, b->backend, ZMQ_DONTWAIT);
