@@ -469,6 +469,20 @@ void dq_broker_destroy(dq_broker_t **p)
     *p = NULL;
 }
 
+/* After a receive burst: nothing more to read (EAGAIN) or a signal (EINTR)
+ * ends the burst and clears *st; any other failure of a ROUTER socket is
+ * not ours to survive: logged, and the loop stops with it. */
+static bool s_recv_failed(dq_broker_t *b, dq_status *st, const char *which, dq_err *err)
+{
+    if (*st == DQ_OK || *st == DQ_ERR_TIMEOUT || *st == DQ_ERR_INTERRUPTED) {
+        *st = DQ_OK;
+        return false;
+    }
+    dq_fail_prefix(err, *st, "%s: ", which);
+    dq_broker_log(b, "receive failed: %s", err ? err->msg : dq_strerror(*st));
+    return true;
+}
+
 dq_status dq_broker_run(dq_broker_t *b, volatile sig_atomic_t *stop, dq_err *err)
 {
     dq_broker_log(b, "serving clients on %s, workers on %s (epoch %016llx)", b->cfg.frontend,
@@ -487,15 +501,17 @@ dq_status dq_broker_run(dq_broker_t *b, volatile sig_atomic_t *stop, dq_err *err
             break;
         }
         for (int i = 0; i < S_BATCH && (items[0].revents & ZMQ_POLLIN); i++) {
-            if (dq_wire_recv(b->backend, &p, ZMQ_DONTWAIT, NULL) != DQ_OK) break;
+            if ((st = dq_wire_recv(b->backend, &p, ZMQ_DONTWAIT, err)) != DQ_OK) break;
             s_on_backend(b, &p, dq_clock_now_ms());
             dq_wire_parts_close(&p);
         }
+        if (s_recv_failed(b, &st, "backend", err)) break;
         for (int i = 0; i < S_BATCH && (items[1].revents & ZMQ_POLLIN); i++) {
-            if (dq_wire_recv(b->frontend, &p, ZMQ_DONTWAIT, NULL) != DQ_OK) break;
+            if ((st = dq_wire_recv(b->frontend, &p, ZMQ_DONTWAIT, err)) != DQ_OK) break;
             if (p.n >= 1) s_on_frontend(b, &p, dq_clock_now_ms());
             dq_wire_parts_close(&p);
         }
+        if (s_recv_failed(b, &st, "frontend", err)) break;
         now = dq_clock_now_ms();
         if (now >= next_tick) {
             s_tick(b, now);
