@@ -63,8 +63,6 @@ typedef struct {
     char name[DQ_MSG_NAME_MAX + 1];
     dq_msg_ready identity;    /* of the live workers (else the last ones) */
     int n_workers;            /* live */
-    int32_t worker_hi;        /* 1 + highest used worker slot: loops stop here */
-    int32_t service_hi;       /* 1 + highest used service slot (never shrinks) */
     dq_blist queue;
     uint64_t served, errors, requeues, timeouts, overloaded, bad_requests;
     double service_ms_sum;
