@@ -7,32 +7,36 @@
  * heartbeats and watches the broker's liveness. The compute thread owns the
  * network and runs one forward at a time. A hand-off moves the queued jobs
  * (frames and decoded request, whose data points into the body frame) into
- * the worker's hand[] array and wakes the compute thread with a "go" frame on
- * an inproc PAIR; it serves them as decoded (dq_teacher_serve_checked: no
- * second decode, no second check), writes one reply per job into hbufs[] and
- * answers "done". OWNERSHIP: hand[] and hbufs[] belong to the compute thread
- * from "go" until "done", to the I/O thread otherwise; hand_mu, held by the
- * compute thread over that span and taken by the I/O thread around its own
- * use, states it to ThreadSanitizer too (it cannot see inside libzmq). We chose the
- * thread over "compute between polls" because the length of a forward is
- * not ours to bound: DeepNN on a batch of 128 takes ~0.3 s on one core
- * here, a batch of 1024 or a busy host passes liveness x heartbeat, and a
- * worker that computed in its poll loop would then be declared dead and its
- * work requeued exactly when it is busiest. Feeding the compute thread only
- * when it is idle (instead of pushing every job into the PAIR as it comes)
- * keeps the queue on this side, where a re-join can throw away work that
- * the broker has already requeued elsewhere.
+ * the worker's hand[] array and wakes the compute thread with a "go" frame
+ * on an inproc PAIR; it serves them as decoded (dq_teacher_serve_checked: no
+ * second decode, no second check), writes one reply per job into hbufs[]
+ * and answers "done".
+ *
+ * OWNERSHIP: hand[] and hbufs[] belong to the compute thread from "go" until
+ * "done", to the I/O thread otherwise. hand_mu, held by the compute thread
+ * over that span and taken by the I/O thread around its own use, says so to
+ * ThreadSanitizer too, which cannot see the ordering inside libzmq.
+ *
+ * We chose the thread over "compute between polls" because the length of a
+ * forward is not ours to bound: DeepNN on a batch of 128 takes ~0.3 s on
+ * one core here, a batch of 1024 or a busy host passes liveness x
+ * heartbeat, and a worker that computed in its poll loop would then be
+ * declared dead and its work requeued exactly when it is busiest. Feeding
+ * the compute thread only when it is idle (instead of pushing every job
+ * into the PAIR as it comes) keeps the queue on this side, where a re-join
+ * can throw away work that the broker has already requeued elsewhere.
  *
  * Dynamic batching: when the compute thread is free, ALL queued jobs (up to
  * capacity, DQ_TEACHER_MAX_MERGE) go to it in one hand-off; it serves those
  * that fit together as one forward (same dtype and outputs, at most
- * max_batch samples) and the rest one by one. Bigger batches
- * keep a GPU busy; on the CPU they cost nothing, and since the eval forward
- * is batch-invariant no reply changes. `no_merge` hands one job at a time.
+ * max_batch samples) and the rest one by one. Bigger batches keep a GPU
+ * busy; on the CPU they cost nothing, and since the eval forward is
+ * batch-invariant no reply changes. `no_merge` hands one job at a time.
  *
- * Every (re-)join bumps a generation number: a job that was computing when
- * the broker went away comes back with an old generation and its reply is
- * dropped instead of being sent to a broker that never asked for it.
+ * Every (re-)join bumps a generation number: a hand-off that was computing
+ * when the broker went away comes back with an old generation (hand_gen)
+ * and its replies are dropped instead of being sent to a broker that never
+ * asked for it.
  *
  * Signals: the compute thread blocks them all, so SIGTERM/SIGINT interrupt
  * the I/O thread's zmq_poll (EINTR) and the stop flag (owned by main) is
