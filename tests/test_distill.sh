@@ -10,8 +10,9 @@
 #      student has requests in flight, and restarted on the same cache,
 #   and replayed from that cache,
 # must give bit-identical checkpoints; with --augment local and service agree
-# too, and differ from the same run without it. Then the errors that must come before training: a bad --teacher URL,
-# an unknown service, a teacher with 100 classes for a 10-class student.
+# too, and differ from the same run without it. Then the errors that must
+# come before training: a bad --teacher URL, an unknown service, a teacher
+# with 100 classes for a 10-class student.
 # TAP output; every wait is bounded; every process is killed by pid on exit.
 tmp_prefix=dq-distill
 # shellcheck source=tests/tap_lib.sh
