@@ -18,6 +18,7 @@
  * Seeds: scripted sessions of valid messages (tests/fuzz_msgs.h): a worker
  * joins, requests come and are answered, workers drain and leave.
  */
+#include <errno.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
@@ -26,6 +27,7 @@
 #include <string.h>
 #include <zmq.h>
 
+#include "base/clock.h"
 #include "broker/broker.h"
 #include "fuzz_msgs.h"
 #include "fuzz_util.h"
@@ -64,28 +66,44 @@ static FILE *s_devnull;
 
 static void s_send(void *s, int n, const uint8_t *const *f, const size_t *len)
 {
-    for (int i = 0; i < n; i++)
-        if (zmq_send(s, f[i], len[i], (i + 1 < n ? ZMQ_SNDMORE : 0) | ZMQ_DONTWAIT) < 0) {
-            if (s_devnull == stderr) fprintf(stderr, "fuzz_broker: send: %s\n", zmq_strerror(zmq_errno()));
+    for (int i = 0; i < n; i++) {
+        int rc;
+        do rc = zmq_send(s, f[i], len[i], (i + 1 < n ? ZMQ_SNDMORE : 0) | ZMQ_DONTWAIT);
+        while (rc < 0 && zmq_errno() == EINTR);
+        if (rc < 0) {
+            if (s_devnull == stderr)
+                fprintf(stderr, "fuzz_broker: send: %s\n", zmq_strerror(zmq_errno()));
             /* a full pipe drops the message; finish a started one */
             if (i > 0) (void)zmq_send(s, "", 0, 0);
             return;
         }
+    }
 }
 
-/* Stats request on the sync socket; true when answered with a JSON object. */
+/* Stats request on the sync socket; true when answered with a JSON object
+ * within 10 s. libFuzzer's SIGALRM (its -timeout watchdog) interrupts
+ * blocking calls: EINTR is retried, never taken for a failure. */
 static bool s_sync_once(void *sync, uint64_t id)
 {
     dq_msg_buf b = {0};
     if (dq_msg_encode_stats_request(&b, id, NULL) != DQ_OK) abort();
-    bool ok = zmq_send(sync, b.data, b.len, 0) == (int)b.len;
+    int rc;
+    do rc = zmq_send(sync, b.data, b.len, 0);
+    while (rc < 0 && zmq_errno() == EINTR);
     dq_msg_buf_free(&b);
-    if (!ok) return false;
+    if (rc != (int)b.len) return false;
+    int64_t deadline = dq_clock_now_ms() + 10000;
     zmq_pollitem_t it = {sync, 0, ZMQ_POLLIN, 0};
     for (;;) {
-        if (zmq_poll(&it, 1, 10000) <= 0) return false; /* a hang */
+        int64_t left = deadline - dq_clock_now_ms();
+        if (left <= 0) return false; /* a hang */
+        rc = zmq_poll(&it, 1, (long)left);
+        if (rc < 0 && zmq_errno() == EINTR) continue;
+        if (rc < 0) return false;
+        if (rc == 0) continue;
         uint8_t buf[65536];
-        int n = zmq_recv(sync, buf, sizeof buf, 0);
+        int n = zmq_recv(sync, buf, sizeof buf, ZMQ_DONTWAIT);
+        if (n < 0 && (zmq_errno() == EINTR || zmq_errno() == EAGAIN)) continue;
         if (n < 0) return false;
         int more = 0;
         size_t ml = sizeof more;
@@ -111,7 +129,10 @@ static void s_drain_worker(void *w, uint8_t *ticket, size_t *tlen)
         while (more) {
             zmq_msg_t part;
             zmq_msg_init(&part);
-            if (zmq_msg_recv(&part, w, ZMQ_DONTWAIT) < 0) {
+            int rc;
+            do rc = zmq_msg_recv(&part, w, ZMQ_DONTWAIT);
+            while (rc < 0 && zmq_errno() == EINTR);
+            if (rc < 0) {
                 zmq_msg_close(&part);
                 for (int i = 0; i < n; i++) zmq_msg_close(&f[i]);
                 return;
@@ -132,7 +153,7 @@ static void s_drain(void *s)
 {
     zmq_msg_t part;
     zmq_msg_init(&part);
-    while (zmq_msg_recv(&part, s, ZMQ_DONTWAIT) >= 0) {}
+    while (zmq_msg_recv(&part, s, ZMQ_DONTWAIT) >= 0 || zmq_errno() == EINTR) {}
     zmq_msg_close(&part);
 }
 
