@@ -1,8 +1,8 @@
 /* fuzz_broker.c - libFuzzer target for the broker's handling of whole
  * multi-frame messages from clients and workers (src/broker), in-process.
  *
- * For each input a fresh broker (small tables, inproc:// endpoints, one zmq
- * context for the process) runs dq_broker_run in a thread; two client and
+ * For each input a fresh broker (small tables, inproc:// endpoints, a zmq
+ * context of its own) runs dq_broker_run in a thread; two client and
  * two worker DEALER sockets then send what the input says, frame by frame:
  *   u8 op | frames, each u16 LE length | bytes
  * with op % 4: 0 a client sends, 1 a worker sends, 2 a worker replies to
@@ -90,8 +90,9 @@ static bool s_sync_once(void *sync, uint64_t id)
     int rc;
     do rc = zmq_send(sync, b.data, b.len, 0);
     while (rc < 0 && zmq_errno() == EINTR);
+    bool sent = rc == (int)b.len;
     dq_msg_buf_free(&b);
-    if (rc != (int)b.len) return false;
+    if (!sent) return false;
     int64_t deadline = dq_clock_now_ms() + 10000;
     zmq_pollitem_t it = {sync, 0, ZMQ_POLLIN, 0};
     for (;;) {
@@ -238,10 +239,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc, (void)argv;
     FZ_SEEDS_THEN_EXIT(s_write_seeds);
-    s_ctx = zmq_ctx_new();
     /* DQ_FUZZ_BROKER_LOG=1: the broker's log on stderr (to read a kept input) */
     s_devnull = getenv("DQ_FUZZ_BROKER_LOG") ? stderr : fopen("/dev/null", "w");
-    if (!s_ctx || !s_devnull) abort();
+    if (!s_devnull) abort();
     return 0;
 }
 
@@ -260,6 +260,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     cfg.max_queue = 6, cfg.max_inflight = 6, cfg.max_workers = 3, cfg.max_services = 3;
     cfg.max_msg_bytes = 4096;
     cfg.log = s_devnull;
+    /* A context per input: zmq_ctx_term reaps every socket of the input
+     * (closed sockets of a shared context pile up against its socket
+     * limit faster than its reaper frees them). */
+    s_ctx = zmq_ctx_new();
+    if (!s_ctx) abort();
     cfg.zmq_ctx = s_ctx;
     s_run r = {.stop = 0};
     dq_err err;
@@ -319,5 +324,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     for (int p = 0; p < S_PEERS; p++) zmq_close(cl[p]), zmq_close(wk[p]);
     zmq_close(sync);
     dq_broker_destroy(&r.b);
+    int rc;
+    do rc = zmq_ctx_term(s_ctx); /* blocks until every socket is closed */
+    while (rc != 0 && zmq_errno() == EINTR);
+    if (rc != 0) abort();
+    s_ctx = NULL;
     return 0;
 }
