@@ -155,7 +155,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fz_check(info.n_teachers >= 0 && info.entries >= 0);
         for (int i = 0; i < info.n_teachers; i++) {
             const dq_msg_teacher *t = &info.teachers[i].teacher;
-            fz_check(memchr(t->service, 0, sizeof t->service) && memchr(t->model, 0, sizeof t->model));
+            fz_check(memchr(t->service, 0, sizeof t->service) != NULL);
+            fz_check(memchr(t->model, 0, sizeof t->model) != NULL);
             fz_check(strlen(t->sha256) == DQ_MSG_SHA256_HEX);
         }
     }

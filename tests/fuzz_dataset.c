@@ -112,7 +112,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (st == DQ_OK) s_check_set(&ds, 1, 4096);
     } else {
         size_t body = size - 2, half = (data[1] & 1) ? body / 2 : body;
-        const char *paths[2] = {fz_file(0, data + 2, half), fz_file(1, data + 2 + half, body - half)};
+        const char *paths[2] = {fz_file(0, data + 2, half),
+                                fz_file(1, data + 2 + half, body - half)};
         st = dq_cifar_load(&ds, paths, (data[1] & 1) ? 2 : 1, &err);
         if (st == DQ_OK) s_check_set(&ds, 3, 32);
     }
