@@ -11,8 +11,9 @@
  * ((op >> 3) & 3) + 1 is the number of frames. Synchronising is a stats
  * request answered twice in a row on a third client: the broker polls
  * workers before clients in every round, so after the second answer it has
- * handled everything sent before the first. At the end the broker must
- * still answer stats with a JSON object and stop cleanly; ASan, UBSan
+ * handled everything sent before the first. Every stats reply must be valid
+ * JSON (service and model names from the input are in it) within the
+ * config's limits; at the end the broker must still answer and stop cleanly; ASan, UBSan
  * (fatal) and LeakSanitizer watch the rest: a crash, overrun, leak or hang
  * (a stats request unanswered for 10 s) keeps the input.
  * Seeds: scripted sessions of valid messages (tests/fuzz_msgs.h): a worker
@@ -25,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <jansson.h>
 #include <zmq.h>
 
 #include "base/clock.h"
@@ -34,6 +36,9 @@
 #include "proto/msg.h"
 
 #define S_PEERS 2
+#define S_MAX_WORKERS 3
+#define S_MAX_QUEUE 6
+#define S_MAX_INFLIGHT 6
 #define S_TICKET_MAX 64
 
 typedef struct {
@@ -117,7 +122,22 @@ static bool s_sync_once(void *sync, uint64_t id)
                 DQ_OK ||
             m.type != DQ_MSG_STATS_REPLY || m.u.stats_reply.req_id != id)
             continue; /* e.g. a heartbeat */
-        return m.u.stats_reply.json_len > 1 && m.u.stats_reply.json[0] == '{';
+        /* valid JSON (names from the input are in it), an object, and the
+         * tables within the limits of the config */
+        json_error_t je;
+        json_t *root = json_loadb(m.u.stats_reply.json, m.u.stats_reply.json_len, 0, &je);
+        if (!root) {
+            fprintf(stderr, "fuzz_broker: stats reply is not JSON: %s: %.*s\n", je.text,
+                    (int)m.u.stats_reply.json_len, m.u.stats_reply.json);
+            return false;
+        }
+        json_t *w = json_object_get(root, "workers"), *q = json_object_get(root, "queued");
+        json_t *f = json_object_get(root, "in_flight");
+        bool ok = json_is_object(root) && json_is_integer(w) && json_is_integer(q) &&
+                  json_is_integer(f) && json_integer_value(w) <= S_MAX_WORKERS &&
+                  json_integer_value(q) <= S_MAX_QUEUE && json_integer_value(f) <= S_MAX_INFLIGHT;
+        json_decref(root);
+        return ok;
     }
 }
 
@@ -257,7 +277,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     dq_broker_config_defaults(&cfg);
     cfg.frontend = fe, cfg.backend = be;
     cfg.heartbeat_ms = 1000, cfg.liveness = 3, cfg.request_timeout_ms = 10000;
-    cfg.max_queue = 6, cfg.max_inflight = 6, cfg.max_workers = 3, cfg.max_services = 3;
+    cfg.max_queue = S_MAX_QUEUE, cfg.max_inflight = S_MAX_INFLIGHT, cfg.max_workers = S_MAX_WORKERS;
+    cfg.max_services = 3;
     cfg.max_msg_bytes = 4096;
     cfg.log = s_devnull;
     /* A context per input: zmq_ctx_term reaps every socket of the input
