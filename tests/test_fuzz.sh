@@ -45,18 +45,22 @@ for t in $targets; do
         echo "ok $n - fuzz_$t: ${runs:-?} runs in ${secs} s from $nseeds seeds, no failure"
     else
         failed=$((failed + 1))
-        echo "not ok $n - fuzz_$t found a failing input (log tail and the input below)"
-        grep -v '^#[0-9]' "$dir/log" | tail -50 | sed 's/^/# /'
+        echo "not ok $n - fuzz_$t found a failing input (kept input, log tail, its bytes below)"
         mkdir -p "$keep"
+        kept=""
         for f in "$dir"/crash-* "$dir"/leak-* "$dir"/oom-* "$dir"/timeout-* "$dir"/slow-unit-*; do
             [ -f "$f" ] || continue
             cp "$f" "$keep/fuzz_$t-${f##*/}"
+            kept="$kept $keep/fuzz_$t-${f##*/}"
             echo "# input kept as $keep/fuzz_$t-${f##*/} ($(wc -c < "$f") bytes);" \
                  "reproduce: $exe $keep/fuzz_$t-${f##*/}"
-            echo "# hex:"
-            od -An -tx1 -v "$f" | head -64 | sed 's/^/#  /'
-            echo "# base64 (base64 -d > input):"
-            base64 -w 76 "$f" | head -40 | sed 's/^/#  /'
+        done
+        grep -v -e '^#[0-9]' -e '^    #[0-9]*[0-9][0-9] ' "$dir/log" | tail -30 | sed 's/^/# /'
+        for f in $kept; do
+            echo "# ${f##*/}, first 512 bytes in hex:"
+            od -An -tx1 -v "$f" | head -32 | sed 's/^/#  /'
+            echo "# ${f##*/} in base64 (paste into base64 -d > input):"
+            base64 -w 76 "$f" | sed 's/^/#  /'
         done
     fi
     rm -rf "$dir"
