@@ -76,7 +76,7 @@ dq_status dq_cudnn_classify(cudnnStatus_t s, cudaError_t last)
     case CUDNN_STATUS_BAD_PARAM: return DQ_ERR_ARG;
     case CUDNN_STATUS_EXECUTION_FAILED:
         return dq_cuda_is_sticky(last) ? DQ_ERR_DEVICE : DQ_ERR_IO;
-    case CUDNN_STATUS_NOT_INITIALIZED: /* category 1000: version, licence, loading */
+    case 1000: /* uncategorised (no enum names it): not initialised, version, licence, loading */
         if (s == CUDNN_STATUS_SUBLIBRARY_VERSION_MISMATCH ||
             s == CUDNN_STATUS_SUBLIBRARY_LOADING_FAILED || s == CUDNN_STATUS_LICENSE_ERROR)
             return DQ_ERR_UNSUPPORTED;
