@@ -32,11 +32,20 @@
  * the I/O thread's zmq_poll (EINTR) and the stop flag (owned by main) is
  * seen at once. Stop 1: DRAIN, finish what we hold, GOODBYE, return DQ_OK.
  * Stop 2 (a second signal): GOODBYE at once; the broker requeues the rest.
+ *
+ * A lost device (dq_teacher_lost: a sticky CUDA error such as an illegal
+ * address or an uncorrectable ECC error) cannot be drained: every later
+ * forward would fail. The compute thread blanks the replies of that
+ * hand-off and raises `lost`; the I/O thread then sends nothing more,
+ * leaves as on a second signal (GOODBYE, so the broker requeues everything
+ * we held to healthy workers) and dq_worker_run returns DQ_ERR_DEVICE, so
+ * the process exits non-zero and a supervisor can restart it.
  */
 #include "teacher_worker/worker.h"
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -88,6 +97,9 @@ struct dq_worker {
     zmq_msg_t *cframes;          /* one hand-off: gen + (ticket, body) x capacity */
     dq_msg *cmsgs;               /* its decoded requests */
     dq_msg_buf *cbufs;           /* and their replies */
+    /* set by the compute thread (lost_err first) when the device is lost */
+    atomic_bool lost;
+    dq_err lost_err;
     char pair_ep[64];
 };
 
@@ -157,6 +169,7 @@ static void s_compute_many(dq_worker_t *w, zmq_msg_t *f, int k)
         dq_err err = {{0}};
         if (dq_teacher_serve_many(w->teacher, reqs, nreq, tmp, &err) != DQ_OK)
             for (int i = 0; i < nreq; i++) tmp[i].len = 0; /* the I/O thread answers */
+        if (dq_teacher_lost(w->teacher, &w->lost_err) != DQ_OK) atomic_store(&w->lost, true);
         for (int i = 0; i < nreq; i++) w->cbufs[at[i]] = tmp[i]; /* buffers may have grown */
     }
     for (int j = 0; j < k; j++) {
@@ -348,8 +361,8 @@ static dq_status s_on_result(dq_worker_t *w, dq_err *err)
     if (w->busy > 0) w->busy--;
     uint32_t gen = 0;
     if (p.n == 3 && zmq_msg_size(&p.f[0]) == sizeof gen) memcpy(&gen, zmq_msg_data(&p.f[0]), sizeof gen);
-    if (p.n != 3 || gen != w->gen || !w->sock) {
-        w->stale++;
+    if (p.n != 3 || gen != w->gen || !w->sock || atomic_load(&w->lost)) {
+        w->stale++; /* lost device: the broker requeues it when we leave */
     } else if (zmq_msg_size(&p.f[2]) == 0) {
         s_reply_error(w, &p.f[1], 0, DQ_REPLY_ERROR, "teacher could not encode its reply");
     } else {
@@ -364,7 +377,7 @@ static dq_status s_on_result(dq_worker_t *w, dq_err *err)
         }
     }
     dq_wire_parts_close(&p);
-    return s_kick(w, err);
+    return atomic_load(&w->lost) ? DQ_OK : s_kick(w, err);
 }
 
 /* ---- joining and leaving ------------------------------------------------------------ */
@@ -573,6 +586,11 @@ static dq_status s_serve(dq_worker_t *w, dq_err *err)
     DQ_TRY(s_join(w, "join", err));
     for (;;) {
         sig_atomic_t stop = w->cfg.stop ? *w->cfg.stop : 0;
+        if (atomic_load(&w->lost)) {
+            s_log(w, "device lost, leaving: %s", w->lost_err.msg);
+            s_leave(w, "device lost");
+            return dq_fail(err, DQ_ERR_DEVICE, "%s", w->lost_err.msg);
+        }
         if (stop >= 2) {
             s_leave(w, "second signal");
             return DQ_OK;
@@ -623,6 +641,7 @@ dq_status dq_worker_new(dq_worker_t **out, const dq_worker_config *cfg, dq_err *
     dq_worker_t *w = calloc(1, sizeof *w);
     if (!w) return dq_fail(err, DQ_ERR_NOMEM, "worker: out of memory");
     w->cfg = *cfg;
+    atomic_init(&w->lost, false);
     w->backoff_ms = S_BACKOFF_MIN_MS;
     dq_status st = DQ_OK;
     w->queue = calloc((size_t)cfg->capacity, sizeof *w->queue);
