@@ -46,6 +46,8 @@ static void s_usage(FILE *f)
 "  --seed S             seed for init, shuffling and dropout (default 42)\n"
 "  --threads N          BLAS/compute threads (default 1)\n"
 "  --device D           cpu (default) or cuda[:N]: the student trains on that GPU\n"
+"  --teacher-device D   cpu (default) or cuda[:N]: --teacher-local teachers run\n"
+"                       their (batch-invariant) eval forward on that GPU\n"
 "                       (Adam only; see docs/cuda.md)\n"
 "  --limit-train N      use only the first N training samples\n"
 "  --limit-test N       evaluate on only the first N test samples\n"
@@ -91,7 +93,7 @@ int main(int argc, char **argv)
            O_THREADS, O_LTRAIN, O_LTEST, O_INIT, O_METRICS, O_RESUME, O_STOPAFTER, O_QUIET,
            O_HELP, O_VERSION, O_LOSS, O_T, O_SOFTW, O_HIDW, O_CEW, O_TEACHER, O_TLOCAL,
            O_TWEIGHTS, O_REPLAY, O_INFLIGHT, O_TTIMEOUT, O_ALLOWCHG, O_AUGMENT, O_RTEACHER,
-           O_DEVICE };
+           O_DEVICE, O_TDEVICE };
     static const struct option opts[] = {
         {"loss", required_argument, 0, O_LOSS}, {"T", required_argument, 0, O_T},
         {"soft-weight", required_argument, 0, O_SOFTW},
@@ -105,6 +107,7 @@ int main(int argc, char **argv)
         {"allow-teacher-change", no_argument, 0, O_ALLOWCHG},
         {"augment", no_argument, 0, O_AUGMENT},
         {"device", required_argument, 0, O_DEVICE},
+        {"teacher-device", required_argument, 0, O_TDEVICE},
         {"model", required_argument, 0, O_MODEL}, {"data", required_argument, 0, O_DATA},
         {"out", required_argument, 0, O_OUT}, {"epochs", required_argument, 0, O_EPOCHS},
         {"batch", required_argument, 0, O_BATCH}, {"lr", required_argument, 0, O_LR},
@@ -122,7 +125,7 @@ int main(int argc, char **argv)
     dq_recipe_kind kind = DQ_RECIPE_CE;
     float T = -1, softw = -1, hidw = -1, cew = -1;
     const char *tweights = NULL;
-    const char *device = NULL;
+    const char *device = NULL, *tdevice = NULL;
     int c;
     while (st == DQ_OK && (c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
@@ -149,6 +152,7 @@ int main(int argc, char **argv)
         case O_ALLOWCHG: cfg.allow_teacher_change = true; break;
         case O_AUGMENT: cfg.augment = true; break;
         case O_DEVICE: device = optarg; break;
+        case O_TDEVICE: tdevice = optarg; break;
         case O_MODEL: cfg.model_path = optarg; break;
         case O_DATA: cfg.data_dir = optarg; break;
         case O_OUT: cfg.out_path = optarg; break;
@@ -203,6 +207,10 @@ int main(int argc, char **argv)
     /* The student's forward, backward and Adam run on the chosen device
      * through the same loop (dq_net_set_device). */
     if (st == DQ_OK) st = dq_backend_select(device, &cfg.device, &err);
+    if (st == DQ_OK && dq_backend_select(tdevice, &cfg.teacher_device, &err) != DQ_OK)
+        st = dq_fail_prefix(&err, DQ_ERR_UNSUPPORTED, "--teacher-device: ");
+    if (st == DQ_OK && tdevice && cfg.n_local_teachers == 0)
+        st = dq_fail(&err, DQ_ERR_ARG, "--teacher-device is for --teacher-local teachers");
     if (st != DQ_OK) {
         fprintf(stderr, "distillq-train: %s\n", err.msg);
         return 2;

@@ -57,6 +57,7 @@ typedef struct {
     int64_t timeout_ms;                 /* service: give up after this long unserved */
     bool allow_teacher_change;          /* service */
     const char *replay_dir;             /* replay */
+    dq_device teacher_device;           /* local: where the teachers' forward runs */
     FILE *log;
 } dq_source_config;
 
