@@ -373,8 +373,11 @@ static void test_softmax(void **state)
 {
     s_gpu *g = *state;
     dq_err err = {{0}};
-    const int64_t N = 67, K = 10;
+    /* K = 100 strides the row block's 32 lanes unevenly */
+    const int64_t N = 67, Ks[2] = {10, 100};
+    for (int ki = 0; ki < 2; ki++)
     for (int as_log = 0; as_log < 2; as_log++) {
+        const int64_t K = Ks[ki];
         for (float T = 1.0f; T < 5.0f; T += 2.5f) {
             float *x = s_random(g, N * K, -8, 8), *dy = s_random(g, N * K, -1, 1);
             float *dx = s_random(g, N * K, -1, 1), *y = malloc((size_t)(N * K) * 4);
@@ -491,6 +494,14 @@ static void test_losses(void **state)
     for (int i = 0; i < N; i++) lab[i] = (int32_t)dq_rng_below(&g->rng, (uint64_t)K);
     s_loss_case(g, S_XENT, "cross-entropy", s, NULL, lab, N, K, 0, scale);
     s_loss_case(g, S_KD, "kd", s, t, NULL, N, K, T, scale);
+    /* rows longer than the row block's 32 lanes (uneven stride) */
+    const int64_t K2 = 100;
+    float *s2 = s_random(g, N * K2, -6, 6), *t2 = s_random(g, N * K2, -6, 6);
+    int32_t lab2[45];
+    for (int i = 0; i < N; i++) lab2[i] = (int32_t)dq_rng_below(&g->rng, (uint64_t)K2);
+    s_loss_case(g, S_XENT, "cross-entropy K=100", s2, NULL, lab2, N, K2, 0, scale);
+    s_loss_case(g, S_KD, "kd K=100", s2, t2, NULL, N, K2, T, scale);
+    free(s2), free(t2);
     float *a = s_random(g, N * F, -1, 1), *b = s_random(g, N * F, -1, 1);
     s_loss_case(g, S_COSINE, "cosine", a, b, NULL, N, F, 0, scale);
     s_loss_case(g, S_MSE, "mse", a, b, NULL, N, F, 0, scale);
