@@ -186,7 +186,8 @@ static dq_status s_forward_chunked(dq_net_cuda_t *g, const dq_tensor *input,
     const dq_net_input *ip = dq_net_input_spec(g->net);
     for (int o = 0; o < DQ_MF_MAX_OUTPUTS; o++) g->fetched[o] = false;
     if (!input || !input->data || input->ndim != 4 || input->shape[0] < 1 ||
-        input->shape[0] > g->max_batch) {
+        input->shape[0] > g->max_batch || input->shape[1] != ip->channels ||
+        input->shape[2] != ip->height || input->shape[3] != ip->width) {
         char got[96] = "none";
         if (input) dq_tensor_shape_str(input, got, sizeof got);
         return dq_fail(err, input && input->data ? DQ_ERR_SHAPE : DQ_ERR_ARG,
@@ -206,7 +207,11 @@ static dq_status s_forward_chunked(dq_net_cuda_t *g, const dq_tensor *input,
         dq_tensor x = *input;
         x.data = (float *)src;
         x.shape[0] = C;
-        DQ_TRY(dq_net_forward_outputs(g->net, &x, false, NULL, want, n_want, err));
+        dq_status st = dq_net_forward_outputs(g->net, &x, false, NULL, want, n_want, err);
+        if (st != DQ_OK) { /* no half-gathered outputs */
+            for (int o = 0; o < DQ_MF_MAX_OUTPUTS; o++) g->fetched[o] = false;
+            return st;
+        }
         s_gather(g, off, take);
     }
     for (int o = 0; o < dq_net_output_count(g->net); o++) g->out[o].shape[0] = N;
