@@ -157,6 +157,7 @@ static void test_many_requests_exactly_once_and_stats(void **state)
     assert_int_equal(h_json_num(f->json, "\"name\": \"fmnist\"", "errors"), 0);
     assert_int_equal(h_json_num(f->json, "\"name\": \"fmnist\"", "queue"), 0);
     assert_int_equal(h_json_num(f->json, NULL, "in_flight"), 0);
+    assert_int_equal(h_json_num(f->json, NULL, "worker_send_failed"), 0);
     long long s1 = h_json_num(f->json, "\"capacity\": 2", "served");
     long long s2 = h_json_num(f->json, "\"capacity\": 3", "served");
     assert_int_equal(s1, atomic_load(&w1->served));
@@ -358,6 +359,9 @@ static void test_killed_worker_requeued(void **state)
     assert_int_equal(c.missing, 0);
     s_stats(f);
     assert_true(h_json_num(f->json, "\"name\": \"svc\"", "requeues") >= 1);
+    /* the dead worker's connection is gone before liveness runs out: the
+     * heartbeats (or requests) sent to it meanwhile fail and are counted */
+    assert_true(h_json_num(f->json, NULL, "worker_send_failed") >= 1);
     assert_int_equal(h_json_num(f->json, NULL, "workers"), 1);
     assert_true(h_log_contains(&f->b, "requeued"));
     h_worker_join(good);

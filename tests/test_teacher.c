@@ -300,12 +300,56 @@ static void test_serve_many_equals_one_by_one(void **state)
     dq_msg_buf_free(&one);
 }
 
+/* What the worker's compute thread calls on requests its I/O thread has
+ * already checked: the same bytes as the checking entry points, for a merge
+ * group and for requests served alone (another dtype). */
+static void test_serve_checked_equals_serve_many(void **state)
+{
+    s_fix *f = *state;
+    uint8_t px[7 * 784];
+    float xf[2 * 784];
+    dq_rng r;
+    dq_rng_seed(&r, 34);
+    for (size_t i = 0; i < sizeof px; i++) px[i] = (uint8_t)dq_rng_below(&r, 256);
+    for (int i = 0; i < 2 * 784; i++) xf[i] = ((float)px[i] / 255.0f - 0.5f) / 0.5f;
+    dq_msg_request rq[4] = {
+        s_req(px, 2, DQ_DTYPE_U8),
+        s_req(xf, 2, DQ_DTYPE_F32),
+        s_req(px + 2 * 784, 4, DQ_DTYPE_U8),
+        s_req(px + 6 * 784, 1, DQ_DTYPE_U8),
+    };
+    const dq_msg_request *rs[4];
+    dq_msg_buf a[4], b[4];
+    dq_err err = {{0}};
+    for (int i = 0; i < 4; i++) {
+        rq[i].req_id = 200 + (uint64_t)i;
+        rs[i] = &rq[i];
+        assert_int_equal(dq_teacher_check(f->t, rs[i], &err), DQ_OK);
+        dq_msg_buf_init(&a[i]);
+        dq_msg_buf_init(&b[i]);
+    }
+    assert_int_equal(dq_teacher_serve_checked(f->t, rs, 4, a, &err), DQ_OK);
+    assert_int_equal(dq_teacher_serve_many(f->t, rs, 4, b, &err), DQ_OK);
+    for (int i = 0; i < 4; i++) {
+        assert_true(a[i].len > 0);
+        assert_int_equal(a[i].len, b[i].len);
+        assert_memory_equal(a[i].data, b[i].data, a[i].len);
+        dq_msg m;
+        assert_int_equal(dq_msg_decode(f->dec, a[i].data, a[i].len, &m, &err), DQ_OK);
+        assert_int_equal(m.u.reply.req_id, 200 + i);
+        assert_int_equal(m.u.reply.status, DQ_REPLY_OK);
+        dq_msg_buf_free(&a[i]);
+        dq_msg_buf_free(&b[i]);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_identity_and_announce),
         cmocka_unit_test(test_reply_equals_local_forward),
         cmocka_unit_test(test_serve_many_equals_one_by_one),
+        cmocka_unit_test(test_serve_checked_equals_serve_many),
         cmocka_unit_test(test_bad_requests_get_reasons),
     };
     return cmocka_run_group_tests_name("teacher", tests, s_setup, s_teardown);

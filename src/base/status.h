@@ -25,6 +25,9 @@ typedef enum {
     DQ_ERR_TIMEOUT,     /* waited too long */
     DQ_ERR_NET,         /* socket-level failure */
     DQ_ERR_OVERLOADED,  /* queue full: retry later */
+    DQ_ERR_UNREACHABLE, /* the peer's connection is gone (EHOSTUNREACH) */
+    DQ_ERR_SYSTEM,      /* the OS refused a resource: thread, mutex, signal mask */
+    DQ_ERR_INTERNAL,    /* an invariant of our own code does not hold (a bug) */
     DQ_STATUS_COUNT
 } dq_status;
 

@@ -1,13 +1,19 @@
-/* broker.c - the broker's life cycle, poll loop, frontend (clients) and
- * dispatch. The backend side (workers) is in workers.c.
+/* broker.c - the broker's life cycle, poll loop, timers and the handling
+ * of each message from clients (frontend) and workers (backend). Dispatch
+ * and the service table are in dispatch.c, the worker table's life cycle
+ * (join, leave, death, requeue) in workers.c; calls only point down:
+ * broker.c -> dispatch.c -> workers.c -> records.c.
  *
  * The loop is the guide's load-balancing broker grown up: one zmq_poll over
  * both ROUTERs with a timeout of one tick; the backend is drained before the
  * frontend so returning credits are used before new work is accepted; every
  * event ends with dispatch() of the service it touched; a tick sends
- * heartbeats, purges dead workers and times out queued requests. Requests
- * are decoded once (zero copy) to read their header, then forwarded as the
- * very frame the client sent. Sends never block (ZMQ_DONTWAIT): a peer that
+ * heartbeats, purges dead workers and times out queued requests. A request
+ * is decoded once (zero copy) when it arrives; the decoded struct is kept
+ * beside its frame (b->req[r]) for the check at dispatch and the cache, and
+ * the very frame the client sent is forwarded. A worker's reply is decoded
+ * once (its req_id is checked, the cache stores it) and forwarded as
+ * received. Sends never block (ZMQ_DONTWAIT): a peer that
  * does not read loses its own messages, never the broker's time.
  */
 #include "broker/broker_int.h"
@@ -41,230 +47,6 @@ void dq_broker_config_defaults(dq_broker_config *c)
 uint64_t dq_broker_epoch(const dq_broker_t *b)
 {
     return b->epoch;
-}
-
-void dq_broker_log(dq_broker_t *b, const char *fmt, ...)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    struct tm tm;
-    gmtime_r(&ts.tv_sec, &tm);
-    char stamp[32];
-    strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &tm);
-    char line[768];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
-    va_end(ap);
-    fprintf(b->log, "%s.%03ldZ distillq-broker: %s\n", stamp, ts.tv_nsec / 1000000, line);
-    fflush(b->log);
-}
-
-/* ---- replies made by the broker ---------------------------------------------- */
-
-static void s_send_to_client(dq_broker_t *b, const uint8_t *cid, size_t cid_len, const void *body,
-                             size_t len)
-{
-    const void *data[2] = {cid, body};
-    size_t lens[2] = {cid_len, len};
-    if (dq_wire_send(b->frontend, 2, data, lens, ZMQ_DONTWAIT, NULL) != DQ_OK)
-        b->n_undeliverable++; /* client gone or not reading: its loss only */
-}
-
-static void s_verror_reply(dq_broker_t *b, const uint8_t *cid, size_t cid_len, uint64_t req_id,
-                           dq_reply_status st, const char *fmt, va_list ap)
-{
-    char why[DQ_MSG_ERROR_MAX + 1];
-    vsnprintf(why, sizeof why, fmt, ap);
-    dq_msg_buf_reset(&b->out);
-    if (dq_msg_encode_error_reply(&b->out, req_id, st, why, NULL) != DQ_OK) {
-        dq_broker_log(b, "cannot encode an error reply (%s)", why);
-        return;
-    }
-    s_send_to_client(b, cid, cid_len, b->out.data, b->out.len);
-    b->n_replies++;
-}
-
-void dq_broker_error_reply(dq_broker_t *b, const uint8_t *cid, size_t cid_len, uint64_t req_id,
-                           dq_reply_status st, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    s_verror_reply(b, cid, cid_len, req_id, st, fmt, ap);
-    va_end(ap);
-    b->n_rejected++;
-}
-
-void dq_broker_fail_record(dq_broker_t *b, int32_t r, dq_reply_status st, const char *fmt, ...)
-{
-    dq_brec *x = &b->rec[r];
-    dq_bservice *s = &b->services[x->service];
-    s->errors++;
-    if (st == DQ_REPLY_TIMEOUT || st == DQ_REPLY_UNKNOWN_SERVICE) s->timeouts++;
-    if (st == DQ_REPLY_BAD_REQUEST) s->bad_requests++;
-    va_list ap;
-    va_start(ap, fmt);
-    s_verror_reply(b, x->cid, x->cid_len, x->req_id, st, fmt, ap);
-    va_end(ap);
-    if (x->state == REC_QUEUED) {
-        dq_blist_remove(b, &s->queue, r);
-        b->queued--;
-    } else if (x->state == REC_INFLIGHT) {
-        dq_bworker *w = &b->workers[x->worker];
-        dq_blist_remove(b, &w->held, r);
-        w->in_flight--;
-        b->inflight--;
-    }
-    dq_brec_release(b, r);
-}
-
-/* ---- services ------------------------------------------------------------------- */
-
-/* A service nobody ever announced and nothing waits for: clients naming
- * random services must not use up the table for good. */
-static bool s_reclaimable(const dq_bservice *s)
-{
-    return !s->has_identity && s->n_workers == 0 && s->queue.count == 0;
-}
-
-int32_t dq_broker_service(dq_broker_t *b, const char *name, bool create)
-{
-    int32_t free_slot = -1, spare = -1;
-    for (int32_t i = 0; i < b->cfg.max_services && i <= b->service_hi; i++) {
-        if (b->services[i].used) {
-            if (strcmp(b->services[i].name, name) == 0) return i;
-            if (spare < 0 && s_reclaimable(&b->services[i])) spare = i;
-        } else if (free_slot < 0) {
-            free_slot = i;
-        }
-    }
-    if (free_slot < 0) free_slot = spare;
-    if (!create || free_slot < 0) return -1;
-    dq_bservice *s = &b->services[free_slot];
-    memset(s, 0, sizeof *s);
-    if (free_slot >= b->service_hi) b->service_hi = free_slot + 1;
-    s->used = true;
-    snprintf(s->name, sizeof s->name, "%s", name);
-    dq_blist_init(&s->queue);
-    return free_slot;
-}
-
-const char *dq_broker_check_request(const dq_bservice *s, const dq_msg_request *r, char *why,
-                                    size_t cap)
-{
-    const dq_msg_ready *id = &s->identity;
-    if (!(id->dtypes & (1u << r->dtype))) {
-        snprintf(why, cap, "service '%s' does not take dtype %s", s->name,
-                 dq_msg_dtype_name(r->dtype));
-        return why;
-    }
-    if (r->shape[1] != id->input[0] || r->shape[2] != id->input[1] ||
-        r->shape[3] != id->input[2]) {
-        snprintf(why, cap, "service '%s' takes %lldx%lldx%lld inputs, request has %lldx%lldx%lld",
-                 s->name, (long long)id->input[0], (long long)id->input[1],
-                 (long long)id->input[2], (long long)r->shape[1], (long long)r->shape[2],
-                 (long long)r->shape[3]);
-        return why;
-    }
-    if (id->max_batch && r->shape[0] > (int64_t)id->max_batch) {
-        snprintf(why, cap, "service '%s' takes batches of at most %u, request has %lld", s->name,
-                 id->max_batch, (long long)r->shape[0]);
-        return why;
-    }
-    for (int i = 0; i < r->n_outputs; i++) {
-        bool found = false;
-        for (int j = 0; j < id->n_outputs && !found; j++)
-            found = strcmp(r->outputs[i], id->outputs[j].name) == 0;
-        if (!found) {
-            snprintf(why, cap, "service '%s' has no output '%s'", s->name, r->outputs[i]);
-            return why;
-        }
-    }
-    return NULL;
-}
-
-/* ---- dispatch --------------------------------------------------------------------- */
-
-/* The live, non-draining worker of svc with the most free credits (ties:
- * the one that got work least recently), or -1. */
-static int32_t s_pick_worker(const dq_broker_t *b, int32_t svc)
-{
-    int32_t best = -1;
-    uint32_t best_free = 0;
-    for (int32_t i = 0; i < b->worker_hi; i++) {
-        const dq_bworker *w = &b->workers[i];
-        if (!w->used || w->service != svc || w->draining || w->in_flight >= w->capacity)
-            continue;
-        uint32_t fr = w->capacity - w->in_flight;
-        if (best < 0 || fr > best_free ||
-            (fr == best_free && w->last_dispatch < b->workers[best].last_dispatch)) {
-            best = i;
-            best_free = fr;
-        }
-    }
-    return best;
-}
-
-/* Re-reads a request that was queued before its service had a live
- * identity; false (and the record answered) if the live workers cannot take it. */
-static bool s_late_check(dq_broker_t *b, int32_t r)
-{
-    dq_brec *x = &b->rec[r];
-    dq_bservice *s = &b->services[x->service];
-    dq_err err = {{0}};
-    char why[DQ_MSG_ERROR_MAX + 1];
-    if (dq_msg_decode(b->dec, zmq_msg_data(&x->body), zmq_msg_size(&x->body), &b->msg, &err) !=
-        DQ_OK) { /* cannot happen: it decoded when it arrived */
-        dq_broker_fail_record(b, r, DQ_REPLY_BAD_REQUEST, "%s", err.msg);
-        return false;
-    }
-    if (dq_broker_check_request(s, &b->msg.u.request, why, sizeof why)) {
-        dq_broker_fail_record(b, r, DQ_REPLY_BAD_REQUEST, "%s", why);
-        return false;
-    }
-    x->checked = true;
-    return true;
-}
-
-void dq_broker_dispatch(dq_broker_t *b, int32_t svc, int64_t now)
-{
-    dq_bservice *s = &b->services[svc];
-    while (s->queue.count > 0) {
-        int32_t w = s_pick_worker(b, svc);
-        if (w < 0) return;
-        int32_t r = s->queue.head;
-        dq_brec *x = &b->rec[r];
-        if (!x->checked && !s_late_check(b, r)) continue;
-        dq_bworker *wk = &b->workers[w];
-        x->gen++;
-        uint8_t ticket[S_TICKET_LEN];
-        dq_brec_ticket(b, r, ticket);
-        zmq_msg_t copy;
-        zmq_msg_init(&copy);
-        zmq_msg_copy(&copy, &x->body); /* shares the frame: no byte copied */
-        int rc = zmq_send(b->backend, wk->id, wk->id_len, ZMQ_SNDMORE | ZMQ_DONTWAIT);
-        if (rc >= 0) rc = zmq_send(b->backend, ticket, sizeof ticket, ZMQ_SNDMORE | ZMQ_DONTWAIT);
-        if (rc >= 0) rc = zmq_msg_send(&copy, b->backend, ZMQ_DONTWAIT);
-        if (rc < 0) {
-            int e = zmq_errno();
-            zmq_msg_close(&copy);
-            /* EHOSTUNREACH: the worker's connection is gone; treat it as dead
-             * now rather than after the liveness period. */
-            dq_broker_log(b, "cannot send to worker %s of '%s' (%s)", wk->id_hex, s->name,
-                          zmq_strerror(e));
-            dq_broker_remove_worker(b, w, "unreachable", now);
-            continue;
-        }
-        dq_blist_remove(b, &s->queue, r);
-        b->queued--;
-        x->state = REC_INFLIGHT;
-        x->worker = w;
-        x->dispatched_ms = now;
-        dq_blist_push_back(b, &wk->held, r);
-        wk->in_flight++;
-        wk->last_dispatch = ++b->dispatch_seq;
-        b->inflight++;
-    }
 }
 
 /* ---- frontend --------------------------------------------------------------------- */
@@ -326,7 +108,18 @@ static void s_on_request(dq_broker_t *b, dq_wire_parts *p, int64_t now)
     x->cid_len = (uint8_t)cid_len;
     memcpy(x->cid, cid, cid_len);
     x->deadline_ms = now + b->cfg.request_timeout_ms;
-    zmq_msg_move(&x->body, &p->f[1]);
+    /* Keep the frame and the request decoded from it, data re-pointed into
+     * the kept frame (a tiny frame lives inside the zmq_msg_t and moves). */
+    size_t off = (size_t)((const uint8_t *)rq->data - (const uint8_t *)zmq_msg_data(&p->f[1]));
+    if (zmq_msg_move(&x->body, &p->f[1]) != 0) {
+        dq_broker_log(b, "zmq_msg_move: %s", zmq_strerror(zmq_errno()));
+        dq_brec_release(b, r);
+        dq_broker_error_reply(b, cid, cid_len, rq->req_id, DQ_REPLY_ERROR,
+                              "broker: internal error keeping the request");
+        return;
+    }
+    b->req[r] = *rq;
+    b->req[r].data = (const uint8_t *)zmq_msg_data(&x->body) + off;
     dq_brec_hash_insert(b, r);
     dq_blist_push_back(b, &s->queue, r);
     b->queued++;
@@ -360,7 +153,7 @@ static void s_on_frontend(dq_broker_t *b, dq_wire_parts *p, int64_t now)
     }
     switch (b->msg.type) {
     case DQ_MSG_REQUEST: s_on_request(b, p, now); break;
-    case DQ_MSG_HEARTBEAT: s_send_to_client(b, cid, cid_len, b->hb.data, b->hb.len); break;
+    case DQ_MSG_HEARTBEAT: dq_broker_send_client(b, cid, cid_len, b->hb.data, b->hb.len); break;
     case DQ_MSG_STATS_REQUEST: {
         uint64_t id = b->msg.u.stats_request.req_id;
         dq_msg_buf_reset(&b->out);
@@ -370,7 +163,7 @@ static void s_on_frontend(dq_broker_t *b, dq_wire_parts *p, int64_t now)
             dq_broker_log(b, "stats: %s", err.msg);
             break;
         }
-        s_send_to_client(b, cid, cid_len, b->out.data, b->out.len);
+        dq_broker_send_client(b, cid, cid_len, b->out.data, b->out.len);
         break;
     }
     default:
@@ -378,6 +171,152 @@ static void s_on_frontend(dq_broker_t *b, dq_wire_parts *p, int64_t now)
         dq_broker_error_reply(b, cid, cid_len, b->msg.req_id, DQ_REPLY_BAD_REQUEST,
                               "message type '%s' is not accepted from clients",
                               dq_msg_type_name(b->msg.type));
+    }
+}
+
+/* ---- backend --------------------------------------------------------------------- */
+
+static void s_on_ready(dq_broker_t *b, int32_t w, const uint8_t *id, size_t len, int64_t now)
+{
+    const dq_msg_ready *rd = &b->msg.u.ready;
+    if (w >= 0) {
+        int32_t old = b->workers[w].service;
+        dq_broker_remove_worker(b, w, "re-announced itself", now);
+        dq_broker_dispatch(b, old, now);
+    }
+    int32_t svc = dq_broker_service(b, rd->teacher.service, true);
+    if (svc < 0) {
+        char hex[24], why[DQ_MSG_ERROR_MAX + 1];
+        dq_wire_id_hex(id, len, hex, sizeof hex);
+        snprintf(why, sizeof why, "broker already serves %d services", b->cfg.max_services);
+        dq_broker_log(b, "rejected worker %s for '%s': %s", hex, rd->teacher.service, why);
+        dq_broker_disconnect(b, id, len, why);
+        return;
+    }
+    if (dq_broker_add_worker(b, svc, id, len, rd, now) >= 0) dq_broker_dispatch(b, svc, now);
+}
+
+static void s_on_reply(dq_broker_t *b, int32_t w, dq_wire_parts *p, int64_t now)
+{
+    dq_bworker *wk = &b->workers[w];
+    int32_t r = dq_brec_from_ticket(b, zmq_msg_data(&p->f[1]), zmq_msg_size(&p->f[1]), w);
+    if (r < 0) {
+        b->n_late++;
+        dq_broker_log(b, "dropped a late reply from worker %s (request no longer held by it)",
+                      wk->id_hex);
+        return;
+    }
+    dq_brec *x = &b->rec[r];
+    dq_bservice *s = &b->services[x->service];
+    dq_err err = {{0}};
+    size_t len = zmq_msg_size(&p->f[2]);
+    dq_status st = (int64_t)len > b->cfg.max_msg_bytes
+                       ? dq_fail(&err, DQ_ERR_PROTO, "reply of %zu bytes is too large", len)
+                       : dq_msg_decode(b->dec, zmq_msg_data(&p->f[2]), len, &b->msg, &err);
+    if (st == DQ_OK && b->msg.type != DQ_MSG_REPLY)
+        st = dq_fail(&err, DQ_ERR_PROTO, "a '%s' message with a ticket",
+                     dq_msg_type_name(b->msg.type));
+    if (st == DQ_OK && b->msg.u.reply.req_id != x->req_id)
+        st = dq_fail(&err, DQ_ERR_PROTO, "reply for req_id %llu to request %llu",
+                     (unsigned long long)b->msg.u.reply.req_id, (unsigned long long)x->req_id);
+    double ms = (double)(now - x->dispatched_ms);
+    wk->served++;
+    s->served++;
+    wk->service_ms_sum += ms;
+    s->service_ms_sum += ms;
+    if (st != DQ_OK) {
+        wk->errors++;
+        b->n_malformed++;
+        dq_broker_log(b, "worker %s sent a malformed reply: %s", wk->id_hex, err.msg);
+        dq_broker_fail_record(b, r, DQ_REPLY_ERROR, "teacher worker of '%s' sent a bad reply: %s",
+                              s->name, err.msg);
+        dq_broker_dispatch(b, wk->service, now);
+        return;
+    }
+    const dq_msg_reply *rep = &b->msg.u.reply;
+    if (rep->status != DQ_REPLY_OK) {
+        wk->errors++;
+        s->errors++;
+    } else if (b->cfg.cache && b->cfg.cache->store) {
+        /* The request is still held, decoded since it arrived. */
+        b->cfg.cache->store(b->cfg.cache->ctx, &rep->teacher, &b->req[r], rep);
+    }
+    /* Forward the worker's frame itself: zmq_msg_send moves it, no copy. */
+    if (zmq_send(b->frontend, x->cid, x->cid_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
+        zmq_msg_send(&p->f[2], b->frontend, ZMQ_DONTWAIT) < 0)
+        b->n_undeliverable++;
+    b->n_replies++;
+    dq_blist_remove(b, &wk->held, r);
+    wk->in_flight--;
+    b->inflight--;
+    dq_brec_release(b, r);
+    dq_broker_dispatch(b, wk->service, now);
+}
+
+static void s_on_backend(dq_broker_t *b, dq_wire_parts *p, int64_t now)
+{
+    if (p->n < 1) return;
+    const uint8_t *id = zmq_msg_data(&p->f[0]);
+    size_t id_len = zmq_msg_size(&p->f[0]);
+    int32_t w = dq_broker_find_worker(b, id, id_len);
+    char hex[24];
+    dq_wire_id_hex(id, id_len, hex, sizeof hex);
+    if (w >= 0) b->workers[w].last_seen_ms = now;
+    if (p->total != 2 && p->total != 3) {
+        b->n_malformed++;
+        dq_broker_log(b, "malformed message from worker %s: %d frames", hex, p->total - 1);
+        return;
+    }
+    if (p->total == 3) {
+        if (w < 0) {
+            b->n_late++;
+            dq_broker_log(b, "dropped a reply from unknown worker %s (declared dead?); asked it "
+                             "to re-announce", hex);
+            dq_broker_reannounce(b, id, id_len);
+            return;
+        }
+        s_on_reply(b, w, p, now);
+        return;
+    }
+    dq_err err = {{0}};
+    size_t len = zmq_msg_size(&p->f[1]);
+    if ((int64_t)len > b->cfg.max_msg_bytes ||
+        dq_msg_decode(b->dec, zmq_msg_data(&p->f[1]), len, &b->msg, &err) != DQ_OK) {
+        b->n_malformed++;
+        dq_broker_log(b, "malformed message from worker %s: %s", hex,
+                      err.msg[0] ? err.msg : "too large");
+        return;
+    }
+    switch (b->msg.type) {
+    case DQ_MSG_READY: s_on_ready(b, w, id, id_len, now); break;
+    case DQ_MSG_HEARTBEAT:
+        if (w < 0) dq_broker_reannounce(b, id, id_len);
+        break;
+    case DQ_MSG_DRAIN:
+        if (w < 0) {
+            dq_broker_reannounce(b, id, id_len);
+        } else {
+            if (!b->workers[w].draining)
+                dq_broker_log(b, "worker %s of '%s' is draining (%u in flight)", hex,
+                              b->services[b->workers[w].service].name, b->workers[w].in_flight);
+            b->workers[w].draining = true;
+            /* Ack: the pipe is FIFO, so once the worker reads this it has
+             * every request it will ever get and may say goodbye when done. */
+            dq_msg_buf_reset(&b->out);
+            if (dq_msg_encode_simple(&b->out, DQ_MSG_DRAIN, NULL) == DQ_OK)
+                dq_broker_send_worker(b, id, id_len, b->out.data, b->out.len);
+        }
+        break;
+    case DQ_MSG_GOODBYE:
+        if (w >= 0) {
+            int32_t svc = b->workers[w].service;
+            dq_broker_remove_worker(b, w, "left", now);
+            dq_broker_dispatch(b, svc, now);
+        }
+        break;
+    default:
+        b->n_malformed++;
+        dq_broker_log(b, "unexpected '%s' from worker %s", dq_msg_type_name(b->msg.type), hex);
     }
 }
 
@@ -407,14 +346,14 @@ static void s_expire_queued(dq_broker_t *b, int64_t now)
 
 static void s_tick(dq_broker_t *b, int64_t now)
 {
-    dq_broker_purge(b, now);
+    if (dq_broker_purge(b, now) > 0) /* their requests went back to the queues */
+        for (int32_t i = 0; i < b->service_hi; i++)
+            if (b->services[i].used && b->services[i].queue.count > 0) dq_broker_dispatch(b, i, now);
     if (now >= b->next_hb_ms) {
         for (int32_t i = 0; i < b->worker_hi; i++) {
             dq_bworker *w = &b->workers[i];
             if (!w->used) continue;
-            const void *data[2] = {w->id, b->hb.data};
-            size_t lens[2] = {w->id_len, b->hb.len};
-            (void)dq_wire_send(b->backend, 2, data, lens, ZMQ_DONTWAIT, NULL);
+            dq_broker_send_worker(b, w->id, w->id_len, b->hb.data, b->hb.len);
         }
         b->next_hb_ms = now + b->cfg.heartbeat_ms;
     }
@@ -491,7 +430,6 @@ dq_status dq_broker_new(dq_broker_t **out, const dq_broker_config *cfg, dq_err *
             st = dq_fail(err, DQ_ERR_NOMEM, "broker: cannot allocate the worker table");
     }
     if (!st) st = dq_msg_decoder_new(&b->dec, err);
-    if (!st && cfg->cache) st = dq_msg_decoder_new(&b->dec2, err);
     if (!st) st = dq_msg_encode_heartbeat(&b->hb, b->epoch, err);
     if (!st) st = dq_msg_buf_reserve(&b->out, 4096, err);
     if (!st) st = dq_msg_buf_reserve(&b->json, 4096, err);
@@ -522,7 +460,6 @@ void dq_broker_destroy(dq_broker_t **p)
     dq_brec_fini(b); /* closes held frames before the context goes */
     if (b->own_ctx && b->ctx) zmq_ctx_term(b->ctx);
     dq_msg_decoder_destroy(&b->dec);
-    dq_msg_decoder_destroy(&b->dec2);
     dq_msg_buf_free(&b->out);
     dq_msg_buf_free(&b->hb);
     dq_msg_buf_free(&b->json);
@@ -530,6 +467,20 @@ void dq_broker_destroy(dq_broker_t **p)
     free(b->services);
     free(b);
     *p = NULL;
+}
+
+/* After a receive burst: nothing more to read (EAGAIN) or a signal (EINTR)
+ * ends the burst and clears *st; any other failure of a ROUTER socket is
+ * not ours to survive: logged, and the loop stops with it. */
+static bool s_recv_failed(dq_broker_t *b, dq_status *st, const char *which, dq_err *err)
+{
+    if (*st == DQ_OK || *st == DQ_ERR_TIMEOUT || *st == DQ_ERR_INTERRUPTED) {
+        *st = DQ_OK;
+        return false;
+    }
+    dq_fail_prefix(err, *st, "%s: ", which);
+    dq_broker_log(b, "receive failed: %s", err ? err->msg : dq_strerror(*st));
+    return true;
 }
 
 dq_status dq_broker_run(dq_broker_t *b, volatile sig_atomic_t *stop, dq_err *err)
@@ -550,15 +501,17 @@ dq_status dq_broker_run(dq_broker_t *b, volatile sig_atomic_t *stop, dq_err *err
             break;
         }
         for (int i = 0; i < S_BATCH && (items[0].revents & ZMQ_POLLIN); i++) {
-            if (dq_wire_recv(b->backend, &p, ZMQ_DONTWAIT, NULL) != DQ_OK) break;
-            dq_broker_on_backend(b, &p, dq_clock_now_ms());
+            if ((st = dq_wire_recv(b->backend, &p, ZMQ_DONTWAIT, err)) != DQ_OK) break;
+            s_on_backend(b, &p, dq_clock_now_ms());
             dq_wire_parts_close(&p);
         }
+        if (s_recv_failed(b, &st, "backend", err)) break;
         for (int i = 0; i < S_BATCH && (items[1].revents & ZMQ_POLLIN); i++) {
-            if (dq_wire_recv(b->frontend, &p, ZMQ_DONTWAIT, NULL) != DQ_OK) break;
+            if ((st = dq_wire_recv(b->frontend, &p, ZMQ_DONTWAIT, err)) != DQ_OK) break;
             if (p.n >= 1) s_on_frontend(b, &p, dq_clock_now_ms());
             dq_wire_parts_close(&p);
         }
+        if (s_recv_failed(b, &st, "frontend", err)) break;
         now = dq_clock_now_ms();
         if (now >= next_tick) {
             s_tick(b, now);
@@ -570,9 +523,7 @@ dq_status dq_broker_run(dq_broker_t *b, volatile sig_atomic_t *stop, dq_err *err
         for (int32_t i = 0; i < b->worker_hi; i++) {
             dq_bworker *w = &b->workers[i];
             if (!w->used) continue;
-            const void *data[2] = {w->id, b->out.data};
-            size_t lens[2] = {w->id_len, b->out.len};
-            (void)dq_wire_send(b->backend, 2, data, lens, ZMQ_DONTWAIT, NULL);
+            dq_broker_send_worker(b, w->id, w->id_len, b->out.data, b->out.len);
         }
     dq_broker_log(b, "stopping: %d queued and %d in-flight requests abandoned (clients resend)",
                   b->queued, b->inflight);

@@ -70,7 +70,8 @@ dq_status dq_broker_new(dq_broker_t **out, const dq_broker_config *cfg, dq_err *
 
 /* Serves until *stop != 0 (checked at least every tick, and zmq_poll returns
  * early on a signal), then sends every worker `disconnect {retry:true}`.
- * Returns DQ_OK on a requested stop, DQ_ERR_NET if polling failed. */
+ * Returns DQ_OK on a requested stop, DQ_ERR_NET if polling or receiving
+ * on a socket failed (err says which). */
 dq_status dq_broker_run(dq_broker_t *b, volatile sig_atomic_t *stop, dq_err *err);
 
 /* Closes the sockets (and the context if owned), frees everything, *p = NULL. */

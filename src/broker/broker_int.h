@@ -63,8 +63,6 @@ typedef struct {
     char name[DQ_MSG_NAME_MAX + 1];
     dq_msg_ready identity;    /* of the live workers (else the last ones) */
     int n_workers;            /* live */
-    int32_t worker_hi;        /* 1 + highest used worker slot: loops stop here */
-    int32_t service_hi;       /* 1 + highest used service slot (never shrinks) */
     dq_blist queue;
     uint64_t served, errors, requeues, timeouts, overloaded, bad_requests;
     double service_ms_sum;
@@ -80,6 +78,10 @@ struct dq_broker {
     int64_t start_ms, next_hb_ms, tick_ms;
 
     dq_brec *rec;
+    dq_msg_request *req;      /* per record: the request as decoded on arrival,
+                               * its data pointing into rec[r].body; the only
+                               * decode of a request in the broker. calloc'd:
+                               * pages are touched only by records in use */
     int32_t n_rec;
     dq_blist free_list;
     int32_t *hash;            /* record index or -1 */
@@ -95,14 +97,17 @@ struct dq_broker {
 
     dq_msg_decoder_t *dec;
     dq_msg msg;               /* scratch decoded message (a few KB) */
-    dq_msg_decoder_t *dec2;   /* cache only: the request beside its reply */
-    dq_msg msg2;
     dq_msg_buf out;           /* scratch for bodies the broker makes */
     dq_msg_buf hb;            /* our heartbeat body, encoded once */
     dq_msg_buf json;          /* stats text */
 
     uint64_t n_requests, n_replies, n_rejected, n_malformed, n_late, n_dup, n_undeliverable;
+    uint64_t n_worker_send_failed; /* sends to a worker that failed (gone, not reading) */
 };
+
+/* Layering: broker.c (loop, messages, timers) -> dispatch.c (services,
+ * dispatch, broker-made replies) -> workers.c (worker life cycle) ->
+ * records.c; stats.c (stats JSON, log lines) is called from any of them. */
 
 /* ---- records.c ---- */
 void dq_blist_init(dq_blist *l);
@@ -128,10 +133,34 @@ int32_t dq_brec_from_ticket(const dq_broker_t *b, const void *t, size_t len, int
 /* ---- stats.c ---- */
 /* Writes the stats JSON (docs/protocol.md) into b->json. */
 dq_status dq_broker_stats_json(dq_broker_t *b, int64_t now, dq_err *err);
-
-/* ---- broker.c ---- */
+/* One timestamped line to the broker's log. */
 void dq_broker_log(dq_broker_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* ---- workers.c ---- */
+/* The live worker with routing id (id, len), or -1. */
+int32_t dq_broker_find_worker(const dq_broker_t *b, const uint8_t *id, size_t len);
+/* Sends [id][body] on the backend without blocking; a failure is counted
+ * (n_worker_send_failed), the worker's death is left to the liveness check. */
+void dq_broker_send_worker(dq_broker_t *b, const uint8_t *id, size_t len, const void *body,
+                           size_t body_len);
+void dq_broker_reannounce(dq_broker_t *b, const uint8_t *id, size_t len);
+void dq_broker_disconnect(dq_broker_t *b, const uint8_t *id, size_t len, const char *why);
+/* Admits the worker that announced rd into service svc: its slot, or -1
+ * after telling it why not (identity differs from the live workers', table
+ * full). The first live worker sets the service identity. Does not dispatch. */
+int32_t dq_broker_add_worker(dq_broker_t *b, int32_t svc, const uint8_t *id, size_t len,
+                             const dq_msg_ready *rd, int64_t now);
+/* Requeues what worker w holds at the head of its queue and forgets it.
+ * Does not dispatch: the caller dispatches the worker's service. */
+void dq_broker_remove_worker(dq_broker_t *b, int32_t w, const char *why, int64_t now);
+/* Removes dead and stuck workers; returns how many (the caller dispatches). */
+int dq_broker_purge(dq_broker_t *b, int64_t now);
+
+/* ---- dispatch.c ---- */
 void dq_broker_dispatch(dq_broker_t *b, int32_t svc, int64_t now);
+/* Sends [cid][body] on the frontend; a failure counts as undeliverable. */
+void dq_broker_send_client(dq_broker_t *b, const uint8_t *cid, size_t cid_len, const void *body,
+                           size_t len);
 /* Sends a broker-made error reply for record-less requests. */
 void dq_broker_error_reply(dq_broker_t *b, const uint8_t *cid, size_t cid_len, uint64_t req_id,
                            dq_reply_status st, const char *fmt, ...)
@@ -143,11 +172,5 @@ int32_t dq_broker_service(dq_broker_t *b, const char *name, bool create);
 /* NULL when the request fits the service's live identity, else the reason. */
 const char *dq_broker_check_request(const dq_bservice *s, const dq_msg_request *r, char *why,
                                     size_t cap);
-
-/* ---- workers.c ---- */
-void dq_broker_on_backend(dq_broker_t *b, dq_wire_parts *p, int64_t now);
-/* Requeues what worker w holds at the head of its queue and forgets it. */
-void dq_broker_remove_worker(dq_broker_t *b, int32_t w, const char *why, int64_t now);
-void dq_broker_purge(dq_broker_t *b, int64_t now);
 
 #endif

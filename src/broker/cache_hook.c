@@ -8,7 +8,7 @@
  */
 #include "broker/cache_hook.h"
 
-#include "cache/cache_int.h"
+#include "cache/cache.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -40,15 +40,15 @@ static bool s_lookup(void *ctx, const dq_msg_teacher *teacher, const dq_msg_requ
     if (req->n_outputs < 1 || req->n_outputs > DQ_MSG_MAX_OUTPUTS) return false;
     for (int k = 0; k < req->n_outputs; k++) h->outs[k].name = req->outputs[k];
     dq_err err = {{0}};
-    int64_t missing = 0;
-    dq_status st = dq_cache_get_batch_mode(h->cache, teacher->sha256, teacher->model, req->dtype, req->shape,
-                                           req->data, req->n_outputs, h->outs, true, &missing,
-                                           &err);
+    bool hit = false;
+    dq_status st = dq_cache_probe_batch(h->cache, teacher->sha256, teacher->model, req->dtype,
+                                        req->shape, req->data, req->n_outputs, h->outs, &hit,
+                                        &err);
     if (st) {
         s_error(h, "lookup", &err);
         return false;
     }
-    if (missing) {
+    if (!hit) {
         h->n.misses++;
         return false;
     }

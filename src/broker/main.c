@@ -7,7 +7,6 @@
  * JSON (what `scripts/cluster status` uses). `--cache DIR` puts the LMDB
  * reply cache (src/cache) behind the broker's cache hook.
  */
-#include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,7 +15,7 @@
 #include "broker/broker.h"
 #include "broker/cache_hook.h"
 #include "cache/cache.h"
-#include "cli/parse.h"
+#include "cli/opts.h"
 #include "proto/msg.h"
 #include "proto/wire.h"
 
@@ -28,40 +27,11 @@ static void s_on_signal(int sig)
     s_stop = 1;
 }
 
-static void s_usage(FILE *f)
+static void s_usage(FILE *f, const dq_opt *opts, int n)
 {
-    fprintf(f,
-            "usage: distillq-broker [options]\n"
-            "  --frontend EP           bind for clients (tcp://*:5555)\n"
-            "  --backend EP            bind for teacher workers (tcp://*:5556)\n"
-            "  --heartbeat-ms N        heartbeat interval (1000)\n"
-            "  --liveness N            heartbeats missed before a worker is dead (3)\n"
-            "  --request-timeout-ms N  longest wait for a free worker (30000)\n"
-            "  --service-timeout-ms N  a worker holding a request longer is stuck: its\n"
-            "                          work is requeued and it must re-join (120000; 0: off)\n"
-            "  --max-queue N           queued requests before 'overloaded' (1024)\n"
-            "  --max-inflight N        requests held by workers at once (1024)\n"
-            "  --max-msg-bytes B       largest accepted frame (67108864)\n"
-            "  --cache DIR             answer from / store into the LMDB cache in DIR\n"
-            "  --cache-max-gb G        cache size limit in GiB (4); when full, stop inserting\n"
-            "  --stats EP              print the stats of the broker at EP as JSON and exit\n"
-            "  --help, --version\n"
-            "Endpoints are tcp://HOST:PORT or ipc://PATH. Protocol: docs/protocol.md.\n");
-}
-
-/* The shared checked parser (src/cli), reporting like every program: 0 or -1. */
-static int s_int(const char *opt, const char *v, long long lo, long long hi, long long *out)
-{
-    char name[64];
-    snprintf(name, sizeof name, "--%s", opt);
-    int64_t x = 0;
-    dq_err err = {{0}};
-    if (dq_cli_parse_int(name, v, lo, hi, &x, &err) != DQ_OK) {
-        fprintf(stderr, "distillq-broker: %s\n", err.msg);
-        return -1;
-    }
-    *out = x;
-    return 0;
+    fprintf(f, "usage: distillq-broker [options]\n");
+    dq_opts_print_help(f, opts, n, 26);
+    fprintf(f, "Endpoints are tcp://HOST:PORT or ipc://PATH. Protocol: docs/protocol.md.\n");
 }
 
 /* Client mode: one stats request, reply printed, 0 on success. */
@@ -115,74 +85,51 @@ int main(int argc, char **argv)
     dq_broker_config cfg;
     dq_broker_config_defaults(&cfg);
     const char *stats_ep = NULL, *cache_dir = NULL;
-    double cache_gb = 4;
-    enum { O_FRONT = 256, O_BACK, O_HB, O_LIVE, O_TMO, O_MAXQ, O_MAXI, O_MAXB, O_STATS, O_VER,
-           O_CACHE, O_CACHEGB, O_STMO };
-    static const struct option opts[] = {
-        {"frontend", required_argument, 0, O_FRONT},
-        {"backend", required_argument, 0, O_BACK},
-        {"heartbeat-ms", required_argument, 0, O_HB},
-        {"liveness", required_argument, 0, O_LIVE},
-        {"request-timeout-ms", required_argument, 0, O_TMO},
-        {"max-queue", required_argument, 0, O_MAXQ},
-        {"max-inflight", required_argument, 0, O_MAXI},
-        {"max-msg-bytes", required_argument, 0, O_MAXB},
-        {"stats", required_argument, 0, O_STATS},
-        {"help", no_argument, 0, 'h'},
-        {"version", no_argument, 0, O_VER},
-        {"cache", required_argument, 0, O_CACHE},
-        {"service-timeout-ms", required_argument, 0, O_STMO},
-        {"cache-max-gb", required_argument, 0, O_CACHEGB},
-        {0, 0, 0, 0},
+    float cache_gb = 4;
+    const dq_opt opts[] = {
+        DQ_OPT_STR("frontend", "EP", &cfg.frontend, "bind for clients (tcp://*:5555)"),
+        DQ_OPT_STR("backend", "EP", &cfg.backend, "bind for teacher workers (tcp://*:5556)"),
+        DQ_OPT_INT("heartbeat-ms", "N", &cfg.heartbeat_ms, 1, 1 << 30, "heartbeat interval (1000)"),
+        DQ_OPT_INT("liveness", "N", &cfg.liveness, 1, 1 << 30,
+                   "heartbeats missed before a worker is dead (3)"),
+        DQ_OPT_INT("request-timeout-ms", "N", &cfg.request_timeout_ms, 1, 1 << 30,
+                   "longest wait for a free worker (30000)"),
+        DQ_OPT_INT("service-timeout-ms", "N", &cfg.service_timeout_ms, 0, 1 << 30,
+                   "a worker holding a request longer is stuck: its\n"
+                   "work is requeued and it must re-join (120000; 0: off)"),
+        DQ_OPT_INT("max-queue", "N", &cfg.max_queue, 1, 1 << 30,
+                   "queued requests before 'overloaded' (1024)"),
+        DQ_OPT_INT("max-inflight", "N", &cfg.max_inflight, 1, 1 << 30,
+                   "requests held by workers at once (1024)"),
+        DQ_OPT_I64("max-msg-bytes", "B", &cfg.max_msg_bytes, 1024, 1LL << 40,
+                   "largest accepted frame (67108864)"),
+        DQ_OPT_STR("cache", "DIR", &cache_dir, "answer from / store into the LMDB cache in DIR"),
+        DQ_OPT_F32("cache-max-gb", "G", &cache_gb, 0.001, 1024,
+                   "cache size limit in GiB (4); when full, stop inserting"),
+        DQ_OPT_STR("stats", "EP", &stats_ep, "print the stats of the broker at EP as JSON and exit"),
+        DQ_OPT_HELP,
+        DQ_OPT_VERSION,
     };
-    int c;
-    long long v;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        const char *name = c >= O_FRONT && c <= O_STATS ? opts[c - O_FRONT].name : "";
-        switch (c) {
-        case O_FRONT: cfg.frontend = optarg; break;
-        case O_BACK: cfg.backend = optarg; break;
-        case O_STATS: stats_ep = optarg; break;
-        case O_CACHE: cache_dir = optarg; break;
-        case O_STMO:
-            if (s_int("service-timeout-ms", optarg, 0, 1LL << 30, &v)) return 2;
-            cfg.service_timeout_ms = (int)v;
-            break;
-        case O_CACHEGB: {
-            float gb = 0;
-            dq_err err = {{0}};
-            if (dq_cli_parse_float("--cache-max-gb", optarg, 0.001, 1024, &gb, &err) != DQ_OK) {
-                fprintf(stderr, "distillq-broker: %s\n", err.msg);
-                return 2;
-            }
-            cache_gb = gb;
-            break;
+    const int n_opts = (int)(sizeof opts / sizeof opts[0]);
+    dq_opts_action act;
+    dq_err perr = {{0}};
+    if (dq_opts_parse(opts, n_opts, argc, argv, &act, &perr) != DQ_OK) {
+        if (act == DQ_OPTS_USAGE) {
+            if (strcmp(perr.msg, "try --help") != 0) /* getopt said why already */
+                fprintf(stderr, "distillq-broker: %s\n", perr.msg);
+            s_usage(stderr, opts, n_opts);
+        } else {
+            fprintf(stderr, "distillq-broker: %s\n", perr.msg);
         }
-        case O_HB:
-        case O_LIVE:
-        case O_TMO:
-        case O_MAXQ:
-        case O_MAXI:
-            if (s_int(name, optarg, 1, 1LL << 30, &v)) return 2;
-            if (c == O_HB) cfg.heartbeat_ms = (int)v;
-            if (c == O_LIVE) cfg.liveness = (int)v;
-            if (c == O_TMO) cfg.request_timeout_ms = (int)v;
-            if (c == O_MAXQ) cfg.max_queue = (int)v;
-            if (c == O_MAXI) cfg.max_inflight = (int)v;
-            break;
-        case O_MAXB:
-            if (s_int(name, optarg, 1024, 1LL << 40, &v)) return 2;
-            cfg.max_msg_bytes = v;
-            break;
-        case 'h': s_usage(stdout); return 0;
-        case O_VER: printf("distillq-broker %s (protocol %d)\n", PACKAGE_VERSION, DQ_PROTO_VERSION); return 0;
-        default: s_usage(stderr); return 2;
-        }
-    }
-    if (optind < argc) {
-        fprintf(stderr, "distillq-broker: unexpected argument '%s'\n", argv[optind]);
-        s_usage(stderr);
         return 2;
+    }
+    if (act == DQ_OPTS_HELP) {
+        s_usage(stdout, opts, n_opts);
+        return 0;
+    }
+    if (act == DQ_OPTS_VERSION) {
+        printf("distillq-broker %s (protocol %d)\n", PACKAGE_VERSION, DQ_PROTO_VERSION);
+        return 0;
     }
     if (stats_ep) return s_query_stats(stats_ep);
 

@@ -77,10 +77,11 @@ dq_status dq_brec_init(dq_broker_t *b, dq_err *err)
         return dq_fail(err, DQ_ERR_ARG, "broker: max-queue + max-inflight must be 1..%d", 1 << 24);
     b->n_rec = (int32_t)n;
     b->rec = calloc((size_t)n, sizeof *b->rec);
+    b->req = calloc((size_t)n, sizeof *b->req);
     uint32_t hsize = 16;
     while (hsize < 2 * (uint32_t)n) hsize *= 2;
     b->hash = malloc(hsize * sizeof *b->hash);
-    if (!b->rec || !b->hash)
+    if (!b->rec || !b->req || !b->hash)
         return dq_fail(err, DQ_ERR_NOMEM, "broker: cannot allocate %lld request records",
                        (long long)n);
     b->hash_mask = hsize - 1;
@@ -99,6 +100,7 @@ void dq_brec_fini(dq_broker_t *b)
     if (b->rec)
         for (int32_t i = 0; i < b->n_rec; i++) zmq_msg_close(&b->rec[i].body);
     free(b->rec);
+    free(b->req);
     free(b->hash);
     b->rec = NULL;
     b->hash = NULL;

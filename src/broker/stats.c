@@ -1,4 +1,5 @@
-/* stats.c - the broker's stats as JSON text (schema in docs/protocol.md).
+/* stats.c - what the broker tells the outside: its stats as JSON text
+ * (schema in docs/protocol.md) and its log lines (dq_broker_log).
  *
  * JSON rather than a msgpack map so that `scripts/cluster status` and a
  * human can read it without a decoder. Written by hand with an appending
@@ -9,6 +10,24 @@
 
 #include <stdarg.h>
 #include <string.h>
+#include <time.h>
+
+void dq_broker_log(dq_broker_t *b, const char *fmt, ...)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    struct tm tm;
+    gmtime_r(&ts.tv_sec, &tm);
+    char stamp[32];
+    strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &tm);
+    char line[768];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    fprintf(b->log, "%s.%03ldZ distillq-broker: %s\n", stamp, ts.tv_nsec / 1000000, line);
+    fflush(b->log);
+}
 
 typedef struct {
     dq_msg_buf *buf;
@@ -127,12 +146,12 @@ dq_status dq_broker_stats_json(dq_broker_t *b, int64_t now, dq_err *err)
              "{\"epoch\": \"%016llx\", \"uptime_ms\": %lld, \"queued\": %d, \"in_flight\": %d, "
              "\"workers\": %d, \"requests\": %llu, \"replies\": %llu, \"rejected\": %llu, "
              "\"malformed\": %llu, \"late_dropped\": %llu, \"duplicates\": %llu, "
-             "\"undeliverable\": %llu, \"services\": [",
+             "\"undeliverable\": %llu, \"worker_send_failed\": %llu, \"services\": [",
              (unsigned long long)b->epoch, (long long)(now - b->start_ms), b->queued, b->inflight,
              b->n_workers, (unsigned long long)b->n_requests, (unsigned long long)b->n_replies,
              (unsigned long long)b->n_rejected, (unsigned long long)b->n_malformed,
              (unsigned long long)b->n_late, (unsigned long long)b->n_dup,
-             (unsigned long long)b->n_undeliverable);
+             (unsigned long long)b->n_undeliverable, (unsigned long long)b->n_worker_send_failed);
     const char *sep = "";
     for (int32_t i = 0; i < b->service_hi; i++) {
         if (!b->services[i].used) continue;

@@ -1,22 +1,23 @@
-/* workers.c - the broker's backend: worker join/leave/death, heartbeats and
- * replies.
+/* workers.c - the broker's worker table: join, leave, death and the sends
+ * that tell a worker about them.
  *
  * A worker is known by its routing id from the moment its `ready` is
- * accepted until it says goodbye, re-announces, becomes unreachable, or is
- * silent for liveness x heartbeat. Forgetting a worker requeues what it held
- * at the head of its service's queue, oldest first, so the FIFO order of a
- * service survives worker deaths. A reply is accepted only with a ticket
- * naming a record held by that very worker (records.c); anything else is a
- * late reply and is dropped, which is what makes "exactly one reply" hold.
- * Messages from unknown workers other than `ready` are answered with
- * `reannounce` (Majordomo style): that is how workers re-join by themselves
- * after a broker restart.
+ * accepted (dq_broker_add_worker) until it says goodbye, re-announces,
+ * becomes unreachable, or is silent for liveness x heartbeat
+ * (dq_broker_purge). Forgetting a worker (dq_broker_remove_worker) requeues
+ * what it held at the head of its service's queue, oldest first, so the FIFO
+ * order of a service survives worker deaths.
+ *
+ * This file owns the worker life cycle and nothing else: it never
+ * dispatches. Whoever removes a worker dispatches its service afterwards
+ * (broker.c for messages and ticks, dispatch.c when a send fails), so calls
+ * only point down: broker.c -> dispatch.c -> workers.c -> records.c.
  */
 #include "broker/broker_int.h"
 
 #include <string.h>
 
-static int32_t s_find(const dq_broker_t *b, const uint8_t *id, size_t len)
+int32_t dq_broker_find_worker(const dq_broker_t *b, const uint8_t *id, size_t len)
 {
     for (int32_t i = 0; i < b->worker_hi; i++) {
         const dq_bworker *w = &b->workers[i];
@@ -25,23 +26,32 @@ static int32_t s_find(const dq_broker_t *b, const uint8_t *id, size_t len)
     return -1;
 }
 
-static void s_send(dq_broker_t *b, const uint8_t *id, size_t len, const dq_msg_buf *body)
+void dq_broker_send_worker(dq_broker_t *b, const uint8_t *id, size_t len, const void *body,
+                           size_t body_len)
 {
-    const void *data[2] = {id, body->data};
-    size_t lens[2] = {len, body->len};
-    (void)dq_wire_send(b->backend, 2, data, lens, ZMQ_DONTWAIT, NULL);
+    const void *data[2] = {id, body};
+    size_t lens[2] = {len, body_len};
+    if (dq_wire_send(b->backend, 2, data, lens, ZMQ_DONTWAIT, NULL) != DQ_OK)
+        b->n_worker_send_failed++; /* gone or not reading: purge finds out */
 }
 
-static void s_reannounce(dq_broker_t *b, const uint8_t *id, size_t len)
+static void s_send_msg(dq_broker_t *b, const uint8_t *id, size_t len, const dq_msg_buf *body)
 {
-    dq_msg_buf_reset(&b->out);
-    if (dq_msg_encode_simple(&b->out, DQ_MSG_REANNOUNCE, NULL) == DQ_OK) s_send(b, id, len, &b->out);
+    dq_broker_send_worker(b, id, len, body->data, body->len);
 }
 
-static void s_disconnect(dq_broker_t *b, const uint8_t *id, size_t len, const char *why)
+void dq_broker_reannounce(dq_broker_t *b, const uint8_t *id, size_t len)
 {
     dq_msg_buf_reset(&b->out);
-    if (dq_msg_encode_disconnect(&b->out, why, true, NULL) == DQ_OK) s_send(b, id, len, &b->out);
+    if (dq_msg_encode_simple(&b->out, DQ_MSG_REANNOUNCE, NULL) == DQ_OK)
+        s_send_msg(b, id, len, &b->out);
+}
+
+void dq_broker_disconnect(dq_broker_t *b, const uint8_t *id, size_t len, const char *why)
+{
+    dq_msg_buf_reset(&b->out);
+    if (dq_msg_encode_disconnect(&b->out, why, true, NULL) == DQ_OK)
+        s_send_msg(b, id, len, &b->out);
 }
 
 void dq_broker_remove_worker(dq_broker_t *b, int32_t w, const char *why, int64_t now)
@@ -81,10 +91,11 @@ static int64_t s_held_for(const dq_broker_t *b, const dq_bworker *w, int64_t now
     return w->held.head >= 0 ? now - b->rec[w->held.head].dispatched_ms : 0;
 }
 
-void dq_broker_purge(dq_broker_t *b, int64_t now)
+int dq_broker_purge(dq_broker_t *b, int64_t now)
 {
     int64_t limit = (int64_t)b->cfg.liveness * b->cfg.heartbeat_ms;
     int64_t stuck = b->cfg.service_timeout_ms;
+    int removed = 0;
     for (int32_t i = 0; i < b->worker_hi; i++) {
         dq_bworker *w = &b->workers[i];
         if (!w->used) continue;
@@ -95,17 +106,18 @@ void dq_broker_purge(dq_broker_t *b, int64_t now)
              * later carries a stale ticket and is dropped. */
             snprintf(why, sizeof why, "is stuck (held a request for %lld ms)",
                      (long long)s_held_for(b, w, now));
-            s_disconnect(b, w->id, w->id_len, "stuck: a request held past --service-timeout-ms");
+            dq_broker_disconnect(b, w->id, w->id_len,
+                                 "stuck: a request held past --service-timeout-ms");
         } else if (now - w->last_seen_ms > limit) {
             snprintf(why, sizeof why, "died (silent for %lld ms)",
                      (long long)(now - w->last_seen_ms));
         } else {
             continue;
         }
-        int32_t svc = w->service;
         dq_broker_remove_worker(b, i, why, now);
-        dq_broker_dispatch(b, svc, now);
+        removed++;
     }
+    return removed;
 }
 
 /* Why a (new worker's) announce differs from the live workers', or NULL. */
@@ -134,28 +146,16 @@ static const char *s_identity_diff(const dq_msg_ready *a, const dq_msg_ready *li
     return why;
 }
 
-static void s_on_ready(dq_broker_t *b, int32_t w, const uint8_t *id, size_t len, int64_t now)
+int32_t dq_broker_add_worker(dq_broker_t *b, int32_t svc, const uint8_t *id, size_t len,
+                             const dq_msg_ready *rd, int64_t now)
 {
-    const dq_msg_ready *rd = &b->msg.u.ready;
     char hex[24], why[DQ_MSG_ERROR_MAX + 1];
     dq_wire_id_hex(id, len, hex, sizeof hex);
-    if (w >= 0) {
-        int32_t old = b->workers[w].service;
-        dq_broker_remove_worker(b, w, "re-announced itself", now);
-        dq_broker_dispatch(b, old, now);
-    }
-    int32_t svc = dq_broker_service(b, rd->teacher.service, true);
-    if (svc < 0) {
-        snprintf(why, sizeof why, "broker already serves %d services", b->cfg.max_services);
-        dq_broker_log(b, "rejected worker %s for '%s': %s", hex, rd->teacher.service, why);
-        s_disconnect(b, id, len, why);
-        return;
-    }
     dq_bservice *s = &b->services[svc];
     if (s->n_workers > 0 && s_identity_diff(rd, &s->identity, why, sizeof why)) {
         dq_broker_log(b, "rejected worker %s for '%s': %s", hex, s->name, why);
-        s_disconnect(b, id, len, why);
-        return;
+        dq_broker_disconnect(b, id, len, why);
+        return -1;
     }
     int32_t slot = -1;
     for (int32_t i = 0; i < b->cfg.max_workers && slot < 0; i++)
@@ -163,8 +163,8 @@ static void s_on_ready(dq_broker_t *b, int32_t w, const uint8_t *id, size_t len,
     if (slot < 0) {
         snprintf(why, sizeof why, "broker full (%d workers)", b->cfg.max_workers);
         dq_broker_log(b, "rejected worker %s for '%s': %s", hex, s->name, why);
-        s_disconnect(b, id, len, why);
-        return;
+        dq_broker_disconnect(b, id, len, why);
+        return -1;
     }
     dq_bworker *wk = &b->workers[slot];
     memset(wk, 0, sizeof *wk);
@@ -187,131 +187,5 @@ static void s_on_ready(dq_broker_t *b, int32_t w, const uint8_t *id, size_t len,
     b->n_workers++;
     dq_broker_log(b, "worker %s joined '%s' (model %s, sha256 %.12s, capacity %u); %d live", hex,
                   s->name, rd->teacher.model, rd->teacher.sha256, rd->capacity, s->n_workers);
-    dq_broker_dispatch(b, svc, now);
-}
-
-static void s_on_reply(dq_broker_t *b, int32_t w, dq_wire_parts *p, int64_t now)
-{
-    dq_bworker *wk = &b->workers[w];
-    int32_t r = dq_brec_from_ticket(b, zmq_msg_data(&p->f[1]), zmq_msg_size(&p->f[1]), w);
-    if (r < 0) {
-        b->n_late++;
-        dq_broker_log(b, "dropped a late reply from worker %s (request no longer held by it)",
-                      wk->id_hex);
-        return;
-    }
-    dq_brec *x = &b->rec[r];
-    dq_bservice *s = &b->services[x->service];
-    dq_err err = {{0}};
-    size_t len = zmq_msg_size(&p->f[2]);
-    dq_status st = (int64_t)len > b->cfg.max_msg_bytes
-                       ? dq_fail(&err, DQ_ERR_PROTO, "reply of %zu bytes is too large", len)
-                       : dq_msg_decode(b->dec, zmq_msg_data(&p->f[2]), len, &b->msg, &err);
-    if (st == DQ_OK && b->msg.type != DQ_MSG_REPLY)
-        st = dq_fail(&err, DQ_ERR_PROTO, "a '%s' message with a ticket",
-                     dq_msg_type_name(b->msg.type));
-    if (st == DQ_OK && b->msg.u.reply.req_id != x->req_id)
-        st = dq_fail(&err, DQ_ERR_PROTO, "reply for req_id %llu to request %llu",
-                     (unsigned long long)b->msg.u.reply.req_id, (unsigned long long)x->req_id);
-    double ms = (double)(now - x->dispatched_ms);
-    wk->served++;
-    s->served++;
-    wk->service_ms_sum += ms;
-    s->service_ms_sum += ms;
-    if (st != DQ_OK) {
-        wk->errors++;
-        b->n_malformed++;
-        dq_broker_log(b, "worker %s sent a malformed reply: %s", wk->id_hex, err.msg);
-        dq_broker_fail_record(b, r, DQ_REPLY_ERROR, "teacher worker of '%s' sent a bad reply: %s",
-                              s->name, err.msg);
-        dq_broker_dispatch(b, wk->service, now);
-        return;
-    }
-    const dq_msg_reply *rep = &b->msg.u.reply;
-    if (rep->status != DQ_REPLY_OK) {
-        wk->errors++;
-        s->errors++;
-    } else if (b->cfg.cache && b->cfg.cache->store) {
-        /* The request is still held: decode it beside the reply. */
-        if (dq_msg_decode(b->dec2, zmq_msg_data(&x->body), zmq_msg_size(&x->body), &b->msg2,
-                          NULL) == DQ_OK)
-            b->cfg.cache->store(b->cfg.cache->ctx, &rep->teacher, &b->msg2.u.request, rep);
-    }
-    /* Forward the worker's frame itself: zmq_msg_send moves it, no copy. */
-    if (zmq_send(b->frontend, x->cid, x->cid_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
-        zmq_msg_send(&p->f[2], b->frontend, ZMQ_DONTWAIT) < 0)
-        b->n_undeliverable++;
-    b->n_replies++;
-    dq_blist_remove(b, &wk->held, r);
-    wk->in_flight--;
-    b->inflight--;
-    dq_brec_release(b, r);
-    dq_broker_dispatch(b, wk->service, now);
-}
-
-void dq_broker_on_backend(dq_broker_t *b, dq_wire_parts *p, int64_t now)
-{
-    if (p->n < 1) return;
-    const uint8_t *id = zmq_msg_data(&p->f[0]);
-    size_t id_len = zmq_msg_size(&p->f[0]);
-    int32_t w = s_find(b, id, id_len);
-    char hex[24];
-    dq_wire_id_hex(id, id_len, hex, sizeof hex);
-    if (w >= 0) b->workers[w].last_seen_ms = now;
-    if (p->total != 2 && p->total != 3) {
-        b->n_malformed++;
-        dq_broker_log(b, "malformed message from worker %s: %d frames", hex, p->total - 1);
-        return;
-    }
-    if (p->total == 3) {
-        if (w < 0) {
-            b->n_late++;
-            dq_broker_log(b, "dropped a reply from unknown worker %s (declared dead?); asked it "
-                             "to re-announce", hex);
-            s_reannounce(b, id, id_len);
-            return;
-        }
-        s_on_reply(b, w, p, now);
-        return;
-    }
-    dq_err err = {{0}};
-    size_t len = zmq_msg_size(&p->f[1]);
-    if ((int64_t)len > b->cfg.max_msg_bytes ||
-        dq_msg_decode(b->dec, zmq_msg_data(&p->f[1]), len, &b->msg, &err) != DQ_OK) {
-        b->n_malformed++;
-        dq_broker_log(b, "malformed message from worker %s: %s", hex,
-                      err.msg[0] ? err.msg : "too large");
-        return;
-    }
-    switch (b->msg.type) {
-    case DQ_MSG_READY: s_on_ready(b, w, id, id_len, now); break;
-    case DQ_MSG_HEARTBEAT:
-        if (w < 0) s_reannounce(b, id, id_len);
-        break;
-    case DQ_MSG_DRAIN:
-        if (w < 0) {
-            s_reannounce(b, id, id_len);
-        } else {
-            if (!b->workers[w].draining)
-                dq_broker_log(b, "worker %s of '%s' is draining (%u in flight)", hex,
-                              b->services[b->workers[w].service].name, b->workers[w].in_flight);
-            b->workers[w].draining = true;
-            /* Ack: the pipe is FIFO, so once the worker reads this it has
-             * every request it will ever get and may say goodbye when done. */
-            dq_msg_buf_reset(&b->out);
-            if (dq_msg_encode_simple(&b->out, DQ_MSG_DRAIN, NULL) == DQ_OK)
-                s_send(b, id, id_len, &b->out);
-        }
-        break;
-    case DQ_MSG_GOODBYE:
-        if (w >= 0) {
-            int32_t svc = b->workers[w].service;
-            dq_broker_remove_worker(b, w, "left", now);
-            dq_broker_dispatch(b, svc, now);
-        }
-        break;
-    default:
-        b->n_malformed++;
-        dq_broker_log(b, "unexpected '%s' from worker %s", dq_msg_type_name(b->msg.type), hex);
-    }
+    return slot;
 }

@@ -296,20 +296,12 @@ dq_status dq_cache_put_batch(dq_cache_t *c, const dq_msg_teacher *teacher, dq_ms
     return DQ_OK;
 }
 
-dq_status dq_cache_get_batch(dq_cache_t *c, const char *sha256, const char *model,
-                             dq_msg_dtype dtype,
-                             const int64_t shape[4], const void *samples, int n_outputs,
-                             dq_cache_get_output *outs, int64_t *missing, dq_err *err)
-{
-    return dq_cache_get_batch_mode(c, sha256, model, dtype, shape, samples, n_outputs, outs, false,
-                                   missing, err);
-}
-
-dq_status dq_cache_get_batch_mode(dq_cache_t *c, const char *sha256, const char *model,
-                                  dq_msg_dtype dtype,
-                                  const int64_t shape[4], const void *samples, int n_outputs,
-                                  dq_cache_get_output *outs, bool stop_at_miss,
-                                  int64_t *missing, dq_err *err)
+/* dq_cache_get_batch, or with stop_at_miss the probe that stops at the
+ * first missing sample (*missing is then 0 or 1). */
+static dq_status s_get_batch(dq_cache_t *c, const char *sha256, const char *model,
+                             dq_msg_dtype dtype, const int64_t shape[4], const void *samples,
+                             int n_outputs, dq_cache_get_output *outs, bool stop_at_miss,
+                             int64_t *missing, dq_err *err)
 {
     *missing = shape[0];
     DQ_TRY(s_check_batch(c, dtype, shape, samples, n_outputs, err));
@@ -380,6 +372,27 @@ dq_status dq_cache_get_batch_mode(dq_cache_t *c, const char *sha256, const char 
     mdb_txn_abort(txn);
     if (!st) *missing = miss;
     return st;
+}
+
+dq_status dq_cache_get_batch(dq_cache_t *c, const char *sha256, const char *model,
+                             dq_msg_dtype dtype,
+                             const int64_t shape[4], const void *samples, int n_outputs,
+                             dq_cache_get_output *outs, int64_t *missing, dq_err *err)
+{
+    return s_get_batch(c, sha256, model, dtype, shape, samples, n_outputs, outs, false, missing,
+                       err);
+}
+
+dq_status dq_cache_probe_batch(dq_cache_t *c, const char *sha256, const char *model,
+                               dq_msg_dtype dtype, const int64_t shape[4], const void *samples,
+                               int n_outputs, dq_cache_get_output *outs, bool *hit, dq_err *err)
+{
+    int64_t missing = 0;
+    *hit = false;
+    DQ_TRY(s_get_batch(c, sha256, model, dtype, shape, samples, n_outputs, outs, true, &missing,
+                       err));
+    *hit = missing == 0;
+    return DQ_OK;
 }
 
 void dq_cache_get_output_free(dq_cache_get_output *outs, int n_outputs)

@@ -157,6 +157,14 @@ dq_status dq_cache_get_batch(dq_cache_t *c, const char *sha256, const char *mode
                              const int64_t shape[4], const void *samples, int n_outputs,
                              dq_cache_get_output *outs, int64_t *missing, dq_err *err);
 
+/* The broker's probe: dq_cache_get_batch that stops at the first sample
+ * with an output absent, so a miss costs one B-tree lookup per sample up to
+ * it. *hit is true only when every sample and output hit; then outs hold
+ * them all, as dq_cache_get_batch leaves them. Same errors. */
+dq_status dq_cache_probe_batch(dq_cache_t *c, const char *sha256, const char *model,
+                               dq_msg_dtype dtype, const int64_t shape[4], const void *samples,
+                               int n_outputs, dq_cache_get_output *outs, bool *hit, dq_err *err);
+
 /* Frees outs[k].data of a get array and zeroes data/cap. */
 void dq_cache_get_output_free(dq_cache_get_output *outs, int n_outputs);
 

@@ -63,15 +63,6 @@ const char *dq_cache_val_parse(const MDB_val *key, const MDB_val *val, dq_cache_
 /* Renders a key for messages: "<sha12>../<hash hex>/<name>". */
 void dq_cache_key_str(const MDB_val *key, char *buf, size_t cap);
 
-/* dq_cache_get_batch, or with stop_at_miss a cheaper probe that stops at
- * the first missing sample (*missing is then 0 or 1): the broker only needs
- * to know whether the whole request hits. */
-dq_status dq_cache_get_batch_mode(dq_cache_t *c, const char *sha256, const char *model,
-                                  dq_msg_dtype dtype,
-                                  const int64_t shape[4], const void *samples, int n_outputs,
-                                  dq_cache_get_output *outs, bool stop_at_miss,
-                                  int64_t *missing, dq_err *err);
-
 /* Begins a read transaction (end it with mdb_txn_abort), re-mapping once
  * if a writer in another process grew the map beyond ours. */
 dq_status dq_cache_read_begin(dq_cache_t *c, MDB_txn **txn, dq_err *err);

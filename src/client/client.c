@@ -297,8 +297,9 @@ dq_status dq_client_send(dq_client_t *c, const dq_client_request *r, dq_err *err
     int64_t now = dq_clock_now_ms();
     if (c->fl.count == 0) c->last_heard = now; /* start watching the broker from here */
     int slot = dq_inflight_add(&c->fl, r->req_id, now);
-    if (slot < 0) return dq_fail(err, DQ_ERR_ARG, "client: in-flight table refused %llu",
-                                 (unsigned long long)r->req_id);
+    if (slot < 0) /* room and no duplicate were checked above */
+        return dq_fail(err, DQ_ERR_INTERNAL, "client: in-flight table refused %llu",
+                       (unsigned long long)r->req_id);
     s_slot *s = &c->slots[slot];
     dq_msg_buf_reset(&s->body);
     dq_status st = dq_msg_encode_request(&s->body, &m, err);

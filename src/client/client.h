@@ -36,7 +36,7 @@ typedef struct {
     int max_inflight;         /* requests awaiting a reply at once (64) */
     int heartbeat_ms;         /* ping the broker after this much silence while waiting (1000) */
     int liveness;             /* silent for liveness x heartbeat: new socket + resend (3) */
-    int resend_ms;            /* resend a request unanswered this long (30000; 0: never) */
+    int resend_ms;            /* resend a request unanswered this long (60000; 0: never) */
     int request_timeout_ms;   /* answer locally with a timeout after this long (0: never) */
     int64_t max_msg_bytes;    /* largest reply accepted (1 GiB) */
     FILE *log;                /* one line per reconnect or resend round; NULL: silent */

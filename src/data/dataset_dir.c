@@ -1,4 +1,4 @@
-/* dataset_dir.c - find a dataset's files in a directory, and dataset lifetime.
+/* dataset_dir.c - find a dataset's files in a directory.
  *
  * Programs take --data DIR and the split; this file decides the format from
  * the file names that are present, in this order:
@@ -8,6 +8,8 @@
  *      DIR/cifar-10-batches-bin (how the official tarball unpacks).
  * Finding half of a layout (images without labels, batch 3 missing) is an
  * error naming the missing file rather than a silent fall-through.
+ * It calls the readers (idx.c, cifar.c); they call only dataset.c (the
+ * dataset's lifetime), never this file.
  */
 #include "data/dataset.h"
 
@@ -104,18 +106,4 @@ dq_status dq_dataset_load_dir(dq_dataset *ds, const char *dir, int train, dq_err
                    "IDX) and %s (CIFAR-10) in %s and %s/cifar-10-batches-bin", dir,
                    train ? "train" : "test", ibase, lbase,
                    train ? "data_batch_1..5.bin" : "test_batch.bin", dir, dir);
-}
-
-void dq_dataset_truncate(dq_dataset *ds, int64_t n)
-{
-    if (n <= 0 || n >= ds->n) return;
-    ds->n = n; /* the tail stays allocated; free releases it */
-}
-
-void dq_dataset_free(dq_dataset *ds)
-{
-    if (!ds) return;
-    free(ds->images);
-    free(ds->labels);
-    memset(ds, 0, sizeof *ds);
 }

@@ -15,7 +15,7 @@ static dq_status s_errno_status(int e)
 {
     if (e == EAGAIN) return DQ_ERR_TIMEOUT;
     if (e == EINTR || e == ETERM) return DQ_ERR_INTERRUPTED;
-    if (e == EHOSTUNREACH) return DQ_ERR_NOT_FOUND;
+    if (e == EHOSTUNREACH) return DQ_ERR_UNREACHABLE;
     return DQ_ERR_NET;
 }
 

@@ -43,7 +43,7 @@ void dq_wire_parts_close(dq_wire_parts *p);
 
 /* Sends n frames (data[i], len[i]) as one message; flags 0 or ZMQ_DONTWAIT.
  * Copies the bytes into zmq. DQ_ERR_TIMEOUT on EAGAIN (nothing was sent),
- * DQ_ERR_NOT_FOUND on EHOSTUNREACH (ROUTER_MANDATORY: peer gone), else
+ * DQ_ERR_UNREACHABLE on EHOSTUNREACH (ROUTER_MANDATORY: peer gone), else
  * DQ_ERR_NET / DQ_ERR_INTERRUPTED. */
 dq_status dq_wire_send(void *sock, int n, const void *const *data, const size_t *len,
                        int flags, dq_err *err);

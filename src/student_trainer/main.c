@@ -4,11 +4,12 @@
  * (the only global: the stop flag main owns), run, map the status to an
  * exit code with a one-line reason.
  */
-#include <getopt.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "cli/opts.h"
 #include "cli/parse.h"
 #include "student_trainer/recipe.h"
 #include "student_trainer/trainer.h"
@@ -23,7 +24,7 @@ static void s_on_signal(int sig)
     s_stop = 1;
 }
 
-static void s_usage(FILE *f)
+static void s_usage(FILE *f, const dq_opt *opts, int n)
 {
     fprintf(f,
 "usage: distillq-train --model M --data DIR --out CKPT [options]\n"
@@ -33,51 +34,44 @@ static void s_usage(FILE *f)
 "distillation recipe, evaluates on the test split after every epoch and writes\n"
 "the weights to CKPT (safetensors, PyTorch state_dict keys) plus CKPT's training\n"
 "state for --resume.\n"
-"\n"
-"  --model M            model file (models/*.model)\n"
-"  --data DIR           dataset directory\n"
-"  --out CKPT           weights file to write, e.g. student.safetensors\n"
-"  --epochs E           epochs (default 1)\n"
-"  --batch B            batch size (default 128)\n"
-"  --lr LR              learning rate (default 1e-3)\n"
-"  --optimizer adam|sgd optimiser (default adam; sgd uses --momentum)\n"
-"  --momentum M         SGD momentum (default 0.9)\n"
-"  --weight-decay WD    L2 weight decay (default 0)\n"
-"  --seed S             seed for init, shuffling and dropout (default 42)\n"
-"  --threads N          BLAS/compute threads (default 1)\n"
-"  --device D           cpu (default) or cuda[:N]: the student trains on that GPU\n"
-"  --teacher-device D   cpu (default) or cuda[:N]: --teacher-local teachers run\n"
-"                       their (batch-invariant) eval forward on that GPU\n"
-"                       (Adam only; see docs/cuda.md)\n"
-"  --limit-train N      use only the first N training samples\n"
-"  --limit-test N       evaluate on only the first N test samples\n"
-"  --init-weights W     start from these weights instead of a random init\n"
-"  --metrics FILE       per-epoch JSON lines (default CKPT.metrics.jsonl)\n"
-"  --resume             continue the run saved in CKPT (bit-identical)\n"
-"  --stop-after N       save a resumable checkpoint and stop after N batches\n"
-"\n"
-"Distillation:\n"
-"  --loss ce|kd|cosine|regressor  recipe (default ce)\n"
-"  --T T                kd temperature (default 2)\n"
-"  --soft-weight W      kd soft-target weight (default 0.25)\n"
-"  --hidden-weight W    cosine/regressor hidden-feature weight (default 0.25)\n"
-"  --ce-weight W        cross-entropy weight (default 0.75; 1 for --loss ce)\n"
-"  --teacher URL        teacher service tcp://HOST:PORT/NAME (repeatable: ensemble)\n"
-"  --teacher-local M:W  teacher model file and weights in this process, or\n"
-"  --teacher-local FILE.onnx  an ONNX teacher (its initializers are the weights)\n"
-"                       (conventional distillation; repeatable: ensemble)\n"
-"  --teacher-weights a,b,...  ensemble weights, in teacher order (default equal)\n"
-"  --replay DIR         teacher outputs from the broker's LMDB cache DIR\n"
-"  --replay-teacher SHA which teacher of the cache (sha256 or a prefix), when\n"
-"                       it holds several\n"
-"  --inflight K         batches kept at the teacher service (default: 2 x workers)\n"
-"  --teacher-timeout-ms T  stop (after saving) when unserved this long (60000)\n"
-"  --allow-teacher-change  accept a teacher whose weights change mid-run\n"
-"  --augment            seeded random crop (2-pixel padding) + horizontal flip\n"
-"  --quiet              no progress output\n"
-"  --help, --version\n"
+"\n");
+    dq_opts_print_help(f, opts, n, 23);
+    fprintf(f,
 "\n"
 "Ctrl-C saves a resumable checkpoint and exits with status 130.\n");
+}
+
+/* --loss ce|kd|cosine|regressor */
+static dq_status s_loss(void *dst, const char *opt, const char *val, dq_err *err)
+{
+    (void)opt;
+    return dq_recipe_parse(dst, val, err);
+}
+
+/* --optimizer adam|sgd */
+static dq_status s_optim(void *dst, const char *opt, const char *val, dq_err *err)
+{
+    dq_optim_kind *k = dst;
+    if (strcmp(val, "adam") == 0) *k = DQ_OPTIM_ADAM;
+    else if (strcmp(val, "sgd") == 0) *k = DQ_OPTIM_SGD;
+    else return dq_fail(err, DQ_ERR_ARG, "%s: expected adam or sgd, got '%s'", opt, val);
+    return DQ_OK;
+}
+
+/* A repeatable option's list (--teacher, --teacher-local). */
+typedef struct {
+    int *n;
+    const char **items;
+} s_list;
+
+static dq_status s_append(void *dst, const char *opt, const char *val, dq_err *err)
+{
+    (void)opt;
+    s_list *l = dst;
+    if (*l->n == DQ_SOURCE_MAX_TEACHERS)
+        return dq_fail(err, DQ_ERR_ARG, "at most %d teachers", DQ_SOURCE_MAX_TEACHERS);
+    l->items[(*l->n)++] = val;
+    return DQ_OK;
 }
 
 int main(int argc, char **argv)
@@ -89,97 +83,90 @@ int main(int argc, char **argv)
     dq_err err = {{0}};
     dq_status st = DQ_OK;
 
-    enum { O_MODEL = 256, O_DATA, O_OUT, O_EPOCHS, O_BATCH, O_LR, O_OPTIM, O_MOM, O_WD, O_SEED,
-           O_THREADS, O_LTRAIN, O_LTEST, O_INIT, O_METRICS, O_RESUME, O_STOPAFTER, O_QUIET,
-           O_HELP, O_VERSION, O_LOSS, O_T, O_SOFTW, O_HIDW, O_CEW, O_TEACHER, O_TLOCAL,
-           O_TWEIGHTS, O_REPLAY, O_INFLIGHT, O_TTIMEOUT, O_ALLOWCHG, O_AUGMENT, O_RTEACHER,
-           O_DEVICE, O_TDEVICE };
-    static const struct option opts[] = {
-        {"loss", required_argument, 0, O_LOSS}, {"T", required_argument, 0, O_T},
-        {"soft-weight", required_argument, 0, O_SOFTW},
-        {"hidden-weight", required_argument, 0, O_HIDW},
-        {"ce-weight", required_argument, 0, O_CEW}, {"teacher", required_argument, 0, O_TEACHER},
-        {"teacher-local", required_argument, 0, O_TLOCAL},
-        {"teacher-weights", required_argument, 0, O_TWEIGHTS},
-        {"replay", required_argument, 0, O_REPLAY},
-        {"replay-teacher", required_argument, 0, O_RTEACHER}, {"inflight", required_argument, 0, O_INFLIGHT},
-        {"teacher-timeout-ms", required_argument, 0, O_TTIMEOUT},
-        {"allow-teacher-change", no_argument, 0, O_ALLOWCHG},
-        {"augment", no_argument, 0, O_AUGMENT},
-        {"device", required_argument, 0, O_DEVICE},
-        {"teacher-device", required_argument, 0, O_TDEVICE},
-        {"model", required_argument, 0, O_MODEL}, {"data", required_argument, 0, O_DATA},
-        {"out", required_argument, 0, O_OUT}, {"epochs", required_argument, 0, O_EPOCHS},
-        {"batch", required_argument, 0, O_BATCH}, {"lr", required_argument, 0, O_LR},
-        {"optimizer", required_argument, 0, O_OPTIM}, {"momentum", required_argument, 0, O_MOM},
-        {"weight-decay", required_argument, 0, O_WD}, {"seed", required_argument, 0, O_SEED},
-        {"threads", required_argument, 0, O_THREADS},
-        {"limit-train", required_argument, 0, O_LTRAIN},
-        {"limit-test", required_argument, 0, O_LTEST},
-        {"init-weights", required_argument, 0, O_INIT},
-        {"metrics", required_argument, 0, O_METRICS}, {"resume", no_argument, 0, O_RESUME},
-        {"stop-after", required_argument, 0, O_STOPAFTER}, {"quiet", no_argument, 0, O_QUIET},
-        {"help", no_argument, 0, O_HELP}, {"version", no_argument, 0, O_VERSION},
-        {0, 0, 0, 0}};
     /* Recipe weights given explicitly survive a later --loss. */
     dq_recipe_kind kind = DQ_RECIPE_CE;
     float T = -1, softw = -1, hidw = -1, cew = -1;
     const char *tweights = NULL;
     const char *device = NULL, *tdevice = NULL;
-    int c;
-    while (st == DQ_OK && (c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        switch (c) {
-        case O_LOSS: st = dq_recipe_parse(&kind, optarg, &err); break;
-        case O_T: st = dq_cli_parse_float("--T", optarg, 1e-3, 1e3, &T, &err); break;
-        case O_SOFTW: st = dq_cli_parse_float("--soft-weight", optarg, 0, 1e3, &softw, &err); break;
-        case O_HIDW: st = dq_cli_parse_float("--hidden-weight", optarg, 0, 1e3, &hidw, &err); break;
-        case O_CEW: st = dq_cli_parse_float("--ce-weight", optarg, 0, 1e3, &cew, &err); break;
-        case O_TEACHER:
-        case O_TLOCAL: {
-            int *n = c == O_TEACHER ? &cfg.n_teachers : &cfg.n_local_teachers;
-            const char **list = c == O_TEACHER ? cfg.teachers : cfg.local_teachers;
-            if (*n == DQ_SOURCE_MAX_TEACHERS)
-                st = dq_fail(&err, DQ_ERR_ARG, "at most %d teachers", DQ_SOURCE_MAX_TEACHERS);
-            else
-                list[(*n)++] = optarg;
-            break;
-        }
-        case O_TWEIGHTS: tweights = optarg; break;
-        case O_REPLAY: cfg.replay_dir = optarg; break;
-        case O_RTEACHER: cfg.replay_teacher = optarg; break;
-        case O_INFLIGHT: st = dq_cli_parse_int("--inflight", optarg, 1, 1024, &cfg.inflight, &err); break;
-        case O_TTIMEOUT: st = dq_cli_parse_int("--teacher-timeout-ms", optarg, 100, INT32_MAX, &cfg.teacher_timeout_ms, &err); break;
-        case O_ALLOWCHG: cfg.allow_teacher_change = true; break;
-        case O_AUGMENT: cfg.augment = true; break;
-        case O_DEVICE: device = optarg; break;
-        case O_TDEVICE: tdevice = optarg; break;
-        case O_MODEL: cfg.model_path = optarg; break;
-        case O_DATA: cfg.data_dir = optarg; break;
-        case O_OUT: cfg.out_path = optarg; break;
-        case O_EPOCHS: st = dq_cli_parse_int("--epochs", optarg, 1, 100000, &cfg.epochs, &err); break;
-        case O_BATCH: st = dq_cli_parse_int("--batch", optarg, 1, 65536, &cfg.batch, &err); break;
-        case O_LR: st = dq_cli_parse_float("--lr", optarg, 1e-12, 100, &cfg.lr, &err); break;
-        case O_OPTIM:
-            if (strcmp(optarg, "adam") == 0) cfg.optim = DQ_OPTIM_ADAM;
-            else if (strcmp(optarg, "sgd") == 0) cfg.optim = DQ_OPTIM_SGD;
-            else st = dq_fail(&err, DQ_ERR_ARG, "--optimizer: expected adam or sgd, got '%s'", optarg);
-            break;
-        case O_MOM: st = dq_cli_parse_float("--momentum", optarg, 0, 1, &cfg.momentum, &err); break;
-        case O_WD: st = dq_cli_parse_float("--weight-decay", optarg, 0, 1, &cfg.weight_decay, &err); break;
-        case O_SEED: st = dq_cli_parse_u64("--seed", optarg, &cfg.seed, &err); break;
-        case O_THREADS: st = dq_cli_parse_int("--threads", optarg, 1, 256, &threads, &err); break;
-        case O_LTRAIN: st = dq_cli_parse_int("--limit-train", optarg, 1, INT32_MAX, &cfg.limit_train, &err); break;
-        case O_LTEST: st = dq_cli_parse_int("--limit-test", optarg, 1, INT32_MAX, &cfg.limit_test, &err); break;
-        case O_INIT: cfg.init_weights = optarg; break;
-        case O_METRICS: cfg.metrics_path = optarg; break;
-        case O_RESUME: cfg.resume = true; break;
-        case O_STOPAFTER: st = dq_cli_parse_int("--stop-after", optarg, 1, INT64_MAX, &cfg.stop_after_batches, &err); break;
-        case O_QUIET: cfg.log = NULL; break;
-        case O_HELP: s_usage(stdout); return 0;
-        case O_VERSION: printf("distillq-train %s\n", PACKAGE_VERSION); return 0;
-        default: fprintf(stderr, "distillq-train: try --help\n"); return 2;
-        }
+    bool quiet = false;
+    s_list remote = {&cfg.n_teachers, cfg.teachers};
+    s_list local = {&cfg.n_local_teachers, cfg.local_teachers};
+    const dq_opt opts[] = {
+        DQ_OPT_STR("model", "M", &cfg.model_path, "model file (models/*.model)"),
+        DQ_OPT_STR("data", "DIR", &cfg.data_dir, "dataset directory"),
+        DQ_OPT_STR("out", "CKPT", &cfg.out_path, "weights file to write, e.g. student.safetensors"),
+        DQ_OPT_I64("epochs", "E", &cfg.epochs, 1, 100000, "epochs (default 1)"),
+        DQ_OPT_I64("batch", "B", &cfg.batch, 1, 65536, "batch size (default 128)"),
+        DQ_OPT_F32("lr", "LR", &cfg.lr, 1e-12, 100, "learning rate (default 1e-3)"),
+        DQ_OPT_CALL("optimizer", "adam|sgd", s_optim, &cfg.optim,
+                    "optimiser (default adam; sgd uses --momentum)"),
+        DQ_OPT_F32("momentum", "M", &cfg.momentum, 0, 1, "SGD momentum (default 0.9)"),
+        DQ_OPT_F32("weight-decay", "WD", &cfg.weight_decay, 0, 1, "L2 weight decay (default 0)"),
+        DQ_OPT_U64("seed", "S", &cfg.seed, "seed for init, shuffling and dropout (default 42)"),
+        DQ_OPT_I64("threads", "N", &threads, 1, 256, "BLAS/compute threads (default 1)"),
+        DQ_OPT_STR("device", "D", &device,
+                   "cpu (default) or cuda[:N]: the student trains on that GPU\n"
+                   "(Adam only; see docs/cuda.md)"),
+        DQ_OPT_STR("teacher-device", "D", &tdevice,
+                   "cpu (default) or cuda[:N]: --teacher-local teachers run\n"
+                   "their (batch-invariant) eval forward on that GPU"),
+        DQ_OPT_I64("limit-train", "N", &cfg.limit_train, 1, INT32_MAX,
+                   "use only the first N training samples"),
+        DQ_OPT_I64("limit-test", "N", &cfg.limit_test, 1, INT32_MAX,
+                   "evaluate on only the first N test samples"),
+        DQ_OPT_STR("init-weights", "W", &cfg.init_weights,
+                   "start from these weights instead of a random init"),
+        DQ_OPT_STR("metrics", "FILE", &cfg.metrics_path,
+                   "per-epoch JSON lines (default CKPT.metrics.jsonl)"),
+        DQ_OPT_FLAG("resume", &cfg.resume, "continue the run saved in CKPT (bit-identical)"),
+        DQ_OPT_I64("stop-after", "N", &cfg.stop_after_batches, 1, INT64_MAX,
+                   "save a resumable checkpoint and stop after N batches"),
+        DQ_OPT_TEXT("\nDistillation:"),
+        DQ_OPT_CALL("loss", "ce|kd|cosine|regressor", s_loss, &kind, "recipe (default ce)"),
+        DQ_OPT_F32("T", "T", &T, 1e-3, 1e3, "kd temperature (default 2)"),
+        DQ_OPT_F32("soft-weight", "W", &softw, 0, 1e3, "kd soft-target weight (default 0.25)"),
+        DQ_OPT_F32("hidden-weight", "W", &hidw, 0, 1e3,
+                   "cosine/regressor hidden-feature weight (default 0.25)"),
+        DQ_OPT_F32("ce-weight", "W", &cew, 0, 1e3,
+                   "cross-entropy weight (default 0.75; 1 for --loss ce)"),
+        DQ_OPT_CALL("teacher", "URL", s_append, &remote,
+                    "teacher service tcp://HOST:PORT/NAME (repeatable: ensemble)"),
+        DQ_OPT_CALL("teacher-local", "M:W", s_append, &local,
+                    "teacher model file and weights in this process, or"),
+        /* the option's second form, in the help only */
+        DQ_OPT_TEXT("  --teacher-local FILE.onnx  an ONNX teacher (its initializers are the weights)\n"
+                    "                       (conventional distillation; repeatable: ensemble)"),
+        DQ_OPT_STR("teacher-weights", "a,b,...", &tweights,
+                   "ensemble weights, in teacher order (default equal)"),
+        DQ_OPT_STR("replay", "DIR", &cfg.replay_dir,
+                   "teacher outputs from the broker's LMDB cache DIR"),
+        DQ_OPT_STR("replay-teacher", "SHA", &cfg.replay_teacher,
+                   "which teacher of the cache (sha256 or a prefix), when\n"
+                   "it holds several"),
+        DQ_OPT_I64("inflight", "K", &cfg.inflight, 1, 1024,
+                   "batches kept at the teacher service (default: 2 x workers)"),
+        DQ_OPT_I64("teacher-timeout-ms", "T", &cfg.teacher_timeout_ms, 100, INT32_MAX,
+                   "stop (after saving) when unserved this long (60000)"),
+        DQ_OPT_FLAG("allow-teacher-change", &cfg.allow_teacher_change,
+                    "accept a teacher whose weights change mid-run"),
+        DQ_OPT_FLAG("augment", &cfg.augment,
+                    "seeded random crop (2-pixel padding) + horizontal flip"),
+        DQ_OPT_FLAG("quiet", &quiet, "no progress output"),
+        DQ_OPT_HELP,
+        DQ_OPT_VERSION,
+    };
+    const int n_opts = (int)(sizeof opts / sizeof opts[0]);
+    dq_opts_action act;
+    st = dq_opts_parse(opts, n_opts, argc, argv, &act, &err);
+    if (act == DQ_OPTS_HELP) {
+        s_usage(stdout, opts, n_opts);
+        return 0;
     }
+    if (act == DQ_OPTS_VERSION) {
+        printf("distillq-train %s\n", PACKAGE_VERSION);
+        return 0;
+    }
+    if (quiet) cfg.log = NULL;
     if (st == DQ_OK) {
         cfg.recipe = dq_recipe_defaults(kind);
         if (T > 0) cfg.recipe.T = T;
@@ -200,8 +187,6 @@ int main(int argc, char **argv)
         st = dq_cli_parse_float("--teacher-weights", tok, 1e-6, 1e6, &cfg.teacher_weights[i], &err);
         tweights += len + (tweights[len] == ',');
     }
-    if (st == DQ_OK && optind < argc)
-        st = dq_fail(&err, DQ_ERR_ARG, "unexpected argument '%s'", argv[optind]);
     if (st == DQ_OK && (!cfg.model_path || !cfg.data_dir || !cfg.out_path))
         st = dq_fail(&err, DQ_ERR_ARG, "--model, --data and --out are required (see --help)");
     /* The student's forward, backward and Adam run on the chosen device

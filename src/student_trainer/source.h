@@ -57,6 +57,8 @@ typedef struct {
     int64_t timeout_ms;                 /* service: give up after this long unserved */
     bool allow_teacher_change;          /* service */
     const char *replay_dir;             /* replay */
+    const char *replay_teacher;         /* replay: sha256 (prefix) of the teacher to
+                                         * read when the cache holds several; NULL: the only one */
     dq_device teacher_device;           /* local: where the teachers' forward runs */
     FILE *log;
 } dq_source_config;

@@ -158,7 +158,7 @@ dq_status dq_source_replay_new(dq_source_t **out, const dq_source_config *cfg, d
     s->batch.labels = malloc((size_t)cfg->batch * sizeof(int32_t));
     if (st == DQ_OK && (!s->batch.pix || !s->batch.labels))
         st = dq_fail(err, DQ_ERR_NOMEM, "source: out of memory");
-    if (st == DQ_OK) st = s_pick_teacher(s, cfg->n_teachers ? cfg->teachers[0] : NULL, err);
+    if (st == DQ_OK) st = s_pick_teacher(s, cfg->replay_teacher, err);
     if (st == DQ_OK) st = s_check_all(s, err);
     if (st == DQ_OK && cfg->log)
         fprintf(cfg->log, "replaying teacher %s (weights sha256 %.16s...) from %s\n",

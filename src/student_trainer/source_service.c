@@ -17,6 +17,12 @@
  * back yet after a broker restart) with backoff, and gives up with
  * DQ_ERR_TIMEOUT when a batch stays unserved for timeout_ms. A teacher whose
  * identity changes mid-run is an error unless allow_teacher_change.
+ *
+ * THREADS. A slot's index and ready flag are shared (the trainer frees a
+ * slot and the reader fills it): they are read and written under mu only.
+ * Its other fields (n, seq's sends, pending, answered, retry_at_ms,
+ * first_sent, the buffers) belong to the reader from the send until ready,
+ * and to the trainer from ready until it frees the slot.
  */
 #include <pthread.h>
 #include <stdlib.h>
@@ -26,12 +32,14 @@
 #include "cli/progress.h"
 #include "student_trainer/source.h"
 
+_Static_assert(DQ_SOURCE_MAX_TEACHERS < 32, "s_slot.answered has one bit per teacher");
+
 typedef struct {
-    int64_t index;        /* batch index in the epoch; -1: free */
+    int64_t index;        /* batch index in the epoch; -1: free (under mu) */
     int64_t seq;          /* sequence number of the send */
     int64_t n;
     int pending;          /* teachers not yet answered */
-    bool ready;
+    bool ready;           /* (under mu) */
     double first_sent;    /* for the unserved timeout */
     int64_t retry_at_ms;  /* > 0: resend the missing teachers at this time */
     unsigned answered;    /* bit per teacher */
@@ -167,7 +175,10 @@ static dq_status s_retry(s_service *sv, dq_err *err)
     int64_t now = s_ms();
     for (int64_t i = 0; i < sv->nslots; i++) {
         s_slot *s = &sv->slots[i];
-        if (s->index < 0 || s->ready) continue;
+        pthread_mutex_lock(&sv->mu); /* the trainer frees slots under mu */
+        bool waiting = s->index >= 0 && !s->ready;
+        pthread_mutex_unlock(&sv->mu);
+        if (!waiting) continue; /* a waiting slot stays so: only we make it ready */
         if (now - (int64_t)(s->first_sent * 1000) > sv->cfg.timeout_ms) {
             for (int t = 0; t < sv->cfg.n_teachers; t++)
                 if (!(s->answered & (1u << t)))
@@ -365,8 +376,9 @@ static dq_status s_probe(s_service *sv, int t, dq_err *err)
 dq_status dq_source_service_new(dq_source_t **out, const dq_source_config *cfg, dq_err *err)
 {
     *out = NULL;
-    if (cfg->n_teachers < 1 || cfg->n_teachers > 31 || !cfg->output)
-        return dq_fail(err, DQ_ERR_ARG, "service source needs 1 to 31 teachers and an output");
+    if (cfg->n_teachers < 1 || cfg->n_teachers > DQ_SOURCE_MAX_TEACHERS || !cfg->output)
+        return dq_fail(err, DQ_ERR_ARG, "service source needs 1 to %d teachers and an output",
+                       DQ_SOURCE_MAX_TEACHERS);
     s_service *sv = calloc(1, sizeof *sv);
     if (!sv) return dq_fail(err, DQ_ERR_NOMEM, "source: out of memory");
     sv->base.kind = "teacher service";
@@ -374,8 +386,17 @@ dq_status dq_source_service_new(dq_source_t **out, const dq_source_config *cfg, 
     sv->base.next = s_next;
     sv->base.destroy = s_destroy;
     sv->cfg = *cfg;
-    pthread_mutex_init(&sv->mu, NULL);
-    pthread_cond_init(&sv->cv, NULL);
+    int rc = pthread_mutex_init(&sv->mu, NULL);
+    if (rc != 0) {
+        free(sv);
+        return dq_fail(err, DQ_ERR_SYSTEM, "source: pthread_mutex_init: %s", strerror(rc));
+    }
+    rc = pthread_cond_init(&sv->cv, NULL);
+    if (rc != 0) {
+        pthread_mutex_destroy(&sv->mu);
+        free(sv);
+        return dq_fail(err, DQ_ERR_SYSTEM, "source: pthread_cond_init: %s", strerror(rc));
+    }
     dq_status st = dq_batcher_init(&sv->batcher, cfg->train, cfg->seed, cfg->batch,
                                    cfg->augment, err);
     sv->nbatches = st == DQ_OK ? dq_batcher_count(&sv->batcher) : 0;
@@ -417,8 +438,10 @@ dq_status dq_source_service_new(dq_source_t **out, const dq_source_config *cfg, 
                          (long long)sv->nslots);
     }
     if (st == DQ_OK) {
-        if (pthread_create(&sv->thread, NULL, s_reader, sv) != 0)
-            st = dq_fail(err, DQ_ERR_NOMEM, "source: cannot start the reader thread");
+        rc = pthread_create(&sv->thread, NULL, s_reader, sv);
+        if (rc != 0)
+            st = dq_fail(err, DQ_ERR_SYSTEM, "source: cannot start the reader thread: %s",
+                         strerror(rc));
         else
             sv->thread_started = true;
     }

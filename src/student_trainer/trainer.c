@@ -139,9 +139,7 @@ static dq_status s_open_source(s_trainer *t, dq_err *err)
         sc.weights[i] = cfg->teacher_weights[i];
     }
     if (cfg->replay_dir) {
-        /* teachers[0] carries the optional --replay-teacher sha256 prefix */
-        sc.n_teachers = cfg->replay_teacher ? 1 : 0;
-        sc.teachers[0] = cfg->replay_teacher;
+        sc.replay_teacher = cfg->replay_teacher;
         DQ_TRY(dq_source_replay_new(&t->source, &sc, err));
     } else if (cfg->n_teachers > 0) {
         DQ_TRY(dq_source_service_new(&t->source, &sc, err));

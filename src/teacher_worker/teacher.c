@@ -40,7 +40,7 @@ struct dq_teacher {
      * with it, and dq_teacher_lost tells the worker to leave. */
     dq_status lost;
     dq_err lost_err;
-    /* Test hook (tests/test_service.sh): the environment variable
+    /* Test hook (tests/test_device_fault.sh): the environment variable
      * DQ_TEST_DEVICE_FAULT_AFTER=N, read once at creation, makes every
      * forward after the first N fail as a sticky GPU error would, on any
      * device; -1 (unset): off. */
@@ -355,12 +355,26 @@ static bool s_mergeable(const dq_msg_request *a, const dq_msg_request *b)
     return true;
 }
 
-dq_status dq_teacher_serve_many(dq_teacher_t *t, const dq_msg_request *const *rs, int n,
-                                dq_msg_buf *bufs, dq_err *err)
+/* Forward and reply for one request that passed dq_teacher_check. */
+static dq_status s_serve_one(dq_teacher_t *t, const dq_msg_request *r, dq_msg_buf *buf,
+                             dq_err *err)
 {
-    /* The merge group: valid requests like the first valid one, while the
-     * samples fit max_batch. Everything else is served on its own. Eval
-     * forward is batch-invariant (net.h), so merging changes no result. */
+    dq_err why = {{0}};
+    if (s_forward(t, &r, 1, r->shape[0], &why) != DQ_OK) {
+        char reason[sizeof(dq_err) + 128]; /* encoder truncates */
+        snprintf(reason, sizeof reason, "service %s: %s", t->id.service, why.msg);
+        return dq_msg_encode_error_reply(buf, r->req_id, DQ_REPLY_ERROR, reason, err);
+    }
+    return s_encode_rows(t, r, 0, buf, err);
+}
+
+/* Serves the requests rs[i] with ok[i] (checked) into bufs[i]: the merge
+ * group (those like the first one, while the samples fit max_batch) as one
+ * forward, every other checked one on its own. Eval forward is
+ * batch-invariant (net.h), so merging changes no result. */
+static dq_status s_serve_group(dq_teacher_t *t, const dq_msg_request *const *rs, const bool *ok,
+                               int n, dq_msg_buf *bufs, dq_err *err)
+{
     const dq_msg_request *group[DQ_TEACHER_MAX_MERGE];
     int idx[DQ_TEACHER_MAX_MERGE], k = 0;
     int64_t total = 0;
@@ -369,9 +383,8 @@ dq_status dq_teacher_serve_many(dq_teacher_t *t, const dq_msg_request *const *rs
         return dq_fail(err, DQ_ERR_ARG, "teacher: at most %d requests per merge",
                        DQ_TEACHER_MAX_MERGE);
     for (int i = 0; i < n; i++) {
-        dq_err why = {{0}};
-        alone[i] = true;
-        if (dq_teacher_check(t, rs[i], &why) != DQ_OK) continue;
+        alone[i] = ok[i];
+        if (!ok[i]) continue;
         if (k > 0 && (!s_mergeable(group[0], rs[i]) || total + rs[i]->shape[0] > t->max_batch))
             continue;
         group[k] = rs[i];
@@ -397,8 +410,36 @@ dq_status dq_teacher_serve_many(dq_teacher_t *t, const dq_msg_request *const *rs
         }
     }
     for (int i = 0; i < n; i++)
-        if (alone[i]) DQ_TRY(dq_teacher_serve(t, rs[i], &bufs[i], err));
+        if (alone[i]) DQ_TRY(s_serve_one(t, rs[i], &bufs[i], err));
     return DQ_OK;
+}
+
+dq_status dq_teacher_serve_checked(dq_teacher_t *t, const dq_msg_request *const *rs, int n,
+                                   dq_msg_buf *bufs, dq_err *err)
+{
+    bool ok[DQ_TEACHER_MAX_MERGE];
+    if (n > DQ_TEACHER_MAX_MERGE)
+        return dq_fail(err, DQ_ERR_ARG, "teacher: at most %d requests per merge",
+                       DQ_TEACHER_MAX_MERGE);
+    for (int i = 0; i < n; i++) ok[i] = true;
+    return s_serve_group(t, rs, ok, n, bufs, err);
+}
+
+dq_status dq_teacher_serve_many(dq_teacher_t *t, const dq_msg_request *const *rs, int n,
+                                dq_msg_buf *bufs, dq_err *err)
+{
+    bool ok[DQ_TEACHER_MAX_MERGE];
+    if (n > DQ_TEACHER_MAX_MERGE)
+        return dq_fail(err, DQ_ERR_ARG, "teacher: at most %d requests per merge",
+                       DQ_TEACHER_MAX_MERGE);
+    for (int i = 0; i < n; i++) {
+        dq_err why = {{0}};
+        ok[i] = dq_teacher_check(t, rs[i], &why) == DQ_OK;
+        if (!ok[i])
+            DQ_TRY(dq_msg_encode_error_reply(&bufs[i], rs[i]->req_id, DQ_REPLY_BAD_REQUEST,
+                                             why.msg, err));
+    }
+    return s_serve_group(t, rs, ok, n, bufs, err);
 }
 
 dq_status dq_teacher_serve(dq_teacher_t *t, const dq_msg_request *r, dq_msg_buf *buf,
@@ -407,10 +448,5 @@ dq_status dq_teacher_serve(dq_teacher_t *t, const dq_msg_request *r, dq_msg_buf 
     dq_err why = {{0}};
     if (dq_teacher_check(t, r, &why) != DQ_OK)
         return dq_msg_encode_error_reply(buf, r->req_id, DQ_REPLY_BAD_REQUEST, why.msg, err);
-    if (s_forward(t, &r, 1, r->shape[0], &why) != DQ_OK) {
-        char reason[sizeof(dq_err) + 128]; /* encoder truncates */
-        snprintf(reason, sizeof reason, "service %s: %s", t->id.service, why.msg);
-        return dq_msg_encode_error_reply(buf, r->req_id, DQ_REPLY_ERROR, reason, err);
-    }
-    return s_encode_rows(t, r, 0, buf, err);
+    return s_serve_one(t, r, buf, err);
 }

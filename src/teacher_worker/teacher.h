@@ -89,6 +89,13 @@ dq_status dq_teacher_serve(dq_teacher_t *t, const dq_msg_request *r, dq_msg_buf 
 dq_status dq_teacher_serve_many(dq_teacher_t *t, const dq_msg_request *const *rs, int n,
                                 dq_msg_buf *bufs, dq_err *err);
 
+/* dq_teacher_serve_many for requests the caller has already passed through
+ * dq_teacher_check (the worker checks each one once, on its I/O thread):
+ * nothing is checked again. A request that would fail the check is a
+ * programmer error here. */
+dq_status dq_teacher_serve_checked(dq_teacher_t *t, const dq_msg_request *const *rs, int n,
+                                   dq_msg_buf *bufs, dq_err *err);
+
 /* Lowercase hex SHA-256 of a file's bytes (OpenSSL EVP). */
 dq_status dq_teacher_sha256_file(const char *path, char hex[DQ_MSG_SHA256_HEX + 1],
                                  dq_err *err);

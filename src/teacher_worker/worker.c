@@ -2,31 +2,41 @@
  * drain and leave (docs/protocol.md section 5).
  *
  * Two threads. The I/O thread (the caller of dq_worker_run) owns the DEALER
- * to the broker and never computes: it checks each request, keeps up to K in
- * a local FIFO, heartbeats and watches the broker's liveness. The compute
- * thread owns the network and runs one forward at a time; the I/O thread
- * hands it the queued jobs over an inproc PAIR ([gen, ticket, body, ...],
- * the frames moved, not copied) and gets [gen, ticket, reply] back per job. We chose the
- * thread over "compute between polls" because the length of a forward is
- * not ours to bound: DeepNN on a batch of 128 takes ~0.3 s on one core
- * here, a batch of 1024 or a busy host passes liveness x heartbeat, and a
- * worker that computed in its poll loop would then be declared dead and its
- * work requeued exactly when it is busiest. Feeding the compute thread only
- * when it is idle (instead of pushing every job into the PAIR as it comes)
- * keeps the queue on this side, where a re-join can throw away work that
- * the broker has already requeued elsewhere.
+ * to the broker and never computes: it decodes and checks each request ONCE
+ * (dq_msg_decode, dq_teacher_check), keeps up to K in a local FIFO,
+ * heartbeats and watches the broker's liveness. The compute thread owns the
+ * network and runs one forward at a time. A hand-off moves the queued jobs
+ * (frames and decoded request, whose data points into the body frame) into
+ * the worker's hand[] array and wakes the compute thread with a "go" frame
+ * on an inproc PAIR; it serves them as decoded (dq_teacher_serve_checked: no
+ * second decode, no second check), writes one reply per job into hbufs[]
+ * and answers "done".
+ *
+ * OWNERSHIP: hand[] and hbufs[] belong to the compute thread from "go" until
+ * "done", to the I/O thread otherwise. hand_mu, held by the compute thread
+ * over that span and taken by the I/O thread around its own use, says so to
+ * ThreadSanitizer too, which cannot see the ordering inside libzmq.
+ *
+ * We chose the thread over "compute between polls" because the length of a
+ * forward is not ours to bound: DeepNN on a batch of 128 takes ~0.3 s on
+ * one core here, a batch of 1024 or a busy host passes liveness x
+ * heartbeat, and a worker that computed in its poll loop would then be
+ * declared dead and its work requeued exactly when it is busiest. Feeding
+ * the compute thread only when it is idle (instead of pushing every job
+ * into the PAIR as it comes) keeps the queue on this side, where a re-join
+ * can throw away work that the broker has already requeued elsewhere.
  *
  * Dynamic batching: when the compute thread is free, ALL queued jobs (up to
- * capacity, DQ_TEACHER_MAX_MERGE) go to it in one message [gen, ticket1,
- * body1, ticket2, body2, ...]; it serves those that fit together as one
- * forward (dq_teacher_serve_many: same dtype and outputs, at most max_batch
- * samples) and sends one [gen, ticket, reply] back per job. Bigger batches
- * keep a GPU busy; on the CPU they cost nothing, and since the eval forward
- * is batch-invariant no reply changes. `no_merge` hands one job at a time.
+ * capacity, DQ_TEACHER_MAX_MERGE) go to it in one hand-off; it serves those
+ * that fit together as one forward (same dtype and outputs, at most
+ * max_batch samples) and the rest one by one. Bigger batches keep a GPU
+ * busy; on the CPU they cost nothing, and since the eval forward is
+ * batch-invariant no reply changes. `no_merge` hands one job at a time.
  *
- * Every (re-)join bumps a generation number: a job that was computing when
- * the broker went away comes back with an old generation and its reply is
- * dropped instead of being sent to a broker that never asked for it.
+ * Every (re-)join bumps a generation number: a hand-off that was computing
+ * when the broker went away comes back with an old generation (hand_gen)
+ * and its replies are dropped instead of being sent to a broker that never
+ * asked for it.
  *
  * Signals: the compute thread blocks them all, so SIGTERM/SIGINT interrupt
  * the I/O thread's zmq_poll (EINTR) and the stop flag (owned by main) is
@@ -35,11 +45,12 @@
  *
  * A lost device (dq_teacher_lost: a sticky CUDA error such as an illegal
  * address or an uncorrectable ECC error) cannot be drained: every later
- * forward would fail. The compute thread blanks the replies of that
- * hand-off and raises `lost`; the I/O thread then sends nothing more,
- * leaves as on a second signal (GOODBYE, so the broker requeues everything
- * we held to healthy workers) and dq_worker_run returns DQ_ERR_DEVICE, so
- * the process exits non-zero and a supervisor can restart it.
+ * forward would fail. The compute thread raises `lost` after that hand-off;
+ * the I/O thread then sends none of its replies (error replies nobody
+ * should get) and nothing more, leaves as on a second signal (GOODBYE, so
+ * the broker requeues everything we held to healthy workers) and
+ * dq_worker_run returns DQ_ERR_DEVICE, so the process exits non-zero and a
+ * supervisor can restart it.
  */
 #include "teacher_worker/worker.h"
 
@@ -62,8 +73,11 @@
 #define S_GOODBYE_LINGER_MS 1000
 #define S_RECV_BURST 64          /* broker messages handled per poll round */
 
+/* A request the I/O thread accepted: its frames, and the request decoded
+ * and checked once; req.data points into body (s_job_move keeps it so). */
 typedef struct {
     zmq_msg_t ticket, body;
+    dq_msg_request req;
 } s_job;
 
 struct dq_worker {
@@ -78,7 +92,7 @@ struct dq_worker {
     dq_msg_buf buf;
     s_job *queue;                /* ring of capacity jobs not yet computing */
     int q_head, q_count;
-    int busy;                    /* jobs the compute thread holds (one hand-off) */
+    int busy;                    /* jobs the compute thread holds (hand_n or 0) */
     uint32_t busy_gen, gen;
     uint64_t my_epoch, rnd;
     int64_t last_heard, last_hb, reconnect_at, last_ready, last_reannounce_log;
@@ -89,14 +103,18 @@ struct dq_worker {
     uint64_t served, rejected, stale;
     uint64_t handoffs;           /* compute hand-offs: < served when merging */
 
+    /* the hand-off (see OWNERSHIP above) */
+    s_job *hand;                 /* capacity slots; hand_n in use */
+    dq_msg_buf *hbufs;           /* reply body per hand[] job; empty: encoding failed */
+    int hand_n;
+    uint32_t hand_gen;           /* w->gen at the hand-off: older replies are stale */
+    pthread_mutex_t hand_mu;
+    bool hand_mu_up;
+
     /* compute thread */
     pthread_t thread;
     bool thread_up;
     void *cpair;
-    dq_msg_decoder_t *cdec;
-    zmq_msg_t *cframes;          /* one hand-off: gen + (ticket, body) x capacity */
-    dq_msg *cmsgs;               /* its decoded requests */
-    dq_msg_buf *cbufs;           /* and their replies */
     /* set by the compute thread (lost_err first) when the device is lost */
     atomic_bool lost;
     dq_err lost_err;
@@ -143,76 +161,34 @@ void dq_worker_config_default(dq_worker_config *cfg)
 
 /* ---- the compute thread ------------------------------------------------------------ */
 
-/* Serves the k jobs of one hand-off: frames f = gen, (ticket, body) x k. */
-static void s_compute_many(dq_worker_t *w, zmq_msg_t *f, int k)
+/* Serves the jobs of one hand-off into hbufs (compute thread, hand_mu held). */
+static void s_compute_many(dq_worker_t *w)
 {
     const dq_msg_request *reqs[DQ_TEACHER_MAX_MERGE];
-    int at[DQ_TEACHER_MAX_MERGE], nreq = 0;
+    int k = w->hand_n;
     if (w->cfg.delay_ms > 0) s_sleep_ms(w->cfg.delay_ms);
     for (int j = 0; j < k; j++) {
-        dq_err err = {{0}};
-        dq_msg *m = &w->cmsgs[j];
-        zmq_msg_t *body = &f[2 + 2 * j];
-        dq_msg_buf_reset(&w->cbufs[j]);
-        dq_status st = dq_msg_decode(w->cdec, zmq_msg_data(body), zmq_msg_size(body), m, &err);
-        if (st == DQ_OK && m->type == DQ_MSG_REQUEST) {
-            reqs[nreq] = &m->u.request;
-            at[nreq++] = j;
-        } else if (dq_msg_encode_error_reply(&w->cbufs[j], m->has_req_id ? m->req_id : 0,
-                                             DQ_REPLY_ERROR, "not a request", &err) != DQ_OK) {
-            dq_msg_buf_reset(&w->cbufs[j]); /* empty body: the I/O thread answers */
-        }
+        dq_msg_buf_reset(&w->hbufs[j]);
+        reqs[j] = &w->hand[j].req;
     }
-    if (nreq > 0) {
-        dq_msg_buf tmp[DQ_TEACHER_MAX_MERGE];
-        for (int i = 0; i < nreq; i++) tmp[i] = w->cbufs[at[i]];
-        dq_err err = {{0}};
-        if (dq_teacher_serve_many(w->teacher, reqs, nreq, tmp, &err) != DQ_OK)
-            for (int i = 0; i < nreq; i++) tmp[i].len = 0; /* the I/O thread answers */
-        if (dq_teacher_lost(w->teacher, &w->lost_err) != DQ_OK) atomic_store(&w->lost, true);
-        for (int i = 0; i < nreq; i++) w->cbufs[at[i]] = tmp[i]; /* buffers may have grown */
-    }
-    for (int j = 0; j < k; j++) {
-        if (zmq_send(w->cpair, zmq_msg_data(&f[0]), zmq_msg_size(&f[0]), ZMQ_SNDMORE) < 0 ||
-            zmq_msg_send(&f[1 + 2 * j], w->cpair, ZMQ_SNDMORE) < 0 ||
-            zmq_send(w->cpair, w->cbufs[j].data, w->cbufs[j].len, 0) < 0) {
-            /* Only possible when the context is terminating: nothing to tell. */
-        }
-    }
+    dq_err err = {{0}};
+    if (dq_teacher_serve_checked(w->teacher, reqs, k, w->hbufs, &err) != DQ_OK)
+        for (int j = 0; j < k; j++) w->hbufs[j].len = 0; /* the I/O thread answers */
+    if (dq_teacher_lost(w->teacher, &w->lost_err) != DQ_OK) atomic_store(&w->lost, true);
 }
 
 static void *s_compute_main(void *arg)
 {
     dq_worker_t *w = arg;
-    const int max_frames = 1 + 2 * w->cfg.capacity;
     for (;;) {
-        /* One hand-off: [gen, ticket, body, ...]; a one-frame message means stop. */
-        int n = 0, more = 1;
-        bool failed = false, overflow = false;
-        while (more) {
-            zmq_msg_t extra, *fr = n < max_frames ? &w->cframes[n] : &extra;
-            zmq_msg_init(fr);
-            if (zmq_msg_recv(fr, w->cpair, 0) < 0) {
-                failed = true; /* context terminated (signals are blocked here) */
-                zmq_msg_close(fr);
-                break;
-            }
-            more = zmq_msg_more(fr);
-            if (fr == &extra) { /* more jobs than capacity: cannot happen */
-                zmq_msg_close(&extra);
-                overflow = true;
-            } else {
-                n++;
-            }
-        }
-        if (overflow) {
-            for (int i = 0; i < n; i++) zmq_msg_close(&w->cframes[i]);
-            continue;
-        }
-        bool quit = failed || n < 3 || n % 2 == 0;
-        if (!quit) s_compute_many(w, w->cframes, (n - 1) / 2);
-        for (int i = 0; i < n; i++) zmq_msg_close(&w->cframes[i]);
-        if (quit) break;
+        /* "g": serve the hand-off; an empty frame (or a failed receive: the
+         * context is terminating, signals are blocked here) means stop. */
+        char go = 0;
+        if (zmq_recv(w->cpair, &go, 1, 0) != 1 || go != 'g') break;
+        pthread_mutex_lock(&w->hand_mu);
+        s_compute_many(w);
+        pthread_mutex_unlock(&w->hand_mu);
+        if (zmq_send(w->cpair, "d", 1, 0) != 1) break;
     }
     return NULL;
 }
@@ -228,11 +204,18 @@ static dq_status s_compute_start(dq_worker_t *w, dq_err *err)
     /* The compute thread takes no signals, so they reach zmq_poll here. */
     sigset_t all, old;
     sigfillset(&all);
-    pthread_sigmask(SIG_BLOCK, &all, &old);
-    int rc = pthread_create(&w->thread, NULL, s_compute_main, w);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (rc != 0) return dq_fail(err, DQ_ERR_NOMEM, "worker: pthread_create: %s", strerror(rc));
+    int rc = pthread_sigmask(SIG_BLOCK, &all, &old);
+    if (rc != 0)
+        return dq_fail(err, DQ_ERR_SYSTEM, "worker: pthread_sigmask: %s", strerror(rc));
+    rc = pthread_create(&w->thread, NULL, s_compute_main, w);
+    int rc2 = pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc != 0)
+        return dq_fail(err, DQ_ERR_SYSTEM, "worker: pthread_create (compute thread): %s",
+                       strerror(rc));
     w->thread_up = true;
+    if (rc2 != 0) /* signals would stay blocked here: stop could never be seen */
+        return dq_fail(err, DQ_ERR_SYSTEM, "worker: pthread_sigmask (restore): %s",
+                       strerror(rc2));
     return DQ_OK;
 }
 
@@ -240,7 +223,7 @@ static void s_compute_stop(dq_worker_t *w)
 {
     if (w->thread_up && w->pair) {
         /* Blocks only until the current forward ends; the PAIR never fills
-         * because we hand it one job at a time. */
+         * because we hand it one hand-off at a time. */
         if (zmq_send(w->pair, "", 0, 0) < 0)
             zmq_ctx_shutdown(w->ctx); /* its blocking recv then fails with ETERM */
         pthread_join(w->thread, NULL);
@@ -249,6 +232,12 @@ static void s_compute_stop(dq_worker_t *w)
     if (w->cpair) zmq_close(w->cpair);
     if (w->pair) zmq_close(w->pair);
     w->cpair = w->pair = NULL;
+    /* A hand-off whose "done" was never read: the thread is gone, it is ours. */
+    for (int i = 0; i < w->hand_n; i++) {
+        zmq_msg_close(&w->hand[i].ticket);
+        zmq_msg_close(&w->hand[i].body);
+    }
+    w->hand_n = w->busy = 0;
 }
 
 /* ---- sending to the broker -------------------------------------------------------- */
@@ -308,14 +297,42 @@ static void s_reply_error(dq_worker_t *w, zmq_msg_t *ticket, uint64_t req_id,
 
 /* ---- the local queue ------------------------------------------------------------- */
 
+/* Moves the frames (ticket, body) into dst (uninitialised; they are left
+ * empty) with the request decoded from body, re-pointing req.data into
+ * dst's body: a message small enough to live inside the zmq_msg_t moves
+ * with it. */
+static dq_status s_job_take(s_job *dst, zmq_msg_t *ticket, zmq_msg_t *body,
+                            const dq_msg_request *req, dq_err *err)
+{
+    const uint8_t *old = zmq_msg_data(body);
+    size_t off = req->data ? (size_t)((const uint8_t *)req->data - old) : 0;
+    zmq_msg_init(&dst->ticket);
+    zmq_msg_init(&dst->body);
+    if (zmq_msg_move(&dst->ticket, ticket) != 0 || zmq_msg_move(&dst->body, body) != 0)
+        return dq_fail(err, DQ_ERR_INTERNAL, "worker: zmq_msg_move: %s",
+                       zmq_strerror(zmq_errno()));
+    dst->req = *req;
+    if (req->data) dst->req.data = (const uint8_t *)zmq_msg_data(&dst->body) + off;
+    return DQ_OK;
+}
+
+static dq_status s_job_move(s_job *dst, s_job *src, dq_err *err)
+{
+    return s_job_take(dst, &src->ticket, &src->body, &src->req, err);
+}
+
+static void s_job_close(s_job *j)
+{
+    zmq_msg_close(&j->ticket);
+    zmq_msg_close(&j->body);
+}
+
 /* Drops every queued job (the broker they came from requeues or forgot them)
  * and makes the computing one's reply stale. */
 static void s_purge(dq_worker_t *w)
 {
     while (w->q_count > 0) {
-        s_job *j = &w->queue[w->q_head];
-        zmq_msg_close(&j->ticket);
-        zmq_msg_close(&j->body);
+        s_job_close(&w->queue[w->q_head]);
         w->q_head = (w->q_head + 1) % w->cfg.capacity;
         w->q_count--;
         w->stale++;
@@ -335,48 +352,62 @@ static dq_status s_kick(dq_worker_t *w, dq_err *err)
     if (w->busy > 0 || w->q_count == 0) return DQ_OK;
     int k = w->cfg.no_merge ? 1 : w->q_count;
     if (k > DQ_TEACHER_MAX_MERGE) k = DQ_TEACHER_MAX_MERGE;
-    int rc = zmq_send(w->pair, &w->gen, sizeof w->gen, ZMQ_SNDMORE);
+    dq_status st = DQ_OK;
+    pthread_mutex_lock(&w->hand_mu); /* the compute thread is idle: never waits */
+    w->hand_n = 0;
     for (int i = 0; i < k; i++) {
         s_job *j = &w->queue[w->q_head];
         w->q_head = (w->q_head + 1) % w->cfg.capacity;
         w->q_count--;
-        if (rc >= 0) rc = zmq_msg_send(&j->ticket, w->pair, ZMQ_SNDMORE);
-        if (rc >= 0) rc = zmq_msg_send(&j->body, w->pair, i + 1 < k ? ZMQ_SNDMORE : 0);
-        zmq_msg_close(&j->ticket);
-        zmq_msg_close(&j->body);
+        if (st == DQ_OK) st = s_job_move(&w->hand[w->hand_n], j, err);
+        if (st == DQ_OK) w->hand_n++;
+        s_job_close(j);
     }
-    if (rc < 0) return dq_fail(err, DQ_ERR_NET, "worker: hand-off to compute: %s",
-                               zmq_strerror(zmq_errno()));
+    w->hand_gen = w->gen;
+    pthread_mutex_unlock(&w->hand_mu);
+    if (st != DQ_OK) return st;
+    if (zmq_send(w->pair, "g", 1, 0) != 1)
+        return dq_fail(err, DQ_ERR_NET, "worker: hand-off to compute: %s",
+                       zmq_strerror(zmq_errno()));
     w->busy = k;
     w->busy_gen = w->gen;
     w->handoffs++;
     return DQ_OK;
 }
 
-/* A result [gen, ticket, reply] from the compute thread. */
+/* The compute thread's "done": sends each job's reply (unless the broker it
+ * came from is gone), frees the hand-off and hands over the next one. */
 static dq_status s_on_result(dq_worker_t *w, dq_err *err)
 {
-    dq_wire_parts p;
-    DQ_TRY(dq_wire_recv(w->pair, &p, ZMQ_DONTWAIT, err));
-    if (w->busy > 0) w->busy--;
-    uint32_t gen = 0;
-    if (p.n == 3 && zmq_msg_size(&p.f[0]) == sizeof gen) memcpy(&gen, zmq_msg_data(&p.f[0]), sizeof gen);
-    if (p.n != 3 || gen != w->gen || !w->sock || atomic_load(&w->lost)) {
-        w->stale++; /* lost device: the broker requeues it when we leave */
-    } else if (zmq_msg_size(&p.f[2]) == 0) {
-        s_reply_error(w, &p.f[1], 0, DQ_REPLY_ERROR, "teacher could not encode its reply");
-    } else {
-        dq_err e2 = {{0}};
-        if (zmq_msg_send(&p.f[1], w->sock, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
-            zmq_msg_send(&p.f[2], w->sock, ZMQ_DONTWAIT) < 0) {
-            dq_fail(&e2, DQ_ERR_NET, "%s", zmq_strerror(zmq_errno()));
-            s_log(w, "reply not sent (broker not reading): %s", e2.msg);
-            w->stale++;
-        } else {
-            w->served++;
-        }
+    char done = 0;
+    if (zmq_recv(w->pair, &done, 1, ZMQ_DONTWAIT) < 0) {
+        int e = zmq_errno();
+        if (e == EAGAIN || e == EINTR) return DQ_OK;
+        return dq_fail(err, DQ_ERR_NET, "worker: result from compute: %s", zmq_strerror(e));
     }
-    dq_wire_parts_close(&p);
+    pthread_mutex_lock(&w->hand_mu); /* the compute thread released it before "done" */
+    for (int i = 0; i < w->hand_n; i++) {
+        s_job *j = &w->hand[i];
+        const dq_msg_buf *rb = &w->hbufs[i];
+        if (w->hand_gen != w->gen || !w->sock || atomic_load(&w->lost)) {
+            w->stale++; /* lost device: the broker requeues it when we leave */
+        } else if (rb->len == 0) {
+            s_reply_error(w, &j->ticket, j->req.req_id, DQ_REPLY_ERROR,
+                          "teacher could not encode its reply");
+        } else {
+            dq_err e2 = {{0}};
+            if (s_send(w, &j->ticket, rb->data, rb->len, &e2) != DQ_OK) {
+                s_log(w, "reply not sent (broker not reading): %s", e2.msg);
+                w->stale++;
+            } else {
+                w->served++;
+            }
+        }
+        s_job_close(j);
+    }
+    w->hand_n = 0;
+    w->busy = 0;
+    pthread_mutex_unlock(&w->hand_mu);
     return atomic_load(&w->lost) ? DQ_OK : s_kick(w, err);
 }
 
@@ -459,11 +490,13 @@ static void s_on_request(dq_worker_t *w, dq_wire_parts *p)
         s_reply_error(w, ticket, m.req_id, DQ_REPLY_ERROR, reason);
         return;
     }
+    /* The frames move into the queue with the request decoded from them. */
     s_job *j = &w->queue[(w->q_head + w->q_count) % w->cfg.capacity];
-    zmq_msg_init(&j->ticket);
-    zmq_msg_init(&j->body);
-    zmq_msg_move(&j->ticket, &p->f[0]);
-    zmq_msg_move(&j->body, &p->f[1]);
+    if (s_job_take(j, &p->f[0], &p->f[1], &m.u.request, &why) != DQ_OK) {
+        s_log(w, "dropped request %llu: %s", (unsigned long long)m.req_id, why.msg);
+        s_job_close(j);
+        return;
+    }
     w->q_count++;
 }
 
@@ -652,13 +685,18 @@ dq_status dq_worker_new(dq_worker_t **out, const dq_worker_config *cfg, dq_err *
                             cfg->max_batch, err);
     if (st == DQ_OK) st = dq_teacher_use_device(w->teacher, cfg->device, err);
     if (st == DQ_OK) st = dq_msg_decoder_new(&w->dec, err);
-    if (st == DQ_OK) st = dq_msg_decoder_new(&w->cdec, err);
     if (st == DQ_OK) {
-        w->cframes = calloc((size_t)(1 + 2 * cfg->capacity), sizeof *w->cframes);
-        w->cmsgs = calloc((size_t)cfg->capacity, sizeof *w->cmsgs);
-        w->cbufs = calloc((size_t)cfg->capacity, sizeof *w->cbufs);
-        if (!w->cframes || !w->cmsgs || !w->cbufs)
+        w->hand = calloc((size_t)cfg->capacity, sizeof *w->hand);
+        w->hbufs = calloc((size_t)cfg->capacity, sizeof *w->hbufs);
+        if (!w->hand || !w->hbufs)
             st = dq_fail(err, DQ_ERR_NOMEM, "worker: capacity %d: out of memory", cfg->capacity);
+    }
+    if (st == DQ_OK) {
+        int rc = pthread_mutex_init(&w->hand_mu, NULL);
+        if (rc != 0)
+            st = dq_fail(err, DQ_ERR_SYSTEM, "worker: pthread_mutex_init: %s", strerror(rc));
+        else
+            w->hand_mu_up = true;
     }
     if (st == DQ_OK && !(w->ctx = zmq_ctx_new()))
         st = dq_fail(err, DQ_ERR_NET, "zmq_ctx_new: %s", zmq_strerror(zmq_errno()));
@@ -684,12 +722,11 @@ void dq_worker_destroy(dq_worker_t **p)
     s_compute_stop(w);
     if (w->ctx) zmq_ctx_term(w->ctx);
     dq_msg_decoder_destroy(&w->dec);
-    dq_msg_decoder_destroy(&w->cdec);
     dq_msg_buf_free(&w->buf);
-    for (int i = 0; w->cbufs && i < w->cfg.capacity; i++) dq_msg_buf_free(&w->cbufs[i]);
-    free(w->cbufs);
-    free(w->cmsgs);
-    free(w->cframes);
+    for (int i = 0; w->hbufs && i < w->cfg.capacity; i++) dq_msg_buf_free(&w->hbufs[i]);
+    free(w->hbufs);
+    free(w->hand);
+    if (w->hand_mu_up) pthread_mutex_destroy(&w->hand_mu);
     dq_teacher_destroy(&w->teacher);
     free(w->queue);
     free(w);

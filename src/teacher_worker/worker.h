@@ -1,7 +1,9 @@
 /* worker.h - a teacher worker: one model served to a broker's backend.
  *
  * The worker joins the broker (READY), holds at most `capacity` requests,
- * computes them one at a time in a compute thread, heartbeats, re-joins by
+ * computes them in a compute thread (what is queued when it is free goes as
+ * one merged forward where the requests fit together, unless no_merge;
+ * worker.c), heartbeats, re-joins by
  * itself when the broker goes silent or restarts, and on a stop request
  * drains (DRAIN, finish what it holds, GOODBYE). Protocol and state machine:
  * docs/protocol.md sections 3 and 5.

@@ -1,7 +1,8 @@
 /* backend.h - process-wide compute settings chosen once at start by main().
  *
- * The CPU backend is OpenBLAS; its thread count is the only knob. (The CUDA
- * backend arrives with the CUDA issue and is selected here too.)
+ * The CPU backend is OpenBLAS; its thread count is the only knob. The CUDA
+ * device is chosen elsewhere: --device through dq_backend_select
+ * (backend_cuda.h), whose dq_device value main passes down.
  */
 #ifndef DQ_BACKEND_H
 #define DQ_BACKEND_H

@@ -1,0 +1,226 @@
+/* dispatch.c - the broker's service table, dispatch and the replies the
+ * broker makes itself.
+ *
+ * Dispatch hands the head of a service's FIFO to the live, non-draining
+ * worker with the most free credits (ties: least recently used) until the
+ * queue or the credits run out. A request queued before its service had a
+ * live identity is checked against it here, at dispatch. A send that fails
+ * means the worker's connection is gone: the worker is removed at once
+ * (workers.c requeues what it held) rather than after the liveness period.
+ * Called by broker.c after every event that may free a credit or queue a
+ * request; calls only workers.c and records.c below it.
+ */
+#include "broker/broker_int.h"
+
+#include <stdarg.h>
+#include <string.h>
+
+/* ---- replies made by the broker ---------------------------------------------- */
+
+void dq_broker_send_client(dq_broker_t *b, const uint8_t *cid, size_t cid_len, const void *body,
+                             size_t len)
+{
+    const void *data[2] = {cid, body};
+    size_t lens[2] = {cid_len, len};
+    if (dq_wire_send(b->frontend, 2, data, lens, ZMQ_DONTWAIT, NULL) != DQ_OK)
+        b->n_undeliverable++; /* client gone or not reading: its loss only */
+}
+
+static void s_verror_reply(dq_broker_t *b, const uint8_t *cid, size_t cid_len, uint64_t req_id,
+                           dq_reply_status st, const char *fmt, va_list ap)
+{
+    char why[DQ_MSG_ERROR_MAX + 1];
+    vsnprintf(why, sizeof why, fmt, ap);
+    dq_msg_buf_reset(&b->out);
+    if (dq_msg_encode_error_reply(&b->out, req_id, st, why, NULL) != DQ_OK) {
+        dq_broker_log(b, "cannot encode an error reply (%s)", why);
+        return;
+    }
+    dq_broker_send_client(b, cid, cid_len, b->out.data, b->out.len);
+    b->n_replies++;
+}
+
+void dq_broker_error_reply(dq_broker_t *b, const uint8_t *cid, size_t cid_len, uint64_t req_id,
+                           dq_reply_status st, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    s_verror_reply(b, cid, cid_len, req_id, st, fmt, ap);
+    va_end(ap);
+    b->n_rejected++;
+}
+
+void dq_broker_fail_record(dq_broker_t *b, int32_t r, dq_reply_status st, const char *fmt, ...)
+{
+    dq_brec *x = &b->rec[r];
+    dq_bservice *s = &b->services[x->service];
+    s->errors++;
+    if (st == DQ_REPLY_TIMEOUT || st == DQ_REPLY_UNKNOWN_SERVICE) s->timeouts++;
+    if (st == DQ_REPLY_BAD_REQUEST) s->bad_requests++;
+    va_list ap;
+    va_start(ap, fmt);
+    s_verror_reply(b, x->cid, x->cid_len, x->req_id, st, fmt, ap);
+    va_end(ap);
+    if (x->state == REC_QUEUED) {
+        dq_blist_remove(b, &s->queue, r);
+        b->queued--;
+    } else if (x->state == REC_INFLIGHT) {
+        dq_bworker *w = &b->workers[x->worker];
+        dq_blist_remove(b, &w->held, r);
+        w->in_flight--;
+        b->inflight--;
+    }
+    dq_brec_release(b, r);
+}
+
+/* ---- services ------------------------------------------------------------------- */
+
+/* A service nobody ever announced and nothing waits for: clients naming
+ * random services must not use up the table for good. */
+static bool s_reclaimable(const dq_bservice *s)
+{
+    return !s->has_identity && s->n_workers == 0 && s->queue.count == 0;
+}
+
+int32_t dq_broker_service(dq_broker_t *b, const char *name, bool create)
+{
+    int32_t free_slot = -1, spare = -1;
+    for (int32_t i = 0; i < b->cfg.max_services && i <= b->service_hi; i++) {
+        if (b->services[i].used) {
+            if (strcmp(b->services[i].name, name) == 0) return i;
+            if (spare < 0 && s_reclaimable(&b->services[i])) spare = i;
+        } else if (free_slot < 0) {
+            free_slot = i;
+        }
+    }
+    if (free_slot < 0) free_slot = spare;
+    if (!create || free_slot < 0) return -1;
+    dq_bservice *s = &b->services[free_slot];
+    memset(s, 0, sizeof *s);
+    if (free_slot >= b->service_hi) b->service_hi = free_slot + 1;
+    s->used = true;
+    snprintf(s->name, sizeof s->name, "%s", name);
+    dq_blist_init(&s->queue);
+    return free_slot;
+}
+
+const char *dq_broker_check_request(const dq_bservice *s, const dq_msg_request *r, char *why,
+                                    size_t cap)
+{
+    const dq_msg_ready *id = &s->identity;
+    if (!(id->dtypes & (1u << r->dtype))) {
+        snprintf(why, cap, "service '%s' does not take dtype %s", s->name,
+                 dq_msg_dtype_name(r->dtype));
+        return why;
+    }
+    if (r->shape[1] != id->input[0] || r->shape[2] != id->input[1] ||
+        r->shape[3] != id->input[2]) {
+        snprintf(why, cap, "service '%s' takes %lldx%lldx%lld inputs, request has %lldx%lldx%lld",
+                 s->name, (long long)id->input[0], (long long)id->input[1],
+                 (long long)id->input[2], (long long)r->shape[1], (long long)r->shape[2],
+                 (long long)r->shape[3]);
+        return why;
+    }
+    if (id->max_batch && r->shape[0] > (int64_t)id->max_batch) {
+        snprintf(why, cap, "service '%s' takes batches of at most %u, request has %lld", s->name,
+                 id->max_batch, (long long)r->shape[0]);
+        return why;
+    }
+    for (int i = 0; i < r->n_outputs; i++) {
+        bool found = false;
+        for (int j = 0; j < id->n_outputs && !found; j++)
+            found = strcmp(r->outputs[i], id->outputs[j].name) == 0;
+        if (!found) {
+            snprintf(why, cap, "service '%s' has no output '%s'", s->name, r->outputs[i]);
+            return why;
+        }
+    }
+    return NULL;
+}
+
+/* ---- dispatch --------------------------------------------------------------------- */
+
+/* The live, non-draining worker of svc with the most free credits (ties:
+ * the one that got work least recently), or -1. */
+static int32_t s_pick_worker(const dq_broker_t *b, int32_t svc)
+{
+    int32_t best = -1;
+    uint32_t best_free = 0;
+    for (int32_t i = 0; i < b->worker_hi; i++) {
+        const dq_bworker *w = &b->workers[i];
+        if (!w->used || w->service != svc || w->draining || w->in_flight >= w->capacity)
+            continue;
+        uint32_t fr = w->capacity - w->in_flight;
+        if (best < 0 || fr > best_free ||
+            (fr == best_free && w->last_dispatch < b->workers[best].last_dispatch)) {
+            best = i;
+            best_free = fr;
+        }
+    }
+    return best;
+}
+
+/* Checks a request that was queued before its service had a live identity
+ * (as decoded on arrival, b->req[r]); false (and the record answered) if
+ * the live workers cannot take it. */
+static bool s_late_check(dq_broker_t *b, int32_t r)
+{
+    dq_brec *x = &b->rec[r];
+    dq_bservice *s = &b->services[x->service];
+    char why[DQ_MSG_ERROR_MAX + 1];
+    if (dq_broker_check_request(s, &b->req[r], why, sizeof why)) {
+        dq_broker_fail_record(b, r, DQ_REPLY_BAD_REQUEST, "%s", why);
+        return false;
+    }
+    x->checked = true;
+    return true;
+}
+
+void dq_broker_dispatch(dq_broker_t *b, int32_t svc, int64_t now)
+{
+    dq_bservice *s = &b->services[svc];
+    while (s->queue.count > 0) {
+        int32_t w = s_pick_worker(b, svc);
+        if (w < 0) return;
+        int32_t r = s->queue.head;
+        dq_brec *x = &b->rec[r];
+        if (!x->checked && !s_late_check(b, r)) continue;
+        dq_bworker *wk = &b->workers[w];
+        x->gen++;
+        uint8_t ticket[S_TICKET_LEN];
+        dq_brec_ticket(b, r, ticket);
+        zmq_msg_t copy;
+        zmq_msg_init(&copy);
+        if (zmq_msg_copy(&copy, &x->body) != 0) { /* shares the frame: no byte copied */
+            dq_broker_log(b, "zmq_msg_copy: %s", zmq_strerror(zmq_errno()));
+            zmq_msg_close(&copy);
+            dq_broker_fail_record(b, r, DQ_REPLY_ERROR, "broker: internal error forwarding "
+                                  "the request to service '%s'", s->name);
+            continue;
+        }
+        int rc = zmq_send(b->backend, wk->id, wk->id_len, ZMQ_SNDMORE | ZMQ_DONTWAIT);
+        if (rc >= 0) rc = zmq_send(b->backend, ticket, sizeof ticket, ZMQ_SNDMORE | ZMQ_DONTWAIT);
+        if (rc >= 0) rc = zmq_msg_send(&copy, b->backend, ZMQ_DONTWAIT);
+        if (rc < 0) {
+            int e = zmq_errno();
+            zmq_msg_close(&copy);
+            b->n_worker_send_failed++;
+            /* EHOSTUNREACH: the worker's connection is gone; treat it as dead
+             * now rather than after the liveness period. */
+            dq_broker_log(b, "cannot send to worker %s of '%s' (%s)", wk->id_hex, s->name,
+                          zmq_strerror(e));
+            dq_broker_remove_worker(b, w, "unreachable", now);
+            continue;
+        }
+        dq_blist_remove(b, &s->queue, r);
+        b->queued--;
+        x->state = REC_INFLIGHT;
+        x->worker = w;
+        x->dispatched_ms = now;
+        dq_blist_push_back(b, &wk->held, r);
+        wk->in_flight++;
+        wk->last_dispatch = ++b->dispatch_seq;
+        b->inflight++;
+    }
+}
+
