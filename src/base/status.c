@@ -14,6 +14,7 @@ static const char *const s_names[] = {
     [DQ_ERR_FORMAT] = "malformed data",
     [DQ_ERR_NOT_FOUND] = "not found",
     [DQ_ERR_UNSUPPORTED] = "unsupported",
+    [DQ_ERR_DEVICE] = "device failed",
     [DQ_ERR_INTERRUPTED] = "interrupted",
     [DQ_ERR_PROTO] = "protocol error",
     [DQ_ERR_TIMEOUT] = "timed out",

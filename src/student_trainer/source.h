@@ -59,6 +59,7 @@ typedef struct {
     const char *replay_dir;             /* replay */
     const char *replay_teacher;         /* replay: sha256 (prefix) of the teacher to
                                          * read when the cache holds several; NULL: the only one */
+    dq_device teacher_device;           /* local: where the teachers' forward runs */
     FILE *log;
 } dq_source_config;
 

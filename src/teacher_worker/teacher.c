@@ -36,7 +36,27 @@ struct dq_teacher {
     int64_t max_batch;
     int64_t planned;      /* batch the net and input are planned for (0: none) */
     float *input;         /* planned * c*h*w floats */
+    /* A sticky device failure (DQ_ERR_DEVICE): every later forward fails
+     * with it, and dq_teacher_lost tells the worker to leave. */
+    dq_status lost;
+    dq_err lost_err;
+    /* Test hook (tests/test_device_fault.sh): the environment variable
+     * DQ_TEST_DEVICE_FAULT_AFTER=N, read once at creation, makes every
+     * forward after the first N fail as a sticky GPU error would, on any
+     * device; -1 (unset): off. */
+    int64_t fault_after, forwards;
 };
+
+#define S_FAULT_ENV "DQ_TEST_DEVICE_FAULT_AFTER"
+
+static int64_t s_fault_after(void)
+{
+    const char *v = getenv(S_FAULT_ENV);
+    if (!v || !*v) return -1;
+    char *end = NULL;
+    long long n = strtoll(v, &end, 10);
+    return *end == '\0' && n >= 0 ? (int64_t)n : -1;
+}
 
 dq_status dq_teacher_sha256_file(const char *path, char hex[DQ_MSG_SHA256_HEX + 1],
                                  dq_err *err)
@@ -139,6 +159,7 @@ dq_status dq_teacher_new(dq_teacher_t **out, const char *service, const char *mo
     dq_teacher_t *t = calloc(1, sizeof *t);
     if (!t) return dq_fail(err, DQ_ERR_NOMEM, "teacher: out of memory");
     t->max_batch = max_batch > 0 ? max_batch : DQ_TEACHER_DEFAULT_MAX_BATCH;
+    t->fault_after = s_fault_after();
     dq_status st = s_setup(t, service, model_path, weights_path, err);
     if (st != DQ_OK) {
         dq_teacher_destroy(&t);
@@ -244,8 +265,8 @@ dq_status dq_teacher_use_device(dq_teacher_t *t, dq_device dev, dq_err *err)
  * pinned buffer (no plan or copy needed there) or into the planned CPU
  * input, then runs ONE forward over all n of their samples where the net
  * lives. The requests share dtype and outputs (the caller groups them). */
-static dq_status s_forward(dq_teacher_t *t, const dq_msg_request *const *rs, int k, int64_t n,
-                           dq_err *err)
+static dq_status s_forward_run(dq_teacher_t *t, const dq_msg_request *const *rs, int k,
+                               int64_t n, dq_err *err)
 {
     float *input = t->gpu ? dq_net_cuda_input_buffer(t->gpu) : NULL;
     if (!t->gpu) {
@@ -269,6 +290,32 @@ static dq_status s_forward(dq_teacher_t *t, const dq_msg_request *const *rs, int
         return dq_net_cuda_forward(t->gpu, &x, false, want, rs[0]->n_outputs, err);
     }
     return dq_net_forward(t->net, &x, false, NULL, err);
+}
+
+/* s_forward_run, unless the device is lost; a DQ_ERR_DEVICE failure (or
+ * the test hook's) is remembered, so every later forward fails alike. */
+static dq_status s_forward(dq_teacher_t *t, const dq_msg_request *const *rs, int k, int64_t n,
+                           dq_err *err)
+{
+    if (t->lost != DQ_OK) return dq_fail(err, t->lost, "%s", t->lost_err.msg);
+    dq_status st;
+    if (t->fault_after >= 0 && t->forwards >= t->fault_after)
+        st = dq_fail(err, DQ_ERR_DEVICE, "%s=%lld: injected sticky device fault at forward %lld",
+                     S_FAULT_ENV, (long long)t->fault_after, (long long)t->forwards + 1);
+    else
+        st = s_forward_run(t, rs, k, n, err);
+    t->forwards++;
+    if (st == DQ_ERR_DEVICE) {
+        t->lost = st;
+        t->lost_err = *err;
+    }
+    return st;
+}
+
+dq_status dq_teacher_lost(const dq_teacher_t *t, dq_err *err)
+{
+    if (t->lost == DQ_OK) return DQ_OK;
+    return dq_fail(err, t->lost, "service %s: %s", t->id.service, t->lost_err.msg);
 }
 
 /* Encodes the ok reply of request r from rows [first, first + n) of the

@@ -43,6 +43,16 @@ void dq_teacher_destroy(dq_teacher_t **p);
  * (docs/cuda.md). A CPU dev leaves the teacher as it is. */
 dq_status dq_teacher_use_device(dq_teacher_t *t, dq_device dev, dq_err *err);
 
+/* DQ_OK while the teacher can compute; DQ_ERR_DEVICE (with the first
+ * failure's detail) once a forward hit a sticky device error: the GPU is
+ * lost to this process, every later forward fails, and the replies written
+ * since are error replies nobody should get. A server then leaves without
+ * answering what it holds, so the broker requeues it to healthy workers,
+ * and exits non-zero. (Test hook: DQ_TEST_DEVICE_FAULT_AFTER=N in the
+ * environment at dq_teacher_new injects this after N forwards.) Same
+ * thread as dq_teacher_serve. */
+dq_status dq_teacher_lost(const dq_teacher_t *t, dq_err *err);
+
 /* Service, model name and SHA-256 of the weights, as replies carry them. */
 const dq_msg_teacher *dq_teacher_identity(const dq_teacher_t *t);
 

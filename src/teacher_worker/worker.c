@@ -42,11 +42,21 @@
  * the I/O thread's zmq_poll (EINTR) and the stop flag (owned by main) is
  * seen at once. Stop 1: DRAIN, finish what we hold, GOODBYE, return DQ_OK.
  * Stop 2 (a second signal): GOODBYE at once; the broker requeues the rest.
+ *
+ * A lost device (dq_teacher_lost: a sticky CUDA error such as an illegal
+ * address or an uncorrectable ECC error) cannot be drained: every later
+ * forward would fail. The compute thread raises `lost` after that hand-off;
+ * the I/O thread then sends none of its replies (error replies nobody
+ * should get) and nothing more, leaves as on a second signal (GOODBYE, so
+ * the broker requeues everything we held to healthy workers) and
+ * dq_worker_run returns DQ_ERR_DEVICE, so the process exits non-zero and a
+ * supervisor can restart it.
  */
 #include "teacher_worker/worker.h"
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -105,6 +115,9 @@ struct dq_worker {
     pthread_t thread;
     bool thread_up;
     void *cpair;
+    /* set by the compute thread (lost_err first) when the device is lost */
+    atomic_bool lost;
+    dq_err lost_err;
     char pair_ep[64];
 };
 
@@ -161,6 +174,7 @@ static void s_compute_many(dq_worker_t *w)
     dq_err err = {{0}};
     if (dq_teacher_serve_checked(w->teacher, reqs, k, w->hbufs, &err) != DQ_OK)
         for (int j = 0; j < k; j++) w->hbufs[j].len = 0; /* the I/O thread answers */
+    if (dq_teacher_lost(w->teacher, &w->lost_err) != DQ_OK) atomic_store(&w->lost, true);
 }
 
 static void *s_compute_main(void *arg)
@@ -375,8 +389,8 @@ static dq_status s_on_result(dq_worker_t *w, dq_err *err)
     for (int i = 0; i < w->hand_n; i++) {
         s_job *j = &w->hand[i];
         const dq_msg_buf *rb = &w->hbufs[i];
-        if (w->hand_gen != w->gen || !w->sock) {
-            w->stale++;
+        if (w->hand_gen != w->gen || !w->sock || atomic_load(&w->lost)) {
+            w->stale++; /* lost device: the broker requeues it when we leave */
         } else if (rb->len == 0) {
             s_reply_error(w, &j->ticket, j->req.req_id, DQ_REPLY_ERROR,
                           "teacher could not encode its reply");
@@ -394,7 +408,7 @@ static dq_status s_on_result(dq_worker_t *w, dq_err *err)
     w->hand_n = 0;
     w->busy = 0;
     pthread_mutex_unlock(&w->hand_mu);
-    return s_kick(w, err);
+    return atomic_load(&w->lost) ? DQ_OK : s_kick(w, err);
 }
 
 /* ---- joining and leaving ------------------------------------------------------------ */
@@ -605,6 +619,11 @@ static dq_status s_serve(dq_worker_t *w, dq_err *err)
     DQ_TRY(s_join(w, "join", err));
     for (;;) {
         sig_atomic_t stop = w->cfg.stop ? *w->cfg.stop : 0;
+        if (atomic_load(&w->lost)) {
+            s_log(w, "device lost, leaving: %s", w->lost_err.msg);
+            s_leave(w, "device lost");
+            return dq_fail(err, DQ_ERR_DEVICE, "%s", w->lost_err.msg);
+        }
         if (stop >= 2) {
             s_leave(w, "second signal");
             return DQ_OK;
@@ -655,6 +674,7 @@ dq_status dq_worker_new(dq_worker_t **out, const dq_worker_config *cfg, dq_err *
     dq_worker_t *w = calloc(1, sizeof *w);
     if (!w) return dq_fail(err, DQ_ERR_NOMEM, "worker: out of memory");
     w->cfg = *cfg;
+    atomic_init(&w->lost, false);
     w->backoff_ms = S_BACKOFF_MIN_MS;
     dq_status st = DQ_OK;
     w->queue = calloc((size_t)cfg->capacity, sizeof *w->queue);
