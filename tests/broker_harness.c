@@ -571,6 +571,7 @@ void h_client_run(h_client *c)
             memset(&rq, 0, sizeof rq);
             rq.req_id = c->first_id + (uint64_t)sent;
             snprintf(rq.service, sizeof rq.service, "%s", c->service);
+            if (c->name) snprintf(rq.client, sizeof rq.client, "%s", c->name);
             rq.dtype = DQ_DTYPE_U8;
             rq.shape[0] = c->n, rq.shape[1] = c->c, rq.shape[2] = c->h, rq.shape[3] = c->w;
             h_fill(px, bytes, rq.req_id);

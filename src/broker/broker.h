@@ -41,6 +41,12 @@ typedef struct dq_broker_cache {
                   const dq_msg_reply *rep);
 } dq_broker_cache;
 
+/* A client's weight in its services' round robin (--share NAME=W). */
+typedef struct {
+    const char *name;           /* key name under CURVE, else the request's "client" */
+    uint32_t weight;            /* >= 1: requests served per turn */
+} dq_broker_share;
+
 typedef struct {
     const char *frontend;       /* bind endpoint for clients (default: all interfaces, port 5555) */
     const char *backend;        /* bind endpoint for workers (default: all interfaces, port 5556) */
@@ -50,7 +56,11 @@ typedef struct {
     int service_timeout_ms;     /* 120000: a worker holding a request longer is
                                  * stuck (alive but not computing): it is
                                  * dropped like a dead one; 0: never */
-    int max_queue;              /* 1024: queued requests, all services */
+    int max_queue;              /* 1024: queued requests per client (and service) */
+    int max_queued_total;       /* 0: 4 x max_queue; queued requests, all clients */
+    int max_clients;            /* 1024: (service, client) queues at once */
+    const dq_broker_share *shares; /* n_shares weights; a client not named: weight 1 */
+    int n_shares;
     int max_inflight;           /* 1024: requests held by workers, all services */
     int max_workers;            /* 256 */
     int max_services;           /* 64 */

@@ -30,6 +30,7 @@ typedef struct {
     int32_t prev, next;       /* links in the list the record is in */
     int32_t worker;           /* INFLIGHT: worker slot; else -1 */
     int32_t service;          /* service slot */
+    int32_t flow;             /* client queue (flows.c) the record belongs to */
     uint8_t state;            /* dq_rec_state */
     bool checked;             /* request checked against the live identity */
     uint8_t cid_len;
@@ -57,13 +58,28 @@ typedef struct {
     uint8_t id[DQ_WIRE_ID_MAX];
 } dq_bworker;
 
+/* One client's queue inside one service (flows.c): the unit of fair
+ * sharing. A flow with queued requests is in its service's ring. */
+typedef struct {
+    bool used;
+    int32_t service;
+    int32_t prev, next;       /* ring of the service's flows with queued requests */
+    bool in_ring;
+    uint32_t weight, credit;  /* credit: dispatches left in the current turn */
+    int32_t refs;             /* records (queued or in flight) naming this flow */
+    dq_blist queue;
+    uint64_t requests, dispatched, overloaded;
+    char name[DQ_MSG_NAME_MAX + 2]; /* key or client name; "#<hex id>" when unnamed */
+} dq_bflow;
+
 typedef struct {
     bool used;
     bool has_identity;        /* some worker announced since start */
     char name[DQ_MSG_NAME_MAX + 1];
     dq_msg_ready identity;    /* of the live workers (else the last ones) */
     int n_workers;            /* live */
-    dq_blist queue;
+    int queued;               /* over all its flows */
+    int32_t rr;               /* flow whose turn it is; -1: nothing queued */
     uint64_t served, errors, requeues, timeouts, overloaded, bad_requests;
     double service_ms_sum;
 } dq_bservice;
@@ -89,10 +105,13 @@ struct dq_broker {
 
     dq_bworker *workers;
     dq_bservice *services;
+    dq_bflow *flows;          /* cfg.max_clients */
+    int32_t flow_hi;          /* 1 + highest used flow slot */
     int n_workers;            /* live */
     int32_t worker_hi;        /* 1 + highest used worker slot: loops stop here */
     int32_t service_hi;       /* 1 + highest used service slot (never shrinks) */
     int queued, inflight;
+    int max_queued;           /* all clients: cfg.max_queued_total or 4 x max_queue */
     uint64_t dispatch_seq;
 
     dq_msg_decoder_t *dec;
@@ -129,6 +148,20 @@ void dq_brec_hash_insert(dq_broker_t *b, int32_t r);
 void dq_brec_ticket(const dq_broker_t *b, int32_t r, uint8_t *t);
 /* The record a ticket names if it is still in flight at worker w, else -1. */
 int32_t dq_brec_from_ticket(const dq_broker_t *b, const void *t, size_t len, int32_t w);
+
+/* ---- flows.c ---- */
+/* The flow of client `name` in service svc (created, with its --share
+ * weight, when absent; an idle flow is reused when the table is full), or -1. */
+int32_t dq_bflow_get(dq_broker_t *b, int32_t svc, const char *name);
+/* Queues record r (rec[r].flow set) at the back (new) or front (requeue). */
+void dq_bflow_push_back(dq_broker_t *b, int32_t r);
+void dq_bflow_push_front(dq_broker_t *b, int32_t r);
+/* Takes queued record r out of its flow (answered or expired: no credit used). */
+void dq_bflow_remove(dq_broker_t *b, int32_t r);
+/* The record the round robin serves next in svc (not removed), or -1. */
+int32_t dq_bflow_peek(dq_broker_t *b, int32_t svc);
+/* Removes r, the record dq_bflow_peek returned, for dispatch: uses a credit. */
+void dq_bflow_take(dq_broker_t *b, int32_t r);
 
 /* ---- stats.c ---- */
 /* Writes the stats JSON (docs/protocol.md) into b->json. */

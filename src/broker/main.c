@@ -21,6 +21,32 @@
 
 static volatile sig_atomic_t s_stop;
 
+#define S_MAX_SHARES 64
+
+typedef struct {
+    dq_broker_share v[S_MAX_SHARES];
+    int n;
+} s_shares;
+
+/* --share NAME=W, repeatable. */
+static dq_status s_parse_share(void *dst, const char *opt, const char *val, dq_err *err)
+{
+    s_shares *sh = dst;
+    const char *eq = strrchr(val, '=');
+    char *end = NULL;
+    long w = eq ? strtol(eq + 1, &end, 10) : 0;
+    if (!eq || eq == val || !end || *end || w < 1 || w > 1000000)
+        return dq_fail(err, DQ_ERR_ARG, "%s %s: expected NAME=W with W in 1..1000000", opt, val);
+    if (sh->n == S_MAX_SHARES)
+        return dq_fail(err, DQ_ERR_ARG, "%s: at most %d", opt, S_MAX_SHARES);
+    char *name = strndup(val, (size_t)(eq - val));
+    if (!name) return dq_fail(err, DQ_ERR_NOMEM, "%s: out of memory", opt);
+    sh->v[sh->n].name = name; /* lives as long as the program */
+    sh->v[sh->n].weight = (uint32_t)w;
+    sh->n++;
+    return DQ_OK;
+}
+
 static void s_on_signal(int sig)
 {
     (void)sig;
@@ -86,6 +112,7 @@ int main(int argc, char **argv)
     dq_broker_config_defaults(&cfg);
     const char *stats_ep = NULL, *cache_dir = NULL;
     float cache_gb = 4;
+    static s_shares shares;
     const dq_opt opts[] = {
         DQ_OPT_STR("frontend", "EP", &cfg.frontend, "bind for clients (tcp://*:5555)"),
         DQ_OPT_STR("backend", "EP", &cfg.backend, "bind for teacher workers (tcp://*:5556)"),
@@ -97,8 +124,14 @@ int main(int argc, char **argv)
         DQ_OPT_INT("service-timeout-ms", "N", &cfg.service_timeout_ms, 0, 1 << 30,
                    "a worker holding a request longer is stuck: its\n"
                    "work is requeued and it must re-join (120000; 0: off)"),
-        DQ_OPT_INT("max-queue", "N", &cfg.max_queue, 1, 1 << 30,
-                   "queued requests before 'overloaded' (1024)"),
+        DQ_OPT_INT("max-queue", "N", &cfg.max_queue, 1, 1 << 22,
+                   "queued requests per client before 'overloaded' (1024)"),
+        DQ_OPT_INT("max-queue-total", "N", &cfg.max_queued_total, 1, 1 << 23,
+                   "queued requests of all clients (4 x --max-queue)"),
+        DQ_OPT_INT("max-clients", "N", &cfg.max_clients, 1, 1 << 20,
+                   "client queues (service, client) at once (1024)"),
+        DQ_OPT_CALL("share", "NAME=W", s_parse_share, &shares,
+                    "client NAME gets W turns per round (1); repeatable"),
         DQ_OPT_INT("max-inflight", "N", &cfg.max_inflight, 1, 1 << 30,
                    "requests held by workers at once (1024)"),
         DQ_OPT_I64("max-msg-bytes", "B", &cfg.max_msg_bytes, 1024, 1LL << 40,
@@ -132,6 +165,8 @@ int main(int argc, char **argv)
         return 0;
     }
     if (stats_ep) return s_query_stats(stats_ep);
+    cfg.shares = shares.v;
+    cfg.n_shares = shares.n;
 
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);

@@ -118,7 +118,7 @@ static void s_service(s_out *o, const dq_broker_t *b, int32_t si)
              ", \"queue\": %d, \"in_flight\": %d, \"served\": %llu, \"errors\": %llu, "
              "\"requeues\": %llu, \"timeouts\": %llu, \"overloaded\": %llu, "
              "\"bad_requests\": %llu, \"mean_service_ms\": %.3f, \"workers\": [",
-             s->queue.count, inflight, (unsigned long long)s->served,
+             s->queued, inflight, (unsigned long long)s->served,
              (unsigned long long)s->errors, (unsigned long long)s->requeues,
              (unsigned long long)s->timeouts, (unsigned long long)s->overloaded,
              (unsigned long long)s->bad_requests, s_mean(s->service_ms_sum, s->served));
@@ -133,6 +133,20 @@ static void s_service(s_out *o, const dq_broker_t *b, int32_t si)
                  sep, w->id_hex, w->capacity, w->in_flight, (unsigned long long)w->served,
                  (unsigned long long)w->errors, (unsigned long long)w->requeues,
                  s_mean(w->service_ms_sum, w->served), w->draining ? "true" : "false");
+        sep = ", ";
+    }
+    s_printf(o, "], \"clients\": [");
+    sep = "";
+    for (int32_t i = 0; i < b->flow_hi; i++) {
+        const dq_bflow *f = &b->flows[i];
+        if (!f->used || f->service != si) continue;
+        s_printf(o, "%s{\"name\": ", sep);
+        s_str(o, f->name);
+        s_printf(o,
+                 ", \"weight\": %u, \"queue\": %d, \"requests\": %llu, \"dispatched\": %llu, "
+                 "\"overloaded\": %llu}",
+                 f->weight, f->queue.count, (unsigned long long)f->requests,
+                 (unsigned long long)f->dispatched, (unsigned long long)f->overloaded);
         sep = ", ";
     }
     s_printf(o, "]}");

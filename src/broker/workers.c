@@ -66,7 +66,7 @@ void dq_broker_remove_worker(dq_broker_t *b, int32_t w, const char *why, int64_t
         x->state = REC_QUEUED;
         x->worker = -1;
         x->deadline_ms = now + b->cfg.request_timeout_ms;
-        dq_blist_push_front(b, &s->queue, r);
+        dq_bflow_push_front(b, r);
         b->queued++;
         b->inflight--;
     }
@@ -81,7 +81,7 @@ void dq_broker_remove_worker(dq_broker_t *b, int32_t w, const char *why, int64_t
                   why, s->name, (unsigned long long)wk->served, s->n_workers);
     if (n > 0)
         dq_broker_log(b, "requeued %d requests of worker %s at the head of '%s' (%d queued)", n,
-                      wk->id_hex, s->name, s->queue.count);
+                      wk->id_hex, s->name, s->queued);
 }
 
 /* How long worker w has held its oldest request (0 if none): the held list
@@ -181,7 +181,11 @@ int32_t dq_broker_add_worker(dq_broker_t *b, int32_t svc, const uint8_t *id, siz
         /* A (possibly new) identity: queued requests are checked at dispatch. */
         s->identity = *rd;
         s->has_identity = true;
-        for (int32_t r = s->queue.head; r >= 0; r = b->rec[r].next) b->rec[r].checked = false;
+        for (int32_t fi = 0; fi < b->flow_hi; fi++) {
+            const dq_bflow *f = &b->flows[fi];
+            if (!f->used || f->service != svc) continue;
+            for (int32_t r = f->queue.head; r >= 0; r = b->rec[r].next) b->rec[r].checked = false;
+        }
     }
     s->n_workers++;
     b->n_workers++;

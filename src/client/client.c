@@ -274,6 +274,7 @@ dq_status dq_client_send(dq_client_t *c, const dq_client_request *r, dq_err *err
         return dq_fail(err, DQ_ERR_ARG, "client: service %s: %d outputs requested (1..%d)",
                        r->service, r->n_outputs, DQ_MSG_MAX_OUTPUTS);
     memcpy(m.service, r->service, sl + 1);
+    if (c->o.name) snprintf(m.client, sizeof m.client, "%s", c->o.name);
     m.req_id = r->req_id;
     m.dtype = r->dtype;
     size_t count = 1;

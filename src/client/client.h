@@ -40,6 +40,8 @@ typedef struct {
     int request_timeout_ms;   /* answer locally with a timeout after this long (0: never) */
     int64_t max_msg_bytes;    /* largest reply accepted (1 GiB) */
     FILE *log;                /* one line per reconnect or resend round; NULL: silent */
+    const char *name;         /* sent as the request's "client" for the broker's fair
+                               * sharing (--share NAME=W); NULL: none (docs/protocol.md) */
 } dq_client_opts;
 
 void dq_client_opts_default(dq_client_opts *o);
