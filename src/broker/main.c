@@ -134,6 +134,11 @@ int main(int argc, char **argv)
                     "client NAME gets W turns per round (1); repeatable"),
         DQ_OPT_INT("max-inflight", "N", &cfg.max_inflight, 1, 1 << 30,
                    "requests held by workers at once (1024)"),
+        DQ_OPT_I64("max-queue-bytes", "B", &cfg.max_queue_bytes, 1024, 1LL << 50,
+                   "bytes of request bodies held (queued and in flight)\n"
+                   "before 'overloaded', all clients (1073741824)"),
+        DQ_OPT_I64("max-client-bytes", "B", &cfg.max_client_bytes, 1024, 1LL << 50,
+                   "the same per client queue (--max-queue-bytes / 4)"),
         DQ_OPT_I64("max-msg-bytes", "B", &cfg.max_msg_bytes, 1024, 1LL << 40,
                    "largest accepted frame (67108864)"),
         DQ_OPT_STR("cache", "DIR", &cache_dir, "answer from / store into the LMDB cache in DIR"),
