@@ -1,6 +1,12 @@
 /* predict.c - prediction over a dataset to .npy files: locally (model +
  * weights, the reference path) or from a teacher service (--teacher).
  *
+ * Memory (issue 15): the first batch goes out alone; its reply gives the
+ * output sizes, from which K is lowered until K batches (request copy and
+ * parked outputs) fit inflight_bytes, the client's ZMQ_MAXMSGSIZE is set to
+ * one batch's reply and every request says how many floats it expects, so
+ * a larger reply is refused before anything of it is copied.
+ *
  * The remote path is the simplest ordered client of the service: batch b is
  * request b + 1, at most K = inflight are outstanding, and a reply is parked
  * in slot b % K until every earlier batch has been written, so the files
@@ -216,7 +222,11 @@ typedef struct {
     int64_t per_sample[S_MAX_WANT]; /* floats per sample; 0 until the first reply */
     float *slot[S_MAX_WANT];        /* K * batch * per_sample each */
     bool *ready;            /* K */
-    int K;
+    int K;                  /* 1 until the first reply, then bounded by bytes */
+    int K_max;              /* --inflight */
+    int64_t inflight_bytes;
+    int64_t reply_floats;   /* per sample, all outputs; 0 until the first reply */
+    FILE *log;
     int64_t batch;
     bool have_teacher;
     dq_msg_teacher teacher;
@@ -245,9 +255,21 @@ static dq_status s_remote_shapes(s_remote *r, const dq_client_reply *rep, dq_err
             r->shape[i][d] = o->shape[d];
             r->per_sample[i] *= o->shape[d];
         }
+        r->reply_floats += r->per_sample[i];
+    }
+    const dq_dataset *ds = &r->p.ds;
+    int64_t per_batch = r->batch * (ds->c * ds->h * ds->w + r->reply_floats * 4);
+    int64_t k = r->inflight_bytes / (per_batch > 0 ? per_batch : 1);
+    r->K = (int)(k < 1 ? 1 : k < r->K_max ? k : r->K_max);
+    if (r->K < r->K_max && r->log)
+        fprintf(r->log, "teacher %s: %d batches in flight (a batch holds %lld bytes, "
+                "--inflight-bytes %lld)\n", r->service, r->K, (long long)per_batch,
+                (long long)r->inflight_bytes);
+    for (int i = 0; i < r->n_want; i++) {
         r->slot[i] = malloc((size_t)((int64_t)r->K * r->batch * r->per_sample[i]) * sizeof(float));
         if (!r->slot[i]) return dq_fail(err, DQ_ERR_NOMEM, "predict: out of memory");
     }
+
     if (r->logits >= 0 && r->ndim[r->logits] != 2) r->logits = -1;
     for (int i = 0; i < r->p.n_out; i++) {
         int64_t shape[DQ_MAX_DIMS];
@@ -300,7 +322,7 @@ static dq_status s_remote_send(s_remote *r, int64_t b, dq_err *err)
     dq_client_request q = {
         .req_id = (uint64_t)b + 1, .service = r->service, .dtype = DQ_DTYPE_U8,
         .shape = {n, ds->c, ds->h, ds->w}, .data = ds->images + (size_t)first * sz,
-        .n_outputs = r->n_want, .outputs = r->want};
+        .n_outputs = r->n_want, .outputs = r->want, .reply_floats = r->reply_floats};
     return dq_client_send(r->client, &q, err);
 }
 
@@ -347,8 +369,11 @@ static dq_status s_remote_predict(s_remote *r, const dq_predict_config *cfg, dq_
         r->want[r->n_want++] = "logits";
     }
     r->batch = cfg->batch > 0 ? cfg->batch : 128;
-    r->K = cfg->inflight > 0 ? cfg->inflight : 16;
-    r->ready = calloc((size_t)r->K, sizeof *r->ready);
+    r->log = cfg->log;
+    r->K_max = cfg->inflight > 0 ? cfg->inflight : 16;
+    r->K = 1;
+    r->inflight_bytes = cfg->inflight_bytes > 0 ? cfg->inflight_bytes : (int64_t)256 << 20;
+    r->ready = calloc((size_t)r->K_max, sizeof *r->ready);
     if (!r->ready) return dq_fail(err, DQ_ERR_NOMEM, "predict: out of memory");
     for (int i = 0; i < r->p.n_out; i++) {
         dq_predict_output_path(r->p.paths[i], sizeof r->p.paths[i], cfg->output_path,
@@ -359,7 +384,7 @@ static dq_status s_remote_predict(s_remote *r, const dq_predict_config *cfg, dq_
     }
     dq_client_opts co;
     dq_client_opts_default(&co);
-    co.max_inflight = r->K;
+    co.max_inflight = r->K_max;
     co.request_timeout_ms = cfg->request_timeout_ms;
     co.log = cfg->log;
     DQ_TRY(dq_client_new(&r->client, r->endpoint, &co, err));
@@ -380,7 +405,11 @@ static dq_status s_remote_predict(s_remote *r, const dq_predict_config *cfg, dq_
                            "sha256 %s, now %s sha256 %s)", r->service, r->teacher.model,
                            r->teacher.sha256, rep.teacher->model, rep.teacher->sha256);
         int64_t n = r->p.ds.n - b * r->batch < r->batch ? r->p.ds.n - b * r->batch : r->batch;
+        bool first = !r->have_teacher;
         DQ_TRY(s_remote_park(r, &rep, b, n, err));
+        if (first) /* nothing in flight now (K was 1); rep is not used after this */
+            DQ_TRY(dq_client_set_max_msg_bytes(r->client, r->batch * r->reply_floats * 4 +
+                                                              DQ_CLIENT_REPLY_SLACK, err));
         DQ_TRY(s_remote_flush(r, &next_write, &correct, err));
     }
     for (int i = 0; i < r->p.n_out; i++) {

@@ -31,6 +31,7 @@ typedef struct {
      * what follows the last '/'); model_path and weights_path are unused. */
     const char *teacher_url;
     int inflight;            /* batches in flight (default 16) */
+    int64_t inflight_bytes;  /* ...fewer if they would hold more bytes (0: 256 MiB) */
     int request_timeout_ms;  /* give up on a batch unanswered this long (0: never;
                               * distillq-predict's default is 60 s) */
     /* Where the local forward runs (zero-filled: the CPU); a CUDA device
