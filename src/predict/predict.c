@@ -22,6 +22,7 @@
 #include <sys/stat.h>
 
 #include "data/dataset.h"
+#include "base/clock.h"
 #include "client/client.h"
 #include "data/npy.h"
 #include "model/model_load.h"
@@ -226,6 +227,9 @@ typedef struct {
     int K_max;              /* --inflight */
     int64_t inflight_bytes;
     int64_t reply_floats;   /* per sample, all outputs; 0 until the first reply */
+    int64_t *first_ms;      /* K_max, by batch % K_max: first send of the batch */
+    int64_t *retry_at;      /* K_max: resend then (0: none) after overloaded/timeout */
+    uint64_t retries;
     FILE *log;
     int64_t batch;
     bool have_teacher;
@@ -238,6 +242,8 @@ static void s_remote_free(s_remote *r, int remove_files)
     dq_client_destroy(&r->client);
     for (int i = 0; i < r->n_want; i++) free(r->slot[i]);
     free(r->ready);
+    free(r->first_ms);
+    free(r->retry_at);
 }
 
 /* Learns the output shapes from the first ok reply: allocates the slots and
@@ -374,7 +380,10 @@ static dq_status s_remote_predict(s_remote *r, const dq_predict_config *cfg, dq_
     r->K = 1;
     r->inflight_bytes = cfg->inflight_bytes > 0 ? cfg->inflight_bytes : (int64_t)256 << 20;
     r->ready = calloc((size_t)r->K_max, sizeof *r->ready);
-    if (!r->ready) return dq_fail(err, DQ_ERR_NOMEM, "predict: out of memory");
+    r->first_ms = calloc((size_t)r->K_max, sizeof *r->first_ms);
+    r->retry_at = calloc((size_t)r->K_max, sizeof *r->retry_at);
+    if (!r->ready || !r->first_ms || !r->retry_at)
+        return dq_fail(err, DQ_ERR_NOMEM, "predict: out of memory");
     for (int i = 0; i < r->p.n_out; i++) {
         dq_predict_output_path(r->p.paths[i], sizeof r->p.paths[i], cfg->output_path,
                                r->p.names[i], r->p.n_out);
@@ -392,13 +401,35 @@ static dq_status s_remote_predict(s_remote *r, const dq_predict_config *cfg, dq_
     int64_t nb = (r->p.ds.n + r->batch - 1) / r->batch;
     int64_t next_send = 0, next_write = 0, correct = 0;
     while (next_write < nb) {
-        while (next_send < nb && next_send - next_write < r->K) DQ_TRY(s_remote_send(r, next_send++, err));
+        int64_t now = dq_clock_now_ms();
+        while (next_send < nb && next_send - next_write < r->K) {
+            r->first_ms[next_send % r->K_max] = now;
+            DQ_TRY(s_remote_send(r, next_send++, err));
+        }
+        bool waiting = false;
+        for (int64_t b = next_write; b < next_send; b++) {
+            int64_t *at = &r->retry_at[b % r->K_max];
+            if (*at && now >= *at) {
+                *at = 0;
+                DQ_TRY(s_remote_send(r, b, err));
+            }
+            waiting |= *at != 0;
+        }
         dq_client_reply rep;
-        dq_status st = dq_client_recv(r->client, &rep, 1000, err);
+        dq_status st = dq_client_recv(r->client, &rep, waiting ? 20 : 1000, err);
         if (st == DQ_ERR_TIMEOUT) continue;
         DQ_TRY(st);
         int64_t b = (int64_t)rep.req_id - 1;
         if (b < next_write || b >= next_send) continue; /* cannot happen: exactly once */
+        /* The broker's "retry later" (no room, no worker in time): send the
+         * batch again after a pause, until request_timeout_ms since its first send. */
+        bool later = rep.status == DQ_REPLY_OVERLOADED || rep.status == DQ_REPLY_TIMEOUT;
+        int64_t age = dq_clock_now_ms() - r->first_ms[b % r->K_max];
+        if (later && (cfg->request_timeout_ms == 0 || age < cfg->request_timeout_ms)) {
+            r->retry_at[b % r->K_max] = dq_clock_now_ms() + 100;
+            r->retries++;
+            continue;
+        }
         DQ_TRY(dq_client_reply_status(&rep, err));
         if (rep.teacher_changed)
             return dq_fail(err, DQ_ERR_PROTO, "service %s: the teacher changed mid-run (was %s "
@@ -426,6 +457,9 @@ static dq_status s_remote_predict(s_remote *r, const dq_predict_config *cfg, dq_
                 "%llu duplicates dropped, %llu reconnects\n", r->service, r->teacher.model,
                 r->teacher.sha256, (long long)nb, (unsigned long long)k.resent,
                 (unsigned long long)k.duplicates, (unsigned long long)k.reconnects);
+        if (r->retries)
+            fprintf(cfg->log, "teacher %s: %llu batches sent again after overloaded or "
+                    "timeout replies\n", r->service, (unsigned long long)r->retries);
         if (r->logits >= 0 && r->p.ds.labels)
             fprintf(cfg->log, "accuracy %.2f%% (%lld/%lld)\n", 100.0 * (double)correct /
                     (double)r->p.ds.n, (long long)correct, (long long)r->p.ds.n);
