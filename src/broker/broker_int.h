@@ -54,7 +54,9 @@ typedef struct {
     dq_blist held;
     uint64_t served, errors, requeues;
     double service_ms_sum;
-    char id_hex[24];          /* for log lines (first 10 bytes) */
+    char id_hex[24 + DQ_CURVE_NAME_MAX + 1]; /* for log lines and stats: the routing id's
+                               * first 10 bytes in hex, "NAME@hex" under CURVE */
+    char name[DQ_CURVE_NAME_MAX + 1]; /* its CURVE key's name; "" without CURVE */
     uint8_t id[DQ_WIRE_ID_MAX];
 } dq_bworker;
 
@@ -90,6 +92,7 @@ struct dq_broker {
     void *ctx;
     bool own_ctx;
     void *frontend, *backend;
+    void *zap;                /* ZAP handler socket (zap.c); NULL without CURVE */
     uint64_t epoch;
     int64_t start_ms, next_hb_ms, tick_ms;
 
@@ -122,6 +125,7 @@ struct dq_broker {
 
     uint64_t n_requests, n_replies, n_rejected, n_malformed, n_late, n_dup, n_undeliverable;
     uint64_t n_worker_send_failed; /* sends to a worker that failed (gone, not reading) */
+    uint64_t n_auth_refused;  /* handshakes the ZAP handler refused */
 };
 
 /* Layering: broker.c (loop, messages, timers) -> dispatch.c (services,
@@ -163,6 +167,13 @@ int32_t dq_bflow_peek(dq_broker_t *b, int32_t svc);
 /* Removes r, the record dq_bflow_peek returned, for dispatch: uses a credit. */
 void dq_bflow_take(dq_broker_t *b, int32_t r);
 
+/* ---- zap.c ---- */
+/* Binds the ZAP handler when cfg.curve is set (before the ROUTERs bind). */
+dq_status dq_broker_zap_start(dq_broker_t *b, dq_err *err);
+/* Answers the pending ZAP requests (the loop polls b->zap). */
+void dq_broker_zap_handle(dq_broker_t *b);
+void dq_broker_zap_stop(dq_broker_t *b);
+
 /* ---- stats.c ---- */
 /* Writes the stats JSON (docs/protocol.md) into b->json. */
 dq_status dq_broker_stats_json(dq_broker_t *b, int64_t now, dq_err *err);
@@ -180,9 +191,10 @@ void dq_broker_reannounce(dq_broker_t *b, const uint8_t *id, size_t len);
 void dq_broker_disconnect(dq_broker_t *b, const uint8_t *id, size_t len, const char *why);
 /* Admits the worker that announced rd into service svc: its slot, or -1
  * after telling it why not (identity differs from the live workers', table
- * full). The first live worker sets the service identity. Does not dispatch. */
+ * full). The first live worker sets the service identity. Does not dispatch.
+ * name: its CURVE key's name (NULL or "" without CURVE). */
 int32_t dq_broker_add_worker(dq_broker_t *b, int32_t svc, const uint8_t *id, size_t len,
-                             const dq_msg_ready *rd, int64_t now);
+                             const char *name, const dq_msg_ready *rd, int64_t now);
 /* Requeues what worker w holds at the head of its queue and forgets it.
  * Does not dispatch: the caller dispatches the worker's service. */
 void dq_broker_remove_worker(dq_broker_t *b, int32_t w, const char *why, int64_t now);

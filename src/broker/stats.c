@@ -160,12 +160,14 @@ dq_status dq_broker_stats_json(dq_broker_t *b, int64_t now, dq_err *err)
              "{\"epoch\": \"%016llx\", \"uptime_ms\": %lld, \"queued\": %d, \"in_flight\": %d, "
              "\"workers\": %d, \"requests\": %llu, \"replies\": %llu, \"rejected\": %llu, "
              "\"malformed\": %llu, \"late_dropped\": %llu, \"duplicates\": %llu, "
-             "\"undeliverable\": %llu, \"worker_send_failed\": %llu, \"services\": [",
+             "\"undeliverable\": %llu, \"worker_send_failed\": %llu, \"auth_refused\": %llu, "
+             "\"services\": [",
              (unsigned long long)b->epoch, (long long)(now - b->start_ms), b->queued, b->inflight,
              b->n_workers, (unsigned long long)b->n_requests, (unsigned long long)b->n_replies,
              (unsigned long long)b->n_rejected, (unsigned long long)b->n_malformed,
              (unsigned long long)b->n_late, (unsigned long long)b->n_dup,
-             (unsigned long long)b->n_undeliverable, (unsigned long long)b->n_worker_send_failed);
+             (unsigned long long)b->n_undeliverable, (unsigned long long)b->n_worker_send_failed,
+             (unsigned long long)b->n_auth_refused);
     const char *sep = "";
     for (int32_t i = 0; i < b->service_hi; i++) {
         if (!b->services[i].used) continue;

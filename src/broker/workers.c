@@ -147,10 +147,12 @@ static const char *s_identity_diff(const dq_msg_ready *a, const dq_msg_ready *li
 }
 
 int32_t dq_broker_add_worker(dq_broker_t *b, int32_t svc, const uint8_t *id, size_t len,
-                             const dq_msg_ready *rd, int64_t now)
+                             const char *name, const dq_msg_ready *rd, int64_t now)
 {
-    char hex[24], why[DQ_MSG_ERROR_MAX + 1];
-    dq_wire_id_hex(id, len, hex, sizeof hex);
+    char hex[24 + DQ_CURVE_NAME_MAX + 1], why[DQ_MSG_ERROR_MAX + 1], raw[24];
+    dq_wire_id_hex(id, len, raw, sizeof raw);
+    if (name && name[0]) snprintf(hex, sizeof hex, "%.64s@%s", name, raw);
+    else snprintf(hex, sizeof hex, "%s", raw);
     dq_bservice *s = &b->services[svc];
     if (s->n_workers > 0 && s_identity_diff(rd, &s->identity, why, sizeof why)) {
         dq_broker_log(b, "rejected worker %s for '%s': %s", hex, s->name, why);
@@ -173,6 +175,7 @@ int32_t dq_broker_add_worker(dq_broker_t *b, int32_t svc, const uint8_t *id, siz
     wk->id_len = (uint8_t)len;
     memcpy(wk->id, id, len);
     memcpy(wk->id_hex, hex, sizeof wk->id_hex);
+    snprintf(wk->name, sizeof wk->name, "%s", name ? name : "");
     wk->service = svc;
     wk->capacity = rd->capacity;
     wk->last_seen_ms = wk->joined_ms = now;

@@ -362,6 +362,9 @@ static dq_status s_remote_predict(s_remote *r, const dq_predict_config *cfg, dq_
     co.max_inflight = r->K;
     co.request_timeout_ms = cfg->request_timeout_ms;
     co.log = cfg->log;
+    co.name = cfg->client_name;
+    co.curve_server_cert = cfg->curve_server_cert;
+    co.curve_cert = cfg->curve_cert;
     DQ_TRY(dq_client_new(&r->client, r->endpoint, &co, err));
 
     int64_t nb = (r->p.ds.n + r->batch - 1) / r->batch;

@@ -58,6 +58,9 @@ typedef struct {
     int64_t inflight;                    /* batches kept at the teacher service */
     int64_t teacher_timeout_ms;          /* service unavailable this long: stop */
     bool allow_teacher_change;
+    const char *client_name;             /* --client-name: fair-sharing name at the broker */
+    const char *curve_server_cert;       /* --curve-server-cert: the broker's public cert */
+    const char *curve_cert;              /* --curve-cert: our NAME_secret certificate */
     FILE *log;                /* progress and per-epoch lines; NULL: silent */
     volatile sig_atomic_t *stop; /* raised by main's signal handler; may be NULL */
 } dq_train_config;

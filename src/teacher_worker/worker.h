@@ -22,6 +22,8 @@ typedef struct dq_worker dq_worker_t;
 
 typedef struct {
     const char *broker;          /* backend endpoint, tcp:// or ipc:// */
+    const char *curve_server_cert; /* CURVE: the broker's public certificate, */
+    const char *curve_cert;      /*  and ours (NAME_secret); both NULL: plain */
     const char *service;
     const char *model_path;      /* a model file, or an ONNX file ("*.onnx") */
     const char *weights_path;    /* safetensors; NULL with an ONNX model */
@@ -48,7 +50,8 @@ void dq_worker_config_default(dq_worker_config *cfg);
 dq_status dq_worker_new(dq_worker_t **out, const dq_worker_config *cfg, dq_err *err);
 
 /* Runs until stopped: DQ_OK after a graceful leave; DQ_ERR_PROTO when the
- * broker refused us for good (disconnect without retry); DQ_ERR_NET or
+ * broker refused us for good (disconnect without retry); DQ_ERR_AUTH when
+ * the CURVE handshake failed (key refused, wrong server key); DQ_ERR_NET or
  * DQ_ERR_NOMEM on a local failure. */
 dq_status dq_worker_run(dq_worker_t *w, dq_err *err);
 
