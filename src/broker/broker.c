@@ -43,6 +43,7 @@ void dq_broker_config_defaults(dq_broker_config *c)
     c->max_workers = 256;
     c->max_services = 64;
     c->max_msg_bytes = (int64_t)64 << 20;
+    c->max_queue_bytes = (int64_t)1 << 30;
 }
 
 uint64_t dq_broker_epoch(const dq_broker_t *b)
@@ -132,6 +133,16 @@ static void s_on_request(dq_broker_t *b, dq_wire_parts *p, int64_t now)
                               s->name, fl->name, fl->queue.count);
         return;
     }
+    if (dq_budget_refuse(b, fi, zmq_msg_size(&p->f[1]), why, sizeof why)) {
+        /* the frame is closed when we return: nothing of it stays */
+        b->n_over_budget++;
+        fl->overloaded++;
+        s->overloaded++;
+        s->errors++;
+        dq_broker_error_reply(b, cid, cid_len, rq->req_id, DQ_REPLY_OVERLOADED,
+                              "service '%s': %s", s->name, why);
+        return;
+    }
     int32_t r = b->queued < b->max_queued ? dq_brec_alloc(b) : -1;
     if (r < 0) {
         fl->overloaded++;
@@ -166,6 +177,7 @@ static void s_on_request(dq_broker_t *b, dq_wire_parts *p, int64_t now)
     b->req[r] = *rq;
     b->req[r].data = (const uint8_t *)zmq_msg_data(&x->body) + off;
     dq_brec_hash_insert(b, r);
+    dq_budget_take(b, r);
     dq_bflow_push_back(b, r);
     b->queued++;
     dq_broker_dispatch(b, svc, now);
@@ -451,6 +463,9 @@ static dq_status s_check_config(const dq_broker_config *c, dq_err *err)
         return dq_fail(err, DQ_ERR_ARG, "broker: max workers/services must be 1..65536");
     if (c->max_msg_bytes < 1024)
         return dq_fail(err, DQ_ERR_ARG, "broker: --max-msg-bytes must be >= 1024");
+    if (c->max_queue_bytes < 1024 || c->max_client_bytes < 0)
+        return dq_fail(err, DQ_ERR_ARG, "broker: --max-queue-bytes must be >= 1024 and "
+                       "--max-client-bytes >= 0");
     return DQ_OK;
 }
 

@@ -74,6 +74,9 @@ typedef struct {
     int max_workers;            /* 256 */
     int max_services;           /* 64 */
     int64_t max_msg_bytes;      /* 64 MiB: larger frames get bad_request */
+    int64_t max_queue_bytes;    /* 1 GiB: request bodies held (queued + in flight),
+                                 * all clients; beyond it requests get overloaded */
+    int64_t max_client_bytes;   /* 0: max_queue_bytes / 4; the same per client queue */
     FILE *log;                  /* join/leave/death/requeue lines; NULL: stderr */
     void *zmq_ctx;              /* NULL: the broker makes and owns one */
     const dq_broker_cache *cache; /* NULL: no cache */

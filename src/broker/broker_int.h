@@ -38,6 +38,7 @@ typedef struct {
     uint64_t req_id;
     int64_t deadline_ms;      /* QUEUED: time out after this */
     int64_t dispatched_ms;    /* INFLIGHT: for the service time */
+    int64_t bytes;            /* body bytes charged to the budget (budget.c) */
     zmq_msg_t body;           /* the client's request frame (refcounted) */
     uint8_t cid[DQ_WIRE_ID_MAX];
 } dq_brec;
@@ -69,6 +70,7 @@ typedef struct {
     bool in_ring;
     uint32_t weight, credit;  /* credit: dispatches left in the current turn */
     int32_t refs;             /* records (queued or in flight) naming this flow */
+    int64_t bytes;            /* their body bytes (budget.c) */
     dq_blist queue;
     uint64_t requests, dispatched, overloaded;
     char name[DQ_MSG_NAME_MAX + 2]; /* key or client name; "#<hex id>" when unnamed */
@@ -115,6 +117,8 @@ struct dq_broker {
     int32_t service_hi;       /* 1 + highest used service slot (never shrinks) */
     int queued, inflight;
     int max_queued;           /* all clients: cfg.max_queued_total or 4 x max_queue */
+    int64_t held_bytes, held_bytes_peak; /* request bodies held (budget.c) */
+    uint64_t n_over_budget;   /* requests answered overloaded for bytes */
     uint64_t dispatch_seq;
 
     dq_msg_decoder_t *dec;
@@ -152,6 +156,17 @@ void dq_brec_hash_insert(dq_broker_t *b, int32_t r);
 void dq_brec_ticket(const dq_broker_t *b, int32_t r, uint8_t *t);
 /* The record a ticket names if it is still in flight at worker w, else -1. */
 int32_t dq_brec_from_ticket(const dq_broker_t *b, const void *t, size_t len, int32_t w);
+
+/* ---- budget.c (bytes of request bodies held; the level of records.c) ---- */
+/* NULL when a body of len bytes fits the total budget and flow's, else the
+ * reason (written into why). */
+const char *dq_budget_refuse(const dq_broker_t *b, int32_t flow, size_t len, char *why,
+                             size_t cap);
+/* The per-client budget in effect: --max-client-bytes, else a quarter of the total. */
+int64_t dq_budget_client_limit(const dq_broker_t *b);
+/* Charges record r's body (rec.flow set) / gives its charge back (release). */
+void dq_budget_take(dq_broker_t *b, int32_t r);
+void dq_budget_give(dq_broker_t *b, int32_t r);
 
 /* ---- flows.c ---- */
 /* The flow of client `name` in service svc (created, with its --share

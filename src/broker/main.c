@@ -7,6 +7,7 @@
  * JSON (what `scripts/cluster status` uses). `--cache DIR` puts the LMDB
  * reply cache (src/cache) behind the broker's cache hook.
  */
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -202,6 +203,11 @@ int main(int argc, char **argv)
                     "client NAME gets W turns per round (1); repeatable"),
         DQ_OPT_INT("max-inflight", "N", &cfg.max_inflight, 1, 1 << 30,
                    "requests held by workers at once (1024)"),
+        DQ_OPT_I64("max-queue-bytes", "B", &cfg.max_queue_bytes, 1024, 1LL << 50,
+                   "bytes of request bodies held (queued and in flight)\n"
+                   "before 'overloaded', all clients (1073741824)"),
+        DQ_OPT_I64("max-client-bytes", "B", &cfg.max_client_bytes, 1024, 1LL << 50,
+                   "the same per client queue (--max-queue-bytes / 4)"),
         DQ_OPT_I64("max-msg-bytes", "B", &cfg.max_msg_bytes, 1024, 1LL << 40,
                    "largest accepted frame (67108864)"),
         DQ_OPT_STR("cache", "DIR", &cache_dir, "answer from / store into the LMDB cache in DIR"),
@@ -285,6 +291,13 @@ int main(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
+    /* Request frames are malloc'd by libzmq's I/O thread and freed here. glibc
+     * raises its mmap threshold to the size of a freed mmap'd block, after
+     * which multi-MB frames come from the heap and their pages stay resident
+     * after a flood is over; a fixed threshold keeps every frame above it
+     * mmap'd, returned to the system when freed (issue 15). */
+    if (mallopt(M_MMAP_THRESHOLD, 256 * 1024) != 1)
+        fprintf(stderr, "distillq-broker: mallopt(M_MMAP_THRESHOLD) failed, continuing\n");
 
     dq_err err = {{0}};
     dq_cache_t *cache = NULL;

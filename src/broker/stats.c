@@ -144,9 +144,10 @@ static void s_service(s_out *o, const dq_broker_t *b, int32_t si)
         s_str(o, f->name);
         s_printf(o,
                  ", \"weight\": %u, \"queue\": %d, \"requests\": %llu, \"dispatched\": %llu, "
-                 "\"overloaded\": %llu}",
+                 "\"overloaded\": %llu, \"bytes_held\": %lld}",
                  f->weight, f->queue.count, (unsigned long long)f->requests,
-                 (unsigned long long)f->dispatched, (unsigned long long)f->overloaded);
+                 (unsigned long long)f->dispatched, (unsigned long long)f->overloaded,
+                 (long long)f->bytes);
         sep = ", ";
     }
     s_printf(o, "]}");
@@ -161,13 +162,18 @@ dq_status dq_broker_stats_json(dq_broker_t *b, int64_t now, dq_err *err)
              "\"workers\": %d, \"requests\": %llu, \"replies\": %llu, \"rejected\": %llu, "
              "\"malformed\": %llu, \"late_dropped\": %llu, \"duplicates\": %llu, "
              "\"undeliverable\": %llu, \"worker_send_failed\": %llu, \"auth_refused\": %llu, "
-             "\"services\": [",
+             "\"bytes_held\": %lld, "
+             "\"bytes_held_peak\": %lld, \"max_queue_bytes\": %lld, \"max_client_bytes\": %lld, "
+             "\"over_budget\": %llu, \"services\": [",
              (unsigned long long)b->epoch, (long long)(now - b->start_ms), b->queued, b->inflight,
              b->n_workers, (unsigned long long)b->n_requests, (unsigned long long)b->n_replies,
              (unsigned long long)b->n_rejected, (unsigned long long)b->n_malformed,
              (unsigned long long)b->n_late, (unsigned long long)b->n_dup,
              (unsigned long long)b->n_undeliverable, (unsigned long long)b->n_worker_send_failed,
-             (unsigned long long)b->n_auth_refused);
+             (unsigned long long)b->n_auth_refused,
+             (long long)b->held_bytes, (long long)b->held_bytes_peak,
+             (long long)b->cfg.max_queue_bytes, (long long)dq_budget_client_limit(b),
+             (unsigned long long)b->n_over_budget);
     const char *sep = "";
     for (int32_t i = 0; i < b->service_hi; i++) {
         if (!b->services[i].used) continue;

@@ -3,6 +3,11 @@
  * A thin shell over trainer.c: parse options, install the Ctrl-C handler
  * (the only global: the stop flag main owns), run, map the status to an
  * exit code with a one-line reason.
+ *
+ * Under mpirun (an MPI build, dist.h) every rank runs this main: rank 0
+ * prints progress and writes the checkpoint and metrics, the others are quiet;
+ * a rank that fails ends the whole job (dq_dist_abort) so that none waits in
+ * a collective.
  */
 #include <signal.h>
 #include <stdbool.h>
@@ -74,7 +79,23 @@ static dq_status s_append(void *dst, const char *opt, const char *val, dq_err *e
     return DQ_OK;
 }
 
+static int s_main(int argc, char **argv, dq_dist_t *dist);
+
 int main(int argc, char **argv)
+{
+    dq_dist_t *dist = NULL;
+    dq_err err = {{0}};
+    if (dq_dist_new(&dist, &argc, &argv, &err) != DQ_OK) {
+        fprintf(stderr, "distillq-train: %s\n", err.msg);
+        return 1;
+    }
+    int rc = s_main(argc, argv, dist);
+    if (rc != 0 && rc != 130 && dq_dist_size(dist) > 1) dq_dist_abort(dist, rc);
+    dq_dist_destroy(&dist);
+    return rc;
+}
+
+static int s_main(int argc, char **argv, dq_dist_t *dist)
 {
     dq_train_config cfg;
     dq_train_config_defaults(&cfg);
@@ -169,7 +190,8 @@ int main(int argc, char **argv)
         printf("distillq-train %s\n", PACKAGE_VERSION);
         return 0;
     }
-    if (quiet) cfg.log = NULL;
+    if (quiet || dq_dist_rank(dist) != 0) cfg.log = NULL;
+    cfg.dist = dist;
     if (st == DQ_OK) {
         cfg.recipe = dq_recipe_defaults(kind);
         if (T > 0) cfg.recipe.T = T;

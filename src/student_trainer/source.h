@@ -62,6 +62,8 @@ typedef struct {
     const char *replay_dir;             /* replay */
     const char *replay_teacher;         /* replay: sha256 (prefix) of the teacher to
                                          * read when the cache holds several; NULL: the only one */
+    int rank, ranks;                    /* data-parallel: this rank's shard of every
+                                         * batch (shard.h); ranks <= 1: whole batches */
     FILE *log;
 } dq_source_config;
 

@@ -30,6 +30,7 @@
 
 #include "client/client.h"
 #include "cli/progress.h"
+#include "student_trainer/shard.h"
 #include "student_trainer/source.h"
 
 _Static_assert(DQ_SOURCE_MAX_TEACHERS < 32, "s_slot.answered has one bit per teacher");
@@ -151,7 +152,8 @@ static bool s_produce(s_service *sv, dq_status *st, dq_err *err)
     pthread_mutex_unlock(&sv->mu);
     if (!room) return false;
     dq_batcher_epoch(&sv->batcher, epoch);
-    s->n = dq_batcher_fill(&sv->batcher, index, s->b.pix, s->b.labels);
+    s->n = dq_batcher_fill_shard(&sv->batcher, index, sv->cfg.rank, sv->cfg.ranks, s->b.pix,
+                                 s->b.labels);
     s->b.n = s->n;
     s->b.index = index;
     s->pending = sv->cfg.n_teachers;

@@ -82,6 +82,10 @@ int main(int argc, char **argv)
                     "samples (dynamic batching; replies are unchanged)"),
         DQ_OPT_I64("max-batch", "N", &cfg.max_batch, 1, 1 << 20,
                    "largest batch accepted (default " S_STR(DQ_TEACHER_DEFAULT_MAX_BATCH) ")"),
+        DQ_OPT_I64("max-forward-batch", "N", &cfg.max_forward, 1, 1 << 20,
+                   "samples per forward (default " S_STR(DQ_TEACHER_DEFAULT_MAX_FORWARD) "): larger\n"
+                   "requests and merges run in chunks, bounding the\n"
+                   "activation memory (replies are unchanged)"),
         DQ_OPT_STR("device", "D", &device, "cpu (default) or cuda[:N]: run the forward on that GPU"),
         DQ_OPT_INT("heartbeat-ms", "MS", &cfg.heartbeat_ms, 10, 600000,
                    "heartbeat interval (default 1000)"),

@@ -675,6 +675,8 @@ dq_status dq_worker_new(dq_worker_t **out, const dq_worker_config *cfg, dq_err *
     if (st == DQ_OK)
         st = dq_teacher_new(&w->teacher, cfg->service, cfg->model_path, cfg->weights_path,
                             cfg->max_batch, err);
+    if (st == DQ_OK && cfg->max_forward > 0)
+        st = dq_teacher_set_max_forward(w->teacher, cfg->max_forward, err);
     if (st == DQ_OK) st = dq_teacher_use_device(w->teacher, cfg->device, err);
     if (st == DQ_OK) st = dq_msg_decoder_new(&w->dec, err);
     if (st == DQ_OK) {

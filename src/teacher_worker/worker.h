@@ -31,6 +31,7 @@ typedef struct {
     int heartbeat_ms;            /* (default 1000) */
     int liveness;                /* broker dead after liveness x heartbeat of silence (3) */
     int64_t max_batch;           /* largest batch accepted (0: DQ_TEACHER_DEFAULT_MAX_BATCH) */
+    int64_t max_forward;         /* samples per forward (0: DQ_TEACHER_DEFAULT_MAX_FORWARD) */
     int delay_ms;                /* test hook: sleep this long before each forward (0) */
     bool no_merge;               /* hand the compute thread one request at a time
                                   * instead of merging what is queued (dynamic
