@@ -283,9 +283,15 @@ static void s_on_reply(dq_broker_t *b, int32_t w, dq_wire_parts *p, int64_t now)
     s->served++;
     wk->service_ms_sum += ms;
     s->service_ms_sum += ms;
+    bool decoded = st == DQ_OK || b->msg.type == DQ_MSG_REPLY; /* fields only failed */
+    char bad[DQ_MSG_ERROR_MAX + 1];
+    if (st == DQ_OK && dq_broker_check_reply(&s->identity, &b->req[r], &b->msg.u.reply, bad,
+                                             sizeof bad))
+        st = dq_fail(&err, DQ_ERR_PROTO, "%s", bad);
     if (st != DQ_OK) {
         wk->errors++;
-        b->n_malformed++;
+        if (decoded) b->n_bad_replies++; /* decoded, failed the checks */
+        else b->n_malformed++;
         dq_broker_log(b, "worker %s sent a malformed reply: %s", wk->id_hex, err.msg);
         dq_broker_fail_record(b, r, DQ_REPLY_ERROR, "teacher worker of '%s' sent a bad reply: %s",
                               s->name, err.msg);

@@ -50,6 +50,7 @@ typedef struct {
     uint8_t id_len;
     int32_t service;
     uint32_t capacity, in_flight;
+    uint32_t max_batch;       /* its announce's (0: any); the service takes the least */
     uint64_t last_dispatch;   /* dispatch sequence number, for LRU ties */
     int64_t last_seen_ms, joined_ms;
     dq_blist held;
@@ -128,6 +129,7 @@ struct dq_broker {
     dq_msg_buf json;          /* stats text */
 
     uint64_t n_requests, n_replies, n_rejected, n_malformed, n_late, n_dup, n_undeliverable;
+    uint64_t n_bad_replies;   /* worker replies failing dq_broker_check_reply */
     uint64_t n_worker_send_failed; /* sends to a worker that failed (gone, not reading) */
     uint64_t n_auth_refused;  /* handshakes the ZAP handler refused */
 };
@@ -232,5 +234,10 @@ int32_t dq_broker_service(dq_broker_t *b, const char *name, bool create);
 /* NULL when the request fits the service's live identity, else the reason. */
 const char *dq_broker_check_request(const dq_bservice *s, const dq_msg_request *r, char *why,
                                     size_t cap);
+
+/* reply_check.c: NULL when the ok reply rep fits the announce id and the
+ * request rq, else why not (written into why). Error replies pass. */
+const char *dq_broker_check_reply(const dq_msg_ready *id, const dq_msg_request *rq,
+                                  const dq_msg_reply *rep, char *why, size_t cap);
 
 #endif

@@ -382,6 +382,7 @@ static void s_deliver(dq_client_t *c, int slot, dq_client_reply *out)
         out->n_outputs = rp->n_outputs;
         out->outputs = rp->outputs;
     }
+    out->impl = rp->impl;
     if (rp->has_teacher) {
         out->teacher = &rp->teacher;
         int i = 0;

@@ -86,6 +86,7 @@ typedef struct {
     int n_outputs;
     const dq_msg_output *outputs;    /* data may be unaligned: dq_msg_f32_copy */
     const dq_msg_teacher *teacher;   /* who answered; NULL unless ok */
+    const char *impl;                /* the reply's "impl" ("" when not told) */
     bool teacher_changed;            /* differs from the first teacher this client saw
                                         for the service */
     int sends;                       /* 1 + resends */
