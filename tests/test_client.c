@@ -395,6 +395,50 @@ static void test_oversize_reply_refused(void **state)
     s_fake_stop(&f);
 }
 
+/* retry_ms: the broker's "retry later" (overloaded, timeout) is answered by
+ * sending the request again, not delivered; the ok answer to the second
+ * copy is the one delivered, exactly once. */
+static void test_retry_overloaded(void **state)
+{
+    (void)state;
+    s_fake f;
+    s_fake_start(&f, 13);
+    dq_client_opts o;
+    dq_client_opts_default(&o);
+    o.max_inflight = 4;
+    o.retry_ms = 50;
+    dq_client_t *c = NULL;
+    dq_err err;
+    assert_int_equal(dq_client_new(&c, f.ep, &o, &err), DQ_OK);
+    s_send(c, 1);
+    for (int i = 0; i < 100 && f.n_seen < 1; i++) s_fake_poll(&f, 20);
+    s_fake_reply(&f, 1, DQ_REPLY_OVERLOADED, "a");
+    dq_client_reply r;
+    assert_int_equal(dq_client_recv(c, &r, 30, &err), DQ_ERR_TIMEOUT); /* not delivered */
+    for (int i = 0; i < 100 && f.n_seen < 2; i++) {
+        s_fake_poll(&f, 10);
+        if (dq_client_recv(c, &r, 10, &err) == DQ_OK) fail_msg("delivered a retried reply");
+    }
+    assert_int_equal(f.n_seen, 2);
+    s_fake_reply(&f, 1, DQ_REPLY_TIMEOUT, "a");
+    for (int i = 0; i < 100 && f.n_seen < 3; i++) {
+        s_fake_poll(&f, 10);
+        if (dq_client_recv(c, &r, 10, &err) == DQ_OK) fail_msg("delivered a retried reply");
+    }
+    assert_int_equal(f.n_seen, 3);
+    s_fake_reply(&f, 1, DQ_REPLY_OK, "a");
+    assert_int_equal(dq_client_recv(c, &r, 2000, &err), DQ_OK);
+    assert_int_equal(r.req_id, 1);
+    assert_int_equal(r.status, DQ_REPLY_OK);
+    assert_int_equal(r.sends, 3);
+    dq_client_counters k;
+    dq_client_get_counters(c, &k);
+    assert_int_equal(k.retried, 2);
+    assert_int_equal(k.delivered, 1);
+    dq_client_destroy(&c);
+    s_fake_stop(&f);
+}
+
 static void test_resend_after_restart(void **state)
 {
     (void)state;
@@ -594,6 +638,7 @@ int main(void)
         cmocka_unit_test(test_stats),
         cmocka_unit_test(test_parse_url),
         cmocka_unit_test(test_oversize_reply_refused),
+        cmocka_unit_test(test_retry_overloaded),
     };
     return cmocka_run_group_tests_name("client", tests, s_setup, s_teardown);
 }

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "client/inflight.h"
+#include "proto/curve.h"
 #include "proto/wire.h"
 
 #define S_MAX_SERVICES 16
@@ -30,6 +31,7 @@
 typedef struct {
     dq_msg_buf body;                      /* the encoded request, for resends */
     int64_t max_reply;                    /* largest acceptable reply frame; 0: any */
+    int64_t retry_at;                     /* retry_ms: send again then (0: not waiting) */
     char service[DQ_MSG_NAME_MAX + 1];
 } s_slot;
 
@@ -44,6 +46,7 @@ struct dq_client {
     void *ctx, *sock, *mon;
     int mon_seq;
     bool lost;                            /* the monitor saw a disconnect */
+    dq_curve_watch watch;                 /* CURVE handshake state (events of mon) */
     dq_msg_decoder_t *dec;
     dq_inflight fl;
     s_slot *slots;
@@ -147,10 +150,16 @@ static dq_status s_open_socket(dq_client_t *c, dq_err *err)
 {
     dq_wire_opts wo = {0};
     wo.max_msg_bytes = c->o.max_msg_bytes;
+    wo.curve_server_cert = c->o.curve_server_cert;
+    wo.curve_cert = c->o.curve_cert;
+    wo.handshake_ms = c->o.heartbeat_ms * c->o.liveness;
     DQ_TRY(dq_wire_dealer_new(&c->sock, c->ctx, c->endpoint, &wo, err));
     char ep[64];
     snprintf(ep, sizeof ep, "inproc://dq-client-%p-%d", (void *)c, c->mon_seq++);
-    if (zmq_socket_monitor(c->sock, ep, ZMQ_EVENT_CONNECTED | ZMQ_EVENT_DISCONNECTED) != 0 ||
+    memset(&c->watch, 0, sizeof c->watch);
+    int events = ZMQ_EVENT_CONNECTED | ZMQ_EVENT_DISCONNECTED;
+    if (c->o.curve_cert) events |= DQ_CURVE_WATCH_EVENTS;
+    if (zmq_socket_monitor(c->sock, ep, events) != 0 ||
         !(c->mon = zmq_socket(c->ctx, ZMQ_PAIR)) || zmq_connect(c->mon, ep) != 0) {
         dq_status st = dq_fail(err, DQ_ERR_NET, "client %s: socket monitor: %s", c->endpoint,
                                zmq_strerror(zmq_errno()));
@@ -323,6 +332,7 @@ dq_status dq_client_send(dq_client_t *c, const dq_client_request *r, dq_err *err
         return st;
     }
     memcpy(s->service, m.service, sizeof s->service);
+    s->retry_at = 0;
     s->max_reply = r->reply_floats > 0
                        ? r->shape[0] * r->reply_floats * (int64_t)sizeof(float) +
                              DQ_CLIENT_REPLY_SLACK
@@ -354,8 +364,13 @@ static dq_status s_on_monitor(dq_client_t *c, dq_err *err)
         if (st == DQ_ERR_TIMEOUT) return DQ_OK;
         if (st != DQ_OK) return st;
         uint16_t ev = 0;
-        if (p.n >= 1 && zmq_msg_size(&p.f[0]) >= 2) memcpy(&ev, zmq_msg_data(&p.f[0]), 2);
+        uint32_t value = 0;
+        if (p.n >= 1 && zmq_msg_size(&p.f[0]) >= 6) {
+            memcpy(&ev, zmq_msg_data(&p.f[0]), 2);
+            memcpy(&value, (const uint8_t *)zmq_msg_data(&p.f[0]) + 2, 4);
+        }
         dq_wire_parts_close(&p);
+        if (c->o.curve_cert) DQ_TRY(dq_curve_watch_event(&c->watch, ev, value, c->endpoint, err));
         if (ev == ZMQ_EVENT_DISCONNECTED) {
             c->lost = true;
         } else if (ev == ZMQ_EVENT_CONNECTED && c->lost) {
@@ -386,6 +401,7 @@ static void s_deliver(dq_client_t *c, int slot, dq_client_reply *out)
         out->n_outputs = rp->n_outputs;
         out->outputs = rp->outputs;
     }
+    out->impl = rp->impl;
     if (rp->has_teacher) {
         out->teacher = &rp->teacher;
         int i = 0;
@@ -436,6 +452,14 @@ static bool s_on_message(dq_client_t *c, dq_client_reply *out, dq_err *err, dq_s
     int slot = dq_inflight_find(&c->fl, m->u.reply.req_id);
     if (slot < 0) {
         c->k.duplicates++;
+        return false;
+    }
+    dq_reply_status rs = m->u.reply.status;
+    int64_t now = dq_clock_now_ms(), age = now - c->fl.e[slot].first_sent_ms;
+    if (c->o.retry_ms > 0 && (rs == DQ_REPLY_OVERLOADED || rs == DQ_REPLY_TIMEOUT) &&
+        (c->o.request_timeout_ms == 0 || age < c->o.request_timeout_ms)) {
+        c->slots[slot].retry_at = now + c->o.retry_ms; /* s_timers sends it again */
+        c->k.retried++;
         return false;
     }
     size_t got = zmq_msg_size(&c->last.f[0]);
@@ -516,6 +540,16 @@ static dq_status s_timers(dq_client_t *c, int64_t now, int64_t *next, int *give_
             s_log(c, "resent %d request(s) unanswered for %d ms", n, c->o.resend_ms);
         }
         if (s >= 0) *next = s_min64(*next, c->fl.e[s].last_sent_ms + c->o.resend_ms);
+    }
+    for (int s = 0; c->o.retry_ms > 0 && s < c->fl.cap; s++) {
+        if (!c->fl.e[s].used || c->slots[s].retry_at == 0) continue;
+        if (now >= c->slots[s].retry_at) {
+            c->slots[s].retry_at = 0;
+            DQ_TRY(s_send_slot(c, s, err));
+            dq_inflight_resent(&c->fl, s, now);
+        } else {
+            *next = s_min64(*next, c->slots[s].retry_at);
+        }
     }
     if (c->o.request_timeout_ms > 0) {
         int s = dq_inflight_oldest(&c->fl, true);

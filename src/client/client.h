@@ -39,9 +39,17 @@ typedef struct {
     int resend_ms;            /* resend a request unanswered this long (60000; 0: never) */
     int request_timeout_ms;   /* answer locally with a timeout after this long (0: never) */
     int64_t max_msg_bytes;    /* largest reply accepted (1 GiB) */
+    int retry_ms;             /* > 0: an `overloaded` or `timeout` reply from the broker
+                               * ("retry later") is not delivered; the request is sent
+                               * again after retry_ms, until request_timeout_ms since its
+                               * first send (0: delivered as they come) */
     FILE *log;                /* one line per reconnect or resend round; NULL: silent */
     const char *name;         /* sent as the request's "client" for the broker's fair
                                * sharing (--share NAME=W); NULL: none (docs/protocol.md) */
+    const char *curve_server_cert; /* CURVE: the broker's public certificate and */
+    const char *curve_cert;   /* ours (NAME_secret); both NULL: plain TCP. A refused key
+                               * or a wrong server key makes dq_client_recv fail with
+                               * DQ_ERR_AUTH (within about 2 reconnects), not wait */
 } dq_client_opts;
 
 void dq_client_opts_default(dq_client_opts *o);
@@ -90,6 +98,7 @@ typedef struct {
     int n_outputs;
     const dq_msg_output *outputs;    /* data may be unaligned: dq_msg_f32_copy */
     const dq_msg_teacher *teacher;   /* who answered; NULL unless ok */
+    const char *impl;                /* the reply's "impl" ("" when not told) */
     bool teacher_changed;            /* differs from the first teacher this client saw
                                         for the service */
     int sends;                       /* 1 + resends */
@@ -131,6 +140,7 @@ typedef struct {
     uint64_t restarts;      /* broker epoch changes seen */
     uint64_t local_timeouts;
     uint64_t oversize;      /* replies larger than their request asked for (errors) */
+    uint64_t retried;       /* overloaded/timeout replies answered by a resend (retry_ms) */
     uint64_t broker_epoch;  /* last epoch the broker told us (0: none yet) */
 } dq_client_counters;
 

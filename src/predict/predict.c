@@ -1,18 +1,19 @@
 /* predict.c - prediction over a dataset to .npy files: locally (model +
  * weights, the reference path) or from a teacher service (--teacher).
  *
- * Memory (issue 15): the first batch goes out alone; its reply gives the
- * output sizes, from which K is lowered until K batches (request copy and
- * parked outputs) fit inflight_bytes, the client's ZMQ_MAXMSGSIZE is set to
- * one batch's reply and every request says how many floats it expects, so
- * a larger reply is refused before anything of it is copied.
- *
- * The remote path is the simplest ordered client of the service: batch b is
- * request b + 1, at most K = inflight are outstanding, and a reply is parked
- * in slot b % K until every earlier batch has been written, so the files
- * come out in dataset order whatever order the workers answer in. Output
+ * The remote path is the ordered client (client/ordered.h, the same code
+ * as libdistillq's client): at most K = inflight batches are outstanding
+ * and results come back in dataset order whatever order the workers answer
+ * in. Output
  * shapes come from the first reply (no model file needed); the same .npy
  * writer as the local path writes them.
+ *
+ * Memory (issue 15): the service's announce (broker stats) gives the output
+ * sizes before anything is sent: K is lowered until K batches (the client's
+ * copy of each request and its parked outputs) fit --inflight-bytes, and the
+ * client then refuses a reply larger than one batch's outputs before any of
+ * it is copied. `overloaded` and `timeout` replies are the broker's "retry
+ * later": the client sends the batch again (retry_ms) until the timeout.
  */
 #include "predict/predict.h"
 
@@ -22,8 +23,7 @@
 #include <sys/stat.h>
 
 #include "data/dataset.h"
-#include "base/clock.h"
-#include "client/client.h"
+#include "client/ordered.h"
 #include "data/npy.h"
 #include "model/model_load.h"
 #include "model/onnx_import.h"
@@ -213,24 +213,11 @@ dq_status dq_predict_run(const dq_predict_config *cfg, dq_err *err)
 
 typedef struct {
     s_predict p;            /* dataset, files, output names (p.net unused) */
-    dq_client_t *client;
-    char endpoint[512];
-    char service[DQ_MSG_NAME_MAX + 1];
+    dq_ordered_t *client;   /* the ordered client: results in dataset order */
     const char *want[S_MAX_WANT]; /* requested: the outputs, plus logits for accuracy */
     int n_want, logits;     /* logits: index in want, -1 if none */
     int ndim[S_MAX_WANT];
     int64_t shape[S_MAX_WANT][DQ_MSG_MAX_DIMS];
-    int64_t per_sample[S_MAX_WANT]; /* floats per sample; 0 until the first reply */
-    float *slot[S_MAX_WANT];        /* K * batch * per_sample each */
-    bool *ready;            /* K */
-    int K;                  /* 1 until the first reply, then bounded by bytes */
-    int K_max;              /* --inflight */
-    int64_t inflight_bytes;
-    int64_t reply_floats;   /* per sample, all outputs; 0 until the first reply */
-    int64_t *first_ms;      /* K_max, by batch % K_max: first send of the batch */
-    int64_t *retry_at;      /* K_max: resend then (0: none) after overloaded/timeout */
-    uint64_t retries;
-    FILE *log;
     int64_t batch;
     bool have_teacher;
     dq_msg_teacher teacher;
@@ -239,43 +226,22 @@ typedef struct {
 static void s_remote_free(s_remote *r, int remove_files)
 {
     s_predict_free(&r->p, remove_files);
-    dq_client_destroy(&r->client);
-    for (int i = 0; i < r->n_want; i++) free(r->slot[i]);
-    free(r->ready);
-    free(r->first_ms);
-    free(r->retry_at);
+    dq_ordered_destroy(&r->client);
 }
 
-/* Learns the output shapes from the first ok reply: allocates the slots and
- * writes the .npy headers (nothing has been written before). */
-static dq_status s_remote_shapes(s_remote *r, const dq_client_reply *rep, dq_err *err)
+/* Learns the output shapes from the first result and writes the .npy
+ * headers (nothing has been written before). */
+static dq_status s_remote_shapes(s_remote *r, const dq_ordered_result *res, dq_err *err)
 {
+    const char *service = dq_ordered_service(r->client);
     for (int i = 0; i < r->n_want; i++) {
-        const dq_msg_output *o = &rep->outputs[i];
+        const dq_ordered_output *o = &res->outputs[i];
         if (o->ndim < 1 || o->ndim > DQ_MAX_DIMS)
             return dq_fail(err, DQ_ERR_PROTO, "service %s: output '%s' has rank %d (1..%d)",
-                           r->service, o->name, o->ndim, DQ_MAX_DIMS);
+                           service, o->name, o->ndim, DQ_MAX_DIMS);
         r->ndim[i] = o->ndim;
-        r->per_sample[i] = 1;
-        for (int d = 1; d < o->ndim; d++) {
-            r->shape[i][d] = o->shape[d];
-            r->per_sample[i] *= o->shape[d];
-        }
-        r->reply_floats += r->per_sample[i];
+        memcpy(r->shape[i], o->shape, sizeof r->shape[i]);
     }
-    const dq_dataset *ds = &r->p.ds;
-    int64_t per_batch = r->batch * (ds->c * ds->h * ds->w + r->reply_floats * 4);
-    int64_t k = r->inflight_bytes / (per_batch > 0 ? per_batch : 1);
-    r->K = (int)(k < 1 ? 1 : k < r->K_max ? k : r->K_max);
-    if (r->K < r->K_max && r->log)
-        fprintf(r->log, "teacher %s: %d batches in flight (a batch holds %lld bytes, "
-                "--inflight-bytes %lld)\n", r->service, r->K, (long long)per_batch,
-                (long long)r->inflight_bytes);
-    for (int i = 0; i < r->n_want; i++) {
-        r->slot[i] = malloc((size_t)((int64_t)r->K * r->batch * r->per_sample[i]) * sizeof(float));
-        if (!r->slot[i]) return dq_fail(err, DQ_ERR_NOMEM, "predict: out of memory");
-    }
-
     if (r->logits >= 0 && r->ndim[r->logits] != 2) r->logits = -1;
     for (int i = 0; i < r->p.n_out; i++) {
         int64_t shape[DQ_MAX_DIMS];
@@ -286,36 +252,47 @@ static dq_status s_remote_shapes(s_remote *r, const dq_client_reply *rep, dq_err
     return DQ_OK;
 }
 
-/* Checks an ok reply for batch b of n samples and parks it in its slot. */
-static dq_status s_remote_park(s_remote *r, const dq_client_reply *rep, int64_t b, int64_t n,
-                               dq_err *err)
+/* Writes the result of batch b (the next in dataset order); adds to *correct. */
+static dq_status s_remote_write(s_remote *r, const dq_ordered_result *res, int64_t *correct,
+                                dq_err *err)
 {
-    if (rep->n_outputs != r->n_want)
-        return dq_fail(err, DQ_ERR_PROTO, "service %s: batch %lld: %d outputs in the reply, "
-                       "%d requested", r->service, (long long)b, rep->n_outputs, r->n_want);
-    if (!rep->teacher)
-        return dq_fail(err, DQ_ERR_PROTO, "service %s: batch %lld: ok reply without the "
-                       "teacher identity", r->service, (long long)b);
+    const char *service = dq_ordered_service(r->client);
+    const dq_dataset *ds = &r->p.ds;
+    int64_t b = (int64_t)res->seq, first = b * r->batch;
+    int64_t n = ds->n - first < r->batch ? ds->n - first : r->batch;
     if (!r->have_teacher) {
-        DQ_TRY(s_remote_shapes(r, rep, err));
-        r->teacher = *rep->teacher;
+        DQ_TRY(s_remote_shapes(r, res, err));
+        r->teacher = res->teacher;
         r->have_teacher = true;
     }
-    int k = (int)(b % r->K);
+    if (res->teacher_changed)
+        return dq_fail(err, DQ_ERR_PROTO, "service %s: the teacher changed mid-run (was %s "
+                       "sha256 %s, now %s sha256 %s)", service, r->teacher.model,
+                       r->teacher.sha256, res->teacher.model, res->teacher.sha256);
+    int64_t per[S_MAX_WANT];
     for (int i = 0; i < r->n_want; i++) {
-        const dq_msg_output *o = &rep->outputs[i];
-        bool same = strcmp(o->name, r->want[i]) == 0 && o->ndim == r->ndim[i] &&
-                    o->shape[0] == n && o->data_len == (size_t)(n * r->per_sample[i]) * 4;
-        for (int d = 1; same && d < o->ndim; d++) same = o->shape[d] == r->shape[i][d];
+        const dq_ordered_output *o = &res->outputs[i];
+        bool same = o->ndim == r->ndim[i];
+        per[i] = 1;
+        for (int d = 1; same && d < o->ndim; d++) {
+            same = o->shape[d] == r->shape[i][d];
+            per[i] *= o->shape[d];
+        }
         if (!same)
-            return dq_fail(err, DQ_ERR_PROTO, "service %s: batch %lld: output %d ('%s', rank "
-                           "%d, %lld samples) does not match '%s' of the first reply",
-                           r->service, (long long)b, i, o->name, o->ndim,
-                           (long long)o->shape[0], r->want[i]);
-        dq_msg_f32_copy(r->slot[i] + (int64_t)k * r->batch * r->per_sample[i], o->data,
-                        (size_t)(n * r->per_sample[i]));
+            return dq_fail(err, DQ_ERR_PROTO, "service %s: batch %lld: output '%s' (rank %d) "
+                           "does not match the first reply's", service, (long long)b, o->name,
+                           o->ndim);
     }
-    r->ready[k] = true;
+    for (int i = 0; i < r->p.n_out; i++) {
+        size_t cnt = (size_t)(n * per[i]);
+        if (fwrite(res->outputs[i].data, sizeof(float), cnt, r->p.files[i]) != cnt)
+            return dq_fail(err, DQ_ERR_IO, "%s: write failed: %s", r->p.paths[i],
+                           strerror(errno));
+    }
+    if (r->logits >= 0 && ds->labels) {
+        dq_tensor t = dq_tensor_view2((float *)res->outputs[r->logits].data, n, per[r->logits]);
+        *correct += dq_count_correct(&t, ds->labels + first);
+    }
     return DQ_OK;
 }
 
@@ -325,43 +302,59 @@ static dq_status s_remote_send(s_remote *r, int64_t b, dq_err *err)
     int64_t first = b * r->batch;
     int64_t n = ds->n - first < r->batch ? ds->n - first : r->batch;
     size_t sz = (size_t)ds->c * (size_t)ds->h * (size_t)ds->w;
-    dq_client_request q = {
-        .req_id = (uint64_t)b + 1, .service = r->service, .dtype = DQ_DTYPE_U8,
-        .shape = {n, ds->c, ds->h, ds->w}, .data = ds->images + (size_t)first * sz,
-        .n_outputs = r->n_want, .outputs = r->want, .reply_floats = r->reply_floats};
-    return dq_client_send(r->client, &q, err);
+    int64_t shape[4] = {n, ds->c, ds->h, ds->w};
+    return dq_ordered_submit(r->client, DQ_DTYPE_U8, shape, ds->images + (size_t)first * sz,
+                             r->n_want, r->want, NULL, err);
 }
 
-/* Writes parked batches in dataset order; adds to *correct. */
-static dq_status s_remote_flush(s_remote *r, int64_t *next_write, int64_t *correct, dq_err *err)
+/* Floats per sample of the outputs asked for, from the service's announce;
+ * 0 when no worker is live yet (or the broker does not say in time). */
+static int64_t s_remote_reply_floats(s_remote *r)
+{
+    dq_msg_ready info;
+    int nw = 0;
+    dq_err e = {{0}};
+    if (dq_ordered_info(r->client, &info, &nw, 3000, &e) != DQ_OK) return 0;
+    int64_t total = 0;
+    for (int i = 0; i < r->n_want; i++) {
+        int64_t per = 0;
+        for (int j = 0; j < info.n_outputs && !per; j++) {
+            if (strcmp(info.outputs[j].name, r->want[i]) != 0) continue;
+            per = 1;
+            for (int d = 0; d < info.outputs[j].ndim; d++) per *= info.outputs[j].shape[d];
+        }
+        if (per < 1) return 0; /* the service says no: its error reply will tell */
+        total += per;
+    }
+    return total;
+}
+
+/* Lowers *K until K batches fit cfg->inflight_bytes (reopening the client
+ * with the new K) and limits replies to one batch's outputs. */
+static dq_status s_remote_bound(s_remote *r, dq_client_opts *co, int *K,
+                                const dq_predict_config *cfg, dq_err *err)
 {
     const dq_dataset *ds = &r->p.ds;
-    for (;;) {
-        int k = (int)(*next_write % r->K);
-        if (!r->ready[k]) return DQ_OK;
-        int64_t first = *next_write * r->batch;
-        int64_t n = ds->n - first < r->batch ? ds->n - first : r->batch;
-        for (int i = 0; i < r->p.n_out; i++) {
-            const float *src = r->slot[i] + (int64_t)k * r->batch * r->per_sample[i];
-            size_t cnt = (size_t)(n * r->per_sample[i]);
-            if (fwrite(src, sizeof(float), cnt, r->p.files[i]) != cnt)
-                return dq_fail(err, DQ_ERR_IO, "%s: write failed: %s", r->p.paths[i],
-                               strerror(errno));
-        }
-        if (r->logits >= 0 && ds->labels) {
-            float *lg = r->slot[r->logits] + (int64_t)k * r->batch * r->per_sample[r->logits];
-            dq_tensor t = dq_tensor_view2(lg, n, r->per_sample[r->logits]);
-            *correct += dq_count_correct(&t, ds->labels + first);
-        }
-        r->ready[k] = false;
-        (*next_write)++;
+    int64_t floats = s_remote_reply_floats(r);
+    int64_t budget = cfg->inflight_bytes > 0 ? cfg->inflight_bytes : (int64_t)256 << 20;
+    int64_t per = r->batch * (ds->c * ds->h * ds->w + floats * 4);
+    int64_t k = budget / per;
+    if (k < *K) {
+        *K = k < 1 ? 1 : (int)k;
+        if (cfg->log)
+            fprintf(cfg->log, "teacher %s: %d batches in flight (a batch holds %lld bytes, "
+                    "--inflight-bytes %lld)\n", dq_ordered_service(r->client), *K,
+                    (long long)per, (long long)budget);
+        dq_ordered_destroy(&r->client);
+        co->max_inflight = *K;
+        DQ_TRY(dq_ordered_new(&r->client, cfg->teacher_url, co, err));
     }
+    if (floats > 0) DQ_TRY(dq_ordered_limit_replies(r->client, r->batch, floats, err));
+    return DQ_OK;
 }
 
 static dq_status s_remote_predict(s_remote *r, const dq_predict_config *cfg, dq_err *err)
 {
-    DQ_TRY(dq_client_parse_url(cfg->teacher_url, r->endpoint, sizeof r->endpoint, r->service,
-                               err));
     DQ_TRY(s_parse_outputs(&r->p, cfg->outputs, err));
     r->logits = -1;
     for (int i = 0; i < r->p.n_out; i++) {
@@ -375,15 +368,18 @@ static dq_status s_remote_predict(s_remote *r, const dq_predict_config *cfg, dq_
         r->want[r->n_want++] = "logits";
     }
     r->batch = cfg->batch > 0 ? cfg->batch : 128;
-    r->log = cfg->log;
-    r->K_max = cfg->inflight > 0 ? cfg->inflight : 16;
-    r->K = 1;
-    r->inflight_bytes = cfg->inflight_bytes > 0 ? cfg->inflight_bytes : (int64_t)256 << 20;
-    r->ready = calloc((size_t)r->K_max, sizeof *r->ready);
-    r->first_ms = calloc((size_t)r->K_max, sizeof *r->first_ms);
-    r->retry_at = calloc((size_t)r->K_max, sizeof *r->retry_at);
-    if (!r->ready || !r->first_ms || !r->retry_at)
-        return dq_fail(err, DQ_ERR_NOMEM, "predict: out of memory");
+    int K = cfg->inflight > 0 ? cfg->inflight : 16;
+    dq_client_opts co;
+    dq_client_opts_default(&co);
+    co.max_inflight = K;
+    co.request_timeout_ms = cfg->request_timeout_ms;
+    co.log = cfg->log;
+    co.name = cfg->client_name;
+    co.curve_server_cert = cfg->curve_server_cert;
+    co.curve_cert = cfg->curve_cert;
+    co.retry_ms = 100;
+    DQ_TRY(dq_ordered_new(&r->client, cfg->teacher_url, &co, err));
+    DQ_TRY(s_remote_bound(r, &co, &K, cfg, err));
     for (int i = 0; i < r->p.n_out; i++) {
         dq_predict_output_path(r->p.paths[i], sizeof r->p.paths[i], cfg->output_path,
                                r->p.names[i], r->p.n_out);
@@ -391,57 +387,18 @@ static dq_status s_remote_predict(s_remote *r, const dq_predict_config *cfg, dq_
         if (!r->p.files[i])
             return dq_fail(err, DQ_ERR_IO, "%s: %s", r->p.paths[i], strerror(errno));
     }
-    dq_client_opts co;
-    dq_client_opts_default(&co);
-    co.max_inflight = r->K_max;
-    co.request_timeout_ms = cfg->request_timeout_ms;
-    co.log = cfg->log;
-    DQ_TRY(dq_client_new(&r->client, r->endpoint, &co, err));
 
     int64_t nb = (r->p.ds.n + r->batch - 1) / r->batch;
-    int64_t next_send = 0, next_write = 0, correct = 0;
-    while (next_write < nb) {
-        int64_t now = dq_clock_now_ms();
-        while (next_send < nb && next_send - next_write < r->K) {
-            r->first_ms[next_send % r->K_max] = now;
+    int64_t next_send = 0, written = 0, correct = 0;
+    while (written < nb) {
+        while (next_send < nb && dq_ordered_pending(r->client) < K)
             DQ_TRY(s_remote_send(r, next_send++, err));
-        }
-        bool waiting = false;
-        for (int64_t b = next_write; b < next_send; b++) {
-            int64_t *at = &r->retry_at[b % r->K_max];
-            if (*at && now >= *at) {
-                *at = 0;
-                DQ_TRY(s_remote_send(r, b, err));
-            }
-            waiting |= *at != 0;
-        }
-        dq_client_reply rep;
-        dq_status st = dq_client_recv(r->client, &rep, waiting ? 20 : 1000, err);
-        if (st == DQ_ERR_TIMEOUT) continue;
+        const dq_ordered_result *res;
+        dq_status st = dq_ordered_next(r->client, &res, 1000, err);
+        if (st == DQ_ERR_TIMEOUT && !dq_ordered_broken(r->client)) continue; /* not yet */
         DQ_TRY(st);
-        int64_t b = (int64_t)rep.req_id - 1;
-        if (b < next_write || b >= next_send) continue; /* cannot happen: exactly once */
-        /* The broker's "retry later" (no room, no worker in time): send the
-         * batch again after a pause, until request_timeout_ms since its first send. */
-        bool later = rep.status == DQ_REPLY_OVERLOADED || rep.status == DQ_REPLY_TIMEOUT;
-        int64_t age = dq_clock_now_ms() - r->first_ms[b % r->K_max];
-        if (later && (cfg->request_timeout_ms == 0 || age < cfg->request_timeout_ms)) {
-            r->retry_at[b % r->K_max] = dq_clock_now_ms() + 100;
-            r->retries++;
-            continue;
-        }
-        DQ_TRY(dq_client_reply_status(&rep, err));
-        if (rep.teacher_changed)
-            return dq_fail(err, DQ_ERR_PROTO, "service %s: the teacher changed mid-run (was %s "
-                           "sha256 %s, now %s sha256 %s)", r->service, r->teacher.model,
-                           r->teacher.sha256, rep.teacher->model, rep.teacher->sha256);
-        int64_t n = r->p.ds.n - b * r->batch < r->batch ? r->p.ds.n - b * r->batch : r->batch;
-        bool first = !r->have_teacher;
-        DQ_TRY(s_remote_park(r, &rep, b, n, err));
-        if (first) /* nothing in flight now (K was 1); rep is not used after this */
-            DQ_TRY(dq_client_set_max_msg_bytes(r->client, r->batch * r->reply_floats * 4 +
-                                                              DQ_CLIENT_REPLY_SLACK, err));
-        DQ_TRY(s_remote_flush(r, &next_write, &correct, err));
+        DQ_TRY(s_remote_write(r, res, &correct, err));
+        written++;
     }
     for (int i = 0; i < r->p.n_out; i++) {
         int rc = fclose(r->p.files[i]);
@@ -452,14 +409,15 @@ static dq_status s_remote_predict(s_remote *r, const dq_predict_config *cfg, dq_
     }
     if (cfg->log) {
         dq_client_counters k;
-        dq_client_get_counters(r->client, &k);
+        dq_client_get_counters(dq_ordered_client(r->client), &k);
         fprintf(cfg->log, "teacher %s: model %s, sha256 %s; %lld batches, %llu resent, "
-                "%llu duplicates dropped, %llu reconnects\n", r->service, r->teacher.model,
-                r->teacher.sha256, (long long)nb, (unsigned long long)k.resent,
+                "%llu duplicates dropped, %llu reconnects\n", dq_ordered_service(r->client),
+                r->teacher.model, r->teacher.sha256, (long long)nb, (unsigned long long)k.resent,
                 (unsigned long long)k.duplicates, (unsigned long long)k.reconnects);
-        if (r->retries)
+        if (k.retried)
             fprintf(cfg->log, "teacher %s: %llu batches sent again after overloaded or "
-                    "timeout replies\n", r->service, (unsigned long long)r->retries);
+                    "timeout replies\n", dq_ordered_service(r->client),
+                    (unsigned long long)k.retried);
         if (r->logits >= 0 && r->p.ds.labels)
             fprintf(cfg->log, "accuracy %.2f%% (%lld/%lld)\n", 100.0 * (double)correct /
                     (double)r->p.ds.n, (long long)correct, (long long)r->p.ds.n);

@@ -162,7 +162,8 @@ static int s_main(int argc, char **argv, dq_dist_t *dist)
                    "which teacher of the cache (sha256 or a prefix), when\n"
                    "it holds several"),
         DQ_OPT_I64("inflight", "K", &cfg.inflight, 1, 1024,
-                   "batches kept at the teacher service (default: 2 x workers)"),
+                   "batches kept at the teacher service (default: what keeps\n"
+                   "the workers busy at the measured round trip)"),
         DQ_OPT_I64("inflight-bytes", "B", &cfg.inflight_bytes, 1024, 1LL << 40,
                    "...fewer if those batches would hold more than B bytes\n"
                    "(inputs, request copies, teacher outputs; 268435456)"),
@@ -170,6 +171,12 @@ static int s_main(int argc, char **argv, dq_dist_t *dist)
                    "stop (after saving) when unserved this long (60000)"),
         DQ_OPT_FLAG("allow-teacher-change", &cfg.allow_teacher_change,
                     "accept a teacher whose weights change mid-run"),
+        DQ_OPT_STR("client-name", "NAME", &cfg.client_name,
+                   "name for the broker's fair sharing (--share NAME=W)"),
+        DQ_OPT_STR("curve-server-cert", "FILE", &cfg.curve_server_cert,
+                   "CURVE: the broker's public certificate"),
+        DQ_OPT_STR("curve-cert", "FILE", &cfg.curve_cert,
+                   "CURVE: our secret certificate (NAME_secret)"),
         DQ_OPT_FLAG("augment", &cfg.augment,
                     "seeded random crop (2-pixel padding) + horizontal flip"),
         DQ_OPT_FLAG("quiet", &quiet, "no progress output"),
