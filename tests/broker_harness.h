@@ -98,6 +98,7 @@ typedef struct {
     int total, inflight;
     int timeout_ms;           /* whole run */
     uint64_t first_id;        /* req_ids first_id .. first_id+total-1 */
+    const char *name;         /* the requests' "client" name (fair sharing); NULL: none */
     /* results */
     int ok, wrong, dup, unknown, errors, missing;
     int status_count[DQ_REPLY_STATUS_COUNT];

@@ -68,7 +68,7 @@ void dq_broker_remove_worker(dq_broker_t *b, int32_t w, const char *why, int64_t
         x->state = REC_QUEUED;
         x->worker = -1;
         x->deadline_ms = now + b->cfg.request_timeout_ms;
-        dq_blist_push_front(b, &s->queue, r);
+        dq_bflow_push_front(b, r);
         b->queued++;
         b->inflight--;
     }
@@ -84,7 +84,7 @@ void dq_broker_remove_worker(dq_broker_t *b, int32_t w, const char *why, int64_t
                   why, s->name, (unsigned long long)wk->served, s->n_workers);
     if (n > 0)
         dq_broker_log(b, "requeued %d requests of worker %s at the head of '%s' (%d queued)", n,
-                      wk->id_hex, s->name, s->queue.count);
+                      wk->id_hex, s->name, s->queued);
 }
 
 /* How long worker w has held its oldest request (0 if none): the held list
@@ -170,10 +170,12 @@ static void s_service_limits(dq_broker_t *b, int32_t svc)
 }
 
 int32_t dq_broker_add_worker(dq_broker_t *b, int32_t svc, const uint8_t *id, size_t len,
-                             const dq_msg_ready *rd, int64_t now)
+                             const char *name, const dq_msg_ready *rd, int64_t now)
 {
-    char hex[24], why[DQ_MSG_ERROR_MAX + 1];
-    dq_wire_id_hex(id, len, hex, sizeof hex);
+    char hex[24 + DQ_CURVE_NAME_MAX + 1], why[DQ_MSG_ERROR_MAX + 1], raw[24];
+    dq_wire_id_hex(id, len, raw, sizeof raw);
+    if (name && name[0]) snprintf(hex, sizeof hex, "%.64s@%s", name, raw);
+    else snprintf(hex, sizeof hex, "%s", raw);
     dq_bservice *s = &b->services[svc];
     if (s->n_workers > 0 && s_identity_diff(rd, &s->identity, why, sizeof why)) {
         dq_broker_log(b, "rejected worker %s for '%s': %s", hex, s->name, why);
@@ -196,6 +198,7 @@ int32_t dq_broker_add_worker(dq_broker_t *b, int32_t svc, const uint8_t *id, siz
     wk->id_len = (uint8_t)len;
     memcpy(wk->id, id, len);
     memcpy(wk->id_hex, hex, sizeof wk->id_hex);
+    snprintf(wk->name, sizeof wk->name, "%s", name ? name : "");
     wk->service = svc;
     wk->capacity = rd->capacity;
     wk->max_batch = rd->max_batch;
@@ -205,7 +208,11 @@ int32_t dq_broker_add_worker(dq_broker_t *b, int32_t svc, const uint8_t *id, siz
         /* A (possibly new) identity: queued requests are checked at dispatch. */
         s->identity = *rd;
         s->has_identity = true;
-        for (int32_t r = s->queue.head; r >= 0; r = b->rec[r].next) b->rec[r].checked = false;
+        for (int32_t fi = 0; fi < b->flow_hi; fi++) {
+            const dq_bflow *f = &b->flows[fi];
+            if (!f->used || f->service != svc) continue;
+            for (int32_t r = f->queue.head; r >= 0; r = b->rec[r].next) b->rec[r].checked = false;
+        }
     }
     else if (rd->n_norm && !s->identity.n_norm) {
         s->identity.n_norm = rd->n_norm;

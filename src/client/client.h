@@ -40,6 +40,12 @@ typedef struct {
     int request_timeout_ms;   /* answer locally with a timeout after this long (0: never) */
     int64_t max_msg_bytes;    /* largest reply accepted (1 GiB) */
     FILE *log;                /* one line per reconnect or resend round; NULL: silent */
+    const char *name;         /* sent as the request's "client" for the broker's fair
+                               * sharing (--share NAME=W); NULL: none (docs/protocol.md) */
+    const char *curve_server_cert; /* CURVE: the broker's public certificate and */
+    const char *curve_cert;   /* ours (NAME_secret); both NULL: plain TCP. A refused key
+                               * or a wrong server key makes dq_client_recv fail with
+                               * DQ_ERR_AUTH (within about 2 reconnects), not wait */
 } dq_client_opts;
 
 void dq_client_opts_default(dq_client_opts *o);

@@ -321,6 +321,9 @@ static dq_status s_remote_predict(s_remote *r, const dq_predict_config *cfg, dq_
     co.max_inflight = K;
     co.request_timeout_ms = cfg->request_timeout_ms;
     co.log = cfg->log;
+    co.name = cfg->client_name;
+    co.curve_server_cert = cfg->curve_server_cert;
+    co.curve_cert = cfg->curve_cert;
     DQ_TRY(dq_ordered_new(&r->client, cfg->teacher_url, &co, err));
     for (int i = 0; i < r->p.n_out; i++) {
         dq_predict_output_path(r->p.paths[i], sizeof r->p.paths[i], cfg->output_path,

@@ -247,11 +247,13 @@ dq_status dq_msg_encode_request(dq_msg_buf *buf, const dq_msg_request *r, dq_err
         return dq_fail(err, DQ_ERR_ARG, "msg encode: request wants %d outputs (1..%d)",
                        r->n_outputs, DQ_MSG_MAX_OUTPUTS);
     for (int i = 0; i < r->n_outputs; i++) DQ_TRY(s_check_name("output name", r->outputs[i], err));
+    if (r->client[0]) DQ_TRY(s_check_name("request client", r->client, err));
     size_t start = buf->len;
     s_enc e;
     s_enc_init(&e, buf);
-    s_head(&e, DQ_MSG_REQUEST, 6);
+    s_head(&e, DQ_MSG_REQUEST, r->client[0] ? 7 : 6);
     s_ku64(&e, "req_id", r->req_id);
+    if (r->client[0]) s_kstr(&e, "client", r->client, strlen(r->client));
     s_kstr(&e, "service", r->service, strlen(r->service));
     s_kstr(&e, "dtype", s_dtype_names[r->dtype], strlen(s_dtype_names[r->dtype]));
     s_key(&e, "shape");

@@ -80,6 +80,7 @@ typedef struct {
     size_t data_len;                       /*  points into the decoded buffer */
     int n_outputs;                         /* >= 1 */
     char outputs[DQ_MSG_MAX_OUTPUTS][DQ_MSG_NAME_MAX + 1];
+    char client[DQ_MSG_NAME_MAX + 1];      /* optional name for fair sharing; "" none */
 } dq_msg_request;
 
 /* One output tensor of a reply: f32 little-endian, shape [n, ...]. */

@@ -326,6 +326,9 @@ static dq_status s_request(const msgpack_object *m, dq_msg_request *r, dq_err *e
     r->n_outputs = (int)o->via.array.size;
     for (int i = 0; i < r->n_outputs; i++)
         DQ_TRY(s_name_obj(&o->via.array.ptr[i], ctx, "outputs[]", r->outputs[i], err));
+    r->client[0] = '\0';
+    o = s_get(m, "client"); /* optional (fair sharing, docs/protocol.md) */
+    if (o) DQ_TRY(s_name_obj(o, ctx, "client", r->client, err));
     return DQ_OK;
 }
 

@@ -63,6 +63,11 @@ int main(int argc, char **argv)
         DQ_OPT_STR("broker", "ENDPOINT", &cfg.broker,
                    "broker backend, e.g. tcp://127.0.0.1:5556 or ipc:///tmp/dq-be"),
         DQ_OPT_STR("service", "NAME", &cfg.service, "service name the students ask for"),
+        DQ_OPT_STR("curve-server-cert", "FILE", &cfg.curve_server_cert,
+                   "CURVE: the broker's public certificate"),
+        DQ_OPT_STR("curve-cert", "FILE", &cfg.curve_cert,
+                   "CURVE: this worker's secret certificate (NAME_secret);\n"
+                   "NAME must be in the broker's --allow-workers"),
         DQ_OPT_STR("model", "M", &cfg.model_path,
                    "model file (models/*.model), or an ONNX file (*.onnx;\n"
                    "see docs/model-format.md, \"ONNX import\")"),
@@ -77,6 +82,10 @@ int main(int argc, char **argv)
                     "samples (dynamic batching; replies are unchanged)"),
         DQ_OPT_I64("max-batch", "N", &cfg.max_batch, 1, 1 << 20,
                    "largest batch accepted (default " S_STR(DQ_TEACHER_DEFAULT_MAX_BATCH) ")"),
+        DQ_OPT_I64("max-forward-batch", "N", &cfg.max_forward, 1, 1 << 20,
+                   "samples per forward (default " S_STR(DQ_TEACHER_DEFAULT_MAX_FORWARD) "): larger\n"
+                   "requests and merges run in chunks, bounding the\n"
+                   "activation memory (replies are unchanged)"),
         DQ_OPT_STR("device", "D", &device, "cpu (default) or cuda[:N]: run the forward on that GPU"),
         DQ_OPT_INT("heartbeat-ms", "MS", &cfg.heartbeat_ms, 10, 600000,
                    "heartbeat interval (default 1000)"),

@@ -10,6 +10,16 @@
  * the net's activations). With dq_teacher_use_device the same steps run
  * through the GPU executor instead: the request is normalised straight into
  * its pinned input buffer and only the requested outputs come back.
+ *
+ * Memory bound (issue 15): the activations grow with the forward's batch
+ * (DeepNN: ~2 MB a sample, so a 4,096-sample request or merge made the
+ * worker hold ~9 GB). A forward therefore runs in chunks of at most
+ * max_forward samples: the net is planned for one chunk, each chunk's inputs
+ * are normalised into the chunk-sized input buffer and its requested outputs
+ * are copied into staging buffers (stage[], sized to the request, which the
+ * reply holds anyway). A batch that fits one chunk reads its outputs from the
+ * net as before. The eval forward is batch-invariant (net.h), so chunking
+ * changes no bit of a reply.
  */
 #include "teacher_worker/teacher.h"
 
@@ -32,8 +42,13 @@ struct dq_teacher {
     dq_msg_ready announce;
     int64_t c, h, w;
     int64_t max_batch;
+    int64_t max_forward;  /* samples per forward (chunk); the net is planned for it */
     int64_t planned;      /* batch the net and input are planned for (0: none) */
     float *input;         /* planned * c*h*w floats */
+    /* outputs of a chunked forward, in the group's request order */
+    float *stage[DQ_MSG_MAX_OUTPUTS];
+    int64_t stage_cap[DQ_MSG_MAX_OUTPUTS]; /* floats */
+    bool staged;          /* the last forward's outputs are in stage[], not the net */
     char impl[DQ_MSG_IMPL_MAX + 1]; /* reply "impl": "distillq-c/cpu" or ".../cuda:N" */
 };
 
@@ -111,6 +126,7 @@ dq_status dq_teacher_new(dq_teacher_t **out, const char *service, const char *mo
     dq_teacher_t *t = calloc(1, sizeof *t);
     if (!t) return dq_fail(err, DQ_ERR_NOMEM, "teacher: out of memory");
     t->max_batch = max_batch > 0 ? max_batch : DQ_TEACHER_DEFAULT_MAX_BATCH;
+    t->max_forward = DQ_TEACHER_DEFAULT_MAX_FORWARD;
     dq_status st = s_setup(t, service, model_path, weights_path, err);
     if (st != DQ_OK) {
         dq_teacher_destroy(&t);
@@ -126,6 +142,7 @@ void dq_teacher_destroy(dq_teacher_t **p)
     dq_net_cuda_destroy(&(*p)->gpu);
     dq_net_destroy(&(*p)->net);
     free((*p)->input);
+    for (int i = 0; i < DQ_MSG_MAX_OUTPUTS; i++) free((*p)->stage[i]);
     free(*p);
     *p = NULL;
 }
@@ -138,6 +155,23 @@ const dq_msg_teacher *dq_teacher_identity(const dq_teacher_t *t)
 void dq_teacher_announce(const dq_teacher_t *t, dq_msg_ready *ready)
 {
     *ready = t->announce;
+}
+
+dq_status dq_teacher_set_max_forward(dq_teacher_t *t, int64_t n, dq_err *err)
+{
+    if (n < 1 || n > UINT32_MAX)
+        return dq_fail(err, DQ_ERR_ARG, "teacher: --max-forward-batch %lld must be >= 1",
+                       (long long)n);
+    if (t->gpu || t->planned)
+        return dq_fail(err, DQ_ERR_ARG, "teacher: the forward batch is set before the first "
+                       "forward and before dq_teacher_use_device");
+    t->max_forward = n;
+    return DQ_OK;
+}
+
+int64_t dq_teacher_max_forward(const dq_teacher_t *t)
+{
+    return t->max_forward < t->max_batch ? t->max_forward : t->max_batch;
 }
 
 int64_t dq_teacher_max_data_bytes(const dq_teacher_t *t)
@@ -209,40 +243,96 @@ dq_status dq_teacher_use_device(dq_teacher_t *t, dq_device dev, dq_err *err)
     if (dev.kind != DQ_DEVICE_CUDA || t->gpu) return DQ_OK;
     /* An ONNX file is no model file to re-check the net against. */
     const char *mf = dq_onnx_is_path(t->model_path) ? NULL : t->model_path;
+    return dq_net_cuda_new(&t->gpu, t->net, mf, dev, dq_teacher_max_forward(t), false, 0, err);
     DQ_TRY(dq_net_cuda_new(&t->gpu, t->net, mf, dev, t->max_batch, false, 0, err));
     snprintf(t->impl, sizeof t->impl, "distillq-c/cuda:%d", dev.index);
     return DQ_OK;
 }
 
-/* Normalises the k requests' inputs one after another into the GPU's
- * pinned buffer (no plan or copy needed there) or into the planned CPU
- * input, then runs ONE forward over all n of their samples where the net
- * lives. The requests share dtype and outputs (the caller groups them). */
+/* Normalises samples [first, first + m) of the k requests' inputs, taken
+ * one after another, into dst. */
+static void s_fill(const dq_teacher_t *t, const dq_msg_request *const *rs, int k, int64_t first,
+                   int64_t m, float *dst)
+{
+    const int64_t sz = t->c * t->h * t->w;
+    int64_t base = 0;
+    for (int j = 0; j < k && m > 0; base += rs[j]->shape[0], j++) {
+        const dq_msg_request *r = rs[j];
+        if (first >= base + r->shape[0]) continue;
+        int64_t off = first - base, take = r->shape[0] - off < m ? r->shape[0] - off : m;
+        const uint8_t *src = (const uint8_t *)r->data + (size_t)(off * sz) *
+                                                            dq_msg_dtype_size(r->dtype);
+        if (r->dtype == DQ_DTYPE_U8)
+            dq_net_normalize_u8(t->net, dst, src, take);
+        else
+            dq_msg_f32_copy(dst, src, (size_t)(take * sz));
+        dst += take * sz;
+        first += take;
+        m -= take;
+    }
+}
+
+static const dq_tensor *s_net_output(const dq_teacher_t *t, const char *name)
+{
+    return t->gpu ? dq_net_cuda_output(t->gpu, name) : dq_net_output(t->net, name);
+}
+
+/* Room in stage[] for n samples of each output r asks for. */
+static dq_status s_stage_reserve(dq_teacher_t *t, const dq_msg_request *r, int64_t n,
+                                 dq_err *err)
+{
+    for (int i = 0; i < r->n_outputs; i++) {
+        const dq_msg_output_spec *o = NULL;
+        for (int j = 0; j < t->announce.n_outputs && !o; j++)
+            if (strcmp(t->announce.outputs[j].name, r->outputs[i]) == 0)
+                o = &t->announce.outputs[j];
+        assert(o);
+        int64_t want = n;
+        for (int d = 0; d < o->ndim; d++) want *= o->shape[d];
+        if (want <= t->stage_cap[i]) continue;
+        float *p = realloc(t->stage[i], (size_t)want * sizeof(float));
+        if (!p)
+            return dq_fail(err, DQ_ERR_NOMEM, "service %s: no memory for the outputs of a "
+                           "batch of %lld", t->id.service, (long long)n);
+        t->stage[i] = p;
+        t->stage_cap[i] = want;
+    }
+    return DQ_OK;
+}
+
+/* Runs the forward over the k requests' n samples (same dtype and outputs:
+ * the caller groups them) in chunks of at most max_forward: into the GPU's
+ * pinned buffer or the planned CPU input, one forward per chunk where the
+ * net lives; with more than one chunk the requested outputs are staged. */
 static dq_status s_forward(dq_teacher_t *t, const dq_msg_request *const *rs, int k, int64_t n,
                            dq_err *err)
 {
+    const int64_t chunk = n < dq_teacher_max_forward(t) ? n : dq_teacher_max_forward(t);
+    const dq_msg_request *r0 = rs[0];
     float *input = t->gpu ? dq_net_cuda_input_buffer(t->gpu) : NULL;
     if (!t->gpu) {
-        DQ_TRY(s_plan(t, n, err));
+        DQ_TRY(s_plan(t, chunk, err));
         input = t->input;
     }
-    const int64_t sz = t->c * t->h * t->w;
-    float *at = input;
-    for (int j = 0; j < k; j++) {
-        const dq_msg_request *r = rs[j];
-        if (r->dtype == DQ_DTYPE_U8)
-            dq_net_normalize_u8(t->net, at, r->data, r->shape[0]);
+    t->staged = n > chunk;
+    if (t->staged) DQ_TRY(s_stage_reserve(t, r0, n, err));
+    const char *want[DQ_MSG_MAX_OUTPUTS];
+    for (int i = 0; i < r0->n_outputs; i++) want[i] = r0->outputs[i];
+    for (int64_t first = 0; first < n; first += chunk) {
+        int64_t m = n - first < chunk ? n - first : chunk;
+        s_fill(t, rs, k, first, m, input);
+        dq_tensor x = dq_tensor_view4(input, m, t->c, t->h, t->w);
+        if (t->gpu)
+            DQ_TRY(dq_net_cuda_forward(t->gpu, &x, false, want, r0->n_outputs, err));
         else
-            dq_msg_f32_copy(at, r->data, (size_t)(r->shape[0] * sz));
-        at += r->shape[0] * sz;
+            DQ_TRY(dq_net_forward(t->net, &x, false, NULL, err));
+        for (int i = 0; t->staged && i < r0->n_outputs; i++) {
+            const dq_tensor *o = s_net_output(t, want[i]);
+            int64_t inner = dq_tensor_inner(o, 1);
+            memcpy(t->stage[i] + first * inner, o->data, (size_t)(m * inner) * sizeof(float));
+        }
     }
-    dq_tensor x = dq_tensor_view4(input, n, t->c, t->h, t->w);
-    if (t->gpu) {
-        const char *want[DQ_MSG_MAX_OUTPUTS];
-        for (int i = 0; i < rs[0]->n_outputs; i++) want[i] = rs[0]->outputs[i];
-        return dq_net_cuda_forward(t->gpu, &x, false, want, rs[0]->n_outputs, err);
-    }
-    return dq_net_forward(t->net, &x, false, NULL, err);
+    return DQ_OK;
 }
 
 /* Encodes the ok reply of request r from rows [first, first + n) of the
@@ -256,16 +346,17 @@ static dq_status s_encode_rows(dq_teacher_t *t, const dq_msg_request *r, int64_t
     rep.status = DQ_REPLY_OK;
     rep.n_outputs = r->n_outputs;
     for (int i = 0; i < r->n_outputs; i++) {
-        const dq_tensor *o = t->gpu ? dq_net_cuda_output(t->gpu, r->outputs[i])
-                                    : dq_net_output(t->net, r->outputs[i]);
-        assert(o && o->ndim <= DQ_MSG_MAX_DIMS && o->shape[0] >= first + r->shape[0]);
+        const dq_tensor *o = s_net_output(t, r->outputs[i]);
+        assert(o && o->ndim <= DQ_MSG_MAX_DIMS &&
+               (t->staged || o->shape[0] >= first + r->shape[0]));
         int64_t inner = dq_tensor_inner(o, 1);
         dq_msg_output *mo = &rep.outputs[i];
         memcpy(mo->name, r->outputs[i], sizeof mo->name);
         mo->ndim = o->ndim;
         memcpy(mo->shape, o->shape, (size_t)o->ndim * sizeof o->shape[0]);
         mo->shape[0] = r->shape[0];
-        mo->data = o->data + first * inner;
+        /* staged: a merge group shares its outputs, stage[i] is output i of each */
+        mo->data = (t->staged ? t->stage[i] : o->data) + first * inner;
         mo->data_len = (size_t)(r->shape[0] * inner) * sizeof(float);
     }
     rep.has_teacher = true;

@@ -28,6 +28,12 @@ typedef struct dq_teacher dq_teacher_t;
  * activation memory a single request can make us allocate. */
 #define DQ_TEACHER_DEFAULT_MAX_BATCH 4096
 
+/* Samples per forward unless told otherwise (issue 15): a larger request,
+ * or a merge of several, runs as several forwards of at most this many
+ * samples, so the activations stay bounded (DeepNN-fmnist ~2 MB a sample:
+ * ~0.3 GB at 128) whatever batch a client sends. Replies are unchanged. */
+#define DQ_TEACHER_DEFAULT_MAX_FORWARD 128
+
 /* Loads model_path and weights_path, hashes the weights file (the teacher
  * identity) and caches the announce. An ONNX model_path ("*.onnx") carries
  * its weights: weights_path is then NULL and the ONNX file's SHA-256 is the
@@ -48,6 +54,12 @@ const dq_msg_teacher *dq_teacher_identity(const dq_teacher_t *t);
 
 /* Fills the READY announce (everything but capacity, which is the worker's). */
 void dq_teacher_announce(const dq_teacher_t *t, dq_msg_ready *ready);
+
+/* Sets the most samples one forward runs (>= 1); before the first serve and
+ * before dq_teacher_use_device (DQ_ERR_ARG otherwise). */
+dq_status dq_teacher_set_max_forward(dq_teacher_t *t, int64_t n, dq_err *err);
+/* The samples one forward runs at most: min(max forward, max batch). */
+int64_t dq_teacher_max_forward(const dq_teacher_t *t);
 
 /* Input bytes of the largest acceptable request body's data (f32 at
  * max_batch), for ZMQ_MAXMSGSIZE. */

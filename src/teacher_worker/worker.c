@@ -63,6 +63,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "proto/curve.h"
 #include "proto/msg.h"
 #include "proto/wire.h"
 
@@ -85,6 +86,7 @@ struct dq_worker {
 
     /* I/O thread */
     void *sock;                  /* DEALER to the broker; NULL between joins */
+    dq_curve_watch watch;        /* CURVE handshake failures of sock */
     void *pair;                  /* our end of the compute PAIR */
     dq_msg_decoder_t *dec;
     dq_msg_buf buf;
@@ -412,6 +414,10 @@ static dq_status s_join(dq_worker_t *w, const char *why, dq_err *err)
 {
     dq_wire_opts o = {0};
     o.max_msg_bytes = w->model.max_data_bytes(w->model.ctx) + (1 << 20);
+    o.curve_server_cert = w->cfg.curve_server_cert;
+    o.curve_cert = w->cfg.curve_cert;
+    o.handshake_ms = w->cfg.heartbeat_ms * w->cfg.liveness;
+    o.watch = &w->watch;
     DQ_TRY(dq_wire_dealer_new(&w->sock, w->ctx, w->cfg.broker, &o, err));
     w->gen++;
     w->last_heard = w->last_hb = dq_clock_now_ms();
@@ -426,6 +432,7 @@ static dq_status s_join(dq_worker_t *w, const char *why, dq_err *err)
 static void s_drop(dq_worker_t *w, const char *why)
 {
     s_purge(w);
+    dq_curve_watch_stop(&w->watch, w->sock);
     if (w->sock) zmq_close(w->sock);
     w->sock = NULL;
     int wait = w->backoff_ms + (int)(s_rand(w) % (uint64_t)(w->backoff_ms / 2 + 1));
@@ -443,6 +450,7 @@ static void s_leave(dq_worker_t *w, const char *why)
         if (zmq_setsockopt(w->sock, ZMQ_LINGER, &linger, sizeof linger) != 0)
             s_log(w, "goodbye may be lost: ZMQ_LINGER: %s", zmq_strerror(zmq_errno()));
         if (s_send_simple(w, DQ_MSG_GOODBYE, &err) != DQ_OK) s_log(w, "goodbye: %s", err.msg);
+        dq_curve_watch_stop(&w->watch, w->sock);
         zmq_close(w->sock);
         w->sock = NULL;
     }
@@ -578,13 +586,16 @@ static dq_status s_step(dq_worker_t *w, dq_err *err)
     int64_t next = now + hb;
     if (w->sock) next = s_min64(s_min64(next, w->last_hb + hb), w->last_heard + dead);
     else next = s_min64(next, w->reconnect_at);
-    zmq_pollitem_t items[2] = {{w->pair, 0, ZMQ_POLLIN, 0}, {w->sock, 0, ZMQ_POLLIN, 0}};
-    int rc = zmq_poll(items, w->sock ? 2 : 1, next > now ? (long)(next - now) : 0);
+    zmq_pollitem_t items[3] = {{w->pair, 0, ZMQ_POLLIN, 0}, {w->sock, 0, ZMQ_POLLIN, 0},
+                               {w->watch.mon, 0, ZMQ_POLLIN, 0}};
+    int n_items = !w->sock ? 1 : w->watch.mon ? 3 : 2;
+    int rc = zmq_poll(items, n_items, next > now ? (long)(next - now) : 0);
     if (rc < 0) {
         if (zmq_errno() == EINTR) return DQ_OK;
         return dq_fail(err, DQ_ERR_NET, "worker: zmq_poll: %s", zmq_strerror(zmq_errno()));
     }
     if (items[0].revents & ZMQ_POLLIN) DQ_TRY(s_on_result(w, err));
+    if (w->sock) DQ_TRY(dq_curve_watch_poll(&w->watch, w->cfg.broker, err));
     if (w->sock && (items[1].revents & ZMQ_POLLIN)) {
         for (int i = 0; i < S_RECV_BURST && w->sock; i++) {
             dq_wire_parts p;
@@ -643,6 +654,7 @@ dq_status dq_worker_run(dq_worker_t *w, dq_err *err)
 {
     dq_status st = s_compute_start(w, err);
     if (st == DQ_OK) st = s_serve(w, err);
+    dq_curve_watch_stop(&w->watch, w->sock);
     if (w->sock) {
         zmq_close(w->sock);
         w->sock = NULL;
@@ -708,6 +720,7 @@ void dq_worker_destroy(dq_worker_t **p)
 {
     if (!p || !*p) return;
     dq_worker_t *w = *p;
+    dq_curve_watch_stop(&w->watch, w->sock);
     if (w->sock) zmq_close(w->sock);
     if (w->queue) s_purge(w);
     s_compute_stop(w);

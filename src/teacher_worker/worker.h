@@ -47,6 +47,8 @@ typedef struct {
 
 typedef struct {
     const char *broker;          /* backend endpoint, tcp:// or ipc:// */
+    const char *curve_server_cert; /* CURVE: the broker's public certificate, */
+    const char *curve_cert;      /*  and ours (NAME_secret); both NULL: plain */
     const char *service;
     const char *model_path;      /* a model file, or an ONNX file ("*.onnx") */
     const char *weights_path;    /* safetensors; NULL with an ONNX model */
@@ -54,6 +56,7 @@ typedef struct {
     int heartbeat_ms;            /* (default 1000) */
     int liveness;                /* broker dead after liveness x heartbeat of silence (3) */
     int64_t max_batch;           /* largest batch accepted (0: DQ_TEACHER_DEFAULT_MAX_BATCH) */
+    int64_t max_forward;         /* samples per forward (0: DQ_TEACHER_DEFAULT_MAX_FORWARD) */
     int delay_ms;                /* test hook: sleep this long before each forward (0) */
     bool no_merge;               /* hand the compute thread one request at a time
                                   * instead of merging what is queued (dynamic
@@ -82,7 +85,8 @@ dq_status dq_worker_new_model(dq_worker_t **out, const dq_worker_config *cfg,
                               const dq_worker_model *model, dq_err *err);
 
 /* Runs until stopped: DQ_OK after a graceful leave; DQ_ERR_PROTO when the
- * broker refused us for good (disconnect without retry); DQ_ERR_NET or
+ * broker refused us for good (disconnect without retry); DQ_ERR_AUTH when
+ * the CURVE handshake failed (key refused, wrong server key); DQ_ERR_NET or
  * DQ_ERR_NOMEM on a local failure. */
 dq_status dq_worker_run(dq_worker_t *w, dq_err *err);
 

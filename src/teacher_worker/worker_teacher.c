@@ -53,7 +53,9 @@ dq_status dq_worker_new(dq_worker_t **out, const dq_worker_config *cfg, dq_err *
     dq_teacher_t *t = NULL;
     DQ_TRY(dq_teacher_new(&t, cfg->service, cfg->model_path, cfg->weights_path, cfg->max_batch,
                           err));
-    dq_status st = dq_teacher_use_device(t, cfg->device, err);
+    dq_status st = DQ_OK;
+    if (cfg->max_forward > 0) st = dq_teacher_set_max_forward(t, cfg->max_forward, err);
+    if (st == DQ_OK) st = dq_teacher_use_device(t, cfg->device, err);
     if (st != DQ_OK) {
         dq_teacher_destroy(&t);
         return st;
