@@ -305,6 +305,96 @@ static void test_exactly_once_out_of_order(void **state)
     s_fake_stop(&f);
 }
 
+/* Answers the latest copy of req_id with ok logits of nf floats (1 sample). */
+static void s_fake_reply_floats(s_fake *f, uint64_t req_id, int nf)
+{
+    int i = s_fake_find(f, req_id);
+    assert_true(i >= 0);
+    float *v = calloc((size_t)nf, sizeof *v);
+    assert_non_null(v);
+    dq_msg_reply r;
+    memset(&r, 0, sizeof r);
+    r.req_id = req_id;
+    r.status = DQ_REPLY_OK;
+    r.n_outputs = 1;
+    strcpy(r.outputs[0].name, "logits");
+    r.outputs[0].ndim = 2;
+    r.outputs[0].shape[0] = 1;
+    r.outputs[0].shape[1] = nf;
+    r.outputs[0].data = v;
+    r.outputs[0].data_len = (size_t)nf * sizeof *v;
+    r.has_teacher = true;
+    strcpy(r.teacher.service, "svc");
+    strcpy(r.teacher.model, "m");
+    memset(r.teacher.sha256, 'a', DQ_MSG_SHA256_HEX);
+    dq_msg_buf b = {0};
+    dq_err err;
+    assert_int_equal(dq_msg_encode_reply(&b, &r, &err), DQ_OK);
+    s_fake_send(f, f->seen[i].id, f->seen[i].id_len, &b);
+    dq_msg_buf_free(&b);
+    free(v);
+}
+
+/* Issue 15: a request that says how many floats it expects gets a reply
+ * that is larger (a hostile or broken teacher) as an error, its data never
+ * handed out, still exactly once; one of the size asked for is delivered.
+ * The socket's frame limit changes only with nothing in flight. */
+static void test_oversize_reply_refused(void **state)
+{
+    (void)state;
+    s_fake f;
+    s_fake_start(&f, 12);
+    dq_client_t *c = s_client(&f, 1000, 0);
+    static const char *const outs[] = {"logits"};
+    uint8_t px[6] = {0};
+    dq_client_request q = {.req_id = 1, .service = "svc", .dtype = DQ_DTYPE_U8,
+                           .shape = {1, 1, 2, 3}, .data = px, .n_outputs = 1, .outputs = outs,
+                           .reply_floats = 2000};
+    dq_err err;
+    assert_int_equal(dq_client_send(c, &q, &err), DQ_OK);
+    q.req_id = 2;
+    assert_int_equal(dq_client_send(c, &q, &err), DQ_OK);
+    assert_int_equal(dq_client_set_max_msg_bytes(c, 1 << 20, &err), DQ_ERR_ARG);
+    for (int i = 0; i < 100 && f.n_seen < 2; i++) s_fake_poll(&f, 20);
+    assert_int_equal(f.n_seen, 2);
+    s_fake_reply_floats(&f, 1, 2000);  /* what it asked for */
+    s_fake_reply_floats(&f, 2, 3200);  /* 4.8 KB more than 1 x 2000 floats + slack */
+    s_fake_reply_floats(&f, 2, 3200);  /* and again: a duplicate, dropped */
+    for (int k = 0; k < 2; k++) {
+        dq_client_reply r;
+        assert_int_equal(dq_client_recv(c, &r, 2000, &err), DQ_OK);
+        if (r.req_id == 1) {
+            assert_int_equal(r.status, DQ_REPLY_OK);
+            assert_int_equal(r.outputs[0].shape[1], 2000);
+        } else {
+            assert_int_equal(r.req_id, 2);
+            assert_int_equal(r.status, DQ_REPLY_ERROR);
+            assert_int_equal(r.n_outputs, 0);
+            assert_null(r.outputs);
+            assert_non_null(strstr(r.error, "larger than the 12096 bytes request 2 asked for"));
+        }
+    }
+    dq_client_reply r;
+    assert_int_equal(dq_client_recv(c, &r, 100, &err), DQ_ERR_TIMEOUT);
+    dq_client_counters k;
+    dq_client_get_counters(c, &k);
+    assert_int_equal(k.oversize, 1);
+    assert_int_equal(k.delivered, 2);
+    assert_int_equal(k.duplicates, 1);
+    /* nothing in flight: a new socket with the new limit, which still works */
+    assert_int_equal(dq_client_set_max_msg_bytes(c, 64 << 10, &err), DQ_OK);
+    q.req_id = 3;
+    assert_int_equal(dq_client_send(c, &q, &err), DQ_OK);
+    for (int i = 0; i < 100 && f.n_seen < 3; i++) s_fake_poll(&f, 20);
+    assert_int_equal(f.n_seen, 3);
+    s_fake_reply_floats(&f, 3, 10);
+    assert_int_equal(dq_client_recv(c, &r, 2000, &err), DQ_OK);
+    assert_int_equal(r.req_id, 3);
+    assert_int_equal(r.status, DQ_REPLY_OK);
+    dq_client_destroy(&c);
+    s_fake_stop(&f);
+}
+
 static void test_resend_after_restart(void **state)
 {
     (void)state;
@@ -503,6 +593,7 @@ int main(void)
         cmocka_unit_test(test_error_statuses_and_local_timeout),
         cmocka_unit_test(test_stats),
         cmocka_unit_test(test_parse_url),
+        cmocka_unit_test(test_oversize_reply_refused),
     };
     return cmocka_run_group_tests_name("client", tests, s_setup, s_teardown);
 }

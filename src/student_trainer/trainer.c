@@ -131,6 +131,7 @@ static dq_status s_open_source(s_trainer *t, dq_err *err)
     sc.client_name = cfg->client_name;
     sc.curve_server_cert = cfg->curve_server_cert;
     sc.curve_cert = cfg->curve_cert;
+    sc.inflight_bytes = cfg->inflight_bytes;
     sc.timeout_ms = cfg->teacher_timeout_ms;
     sc.allow_teacher_change = cfg->allow_teacher_change;
     sc.replay_dir = cfg->replay_dir;
