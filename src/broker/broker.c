@@ -509,7 +509,9 @@ dq_status dq_broker_new(dq_broker_t **out, const dq_broker_config *cfg, dq_err *
             st = dq_fail(err, DQ_ERR_NOMEM, "broker: cannot allocate the worker table");
     }
     if (!st) st = dq_msg_decoder_new(&b->dec, err);
-    if (!st) st = dq_msg_encode_heartbeat(&b->hb, b->epoch, err);
+    /* Both sockets get this one: it tells the epoch and our interval. */
+    if (!st) st = dq_msg_encode_heartbeat_interval(&b->hb, b->epoch, (uint32_t)cfg->heartbeat_ms,
+                                                   err);
     if (!st) st = dq_msg_buf_reserve(&b->out, 4096, err);
     if (!st) st = dq_msg_buf_reserve(&b->json, 4096, err);
     if (!st) {
