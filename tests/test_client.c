@@ -19,6 +19,7 @@
 #include <cmocka.h>
 
 #include "client/client.h"
+#include "client/ordered.h"
 #include "proto/wire.h"
 
 #define MAX_SEEN 64
@@ -627,6 +628,88 @@ static void test_parse_url(void **state)
     assert_non_null(strstr(err.msg, "too long"));
 }
 
+/* The ordered client (libdistillq's and distillq-predict's): results in
+ * submission order whatever order the replies come in; at most K
+ * outstanding; an "overloaded" reply sends the batch again (same req_id)
+ * and is not an error; a bad_request is, and stays one (the order is
+ * broken). */
+static int s_copies(const s_fake *f, uint64_t req_id)
+{
+    int n = 0;
+    for (int i = 0; i < f->n_seen; i++) n += f->seen[i].req_id == req_id;
+    return n;
+}
+
+static void test_ordered_client_in_order_and_retry(void **state)
+{
+    (void)state;
+    s_fake f;
+    s_fake_start(&f, 5);
+    dq_client_opts o;
+    dq_client_opts_default(&o);
+    o.max_inflight = 3;
+    o.request_timeout_ms = 5000;
+    char url[300];
+    snprintf(url, sizeof url, "%s/svc", f.ep);
+    dq_ordered_t *q = NULL;
+    dq_err err;
+    assert_int_equal(dq_ordered_new(&q, url, &o, &err), DQ_OK);
+    static const char *const outs[] = {"logits"};
+    uint8_t px[6] = {1, 2, 3, 4, 5, 6};
+    const int64_t shape[4] = {1, 1, 2, 3};
+    for (uint64_t i = 0; i < 3; i++) {
+        uint64_t seq = 99;
+        assert_int_equal(dq_ordered_submit(q, DQ_DTYPE_U8, shape, px, 1, outs, &seq, &err), DQ_OK);
+        assert_true(seq == i);
+    }
+    assert_int_equal(dq_ordered_submit(q, DQ_DTYPE_U8, shape, px, 1, outs, NULL, &err),
+                     DQ_ERR_OVERLOADED);
+    for (int i = 0; i < 100 && f.n_seen < 3; i++) s_fake_poll(&f, 20);
+    assert_int_equal(f.n_seen, 3);
+    assert_true(f.seen[0].req_id == 1); /* ids start at 1 */
+    s_fake_reply(&f, 3, DQ_REPLY_OK, "a");
+    s_fake_reply(&f, 2, DQ_REPLY_OVERLOADED, "a");
+    s_fake_reply(&f, 1, DQ_REPLY_OK, "a");
+    uint64_t want = 0;
+    int copies2 = 1;
+    for (int i = 0; i < 400 && want < 3; i++) {
+        s_fake_poll(&f, 5);
+        if (s_copies(&f, 2) > copies2) { /* the resend after "overloaded" */
+            copies2 = s_copies(&f, 2);
+            s_fake_reply(&f, 2, DQ_REPLY_OK, "a");
+        }
+        const dq_ordered_result *r;
+        dq_status st = dq_ordered_next(q, &r, 5, &err);
+        if (st == DQ_ERR_TIMEOUT) continue;
+        assert_int_equal(st, DQ_OK);
+        assert_true(r->seq == want);
+        assert_int_equal(r->n_outputs, 1);
+        assert_string_equal(r->outputs[0].name, "logits");
+        assert_true(r->outputs[0].data[0] == (float)(want + 1));
+        assert_true(r->outputs[0].data[1] == -(float)(want + 1));
+        assert_false(dq_ordered_broken(q));
+        want++;
+    }
+    assert_true(want == 3);
+    assert_int_equal(copies2, 2);
+    assert_true(dq_ordered_retries(q) == 1);
+    assert_int_equal(dq_ordered_pending(q), 0);
+    /* a bad_request is an error, at once and again */
+    assert_int_equal(dq_ordered_submit(q, DQ_DTYPE_U8, shape, px, 1, outs, NULL, &err), DQ_OK);
+    for (int i = 0; i < 100 && f.n_seen < 5; i++) s_fake_poll(&f, 20);
+    assert_true(f.seen[f.n_seen - 1].req_id == 4);
+    s_fake_reply(&f, 4, DQ_REPLY_BAD_REQUEST, "a");
+    const dq_ordered_result *r;
+    dq_status st = DQ_ERR_TIMEOUT;
+    for (int i = 0; i < 200 && st == DQ_ERR_TIMEOUT; i++) st = dq_ordered_next(q, &r, 10, &err);
+    assert_int_equal(st, DQ_ERR_ARG);
+    assert_true(dq_ordered_broken(q));
+    assert_int_equal(dq_ordered_next(q, &r, 0, &err), DQ_ERR_ARG);
+    dq_ordered_destroy(&q);
+    assert_null(q);
+    s_fake_stop(&f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -639,6 +722,7 @@ int main(void)
         cmocka_unit_test(test_parse_url),
         cmocka_unit_test(test_oversize_reply_refused),
         cmocka_unit_test(test_retry_overloaded),
+        cmocka_unit_test(test_ordered_client_in_order_and_retry),
     };
     return cmocka_run_group_tests_name("client", tests, s_setup, s_teardown);
 }
