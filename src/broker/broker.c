@@ -97,6 +97,7 @@ static void s_on_request(dq_broker_t *b, dq_wire_parts *p, int64_t now)
     if (live && dq_broker_check_request(s, rq, why, sizeof why)) {
         s->bad_requests++;
         s->errors++;
+        dq_broker_count_reply(b, svc, DQ_REPLY_BAD_REQUEST, now, now);
         dq_broker_error_reply(b, cid, cid_len, rq->req_id, DQ_REPLY_BAD_REQUEST, "%s", why);
         return;
     }
@@ -108,6 +109,7 @@ static void s_on_request(dq_broker_t *b, dq_wire_parts *p, int64_t now)
                 b->n_undeliverable++;
             zmq_msg_close(&rep);
             b->n_replies++;
+            dq_broker_count_reply(b, svc, DQ_REPLY_OK, now, now);
             return;
         }
     }
@@ -117,6 +119,7 @@ static void s_on_request(dq_broker_t *b, dq_wire_parts *p, int64_t now)
     if (fi < 0) {
         s->overloaded++;
         s->errors++;
+        dq_broker_count_reply(b, svc, DQ_REPLY_OVERLOADED, now, now);
         dq_broker_error_reply(b, cid, cid_len, rq->req_id, DQ_REPLY_OVERLOADED,
                               "service '%s': broker serves %d clients already (--max-clients)",
                               s->name, b->cfg.max_clients);
@@ -128,6 +131,7 @@ static void s_on_request(dq_broker_t *b, dq_wire_parts *p, int64_t now)
         fl->overloaded++;
         s->overloaded++;
         s->errors++;
+        dq_broker_count_reply(b, svc, DQ_REPLY_OVERLOADED, now, now);
         dq_broker_error_reply(b, cid, cid_len, rq->req_id, DQ_REPLY_OVERLOADED,
                               "service '%s': client %s has %d requests queued (--max-queue)",
                               s->name, fl->name, fl->queue.count);
@@ -139,6 +143,7 @@ static void s_on_request(dq_broker_t *b, dq_wire_parts *p, int64_t now)
         fl->overloaded++;
         s->overloaded++;
         s->errors++;
+        dq_broker_count_reply(b, svc, DQ_REPLY_OVERLOADED, now, now);
         dq_broker_error_reply(b, cid, cid_len, rq->req_id, DQ_REPLY_OVERLOADED,
                               "service '%s': %s", s->name, why);
         return;
@@ -148,6 +153,7 @@ static void s_on_request(dq_broker_t *b, dq_wire_parts *p, int64_t now)
         fl->overloaded++;
         s->overloaded++;
         s->errors++;
+        dq_broker_count_reply(b, svc, DQ_REPLY_OVERLOADED, now, now);
         dq_broker_error_reply(b, cid, cid_len, rq->req_id, DQ_REPLY_OVERLOADED,
                               "service '%s': broker queue full (%d queued, %d in flight)", s->name,
                               b->queued, b->inflight);
@@ -164,6 +170,7 @@ static void s_on_request(dq_broker_t *b, dq_wire_parts *p, int64_t now)
     x->cid_len = (uint8_t)cid_len;
     memcpy(x->cid, cid, cid_len);
     x->deadline_ms = now + b->cfg.request_timeout_ms;
+    x->arrived_ms = now;
     /* Keep the frame and the request decoded from it, data re-pointed into
      * the kept frame (a tiny frame lives inside the zmq_msg_t and moves). */
     size_t off = (size_t)((const uint8_t *)rq->data - (const uint8_t *)zmq_msg_data(&p->f[1]));
@@ -311,6 +318,7 @@ static void s_on_reply(dq_broker_t *b, int32_t w, dq_wire_parts *p, int64_t now)
         zmq_msg_send(&p->f[2], b->frontend, ZMQ_DONTWAIT) < 0)
         b->n_undeliverable++;
     b->n_replies++;
+    dq_broker_count_reply(b, x->service, rep->status, x->arrived_ms, now);
     dq_blist_remove(b, &wk->held, r);
     wk->in_flight--;
     b->inflight--;
@@ -424,6 +432,7 @@ static void s_tick(dq_broker_t *b, int64_t now)
         b->next_hb_ms = now + b->cfg.heartbeat_ms;
     }
     s_expire_queued(b, now);
+    if (b->cfg.metrics_publish) dq_broker_metrics_publish(b, now);
 }
 
 /* ---- life cycle --------------------------------------------------------------------- */
@@ -546,6 +555,7 @@ void dq_broker_destroy(dq_broker_t **p)
     dq_msg_buf_free(&b->out);
     dq_msg_buf_free(&b->hb);
     dq_msg_buf_free(&b->json);
+    dq_prom_free(&b->prom);
     free(b->workers);
     free(b->services);
     free(b->flows);

@@ -57,12 +57,14 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "metrics/prom.h"
 #include "proto/curve.h"
 #include "proto/msg.h"
 #include "proto/wire.h"
@@ -116,6 +118,15 @@ struct dq_worker {
     bool thread_up;
     void *cpair;
     char pair_ep[64];
+    /* set by the compute thread (lost_err first) when the model is lost */
+    atomic_bool lost;
+    dq_err lost_err;
+    /* metrics (cfg.metrics_publish): forward times, observed by the compute
+     * thread under hand_mu; the page, built on the I/O thread */
+    dq_prom_hist fwd;
+    uint64_t forwards;
+    dq_prom prom;
+    int64_t last_metrics;
 };
 
 /* ---- small helpers --------------------------------------------------------------- */
@@ -170,8 +181,14 @@ static void s_compute_many(dq_worker_t *w)
         reqs[j] = &w->hand[j].req;
     }
     dq_err err = {{0}};
-    if (w->model.serve(w->model.ctx, reqs, k, w->hbufs, &err) != DQ_OK)
+    double t0 = dq_clock_now_s();
+    dq_status st = w->model.serve(w->model.ctx, reqs, k, w->hbufs, &err);
+    dq_prom_hist_observe(&w->fwd, dq_clock_now_s() - t0);
+    w->forwards++;
+    if (st != DQ_OK)
         for (int j = 0; j < k; j++) w->hbufs[j].len = 0; /* the I/O thread answers */
+    if (w->model.lost && w->model.lost(w->model.ctx, &w->lost_err) != DQ_OK)
+        atomic_store(&w->lost, true);
 }
 
 static void *s_compute_main(void *arg)
@@ -386,8 +403,8 @@ static dq_status s_on_result(dq_worker_t *w, dq_err *err)
     for (int i = 0; i < w->hand_n; i++) {
         s_job *j = &w->hand[i];
         const dq_msg_buf *rb = &w->hbufs[i];
-        if (w->hand_gen != w->gen || !w->sock) {
-            w->stale++;
+        if (w->hand_gen != w->gen || !w->sock || atomic_load(&w->lost)) {
+            w->stale++; /* lost: the broker requeues it when we leave */
         } else if (rb->len == 0) {
             s_reply_error(w, &j->ticket, j->req.req_id, DQ_REPLY_ERROR,
                           "teacher could not encode its reply");
@@ -405,7 +422,7 @@ static dq_status s_on_result(dq_worker_t *w, dq_err *err)
     w->hand_n = 0;
     w->busy = 0;
     pthread_mutex_unlock(&w->hand_mu);
-    return s_kick(w, err);
+    return atomic_load(&w->lost) ? DQ_OK : s_kick(w, err);
 }
 
 /* ---- joining and leaving ------------------------------------------------------------ */
@@ -584,6 +601,43 @@ static int64_t s_min64(int64_t a, int64_t b)
     return a < b ? a : b;
 }
 
+/* The /metrics page: the I/O thread's counters, and the compute thread's
+ * forward-time histogram copied under hand_mu. */
+static void s_metrics(dq_worker_t *w)
+{
+    dq_prom *p = &w->prom;
+    char lab[256];
+    dq_prom_reset(p);
+    pthread_mutex_lock(&w->hand_mu);
+    dq_prom_hist fwd = w->fwd;
+    uint64_t forwards = w->forwards;
+    pthread_mutex_unlock(&w->hand_mu);
+    dq_prom_labels(lab, sizeof lab, 1, "service", w->cfg.service);
+    dq_prom_family(p, "distillq_worker_forward_seconds", "histogram",
+                   "Time of one compute hand-off (merged requests: one forward).");
+    dq_prom_hist_write(p, "distillq_worker_forward_seconds", lab, &fwd);
+    dq_prom_family(p, "distillq_worker_forwards_total", "counter", "Compute hand-offs.");
+    dq_prom_sample(p, "distillq_worker_forwards_total", lab, (double)forwards);
+    dq_prom_family(p, "distillq_worker_requests_total", "counter",
+                   "Requests by outcome: replied (the model's reply sent), rejected (an error "
+                   "reply by the worker), stale (dropped: broker gone or worker unhealthy).");
+    static const char *const outcomes[3] = {"replied", "rejected", "stale"};
+    const uint64_t counts[3] = {w->served, w->rejected, w->stale};
+    for (int i = 0; i < 3; i++) {
+        dq_prom_labels(lab, sizeof lab, 2, "service", w->cfg.service, "outcome", outcomes[i]);
+        dq_prom_sample(p, "distillq_worker_requests_total", lab, (double)counts[i]);
+    }
+    dq_prom_labels(lab, sizeof lab, 1, "service", w->cfg.service);
+    dq_prom_family(p, "distillq_worker_held", "gauge", "Requests the worker holds now.");
+    dq_prom_sample(p, "distillq_worker_held", lab, s_held(w));
+    dq_prom_family(p, "distillq_worker_capacity", "gauge", "Requests the worker may hold.");
+    dq_prom_sample(p, "distillq_worker_capacity", lab, w->cfg.capacity);
+    dq_prom_family(p, "distillq_worker_connected", "gauge",
+                   "1 while joined to a broker (not draining), else 0.");
+    dq_prom_sample(p, "distillq_worker_connected", lab, w->sock && !w->draining ? 1 : 0);
+    if (!p->oom) w->cfg.metrics_publish(w->cfg.metrics_ctx, p->data, p->len);
+}
+
 /* One poll round: waits for the broker, the compute thread or a timer. */
 static dq_status s_step(dq_worker_t *w, dq_err *err)
 {
@@ -620,6 +674,10 @@ static dq_status s_step(dq_worker_t *w, dq_err *err)
         s_drop(w, why);
     }
     if (!w->sock && now >= w->reconnect_at) DQ_TRY(s_join(w, "re-join", err));
+    if (w->cfg.metrics_publish && now - w->last_metrics >= hb) {
+        s_metrics(w);
+        w->last_metrics = now;
+    }
     if (w->sock && now - w->last_hb >= hb) {
         dq_err e2;
         if (s_send_simple(w, DQ_MSG_HEARTBEAT, &e2) == DQ_OK) w->last_hb = now;
@@ -631,6 +689,12 @@ static dq_status s_serve(dq_worker_t *w, dq_err *err)
 {
     DQ_TRY(s_join(w, "join", err));
     for (;;) {
+        if (atomic_load(&w->lost)) {
+            s_log(w, "unhealthy, leaving (held requests go back to the broker): %s",
+                  w->lost_err.msg);
+            s_leave(w, "unhealthy");
+            return dq_fail(err, DQ_ERR_DEVICE, "%s", w->lost_err.msg);
+        }
         sig_atomic_t stop = w->cfg.stop ? *w->cfg.stop : 0;
         if (stop >= 2) {
             s_leave(w, "second signal");
@@ -689,6 +753,8 @@ dq_status dq_worker_new_model(dq_worker_t **out, const dq_worker_config *cfg,
     w->cfg = *cfg;
     w->model = *model;
     w->backoff_ms = S_BACKOFF_MIN_MS;
+    atomic_init(&w->lost, false);
+    dq_prom_hist_init_seconds(&w->fwd);
     dq_status st = DQ_OK;
     w->queue = calloc((size_t)cfg->capacity, sizeof *w->queue);
     if (!w->queue) st = dq_fail(err, DQ_ERR_NOMEM, "worker: capacity %d: out of memory",
@@ -735,6 +801,7 @@ void dq_worker_destroy(dq_worker_t **p)
     dq_msg_buf_free(&w->buf);
     for (int i = 0; w->hbufs && i < w->cfg.capacity; i++) dq_msg_buf_free(&w->hbufs[i]);
     free(w->hbufs);
+    dq_prom_free(&w->prom);
     free(w->hand);
     if (w->hand_mu_up) pthread_mutex_destroy(&w->hand_mu);
     if (w->model.destroy) w->model.destroy(w->model.ctx);
