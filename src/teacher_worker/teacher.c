@@ -22,6 +22,7 @@
  * changes no bit of a reply.
  */
 #include "teacher_worker/teacher.h"
+#include "teacher_worker/teacher_echo.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -51,6 +52,7 @@ struct dq_teacher {
     float *stage[DQ_MSG_MAX_OUTPUTS];
     int64_t stage_cap[DQ_MSG_MAX_OUTPUTS]; /* floats */
     bool staged;          /* the last forward's outputs are in stage[], not the net */
+    bool echo;            /* --echo: shapes only, no weights, no forward (teacher_echo.h) */
 };
 
 dq_status dq_teacher_sha256_file(const char *path, char hex[DQ_MSG_SHA256_HEX + 1],
@@ -110,9 +112,16 @@ static dq_status s_setup(dq_teacher_t *t, const char *service, const char *model
         return dq_fail(err, DQ_ERR_ARG, "%s: model path too long", model_path);
     /* The identity is the SHA-256 of the file the weights came from: the
      * safetensors file, or the ONNX file that holds them. */
-    DQ_TRY(dq_model_load(&t->net, model_path, weights_path, err));
-    DQ_TRY(dq_teacher_sha256_file(weights_path ? weights_path : model_path, t->id.sha256, err));
-    DQ_TRY(s_name(t->id.model, dq_net_name(t->net), "model name", err));
+    if (t->echo) {
+        DQ_TRY(dq_net_load(&t->net, model_path, err));
+        DQ_TRY(dq_teacher_echo_identity(&t->id, dq_net_name(t->net), err));
+        DQ_TRY(dq_net_plan(t->net, 1, err)); /* output shapes for the replies */
+    } else {
+        DQ_TRY(dq_model_load(&t->net, model_path, weights_path, err));
+        DQ_TRY(dq_teacher_sha256_file(weights_path ? weights_path : model_path, t->id.sha256,
+                                      err));
+        DQ_TRY(s_name(t->id.model, dq_net_name(t->net), "model name", err));
+    }
 
     const dq_net_input *in = dq_net_input_spec(t->net);
     t->c = in->channels;
@@ -144,8 +153,8 @@ static dq_status s_setup(dq_teacher_t *t, const char *service, const char *model
     return DQ_OK;
 }
 
-dq_status dq_teacher_new(dq_teacher_t **out, const char *service, const char *model_path,
-                         const char *weights_path, int64_t max_batch, dq_err *err)
+static dq_status s_new(dq_teacher_t **out, const char *service, const char *model_path,
+                       const char *weights_path, int64_t max_batch, bool echo, dq_err *err)
 {
     *out = NULL;
     if (max_batch < 0 || max_batch > UINT32_MAX)
@@ -155,6 +164,7 @@ dq_status dq_teacher_new(dq_teacher_t **out, const char *service, const char *mo
     if (!t) return dq_fail(err, DQ_ERR_NOMEM, "teacher: out of memory");
     t->max_batch = max_batch > 0 ? max_batch : DQ_TEACHER_DEFAULT_MAX_BATCH;
     t->max_forward = DQ_TEACHER_DEFAULT_MAX_FORWARD;
+    t->echo = echo;
     dq_status st = s_setup(t, service, model_path, weights_path, err);
     if (st != DQ_OK) {
         dq_teacher_destroy(&t);
@@ -162,6 +172,18 @@ dq_status dq_teacher_new(dq_teacher_t **out, const char *service, const char *mo
     }
     *out = t;
     return DQ_OK;
+}
+
+dq_status dq_teacher_new(dq_teacher_t **out, const char *service, const char *model_path,
+                         const char *weights_path, int64_t max_batch, dq_err *err)
+{
+    return s_new(out, service, model_path, weights_path, max_batch, false, err);
+}
+
+dq_status dq_teacher_new_echo(dq_teacher_t **out, const char *service, const char *model_path,
+                              int64_t max_batch, dq_err *err)
+{
+    return s_new(out, service, model_path, NULL, max_batch, true, err);
 }
 
 void dq_teacher_destroy(dq_teacher_t **p)
@@ -268,6 +290,7 @@ static dq_status s_plan(dq_teacher_t *t, int64_t n, dq_err *err)
 
 dq_status dq_teacher_use_device(dq_teacher_t *t, dq_device dev, dq_err *err)
 {
+    if (t->echo) return DQ_OK; /* nothing to run anywhere */
     if (dev.kind != DQ_DEVICE_CUDA || t->gpu) return DQ_OK;
     /* An ONNX file is no model file to re-check the net against. */
     const char *mf = dq_onnx_is_path(t->model_path) ? NULL : t->model_path;
@@ -334,6 +357,17 @@ static dq_status s_forward(dq_teacher_t *t, const dq_msg_request *const *rs, int
 {
     const int64_t chunk = n < dq_teacher_max_forward(t) ? n : dq_teacher_max_forward(t);
     const dq_msg_request *r0 = rs[0];
+    if (t->echo) {
+        /* no forward: every requested output staged from the samples' bytes */
+        t->staged = true;
+        DQ_TRY(s_stage_reserve(t, r0, n, err));
+        for (int i = 0; i < r0->n_outputs; i++) {
+            const dq_tensor *o = dq_net_output(t->net, r0->outputs[i]);
+            dq_teacher_echo_rows(t->stage[i], dq_tensor_inner(o, 1), i, rs, k,
+                                 (size_t)(t->c * t->h * t->w) * dq_msg_dtype_size(r0->dtype));
+        }
+        return DQ_OK;
+    }
     float *input = t->gpu ? dq_net_cuda_input_buffer(t->gpu) : NULL;
     if (!t->gpu) {
         DQ_TRY(s_plan(t, chunk, err));

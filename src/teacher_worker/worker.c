@@ -661,7 +661,9 @@ dq_status dq_worker_new(dq_worker_t **out, const dq_worker_config *cfg, dq_err *
     if (!w->queue) st = dq_fail(err, DQ_ERR_NOMEM, "worker: capacity %d: out of memory",
                                 cfg->capacity);
     if (st == DQ_OK)
-        st = dq_teacher_new(&w->teacher, cfg->service, cfg->model_path, cfg->weights_path,
+        st = cfg->echo ? dq_teacher_new_echo(&w->teacher, cfg->service, cfg->model_path,
+                                             cfg->max_batch, err) :
+             dq_teacher_new(&w->teacher, cfg->service, cfg->model_path, cfg->weights_path,
                             cfg->max_batch, err);
     if (st == DQ_OK && cfg->max_forward > 0)
         st = dq_teacher_set_max_forward(w->teacher, cfg->max_forward, err);
