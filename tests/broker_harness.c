@@ -176,6 +176,18 @@ int h_broker_stop(h_broker *b)
 
 /* ---- stats ----------------------------------------------------------------------- */
 
+/* CURVE for the harness's sockets, from the environment (so that a child
+ * fake worker inherits it): DQ_H_CURVE_SERVER (the broker's public cert)
+ * with DQ_H_CURVE_STUDENT (clients, stats) or DQ_H_CURVE_WORKER. */
+static void s_curve_opts(dq_wire_opts *o, const char *side_var)
+{
+    const char *srv = getenv("DQ_H_CURVE_SERVER"), *me = getenv(side_var);
+    if (srv && *srv && me && *me) {
+        o->curve_server_cert = srv;
+        o->curve_cert = me;
+    }
+}
+
 int h_stats(const char *frontend, char *out, size_t cap)
 {
     int rc = -1, tmo = 2000;
@@ -183,7 +195,9 @@ int h_stats(const char *frontend, char *out, size_t cap)
     dq_msg_decoder_t *dec = NULL;
     dq_msg_buf buf;
     dq_msg_buf_init(&buf);
-    if (!ctx || dq_wire_dealer_new(&s, ctx, frontend, NULL, NULL) != DQ_OK ||
+    dq_wire_opts so = {0};
+    s_curve_opts(&so, "DQ_H_CURVE_STUDENT");
+    if (!ctx || dq_wire_dealer_new(&s, ctx, frontend, &so, NULL) != DQ_OK ||
         zmq_setsockopt(s, ZMQ_RCVTIMEO, &tmo, sizeof tmo) ||
         dq_msg_decoder_new(&dec, NULL) != DQ_OK ||
         dq_msg_encode_stats_request(&buf, 77, NULL) != DQ_OK)
@@ -352,6 +366,7 @@ void h_worker_run(h_worker *w)
     s_held *held = calloc(H_MAX_HELD, sizeof *held);
     dq_msg *m = malloc(sizeof *m);
     dq_wire_opts o = {.linger_ms = 200};
+    s_curve_opts(&o, "DQ_H_CURVE_WORKER");
     if (!ctx || !held || !m || dq_wire_dealer_new(&s, ctx, w->endpoint, &o, NULL) != DQ_OK ||
         dq_msg_decoder_new(&dec, NULL) != DQ_OK)
         goto done;
@@ -554,6 +569,7 @@ void h_client_run(h_client *c)
     dq_msg *m = malloc(sizeof *m);
     c->in_order = true;
     dq_wire_opts o = {.linger_ms = 0};
+    s_curve_opts(&o, "DQ_H_CURVE_STUDENT");
     if (!ctx || !px || !chk || !got || !m ||
         dq_wire_dealer_new(&s, ctx, c->frontend, &o, NULL) != DQ_OK ||
         dq_msg_decoder_new(&dec, NULL) != DQ_OK) {

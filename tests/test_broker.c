@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <dirent.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -417,6 +418,50 @@ static void test_overloaded(void **state)
     s_stop(f);
 }
 
+/* Issue 15: request bodies held are counted in bytes, per client queue
+ * (--max-client-bytes) and in total (--max-queue-bytes). Requests of 8
+ * images (~6.4 KB) for a service with no worker stay queued until the
+ * timeout: client a gets 2 in (its budget holds 2), b only 1 (the total
+ * holds 3), the rest are answered overloaded at once, every request exactly
+ * once, and the bytes held go back to 0. */
+static void test_byte_budget(void **state)
+{
+    static const char *const args[] = {"--heartbeat-ms", "100", "--request-timeout-ms", "1500",
+                                       "--max-queue-bytes", "20000", "--max-client-bytes",
+                                       "13000", NULL};
+    fixture *f = s_start(state, false, args);
+    h_client a, c;
+    h_client_defaults(&a, f->b.frontend, "big");
+    a.n = 8, a.h = a.w = 28, a.total = 4, a.inflight = 4, a.timeout_ms = 5000, a.name = "a";
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, s_client_thread, &a), 0);
+    long long held = 0;
+    for (int i = 0; i < 200 && held < 2 * 6272; i++) {
+        s_stats(f);
+        held = h_json_num(f->json, NULL, "bytes_held");
+        usleep(10000);
+    }
+    assert_true(held > 2 * 6272 && held < 2 * 6600); /* two bodies, encoded */
+    h_client_defaults(&c, f->b.frontend, "big");
+    c.n = 8, c.h = c.w = 28, c.total = 4, c.inflight = 4, c.timeout_ms = 5000, c.name = "b", c.first_id = 100;
+    h_client_run(&c);
+    assert_int_equal(pthread_join(th, NULL), 0);
+    assert_int_equal(a.missing + a.dup + c.missing + c.dup, 0);
+    assert_int_equal(a.status_count[DQ_REPLY_OVERLOADED], 2);
+    assert_int_equal(a.status_count[DQ_REPLY_UNKNOWN_SERVICE], 2);
+    assert_int_equal(c.status_count[DQ_REPLY_OVERLOADED], 3);
+    assert_int_equal(c.status_count[DQ_REPLY_UNKNOWN_SERVICE], 1);
+    s_stats(f);
+    assert_int_equal(h_json_num(f->json, NULL, "bytes_held"), 0);
+    long long peak = h_json_num(f->json, NULL, "bytes_held_peak");
+    assert_true(peak > 3 * 6272 && peak <= 20000);
+    assert_int_equal(h_json_num(f->json, NULL, "over_budget"), 5);
+    assert_int_equal(h_json_num(f->json, NULL, "max_client_bytes"), 13000);
+    assert_int_equal(h_json_num(f->json, "\"name\": \"a\"", "overloaded"), 2);
+    assert_int_equal(h_json_num(f->json, "\"name\": \"a\"", "bytes_held"), 0);
+    s_stop(f);
+}
+
 /* Sends raw frames from a DEALER and returns the decoded reply's status
  * (-1 if none within 2 s); why receives the error text. */
 static int s_raw(void *s, dq_msg_decoder_t *dec, const void *const *data, const size_t *len,
@@ -708,6 +753,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_killed_worker_requeued, s_after),
         cmocka_unit_test_teardown(test_no_worker_timeout_names_service, s_after),
         cmocka_unit_test_teardown(test_overloaded, s_after),
+        cmocka_unit_test_teardown(test_byte_budget, s_after),
         cmocka_unit_test_teardown(test_malformed_frames_get_error_replies, s_after),
         cmocka_unit_test_teardown(test_duplicate_req_id_answered_once, s_after),
         cmocka_unit_test_teardown(test_two_services_two_clients_ipc, s_after),

@@ -43,6 +43,7 @@ void dq_broker_config_defaults(dq_broker_config *c)
     c->max_workers = 256;
     c->max_services = 64;
     c->max_msg_bytes = (int64_t)64 << 20;
+    c->max_queue_bytes = (int64_t)1 << 30;
 }
 
 uint64_t dq_broker_epoch(const dq_broker_t *b)
@@ -132,6 +133,16 @@ static void s_on_request(dq_broker_t *b, dq_wire_parts *p, int64_t now)
                               s->name, fl->name, fl->queue.count);
         return;
     }
+    if (dq_budget_refuse(b, fi, zmq_msg_size(&p->f[1]), why, sizeof why)) {
+        /* the frame is closed when we return: nothing of it stays */
+        b->n_over_budget++;
+        fl->overloaded++;
+        s->overloaded++;
+        s->errors++;
+        dq_broker_error_reply(b, cid, cid_len, rq->req_id, DQ_REPLY_OVERLOADED,
+                              "service '%s': %s", s->name, why);
+        return;
+    }
     int32_t r = b->queued < b->max_queued ? dq_brec_alloc(b) : -1;
     if (r < 0) {
         fl->overloaded++;
@@ -166,6 +177,7 @@ static void s_on_request(dq_broker_t *b, dq_wire_parts *p, int64_t now)
     b->req[r] = *rq;
     b->req[r].data = (const uint8_t *)zmq_msg_data(&x->body) + off;
     dq_brec_hash_insert(b, r);
+    dq_budget_take(b, r);
     dq_bflow_push_back(b, r);
     b->queued++;
     dq_broker_dispatch(b, svc, now);
@@ -221,7 +233,8 @@ static void s_on_frontend(dq_broker_t *b, dq_wire_parts *p, int64_t now)
 
 /* ---- backend --------------------------------------------------------------------- */
 
-static void s_on_ready(dq_broker_t *b, int32_t w, const uint8_t *id, size_t len, int64_t now)
+static void s_on_ready(dq_broker_t *b, int32_t w, const uint8_t *id, size_t len,
+                       const char *name, int64_t now)
 {
     const dq_msg_ready *rd = &b->msg.u.ready;
     if (w >= 0) {
@@ -238,7 +251,8 @@ static void s_on_ready(dq_broker_t *b, int32_t w, const uint8_t *id, size_t len,
         dq_broker_disconnect(b, id, len, why);
         return;
     }
-    if (dq_broker_add_worker(b, svc, id, len, rd, now) >= 0) dq_broker_dispatch(b, svc, now);
+    int32_t nw = dq_broker_add_worker(b, svc, id, len, name, rd, now);
+    if (nw >= 0) dq_broker_dispatch(b, svc, now);
 }
 
 static void s_on_reply(dq_broker_t *b, int32_t w, dq_wire_parts *p, int64_t now)
@@ -269,9 +283,15 @@ static void s_on_reply(dq_broker_t *b, int32_t w, dq_wire_parts *p, int64_t now)
     s->served++;
     wk->service_ms_sum += ms;
     s->service_ms_sum += ms;
+    bool decoded = st == DQ_OK || b->msg.type == DQ_MSG_REPLY; /* fields only failed */
+    char bad[DQ_MSG_ERROR_MAX + 1];
+    if (st == DQ_OK && dq_broker_check_reply(&s->identity, &b->req[r], &b->msg.u.reply, bad,
+                                             sizeof bad))
+        st = dq_fail(&err, DQ_ERR_PROTO, "%s", bad);
     if (st != DQ_OK) {
         wk->errors++;
-        b->n_malformed++;
+        if (decoded) b->n_bad_replies++; /* decoded, failed the checks */
+        else b->n_malformed++;
         dq_broker_log(b, "worker %s sent a malformed reply: %s", wk->id_hex, err.msg);
         dq_broker_fail_record(b, r, DQ_REPLY_ERROR, "teacher worker of '%s' sent a bad reply: %s",
                               s->name, err.msg);
@@ -333,7 +353,7 @@ static void s_on_backend(dq_broker_t *b, dq_wire_parts *p, int64_t now)
         return;
     }
     switch (b->msg.type) {
-    case DQ_MSG_READY: s_on_ready(b, w, id, id_len, now); break;
+    case DQ_MSG_READY: s_on_ready(b, w, id, id_len, zmq_msg_gets(&p->f[1], "User-Id"), now); break;
     case DQ_MSG_HEARTBEAT:
         if (w < 0) dq_broker_reannounce(b, id, id_len);
         break;
@@ -408,7 +428,8 @@ static void s_tick(dq_broker_t *b, int64_t now)
 
 /* ---- life cycle --------------------------------------------------------------------- */
 
-static dq_status s_router(dq_broker_t *b, void **out, const char *ep, dq_err *err)
+static dq_status s_router(dq_broker_t *b, void **out, const char *ep, const char *domain,
+                          dq_err *err)
 {
     void *s = zmq_socket(b->ctx, ZMQ_ROUTER);
     if (!s) return dq_fail(err, DQ_ERR_NET, "zmq_socket(ROUTER): %s", zmq_strerror(zmq_errno()));
@@ -420,6 +441,7 @@ static dq_status s_router(dq_broker_t *b, void **out, const char *ep, dq_err *er
         zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger) ||
         zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &zmax, sizeof zmax))
         return dq_fail(err, DQ_ERR_NET, "zmq_setsockopt on %s: %s", ep, zmq_strerror(zmq_errno()));
+    if (b->cfg.curve) DQ_TRY(dq_curve_server_apply(s, &b->cfg.curve->server, domain, err));
     if (zmq_bind(s, ep) != 0)
         return dq_fail(err, DQ_ERR_NET, "cannot bind %s: %s", ep, zmq_strerror(zmq_errno()));
     return DQ_OK;
@@ -447,6 +469,9 @@ static dq_status s_check_config(const dq_broker_config *c, dq_err *err)
         return dq_fail(err, DQ_ERR_ARG, "broker: max workers/services must be 1..65536");
     if (c->max_msg_bytes < 1024)
         return dq_fail(err, DQ_ERR_ARG, "broker: --max-msg-bytes must be >= 1024");
+    if (c->max_queue_bytes < 1024 || c->max_client_bytes < 0)
+        return dq_fail(err, DQ_ERR_ARG, "broker: --max-queue-bytes must be >= 1024 and "
+                       "--max-client-bytes >= 0");
     return DQ_OK;
 }
 
@@ -495,8 +520,9 @@ dq_status dq_broker_new(dq_broker_t **out, const dq_broker_config *cfg, dq_err *
             if (!b->ctx) st = dq_fail(err, DQ_ERR_NET, "zmq_ctx_new failed");
         }
     }
-    if (!st) st = s_router(b, &b->frontend, cfg->frontend, err);
-    if (!st) st = s_router(b, &b->backend, cfg->backend, err);
+    if (!st) st = dq_broker_zap_start(b, err);
+    if (!st) st = s_router(b, &b->frontend, cfg->frontend, "students", err);
+    if (!st) st = s_router(b, &b->backend, cfg->backend, "workers", err);
     if (st) {
         dq_broker_destroy(&b);
         return st;
@@ -511,6 +537,7 @@ void dq_broker_destroy(dq_broker_t **p)
     dq_broker_t *b = *p;
     if (b->frontend) zmq_close(b->frontend);
     if (b->backend) zmq_close(b->backend);
+    dq_broker_zap_stop(b);
     dq_brec_fini(b); /* closes held frames before the context goes */
     if (b->own_ctx && b->ctx) zmq_ctx_term(b->ctx);
     dq_msg_decoder_destroy(&b->dec);
@@ -540,17 +567,19 @@ static bool s_recv_failed(dq_broker_t *b, dq_status *st, const char *which, dq_e
 
 dq_status dq_broker_run(dq_broker_t *b, volatile sig_atomic_t *stop, dq_err *err)
 {
-    dq_broker_log(b, "serving clients on %s, workers on %s (epoch %016llx)", b->cfg.frontend,
-                  b->cfg.backend, (unsigned long long)b->epoch);
+    dq_broker_log(b, "serving clients on %s, workers on %s (epoch %016llx)%s", b->cfg.frontend,
+                  b->cfg.backend, (unsigned long long)b->epoch,
+                  b->cfg.curve ? "; CURVE: only listed keys, encrypted" : "");
     int64_t next_tick = dq_clock_now_ms();
     dq_wire_parts p;
     dq_status st = DQ_OK;
     while (!*stop) {
         int64_t now = dq_clock_now_ms();
         long wait = next_tick > now ? (long)(next_tick - now) : 0;
-        zmq_pollitem_t items[2] = {{b->backend, 0, ZMQ_POLLIN, 0},
-                                   {b->frontend, 0, ZMQ_POLLIN, 0}};
-        if (zmq_poll(items, 2, wait) < 0) {
+        zmq_pollitem_t items[3] = {{b->backend, 0, ZMQ_POLLIN, 0},
+                                   {b->frontend, 0, ZMQ_POLLIN, 0},
+                                   {b->zap, 0, ZMQ_POLLIN, 0}};
+        if (zmq_poll(items, b->zap ? 3 : 2, wait) < 0) {
             if (zmq_errno() == EINTR) continue;
             st = dq_fail(err, DQ_ERR_NET, "zmq_poll: %s", zmq_strerror(zmq_errno()));
             break;
@@ -567,6 +596,7 @@ dq_status dq_broker_run(dq_broker_t *b, volatile sig_atomic_t *stop, dq_err *err
             dq_wire_parts_close(&p);
         }
         if (s_recv_failed(b, &st, "frontend", err)) break;
+        if (b->zap && (items[2].revents & ZMQ_POLLIN)) dq_broker_zap_handle(b);
         now = dq_clock_now_ms();
         if (now >= next_tick) {
             s_tick(b, now);

@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <zmq.h>
 
+#include "proto/curve.h"
 #include "proto/msg.h"
 #include "base/status.h"
 
@@ -47,6 +48,14 @@ typedef struct {
     uint32_t weight;            /* >= 1: requests served per turn */
 } dq_broker_share;
 
+/* CURVE (--curve-cert, --allow-students, --allow-workers): both sockets
+ * are CURVE servers with the server's key; zap.c admits the keys of
+ * students on the frontend and of workers on the backend only. */
+typedef struct {
+    dq_curve_cert server;                /* with its secret key */
+    const dq_curve_allow *students, *workers;
+} dq_broker_curve;
+
 typedef struct {
     const char *frontend;       /* bind endpoint for clients (default: all interfaces, port 5555) */
     const char *backend;        /* bind endpoint for workers (default: all interfaces, port 5556) */
@@ -65,9 +74,13 @@ typedef struct {
     int max_workers;            /* 256 */
     int max_services;           /* 64 */
     int64_t max_msg_bytes;      /* 64 MiB: larger frames get bad_request */
+    int64_t max_queue_bytes;    /* 1 GiB: request bodies held (queued + in flight),
+                                 * all clients; beyond it requests get overloaded */
+    int64_t max_client_bytes;   /* 0: max_queue_bytes / 4; the same per client queue */
     FILE *log;                  /* join/leave/death/requeue lines; NULL: stderr */
     void *zmq_ctx;              /* NULL: the broker makes and owns one */
     const dq_broker_cache *cache; /* NULL: no cache */
+    const dq_broker_curve *curve; /* NULL: no authentication, no encryption */
 } dq_broker_config;
 
 /* Fills c with the defaults above (both endpoints on all interfaces, ports 5555 and 5556). */

@@ -38,6 +38,7 @@ typedef struct {
     uint64_t req_id;
     int64_t deadline_ms;      /* QUEUED: time out after this */
     int64_t dispatched_ms;    /* INFLIGHT: for the service time */
+    int64_t bytes;            /* body bytes charged to the budget (budget.c) */
     zmq_msg_t body;           /* the client's request frame (refcounted) */
     uint8_t cid[DQ_WIRE_ID_MAX];
 } dq_brec;
@@ -49,12 +50,15 @@ typedef struct {
     uint8_t id_len;
     int32_t service;
     uint32_t capacity, in_flight;
+    uint32_t max_batch;       /* its announce's (0: any); the service takes the least */
     uint64_t last_dispatch;   /* dispatch sequence number, for LRU ties */
     int64_t last_seen_ms, joined_ms;
     dq_blist held;
     uint64_t served, errors, requeues;
     double service_ms_sum;
-    char id_hex[24];          /* for log lines (first 10 bytes) */
+    char id_hex[24 + DQ_CURVE_NAME_MAX + 1]; /* for log lines and stats: the routing id's
+                               * first 10 bytes in hex, "NAME@hex" under CURVE */
+    char name[DQ_CURVE_NAME_MAX + 1]; /* its CURVE key's name; "" without CURVE */
     uint8_t id[DQ_WIRE_ID_MAX];
 } dq_bworker;
 
@@ -67,6 +71,7 @@ typedef struct {
     bool in_ring;
     uint32_t weight, credit;  /* credit: dispatches left in the current turn */
     int32_t refs;             /* records (queued or in flight) naming this flow */
+    int64_t bytes;            /* their body bytes (budget.c) */
     dq_blist queue;
     uint64_t requests, dispatched, overloaded;
     char name[DQ_MSG_NAME_MAX + 2]; /* key or client name; "#<hex id>" when unnamed */
@@ -90,6 +95,7 @@ struct dq_broker {
     void *ctx;
     bool own_ctx;
     void *frontend, *backend;
+    void *zap;                /* ZAP handler socket (zap.c); NULL without CURVE */
     uint64_t epoch;
     int64_t start_ms, next_hb_ms, tick_ms;
 
@@ -112,6 +118,8 @@ struct dq_broker {
     int32_t service_hi;       /* 1 + highest used service slot (never shrinks) */
     int queued, inflight;
     int max_queued;           /* all clients: cfg.max_queued_total or 4 x max_queue */
+    int64_t held_bytes, held_bytes_peak; /* request bodies held (budget.c) */
+    uint64_t n_over_budget;   /* requests answered overloaded for bytes */
     uint64_t dispatch_seq;
 
     dq_msg_decoder_t *dec;
@@ -121,7 +129,9 @@ struct dq_broker {
     dq_msg_buf json;          /* stats text */
 
     uint64_t n_requests, n_replies, n_rejected, n_malformed, n_late, n_dup, n_undeliverable;
+    uint64_t n_bad_replies;   /* worker replies failing dq_broker_check_reply */
     uint64_t n_worker_send_failed; /* sends to a worker that failed (gone, not reading) */
+    uint64_t n_auth_refused;  /* handshakes the ZAP handler refused */
 };
 
 /* Layering: broker.c (loop, messages, timers) -> dispatch.c (services,
@@ -149,6 +159,17 @@ void dq_brec_ticket(const dq_broker_t *b, int32_t r, uint8_t *t);
 /* The record a ticket names if it is still in flight at worker w, else -1. */
 int32_t dq_brec_from_ticket(const dq_broker_t *b, const void *t, size_t len, int32_t w);
 
+/* ---- budget.c (bytes of request bodies held; the level of records.c) ---- */
+/* NULL when a body of len bytes fits the total budget and flow's, else the
+ * reason (written into why). */
+const char *dq_budget_refuse(const dq_broker_t *b, int32_t flow, size_t len, char *why,
+                             size_t cap);
+/* The per-client budget in effect: --max-client-bytes, else a quarter of the total. */
+int64_t dq_budget_client_limit(const dq_broker_t *b);
+/* Charges record r's body (rec.flow set) / gives its charge back (release). */
+void dq_budget_take(dq_broker_t *b, int32_t r);
+void dq_budget_give(dq_broker_t *b, int32_t r);
+
 /* ---- flows.c ---- */
 /* The flow of client `name` in service svc (created, with its --share
  * weight, when absent; an idle flow is reused when the table is full), or -1. */
@@ -162,6 +183,13 @@ void dq_bflow_remove(dq_broker_t *b, int32_t r);
 int32_t dq_bflow_peek(dq_broker_t *b, int32_t svc);
 /* Removes r, the record dq_bflow_peek returned, for dispatch: uses a credit. */
 void dq_bflow_take(dq_broker_t *b, int32_t r);
+
+/* ---- zap.c ---- */
+/* Binds the ZAP handler when cfg.curve is set (before the ROUTERs bind). */
+dq_status dq_broker_zap_start(dq_broker_t *b, dq_err *err);
+/* Answers the pending ZAP requests (the loop polls b->zap). */
+void dq_broker_zap_handle(dq_broker_t *b);
+void dq_broker_zap_stop(dq_broker_t *b);
 
 /* ---- stats.c ---- */
 /* Writes the stats JSON (docs/protocol.md) into b->json. */
@@ -180,9 +208,10 @@ void dq_broker_reannounce(dq_broker_t *b, const uint8_t *id, size_t len);
 void dq_broker_disconnect(dq_broker_t *b, const uint8_t *id, size_t len, const char *why);
 /* Admits the worker that announced rd into service svc: its slot, or -1
  * after telling it why not (identity differs from the live workers', table
- * full). The first live worker sets the service identity. Does not dispatch. */
+ * full). The first live worker sets the service identity. Does not dispatch.
+ * name: its CURVE key's name (NULL or "" without CURVE). */
 int32_t dq_broker_add_worker(dq_broker_t *b, int32_t svc, const uint8_t *id, size_t len,
-                             const dq_msg_ready *rd, int64_t now);
+                             const char *name, const dq_msg_ready *rd, int64_t now);
 /* Requeues what worker w holds at the head of its queue and forgets it.
  * Does not dispatch: the caller dispatches the worker's service. */
 void dq_broker_remove_worker(dq_broker_t *b, int32_t w, const char *why, int64_t now);
@@ -205,5 +234,10 @@ int32_t dq_broker_service(dq_broker_t *b, const char *name, bool create);
 /* NULL when the request fits the service's live identity, else the reason. */
 const char *dq_broker_check_request(const dq_bservice *s, const dq_msg_request *r, char *why,
                                     size_t cap);
+
+/* reply_check.c: NULL when the ok reply rep fits the announce id and the
+ * request rq, else why not (written into why). Error replies pass. */
+const char *dq_broker_check_reply(const dq_msg_ready *id, const dq_msg_request *rq,
+                                  const dq_msg_reply *rep, char *why, size_t cap);
 
 #endif

@@ -57,6 +57,7 @@ void dq_broker_fail_record(dq_broker_t *b, int32_t r, dq_reply_status st, const 
     s->errors++;
     if (st == DQ_REPLY_TIMEOUT || st == DQ_REPLY_UNKNOWN_SERVICE) s->timeouts++;
     if (st == DQ_REPLY_BAD_REQUEST) s->bad_requests++;
+    b->n_rejected++; /* every error reply the broker makes counts (docs/protocol.md 3) */
     va_list ap;
     va_start(ap, fmt);
     s_verror_reply(b, x->cid, x->cid_len, x->req_id, st, fmt, ap);

@@ -172,6 +172,7 @@ void dq_brec_release(dq_broker_t *b, int32_t r)
 {
     dq_brec *x = &b->rec[r];
     s_hash_remove(b, r);
+    dq_budget_give(b, r);
     zmq_msg_close(&x->body);
     zmq_msg_init(&x->body);
     x->state = REC_FREE;

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "client/inflight.h"
+#include "proto/curve.h"
 #include "proto/wire.h"
 
 #define S_MAX_SERVICES 16
@@ -43,6 +44,7 @@ struct dq_client {
     void *ctx, *sock, *mon;
     int mon_seq;
     bool lost;                            /* the monitor saw a disconnect */
+    dq_curve_watch watch;                 /* CURVE handshake state (events of mon) */
     dq_msg_decoder_t *dec;
     dq_inflight fl;
     s_slot *slots;
@@ -146,10 +148,16 @@ static dq_status s_open_socket(dq_client_t *c, dq_err *err)
 {
     dq_wire_opts wo = {0};
     wo.max_msg_bytes = c->o.max_msg_bytes;
+    wo.curve_server_cert = c->o.curve_server_cert;
+    wo.curve_cert = c->o.curve_cert;
+    wo.handshake_ms = c->o.heartbeat_ms * c->o.liveness;
     DQ_TRY(dq_wire_dealer_new(&c->sock, c->ctx, c->endpoint, &wo, err));
     char ep[64];
     snprintf(ep, sizeof ep, "inproc://dq-client-%p-%d", (void *)c, c->mon_seq++);
-    if (zmq_socket_monitor(c->sock, ep, ZMQ_EVENT_CONNECTED | ZMQ_EVENT_DISCONNECTED) != 0 ||
+    memset(&c->watch, 0, sizeof c->watch);
+    int events = ZMQ_EVENT_CONNECTED | ZMQ_EVENT_DISCONNECTED;
+    if (c->o.curve_cert) events |= DQ_CURVE_WATCH_EVENTS;
+    if (zmq_socket_monitor(c->sock, ep, events) != 0 ||
         !(c->mon = zmq_socket(c->ctx, ZMQ_PAIR)) || zmq_connect(c->mon, ep) != 0) {
         dq_status st = dq_fail(err, DQ_ERR_NET, "client %s: socket monitor: %s", c->endpoint,
                                zmq_strerror(zmq_errno()));
@@ -337,8 +345,13 @@ static dq_status s_on_monitor(dq_client_t *c, dq_err *err)
         if (st == DQ_ERR_TIMEOUT) return DQ_OK;
         if (st != DQ_OK) return st;
         uint16_t ev = 0;
-        if (p.n >= 1 && zmq_msg_size(&p.f[0]) >= 2) memcpy(&ev, zmq_msg_data(&p.f[0]), 2);
+        uint32_t value = 0;
+        if (p.n >= 1 && zmq_msg_size(&p.f[0]) >= 6) {
+            memcpy(&ev, zmq_msg_data(&p.f[0]), 2);
+            memcpy(&value, (const uint8_t *)zmq_msg_data(&p.f[0]) + 2, 4);
+        }
         dq_wire_parts_close(&p);
+        if (c->o.curve_cert) DQ_TRY(dq_curve_watch_event(&c->watch, ev, value, c->endpoint, err));
         if (ev == ZMQ_EVENT_DISCONNECTED) {
             c->lost = true;
         } else if (ev == ZMQ_EVENT_CONNECTED && c->lost) {
@@ -369,6 +382,7 @@ static void s_deliver(dq_client_t *c, int slot, dq_client_reply *out)
         out->n_outputs = rp->n_outputs;
         out->outputs = rp->outputs;
     }
+    out->impl = rp->impl;
     if (rp->has_teacher) {
         out->teacher = &rp->teacher;
         int i = 0;

@@ -42,6 +42,10 @@ typedef struct {
     FILE *log;                /* one line per reconnect or resend round; NULL: silent */
     const char *name;         /* sent as the request's "client" for the broker's fair
                                * sharing (--share NAME=W); NULL: none (docs/protocol.md) */
+    const char *curve_server_cert; /* CURVE: the broker's public certificate and */
+    const char *curve_cert;   /* ours (NAME_secret); both NULL: plain TCP. A refused key
+                               * or a wrong server key makes dq_client_recv fail with
+                               * DQ_ERR_AUTH (within about 2 reconnects), not wait */
 } dq_client_opts;
 
 void dq_client_opts_default(dq_client_opts *o);
@@ -82,6 +86,7 @@ typedef struct {
     int n_outputs;
     const dq_msg_output *outputs;    /* data may be unaligned: dq_msg_f32_copy */
     const dq_msg_teacher *teacher;   /* who answered; NULL unless ok */
+    const char *impl;                /* the reply's "impl" ("" when not told) */
     bool teacher_changed;            /* differs from the first teacher this client saw
                                         for the service */
     int sends;                       /* 1 + resends */

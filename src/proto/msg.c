@@ -290,7 +290,8 @@ dq_status dq_msg_encode_reply(dq_msg_buf *buf, const dq_msg_reply *r, dq_err *er
     size_t start = buf->len;
     s_enc e;
     s_enc_init(&e, buf);
-    s_head(&e, DQ_MSG_REPLY, ok ? 4 : 3);
+    bool impl = ok && r->impl[0] != '\0';
+    s_head(&e, DQ_MSG_REPLY, ok ? (impl ? 5 : 4) : 3);
     s_ku64(&e, "req_id", r->req_id);
     const char *sn = s_status_names[r->status];
     s_kstr(&e, "status", sn, strlen(sn));
@@ -313,6 +314,7 @@ dq_status dq_msg_encode_reply(dq_msg_buf *buf, const dq_msg_reply *r, dq_err *er
     }
     s_key(&e, "teacher");
     s_teacher(&e, &r->teacher);
+    if (impl) s_kstr(&e, "impl", r->impl, strnlen(r->impl, DQ_MSG_IMPL_MAX));
     return s_done(&e, start, err);
 }
 
@@ -340,10 +342,20 @@ dq_status dq_msg_encode_ready(dq_msg_buf *buf, const dq_msg_ready *r, dq_err *er
     }
     if (r->capacity < 1)
         return dq_fail(err, DQ_ERR_ARG, "msg encode: ready capacity must be >= 1");
+    if (r->n_norm != 0 && r->n_norm != r->input[0])
+        return dq_fail(err, DQ_ERR_ARG, "msg encode: ready normalisation has %d channels, the "
+                       "input %lld", r->n_norm, (long long)r->input[0]);
+    if (r->n_norm < 0 || r->n_norm > DQ_MSG_MAX_CHANNELS)
+        return dq_fail(err, DQ_ERR_ARG, "msg encode: ready normalisation has %d channels (max %d)",
+                       r->n_norm, DQ_MSG_MAX_CHANNELS);
+    for (int c = 0; c < r->n_norm; c++)
+        if (!(r->std[c] != 0.0f && r->std[c] == r->std[c] && r->mean[c] == r->mean[c]))
+            return dq_fail(err, DQ_ERR_ARG, "msg encode: ready normalisation of channel %d is "
+                           "not finite / std 0", c);
     size_t start = buf->len;
     s_enc e;
     s_enc_init(&e, buf);
-    s_head(&e, DQ_MSG_READY, 8);
+    s_head(&e, DQ_MSG_READY, r->n_norm > 0 ? 10 : 8);
     s_kstr(&e, "service", r->teacher.service, strlen(r->teacher.service));
     s_kstr(&e, "model", r->teacher.model, strlen(r->teacher.model));
     s_kstr(&e, "sha256", r->teacher.sha256, DQ_MSG_SHA256_HEX);
@@ -364,6 +376,14 @@ dq_status dq_msg_encode_ready(dq_msg_buf *buf, const dq_msg_ready *r, dq_err *er
     }
     s_ku64(&e, "capacity", r->capacity);
     s_ku64(&e, "max_batch", r->max_batch);
+    if (r->n_norm > 0) {
+        s_key(&e, "mean");
+        msgpack_pack_array(&e.pk, (size_t)r->n_norm);
+        for (int c = 0; c < r->n_norm; c++) msgpack_pack_float(&e.pk, r->mean[c]);
+        s_key(&e, "std");
+        msgpack_pack_array(&e.pk, (size_t)r->n_norm);
+        for (int c = 0; c < r->n_norm; c++) msgpack_pack_float(&e.pk, r->std[c]);
+    }
     return s_done(&e, start, err);
 }
 

@@ -40,6 +40,8 @@
 #define DQ_MSG_MAX_DIMS 8         /* dims of an output shape */
 #define DQ_MSG_SHA256_HEX 64      /* lowercase hex digest length */
 #define DQ_MSG_MAX_OBJECTS 2048   /* msgpack objects per body (decoder bound) */
+#define DQ_MSG_MAX_CHANNELS 4     /* channels of an announced u8 normalisation */
+#define DQ_MSG_IMPL_MAX 64        /* reply "impl": implementation and device */
 
 typedef enum {
     DQ_MSG_INVALID = 0,
@@ -105,6 +107,9 @@ typedef struct {
     dq_msg_output outputs[DQ_MSG_MAX_OUTPUTS];
     bool has_teacher;                      /* always true when status is ok */
     dq_msg_teacher teacher;
+    /* Optional "impl" (docs/protocol.md 3): which implementation and device
+     * answered, e.g. "distillq-c/cpu", "python-torch/cuda:0"; "" if absent. */
+    char impl[DQ_MSG_IMPL_MAX + 1];
 } dq_msg_reply;
 
 /* What a worker can serve; per-sample output shapes (without n). */
@@ -122,6 +127,12 @@ typedef struct {
     dq_msg_output_spec outputs[DQ_MSG_MAX_OUTPUTS];
     uint32_t capacity;                     /* requests it may hold, >= 1 */
     uint32_t max_batch;                    /* largest n accepted; 0 = any */
+    /* Optional "mean"/"std": what a u8 request implies, per channel
+     * x = (pixel / 255 - mean[c]) / std[c] in float. n_norm 0: not announced
+     * (older workers); else n_norm == input[0]. Part of the identity. */
+    int n_norm;
+    float mean[DQ_MSG_MAX_CHANNELS];
+    float std[DQ_MSG_MAX_CHANNELS];
 } dq_msg_ready;
 
 typedef struct {

@@ -343,6 +343,7 @@ static dq_status s_reply(const msgpack_object *m, dq_msg_reply *r, dq_err *err)
     r->status = (dq_reply_status)st;
     r->n_outputs = 0;
     r->has_teacher = false;
+    r->impl[0] = '\0';
     if (r->status != DQ_REPLY_OK) return s_text(m, ctx, "error", true, r->error, err);
     r->error[0] = '\0';
     o = s_get(m, "outputs");
@@ -369,6 +370,52 @@ static dq_status s_reply(const msgpack_object *m, dq_msg_reply *r, dq_err *err)
         return dq_fail(err, DQ_ERR_PROTO, "reply: 'teacher' must be a map");
     DQ_TRY(s_teacher(o, "reply teacher", &r->teacher, err));
     r->has_teacher = true;
+    r->impl[0] = '\0';
+    o = s_get(m, "impl"); /* optional; a malformed one is ignored, never fatal */
+    if (o && o->type == MSGPACK_OBJECT_STR && o->via.str.size <= DQ_MSG_IMPL_MAX &&
+        !memchr(o->via.str.ptr, 0, o->via.str.size)) {
+        memcpy(r->impl, o->via.str.ptr, o->via.str.size);
+        r->impl[o->via.str.size] = '\0';
+    }
+    return DQ_OK;
+}
+
+/* The optional per-channel "mean"/"std" of a ready: both or neither, one
+ * finite float per input channel, std non-zero. */
+static dq_status s_norm_array(const msgpack_object *o, const char *key, int n, float *dst,
+                              dq_err *err)
+{
+    if (!o || o->type != MSGPACK_OBJECT_ARRAY || (int)o->via.array.size != n)
+        return dq_fail(err, DQ_ERR_PROTO, "ready: '%s' must be an array of %d floats (one per "
+                       "input channel, with '%s')", key, n, strcmp(key, "mean") ? "mean" : "std");
+    for (int c = 0; c < n; c++) {
+        const msgpack_object *v = &o->via.array.ptr[c];
+        double x;
+        if (v->type == MSGPACK_OBJECT_FLOAT32 || v->type == MSGPACK_OBJECT_FLOAT64) x = v->via.f64;
+        else if (v->type == MSGPACK_OBJECT_POSITIVE_INTEGER) x = (double)v->via.u64;
+        else if (v->type == MSGPACK_OBJECT_NEGATIVE_INTEGER) x = (double)v->via.i64;
+        else return dq_fail(err, DQ_ERR_PROTO, "ready: %s[%d] must be a number", key, c);
+        if (!(x == x) || x > 1e30 || x < -1e30)
+            return dq_fail(err, DQ_ERR_PROTO, "ready: %s[%d] is not finite", key, c);
+        dst[c] = (float)x;
+    }
+    return DQ_OK;
+}
+
+static dq_status s_norm(const msgpack_object *m, dq_msg_ready *r, dq_err *err)
+{
+    const msgpack_object *mo = s_get(m, "mean"), *so = s_get(m, "std");
+    r->n_norm = 0;
+    if (!mo && !so) return DQ_OK;
+    if (r->input[0] > DQ_MSG_MAX_CHANNELS)
+        return dq_fail(err, DQ_ERR_PROTO, "ready: normalisation of %lld channels (max %d)",
+                       (long long)r->input[0], DQ_MSG_MAX_CHANNELS);
+    int n = (int)r->input[0];
+    DQ_TRY(s_norm_array(mo, "mean", n, r->mean, err));
+    DQ_TRY(s_norm_array(so, "std", n, r->std, err));
+    for (int c = 0; c < n; c++)
+        if (r->std[c] == 0.0f) return dq_fail(err, DQ_ERR_PROTO, "ready: std[%d] is 0", c);
+    r->n_norm = n;
     return DQ_OK;
 }
 
@@ -414,7 +461,7 @@ static dq_status s_ready(const msgpack_object *m, dq_msg_ready *r, dq_err *err)
     if (mb > UINT32_MAX) return dq_fail(err, DQ_ERR_PROTO, "ready: 'max_batch' too large");
     r->capacity = (uint32_t)cap;
     r->max_batch = (uint32_t)mb;
-    return DQ_OK;
+    return s_norm(m, r, err);
 }
 
 static const char *const s_types[] = {"invalid",   "request",    "reply",      "ready",

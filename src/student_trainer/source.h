@@ -56,6 +56,9 @@ typedef struct {
     int64_t inflight;                   /* service: batches kept at the teachers */
     int64_t timeout_ms;                 /* service: give up after this long unserved */
     bool allow_teacher_change;          /* service */
+    const char *client_name;            /* service: fair-sharing name (NULL: none) */
+    const char *curve_server_cert;      /* service: CURVE, both or neither */
+    const char *curve_cert;
     const char *replay_dir;             /* replay */
     const char *replay_teacher;         /* replay: sha256 (prefix) of the teacher to
                                          * read when the cache holds several; NULL: the only one */

@@ -445,6 +445,9 @@ dq_status dq_source_service_new(dq_source_t **out, const dq_source_config *cfg, 
         dq_client_opts_default(&o);
         o.max_inflight = 1024;
         o.log = cfg->log;
+        o.name = cfg->client_name;
+        o.curve_server_cert = cfg->curve_server_cert;
+        o.curve_cert = cfg->curve_cert;
         st = dq_client_new(&sv->clients[t], endpoint, &o, err);
         if (st == DQ_OK) st = s_probe(sv, t, err);
     }

@@ -128,6 +128,9 @@ static dq_status s_open_source(s_trainer *t, dq_err *err)
     sc.augment = cfg->augment;
     sc.output = dq_recipe_teacher_output(&cfg->recipe);
     sc.inflight = cfg->inflight;
+    sc.client_name = cfg->client_name;
+    sc.curve_server_cert = cfg->curve_server_cert;
+    sc.curve_cert = cfg->curve_cert;
     sc.timeout_ms = cfg->teacher_timeout_ms;
     sc.allow_teacher_change = cfg->allow_teacher_change;
     sc.replay_dir = cfg->replay_dir;

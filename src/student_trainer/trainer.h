@@ -59,6 +59,9 @@ typedef struct {
     int64_t inflight;                    /* batches kept at the teacher service */
     int64_t teacher_timeout_ms;          /* service unavailable this long: stop */
     bool allow_teacher_change;
+    const char *client_name;             /* --client-name: fair-sharing name at the broker */
+    const char *curve_server_cert;       /* --curve-server-cert: the broker's public cert */
+    const char *curve_cert;              /* --curve-cert: our NAME_secret certificate */
     /* Data-parallel ranks (dist.h): each trains on its shard of every batch
      * and the gradients are summed in rank order; rank 0 alone evaluates and
      * writes checkpoints and metrics. NULL or one rank: this process alone. */

@@ -63,6 +63,11 @@ int main(int argc, char **argv)
         DQ_OPT_STR("broker", "ENDPOINT", &cfg.broker,
                    "broker backend, e.g. tcp://127.0.0.1:5556 or ipc:///tmp/dq-be"),
         DQ_OPT_STR("service", "NAME", &cfg.service, "service name the students ask for"),
+        DQ_OPT_STR("curve-server-cert", "FILE", &cfg.curve_server_cert,
+                   "CURVE: the broker's public certificate"),
+        DQ_OPT_STR("curve-cert", "FILE", &cfg.curve_cert,
+                   "CURVE: this worker's secret certificate (NAME_secret);\n"
+                   "NAME must be in the broker's --allow-workers"),
         DQ_OPT_STR("model", "M", &cfg.model_path,
                    "model file (models/*.model), or an ONNX file (*.onnx;\n"
                    "see docs/model-format.md, \"ONNX import\")"),

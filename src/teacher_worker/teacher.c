@@ -30,8 +30,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/evp.h>
-
 #include "model/model_load.h"
 #include "model/onnx_import.h"
 #include "model/net.h"
@@ -53,44 +51,8 @@ struct dq_teacher {
     int64_t stage_cap[DQ_MSG_MAX_OUTPUTS]; /* floats */
     bool staged;          /* the last forward's outputs are in stage[], not the net */
     bool echo;            /* --echo: shapes only, no weights, no forward (teacher_echo.h) */
+    char impl[DQ_MSG_IMPL_MAX + 1]; /* reply "impl": "distillq-c/cpu" or ".../cuda:N" */
 };
-
-dq_status dq_teacher_sha256_file(const char *path, char hex[DQ_MSG_SHA256_HEX + 1],
-                                 dq_err *err)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return dq_fail(err, DQ_ERR_IO, "%s: %s", path, strerror(errno));
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    unsigned char chunk[65536];
-    dq_status st = DQ_OK;
-    if (!ctx || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1) {
-        st = dq_fail(err, DQ_ERR_NOMEM, "%s: cannot start SHA-256", path);
-        goto done;
-    }
-    size_t got;
-    while ((got = fread(chunk, 1, sizeof chunk, f)) > 0) {
-        if (EVP_DigestUpdate(ctx, chunk, got) != 1) {
-            st = dq_fail(err, DQ_ERR_IO, "%s: SHA-256 update failed", path);
-            goto done;
-        }
-    }
-    if (ferror(f)) {
-        st = dq_fail(err, DQ_ERR_IO, "%s: read failed while hashing", path);
-        goto done;
-    }
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int md_len = 0;
-    if (EVP_DigestFinal_ex(ctx, md, &md_len) != 1 || md_len * 2 != DQ_MSG_SHA256_HEX) {
-        st = dq_fail(err, DQ_ERR_IO, "%s: SHA-256 final failed", path);
-        goto done;
-    }
-    for (unsigned int i = 0; i < md_len; i++) snprintf(hex + 2 * i, 3, "%02x", md[i]);
-    hex[DQ_MSG_SHA256_HEX] = '\0';
-done:
-    EVP_MD_CTX_free(ctx);
-    fclose(f);
-    return st;
-}
 
 /* Copies s into a name field, failing if it does not fit. */
 static dq_status s_name(char *dst, const char *s, const char *what, dq_err *err)
@@ -134,6 +96,16 @@ static dq_status s_setup(dq_teacher_t *t, const char *service, const char *model
     a->input[2] = t->w;
     a->dtypes = (1u << DQ_DTYPE_U8) | (1u << DQ_DTYPE_F32);
     a->max_batch = (uint32_t)t->max_batch;
+    if (t->c > DQ_MSG_MAX_CHANNELS)
+        return dq_fail(err, DQ_ERR_UNSUPPORTED, "%s: %lld input channels, the announce carries "
+                       "the normalisation of at most %d", model_path, (long long)t->c,
+                       DQ_MSG_MAX_CHANNELS);
+    a->n_norm = (int)t->c; /* what a u8 request implies (dq_net_normalize_u8) */
+    for (int c = 0; c < (int)t->c; c++) {
+        a->mean[c] = in->mean[c];
+        a->std[c] = in->std[c];
+    }
+    snprintf(t->impl, sizeof t->impl, t->echo ? "distillq-echo" : "distillq-c/cpu");
     int n_out = dq_net_output_count(t->net);
     if (n_out < 1 || n_out > DQ_MSG_MAX_OUTPUTS)
         return dq_fail(err, DQ_ERR_UNSUPPORTED, "%s: %d outputs, a teacher announces 1..%d",
@@ -295,6 +267,9 @@ dq_status dq_teacher_use_device(dq_teacher_t *t, dq_device dev, dq_err *err)
     /* An ONNX file is no model file to re-check the net against. */
     const char *mf = dq_onnx_is_path(t->model_path) ? NULL : t->model_path;
     return dq_net_cuda_new(&t->gpu, t->net, mf, dev, dq_teacher_max_forward(t), false, 0, err);
+    DQ_TRY(dq_net_cuda_new(&t->gpu, t->net, mf, dev, t->max_batch, false, 0, err));
+    snprintf(t->impl, sizeof t->impl, "distillq-c/cuda:%d", dev.index);
+    return DQ_OK;
 }
 
 /* Normalises samples [first, first + m) of the k requests' inputs, taken
@@ -420,6 +395,7 @@ static dq_status s_encode_rows(dq_teacher_t *t, const dq_msg_request *r, int64_t
     }
     rep.has_teacher = true;
     rep.teacher = t->id;
+    memcpy(rep.impl, t->impl, sizeof rep.impl);
     return dq_msg_encode_reply(buf, &rep, err);
 }
 
