@@ -18,6 +18,8 @@ typedef enum {
     DQ_ERR_FORMAT,      /* malformed or truncated file or message */
     DQ_ERR_NOT_FOUND,   /* named thing (tensor, output, service) missing */
     DQ_ERR_UNSUPPORTED, /* valid request this build cannot serve */
+    DQ_ERR_DEVICE,      /* the accelerator is unusable until the process exits
+                         * (a sticky CUDA error: illegal address, ECC, ...) */
     DQ_ERR_INTERRUPTED, /* stopped by a signal */
     DQ_ERR_PROTO,       /* wire protocol violation */
     DQ_ERR_TIMEOUT,     /* waited too long */

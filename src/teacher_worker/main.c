@@ -82,6 +82,9 @@ int main(int argc, char **argv)
                     "samples (dynamic batching; replies are unchanged)"),
         DQ_OPT_I64("max-batch", "N", &cfg.max_batch, 1, 1 << 20,
                    "largest batch accepted (default " S_STR(DQ_TEACHER_DEFAULT_MAX_BATCH) ")"),
+        DQ_OPT_I64("max-failed-forwards", "N", &cfg.max_failures, 1, 1 << 20,
+                   "leave (held requests requeued) and exit 3 after N\n"
+                   "forwards in a row failed (default 3)"),
         DQ_OPT_I64("max-forward-batch", "N", &cfg.max_forward, 1, 1 << 20,
                    "samples per forward (default " S_STR(DQ_TEACHER_DEFAULT_MAX_FORWARD) "): larger\n"
                    "requests and merges run in chunks, bounding the\n"
@@ -149,7 +152,7 @@ int main(int argc, char **argv)
     dq_worker_destroy(&w);
     if (st != DQ_OK) {
         fprintf(stderr, "distillq-teacher: %s: %s\n", dq_strerror(st), err.msg);
-        return 1;
+        return st == DQ_ERR_DEVICE ? 3 : st == DQ_ERR_AUTH ? 4 : 1;
     }
     return 0;
 }

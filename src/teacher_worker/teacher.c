@@ -52,7 +52,24 @@ struct dq_teacher {
     bool staged;          /* the last forward's outputs are in stage[], not the net */
     bool echo;            /* --echo: shapes only, no weights, no forward (teacher_echo.h) */
     char impl[DQ_MSG_IMPL_MAX + 1]; /* reply "impl": "distillq-c/cpu" or ".../cuda:N" */
+    /* health (dq_teacher_lost): forwards that failed in a row, the last
+     * failure, the limit (0: never lost) and the test hook's threshold */
+    int64_t fail_streak, max_failures, forwards, fail_after;
+    dq_err last_fail;
 };
+
+#define S_FAIL_ENV "DQ_TEST_FORWARD_FAIL_AFTER"
+
+/* Test hook: DQ_TEST_FORWARD_FAIL_AFTER=N makes every forward after the
+ * first N fail (on the CPU as on a GPU); -1 when unset. */
+static int64_t s_fail_after(void)
+{
+    const char *v = getenv(S_FAIL_ENV);
+    if (!v || !*v) return -1;
+    char *end = NULL;
+    long long n = strtoll(v, &end, 10);
+    return *end == '\0' && n >= 0 ? (int64_t)n : -1;
+}
 
 /* Copies s into a name field, failing if it does not fit. */
 static dq_status s_name(char *dst, const char *s, const char *what, dq_err *err)
@@ -137,6 +154,8 @@ static dq_status s_new(dq_teacher_t **out, const char *service, const char *mode
     t->max_batch = max_batch > 0 ? max_batch : DQ_TEACHER_DEFAULT_MAX_BATCH;
     t->max_forward = DQ_TEACHER_DEFAULT_MAX_FORWARD;
     t->echo = echo;
+    t->max_failures = DQ_TEACHER_DEFAULT_MAX_FAILURES;
+    t->fail_after = s_fail_after();
     dq_status st = s_setup(t, service, model_path, weights_path, err);
     if (st != DQ_OK) {
         dq_teacher_destroy(&t);
@@ -327,8 +346,44 @@ static dq_status s_stage_reserve(dq_teacher_t *t, const dq_msg_request *r, int64
  * the caller groups them) in chunks of at most max_forward: into the GPU's
  * pinned buffer or the planned CPU input, one forward per chunk where the
  * net lives; with more than one chunk the requested outputs are staged. */
+static dq_status s_forward_run(dq_teacher_t *t, const dq_msg_request *const *rs, int k,
+                               int64_t n, dq_err *err);
+
+/* s_forward_run with the health bookkeeping: a success resets the streak,
+ * a failure extends it (dq_teacher_lost decides what that means). */
 static dq_status s_forward(dq_teacher_t *t, const dq_msg_request *const *rs, int k, int64_t n,
                            dq_err *err)
+{
+    dq_status st;
+    if (t->fail_after >= 0 && t->forwards >= t->fail_after)
+        st = dq_fail(err, DQ_ERR_DEVICE, "injected forward failure (%s=%lld)", S_FAIL_ENV,
+                     (long long)t->fail_after);
+    else
+        st = s_forward_run(t, rs, k, n, err);
+    t->forwards++;
+    if (st == DQ_OK) {
+        t->fail_streak = 0;
+    } else {
+        t->fail_streak++;
+        t->last_fail = *err;
+    }
+    return st;
+}
+
+dq_status dq_teacher_lost(const dq_teacher_t *t, dq_err *err)
+{
+    if (t->max_failures <= 0 || t->fail_streak < t->max_failures) return DQ_OK;
+    return dq_fail(err, DQ_ERR_DEVICE, "%lld forwards in a row failed (limit %lld), the last: %s",
+                   (long long)t->fail_streak, (long long)t->max_failures, t->last_fail.msg);
+}
+
+void dq_teacher_set_max_failures(dq_teacher_t *t, int64_t n)
+{
+    t->max_failures = n;
+}
+
+static dq_status s_forward_run(dq_teacher_t *t, const dq_msg_request *const *rs, int k,
+                               int64_t n, dq_err *err)
 {
     const int64_t chunk = n < dq_teacher_max_forward(t) ? n : dq_teacher_max_forward(t);
     const dq_msg_request *r0 = rs[0];

@@ -58,6 +58,19 @@ dq_status dq_teacher_use_device(dq_teacher_t *t, dq_device dev, dq_err *err);
 /* Service, model name and SHA-256 of the weights, as replies carry them. */
 const dq_msg_teacher *dq_teacher_identity(const dq_teacher_t *t);
 
+/* DQ_OK while the teacher can compute; DQ_ERR_DEVICE (with the last
+ * failure's detail) once max_failures forwards in a row have failed (or,
+ * on a GPU, a sticky device error: helper "gpu"'s path shares this call):
+ * the replies written since are error replies nobody should get. The
+ * worker then leaves without answering what it holds, so the broker
+ * requeues it to healthy workers, and exits non-zero. Test hook:
+ * DQ_TEST_FORWARD_FAIL_AFTER=N in the environment at dq_teacher_new fails
+ * every forward after the first N. Same thread as the serve calls. */
+#define DQ_TEACHER_DEFAULT_MAX_FAILURES 3
+dq_status dq_teacher_lost(const dq_teacher_t *t, dq_err *err);
+/* Failed forwards in a row before the teacher is lost (0: never). */
+void dq_teacher_set_max_failures(dq_teacher_t *t, int64_t n);
+
 /* Fills the READY announce (everything but capacity, which is the worker's). */
 void dq_teacher_announce(const dq_teacher_t *t, dq_msg_ready *ready);
 

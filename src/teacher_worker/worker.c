@@ -57,6 +57,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -116,6 +117,9 @@ struct dq_worker {
     bool thread_up;
     void *cpair;
     char pair_ep[64];
+    /* set by the compute thread (lost_err first) when the model is lost */
+    atomic_bool lost;
+    dq_err lost_err;
 };
 
 /* ---- small helpers --------------------------------------------------------------- */
@@ -172,6 +176,8 @@ static void s_compute_many(dq_worker_t *w)
     dq_err err = {{0}};
     if (w->model.serve(w->model.ctx, reqs, k, w->hbufs, &err) != DQ_OK)
         for (int j = 0; j < k; j++) w->hbufs[j].len = 0; /* the I/O thread answers */
+    if (w->model.lost && w->model.lost(w->model.ctx, &w->lost_err) != DQ_OK)
+        atomic_store(&w->lost, true);
 }
 
 static void *s_compute_main(void *arg)
@@ -386,8 +392,8 @@ static dq_status s_on_result(dq_worker_t *w, dq_err *err)
     for (int i = 0; i < w->hand_n; i++) {
         s_job *j = &w->hand[i];
         const dq_msg_buf *rb = &w->hbufs[i];
-        if (w->hand_gen != w->gen || !w->sock) {
-            w->stale++;
+        if (w->hand_gen != w->gen || !w->sock || atomic_load(&w->lost)) {
+            w->stale++; /* lost: the broker requeues it when we leave */
         } else if (rb->len == 0) {
             s_reply_error(w, &j->ticket, j->req.req_id, DQ_REPLY_ERROR,
                           "teacher could not encode its reply");
@@ -405,7 +411,7 @@ static dq_status s_on_result(dq_worker_t *w, dq_err *err)
     w->hand_n = 0;
     w->busy = 0;
     pthread_mutex_unlock(&w->hand_mu);
-    return s_kick(w, err);
+    return atomic_load(&w->lost) ? DQ_OK : s_kick(w, err);
 }
 
 /* ---- joining and leaving ------------------------------------------------------------ */
@@ -625,6 +631,12 @@ static dq_status s_serve(dq_worker_t *w, dq_err *err)
 {
     DQ_TRY(s_join(w, "join", err));
     for (;;) {
+        if (atomic_load(&w->lost)) {
+            s_log(w, "unhealthy, leaving (held requests go back to the broker): %s",
+                  w->lost_err.msg);
+            s_leave(w, "unhealthy");
+            return dq_fail(err, DQ_ERR_DEVICE, "%s", w->lost_err.msg);
+        }
         sig_atomic_t stop = w->cfg.stop ? *w->cfg.stop : 0;
         if (stop >= 2) {
             s_leave(w, "second signal");
@@ -683,6 +695,7 @@ dq_status dq_worker_new_model(dq_worker_t **out, const dq_worker_config *cfg,
     w->cfg = *cfg;
     w->model = *model;
     w->backoff_ms = S_BACKOFF_MIN_MS;
+    atomic_init(&w->lost, false);
     dq_status st = DQ_OK;
     w->queue = calloc((size_t)cfg->capacity, sizeof *w->queue);
     if (!w->queue) st = dq_fail(err, DQ_ERR_NOMEM, "worker: capacity %d: out of memory",

@@ -33,6 +33,11 @@ typedef struct dq_worker dq_worker_t;
  *   serve: answers n (<= DQ_WORKER_MAX_MERGE) checked requests, one reply
  *          body into each bufs[i] (reset by the caller); a failure to encode
  *          leaves bufs empty and the worker answers "error" itself.
+ *   lost: after a serve (compute thread): DQ_OK while the model can
+ *          compute, else DQ_ERR_DEVICE with why (a sticky device error, N
+ *          forwards in a row failed): the worker sends none of that
+ *          hand-off's replies, leaves (the broker requeues what it held to
+ *          healthy workers) and dq_worker_run returns DQ_ERR_DEVICE. May be NULL.
  *   destroy: frees ctx when the worker is destroyed (may be NULL). */
 typedef struct {
     void *ctx;
@@ -43,6 +48,7 @@ typedef struct {
     dq_status (*serve)(void *ctx, const dq_msg_request *const *rs, int n, dq_msg_buf *bufs,
                        dq_err *err);
     void (*destroy)(void *ctx);
+    dq_status (*lost)(void *ctx, dq_err *err);
 } dq_worker_model;
 
 typedef struct {
@@ -58,6 +64,8 @@ typedef struct {
     int liveness;                /* broker dead after liveness x heartbeat of silence (3) */
     int64_t max_batch;           /* largest batch accepted (0: DQ_TEACHER_DEFAULT_MAX_BATCH) */
     int64_t max_forward;         /* samples per forward (0: DQ_TEACHER_DEFAULT_MAX_FORWARD) */
+    int64_t max_failures;        /* failed forwards in a row before the worker leaves and
+                                  * exits non-zero (0: DQ_TEACHER_DEFAULT_MAX_FAILURES) */
     int delay_ms;                /* test hook: sleep this long before each forward (0) */
     bool no_merge;               /* hand the compute thread one request at a time
                                   * instead of merging what is queued (dynamic

@@ -38,6 +38,11 @@ static dq_status s_serve(void *ctx, const dq_msg_request *const *rs, int n, dq_m
     return dq_teacher_serve_checked(ctx, rs, n, bufs, err);
 }
 
+static dq_status s_lost(void *ctx, dq_err *err)
+{
+    return dq_teacher_lost(ctx, err);
+}
+
 static void s_destroy(void *ctx)
 {
     dq_teacher_t *t = ctx;
@@ -58,6 +63,7 @@ dq_status dq_worker_new(dq_worker_t **out, const dq_worker_config *cfg, dq_err *
                               cfg->max_batch, err));
     dq_status st = DQ_OK;
     if (cfg->max_forward > 0) st = dq_teacher_set_max_forward(t, cfg->max_forward, err);
+    if (cfg->max_failures > 0) dq_teacher_set_max_failures(t, cfg->max_failures);
     if (st == DQ_OK) st = dq_teacher_use_device(t, cfg->device, err);
     if (st != DQ_OK) {
         dq_teacher_destroy(&t);
@@ -65,6 +71,6 @@ dq_status dq_worker_new(dq_worker_t **out, const dq_worker_config *cfg, dq_err *
     }
     dq_worker_model m = {.ctx = t, .announce = s_announce, .identity = s_identity,
                          .max_data_bytes = s_max_data_bytes, .check = s_check, .serve = s_serve,
-                         .destroy = s_destroy};
+                         .destroy = s_destroy, .lost = s_lost};
     return dq_worker_new_model(out, cfg, &m, err);
 }
