@@ -17,7 +17,7 @@
 tmp_prefix=dq-flood
 # shellcheck source=tests/tap_lib.sh
 . "${top_srcdir:-.}/tests/tap_lib.sh"
-echo "1..8"
+echo "1..9"
 
 model=$src/models/deepnn-fmnist.model
 budget=$((16 << 20))
@@ -33,9 +33,11 @@ check "a DeepNN teacher trained and predicted locally (512 images)" '[ -s "$tmp/
 
 p=$(pick_ports)
 fe=tcp://127.0.0.1:$p
+next_port=$((p + 2)); mp=$(pick_ports)
 "$bin/distillq-broker" --frontend "$fe" --backend "tcp://127.0.0.1:$((p + 1))" \
   --heartbeat-ms 200 --request-timeout-ms 4000 --max-queue-bytes $budget \
-  --max-client-bytes $((1 << 20)) --max-msg-bytes $((2 << 20)) < /dev/null \
+  --max-client-bytes $((1 << 20)) --max-msg-bytes $((2 << 20)) --metrics "127.0.0.1:$mp" \
+  < /dev/null \
   > "$tmp/broker.log" 2>&1 &
 bp=$!; pids+=("$bp")
 "$bin/distillq-teacher" --broker "tcp://127.0.0.1:$((p + 1))" --service deep --model "$model" \
@@ -65,6 +67,12 @@ check "broker: bytes held never over the budget, back to 0, none lost" \
 bh=$(hwm_kb "$bp"); wh=$(hwm_kb "$wp")
 echo "# broker VmHWM ${bh} kB (budget $((budget >> 10)) kB + overhead $((overhead >> 10)) kB); worker VmHWM ${wh} kB"
 check "broker: peak RSS under budget + fixed overhead" '[ "$bh" -lt $(((budget + overhead) >> 10)) ]'
+sleep 0.3 # the page is rebuilt every tick
+page=$(curl -sf --max-time 5 "http://127.0.0.1:$mp/metrics")
+mv() { printf '%s\n' "$page" | awk -v k="distillq_broker_$1" '$1 == k {printf "%d", $2}'; }
+check "metrics: request bytes held back to 0, peak within the budget, over_budget counted" \
+  '[ "$(mv request_bytes_held)" = 0 ] && [ "$(mv request_bytes_held_peak)" -le $budget ] &&
+   [ "$(mv request_bytes_budget)" = $budget ] && [ "$(mv over_budget_total)" = "$(num "$js" over_budget)" ]'
 check "worker: peak RSS under 400 MB (forward chunks of 32)" '[ "$wh" -lt 400000 ]'
 check "polite client served alongside the flood (rc $rc)" '[ $rc -eq 0 ] || { show "$tmp/polite.err"; false; }'
 check "polite client: outputs equal the local forward bit for bit" 'cmp "$tmp/ref.npy" "$tmp/polite.npy"'

@@ -19,6 +19,8 @@
  *   cache_errors_total, cache_bytes       (with --cache)
  *   auth_refused_total, malformed_total, late_replies_total,
  *   undeliverable_total, uptime_seconds
+ *   request_bytes_held, request_bytes_held_peak, request_bytes_budget,
+ *   over_budget_total                     (the byte budget, budget.c)
  * A worker is named by its CURVE key's name and routing id ("w1@0080...")
  * or the routing id alone.
  */
@@ -191,6 +193,17 @@ static void s_build(dq_broker_t *b, int64_t now)
              (double)b->n_late);
     s_scalar(p, S_P "undeliverable_total", "counter", "Replies whose client was gone.",
              (double)b->n_undeliverable);
+    s_scalar(p, S_P "request_bytes_held", "gauge",
+             "Bytes of request bodies the broker holds, queued and in flight.",
+             (double)b->held_bytes);
+    s_scalar(p, S_P "request_bytes_held_peak", "gauge",
+             "Highest request_bytes_held since start.", (double)b->held_bytes_peak);
+    s_scalar(p, S_P "request_bytes_budget", "gauge",
+             "--max-queue-bytes: beyond it requests are answered overloaded.",
+             (double)b->cfg.max_queue_bytes);
+    s_scalar(p, S_P "over_budget_total", "counter",
+             "Requests answered overloaded by the byte budget (total or per client).",
+             (double)b->n_over_budget);
     s_scalar(p, S_P "uptime_seconds", "gauge", "Seconds since the broker started.",
              (double)(now - b->start_ms) / 1000.0);
 }
