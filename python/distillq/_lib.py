@@ -70,7 +70,7 @@ class Result(ctypes.Structure):
 FORWARD = ctypes.CFUNCTYPE(
     ctypes.c_int, ctypes.c_void_p, ctypes.POINTER(ctypes.c_float),
     ctypes.POINTER(ctypes.c_int64), ctypes.c_int, ctypes.POINTER(ctypes.c_char_p),
-    ctypes.POINTER(ctypes.POINTER(ctypes.c_float)), ctypes.c_char_p, ctypes.c_size_t)
+    ctypes.POINTER(ctypes.POINTER(ctypes.c_float)), ctypes.c_void_p, ctypes.c_size_t)
 
 
 class WorkerConfig(ctypes.Structure):

@@ -70,10 +70,14 @@ def load_module(spec, weights, device="cpu"):
     return net.to(device).eval()
 
 
-def make_forward(net, device="cpu"):
+def make_forward(net, device="cpu", delay_ms=0):
+    import time
+
     import torch
 
     def forward(x):
+        if delay_ms > 0:  # test hook, as distillq-teacher --delay-ms
+            time.sleep(delay_ms / 1000.0)
         with torch.no_grad():
             y = net(torch.from_numpy(x).to(device))
         if isinstance(y, dict):
@@ -106,6 +110,7 @@ def main(argv=None):
     p.add_argument("--device", default="cpu", help="cpu or cuda:N")
     p.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: default)")
     p.add_argument("--quiet", action="store_true")
+    p.add_argument("--delay-ms", type=int, default=0, help=argparse.SUPPRESS)  # test hook
     a = p.parse_args(argv)
     import torch
 
@@ -115,7 +120,7 @@ def main(argv=None):
     if len(chw) != 3:
         p.error("--input must be C,H,W")
     net = load_module(a.model, a.weights, a.device)
-    fwd = make_forward(net, a.device)
+    fwd = make_forward(net, a.device, a.delay_ms)
     probe = fwd(np.zeros([1] + chw, dtype=np.float32))
     outputs = {k: list(v.shape[1:]) for k, v in probe.items()}
     sha = sha256_file(a.weights)

@@ -282,6 +282,7 @@ static void s_on_reply(dq_broker_t *b, int32_t w, dq_wire_parts *p, int64_t now)
     if (st == DQ_OK && b->msg.type != DQ_MSG_REPLY)
         st = dq_fail(&err, DQ_ERR_PROTO, "a '%s' message with a ticket",
                      dq_msg_type_name(b->msg.type));
+    bool decoded = st == DQ_OK; /* later failures are the reply checks: bad_replies */
     if (st == DQ_OK && b->msg.u.reply.req_id != x->req_id)
         st = dq_fail(&err, DQ_ERR_PROTO, "reply for req_id %llu to request %llu",
                      (unsigned long long)b->msg.u.reply.req_id, (unsigned long long)x->req_id);
@@ -290,7 +291,6 @@ static void s_on_reply(dq_broker_t *b, int32_t w, dq_wire_parts *p, int64_t now)
     s->served++;
     wk->service_ms_sum += ms;
     s->service_ms_sum += ms;
-    bool decoded = st == DQ_OK || b->msg.type == DQ_MSG_REPLY; /* fields only failed */
     char bad[DQ_MSG_ERROR_MAX + 1];
     if (st == DQ_OK && dq_broker_check_reply(&s->identity, &b->req[r], &b->msg.u.reply, bad,
                                              sizeof bad))
@@ -518,7 +518,9 @@ dq_status dq_broker_new(dq_broker_t **out, const dq_broker_config *cfg, dq_err *
             st = dq_fail(err, DQ_ERR_NOMEM, "broker: cannot allocate the worker table");
     }
     if (!st) st = dq_msg_decoder_new(&b->dec, err);
-    if (!st) st = dq_msg_encode_heartbeat(&b->hb, b->epoch, err);
+    /* Both sockets get this one: it tells the epoch and our interval. */
+    if (!st) st = dq_msg_encode_heartbeat_interval(&b->hb, b->epoch, (uint32_t)cfg->heartbeat_ms,
+                                                   err);
     if (!st) st = dq_msg_buf_reserve(&b->out, 4096, err);
     if (!st) st = dq_msg_buf_reserve(&b->json, 4096, err);
     if (!st) {

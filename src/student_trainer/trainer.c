@@ -128,6 +128,7 @@ static dq_status s_open_source(s_trainer *t, dq_err *err)
     sc.augment = cfg->augment;
     sc.output = dq_recipe_teacher_output(&cfg->recipe);
     sc.inflight = cfg->inflight;
+    sc.inflight_bytes = cfg->inflight_bytes;
     sc.client_name = cfg->client_name;
     sc.curve_server_cert = cfg->curve_server_cert;
     sc.curve_cert = cfg->curve_cert;

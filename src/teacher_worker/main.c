@@ -105,6 +105,9 @@ int main(int argc, char **argv)
                    "broker dead after N heartbeats of silence (default 3)"),
         DQ_OPT_INT("delay-ms", "MS", &cfg.delay_ms, 0, 600000,
                    "testing: sleep MS before every forward (default 0)"),
+        DQ_OPT_FLAG("echo", &cfg.echo,
+                    "benches/tests: answer with deterministic outputs of the model's\n"
+                    "shapes without computing (identity echo:<model>; no --weights)"),
         DQ_OPT_HELP,
         DQ_OPT_VERSION,
     };
@@ -122,8 +125,10 @@ int main(int argc, char **argv)
     if (st == DQ_OK && (!cfg.broker || !cfg.service || !cfg.model_path))
         st = dq_fail(&err, DQ_ERR_ARG,
                      "--broker, --service and --model are required (see --help)");
-    if (st == DQ_OK && !cfg.weights_path && !dq_onnx_is_path(cfg.model_path))
+    if (st == DQ_OK && !cfg.echo && !cfg.weights_path && !dq_onnx_is_path(cfg.model_path))
         st = dq_fail(&err, DQ_ERR_ARG, "--weights is required with a model file (see --help)");
+    if (st == DQ_OK && cfg.echo && (cfg.weights_path || dq_onnx_is_path(cfg.model_path)))
+        st = dq_fail(&err, DQ_ERR_ARG, "--echo takes a model file and no --weights");
     if (st == DQ_OK && cfg.weights_path && dq_onnx_is_path(cfg.model_path))
         st = dq_fail(&err, DQ_ERR_ARG, "--weights with an ONNX model: its weights are the "
                      "file's initializers (see --help)");

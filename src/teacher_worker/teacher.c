@@ -22,6 +22,7 @@
  * changes no bit of a reply.
  */
 #include "teacher_worker/teacher.h"
+#include "teacher_worker/teacher_echo.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -49,6 +50,7 @@ struct dq_teacher {
     float *stage[DQ_MSG_MAX_OUTPUTS];
     int64_t stage_cap[DQ_MSG_MAX_OUTPUTS]; /* floats */
     bool staged;          /* the last forward's outputs are in stage[], not the net */
+    bool echo;            /* --echo: shapes only, no weights, no forward (teacher_echo.h) */
     char impl[DQ_MSG_IMPL_MAX + 1]; /* reply "impl": "distillq-c/cpu" or ".../cuda:N" */
     /* health (dq_teacher_lost): forwards that failed in a row, the last
      * failure, the limit (0: never lost) and the test hook's threshold */
@@ -89,9 +91,16 @@ static dq_status s_setup(dq_teacher_t *t, const char *service, const char *model
         return dq_fail(err, DQ_ERR_ARG, "%s: model path too long", model_path);
     /* The identity is the SHA-256 of the file the weights came from: the
      * safetensors file, or the ONNX file that holds them. */
-    DQ_TRY(dq_model_load(&t->net, model_path, weights_path, err));
-    DQ_TRY(dq_teacher_sha256_file(weights_path ? weights_path : model_path, t->id.sha256, err));
-    DQ_TRY(s_name(t->id.model, dq_net_name(t->net), "model name", err));
+    if (t->echo) {
+        DQ_TRY(dq_net_load(&t->net, model_path, err));
+        DQ_TRY(dq_teacher_echo_identity(&t->id, dq_net_name(t->net), err));
+        DQ_TRY(dq_net_plan(t->net, 1, err)); /* output shapes for the replies */
+    } else {
+        DQ_TRY(dq_model_load(&t->net, model_path, weights_path, err));
+        DQ_TRY(dq_teacher_sha256_file(weights_path ? weights_path : model_path, t->id.sha256,
+                                      err));
+        DQ_TRY(s_name(t->id.model, dq_net_name(t->net), "model name", err));
+    }
 
     const dq_net_input *in = dq_net_input_spec(t->net);
     t->c = in->channels;
@@ -113,7 +122,7 @@ static dq_status s_setup(dq_teacher_t *t, const char *service, const char *model
         a->mean[c] = in->mean[c];
         a->std[c] = in->std[c];
     }
-    snprintf(t->impl, sizeof t->impl, "distillq-c/cpu");
+    snprintf(t->impl, sizeof t->impl, t->echo ? "distillq-echo" : "distillq-c/cpu");
     int n_out = dq_net_output_count(t->net);
     if (n_out < 1 || n_out > DQ_MSG_MAX_OUTPUTS)
         return dq_fail(err, DQ_ERR_UNSUPPORTED, "%s: %d outputs, a teacher announces 1..%d",
@@ -133,8 +142,8 @@ static dq_status s_setup(dq_teacher_t *t, const char *service, const char *model
     return DQ_OK;
 }
 
-dq_status dq_teacher_new(dq_teacher_t **out, const char *service, const char *model_path,
-                         const char *weights_path, int64_t max_batch, dq_err *err)
+static dq_status s_new(dq_teacher_t **out, const char *service, const char *model_path,
+                       const char *weights_path, int64_t max_batch, bool echo, dq_err *err)
 {
     *out = NULL;
     if (max_batch < 0 || max_batch > UINT32_MAX)
@@ -144,6 +153,7 @@ dq_status dq_teacher_new(dq_teacher_t **out, const char *service, const char *mo
     if (!t) return dq_fail(err, DQ_ERR_NOMEM, "teacher: out of memory");
     t->max_batch = max_batch > 0 ? max_batch : DQ_TEACHER_DEFAULT_MAX_BATCH;
     t->max_forward = DQ_TEACHER_DEFAULT_MAX_FORWARD;
+    t->echo = echo;
     t->max_failures = DQ_TEACHER_DEFAULT_MAX_FAILURES;
     t->fail_after = s_fail_after();
     dq_status st = s_setup(t, service, model_path, weights_path, err);
@@ -153,6 +163,18 @@ dq_status dq_teacher_new(dq_teacher_t **out, const char *service, const char *mo
     }
     *out = t;
     return DQ_OK;
+}
+
+dq_status dq_teacher_new(dq_teacher_t **out, const char *service, const char *model_path,
+                         const char *weights_path, int64_t max_batch, dq_err *err)
+{
+    return s_new(out, service, model_path, weights_path, max_batch, false, err);
+}
+
+dq_status dq_teacher_new_echo(dq_teacher_t **out, const char *service, const char *model_path,
+                              int64_t max_batch, dq_err *err)
+{
+    return s_new(out, service, model_path, NULL, max_batch, true, err);
 }
 
 void dq_teacher_destroy(dq_teacher_t **p)
@@ -259,6 +281,7 @@ static dq_status s_plan(dq_teacher_t *t, int64_t n, dq_err *err)
 
 dq_status dq_teacher_use_device(dq_teacher_t *t, dq_device dev, dq_err *err)
 {
+    if (t->echo) return DQ_OK; /* nothing to run anywhere */
     if (dev.kind != DQ_DEVICE_CUDA || t->gpu) return DQ_OK;
     /* An ONNX file is no model file to re-check the net against. */
     const char *mf = dq_onnx_is_path(t->model_path) ? NULL : t->model_path;
@@ -364,6 +387,17 @@ static dq_status s_forward_run(dq_teacher_t *t, const dq_msg_request *const *rs,
 {
     const int64_t chunk = n < dq_teacher_max_forward(t) ? n : dq_teacher_max_forward(t);
     const dq_msg_request *r0 = rs[0];
+    if (t->echo) {
+        /* no forward: every requested output staged from the samples' bytes */
+        t->staged = true;
+        DQ_TRY(s_stage_reserve(t, r0, n, err));
+        for (int i = 0; i < r0->n_outputs; i++) {
+            const dq_tensor *o = dq_net_output(t->net, r0->outputs[i]);
+            dq_teacher_echo_rows(t->stage[i], dq_tensor_inner(o, 1), i, rs, k,
+                                 (size_t)(t->c * t->h * t->w) * dq_msg_dtype_size(r0->dtype));
+        }
+        return DQ_OK;
+    }
     float *input = t->gpu ? dq_net_cuda_input_buffer(t->gpu) : NULL;
     if (!t->gpu) {
         DQ_TRY(s_plan(t, chunk, err));

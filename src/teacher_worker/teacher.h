@@ -43,6 +43,12 @@ dq_status dq_teacher_new(dq_teacher_t **out, const char *service, const char *mo
                          const char *weights_path, int64_t max_batch, dq_err *err);
 void dq_teacher_destroy(dq_teacher_t **p);
 
+/* An echo teacher (benches and tests only, teacher_echo.h): model_path's
+ * shapes, no weights, no forward; identity "echo:<name>" with a sha256 no
+ * weights file has. */
+dq_status dq_teacher_new_echo(dq_teacher_t **out, const char *service, const char *model_path,
+                              int64_t max_batch, dq_err *err);
+
 /* Moves the forward onto a CUDA device (dev from dq_backend_select): the
  * weights go up once and the executor is planned for the teacher's max
  * batch. Replies then equal the CPU's up to float rounding, not bit for bit

@@ -544,6 +544,12 @@ static dq_status s_on_broker(dq_worker_t *w, dq_wire_parts *p, dq_err *err)
     if (m.type != DQ_MSG_DISCONNECT) w->backoff_ms = S_BACKOFF_MIN_MS; /* accepted */
     switch (m.type) {
     case DQ_MSG_HEARTBEAT:
+        /* The broker tells its interval: heartbeat and judge it at that pace
+         * (its liveness x interval is what it judges us by). */
+        if (m.u.heartbeat.interval_ms && (int)m.u.heartbeat.interval_ms != w->cfg.heartbeat_ms) {
+            s_log(w, "heartbeat interval %d ms, as the broker's", (int)m.u.heartbeat.interval_ms);
+            w->cfg.heartbeat_ms = (int)m.u.heartbeat.interval_ms;
+        }
         return DQ_OK;
     case DQ_MSG_DRAIN:
         /* The broker's acknowledgement: no new request is on its way. */

@@ -57,7 +57,8 @@ typedef struct {
     const char *curve_cert;      /*  and ours (NAME_secret); both NULL: plain */
     const char *service;
     const char *model_path;      /* a model file, or an ONNX file ("*.onnx") */
-    const char *weights_path;    /* safetensors; NULL with an ONNX model */
+    const char *weights_path;    /* safetensors; NULL with an ONNX model or echo */
+    bool echo;                   /* benches/tests: an echo teacher (teacher_echo.h) */
     int capacity;                /* K >= 1: requests held at once (default 2) */
     int heartbeat_ms;            /* (default 1000) */
     int liveness;                /* broker dead after liveness x heartbeat of silence (3) */

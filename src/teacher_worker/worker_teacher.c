@@ -56,8 +56,11 @@ dq_status dq_worker_new(dq_worker_t **out, const dq_worker_config *cfg, dq_err *
     if (!cfg->broker || !cfg->service || !cfg->model_path)
         return dq_fail(err, DQ_ERR_ARG, "worker: broker, service and model are required");
     dq_teacher_t *t = NULL;
-    DQ_TRY(dq_teacher_new(&t, cfg->service, cfg->model_path, cfg->weights_path, cfg->max_batch,
-                          err));
+    if (cfg->echo)
+        DQ_TRY(dq_teacher_new_echo(&t, cfg->service, cfg->model_path, cfg->max_batch, err));
+    else
+        DQ_TRY(dq_teacher_new(&t, cfg->service, cfg->model_path, cfg->weights_path,
+                              cfg->max_batch, err));
     dq_status st = DQ_OK;
     if (cfg->max_forward > 0) st = dq_teacher_set_max_forward(t, cfg->max_forward, err);
     if (cfg->max_failures > 0) dq_teacher_set_max_failures(t, cfg->max_failures);
