@@ -529,6 +529,10 @@ dq_status dq_broker_new(dq_broker_t **out, const dq_broker_config *cfg, dq_err *
             b->ctx = zmq_ctx_new();
             b->own_ctx = true;
             if (!b->ctx) st = dq_fail(err, DQ_ERR_NET, "zmq_ctx_new failed");
+            /* CURVE: frontend and backend en/decrypt on I/O threads of their own */
+            else if (cfg->curve && zmq_ctx_set(b->ctx, ZMQ_IO_THREADS, 2) != 0)
+                st = dq_fail(err, DQ_ERR_NET, "zmq_ctx_set(IO_THREADS): %s",
+                             zmq_strerror(zmq_errno()));
         }
     }
     if (!st) st = dq_broker_zap_start(b, err);

@@ -221,7 +221,7 @@ int main(int argc, char **argv)
                    "largest accepted frame (67108864)"),
         DQ_OPT_STR("cache", "DIR", &cache_dir, "answer from / store into the LMDB cache in DIR"),
         DQ_OPT_F32("cache-max-gb", "G", &cache_gb, 0.001, 1024,
-                   "cache size limit in GiB (4); when full, stop inserting"),
+                   "cache size limit in GiB (4); above 80 %, whole\nteachers are evicted, least recently written first"),
         DQ_OPT_STR("stats", "EP", &stats_ep, "print the stats of the broker at EP as JSON and exit"),
         DQ_OPT_HELP,
         DQ_OPT_VERSION,
