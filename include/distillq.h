@@ -52,7 +52,8 @@ enum {
     DISTILLQ_ENOTFOUND = -7,     /* unknown service (no worker of it) */
     DISTILLQ_EINTR = -8,         /* interrupted by a signal */
     DISTILLQ_ETEACHER = -9,      /* the teacher failed (error reply) */
-    DISTILLQ_EOTHER = -10
+    DISTILLQ_EOTHER = -10,
+    DISTILLQ_EAUTH = -11         /* CURVE: our key refused, or a wrong server key */
 };
 
 typedef struct {
@@ -99,6 +100,11 @@ typedef struct {
                                     DISTILLQ_ETIMEOUT (60000; 0: never) */
     int resend_ms;               /* resend a batch unanswered this long (60000; 0: never) */
     int heartbeat_ms;            /* ping a silent broker after this (1000) */
+    /* CURVE (docs/operations.md): the broker's public certificate and our
+     * NAME_secret certificate (distillq-keygen), both or neither (NULL) */
+    const char *curve_server_cert;
+    const char *curve_cert;
+    const char *name;            /* fair-sharing name without CURVE (NULL: none) */
 } distillq_client_opts;
 
 /* Fills the defaults in. */
@@ -199,6 +205,10 @@ typedef struct {
     int quiet;                   /* non-zero: no log lines on stderr */
     distillq_forward_fn forward;
     void *user;                  /* passed to forward */
+    /* CURVE: the broker's public certificate and this worker's NAME_secret
+     * (NAME listed in the broker's --allow-workers); both or neither */
+    const char *curve_server_cert;
+    const char *curve_cert;
 } distillq_worker_config;
 
 void distillq_worker_config_default(distillq_worker_config *cfg);

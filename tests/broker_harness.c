@@ -293,7 +293,7 @@ static void s_ready(h_worker *w, void *s, dq_msg_buf *buf)
     snprintf(r.outputs[1].name, sizeof r.outputs[1].name, "features");
     r.outputs[1].ndim = 1, r.outputs[1].shape[0] = 4;
     r.capacity = (uint32_t)w->capacity;
-    r.max_batch = H_MAX_N;
+    r.max_batch = w->max_batch > 0 ? (uint32_t)w->max_batch : H_MAX_N;
     dq_msg_buf_reset(buf);
     if (dq_msg_encode_ready(buf, &r, NULL) == DQ_OK) s_send_body(s, buf);
     atomic_fetch_add(&w->readies, 1);
@@ -324,10 +324,15 @@ static void s_reply(h_worker *w, void *s, dq_msg_buf *buf, const s_held *h, bool
             x->data_len = (size_t)h->n * (f ? 4 : 10) * sizeof(float);
         }
         r.n_outputs = h->n_out;
+        if (w->extra_output && h->n_out < DQ_MSG_MAX_OUTPUTS) { /* a second logits */
+            r.outputs[h->n_out] = r.outputs[0];
+            r.n_outputs++;
+        }
         r.has_teacher = true;
         snprintf(r.teacher.service, sizeof r.teacher.service, "%s", w->service);
         snprintf(r.teacher.model, sizeof r.teacher.model, "fake-teacher");
-        snprintf(r.teacher.sha256, sizeof r.teacher.sha256, "%s", w->sha);
+        snprintf(r.teacher.sha256, sizeof r.teacher.sha256, "%s",
+                 w->reply_sha ? w->reply_sha : w->sha);
         if (dq_msg_encode_reply(buf, &r, NULL) != DQ_OK) return;
     }
     zmq_send(s, h->ticket, h->tlen, ZMQ_SNDMORE | ZMQ_DONTWAIT);

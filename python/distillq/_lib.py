@@ -27,6 +27,7 @@ EAGAIN = -6
 ENOTFOUND = -7
 EINTR = -8
 ETEACHER = -9
+EAUTH = -11
 
 c_name = ctypes.c_char * (NAME_MAX + 1)
 
@@ -49,7 +50,9 @@ class ServiceInfo(ctypes.Structure):
 
 class ClientOpts(ctypes.Structure):
     _fields_ = [("inflight", ctypes.c_int), ("request_timeout_ms", ctypes.c_int),
-                ("resend_ms", ctypes.c_int), ("heartbeat_ms", ctypes.c_int)]
+                ("resend_ms", ctypes.c_int), ("heartbeat_ms", ctypes.c_int),
+                ("curve_server_cert", ctypes.c_char_p), ("curve_cert", ctypes.c_char_p),
+                ("name", ctypes.c_char_p)]
 
 
 class Output(ctypes.Structure):
@@ -81,6 +84,7 @@ class WorkerConfig(ctypes.Structure):
         ("capacity", ctypes.c_int), ("max_batch", ctypes.c_int64),
         ("heartbeat_ms", ctypes.c_int), ("impl", ctypes.c_char_p), ("quiet", ctypes.c_int),
         ("forward", FORWARD), ("user", ctypes.c_void_p),
+        ("curve_server_cert", ctypes.c_char_p), ("curve_cert", ctypes.c_char_p),
     ]
 
 

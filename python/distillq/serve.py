@@ -42,7 +42,7 @@ class Worker:
 
     def __init__(self, fn, broker, service, input_shape, outputs, mean=None, std=None,
                  capacity=2, max_batch=0, model="python", sha256=None, impl=None,
-                 heartbeat_ms=1000, quiet=False):
+                 heartbeat_ms=1000, quiet=False, curve_server_cert=None, curve_cert=None):
         self.fn = fn
         self.outputs = self._outputs(outputs)
         self._keep = []  # bytes the config points to live as long as the worker
@@ -77,6 +77,9 @@ class Worker:
         cfg.heartbeat_ms = int(heartbeat_ms)
         cfg.impl = self._b(impl or "python/cpu")
         cfg.quiet = 1 if quiet else 0
+        if curve_server_cert or curve_cert:
+            cfg.curve_server_cert = self._b(curve_server_cert)
+            cfg.curve_cert = self._b(curve_cert)
         self._fwd = _lib.FORWARD(self._forward)  # referenced for the worker's lifetime
         cfg.forward = self._fwd
         self._cfg = cfg
@@ -161,7 +164,8 @@ class Worker:
 
 
 def serve(fn, broker, service, input_shape, outputs, mean=None, std=None, capacity=2,
-          max_batch=0, model="python", sha256=None, impl=None, heartbeat_ms=1000, quiet=False):
+          max_batch=0, model="python", sha256=None, impl=None, heartbeat_ms=1000, quiet=False,
+          curve_server_cert=None, curve_cert=None):
     """Serves fn as a teacher of `service` at `broker` (the backend endpoint)
     until SIGINT/SIGTERM (first: drain and leave; second: leave at once).
 
@@ -170,7 +174,7 @@ def serve(fn, broker, service, input_shape, outputs, mean=None, std=None, capaci
     per channel; with them the service also takes u8 pixels. sha256: the
     teacher identity (use sha256_file(weights)); model: its name."""
     w = Worker(fn, broker, service, input_shape, outputs, mean, std, capacity, max_batch,
-               model, sha256, impl, heartbeat_ms, quiet)
+               model, sha256, impl, heartbeat_ms, quiet, curve_server_cert, curve_cert)
     stops = [0]
 
     def on_signal(signum, frame):

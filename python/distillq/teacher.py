@@ -39,7 +39,8 @@ class Teacher:
     One thread at a time."""
 
     def __init__(self, url, inflight=16, request_timeout=60.0, info_timeout=10.0,
-                 resend=60.0, heartbeat=1.0):
+                 resend=60.0, heartbeat=1.0, curve_server_cert=None, curve_cert=None,
+                 name=None):
         self.url = url
         self.inflight = int(inflight)
         self.info_timeout = float(info_timeout)
@@ -51,6 +52,10 @@ class Teacher:
         opts.request_timeout_ms = int(request_timeout * 1000)
         opts.resend_ms = int(resend * 1000)
         opts.heartbeat_ms = max(1, int(heartbeat * 1000))
+        # CURVE certificates (docs/operations.md) and the fair-sharing name;
+        # the bytes live in self so the C side's pointers stay valid
+        self._strs = [s.encode() if s else None for s in (curve_server_cert, curve_cert, name)]
+        opts.curve_server_cert, opts.curve_cert, opts.name = self._strs
         self._opts = opts
         self._open()
 

@@ -105,6 +105,8 @@ def main(argv=None):
     p.add_argument("--capacity", type=int, default=2)
     p.add_argument("--max-batch", type=int, default=0)
     p.add_argument("--heartbeat-ms", type=int, default=1000)
+    p.add_argument("--curve-server-cert", help="CURVE: the broker's public certificate")
+    p.add_argument("--curve-cert", help="CURVE: this worker's NAME_secret certificate")
     p.add_argument("--device", default="cpu", help="cpu or cuda:N")
     p.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: default)")
     p.add_argument("--quiet", action="store_true")
@@ -129,7 +131,8 @@ def main(argv=None):
     serve(fwd, broker=a.broker, service=a.service, input_shape=chw, outputs=outputs,
           mean=_floats(a.mean), std=_floats(a.std), capacity=a.capacity, max_batch=a.max_batch,
           model=name, sha256=sha, impl="python-torch/%s" % a.device,
-          heartbeat_ms=a.heartbeat_ms, quiet=a.quiet)
+          heartbeat_ms=a.heartbeat_ms, quiet=a.quiet,
+          curve_server_cert=a.curve_server_cert, curve_cert=a.curve_cert)
     return 0
 
 

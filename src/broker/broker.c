@@ -97,6 +97,7 @@ static void s_on_request(dq_broker_t *b, dq_wire_parts *p, int64_t now)
     if (live && dq_broker_check_request(s, rq, why, sizeof why)) {
         s->bad_requests++;
         s->errors++;
+        dq_broker_count_reply(b, svc, DQ_REPLY_BAD_REQUEST, now, now);
         dq_broker_error_reply(b, cid, cid_len, rq->req_id, DQ_REPLY_BAD_REQUEST, "%s", why);
         return;
     }
@@ -108,6 +109,7 @@ static void s_on_request(dq_broker_t *b, dq_wire_parts *p, int64_t now)
                 b->n_undeliverable++;
             zmq_msg_close(&rep);
             b->n_replies++;
+            dq_broker_count_reply(b, svc, DQ_REPLY_OK, now, now);
             return;
         }
     }
@@ -117,6 +119,7 @@ static void s_on_request(dq_broker_t *b, dq_wire_parts *p, int64_t now)
     if (fi < 0) {
         s->overloaded++;
         s->errors++;
+        dq_broker_count_reply(b, svc, DQ_REPLY_OVERLOADED, now, now);
         dq_broker_error_reply(b, cid, cid_len, rq->req_id, DQ_REPLY_OVERLOADED,
                               "service '%s': broker serves %d clients already (--max-clients)",
                               s->name, b->cfg.max_clients);
@@ -128,6 +131,7 @@ static void s_on_request(dq_broker_t *b, dq_wire_parts *p, int64_t now)
         fl->overloaded++;
         s->overloaded++;
         s->errors++;
+        dq_broker_count_reply(b, svc, DQ_REPLY_OVERLOADED, now, now);
         dq_broker_error_reply(b, cid, cid_len, rq->req_id, DQ_REPLY_OVERLOADED,
                               "service '%s': client %s has %d requests queued (--max-queue)",
                               s->name, fl->name, fl->queue.count);
@@ -139,6 +143,7 @@ static void s_on_request(dq_broker_t *b, dq_wire_parts *p, int64_t now)
         fl->overloaded++;
         s->overloaded++;
         s->errors++;
+        dq_broker_count_reply(b, svc, DQ_REPLY_OVERLOADED, now, now);
         dq_broker_error_reply(b, cid, cid_len, rq->req_id, DQ_REPLY_OVERLOADED,
                               "service '%s': %s", s->name, why);
         return;
@@ -148,6 +153,7 @@ static void s_on_request(dq_broker_t *b, dq_wire_parts *p, int64_t now)
         fl->overloaded++;
         s->overloaded++;
         s->errors++;
+        dq_broker_count_reply(b, svc, DQ_REPLY_OVERLOADED, now, now);
         dq_broker_error_reply(b, cid, cid_len, rq->req_id, DQ_REPLY_OVERLOADED,
                               "service '%s': broker queue full (%d queued, %d in flight)", s->name,
                               b->queued, b->inflight);
@@ -164,6 +170,7 @@ static void s_on_request(dq_broker_t *b, dq_wire_parts *p, int64_t now)
     x->cid_len = (uint8_t)cid_len;
     memcpy(x->cid, cid, cid_len);
     x->deadline_ms = now + b->cfg.request_timeout_ms;
+    x->arrived_ms = now;
     /* Keep the frame and the request decoded from it, data re-pointed into
      * the kept frame (a tiny frame lives inside the zmq_msg_t and moves). */
     size_t off = (size_t)((const uint8_t *)rq->data - (const uint8_t *)zmq_msg_data(&p->f[1]));
@@ -275,6 +282,7 @@ static void s_on_reply(dq_broker_t *b, int32_t w, dq_wire_parts *p, int64_t now)
     if (st == DQ_OK && b->msg.type != DQ_MSG_REPLY)
         st = dq_fail(&err, DQ_ERR_PROTO, "a '%s' message with a ticket",
                      dq_msg_type_name(b->msg.type));
+    bool decoded = st == DQ_OK; /* later failures are the reply checks: bad_replies */
     if (st == DQ_OK && b->msg.u.reply.req_id != x->req_id)
         st = dq_fail(&err, DQ_ERR_PROTO, "reply for req_id %llu to request %llu",
                      (unsigned long long)b->msg.u.reply.req_id, (unsigned long long)x->req_id);
@@ -283,7 +291,6 @@ static void s_on_reply(dq_broker_t *b, int32_t w, dq_wire_parts *p, int64_t now)
     s->served++;
     wk->service_ms_sum += ms;
     s->service_ms_sum += ms;
-    bool decoded = st == DQ_OK || b->msg.type == DQ_MSG_REPLY; /* fields only failed */
     char bad[DQ_MSG_ERROR_MAX + 1];
     if (st == DQ_OK && dq_broker_check_reply(&s->identity, &b->req[r], &b->msg.u.reply, bad,
                                              sizeof bad))
@@ -311,6 +318,7 @@ static void s_on_reply(dq_broker_t *b, int32_t w, dq_wire_parts *p, int64_t now)
         zmq_msg_send(&p->f[2], b->frontend, ZMQ_DONTWAIT) < 0)
         b->n_undeliverable++;
     b->n_replies++;
+    dq_broker_count_reply(b, x->service, rep->status, x->arrived_ms, now);
     dq_blist_remove(b, &wk->held, r);
     wk->in_flight--;
     b->inflight--;
@@ -424,6 +432,7 @@ static void s_tick(dq_broker_t *b, int64_t now)
         b->next_hb_ms = now + b->cfg.heartbeat_ms;
     }
     s_expire_queued(b, now);
+    if (b->cfg.metrics_publish) dq_broker_metrics_publish(b, now);
 }
 
 /* ---- life cycle --------------------------------------------------------------------- */
@@ -509,7 +518,9 @@ dq_status dq_broker_new(dq_broker_t **out, const dq_broker_config *cfg, dq_err *
             st = dq_fail(err, DQ_ERR_NOMEM, "broker: cannot allocate the worker table");
     }
     if (!st) st = dq_msg_decoder_new(&b->dec, err);
-    if (!st) st = dq_msg_encode_heartbeat(&b->hb, b->epoch, err);
+    /* Both sockets get this one: it tells the epoch and our interval. */
+    if (!st) st = dq_msg_encode_heartbeat_interval(&b->hb, b->epoch, (uint32_t)cfg->heartbeat_ms,
+                                                   err);
     if (!st) st = dq_msg_buf_reserve(&b->out, 4096, err);
     if (!st) st = dq_msg_buf_reserve(&b->json, 4096, err);
     if (!st) {
@@ -518,6 +529,10 @@ dq_status dq_broker_new(dq_broker_t **out, const dq_broker_config *cfg, dq_err *
             b->ctx = zmq_ctx_new();
             b->own_ctx = true;
             if (!b->ctx) st = dq_fail(err, DQ_ERR_NET, "zmq_ctx_new failed");
+            /* CURVE: frontend and backend en/decrypt on I/O threads of their own */
+            else if (cfg->curve && zmq_ctx_set(b->ctx, ZMQ_IO_THREADS, 2) != 0)
+                st = dq_fail(err, DQ_ERR_NET, "zmq_ctx_set(IO_THREADS): %s",
+                             zmq_strerror(zmq_errno()));
         }
     }
     if (!st) st = dq_broker_zap_start(b, err);
@@ -544,6 +559,7 @@ void dq_broker_destroy(dq_broker_t **p)
     dq_msg_buf_free(&b->out);
     dq_msg_buf_free(&b->hb);
     dq_msg_buf_free(&b->json);
+    dq_prom_free(&b->prom);
     free(b->workers);
     free(b->services);
     free(b->flows);

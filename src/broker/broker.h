@@ -40,6 +40,10 @@ typedef struct dq_broker_cache {
                    zmq_msg_t *reply);
     void (*store)(void *ctx, const dq_msg_teacher *teacher, const dq_msg_request *req,
                   const dq_msg_reply *rep);
+    /* for metrics (may be NULL): lookups answered, missed, entries stored,
+     * failures, and the bytes the cache holds */
+    void (*counts)(void *ctx, uint64_t *hits, uint64_t *misses, uint64_t *stored, uint64_t *errors,
+                   uint64_t *bytes);
 } dq_broker_cache;
 
 /* A client's weight in its services' round robin (--share NAME=W). */
@@ -81,6 +85,10 @@ typedef struct {
     void *zmq_ctx;              /* NULL: the broker makes and owns one */
     const dq_broker_cache *cache; /* NULL: no cache */
     const dq_broker_curve *curve; /* NULL: no authentication, no encryption */
+    /* --metrics: called from the loop each tick with the /metrics page
+     * (Prometheus text), for a server in another thread; NULL: none */
+    void (*metrics_publish)(void *ctx, const char *text, size_t len);
+    void *metrics_ctx;
 } dq_broker_config;
 
 /* Fills c with the defaults above (both endpoints on all interfaces, ports 5555 and 5556). */

@@ -17,6 +17,7 @@
 #include "broker/broker.h"
 #include "proto/msg.h"
 #include "proto/wire.h"
+#include "metrics/prom.h"
 
 #define S_TICKET_LEN 16
 
@@ -38,6 +39,7 @@ typedef struct {
     uint64_t req_id;
     int64_t deadline_ms;      /* QUEUED: time out after this */
     int64_t dispatched_ms;    /* INFLIGHT: for the service time */
+    int64_t arrived_ms;       /* for the request latency (metrics.c) */
     int64_t bytes;            /* body bytes charged to the budget (budget.c) */
     zmq_msg_t body;           /* the client's request frame (refcounted) */
     uint8_t cid[DQ_WIRE_ID_MAX];
@@ -87,6 +89,8 @@ typedef struct {
     int32_t rr;               /* flow whose turn it is; -1: nothing queued */
     uint64_t served, errors, requeues, timeouts, overloaded, bad_requests;
     double service_ms_sum;
+    uint64_t replies[DQ_REPLY_STATUS_COUNT]; /* to clients, by status (metrics.c) */
+    dq_prom_hist latency;     /* arrival to reply, seconds */
 } dq_bservice;
 
 struct dq_broker {
@@ -127,6 +131,7 @@ struct dq_broker {
     dq_msg_buf out;           /* scratch for bodies the broker makes */
     dq_msg_buf hb;            /* our heartbeat body, encoded once */
     dq_msg_buf json;          /* stats text */
+    dq_prom prom;             /* /metrics page (metrics.c) */
 
     uint64_t n_requests, n_replies, n_rejected, n_malformed, n_late, n_dup, n_undeliverable;
     uint64_t n_bad_replies;   /* worker replies failing dq_broker_check_reply */
@@ -190,6 +195,13 @@ dq_status dq_broker_zap_start(dq_broker_t *b, dq_err *err);
 /* Answers the pending ZAP requests (the loop polls b->zap). */
 void dq_broker_zap_handle(dq_broker_t *b);
 void dq_broker_zap_stop(dq_broker_t *b);
+
+/* ---- metrics.c ---- */
+/* Counts one reply to a client of service svc (status, arrival to now). */
+void dq_broker_count_reply(dq_broker_t *b, int32_t svc, dq_reply_status st, int64_t arrived_ms,
+                           int64_t now);
+/* Builds the /metrics page and hands it to cfg.metrics_publish. */
+void dq_broker_metrics_publish(dq_broker_t *b, int64_t now);
 
 /* ---- stats.c ---- */
 /* Writes the stats JSON (docs/protocol.md) into b->json. */

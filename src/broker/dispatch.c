@@ -57,6 +57,7 @@ void dq_broker_fail_record(dq_broker_t *b, int32_t r, dq_reply_status st, const 
     s->errors++;
     if (st == DQ_REPLY_TIMEOUT || st == DQ_REPLY_UNKNOWN_SERVICE) s->timeouts++;
     if (st == DQ_REPLY_BAD_REQUEST) s->bad_requests++;
+    dq_broker_count_reply(b, x->service, st, x->arrived_ms, dq_clock_now_ms());
     b->n_rejected++; /* every error reply the broker makes counts (docs/protocol.md 3) */
     va_list ap;
     va_start(ap, fmt);
@@ -102,6 +103,7 @@ int32_t dq_broker_service(dq_broker_t *b, const char *name, bool create)
     s->used = true;
     snprintf(s->name, sizeof s->name, "%s", name);
     s->rr = -1;
+    dq_prom_hist_init_seconds(&s->latency);
     /* Flows of a reclaimed service are idle: they must not match the new one. */
     for (int32_t i = 0; i < b->flow_hi; i++)
         if (b->flows[i].used && b->flows[i].service == free_slot) b->flows[i].used = false;

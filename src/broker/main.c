@@ -17,6 +17,7 @@
 #include "broker/cache_hook.h"
 #include "cache/cache.h"
 #include "cli/opts.h"
+#include "metrics/httpd.h"
 #include "proto/msg.h"
 #include "proto/wire.h"
 
@@ -59,6 +60,11 @@ static void s_usage(FILE *f, const dq_opt *opts, int n)
     fprintf(f, "usage: distillq-broker [options]\n");
     dq_opts_print_help(f, opts, n, 26);
     fprintf(f, "Endpoints are tcp://HOST:PORT or ipc://PATH. Protocol: docs/protocol.md.\n");
+}
+
+static void s_publish(void *ctx, const char *text, size_t len)
+{
+    dq_metrics_http_publish(ctx, text, len);
 }
 
 /* True for ipc:// and inproc:// and for tcp:// on 127.x.x.x, localhost, [::1]. */
@@ -167,6 +173,7 @@ int main(int argc, char **argv)
     const char *curve_cert = NULL, *curve_server_cert = NULL, *allow_students = NULL,
                *allow_workers = NULL;
     bool insecure = false;
+    const char *metrics_addr = NULL;
     cfg.frontend = cfg.backend = NULL; /* defaults below: they depend on CURVE */
     float cache_gb = 4;
     static s_shares shares;
@@ -181,6 +188,8 @@ int main(int argc, char **argv)
                    "CURVE: public certificates of the students admitted"),
         DQ_OPT_STR("allow-workers", "DIR", &allow_workers,
                    "CURVE: public certificates of the workers admitted"),
+        DQ_OPT_STR("metrics", "HOST:PORT", &metrics_addr,
+                   "serve Prometheus metrics at http://HOST:PORT/metrics"),
         DQ_OPT_FLAG("insecure", &insecure,
                     "allow binding a non-loopback address without CURVE"),
         DQ_OPT_STR("curve-server-cert", "FILE", &curve_server_cert,
@@ -212,7 +221,7 @@ int main(int argc, char **argv)
                    "largest accepted frame (67108864)"),
         DQ_OPT_STR("cache", "DIR", &cache_dir, "answer from / store into the LMDB cache in DIR"),
         DQ_OPT_F32("cache-max-gb", "G", &cache_gb, 0.001, 1024,
-                   "cache size limit in GiB (4); when full, stop inserting"),
+                   "cache size limit in GiB (4); above 80 %, whole\nteachers are evicted, least recently written first"),
         DQ_OPT_STR("stats", "EP", &stats_ep, "print the stats of the broker at EP as JSON and exit"),
         DQ_OPT_HELP,
         DQ_OPT_VERSION,
@@ -316,8 +325,21 @@ int main(int argc, char **argv)
         fprintf(stderr, "distillq-broker: caching teacher replies in %s (limit %.3g GiB)\n",
                 cache_dir, cache_gb);
     }
+    dq_metrics_http_t *http = NULL;
+    if (metrics_addr) {
+        if (dq_metrics_http_start(&http, metrics_addr, &err) != DQ_OK) {
+            fprintf(stderr, "distillq-broker: %s\n", err.msg);
+            dq_cache_hook_destroy(&hook);
+            dq_cache_close(&cache);
+            return 1;
+        }
+        cfg.metrics_publish = s_publish;
+        cfg.metrics_ctx = http;
+        fprintf(stderr, "distillq-broker: metrics at http://%s/metrics\n", metrics_addr);
+    }
     dq_broker_t *b = NULL;
     if (dq_broker_new(&b, &cfg, &err) != DQ_OK) {
+        dq_metrics_http_stop(&http);
         fprintf(stderr, "distillq-broker: %s\n", err.msg);
         dq_cache_hook_destroy(&hook);
         dq_cache_close(&cache);
@@ -325,6 +347,7 @@ int main(int argc, char **argv)
     }
     dq_status st = dq_broker_run(b, &s_stop, &err);
     dq_broker_destroy(&b);
+    dq_metrics_http_stop(&http);
     if (hook) {
         dq_cache_hook_counts k;
         dq_cache_hook_get_counts(hook, &k);

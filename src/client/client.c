@@ -30,6 +30,8 @@
 
 typedef struct {
     dq_msg_buf body;                      /* the encoded request, for resends */
+    int64_t max_reply;                    /* largest acceptable reply frame; 0: any */
+    int64_t retry_at;                     /* retry_ms: send again then (0: not waiting) */
     char service[DQ_MSG_NAME_MAX + 1];
 } s_slot;
 
@@ -257,6 +259,18 @@ int dq_client_inflight(const dq_client_t *c)
     return c->fl.count;
 }
 
+dq_status dq_client_set_max_msg_bytes(dq_client_t *c, int64_t bytes, dq_err *err)
+{
+    if (c->fl.count != 0 || bytes < 1)
+        return dq_fail(err, DQ_ERR_ARG, "client %s: the reply limit changes only with nothing "
+                       "in flight, to >= 1 byte", c->endpoint);
+    if (bytes == c->o.max_msg_bytes) return DQ_OK;
+    c->o.max_msg_bytes = bytes;
+    dq_wire_parts_close(&c->last);
+    s_close_socket(c);
+    return s_open_socket(c, err);
+}
+
 void dq_client_get_counters(const dq_client_t *c, dq_client_counters *out)
 {
     *out = c->k;
@@ -318,6 +332,11 @@ dq_status dq_client_send(dq_client_t *c, const dq_client_request *r, dq_err *err
         return st;
     }
     memcpy(s->service, m.service, sizeof s->service);
+    s->retry_at = 0;
+    s->max_reply = r->reply_floats > 0
+                       ? r->shape[0] * r->reply_floats * (int64_t)sizeof(float) +
+                             DQ_CLIENT_REPLY_SLACK
+                       : 0;
     c->k.sent++;
     return DQ_OK;
 }
@@ -435,6 +454,28 @@ static bool s_on_message(dq_client_t *c, dq_client_reply *out, dq_err *err, dq_s
         c->k.duplicates++;
         return false;
     }
+    dq_reply_status rs = m->u.reply.status;
+    int64_t now = dq_clock_now_ms(), age = now - c->fl.e[slot].first_sent_ms;
+    if (c->o.retry_ms > 0 && (rs == DQ_REPLY_OVERLOADED || rs == DQ_REPLY_TIMEOUT) &&
+        (c->o.request_timeout_ms == 0 || age < c->o.request_timeout_ms)) {
+        c->slots[slot].retry_at = now + c->o.retry_ms; /* s_timers sends it again */
+        c->k.retried++;
+        return false;
+    }
+    size_t got = zmq_msg_size(&c->last.f[0]);
+    int64_t lim = c->slots[slot].max_reply;
+    if (lim > 0 && (int64_t)got > lim) {
+        /* Its one answer, but none of its data reaches the caller. */
+        char reason[DQ_MSG_ERROR_MAX + 1];
+        snprintf(reason, sizeof reason, "reply of %zu bytes is larger than the %lld bytes "
+                 "request %llu asked for", got, (long long)lim,
+                 (unsigned long long)m->u.reply.req_id);
+        memset(&m->u.reply, 0, sizeof m->u.reply);
+        m->u.reply.status = DQ_REPLY_ERROR;
+        s_set_error(m->u.reply.error, reason);
+        c->k.oversize++;
+        s_log(c, "%s", reason);
+    }
     s_deliver(c, slot, out);
     return true;
 }
@@ -499,6 +540,16 @@ static dq_status s_timers(dq_client_t *c, int64_t now, int64_t *next, int *give_
             s_log(c, "resent %d request(s) unanswered for %d ms", n, c->o.resend_ms);
         }
         if (s >= 0) *next = s_min64(*next, c->fl.e[s].last_sent_ms + c->o.resend_ms);
+    }
+    for (int s = 0; c->o.retry_ms > 0 && s < c->fl.cap; s++) {
+        if (!c->fl.e[s].used || c->slots[s].retry_at == 0) continue;
+        if (now >= c->slots[s].retry_at) {
+            c->slots[s].retry_at = 0;
+            DQ_TRY(s_send_slot(c, s, err));
+            dq_inflight_resent(&c->fl, s, now);
+        } else {
+            *next = s_min64(*next, c->slots[s].retry_at);
+        }
     }
     if (c->o.request_timeout_ms > 0) {
         int s = dq_inflight_oldest(&c->fl, true);

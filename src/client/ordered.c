@@ -19,6 +19,12 @@
 typedef struct {
     bool busy;                       /* submitted, not yet taken */
     bool ready;                      /* its reply is parked here */
+    dq_msg_dtype dtype;              /* the batch, kept to send it again after an */
+    int64_t shape[4];                /*  overloaded/timeout reply */
+    uint8_t *data;
+    size_t data_cap;
+    int64_t first_ms;                /* first send */
+    int64_t retry_at;                /* > 0: send again then */
     int64_t n;
     int n_want;
     char want[DQ_MSG_MAX_OUTPUTS][DQ_MSG_NAME_MAX + 1];
@@ -34,6 +40,9 @@ struct dq_ordered {
     int K;
     s_slot *slots;
     uint64_t next_seq, next_take;    /* next batch to submit / to take */
+    int64_t request_timeout_ms;      /* retry "later" replies until this age (0: always) */
+    int64_t reply_floats;            /* per sample, told to the client (0: not known) */
+    uint64_t retries;
     dq_status broken;                /* sticky: an error reply or a bad one */
     dq_err broken_err;
 };
@@ -51,6 +60,7 @@ dq_status dq_ordered_new(dq_ordered_t **out, const char *url, const dq_client_op
     if (!c) return dq_fail(err, DQ_ERR_NOMEM, "client: out of memory");
     dq_status st = dq_client_parse_url(url, c->endpoint, sizeof c->endpoint, c->service, err);
     c->K = o.max_inflight;
+    c->request_timeout_ms = o.request_timeout_ms;
     if (st == DQ_OK && !(c->slots = calloc((size_t)c->K, sizeof *c->slots)))
         st = dq_fail(err, DQ_ERR_NOMEM, "client: out of memory");
     if (st == DQ_OK) st = dq_client_new(&c->client, c->endpoint, &o, err);
@@ -69,6 +79,7 @@ void dq_ordered_destroy(dq_ordered_t **p)
     dq_client_destroy(&c->client);
     for (int k = 0; c->slots && k < c->K; k++)
         for (int i = 0; i < DQ_MSG_MAX_OUTPUTS; i++) free(c->slots[k].buf[i]);
+    for (int k = 0; c->slots && k < c->K; k++) free(c->slots[k].data);
     free(c->slots);
     free(c);
     *p = NULL;
@@ -94,6 +105,29 @@ dq_client_t *dq_ordered_client(dq_ordered_t *o)
     return o->client;
 }
 
+void dq_ordered_set_reply_floats(dq_ordered_t *o, int64_t floats_per_sample)
+{
+    o->reply_floats = floats_per_sample;
+}
+
+uint64_t dq_ordered_retries(const dq_ordered_t *o)
+{
+    return o->retries;
+}
+
+/* (Re)sends batch seq from its slot. */
+static dq_status s_send(dq_ordered_t *o, uint64_t seq, dq_err *err)
+{
+    s_slot *s = &o->slots[seq % (uint64_t)o->K];
+    const char *names[DQ_MSG_MAX_OUTPUTS];
+    for (int i = 0; i < s->n_want; i++) names[i] = s->want[i];
+    dq_client_request r = {.req_id = seq + 1, .service = o->service, .dtype = s->dtype,
+                           .shape = {s->shape[0], s->shape[1], s->shape[2], s->shape[3]},
+                           .data = s->data, .n_outputs = s->n_want, .outputs = names,
+                           .reply_floats = o->reply_floats};
+    return dq_client_send(o->client, &r, err);
+}
+
 dq_status dq_ordered_submit(dq_ordered_t *o, dq_msg_dtype dtype, const int64_t shape[4],
                             const void *data, int n_outputs, const char *const *outputs,
                             uint64_t *seq, dq_err *err)
@@ -112,14 +146,30 @@ dq_status dq_ordered_submit(dq_ordered_t *o, dq_msg_dtype dtype, const int64_t s
                            o->endpoint, o->service, i, DQ_MSG_NAME_MAX);
         memcpy(s->want[i], outputs[i], len + 1);
     }
-    dq_client_request r = {.req_id = o->next_seq + 1, .service = o->service, .dtype = dtype,
-                           .shape = {shape[0], shape[1], shape[2], shape[3]}, .data = data,
-                           .n_outputs = n_outputs, .outputs = outputs};
-    DQ_TRY(dq_client_send(o->client, &r, err));
+    size_t bytes = dtype == DQ_DTYPE_U8 || dtype == DQ_DTYPE_F32
+                       ? (size_t)(shape[0] * shape[1] * shape[2] * shape[3]) *
+                             dq_msg_dtype_size(dtype)
+                       : 0;
+    if (shape[0] < 1 || shape[1] < 1 || shape[2] < 1 || shape[3] < 1 || bytes == 0 ||
+        (double)shape[0] * (double)shape[1] * (double)shape[2] * (double)shape[3] > 2147483648.0)
+        return dq_fail(err, DQ_ERR_ARG, "client %s/%s: batch shape or dtype invalid",
+                       o->endpoint, o->service);
+    if (bytes > s->data_cap) {
+        uint8_t *nb = realloc(s->data, bytes);
+        if (!nb) return dq_fail(err, DQ_ERR_NOMEM, "client: out of memory");
+        s->data = nb;
+        s->data_cap = bytes;
+    }
+    memcpy(s->data, data, bytes);
+    s->dtype = dtype;
+    memcpy(s->shape, shape, sizeof s->shape);
+    s->n_want = n_outputs;
+    DQ_TRY(s_send(o, o->next_seq, err));
     s->busy = true;
     s->ready = false;
     s->n = shape[0];
-    s->n_want = n_outputs;
+    s->first_ms = dq_clock_now_ms();
+    s->retry_at = 0;
     if (seq) *seq = o->next_seq;
     o->next_seq++;
     return DQ_OK;
@@ -186,11 +236,33 @@ dq_status dq_ordered_next(dq_ordered_t *o, const dq_ordered_result **out, int ti
             int64_t left = deadline - dq_clock_now_ms();
             wait = left > 0 ? (int)left : 0;
         }
+        int64_t now = dq_clock_now_ms();
+        for (uint64_t q = o->next_take; q < o->next_seq; q++) {
+            s_slot *s = &o->slots[q % (uint64_t)o->K];
+            if (s->retry_at && now >= s->retry_at) {
+                s->retry_at = 0;
+                DQ_TRY(s_send(o, q, err));
+            }
+            if (s->retry_at && (wait < 0 || wait > 20)) wait = 20;
+        }
         dq_client_reply rep;
         dq_status st = dq_client_recv(o->client, &rep, wait, err);
         DQ_TRY(st);
         uint64_t seq = rep.req_id - 1;
         if (rep.req_id == 0 || seq < o->next_take || seq >= o->next_seq) continue; /* not ours */
+        /* The broker's "retry later" (no room, no worker in time): send the
+         * batch again after a pause, until request_timeout_ms since its
+         * first send. */
+        s_slot *rs = &o->slots[seq % (uint64_t)o->K];
+        bool later = rep.status == DQ_REPLY_OVERLOADED || rep.status == DQ_REPLY_TIMEOUT;
+        int64_t age = dq_clock_now_ms() - rs->first_ms;
+        if (later && (o->request_timeout_ms == 0 || age < o->request_timeout_ms)) {
+            rs->retry_at = dq_clock_now_ms() + 100;
+            o->retries++;
+            if (deadline >= 0 && dq_clock_now_ms() >= deadline)
+                return dq_fail(err, DQ_ERR_TIMEOUT, "client: no result yet");
+            continue;
+        }
         st = dq_client_reply_status(&rep, err);
         if (st == DQ_OK) st = s_park(o, &o->slots[seq % (uint64_t)o->K], seq, &rep, err);
         if (st != DQ_OK) { /* the batch is lost to the order: every later call says so */

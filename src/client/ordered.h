@@ -9,6 +9,10 @@
  * earlier batch has been taken. distillq-predict --teacher and libdistillq's
  * client (include/distillq.h, Python's distillq.Teacher) are this file.
  *
+ * The batch is kept (copied) until its result is taken: an "overloaded" or
+ * "timeout" reply (the broker's "retry later") sends it again after 100 ms,
+ * until request_timeout_ms since its first send; then it is an error.
+ *
  * Every ok reply is checked against its request (outputs by name and order,
  * n rows, a teacher identity): a mismatch is DQ_ERR_PROTO. An error reply
  * (overloaded, timeout, bad_request, unknown_service...) is returned at once
@@ -80,6 +84,13 @@ int dq_ordered_pending(const dq_ordered_t *o);
  * answer within timeout_ms. */
 dq_status dq_ordered_info(dq_ordered_t *o, dq_msg_ready *info, int *n_workers, int timeout_ms,
                           dq_err *err);
+
+/* Tells every later request the floats per sample of all its outputs
+ * together (client.h's reply_floats: a larger reply is refused unread). */
+void dq_ordered_set_reply_floats(dq_ordered_t *o, int64_t floats_per_sample);
+
+/* Batches sent again after an overloaded or timeout reply. */
+uint64_t dq_ordered_retries(const dq_ordered_t *o);
 
 const char *dq_ordered_service(const dq_ordered_t *o);
 dq_client_t *dq_ordered_client(dq_ordered_t *o);

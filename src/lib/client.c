@@ -34,6 +34,7 @@ int dq_lib_code(dq_status st)
     case DQ_ERR_TIMEOUT: return DISTILLQ_ETIMEOUT;
     case DQ_ERR_NET: case DQ_ERR_UNREACHABLE: return DISTILLQ_ENET;
     case DQ_ERR_OVERLOADED: return DISTILLQ_EAGAIN;
+    case DQ_ERR_AUTH: return DISTILLQ_EAUTH;
     default: return DISTILLQ_EOTHER;
     }
 }
@@ -61,6 +62,7 @@ const char *distillq_strerror(int code)
     case DISTILLQ_ENOTFOUND: return "DISTILLQ_ENOTFOUND";
     case DISTILLQ_EINTR: return "DISTILLQ_EINTR";
     case DISTILLQ_ETEACHER: return "DISTILLQ_ETEACHER";
+    case DISTILLQ_EAUTH: return "DISTILLQ_EAUTH";
     default: return "DISTILLQ_EOTHER";
     }
 }
@@ -92,6 +94,9 @@ int distillq_client_open(distillq_client **out, const char *url, const distillq_
     co.request_timeout_ms = po.request_timeout_ms;
     co.resend_ms = po.resend_ms;
     co.heartbeat_ms = po.heartbeat_ms;
+    co.curve_server_cert = po.curve_server_cert;
+    co.curve_cert = po.curve_cert;
+    co.name = po.name;
     distillq_client *c = calloc(1, sizeof *c);
     if (!c) return dq_lib_fail(err, dq_fail(&e, DQ_ERR_NOMEM, "client: out of memory"), &e);
     dq_status st = dq_ordered_new(&c->o, url, &co, &e);

@@ -294,6 +294,8 @@ int distillq_worker_new(distillq_worker **out, const distillq_worker_config *cfg
     wc.service = pw->service;
     wc.capacity = cfg->capacity;
     wc.heartbeat_ms = cfg->heartbeat_ms;
+    wc.curve_server_cert = cfg->curve_server_cert;
+    wc.curve_cert = cfg->curve_cert;
     wc.max_batch = m->announce.max_batch;
     wc.log = cfg->quiet ? NULL : stderr;
     wc.log_name = "distillq-worker";

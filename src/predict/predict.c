@@ -4,7 +4,15 @@
  * The remote path is the ordered client (client/ordered.h, the same code
  * as libdistillq's client): at most K = inflight batches are outstanding
  * and results come back in dataset order whatever order the workers answer
- * in. Output
+ * in.
+ *
+ * Memory (issue 15): the first batch goes out alone; its reply gives the
+ * output sizes, from which K is lowered until K batches fit
+ * inflight_bytes, the client's ZMQ_MAXMSGSIZE is set to one batch's reply
+ * and every request says how many floats it expects, so a larger reply is
+ * refused before anything of it is copied. "Overloaded" and "timeout"
+ * replies are sent again by the ordered client until request_timeout_ms.
+ * Output
  * shapes come from the first reply (no model file needed); the same .npy
  * writer as the local path writes them.
  */
@@ -211,6 +219,9 @@ typedef struct {
     int n_want, logits;     /* logits: index in want, -1 if none */
     int ndim[S_MAX_WANT];
     int64_t shape[S_MAX_WANT][DQ_MSG_MAX_DIMS];
+    int K, K_max;           /* in flight: 1 until the first result, then by bytes */
+    int64_t inflight_bytes;
+    FILE *log;
     int64_t batch;
     bool have_teacher;
     dq_msg_teacher teacher;
@@ -235,6 +246,24 @@ static dq_status s_remote_shapes(s_remote *r, const dq_ordered_result *res, dq_e
         r->ndim[i] = o->ndim;
         memcpy(r->shape[i], o->shape, sizeof r->shape[i]);
     }
+    int64_t reply_floats = 0;
+    for (int i = 0; i < r->n_want; i++) {
+        int64_t per = 1;
+        for (int d = 1; d < r->ndim[i]; d++) per *= r->shape[i][d];
+        reply_floats += per;
+    }
+    const dq_dataset *ds = &r->p.ds;
+    int64_t per_batch = r->batch * (ds->c * ds->h * ds->w * 2 + reply_floats * 4);
+    int64_t k = r->inflight_bytes / (per_batch > 0 ? per_batch : 1);
+    r->K = (int)(k < 1 ? 1 : k < r->K_max ? k : r->K_max);
+    if (r->K < r->K_max && r->log)
+        fprintf(r->log, "teacher %s: %d batches in flight (a batch holds %lld bytes, "
+                "--inflight-bytes %lld)\n", service, r->K, (long long)per_batch,
+                (long long)r->inflight_bytes);
+    dq_ordered_set_reply_floats(r->client, reply_floats);
+    /* nothing in flight now (K was 1 and this was its batch) */
+    DQ_TRY(dq_client_set_max_msg_bytes(dq_ordered_client(r->client),
+                                       r->batch * reply_floats * 4 + DQ_CLIENT_REPLY_SLACK, err));
     if (r->logits >= 0 && r->ndim[r->logits] != 2) r->logits = -1;
     for (int i = 0; i < r->p.n_out; i++) {
         int64_t shape[DQ_MAX_DIMS];
@@ -315,10 +344,13 @@ static dq_status s_remote_predict(s_remote *r, const dq_predict_config *cfg, dq_
         r->want[r->n_want++] = "logits";
     }
     r->batch = cfg->batch > 0 ? cfg->batch : 128;
-    int K = cfg->inflight > 0 ? cfg->inflight : 16;
+    r->log = cfg->log;
+    r->K_max = cfg->inflight > 0 ? cfg->inflight : 16;
+    r->K = 1;
+    r->inflight_bytes = cfg->inflight_bytes > 0 ? cfg->inflight_bytes : (int64_t)256 << 20;
     dq_client_opts co;
     dq_client_opts_default(&co);
-    co.max_inflight = K;
+    co.max_inflight = r->K_max;
     co.request_timeout_ms = cfg->request_timeout_ms;
     co.log = cfg->log;
     co.name = cfg->client_name;
@@ -336,7 +368,7 @@ static dq_status s_remote_predict(s_remote *r, const dq_predict_config *cfg, dq_
     int64_t nb = (r->p.ds.n + r->batch - 1) / r->batch;
     int64_t next_send = 0, written = 0, correct = 0;
     while (written < nb) {
-        while (next_send < nb && dq_ordered_pending(r->client) < K)
+        while (next_send < nb && dq_ordered_pending(r->client) < r->K)
             DQ_TRY(s_remote_send(r, next_send++, err));
         const dq_ordered_result *res;
         dq_status st = dq_ordered_next(r->client, &res, 1000, err);
@@ -359,6 +391,10 @@ static dq_status s_remote_predict(s_remote *r, const dq_predict_config *cfg, dq_
                 "%llu duplicates dropped, %llu reconnects\n", dq_ordered_service(r->client),
                 r->teacher.model, r->teacher.sha256, (long long)nb, (unsigned long long)k.resent,
                 (unsigned long long)k.duplicates, (unsigned long long)k.reconnects);
+        if (dq_ordered_retries(r->client))
+            fprintf(cfg->log, "teacher %s: %llu batches sent again after overloaded or "
+                    "timeout replies\n", dq_ordered_service(r->client),
+                    (unsigned long long)dq_ordered_retries(r->client));
         if (r->logits >= 0 && r->p.ds.labels)
             fprintf(cfg->log, "accuracy %.2f%% (%lld/%lld)\n", 100.0 * (double)correct /
                     (double)r->p.ds.n, (long long)correct, (long long)r->p.ds.n);

@@ -397,6 +397,19 @@ dq_status dq_msg_encode_heartbeat(dq_msg_buf *buf, uint64_t epoch, dq_err *err)
     return s_done(&e, start, err);
 }
 
+dq_status dq_msg_encode_heartbeat_interval(dq_msg_buf *buf, uint64_t epoch,
+                                           uint32_t interval_ms, dq_err *err)
+{
+    if (interval_ms == 0) return dq_msg_encode_heartbeat(buf, epoch, err);
+    size_t start = buf->len;
+    s_enc e;
+    s_enc_init(&e, buf);
+    s_head(&e, DQ_MSG_HEARTBEAT, 2);
+    s_ku64(&e, "epoch", epoch);
+    s_ku64(&e, "interval_ms", interval_ms);
+    return s_done(&e, start, err);
+}
+
 dq_status dq_msg_encode_simple(dq_msg_buf *buf, dq_msg_type type, dq_err *err)
 {
     if (type != DQ_MSG_DRAIN && type != DQ_MSG_GOODBYE && type != DQ_MSG_REANNOUNCE)
@@ -466,7 +479,9 @@ dq_status dq_msg_encode(dq_msg_buf *buf, const dq_msg *m, dq_err *err)
     case DQ_MSG_REQUEST: return dq_msg_encode_request(buf, &m->u.request, err);
     case DQ_MSG_REPLY: return dq_msg_encode_reply(buf, &m->u.reply, err);
     case DQ_MSG_READY: return dq_msg_encode_ready(buf, &m->u.ready, err);
-    case DQ_MSG_HEARTBEAT: return dq_msg_encode_heartbeat(buf, m->u.heartbeat.epoch, err);
+    case DQ_MSG_HEARTBEAT:
+        return dq_msg_encode_heartbeat_interval(buf, m->u.heartbeat.epoch,
+                                                m->u.heartbeat.interval_ms, err);
     case DQ_MSG_DRAIN:
     case DQ_MSG_GOODBYE:
     case DQ_MSG_REANNOUNCE: return dq_msg_encode_simple(buf, m->type, err);

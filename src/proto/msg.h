@@ -137,6 +137,7 @@ typedef struct {
 
 typedef struct {
     uint64_t epoch;   /* sender's instance id (broker: random per start); 0 if none */
+    uint32_t interval_ms; /* optional "interval_ms": the broker's --heartbeat-ms; 0 if none */
 } dq_msg_heartbeat;
 
 typedef struct {
@@ -208,6 +209,9 @@ dq_status dq_msg_encode_request(dq_msg_buf *buf, const dq_msg_request *r, dq_err
 dq_status dq_msg_encode_reply(dq_msg_buf *buf, const dq_msg_reply *r, dq_err *err);
 dq_status dq_msg_encode_ready(dq_msg_buf *buf, const dq_msg_ready *r, dq_err *err);
 dq_status dq_msg_encode_heartbeat(dq_msg_buf *buf, uint64_t epoch, dq_err *err);
+/* A heartbeat that also tells the sender's heartbeat interval (the broker's). */
+dq_status dq_msg_encode_heartbeat_interval(dq_msg_buf *buf, uint64_t epoch,
+                                           uint32_t interval_ms, dq_err *err);
 /* DRAIN, GOODBYE or REANNOUNCE (no fields). */
 dq_status dq_msg_encode_simple(dq_msg_buf *buf, dq_msg_type type, dq_err *err);
 dq_status dq_msg_encode_disconnect(dq_msg_buf *buf, const char *reason, bool retry,

@@ -513,8 +513,17 @@ dq_status dq_msg_decode(dq_msg_decoder_t *dec, const void *buf, size_t len, dq_m
     case DQ_MSG_REPLY: return s_reply(&root, &out->u.reply, err);
     case DQ_MSG_READY: return s_ready(&root, &out->u.ready, err);
     case DQ_MSG_HEARTBEAT:
+    {
         out->u.heartbeat.epoch = 0;
-        return s_u64(&root, "heartbeat", "epoch", false, &out->u.heartbeat.epoch, err);
+        out->u.heartbeat.interval_ms = 0;
+        uint64_t iv = 0;
+        DQ_TRY(s_u64(&root, "heartbeat", "epoch", false, &out->u.heartbeat.epoch, err));
+        DQ_TRY(s_u64(&root, "heartbeat", "interval_ms", false, &iv, err));
+        if (iv > 3600000)
+            return dq_fail(err, DQ_ERR_PROTO, "heartbeat: 'interval_ms' must be at most 3600000");
+        out->u.heartbeat.interval_ms = (uint32_t)iv;
+        return DQ_OK;
+    }
     case DQ_MSG_DRAIN:
     case DQ_MSG_GOODBYE:
     case DQ_MSG_REANNOUNCE: return DQ_OK;

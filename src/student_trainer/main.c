@@ -164,6 +164,9 @@ static int s_main(int argc, char **argv, dq_dist_t *dist)
         DQ_OPT_I64("inflight", "K", &cfg.inflight, 1, 1024,
                    "batches kept at the teacher service (default: what keeps\n"
                    "the workers busy at the measured round trip)"),
+        DQ_OPT_I64("inflight-bytes", "B", &cfg.inflight_bytes, 1024, 1LL << 40,
+                   "...fewer if those batches would hold more than B bytes\n"
+                   "(inputs, request copies, teacher outputs; 268435456)"),
         DQ_OPT_I64("teacher-timeout-ms", "T", &cfg.teacher_timeout_ms, 100, INT32_MAX,
                    "stop (after saving) when unserved this long (60000)"),
         DQ_OPT_FLAG("allow-teacher-change", &cfg.allow_teacher_change,

@@ -54,6 +54,8 @@ typedef struct {
     const char *teachers[DQ_SOURCE_MAX_TEACHERS]; /* local: "M:W"; service: URL */
     float weights[DQ_SOURCE_MAX_TEACHERS];        /* ensemble weights (sum normalised) */
     int64_t inflight;                   /* service: batches kept at the teachers */
+    int64_t inflight_bytes;             /* service: bound on what those batches hold
+                                         * (inputs, request copies, outputs); 0: 256 MiB */
     int64_t timeout_ms;                 /* service: give up after this long unserved */
     bool allow_teacher_change;          /* service */
     const char *client_name;            /* service: fair-sharing name (NULL: none) */

@@ -12,6 +12,13 @@
  * batch this source ever sent, so ids stay unique across epochs and restarts
  * of the epoch (start()).
  *
+ * Memory (issue 15): a batch at the teachers holds its pixels, one encoded
+ * copy per teacher (the client keeps it for resends) and its outputs per
+ * teacher and blended; K is lowered until K + 1 slots fit inflight_bytes.
+ * After the probe every reply's size is known: the clients' ZMQ_MAXMSGSIZE
+ * is lowered to it and each request says how many floats it expects, so a
+ * larger reply is refused before anything of it is copied.
+ *
  * Faults: the client library resends on broker restarts and drops duplicate
  * replies; this file retries "overloaded" and "unknown service" (workers not
  * back yet after a broker restart) with backoff, and gives up with
@@ -90,6 +97,7 @@ static dq_status s_send(s_service *sv, s_slot *s, int t, dq_err *err)
         .data = s->b.pix,
         .n_outputs = 1,
         .outputs = outs,
+        .reply_floats = sv->base.tshape.floats,
     };
     return dq_client_send(sv->clients[t], &r, err);
 }
@@ -452,16 +460,32 @@ dq_status dq_source_service_new(dq_source_t **out, const dq_source_config *cfg, 
         if (st == DQ_OK) st = s_probe(sv, t, err);
     }
     /* K batches at the teachers: what keeps the pool busy at the measured
-     * round trip (inflight_rule.h), unless given. */
+     * round trip (inflight_rule.h), unless given; fewer when K + 1 slots
+     * would hold more than inflight_bytes. */
+    const dq_dataset *ds = cfg->train;
+    size_t sz = (size_t)ds->c * (size_t)ds->h * (size_t)ds->w;
+    size_t tf = (size_t)(cfg->batch * sv->base.tshape.floats);
+    int64_t max_reply = (int64_t)(tf * sizeof(float)) + DQ_CLIENT_REPLY_SLACK;
+    int64_t per_slot = (int64_t)((size_t)cfg->batch * (sz * (size_t)(1 + cfg->n_teachers) +
+                                                       sizeof(int32_t)) +
+                                 tf * sizeof(float) * (size_t)(1 + cfg->n_teachers));
+    int64_t budget = cfg->inflight_bytes > 0 ? cfg->inflight_bytes : (int64_t)256 << 20;
     sv->K = cfg->inflight > 0 ? cfg->inflight : sv->auto_K > 0 ? sv->auto_K : 8;
+    if ((sv->K + 1) * per_slot > budget) {
+        int64_t k = budget / per_slot - 1;
+        sv->K = k < 1 ? 1 : k;
+        if (cfg->log)
+            fprintf(cfg->log, "teacher service: %lld batches in flight (a batch holds %lld "
+                    "bytes, --inflight-bytes %lld)\n", (long long)sv->K, (long long)per_slot,
+                    (long long)budget);
+    }
+    for (int t = 0; t < cfg->n_teachers && st == DQ_OK; t++)
+        st = dq_client_set_max_msg_bytes(sv->clients[t], max_reply, err);
     sv->nslots = sv->K + 1;
     if (st == DQ_OK) {
         sv->slots = calloc((size_t)sv->nslots, sizeof *sv->slots);
         if (!sv->slots) st = dq_fail(err, DQ_ERR_NOMEM, "source: out of memory");
     }
-    const dq_dataset *ds = cfg->train;
-    size_t sz = (size_t)ds->c * (size_t)ds->h * (size_t)ds->w;
-    size_t tf = (size_t)(cfg->batch * sv->base.tshape.floats);
     for (int64_t i = 0; st == DQ_OK && i < sv->nslots; i++) {
         s_slot *s = &sv->slots[i];
         s->index = -1;

@@ -128,6 +128,7 @@ static dq_status s_open_source(s_trainer *t, dq_err *err)
     sc.augment = cfg->augment;
     sc.output = dq_recipe_teacher_output(&cfg->recipe);
     sc.inflight = cfg->inflight;
+    sc.inflight_bytes = cfg->inflight_bytes;
     sc.client_name = cfg->client_name;
     sc.curve_server_cert = cfg->curve_server_cert;
     sc.curve_cert = cfg->curve_cert;
@@ -394,10 +395,12 @@ static dq_status s_run(s_trainer *t, dq_err *err)
                  (long long)cfg->epochs);
         dq_progress prog;
         dq_progress_start(&prog, log, label, t->train.n);
-        double t0 = dq_now() - t->st.seconds;
+        double t0 = dq_now() - t->st.seconds, wait_s = 0;
         for (int64_t b = t->st.batch_in_epoch; b < nb; b++) {
             dq_train_batch *batch = NULL;
+            double w0 = dq_now();
             dq_status st = t->source->next(t->source, &batch, err);
+            wait_s += dq_now() - w0;
             int64_t first = b * cfg->batch;
             int64_t n = t->train.n - first < cfg->batch ? t->train.n - first : cfg->batch;
             bool stop = false;
@@ -459,6 +462,7 @@ static dq_status s_run(s_trainer *t, dq_err *err)
         dq_epoch_metrics em = {0};
         em.epoch = t->st.epoch + 1;
         em.seconds = secs;
+        em.teacher_wait_s = wait_s;
         em.train_samples = t->st.seen;
         em.train_loss = t->st.loss_sum / (double)t->st.seen;
         em.train_acc = (double)t->st.correct / (double)t->st.seen;

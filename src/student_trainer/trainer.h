@@ -57,6 +57,7 @@ typedef struct {
     const char *replay_dir;              /* --replay DIR (offline, LMDB cache) */
     const char *replay_teacher;          /* sha256 (prefix) when the cache has several */
     int64_t inflight;                    /* batches kept at the teacher service */
+    int64_t inflight_bytes;              /* ... and the bytes they may hold (0: 256 MiB) */
     int64_t teacher_timeout_ms;          /* service unavailable this long: stop */
     bool allow_teacher_change;
     const char *client_name;             /* --client-name: fair-sharing name at the broker */

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "cli/opts.h"
+#include "metrics/httpd.h"
 #include "teacher_worker/teacher.h"
 #include "model/onnx_import.h"
 #include "teacher_worker/worker.h"
@@ -50,6 +51,11 @@ static void s_usage(FILE *f, const dq_opt *opts, int n)
 "A second signal leaves at once (the broker requeues what was held).\n");
 }
 
+static void s_publish(void *ctx, const char *text, size_t len)
+{
+    dq_metrics_http_publish(ctx, text, len);
+}
+
 int main(int argc, char **argv)
 {
     dq_worker_config cfg;
@@ -58,7 +64,8 @@ int main(int argc, char **argv)
     int64_t threads = 1, capacity = 0; /* 0: the default for the device */
     dq_err err = {{0}};
     dq_status st = DQ_OK;
-    const char *device = NULL;
+    const char *device = NULL, *metrics_addr = NULL;
+    dq_metrics_http_t *http = NULL;
     const dq_opt opts[] = {
         DQ_OPT_STR("broker", "ENDPOINT", &cfg.broker,
                    "broker backend, e.g. tcp://127.0.0.1:5556 or ipc:///tmp/dq-be"),
@@ -82,6 +89,8 @@ int main(int argc, char **argv)
                     "samples (dynamic batching; replies are unchanged)"),
         DQ_OPT_I64("max-batch", "N", &cfg.max_batch, 1, 1 << 20,
                    "largest batch accepted (default " S_STR(DQ_TEACHER_DEFAULT_MAX_BATCH) ")"),
+        DQ_OPT_STR("metrics", "HOST:PORT", &metrics_addr,
+                   "serve Prometheus metrics at http://HOST:PORT/metrics"),
         DQ_OPT_I64("max-failed-forwards", "N", &cfg.max_failures, 1, 1 << 20,
                    "leave (held requests requeued) and exit 3 after N\n"
                    "forwards in a row failed (default 3)"),
@@ -146,10 +155,19 @@ int main(int argc, char **argv)
     sigaction(SIGTERM, &sa, NULL);
     cfg.stop = &s_stop;
 
+    if (metrics_addr && dq_metrics_http_start(&http, metrics_addr, &err) != DQ_OK) {
+        fprintf(stderr, "distillq-teacher: %s\n", err.msg);
+        return 1;
+    }
+    if (http) {
+        cfg.metrics_publish = s_publish;
+        cfg.metrics_ctx = http;
+    }
     dq_worker_t *w = NULL;
     st = dq_worker_new(&w, &cfg, &err);
     if (st == DQ_OK) st = dq_worker_run(w, &err);
     dq_worker_destroy(&w);
+    dq_metrics_http_stop(&http);
     if (st != DQ_OK) {
         fprintf(stderr, "distillq-teacher: %s: %s\n", dq_strerror(st), err.msg);
         return st == DQ_ERR_DEVICE ? 3 : st == DQ_ERR_AUTH ? 4 : 1;

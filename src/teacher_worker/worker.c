@@ -64,6 +64,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "metrics/prom.h"
 #include "proto/curve.h"
 #include "proto/msg.h"
 #include "proto/wire.h"
@@ -120,6 +121,12 @@ struct dq_worker {
     /* set by the compute thread (lost_err first) when the model is lost */
     atomic_bool lost;
     dq_err lost_err;
+    /* metrics (cfg.metrics_publish): forward times, observed by the compute
+     * thread under hand_mu; the page, built on the I/O thread */
+    dq_prom_hist fwd;
+    uint64_t forwards;
+    dq_prom prom;
+    int64_t last_metrics;
 };
 
 /* ---- small helpers --------------------------------------------------------------- */
@@ -174,7 +181,11 @@ static void s_compute_many(dq_worker_t *w)
         reqs[j] = &w->hand[j].req;
     }
     dq_err err = {{0}};
-    if (w->model.serve(w->model.ctx, reqs, k, w->hbufs, &err) != DQ_OK)
+    double t0 = dq_clock_now_s();
+    dq_status st = w->model.serve(w->model.ctx, reqs, k, w->hbufs, &err);
+    dq_prom_hist_observe(&w->fwd, dq_clock_now_s() - t0);
+    w->forwards++;
+    if (st != DQ_OK)
         for (int j = 0; j < k; j++) w->hbufs[j].len = 0; /* the I/O thread answers */
     if (w->model.lost && w->model.lost(w->model.ctx, &w->lost_err) != DQ_OK)
         atomic_store(&w->lost, true);
@@ -533,6 +544,12 @@ static dq_status s_on_broker(dq_worker_t *w, dq_wire_parts *p, dq_err *err)
     if (m.type != DQ_MSG_DISCONNECT) w->backoff_ms = S_BACKOFF_MIN_MS; /* accepted */
     switch (m.type) {
     case DQ_MSG_HEARTBEAT:
+        /* The broker tells its interval: heartbeat and judge it at that pace
+         * (its liveness x interval is what it judges us by). */
+        if (m.u.heartbeat.interval_ms && (int)m.u.heartbeat.interval_ms != w->cfg.heartbeat_ms) {
+            s_log(w, "heartbeat interval %d ms, as the broker's", (int)m.u.heartbeat.interval_ms);
+            w->cfg.heartbeat_ms = (int)m.u.heartbeat.interval_ms;
+        }
         return DQ_OK;
     case DQ_MSG_DRAIN:
         /* The broker's acknowledgement: no new request is on its way. */
@@ -584,6 +601,43 @@ static int64_t s_min64(int64_t a, int64_t b)
     return a < b ? a : b;
 }
 
+/* The /metrics page: the I/O thread's counters, and the compute thread's
+ * forward-time histogram copied under hand_mu. */
+static void s_metrics(dq_worker_t *w)
+{
+    dq_prom *p = &w->prom;
+    char lab[256];
+    dq_prom_reset(p);
+    pthread_mutex_lock(&w->hand_mu);
+    dq_prom_hist fwd = w->fwd;
+    uint64_t forwards = w->forwards;
+    pthread_mutex_unlock(&w->hand_mu);
+    dq_prom_labels(lab, sizeof lab, 1, "service", w->cfg.service);
+    dq_prom_family(p, "distillq_worker_forward_seconds", "histogram",
+                   "Time of one compute hand-off (merged requests: one forward).");
+    dq_prom_hist_write(p, "distillq_worker_forward_seconds", lab, &fwd);
+    dq_prom_family(p, "distillq_worker_forwards_total", "counter", "Compute hand-offs.");
+    dq_prom_sample(p, "distillq_worker_forwards_total", lab, (double)forwards);
+    dq_prom_family(p, "distillq_worker_requests_total", "counter",
+                   "Requests by outcome: replied (the model's reply sent), rejected (an error "
+                   "reply by the worker), stale (dropped: broker gone or worker unhealthy).");
+    static const char *const outcomes[3] = {"replied", "rejected", "stale"};
+    const uint64_t counts[3] = {w->served, w->rejected, w->stale};
+    for (int i = 0; i < 3; i++) {
+        dq_prom_labels(lab, sizeof lab, 2, "service", w->cfg.service, "outcome", outcomes[i]);
+        dq_prom_sample(p, "distillq_worker_requests_total", lab, (double)counts[i]);
+    }
+    dq_prom_labels(lab, sizeof lab, 1, "service", w->cfg.service);
+    dq_prom_family(p, "distillq_worker_held", "gauge", "Requests the worker holds now.");
+    dq_prom_sample(p, "distillq_worker_held", lab, s_held(w));
+    dq_prom_family(p, "distillq_worker_capacity", "gauge", "Requests the worker may hold.");
+    dq_prom_sample(p, "distillq_worker_capacity", lab, w->cfg.capacity);
+    dq_prom_family(p, "distillq_worker_connected", "gauge",
+                   "1 while joined to a broker (not draining), else 0.");
+    dq_prom_sample(p, "distillq_worker_connected", lab, w->sock && !w->draining ? 1 : 0);
+    if (!p->oom) w->cfg.metrics_publish(w->cfg.metrics_ctx, p->data, p->len);
+}
+
 /* One poll round: waits for the broker, the compute thread or a timer. */
 static dq_status s_step(dq_worker_t *w, dq_err *err)
 {
@@ -620,6 +674,10 @@ static dq_status s_step(dq_worker_t *w, dq_err *err)
         s_drop(w, why);
     }
     if (!w->sock && now >= w->reconnect_at) DQ_TRY(s_join(w, "re-join", err));
+    if (w->cfg.metrics_publish && now - w->last_metrics >= hb) {
+        s_metrics(w);
+        w->last_metrics = now;
+    }
     if (w->sock && now - w->last_hb >= hb) {
         dq_err e2;
         if (s_send_simple(w, DQ_MSG_HEARTBEAT, &e2) == DQ_OK) w->last_hb = now;
@@ -696,6 +754,7 @@ dq_status dq_worker_new_model(dq_worker_t **out, const dq_worker_config *cfg,
     w->model = *model;
     w->backoff_ms = S_BACKOFF_MIN_MS;
     atomic_init(&w->lost, false);
+    dq_prom_hist_init_seconds(&w->fwd);
     dq_status st = DQ_OK;
     w->queue = calloc((size_t)cfg->capacity, sizeof *w->queue);
     if (!w->queue) st = dq_fail(err, DQ_ERR_NOMEM, "worker: capacity %d: out of memory",
@@ -742,6 +801,7 @@ void dq_worker_destroy(dq_worker_t **p)
     dq_msg_buf_free(&w->buf);
     for (int i = 0; w->hbufs && i < w->cfg.capacity; i++) dq_msg_buf_free(&w->hbufs[i]);
     free(w->hbufs);
+    dq_prom_free(&w->prom);
     free(w->hand);
     if (w->hand_mu_up) pthread_mutex_destroy(&w->hand_mu);
     if (w->model.destroy) w->model.destroy(w->model.ctx);

@@ -64,6 +64,10 @@ typedef struct {
     int liveness;                /* broker dead after liveness x heartbeat of silence (3) */
     int64_t max_batch;           /* largest batch accepted (0: DQ_TEACHER_DEFAULT_MAX_BATCH) */
     int64_t max_forward;         /* samples per forward (0: DQ_TEACHER_DEFAULT_MAX_FORWARD) */
+    /* --metrics: called on the I/O thread about once a heartbeat with the
+     * worker's /metrics page (Prometheus text); NULL: none */
+    void (*metrics_publish)(void *ctx, const char *text, size_t len);
+    void *metrics_ctx;
     int64_t max_failures;        /* failed forwards in a row before the worker leaves and
                                   * exits non-zero (0: DQ_TEACHER_DEFAULT_MAX_FAILURES) */
     int delay_ms;                /* test hook: sleep this long before each forward (0) */

@@ -215,3 +215,31 @@ def test_serve_callable_and_error_reply(procs):
         w.stop(1)
         assert w.join(10)
         w.close()
+
+
+def test_long_python_forward_keeps_heartbeating(procs):
+    """A forward of 700 ms against a broker that declares a worker dead after
+    300 ms of silence: the library's I/O thread heartbeats meanwhile (the
+    forward runs on its compute thread), so nothing dies or is requeued."""
+    svc = Service(procs)
+
+    def slow(x):
+        time.sleep(0.7)
+        return {"s": x.sum(axis=(1, 2, 3)).reshape(-1, 1)}
+
+    w = distillq.Worker(slow, broker=svc.be, service="slow", input_shape=(1, 2, 2),
+                        outputs={"s": [1]}, quiet=True, heartbeat_ms=100, capacity=1).start()
+    try:
+        assert wait_until(10, lambda: svc.workers("slow") == 1)
+        t = distillq.Teacher(svc.url("slow"), inflight=2)
+        xs = [np.full((1, 1, 2, 2), k, np.float32) for k in range(3)]
+        outs = [out["s"][0, 0] for _, out in t.map(xs, outputs=("s",))]
+        assert outs == [0.0, 4.0, 8.0]
+        st = svc.stats()
+        s = [x for x in st["services"] if x["name"] == "slow"][0]
+        assert s["requeues"] == 0 and len(s["workers"]) == 1
+        assert "died" not in procs.log(svc.broker)
+    finally:
+        w.stop(1)
+        assert w.join(10)
+        w.close()
