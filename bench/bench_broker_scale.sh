@@ -55,7 +55,7 @@ start_pool() { # W
   bpid=$!; pids+=("$bpid")
   wk=()
   for _ in $(seq 1 "$1"); do start_worker; wk+=("$wpid"); done
-  for _ in $(seq 1 300); do
+  for _ in $(seq 1 600); do
     [ "$(num "$("$bin/distillq-broker" --stats "tcp://127.0.0.1:$fe" 2>/dev/null)" workers)" = "$1" ] && return 0
     sleep 0.1
   done
