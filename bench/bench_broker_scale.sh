@@ -48,11 +48,15 @@ start_worker() { # sets wpid
     --capacity 2 "${hb[@]}" < /dev/null >> "$tmp/workers.log" 2>&1 &
   wpid=$!; pids+=("$wpid")
 }
+port_free() { ! (exec 3<> "/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 start_pool() { # W
+  while ! port_free "$port" || ! port_free $((port + 1)); do port=$((port + 2)); done
   fe=$port be=$((port + 1)); port=$((port + 2))
   "$bin/distillq-broker" --frontend "tcp://127.0.0.1:$fe" --backend "tcp://127.0.0.1:$be" \
     "${hb[@]}" > "$tmp/broker.log" 2>&1 &
   bpid=$!; pids+=("$bpid")
+  sleep 0.3
+  kill -0 "$bpid" 2>/dev/null || { echo "bench_broker_scale: broker failed: $(cat "$tmp/broker.log")" >&2; return 1; }
   wk=()
   for _ in $(seq 1 "$1"); do start_worker; wk+=("$wpid"); done
   for _ in $(seq 1 600); do
@@ -97,7 +101,8 @@ for w in $ws; do
   stop_pool
 done
 
-# chaos: 10 % of 20 workers SIGKILLed and restarted every cper seconds
+# chaos: 10 % of 20 workers SIGKILLed and restarted every cper seconds (0 s: skip)
+[ "$csecs" -gt 0 ] || { echo "# load average: $(cut -d' ' -f1-3 /proc/loadavg)"; exit 0; }
 start_pool 20 || exit 1
 "$bin/bench/svc_load" --endpoint "tcp://127.0.0.1:$fe" --data "$data" --clients 32 \
   --seconds "$csecs" > "$tmp/chaos.json" 2>&1 &

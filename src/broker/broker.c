@@ -517,6 +517,7 @@ dq_status dq_broker_new(dq_broker_t **out, const dq_broker_config *cfg, dq_err *
         if (!b->workers || !b->services || !b->flows)
             st = dq_fail(err, DQ_ERR_NOMEM, "broker: cannot allocate the worker table");
     }
+    if (!st) st = dq_bwindex_init(b, err);
     if (!st) st = dq_msg_decoder_new(&b->dec, err);
     /* Both sockets get this one: it tells the epoch and our interval. */
     if (!st) st = dq_msg_encode_heartbeat_interval(&b->hb, b->epoch, (uint32_t)cfg->heartbeat_ms,
@@ -561,6 +562,7 @@ void dq_broker_destroy(dq_broker_t **p)
     dq_msg_buf_free(&b->json);
     dq_prom_free(&b->prom);
     free(b->workers);
+    dq_bwindex_free(b);
     free(b->services);
     free(b->flows);
     free(b);

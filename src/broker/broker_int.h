@@ -114,6 +114,8 @@ struct dq_broker {
     uint32_t hash_mask;
 
     dq_bworker *workers;
+    int32_t *widx;            /* routing id -> worker slot (worker_index.c), -1: empty */
+    uint32_t widx_mask;
     dq_bservice *services;
     dq_bflow *flows;          /* cfg.max_clients */
     int32_t flow_hi;          /* 1 + highest used flow slot */
@@ -212,6 +214,12 @@ void dq_broker_log(dq_broker_t *b, const char *fmt, ...) __attribute__((format(p
 /* ---- workers.c ---- */
 /* The live worker with routing id (id, len), or -1. */
 int32_t dq_broker_find_worker(const dq_broker_t *b, const uint8_t *id, size_t len);
+/* worker_index.c: the routing id index behind dq_broker_find_worker; put
+ * after a worker's id is set, del before its slot is freed. */
+dq_status dq_bwindex_init(dq_broker_t *b, dq_err *err);
+void dq_bwindex_free(dq_broker_t *b);
+void dq_bwindex_put(dq_broker_t *b, int32_t w);
+void dq_bwindex_del(dq_broker_t *b, int32_t w);
 /* Sends [id][body] on the backend without blocking; a failure is counted
  * (n_worker_send_failed), the worker's death is left to the liveness check. */
 void dq_broker_send_worker(dq_broker_t *b, const uint8_t *id, size_t len, const void *body,

@@ -19,15 +19,6 @@
 
 static void s_service_limits(dq_broker_t *b, int32_t svc);
 
-int32_t dq_broker_find_worker(const dq_broker_t *b, const uint8_t *id, size_t len)
-{
-    for (int32_t i = 0; i < b->worker_hi; i++) {
-        const dq_bworker *w = &b->workers[i];
-        if (w->used && w->id_len == len && memcmp(w->id, id, len) == 0) return i;
-    }
-    return -1;
-}
-
 void dq_broker_send_worker(dq_broker_t *b, const uint8_t *id, size_t len, const void *body,
                            size_t body_len)
 {
@@ -74,6 +65,7 @@ void dq_broker_remove_worker(dq_broker_t *b, int32_t w, const char *why, int64_t
     }
     wk->requeues += (uint64_t)n;
     s->requeues += (uint64_t)n;
+    dq_bwindex_del(b, w);
     wk->used = false;
     wk->in_flight = 0;
     while (b->worker_hi > 0 && !b->workers[b->worker_hi - 1].used) b->worker_hi--;
@@ -197,6 +189,7 @@ int32_t dq_broker_add_worker(dq_broker_t *b, int32_t svc, const uint8_t *id, siz
     wk->used = true;
     wk->id_len = (uint8_t)len;
     memcpy(wk->id, id, len);
+    dq_bwindex_put(b, slot);
     memcpy(wk->id_hex, hex, sizeof wk->id_hex);
     snprintf(wk->name, sizeof wk->name, "%s", name ? name : "");
     wk->service = svc;
