@@ -24,15 +24,29 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <zmq.h>
 
 #include "broker/broker.h"
+#include "proto/curve.h"
 #include "proto/msg.h"
 #include "proto/wire.h"
 
-enum { M_DIRECT, M_PROXY, M_BROKER };
-static const char *const s_mode_names[] = {"direct", "zmq_proxy", "distillq-broker"};
+enum { M_DIRECT, M_PROXY, M_BROKER, M_CURVE, M_COUNT };
+static const char *const s_mode_names[] = {"direct", "zmq_proxy", "distillq-broker",
+                                           "broker+CURVE"};
+
+/* CURVE keys of the broker+CURVE mode (issue 12): made once in the run's
+ * directory with dq_curve_keygen; the worker over tcp only. */
+typedef struct {
+    char server_pub[512], server_sec[512], student_sec[600], worker_sec[600];
+    char students[256], workers[256];
+    dq_curve_cert server;
+    dq_curve_allow allow_students, allow_workers;
+    dq_broker_curve bc;
+} s_keys;
+static s_keys s_k;
 
 #define N_IMG 128
 #define IMG 784
@@ -78,6 +92,9 @@ static void *s_worker(void *argp)
     void *s = zmq_socket(ctx, a->mode == M_DIRECT ? ZMQ_ROUTER : ZMQ_DEALER);
     int zero = 0;
     zmq_setsockopt(s, ZMQ_LINGER, &zero, sizeof zero);
+    if (a->mode == M_CURVE &&
+        dq_curve_client_apply(s, s_k.server_pub, s_k.worker_sec, 0, NULL) != DQ_OK)
+        exit(1);
     int rc = a->mode == M_DIRECT ? zmq_bind(s, a->endpoint) : zmq_connect(s, a->endpoint);
     if (rc != 0) {
         fprintf(stderr, "bench worker: %s: %s\n", a->endpoint, zmq_strerror(zmq_errno()));
@@ -102,7 +119,7 @@ static void *s_worker(void *argp)
     snprintf(rep->teacher.service, sizeof rep->teacher.service, "bench");
     snprintf(rep->teacher.model, sizeof rep->teacher.model, "echo");
     memset(rep->teacher.sha256, 'a', DQ_MSG_SHA256_HEX);
-    if (a->mode == M_BROKER) s_send_ready(s, &buf);
+    if (a->mode >= M_BROKER) s_send_ready(s, &buf);
     atomic_store(&a->ready, 1);
     double next_hb = s_now_us() + 1e6;
     while (!atomic_load(&a->stop)) {
@@ -124,7 +141,7 @@ static void *s_worker(void *argp)
             }
             dq_wire_parts_close(&p);
         }
-        if (a->mode == M_BROKER && s_now_us() >= next_hb) {
+        if (a->mode >= M_BROKER && s_now_us() >= next_hb) {
             dq_msg_buf_reset(&buf);
             dq_msg_encode_heartbeat(&buf, 0, NULL);
             zmq_send(s, buf.data, buf.len, 0);
@@ -189,10 +206,13 @@ typedef struct {
     double rps, mbps, p50, p99;
 } s_result;
 
-static int s_client(const char *ep, int inflight, int warmup, int total, s_result *res)
+static int s_client(const char *ep, bool curve, int inflight, int warmup, int total,
+                    s_result *res)
 {
     void *ctx = zmq_ctx_new(), *s = NULL;
-    if (dq_wire_dealer_new(&s, ctx, ep, NULL, NULL) != DQ_OK) return -1;
+    dq_wire_opts o = {0};
+    if (curve) o.curve_server_cert = s_k.server_pub, o.curve_cert = s_k.student_sec;
+    if (dq_wire_dealer_new(&s, ctx, ep, &o, NULL) != DQ_OK) return -1;
     dq_msg_decoder_t *dec = NULL;
     dq_msg_buf req;
     dq_msg_buf_init(&req);
@@ -277,6 +297,7 @@ static int s_run(int mode, bool worker_ipc, const char *dir, int port, int warmu
     } else {
         snprintf(wa.endpoint, sizeof wa.endpoint, "%s", mid.be);
         mid.ctx = zmq_ctx_new();
+        if (mode == M_CURVE) zmq_ctx_set(mid.ctx, ZMQ_IO_THREADS, 2); /* as distillq-broker does */
         if (mode == M_PROXY) {
             mid.control = zmq_socket(mid.ctx, ZMQ_PAIR);
             zmq_bind(mid.control, "inproc://bench-control");
@@ -285,6 +306,7 @@ static int s_run(int mode, bool worker_ipc, const char *dir, int port, int warmu
             dq_broker_config cfg;
             dq_broker_config_defaults(&cfg);
             cfg.frontend = mid.fe, cfg.backend = mid.be, cfg.zmq_ctx = mid.ctx;
+            if (mode == M_CURVE) cfg.curve = &s_k.bc;
             dq_err err = {{0}};
             if (dq_broker_new(&mid.broker, &cfg, &err) != DQ_OK) {
                 fprintf(stderr, "bench: %s\n", err.msg);
@@ -296,15 +318,16 @@ static int s_run(int mode, bool worker_ipc, const char *dir, int port, int warmu
     pthread_create(&tw, NULL, s_worker, &wa);
     while (!atomic_load(&wa.ready)) usleep(1000);
     usleep(100000); /* connections up, the worker announced */
-    int rc = s_client(client_ep, 1, warmup, total / 2, &res[0]);
-    if (!rc) rc = s_client(client_ep, 16, warmup, total, &res[1]);
+    bool curve = mode == M_CURVE;
+    int rc = s_client(client_ep, curve, 1, warmup, total / 2, &res[0]);
+    if (!rc) rc = s_client(client_ep, curve, 16, warmup, total, &res[1]);
     atomic_store(&wa.stop, 1);
     pthread_join(tw, NULL);
     if (mode == M_PROXY) {
         zmq_send(mid.control, "TERMINATE", 9, 0);
         pthread_join(tm, NULL);
         zmq_close(mid.control);
-    } else if (mode == M_BROKER) {
+    } else if (mode == M_BROKER || mode == M_CURVE) {
         mid.stop = 1;
         pthread_join(tm, NULL);
         dq_broker_destroy(&mid.broker);
@@ -312,6 +335,34 @@ static int s_run(int mode, bool worker_ipc, const char *dir, int port, int warmu
     if (mid.ctx) zmq_ctx_term(mid.ctx);
     if (worker_ipc) unlink(mid.be + strlen("ipc://"));
     return rc;
+}
+
+/* Keys for the CURVE mode: broker, one student, one worker. */
+static int s_make_keys(const char *dir)
+{
+    dq_err err = {{0}};
+    char p[520];
+    snprintf(s_k.students, sizeof s_k.students, "%s/students", dir);
+    snprintf(s_k.workers, sizeof s_k.workers, "%s/workers", dir);
+    if (mkdir(s_k.students, 0700) || mkdir(s_k.workers, 0700)) return -1;
+    snprintf(s_k.server_pub, sizeof s_k.server_pub, "%s/broker", dir);
+    snprintf(s_k.server_sec, sizeof s_k.server_sec, "%s/broker_secret", dir);
+    snprintf(p, sizeof p, "%s/student", s_k.students);
+    snprintf(s_k.student_sec, sizeof s_k.student_sec, "%s_secret", p);
+    if (dq_curve_keygen(s_k.server_pub, &err) || dq_curve_keygen(p, &err)) goto fail;
+    snprintf(p, sizeof p, "%s/worker", s_k.workers);
+    snprintf(s_k.worker_sec, sizeof s_k.worker_sec, "%s_secret", p);
+    if (dq_curve_keygen(p, &err) || dq_curve_cert_load(&s_k.server, s_k.server_sec, true, &err) ||
+        dq_curve_allow_load(&s_k.allow_students, s_k.students, &err) ||
+        dq_curve_allow_load(&s_k.allow_workers, s_k.workers, &err))
+        goto fail;
+    s_k.bc.server = s_k.server;
+    s_k.bc.students = &s_k.allow_students;
+    s_k.bc.workers = &s_k.allow_workers;
+    return 0;
+fail:
+    fprintf(stderr, "bench: keys: %s\n", err.msg);
+    return -1;
 }
 
 static double s_median(double *v, int n)
@@ -339,10 +390,11 @@ int main(int argc, char **argv)
     printf("broker overhead: %d x u8 1x28x28 up (%d B), %dx%d f32 down; %d requests at 16 "
            "in flight, %d at 1; median of %d interleaved rounds\n",
            N_IMG, N_IMG * IMG, N_IMG, N_CLS, total, total / 2, rounds);
-    static s_result all[MAX_ROUNDS][2][3][2];
+    if (s_make_keys(dir) != 0) return 1;
+    static s_result all[MAX_ROUNDS][2][M_COUNT][2];
     for (int round = 0; round < rounds; round++)
         for (int ipc = 0; ipc < 2; ipc++)
-            for (int mode = 0; mode < 3; mode++) {
+            for (int mode = 0; mode < (ipc ? M_CURVE : M_COUNT); mode++) {
                 if (s_run(mode, ipc, dir, port, warmup, total, all[round][ipc][mode]) != 0) {
                     fprintf(stderr, "bench: %s failed\n", s_mode_names[mode]);
                     return 1;
@@ -351,9 +403,9 @@ int main(int argc, char **argv)
             }
     printf("%-16s %-8s %8s | %9s %8s %9s %9s\n", "path", "workers", "inflight", "req/s", "MB/s",
            "p50 us", "p99 us");
-    s_result base[2][3][2];
+    s_result base[2][M_COUNT][2];
     for (int ipc = 0; ipc < 2; ipc++) {
-        for (int mode = 0; mode < 3; mode++) {
+        for (int mode = 0; mode < (ipc ? M_CURVE : M_COUNT); mode++) {
             s_result *r = base[ipc][mode];
             for (int k = 0; k < 2; k++) {
                 double v[4][MAX_ROUNDS];
@@ -371,7 +423,15 @@ int main(int argc, char **argv)
         printf("  workers over %s: broker/proxy throughput at 16 in flight %.1f %% (target >= 90 "
                "%%), median latency at 1 in flight %+.0f us (target <= +50 us)\n",
                ipc ? "ipc" : "tcp", 100.0 * b[1].rps / p[1].rps, b[0].p50 - p[0].p50);
+        if (!ipc) {
+            const s_result *c = base[0][M_CURVE];
+            printf("  CURVE (both sides, tcp): throughput at 16 in flight %.1f %% of the plain "
+                   "broker (target >= 85 %%), at 1 in flight %.1f %%\n",
+                   100.0 * c[1].rps / b[1].rps, 100.0 * c[0].rps / b[0].rps);
+        }
     }
-    rmdir(dir);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    if (system(cmd) != 0) fprintf(stderr, "bench: could not remove %s\n", dir);
     return 0;
 }

@@ -176,6 +176,18 @@ int h_broker_stop(h_broker *b)
 
 /* ---- stats ----------------------------------------------------------------------- */
 
+/* CURVE for the harness's sockets, from the environment (so that a child
+ * fake worker inherits it): DQ_H_CURVE_SERVER (the broker's public cert)
+ * with DQ_H_CURVE_STUDENT (clients, stats) or DQ_H_CURVE_WORKER. */
+static void s_curve_opts(dq_wire_opts *o, const char *side_var)
+{
+    const char *srv = getenv("DQ_H_CURVE_SERVER"), *me = getenv(side_var);
+    if (srv && *srv && me && *me) {
+        o->curve_server_cert = srv;
+        o->curve_cert = me;
+    }
+}
+
 int h_stats(const char *frontend, char *out, size_t cap)
 {
     int rc = -1, tmo = 2000;
@@ -183,7 +195,9 @@ int h_stats(const char *frontend, char *out, size_t cap)
     dq_msg_decoder_t *dec = NULL;
     dq_msg_buf buf;
     dq_msg_buf_init(&buf);
-    if (!ctx || dq_wire_dealer_new(&s, ctx, frontend, NULL, NULL) != DQ_OK ||
+    dq_wire_opts so = {0};
+    s_curve_opts(&so, "DQ_H_CURVE_STUDENT");
+    if (!ctx || dq_wire_dealer_new(&s, ctx, frontend, &so, NULL) != DQ_OK ||
         zmq_setsockopt(s, ZMQ_RCVTIMEO, &tmo, sizeof tmo) ||
         dq_msg_decoder_new(&dec, NULL) != DQ_OK ||
         dq_msg_encode_stats_request(&buf, 77, NULL) != DQ_OK)
@@ -279,7 +293,7 @@ static void s_ready(h_worker *w, void *s, dq_msg_buf *buf)
     snprintf(r.outputs[1].name, sizeof r.outputs[1].name, "features");
     r.outputs[1].ndim = 1, r.outputs[1].shape[0] = 4;
     r.capacity = (uint32_t)w->capacity;
-    r.max_batch = H_MAX_N;
+    r.max_batch = w->max_batch > 0 ? (uint32_t)w->max_batch : H_MAX_N;
     dq_msg_buf_reset(buf);
     if (dq_msg_encode_ready(buf, &r, NULL) == DQ_OK) s_send_body(s, buf);
     atomic_fetch_add(&w->readies, 1);
@@ -310,10 +324,15 @@ static void s_reply(h_worker *w, void *s, dq_msg_buf *buf, const s_held *h, bool
             x->data_len = (size_t)h->n * (f ? 4 : 10) * sizeof(float);
         }
         r.n_outputs = h->n_out;
+        if (w->extra_output && h->n_out < DQ_MSG_MAX_OUTPUTS) { /* a second logits */
+            r.outputs[h->n_out] = r.outputs[0];
+            r.n_outputs++;
+        }
         r.has_teacher = true;
         snprintf(r.teacher.service, sizeof r.teacher.service, "%s", w->service);
         snprintf(r.teacher.model, sizeof r.teacher.model, "fake-teacher");
-        snprintf(r.teacher.sha256, sizeof r.teacher.sha256, "%s", w->sha);
+        snprintf(r.teacher.sha256, sizeof r.teacher.sha256, "%s",
+                 w->reply_sha ? w->reply_sha : w->sha);
         if (dq_msg_encode_reply(buf, &r, NULL) != DQ_OK) return;
     }
     zmq_send(s, h->ticket, h->tlen, ZMQ_SNDMORE | ZMQ_DONTWAIT);
@@ -352,6 +371,7 @@ void h_worker_run(h_worker *w)
     s_held *held = calloc(H_MAX_HELD, sizeof *held);
     dq_msg *m = malloc(sizeof *m);
     dq_wire_opts o = {.linger_ms = 200};
+    s_curve_opts(&o, "DQ_H_CURVE_WORKER");
     if (!ctx || !held || !m || dq_wire_dealer_new(&s, ctx, w->endpoint, &o, NULL) != DQ_OK ||
         dq_msg_decoder_new(&dec, NULL) != DQ_OK)
         goto done;
@@ -554,6 +574,7 @@ void h_client_run(h_client *c)
     dq_msg *m = malloc(sizeof *m);
     c->in_order = true;
     dq_wire_opts o = {.linger_ms = 0};
+    s_curve_opts(&o, "DQ_H_CURVE_STUDENT");
     if (!ctx || !px || !chk || !got || !m ||
         dq_wire_dealer_new(&s, ctx, c->frontend, &o, NULL) != DQ_OK ||
         dq_msg_decoder_new(&dec, NULL) != DQ_OK) {
@@ -571,6 +592,7 @@ void h_client_run(h_client *c)
             memset(&rq, 0, sizeof rq);
             rq.req_id = c->first_id + (uint64_t)sent;
             snprintf(rq.service, sizeof rq.service, "%s", c->service);
+            if (c->name) snprintf(rq.client, sizeof rq.client, "%s", c->name);
             rq.dtype = DQ_DTYPE_U8;
             rq.shape[0] = c->n, rq.shape[1] = c->c, rq.shape[2] = c->h, rq.shape[3] = c->w;
             h_fill(px, bytes, rq.req_id);

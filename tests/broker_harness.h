@@ -69,6 +69,9 @@ typedef struct {
     bool garbage_first;       /* send junk on the backend before ready */
     bool graceful;            /* on stop: drain, finish held, goodbye */
     int max_seconds;          /* safety bound on its life (20) */
+    int max_batch;            /* announced (0: H_MAX_N) */
+    const char *reply_sha;    /* sha256 its replies name (NULL: sha; else a lying teacher) */
+    bool extra_output;        /* ok replies carry an output nobody asked for */
     /* observed, readable from other threads */
     atomic_int stop;
     atomic_int received, served, max_held, readies, disconnects, late_sent;
@@ -98,6 +101,7 @@ typedef struct {
     int total, inflight;
     int timeout_ms;           /* whole run */
     uint64_t first_id;        /* req_ids first_id .. first_id+total-1 */
+    const char *name;         /* the requests' "client" name (fair sharing); NULL: none */
     /* results */
     int ok, wrong, dup, unknown, errors, missing;
     int status_count[DQ_REPLY_STATUS_COUNT];

@@ -15,6 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <dirent.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -410,6 +411,80 @@ static void test_no_worker_timeout_names_service(void **state)
     assert_true(h_log_contains(&f->b, "left"));
     s_stats(f);
     assert_int_equal(h_json_num(f->json, "\"name\": \"ghost\"", "timeouts"), 3);
+    /* rejected counts every error reply the broker made (unknown_service and
+     * timeout included); malformed only what failed to decode: nothing here */
+    assert_int_equal(h_json_num(f->json, NULL, "rejected"), 5);
+    assert_int_equal(h_json_num(f->json, NULL, "malformed"), 0);
+    s_stop(f);
+}
+
+/* Issue 11: a capacity limit is no identity. Workers of the same weights
+ * announcing different max_batch share a service, which takes the least of
+ * them (so any worker can serve what it accepts) and forgets a limit when
+ * its worker leaves. */
+static void test_max_batch_is_not_identity(void **state)
+{
+    static const char *const args[] = {"--heartbeat-ms", "100", NULL};
+    fixture *f = s_start(state, false, args);
+    h_worker *a = s_worker(f, "mb"), *b = s_worker(f, "mb");
+    a->max_batch = 8;
+    b->max_batch = 3;
+    b->graceful = true;
+    assert_int_equal(h_worker_start(a), 0);
+    assert_int_equal(h_worker_start(b), 0);
+    s_wait_workers(f, 2);
+    assert_int_equal(atomic_load(&b->disconnects), 0);
+    s_stats(f);
+    assert_int_equal(h_json_num(f->json, "\"name\": \"mb\"", "max_batch"), 3);
+    h_client c;
+    h_client_defaults(&c, f->b.frontend, "mb");
+    c.n = 3, c.total = 40, c.inflight = 8, c.timeout_ms = 5000;
+    h_client_run(&c);
+    assert_int_equal(c.ok, 40);
+    assert_int_equal(c.wrong, 0);
+    assert_true(atomic_load(&a->served) > 0 && atomic_load(&b->served) > 0);
+    h_client_defaults(&c, f->b.frontend, "mb"); /* above the least limit */
+    c.n = 4, c.total = 1, c.inflight = 1, c.timeout_ms = 3000;
+    h_client_run(&c);
+    assert_int_equal(c.status_count[DQ_REPLY_BAD_REQUEST], 1);
+    assert_non_null(strstr(c.last_error, "at most 3"));
+    h_worker_join(b); /* the limit of 3 leaves with its worker */
+    s_wait_workers(f, 1);
+    s_stats(f);
+    assert_int_equal(h_json_num(f->json, "\"name\": \"mb\"", "max_batch"), 8);
+    h_client_run(&c);
+    assert_int_equal(c.ok, 1);
+    h_worker_join(a);
+    s_stop(f);
+}
+
+/* Issue 11: an ok reply naming another teacher than its worker announced,
+ * or carrying an output nobody asked for, is not forwarded: the client gets
+ * `error` naming the fault, the broker counts a bad reply (not malformed). */
+static void test_reply_checks(void **state)
+{
+    static const char *const args[] = {"--heartbeat-ms", "100", NULL};
+    fixture *f = s_start(state, false, args);
+    for (int k = 0; k < 2; k++) {
+        h_worker *w = s_worker(f, k ? "extra" : "liar");
+        if (k) w->extra_output = true;
+        else w->reply_sha = "fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210";
+        assert_int_equal(h_worker_start(w), 0);
+        s_wait_workers(f, 1);
+        h_client c;
+        h_client_defaults(&c, f->b.frontend, k ? "extra" : "liar");
+        c.total = 3, c.inflight = 3, c.timeout_ms = 3000;
+        h_client_run(&c);
+        assert_int_equal(c.ok, 0);
+        assert_int_equal(c.status_count[DQ_REPLY_ERROR], 3);
+        assert_non_null(strstr(c.last_error, k ? "the request asked for 1" : "reply names teacher"));
+        h_worker_join(w);
+        s_wait_workers(f, 0);
+    }
+    s_stats(f);
+    assert_int_equal(h_json_num(f->json, NULL, "bad_replies"), 6);
+    assert_int_equal(h_json_num(f->json, NULL, "malformed"), 0);
+    assert_int_equal(h_json_num(f->json, NULL, "rejected"), 6);
     s_stop(f);
 }
 
@@ -427,6 +502,50 @@ static void test_overloaded(void **state)
     assert_int_equal(c.status_count[DQ_REPLY_UNKNOWN_SERVICE], 4);
     s_stats(f);
     assert_int_equal(h_json_num(f->json, "\"name\": \"busy\"", "overloaded"), 3);
+    s_stop(f);
+}
+
+/* Issue 15: request bodies held are counted in bytes, per client queue
+ * (--max-client-bytes) and in total (--max-queue-bytes). Requests of 8
+ * images (~6.4 KB) for a service with no worker stay queued until the
+ * timeout: client a gets 2 in (its budget holds 2), b only 1 (the total
+ * holds 3), the rest are answered overloaded at once, every request exactly
+ * once, and the bytes held go back to 0. */
+static void test_byte_budget(void **state)
+{
+    static const char *const args[] = {"--heartbeat-ms", "100", "--request-timeout-ms", "1500",
+                                       "--max-queue-bytes", "20000", "--max-client-bytes",
+                                       "13000", NULL};
+    fixture *f = s_start(state, false, args);
+    h_client a, c;
+    h_client_defaults(&a, f->b.frontend, "big");
+    a.n = 8, a.h = a.w = 28, a.total = 4, a.inflight = 4, a.timeout_ms = 5000, a.name = "a";
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, s_client_thread, &a), 0);
+    long long held = 0;
+    for (int i = 0; i < 200 && held < 2 * 6272; i++) {
+        s_stats(f);
+        held = h_json_num(f->json, NULL, "bytes_held");
+        usleep(10000);
+    }
+    assert_true(held > 2 * 6272 && held < 2 * 6600); /* two bodies, encoded */
+    h_client_defaults(&c, f->b.frontend, "big");
+    c.n = 8, c.h = c.w = 28, c.total = 4, c.inflight = 4, c.timeout_ms = 5000, c.name = "b", c.first_id = 100;
+    h_client_run(&c);
+    assert_int_equal(pthread_join(th, NULL), 0);
+    assert_int_equal(a.missing + a.dup + c.missing + c.dup, 0);
+    assert_int_equal(a.status_count[DQ_REPLY_OVERLOADED], 2);
+    assert_int_equal(a.status_count[DQ_REPLY_UNKNOWN_SERVICE], 2);
+    assert_int_equal(c.status_count[DQ_REPLY_OVERLOADED], 3);
+    assert_int_equal(c.status_count[DQ_REPLY_UNKNOWN_SERVICE], 1);
+    s_stats(f);
+    assert_int_equal(h_json_num(f->json, NULL, "bytes_held"), 0);
+    long long peak = h_json_num(f->json, NULL, "bytes_held_peak");
+    assert_true(peak > 3 * 6272 && peak <= 20000);
+    assert_int_equal(h_json_num(f->json, NULL, "over_budget"), 5);
+    assert_int_equal(h_json_num(f->json, NULL, "max_client_bytes"), 13000);
+    assert_int_equal(h_json_num(f->json, "\"name\": \"a\"", "overloaded"), 2);
+    assert_int_equal(h_json_num(f->json, "\"name\": \"a\"", "bytes_held"), 0);
     s_stop(f);
 }
 
@@ -720,7 +839,10 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_stale_ticket_after_rejoin_dropped, s_after),
         cmocka_unit_test_teardown(test_killed_worker_requeued, s_after),
         cmocka_unit_test_teardown(test_no_worker_timeout_names_service, s_after),
+        cmocka_unit_test_teardown(test_max_batch_is_not_identity, s_after),
+        cmocka_unit_test_teardown(test_reply_checks, s_after),
         cmocka_unit_test_teardown(test_overloaded, s_after),
+        cmocka_unit_test_teardown(test_byte_budget, s_after),
         cmocka_unit_test_teardown(test_malformed_frames_get_error_replies, s_after),
         cmocka_unit_test_teardown(test_duplicate_req_id_answered_once, s_after),
         cmocka_unit_test_teardown(test_two_services_two_clients_ipc, s_after),

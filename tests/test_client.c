@@ -19,6 +19,7 @@
 #include <cmocka.h>
 
 #include "client/client.h"
+#include "client/ordered.h"
 #include "proto/wire.h"
 
 #define MAX_SEEN 64
@@ -305,6 +306,140 @@ static void test_exactly_once_out_of_order(void **state)
     s_fake_stop(&f);
 }
 
+/* Answers the latest copy of req_id with ok logits of nf floats (1 sample). */
+static void s_fake_reply_floats(s_fake *f, uint64_t req_id, int nf)
+{
+    int i = s_fake_find(f, req_id);
+    assert_true(i >= 0);
+    float *v = calloc((size_t)nf, sizeof *v);
+    assert_non_null(v);
+    dq_msg_reply r;
+    memset(&r, 0, sizeof r);
+    r.req_id = req_id;
+    r.status = DQ_REPLY_OK;
+    r.n_outputs = 1;
+    strcpy(r.outputs[0].name, "logits");
+    r.outputs[0].ndim = 2;
+    r.outputs[0].shape[0] = 1;
+    r.outputs[0].shape[1] = nf;
+    r.outputs[0].data = v;
+    r.outputs[0].data_len = (size_t)nf * sizeof *v;
+    r.has_teacher = true;
+    strcpy(r.teacher.service, "svc");
+    strcpy(r.teacher.model, "m");
+    memset(r.teacher.sha256, 'a', DQ_MSG_SHA256_HEX);
+    dq_msg_buf b = {0};
+    dq_err err;
+    assert_int_equal(dq_msg_encode_reply(&b, &r, &err), DQ_OK);
+    s_fake_send(f, f->seen[i].id, f->seen[i].id_len, &b);
+    dq_msg_buf_free(&b);
+    free(v);
+}
+
+/* Issue 15: a request that says how many floats it expects gets a reply
+ * that is larger (a hostile or broken teacher) as an error, its data never
+ * handed out, still exactly once; one of the size asked for is delivered.
+ * The socket's frame limit changes only with nothing in flight. */
+static void test_oversize_reply_refused(void **state)
+{
+    (void)state;
+    s_fake f;
+    s_fake_start(&f, 12);
+    dq_client_t *c = s_client(&f, 1000, 0);
+    static const char *const outs[] = {"logits"};
+    uint8_t px[6] = {0};
+    dq_client_request q = {.req_id = 1, .service = "svc", .dtype = DQ_DTYPE_U8,
+                           .shape = {1, 1, 2, 3}, .data = px, .n_outputs = 1, .outputs = outs,
+                           .reply_floats = 2000};
+    dq_err err;
+    assert_int_equal(dq_client_send(c, &q, &err), DQ_OK);
+    q.req_id = 2;
+    assert_int_equal(dq_client_send(c, &q, &err), DQ_OK);
+    assert_int_equal(dq_client_set_max_msg_bytes(c, 1 << 20, &err), DQ_ERR_ARG);
+    for (int i = 0; i < 100 && f.n_seen < 2; i++) s_fake_poll(&f, 20);
+    assert_int_equal(f.n_seen, 2);
+    s_fake_reply_floats(&f, 1, 2000);  /* what it asked for */
+    s_fake_reply_floats(&f, 2, 3200);  /* 4.8 KB more than 1 x 2000 floats + slack */
+    s_fake_reply_floats(&f, 2, 3200);  /* and again: a duplicate, dropped */
+    for (int k = 0; k < 2; k++) {
+        dq_client_reply r;
+        assert_int_equal(dq_client_recv(c, &r, 2000, &err), DQ_OK);
+        if (r.req_id == 1) {
+            assert_int_equal(r.status, DQ_REPLY_OK);
+            assert_int_equal(r.outputs[0].shape[1], 2000);
+        } else {
+            assert_int_equal(r.req_id, 2);
+            assert_int_equal(r.status, DQ_REPLY_ERROR);
+            assert_int_equal(r.n_outputs, 0);
+            assert_null(r.outputs);
+            assert_non_null(strstr(r.error, "larger than the 12096 bytes request 2 asked for"));
+        }
+    }
+    dq_client_reply r;
+    assert_int_equal(dq_client_recv(c, &r, 100, &err), DQ_ERR_TIMEOUT);
+    dq_client_counters k;
+    dq_client_get_counters(c, &k);
+    assert_int_equal(k.oversize, 1);
+    assert_int_equal(k.delivered, 2);
+    assert_int_equal(k.duplicates, 1);
+    /* nothing in flight: a new socket with the new limit, which still works */
+    assert_int_equal(dq_client_set_max_msg_bytes(c, 64 << 10, &err), DQ_OK);
+    q.req_id = 3;
+    assert_int_equal(dq_client_send(c, &q, &err), DQ_OK);
+    for (int i = 0; i < 100 && f.n_seen < 3; i++) s_fake_poll(&f, 20);
+    assert_int_equal(f.n_seen, 3);
+    s_fake_reply_floats(&f, 3, 10);
+    assert_int_equal(dq_client_recv(c, &r, 2000, &err), DQ_OK);
+    assert_int_equal(r.req_id, 3);
+    assert_int_equal(r.status, DQ_REPLY_OK);
+    dq_client_destroy(&c);
+    s_fake_stop(&f);
+}
+
+/* retry_ms: the broker's "retry later" (overloaded, timeout) is answered by
+ * sending the request again, not delivered; the ok answer to the second
+ * copy is the one delivered, exactly once. */
+static void test_retry_overloaded(void **state)
+{
+    (void)state;
+    s_fake f;
+    s_fake_start(&f, 13);
+    dq_client_opts o;
+    dq_client_opts_default(&o);
+    o.max_inflight = 4;
+    o.retry_ms = 50;
+    dq_client_t *c = NULL;
+    dq_err err;
+    assert_int_equal(dq_client_new(&c, f.ep, &o, &err), DQ_OK);
+    s_send(c, 1);
+    for (int i = 0; i < 100 && f.n_seen < 1; i++) s_fake_poll(&f, 20);
+    s_fake_reply(&f, 1, DQ_REPLY_OVERLOADED, "a");
+    dq_client_reply r;
+    assert_int_equal(dq_client_recv(c, &r, 30, &err), DQ_ERR_TIMEOUT); /* not delivered */
+    for (int i = 0; i < 100 && f.n_seen < 2; i++) {
+        s_fake_poll(&f, 10);
+        if (dq_client_recv(c, &r, 10, &err) == DQ_OK) fail_msg("delivered a retried reply");
+    }
+    assert_int_equal(f.n_seen, 2);
+    s_fake_reply(&f, 1, DQ_REPLY_TIMEOUT, "a");
+    for (int i = 0; i < 100 && f.n_seen < 3; i++) {
+        s_fake_poll(&f, 10);
+        if (dq_client_recv(c, &r, 10, &err) == DQ_OK) fail_msg("delivered a retried reply");
+    }
+    assert_int_equal(f.n_seen, 3);
+    s_fake_reply(&f, 1, DQ_REPLY_OK, "a");
+    assert_int_equal(dq_client_recv(c, &r, 2000, &err), DQ_OK);
+    assert_int_equal(r.req_id, 1);
+    assert_int_equal(r.status, DQ_REPLY_OK);
+    assert_int_equal(r.sends, 3);
+    dq_client_counters k;
+    dq_client_get_counters(c, &k);
+    assert_int_equal(k.retried, 2);
+    assert_int_equal(k.delivered, 1);
+    dq_client_destroy(&c);
+    s_fake_stop(&f);
+}
+
 static void test_resend_after_restart(void **state)
 {
     (void)state;
@@ -493,6 +628,88 @@ static void test_parse_url(void **state)
     assert_non_null(strstr(err.msg, "too long"));
 }
 
+/* The ordered client (libdistillq's and distillq-predict's): results in
+ * submission order whatever order the replies come in; at most K
+ * outstanding; an "overloaded" reply sends the batch again (same req_id)
+ * and is not an error; a bad_request is, and stays one (the order is
+ * broken). */
+static int s_copies(const s_fake *f, uint64_t req_id)
+{
+    int n = 0;
+    for (int i = 0; i < f->n_seen; i++) n += f->seen[i].req_id == req_id;
+    return n;
+}
+
+static void test_ordered_client_in_order_and_retry(void **state)
+{
+    (void)state;
+    s_fake f;
+    s_fake_start(&f, 5);
+    dq_client_opts o;
+    dq_client_opts_default(&o);
+    o.max_inflight = 3;
+    o.request_timeout_ms = 5000;
+    char url[300];
+    snprintf(url, sizeof url, "%s/svc", f.ep);
+    dq_ordered_t *q = NULL;
+    dq_err err;
+    assert_int_equal(dq_ordered_new(&q, url, &o, &err), DQ_OK);
+    static const char *const outs[] = {"logits"};
+    uint8_t px[6] = {1, 2, 3, 4, 5, 6};
+    const int64_t shape[4] = {1, 1, 2, 3};
+    for (uint64_t i = 0; i < 3; i++) {
+        uint64_t seq = 99;
+        assert_int_equal(dq_ordered_submit(q, DQ_DTYPE_U8, shape, px, 1, outs, &seq, &err), DQ_OK);
+        assert_true(seq == i);
+    }
+    assert_int_equal(dq_ordered_submit(q, DQ_DTYPE_U8, shape, px, 1, outs, NULL, &err),
+                     DQ_ERR_OVERLOADED);
+    for (int i = 0; i < 100 && f.n_seen < 3; i++) s_fake_poll(&f, 20);
+    assert_int_equal(f.n_seen, 3);
+    assert_true(f.seen[0].req_id == 1); /* ids start at 1 */
+    s_fake_reply(&f, 3, DQ_REPLY_OK, "a");
+    s_fake_reply(&f, 2, DQ_REPLY_OVERLOADED, "a");
+    s_fake_reply(&f, 1, DQ_REPLY_OK, "a");
+    uint64_t want = 0;
+    int copies2 = 1;
+    for (int i = 0; i < 400 && want < 3; i++) {
+        s_fake_poll(&f, 5);
+        if (s_copies(&f, 2) > copies2) { /* the resend after "overloaded" */
+            copies2 = s_copies(&f, 2);
+            s_fake_reply(&f, 2, DQ_REPLY_OK, "a");
+        }
+        const dq_ordered_result *r;
+        dq_status st = dq_ordered_next(q, &r, 5, &err);
+        if (st == DQ_ERR_TIMEOUT) continue;
+        assert_int_equal(st, DQ_OK);
+        assert_true(r->seq == want);
+        assert_int_equal(r->n_outputs, 1);
+        assert_string_equal(r->outputs[0].name, "logits");
+        assert_true(r->outputs[0].data[0] == (float)(want + 1));
+        assert_true(r->outputs[0].data[1] == -(float)(want + 1));
+        assert_false(dq_ordered_broken(q));
+        want++;
+    }
+    assert_true(want == 3);
+    assert_int_equal(copies2, 2);
+    assert_true(dq_ordered_retries(q) == 1);
+    assert_int_equal(dq_ordered_pending(q), 0);
+    /* a bad_request is an error, at once and again */
+    assert_int_equal(dq_ordered_submit(q, DQ_DTYPE_U8, shape, px, 1, outs, NULL, &err), DQ_OK);
+    for (int i = 0; i < 100 && f.n_seen < 5; i++) s_fake_poll(&f, 20);
+    assert_true(f.seen[f.n_seen - 1].req_id == 4);
+    s_fake_reply(&f, 4, DQ_REPLY_BAD_REQUEST, "a");
+    const dq_ordered_result *r;
+    dq_status st = DQ_ERR_TIMEOUT;
+    for (int i = 0; i < 200 && st == DQ_ERR_TIMEOUT; i++) st = dq_ordered_next(q, &r, 10, &err);
+    assert_int_equal(st, DQ_ERR_ARG);
+    assert_true(dq_ordered_broken(q));
+    assert_int_equal(dq_ordered_next(q, &r, 0, &err), DQ_ERR_ARG);
+    dq_ordered_destroy(&q);
+    assert_null(q);
+    s_fake_stop(&f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -503,6 +720,9 @@ int main(void)
         cmocka_unit_test(test_error_statuses_and_local_timeout),
         cmocka_unit_test(test_stats),
         cmocka_unit_test(test_parse_url),
+        cmocka_unit_test(test_oversize_reply_refused),
+        cmocka_unit_test(test_retry_overloaded),
+        cmocka_unit_test(test_ordered_client_in_order_and_retry),
     };
     return cmocka_run_group_tests_name("client", tests, s_setup, s_teardown);
 }

@@ -535,12 +535,124 @@ static void test_decoder_every_truncation_and_random_bytes(void **state)
     }
 }
 
+/* Issue 11 (protocol 1, optional fields): a ready announces the u8
+ * normalisation (mean/std per channel, exact floats), a reply names the
+ * implementation and device ("impl"), a heartbeat tells the interval. Old
+ * bodies without them decode as "not told"; a mean without std, or of the
+ * wrong length, is refused. */
+static void s_pack_str(msgpack_packer *pk, const char *s)
+{
+    msgpack_pack_str_with_body(pk, s, strlen(s));
+}
+
+static void test_optional_fields_norm_impl_interval(void **state)
+{
+    fixture *f = s_fix(state);
+    dq_err err = {{0}};
+    dq_msg m;
+    dq_msg_ready r;
+    memset(&r, 0, sizeof r);
+    strcpy(r.teacher.service, "cifar");
+    strcpy(r.teacher.model, "resnet");
+    strcpy(r.teacher.sha256, SHA);
+    r.input[0] = 3, r.input[1] = 32, r.input[2] = 32;
+    r.dtypes = 3;
+    r.n_outputs = 1;
+    strcpy(r.outputs[0].name, "logits");
+    r.outputs[0].ndim = 1, r.outputs[0].shape[0] = 10;
+    r.capacity = 1;
+    r.n_norm = 3;
+    const float mean[3] = {0.4914f, 0.4822f, 0.4465f}, sd[3] = {0.2470f, 0.2435f, 0.2616f};
+    memcpy(r.mean, mean, sizeof mean);
+    memcpy(r.std, sd, sizeof sd);
+    assert_int_equal(dq_msg_encode_ready(&f->buf, &r, &err), DQ_OK);
+    assert_int_equal(dq_msg_decode(f->dec, f->buf.data, f->buf.len, &m, &err), DQ_OK);
+    assert_int_equal(m.u.ready.n_norm, 3);
+    for (int c = 0; c < 3; c++) { /* bit-exact: float32 on the wire */
+        assert_memory_equal(&m.u.ready.mean[c], &mean[c], sizeof(float));
+        assert_memory_equal(&m.u.ready.std[c], &sd[c], sizeof(float));
+    }
+    /* the encoder refuses what the decoder would: 2 channels for a 3-channel input */
+    r.n_norm = 2;
+    dq_msg_buf_reset(&f->buf);
+    assert_int_equal(dq_msg_encode_ready(&f->buf, &r, &err), DQ_ERR_ARG);
+    assert_non_null(strstr(err.msg, "normalisation"));
+    /* without: n_norm 0 (an older worker) */
+    r.n_norm = 0;
+    dq_msg_buf_reset(&f->buf);
+    assert_int_equal(dq_msg_encode_ready(&f->buf, &r, &err), DQ_OK);
+    assert_int_equal(dq_msg_decode(f->dec, f->buf.data, f->buf.len, &m, &err), DQ_OK);
+    assert_int_equal(m.u.ready.n_norm, 0);
+
+    /* hand-made readies: mean without std; mean of the wrong length */
+    for (int k = 0; k < 2; k++) {
+        msgpack_sbuffer sb;
+        msgpack_sbuffer_init(&sb);
+        msgpack_packer pk;
+        msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+        msgpack_pack_map(&pk, k == 0 ? 10 : 11);
+        s_pack_str(&pk, "v"), msgpack_pack_uint64(&pk, 1);
+        s_pack_str(&pk, "type"), s_pack_str(&pk, "ready");
+        s_pack_str(&pk, "service"), s_pack_str(&pk, "s");
+        s_pack_str(&pk, "model"), s_pack_str(&pk, "m");
+        s_pack_str(&pk, "sha256"), s_pack_str(&pk, SHA);
+        s_pack_str(&pk, "input"), msgpack_pack_array(&pk, 3);
+        msgpack_pack_uint64(&pk, 1), msgpack_pack_uint64(&pk, 2), msgpack_pack_uint64(&pk, 2);
+        s_pack_str(&pk, "dtypes"), msgpack_pack_array(&pk, 1), s_pack_str(&pk, "u8");
+        s_pack_str(&pk, "outputs"), msgpack_pack_array(&pk, 1), msgpack_pack_map(&pk, 2);
+        s_pack_str(&pk, "name"), s_pack_str(&pk, "logits");
+        s_pack_str(&pk, "shape"), msgpack_pack_array(&pk, 1), msgpack_pack_uint64(&pk, 2);
+        s_pack_str(&pk, "capacity"), msgpack_pack_uint64(&pk, 1);
+        s_pack_str(&pk, "mean"), msgpack_pack_array(&pk, (size_t)(k + 1));
+        for (int c = 0; c <= k; c++) msgpack_pack_float(&pk, 0.5f);
+        if (k == 1) s_pack_str(&pk, "std"), msgpack_pack_array(&pk, 2),
+                    msgpack_pack_float(&pk, 0.5f), msgpack_pack_float(&pk, 0.5f);
+        assert_int_equal(dq_msg_decode(f->dec, sb.data, sb.size, &m, &err), DQ_ERR_PROTO);
+        assert_non_null(strstr(err.msg, k == 0 ? "'std'" : "'mean'"));
+        msgpack_sbuffer_destroy(&sb);
+    }
+
+    /* reply impl: told, and absent */
+    static const float lg[2] = {1.5f, -2.0f};
+    dq_msg_reply rep;
+    memset(&rep, 0, sizeof rep);
+    rep.req_id = 7;
+    rep.n_outputs = 1;
+    strcpy(rep.outputs[0].name, "logits");
+    rep.outputs[0].ndim = 2, rep.outputs[0].shape[0] = 1, rep.outputs[0].shape[1] = 2;
+    rep.outputs[0].data = lg, rep.outputs[0].data_len = sizeof lg;
+    rep.has_teacher = true;
+    strcpy(rep.teacher.service, "s"), strcpy(rep.teacher.model, "m");
+    strcpy(rep.teacher.sha256, SHA);
+    strcpy(rep.impl, "python-torch/cuda:0");
+    dq_msg_buf_reset(&f->buf);
+    assert_int_equal(dq_msg_encode_reply(&f->buf, &rep, &err), DQ_OK);
+    assert_int_equal(dq_msg_decode(f->dec, f->buf.data, f->buf.len, &m, &err), DQ_OK);
+    assert_string_equal(m.u.reply.impl, "python-torch/cuda:0");
+    rep.impl[0] = '\0';
+    dq_msg_buf_reset(&f->buf);
+    assert_int_equal(dq_msg_encode_reply(&f->buf, &rep, &err), DQ_OK);
+    assert_int_equal(dq_msg_decode(f->dec, f->buf.data, f->buf.len, &m, &err), DQ_OK);
+    assert_string_equal(m.u.reply.impl, "");
+
+    /* heartbeat interval */
+    dq_msg_buf_reset(&f->buf);
+    assert_int_equal(dq_msg_encode_heartbeat_interval(&f->buf, 42, 250, &err), DQ_OK);
+    assert_int_equal(dq_msg_decode(f->dec, f->buf.data, f->buf.len, &m, &err), DQ_OK);
+    assert_true(m.u.heartbeat.epoch == 42 && m.u.heartbeat.interval_ms == 250);
+    dq_msg_buf_reset(&f->buf);
+    assert_int_equal(dq_msg_encode_heartbeat(&f->buf, 42, &err), DQ_OK);
+    assert_int_equal(dq_msg_decode(f->dec, f->buf.data, f->buf.len, &m, &err), DQ_OK);
+    assert_int_equal(m.u.heartbeat.interval_ms, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_request_round_trip_zero_copy),
         cmocka_unit_test(test_reply_round_trip),
         cmocka_unit_test(test_control_round_trips),
+        cmocka_unit_test(test_optional_fields_norm_impl_interval),
         cmocka_unit_test(test_encoder_refuses_what_decoder_rejects),
         cmocka_unit_test(test_names_must_be_utf8),
         cmocka_unit_test(test_decoder_field_errors),

@@ -14,6 +14,9 @@
 #  f. the broker SIGKILLed mid-stream and restarted: workers re-join, the
 #     client resends, the output is still bit-identical
 #  g. a forward longer than liveness x heartbeat does not look like a death
+#  h. a worker of other weights, refused (identity), backs off 100 ms
+#     doubling to 2 s instead of retrying every 100-150 ms; the stats
+#     announce the service's u8 normalisation
 #
 # Where a count must be exact (no requeue, no death) the broker's liveness is
 # 1 s (a, g: 100 ms x 10, 200 ms x 5), so a live process must be starved for
@@ -28,7 +31,7 @@ tmp_prefix=dq-svc
 extra_cleanup() {
   DQ_BUILD_DIR=$bin "$src/scripts/cluster" stop --run-dir "$tmp/cl" --wait 2 > /dev/null 2>&1
 }
-echo "1..27"
+echo "1..29"
 
 model=$src/models/lightnn-fmnist.model
 hb=(--heartbeat-ms 100 --liveness 3)
@@ -170,6 +173,17 @@ js=$(stats "$feg")
 check "g: a worker busy for 2.5 s per forward still heartbeats (rc=$rc, no death, no requeue)" \
   '[ $rc -eq 0 ] && ! grep -q "died" "$tmp/g-broker.log" && [ "$(num "$js" requeues)" = 0 ] &&
    cmp <(tail -c 640 "$tmp/g.npy") <(head -c 768 "$tmp/ref1.npy" | tail -c 640) || { show "$tmp/g-broker.log"; false; }'
+
+# ---- h. identity mismatch: backoff; the normalisation in the stats ----------------------------
+start_worker h-other "$bec" light "$tmp/w2.safetensors"
+sleep 3.5
+refusals=$(grep -c "broker disconnected us" "$tmp/h-other.log")
+last_wait=$(grep -o "re-joining in [0-9]*" "$tmp/h-other.log" | tail -1 | grep -o "[0-9]*$")
+check "h: a refused worker backs off (refusals in 3.5 s: $refusals, last wait ${last_wait:-?} ms)" \
+  '[ "$refusals" -ge 2 ] && [ "$refusals" -le 9 ] && [ "${last_wait:-0}" -ge 1000 ] || { show "$tmp/h-other.log" 12; false; }'
+js=$(stats "$fec")
+check "h: the stats announce what a u8 request implies (mean/std of the model file)" \
+  'printf "%s" "$js" | grep -q "\"name\": \"light\".*\"mean\": \[0.5\], \"std\": \[0.5\]"'
 
 # ---- f. broker SIGKILLed mid-stream and restarted on the same endpoints ---------------------
 pf=$(pick_ports)

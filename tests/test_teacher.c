@@ -343,6 +343,78 @@ static void test_serve_checked_equals_serve_many(void **state)
     }
 }
 
+/* Issue 15: a teacher whose forward runs in chunks of 3 samples answers a
+ * request of 16 (5 full chunks and one of 1) and a merge group whose
+ * chunks straddle its requests with exactly the bytes of the teacher that
+ * runs each group as one forward; the setter refuses 0 and a late call. */
+static void test_chunked_forward_equals_unchunked(void **state)
+{
+    s_fix *f = *state;
+    enum { N = 16 };
+    uint8_t px[N * 784];
+    float xf[5 * 784];
+    dq_rng r;
+    dq_rng_seed(&r, 35);
+    for (size_t i = 0; i < sizeof px; i++) px[i] = (uint8_t)dq_rng_below(&r, 256);
+    for (int i = 0; i < 5 * 784; i++) xf[i] = ((float)px[i] / 255.0f - 0.5f) / 0.5f;
+    dq_err err = {{0}};
+    dq_teacher_t *ch = NULL;
+    assert_int_equal(dq_teacher_new(&ch, "fm", f->model, f->weights, 16, &err), DQ_OK);
+    assert_int_equal(dq_teacher_max_forward(f->t), 16); /* default 128, capped by max batch */
+    assert_int_equal(dq_teacher_set_max_forward(ch, 0, &err), DQ_ERR_ARG);
+    assert_int_equal(dq_teacher_set_max_forward(ch, 3, &err), DQ_OK);
+    assert_int_equal(dq_teacher_max_forward(ch), 3);
+    dq_msg_request rq[6] = {
+        s_req(px, N, DQ_DTYPE_U8),             /* alone: 16 > 3 */
+        s_req(px, 2, DQ_DTYPE_U8),             /* a merge group of 2 + 4 + 5 + 1 = 12 */
+        s_req(px + 2 * 784, 4, DQ_DTYPE_U8),
+        s_req(xf, 5, DQ_DTYPE_F32),            /* other dtype: alone, 2 chunks */
+        s_req(px + 6 * 784, 5, DQ_DTYPE_U8),
+        s_req(px + 11 * 784, 1, DQ_DTYPE_U8),
+    };
+    const dq_msg_request *rs[6];
+    dq_msg_buf a[6], b[6];
+    for (int i = 0; i < 6; i++) {
+        rq[i].req_id = 300 + (uint64_t)i;
+        rs[i] = &rq[i];
+        dq_msg_buf_init(&a[i]);
+        dq_msg_buf_init(&b[i]);
+    }
+    /* one by one, then merged (the first is alone: 16 + 2 > max batch) */
+    for (int i = 0; i < 6; i++) {
+        assert_int_equal(dq_teacher_serve(ch, rs[i], &a[i], &err), DQ_OK);
+        assert_int_equal(dq_teacher_serve(f->t, rs[i], &b[i], &err), DQ_OK);
+        assert_true(a[i].len > 0);
+        assert_int_equal(a[i].len, b[i].len);
+        assert_memory_equal(a[i].data, b[i].data, a[i].len);
+        dq_msg_buf_reset(&a[i]);
+        dq_msg_buf_reset(&b[i]);
+    }
+    assert_int_equal(dq_teacher_serve_many(ch, rs, 6, a, &err), DQ_OK);
+    assert_int_equal(dq_teacher_serve_many(f->t, rs, 6, b, &err), DQ_OK);
+    for (int i = 0; i < 6; i++) {
+        assert_int_equal(a[i].len, b[i].len);
+        assert_memory_equal(a[i].data, b[i].data, a[i].len);
+        dq_msg m;
+        assert_int_equal(dq_msg_decode(f->dec, a[i].data, a[i].len, &m, &err), DQ_OK);
+        assert_int_equal(m.u.reply.status, DQ_REPLY_OK);
+        assert_int_equal(m.u.reply.outputs[0].shape[0], rq[i].shape[0]);
+    }
+    /* and the 16 equal the local forward of all 16 at once */
+    float ref[N * 10], got[N * 10];
+    dq_msg m;
+    assert_int_equal(dq_msg_decode(f->dec, a[0].data, a[0].len, &m, &err), DQ_OK);
+    s_local_logits(f, px, N, ref);
+    dq_msg_f32_copy(got, dq_msg_reply_output(&m.u.reply, "logits")->data, N * 10);
+    assert_memory_equal(got, ref, sizeof ref);
+    assert_int_equal(dq_teacher_set_max_forward(ch, 4, &err), DQ_ERR_ARG); /* after a forward */
+    for (int i = 0; i < 6; i++) {
+        dq_msg_buf_free(&a[i]);
+        dq_msg_buf_free(&b[i]);
+    }
+    dq_teacher_destroy(&ch);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -351,6 +423,7 @@ int main(void)
         cmocka_unit_test(test_serve_many_equals_one_by_one),
         cmocka_unit_test(test_serve_checked_equals_serve_many),
         cmocka_unit_test(test_bad_requests_get_reasons),
+        cmocka_unit_test(test_chunked_forward_equals_unchunked),
     };
     return cmocka_run_group_tests_name("teacher", tests, s_setup, s_teardown);
 }

@@ -23,6 +23,7 @@ static const char *const s_names[] = {
     [DQ_ERR_UNREACHABLE] = "peer unreachable",
     [DQ_ERR_SYSTEM] = "system resource error",
     [DQ_ERR_INTERNAL] = "internal error",
+    [DQ_ERR_AUTH] = "authentication failed",
 };
 _Static_assert(sizeof s_names / sizeof s_names[0] == DQ_STATUS_COUNT,
                "every dq_status needs a name");

@@ -38,10 +38,12 @@ void dq_broker_config_defaults(dq_broker_config *c)
     c->request_timeout_ms = 30000;
     c->service_timeout_ms = 120000;
     c->max_queue = 1024;
+    c->max_clients = 1024;
     c->max_inflight = 1024;
     c->max_workers = 256;
     c->max_services = 64;
     c->max_msg_bytes = (int64_t)64 << 20;
+    c->max_queue_bytes = (int64_t)1 << 30;
 }
 
 uint64_t dq_broker_epoch(const dq_broker_t *b)
@@ -50,6 +52,25 @@ uint64_t dq_broker_epoch(const dq_broker_t *b)
 }
 
 /* ---- frontend --------------------------------------------------------------------- */
+
+/* Who a request is from, for fair sharing (flows.c): the name its frame
+ * carries from authentication (ZAP user id, the key's name), else the
+ * request's "client" field, else "#" + the routing id in hex. */
+static void s_client_name(dq_broker_t *b, dq_wire_parts *p, const dq_msg_request *rq, char *out,
+                          size_t cap)
+{
+    (void)b;
+    const char *user = zmq_msg_gets(&p->f[1], "User-Id");
+    if (user && user[0]) {
+        snprintf(out, cap, "%s", user);
+    } else if (rq->client[0]) {
+        snprintf(out, cap, "%s", rq->client);
+    } else {
+        char hex[24];
+        dq_wire_id_hex(zmq_msg_data(&p->f[0]), zmq_msg_size(&p->f[0]), hex, sizeof hex);
+        snprintf(out, cap, "#%s", hex);
+    }
+}
 
 static void s_on_request(dq_broker_t *b, dq_wire_parts *p, int64_t now)
 {
@@ -76,6 +97,7 @@ static void s_on_request(dq_broker_t *b, dq_wire_parts *p, int64_t now)
     if (live && dq_broker_check_request(s, rq, why, sizeof why)) {
         s->bad_requests++;
         s->errors++;
+        dq_broker_count_reply(b, svc, DQ_REPLY_BAD_REQUEST, now, now);
         dq_broker_error_reply(b, cid, cid_len, rq->req_id, DQ_REPLY_BAD_REQUEST, "%s", why);
         return;
     }
@@ -87,13 +109,51 @@ static void s_on_request(dq_broker_t *b, dq_wire_parts *p, int64_t now)
                 b->n_undeliverable++;
             zmq_msg_close(&rep);
             b->n_replies++;
+            dq_broker_count_reply(b, svc, DQ_REPLY_OK, now, now);
             return;
         }
     }
-    int32_t r = b->queued < b->cfg.max_queue ? dq_brec_alloc(b) : -1;
-    if (r < 0) {
+    char name[DQ_MSG_NAME_MAX + 2];
+    s_client_name(b, p, rq, name, sizeof name);
+    int32_t fi = dq_bflow_get(b, svc, name);
+    if (fi < 0) {
         s->overloaded++;
         s->errors++;
+        dq_broker_count_reply(b, svc, DQ_REPLY_OVERLOADED, now, now);
+        dq_broker_error_reply(b, cid, cid_len, rq->req_id, DQ_REPLY_OVERLOADED,
+                              "service '%s': broker serves %d clients already (--max-clients)",
+                              s->name, b->cfg.max_clients);
+        return;
+    }
+    dq_bflow *fl = &b->flows[fi];
+    fl->requests++;
+    if (fl->queue.count >= b->cfg.max_queue) {
+        fl->overloaded++;
+        s->overloaded++;
+        s->errors++;
+        dq_broker_count_reply(b, svc, DQ_REPLY_OVERLOADED, now, now);
+        dq_broker_error_reply(b, cid, cid_len, rq->req_id, DQ_REPLY_OVERLOADED,
+                              "service '%s': client %s has %d requests queued (--max-queue)",
+                              s->name, fl->name, fl->queue.count);
+        return;
+    }
+    if (dq_budget_refuse(b, fi, zmq_msg_size(&p->f[1]), why, sizeof why)) {
+        /* the frame is closed when we return: nothing of it stays */
+        b->n_over_budget++;
+        fl->overloaded++;
+        s->overloaded++;
+        s->errors++;
+        dq_broker_count_reply(b, svc, DQ_REPLY_OVERLOADED, now, now);
+        dq_broker_error_reply(b, cid, cid_len, rq->req_id, DQ_REPLY_OVERLOADED,
+                              "service '%s': %s", s->name, why);
+        return;
+    }
+    int32_t r = b->queued < b->max_queued ? dq_brec_alloc(b) : -1;
+    if (r < 0) {
+        fl->overloaded++;
+        s->overloaded++;
+        s->errors++;
+        dq_broker_count_reply(b, svc, DQ_REPLY_OVERLOADED, now, now);
         dq_broker_error_reply(b, cid, cid_len, rq->req_id, DQ_REPLY_OVERLOADED,
                               "service '%s': broker queue full (%d queued, %d in flight)", s->name,
                               b->queued, b->inflight);
@@ -101,6 +161,8 @@ static void s_on_request(dq_broker_t *b, dq_wire_parts *p, int64_t now)
     }
     dq_brec *x = &b->rec[r];
     x->service = svc;
+    x->flow = fi;
+    fl->refs++;
     x->worker = -1;
     x->state = REC_QUEUED;
     x->checked = live;
@@ -108,6 +170,7 @@ static void s_on_request(dq_broker_t *b, dq_wire_parts *p, int64_t now)
     x->cid_len = (uint8_t)cid_len;
     memcpy(x->cid, cid, cid_len);
     x->deadline_ms = now + b->cfg.request_timeout_ms;
+    x->arrived_ms = now;
     /* Keep the frame and the request decoded from it, data re-pointed into
      * the kept frame (a tiny frame lives inside the zmq_msg_t and moves). */
     size_t off = (size_t)((const uint8_t *)rq->data - (const uint8_t *)zmq_msg_data(&p->f[1]));
@@ -121,7 +184,8 @@ static void s_on_request(dq_broker_t *b, dq_wire_parts *p, int64_t now)
     b->req[r] = *rq;
     b->req[r].data = (const uint8_t *)zmq_msg_data(&x->body) + off;
     dq_brec_hash_insert(b, r);
-    dq_blist_push_back(b, &s->queue, r);
+    dq_budget_take(b, r);
+    dq_bflow_push_back(b, r);
     b->queued++;
     dq_broker_dispatch(b, svc, now);
 }
@@ -176,7 +240,8 @@ static void s_on_frontend(dq_broker_t *b, dq_wire_parts *p, int64_t now)
 
 /* ---- backend --------------------------------------------------------------------- */
 
-static void s_on_ready(dq_broker_t *b, int32_t w, const uint8_t *id, size_t len, int64_t now)
+static void s_on_ready(dq_broker_t *b, int32_t w, const uint8_t *id, size_t len,
+                       const char *name, int64_t now)
 {
     const dq_msg_ready *rd = &b->msg.u.ready;
     if (w >= 0) {
@@ -193,7 +258,8 @@ static void s_on_ready(dq_broker_t *b, int32_t w, const uint8_t *id, size_t len,
         dq_broker_disconnect(b, id, len, why);
         return;
     }
-    if (dq_broker_add_worker(b, svc, id, len, rd, now) >= 0) dq_broker_dispatch(b, svc, now);
+    int32_t nw = dq_broker_add_worker(b, svc, id, len, name, rd, now);
+    if (nw >= 0) dq_broker_dispatch(b, svc, now);
 }
 
 static void s_on_reply(dq_broker_t *b, int32_t w, dq_wire_parts *p, int64_t now)
@@ -216,6 +282,7 @@ static void s_on_reply(dq_broker_t *b, int32_t w, dq_wire_parts *p, int64_t now)
     if (st == DQ_OK && b->msg.type != DQ_MSG_REPLY)
         st = dq_fail(&err, DQ_ERR_PROTO, "a '%s' message with a ticket",
                      dq_msg_type_name(b->msg.type));
+    bool decoded = st == DQ_OK; /* later failures are the reply checks: bad_replies */
     if (st == DQ_OK && b->msg.u.reply.req_id != x->req_id)
         st = dq_fail(&err, DQ_ERR_PROTO, "reply for req_id %llu to request %llu",
                      (unsigned long long)b->msg.u.reply.req_id, (unsigned long long)x->req_id);
@@ -224,9 +291,14 @@ static void s_on_reply(dq_broker_t *b, int32_t w, dq_wire_parts *p, int64_t now)
     s->served++;
     wk->service_ms_sum += ms;
     s->service_ms_sum += ms;
+    char bad[DQ_MSG_ERROR_MAX + 1];
+    if (st == DQ_OK && dq_broker_check_reply(&s->identity, &b->req[r], &b->msg.u.reply, bad,
+                                             sizeof bad))
+        st = dq_fail(&err, DQ_ERR_PROTO, "%s", bad);
     if (st != DQ_OK) {
         wk->errors++;
-        b->n_malformed++;
+        if (decoded) b->n_bad_replies++; /* decoded, failed the checks */
+        else b->n_malformed++;
         dq_broker_log(b, "worker %s sent a malformed reply: %s", wk->id_hex, err.msg);
         dq_broker_fail_record(b, r, DQ_REPLY_ERROR, "teacher worker of '%s' sent a bad reply: %s",
                               s->name, err.msg);
@@ -246,6 +318,7 @@ static void s_on_reply(dq_broker_t *b, int32_t w, dq_wire_parts *p, int64_t now)
         zmq_msg_send(&p->f[2], b->frontend, ZMQ_DONTWAIT) < 0)
         b->n_undeliverable++;
     b->n_replies++;
+    dq_broker_count_reply(b, x->service, rep->status, x->arrived_ms, now);
     dq_blist_remove(b, &wk->held, r);
     wk->in_flight--;
     b->inflight--;
@@ -288,7 +361,7 @@ static void s_on_backend(dq_broker_t *b, dq_wire_parts *p, int64_t now)
         return;
     }
     switch (b->msg.type) {
-    case DQ_MSG_READY: s_on_ready(b, w, id, id_len, now); break;
+    case DQ_MSG_READY: s_on_ready(b, w, id, id_len, zmq_msg_gets(&p->f[1], "User-Id"), now); break;
     case DQ_MSG_HEARTBEAT:
         if (w < 0) dq_broker_reannounce(b, id, id_len);
         break;
@@ -324,10 +397,11 @@ static void s_on_backend(dq_broker_t *b, dq_wire_parts *p, int64_t now)
 
 static void s_expire_queued(dq_broker_t *b, int64_t now)
 {
-    for (int32_t i = 0; i < b->service_hi; i++) {
-        dq_bservice *s = &b->services[i];
-        if (!s->used) continue;
-        for (int32_t r = s->queue.head; r >= 0;) {
+    for (int32_t fi = 0; fi < b->flow_hi; fi++) {
+        dq_bflow *f = &b->flows[fi];
+        if (!f->used || f->queue.count == 0) continue;
+        dq_bservice *s = &b->services[f->service];
+        for (int32_t r = f->queue.head; r >= 0;) {
             int32_t next = b->rec[r].next;
             if (b->rec[r].deadline_ms <= now) {
                 if (!s->has_identity)
@@ -348,7 +422,7 @@ static void s_tick(dq_broker_t *b, int64_t now)
 {
     if (dq_broker_purge(b, now) > 0) /* their requests went back to the queues */
         for (int32_t i = 0; i < b->service_hi; i++)
-            if (b->services[i].used && b->services[i].queue.count > 0) dq_broker_dispatch(b, i, now);
+            if (b->services[i].used && b->services[i].queued > 0) dq_broker_dispatch(b, i, now);
     if (now >= b->next_hb_ms) {
         for (int32_t i = 0; i < b->worker_hi; i++) {
             dq_bworker *w = &b->workers[i];
@@ -358,11 +432,13 @@ static void s_tick(dq_broker_t *b, int64_t now)
         b->next_hb_ms = now + b->cfg.heartbeat_ms;
     }
     s_expire_queued(b, now);
+    if (b->cfg.metrics_publish) dq_broker_metrics_publish(b, now);
 }
 
 /* ---- life cycle --------------------------------------------------------------------- */
 
-static dq_status s_router(dq_broker_t *b, void **out, const char *ep, dq_err *err)
+static dq_status s_router(dq_broker_t *b, void **out, const char *ep, const char *domain,
+                          dq_err *err)
 {
     void *s = zmq_socket(b->ctx, ZMQ_ROUTER);
     if (!s) return dq_fail(err, DQ_ERR_NET, "zmq_socket(ROUTER): %s", zmq_strerror(zmq_errno()));
@@ -374,6 +450,7 @@ static dq_status s_router(dq_broker_t *b, void **out, const char *ep, dq_err *er
         zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger) ||
         zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &zmax, sizeof zmax))
         return dq_fail(err, DQ_ERR_NET, "zmq_setsockopt on %s: %s", ep, zmq_strerror(zmq_errno()));
+    if (b->cfg.curve) DQ_TRY(dq_curve_server_apply(s, &b->cfg.curve->server, domain, err));
     if (zmq_bind(s, ep) != 0)
         return dq_fail(err, DQ_ERR_NET, "cannot bind %s: %s", ep, zmq_strerror(zmq_errno()));
     return DQ_OK;
@@ -389,13 +466,21 @@ static dq_status s_check_config(const dq_broker_config *c, dq_err *err)
         return dq_fail(err, DQ_ERR_ARG, "broker: --liveness must be 1..1000");
     if (c->request_timeout_ms < 1)
         return dq_fail(err, DQ_ERR_ARG, "broker: --request-timeout-ms must be >= 1");
-    if (c->max_queue < 1 || c->max_inflight < 1)
+    if (c->max_queue < 1 || c->max_inflight < 1 || c->max_queued_total < 0)
         return dq_fail(err, DQ_ERR_ARG, "broker: --max-queue and --max-inflight must be >= 1");
+    if (c->max_clients < 1 || c->max_clients > (1 << 20))
+        return dq_fail(err, DQ_ERR_ARG, "broker: --max-clients must be 1..%d", 1 << 20);
+    for (int i = 0; i < c->n_shares; i++)
+        if (!c->shares[i].name || !c->shares[i].name[0] || c->shares[i].weight < 1)
+            return dq_fail(err, DQ_ERR_ARG, "broker: --share %d needs NAME=W with W >= 1", i + 1);
     if (c->max_workers < 1 || c->max_workers > 65536 || c->max_services < 1 ||
         c->max_services > 65536)
         return dq_fail(err, DQ_ERR_ARG, "broker: max workers/services must be 1..65536");
     if (c->max_msg_bytes < 1024)
         return dq_fail(err, DQ_ERR_ARG, "broker: --max-msg-bytes must be >= 1024");
+    if (c->max_queue_bytes < 1024 || c->max_client_bytes < 0)
+        return dq_fail(err, DQ_ERR_ARG, "broker: --max-queue-bytes must be >= 1024 and "
+                       "--max-client-bytes >= 0");
     return DQ_OK;
 }
 
@@ -421,16 +506,22 @@ dq_status dq_broker_new(dq_broker_t **out, const dq_broker_config *cfg, dq_err *
     int tick = cfg->request_timeout_ms / 10;
     if (tick < 5) tick = 5;
     b->tick_ms = tick < cfg->heartbeat_ms ? tick : cfg->heartbeat_ms;
+    int64_t total = cfg->max_queued_total ? cfg->max_queued_total : 4 * (int64_t)cfg->max_queue;
+    b->max_queued = (int)(total < (1 << 23) ? total : (1 << 23));
     if (b->tick_ms > 250) b->tick_ms = 250;
     dq_status st = dq_brec_init(b, err);
     if (!st) {
         b->workers = calloc((size_t)cfg->max_workers, sizeof *b->workers);
         b->services = calloc((size_t)cfg->max_services, sizeof *b->services);
-        if (!b->workers || !b->services)
+        b->flows = calloc((size_t)cfg->max_clients, sizeof *b->flows);
+        if (!b->workers || !b->services || !b->flows)
             st = dq_fail(err, DQ_ERR_NOMEM, "broker: cannot allocate the worker table");
     }
+    if (!st) st = dq_bwindex_init(b, err);
     if (!st) st = dq_msg_decoder_new(&b->dec, err);
-    if (!st) st = dq_msg_encode_heartbeat(&b->hb, b->epoch, err);
+    /* Both sockets get this one: it tells the epoch and our interval. */
+    if (!st) st = dq_msg_encode_heartbeat_interval(&b->hb, b->epoch, (uint32_t)cfg->heartbeat_ms,
+                                                   err);
     if (!st) st = dq_msg_buf_reserve(&b->out, 4096, err);
     if (!st) st = dq_msg_buf_reserve(&b->json, 4096, err);
     if (!st) {
@@ -439,10 +530,15 @@ dq_status dq_broker_new(dq_broker_t **out, const dq_broker_config *cfg, dq_err *
             b->ctx = zmq_ctx_new();
             b->own_ctx = true;
             if (!b->ctx) st = dq_fail(err, DQ_ERR_NET, "zmq_ctx_new failed");
+            /* CURVE: frontend and backend en/decrypt on I/O threads of their own */
+            else if (cfg->curve && zmq_ctx_set(b->ctx, ZMQ_IO_THREADS, 2) != 0)
+                st = dq_fail(err, DQ_ERR_NET, "zmq_ctx_set(IO_THREADS): %s",
+                             zmq_strerror(zmq_errno()));
         }
     }
-    if (!st) st = s_router(b, &b->frontend, cfg->frontend, err);
-    if (!st) st = s_router(b, &b->backend, cfg->backend, err);
+    if (!st) st = dq_broker_zap_start(b, err);
+    if (!st) st = s_router(b, &b->frontend, cfg->frontend, "students", err);
+    if (!st) st = s_router(b, &b->backend, cfg->backend, "workers", err);
     if (st) {
         dq_broker_destroy(&b);
         return st;
@@ -457,14 +553,18 @@ void dq_broker_destroy(dq_broker_t **p)
     dq_broker_t *b = *p;
     if (b->frontend) zmq_close(b->frontend);
     if (b->backend) zmq_close(b->backend);
+    dq_broker_zap_stop(b);
     dq_brec_fini(b); /* closes held frames before the context goes */
     if (b->own_ctx && b->ctx) zmq_ctx_term(b->ctx);
     dq_msg_decoder_destroy(&b->dec);
     dq_msg_buf_free(&b->out);
     dq_msg_buf_free(&b->hb);
     dq_msg_buf_free(&b->json);
+    dq_prom_free(&b->prom);
     free(b->workers);
+    dq_bwindex_free(b);
     free(b->services);
+    free(b->flows);
     free(b);
     *p = NULL;
 }
@@ -485,17 +585,19 @@ static bool s_recv_failed(dq_broker_t *b, dq_status *st, const char *which, dq_e
 
 dq_status dq_broker_run(dq_broker_t *b, volatile sig_atomic_t *stop, dq_err *err)
 {
-    dq_broker_log(b, "serving clients on %s, workers on %s (epoch %016llx)", b->cfg.frontend,
-                  b->cfg.backend, (unsigned long long)b->epoch);
+    dq_broker_log(b, "serving clients on %s, workers on %s (epoch %016llx)%s", b->cfg.frontend,
+                  b->cfg.backend, (unsigned long long)b->epoch,
+                  b->cfg.curve ? "; CURVE: only listed keys, encrypted" : "");
     int64_t next_tick = dq_clock_now_ms();
     dq_wire_parts p;
     dq_status st = DQ_OK;
     while (!*stop) {
         int64_t now = dq_clock_now_ms();
         long wait = next_tick > now ? (long)(next_tick - now) : 0;
-        zmq_pollitem_t items[2] = {{b->backend, 0, ZMQ_POLLIN, 0},
-                                   {b->frontend, 0, ZMQ_POLLIN, 0}};
-        if (zmq_poll(items, 2, wait) < 0) {
+        zmq_pollitem_t items[3] = {{b->backend, 0, ZMQ_POLLIN, 0},
+                                   {b->frontend, 0, ZMQ_POLLIN, 0},
+                                   {b->zap, 0, ZMQ_POLLIN, 0}};
+        if (zmq_poll(items, b->zap ? 3 : 2, wait) < 0) {
             if (zmq_errno() == EINTR) continue;
             st = dq_fail(err, DQ_ERR_NET, "zmq_poll: %s", zmq_strerror(zmq_errno()));
             break;
@@ -512,6 +614,7 @@ dq_status dq_broker_run(dq_broker_t *b, volatile sig_atomic_t *stop, dq_err *err
             dq_wire_parts_close(&p);
         }
         if (s_recv_failed(b, &st, "frontend", err)) break;
+        if (b->zap && (items[2].revents & ZMQ_POLLIN)) dq_broker_zap_handle(b);
         now = dq_clock_now_ms();
         if (now >= next_tick) {
             s_tick(b, now);

@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <zmq.h>
 
+#include "proto/curve.h"
 #include "proto/msg.h"
 #include "base/status.h"
 
@@ -39,7 +40,25 @@ typedef struct dq_broker_cache {
                    zmq_msg_t *reply);
     void (*store)(void *ctx, const dq_msg_teacher *teacher, const dq_msg_request *req,
                   const dq_msg_reply *rep);
+    /* for metrics (may be NULL): lookups answered, missed, entries stored,
+     * failures, and the bytes the cache holds */
+    void (*counts)(void *ctx, uint64_t *hits, uint64_t *misses, uint64_t *stored, uint64_t *errors,
+                   uint64_t *bytes);
 } dq_broker_cache;
+
+/* A client's weight in its services' round robin (--share NAME=W). */
+typedef struct {
+    const char *name;           /* key name under CURVE, else the request's "client" */
+    uint32_t weight;            /* >= 1: requests served per turn */
+} dq_broker_share;
+
+/* CURVE (--curve-cert, --allow-students, --allow-workers): both sockets
+ * are CURVE servers with the server's key; zap.c admits the keys of
+ * students on the frontend and of workers on the backend only. */
+typedef struct {
+    dq_curve_cert server;                /* with its secret key */
+    const dq_curve_allow *students, *workers;
+} dq_broker_curve;
 
 typedef struct {
     const char *frontend;       /* bind endpoint for clients (default: all interfaces, port 5555) */
@@ -50,14 +69,26 @@ typedef struct {
     int service_timeout_ms;     /* 120000: a worker holding a request longer is
                                  * stuck (alive but not computing): it is
                                  * dropped like a dead one; 0: never */
-    int max_queue;              /* 1024: queued requests, all services */
+    int max_queue;              /* 1024: queued requests per client (and service) */
+    int max_queued_total;       /* 0: 4 x max_queue; queued requests, all clients */
+    int max_clients;            /* 1024: (service, client) queues at once */
+    const dq_broker_share *shares; /* n_shares weights; a client not named: weight 1 */
+    int n_shares;
     int max_inflight;           /* 1024: requests held by workers, all services */
     int max_workers;            /* 256 */
     int max_services;           /* 64 */
     int64_t max_msg_bytes;      /* 64 MiB: larger frames get bad_request */
+    int64_t max_queue_bytes;    /* 1 GiB: request bodies held (queued + in flight),
+                                 * all clients; beyond it requests get overloaded */
+    int64_t max_client_bytes;   /* 0: max_queue_bytes / 4; the same per client queue */
     FILE *log;                  /* join/leave/death/requeue lines; NULL: stderr */
     void *zmq_ctx;              /* NULL: the broker makes and owns one */
     const dq_broker_cache *cache; /* NULL: no cache */
+    const dq_broker_curve *curve; /* NULL: no authentication, no encryption */
+    /* --metrics: called from the loop each tick with the /metrics page
+     * (Prometheus text), for a server in another thread; NULL: none */
+    void (*metrics_publish)(void *ctx, const char *text, size_t len);
+    void *metrics_ctx;
 } dq_broker_config;
 
 /* Fills c with the defaults above (both endpoints on all interfaces, ports 5555 and 5556). */

@@ -17,6 +17,7 @@
 #include "broker/broker.h"
 #include "proto/msg.h"
 #include "proto/wire.h"
+#include "metrics/prom.h"
 
 #define S_TICKET_LEN 16
 
@@ -30,6 +31,7 @@ typedef struct {
     int32_t prev, next;       /* links in the list the record is in */
     int32_t worker;           /* INFLIGHT: worker slot; else -1 */
     int32_t service;          /* service slot */
+    int32_t flow;             /* client queue (flows.c) the record belongs to */
     uint8_t state;            /* dq_rec_state */
     bool checked;             /* request checked against the live identity */
     uint8_t cid_len;
@@ -37,6 +39,8 @@ typedef struct {
     uint64_t req_id;
     int64_t deadline_ms;      /* QUEUED: time out after this */
     int64_t dispatched_ms;    /* INFLIGHT: for the service time */
+    int64_t arrived_ms;       /* for the request latency (metrics.c) */
+    int64_t bytes;            /* body bytes charged to the budget (budget.c) */
     zmq_msg_t body;           /* the client's request frame (refcounted) */
     uint8_t cid[DQ_WIRE_ID_MAX];
 } dq_brec;
@@ -48,14 +52,32 @@ typedef struct {
     uint8_t id_len;
     int32_t service;
     uint32_t capacity, in_flight;
+    uint32_t max_batch;       /* its announce's (0: any); the service takes the least */
     uint64_t last_dispatch;   /* dispatch sequence number, for LRU ties */
     int64_t last_seen_ms, joined_ms;
     dq_blist held;
     uint64_t served, errors, requeues;
     double service_ms_sum;
-    char id_hex[24];          /* for log lines (first 10 bytes) */
+    char id_hex[24 + DQ_CURVE_NAME_MAX + 1]; /* for log lines and stats: the routing id's
+                               * first 10 bytes in hex, "NAME@hex" under CURVE */
+    char name[DQ_CURVE_NAME_MAX + 1]; /* its CURVE key's name; "" without CURVE */
     uint8_t id[DQ_WIRE_ID_MAX];
 } dq_bworker;
+
+/* One client's queue inside one service (flows.c): the unit of fair
+ * sharing. A flow with queued requests is in its service's ring. */
+typedef struct {
+    bool used;
+    int32_t service;
+    int32_t prev, next;       /* ring of the service's flows with queued requests */
+    bool in_ring;
+    uint32_t weight, credit;  /* credit: dispatches left in the current turn */
+    int32_t refs;             /* records (queued or in flight) naming this flow */
+    int64_t bytes;            /* their body bytes (budget.c) */
+    dq_blist queue;
+    uint64_t requests, dispatched, overloaded;
+    char name[DQ_MSG_NAME_MAX + 2]; /* key or client name; "#<hex id>" when unnamed */
+} dq_bflow;
 
 typedef struct {
     bool used;
@@ -63,9 +85,12 @@ typedef struct {
     char name[DQ_MSG_NAME_MAX + 1];
     dq_msg_ready identity;    /* of the live workers (else the last ones) */
     int n_workers;            /* live */
-    dq_blist queue;
+    int queued;               /* over all its flows */
+    int32_t rr;               /* flow whose turn it is; -1: nothing queued */
     uint64_t served, errors, requeues, timeouts, overloaded, bad_requests;
     double service_ms_sum;
+    uint64_t replies[DQ_REPLY_STATUS_COUNT]; /* to clients, by status (metrics.c) */
+    dq_prom_hist latency;     /* arrival to reply, seconds */
 } dq_bservice;
 
 struct dq_broker {
@@ -74,6 +99,7 @@ struct dq_broker {
     void *ctx;
     bool own_ctx;
     void *frontend, *backend;
+    void *zap;                /* ZAP handler socket (zap.c); NULL without CURVE */
     uint64_t epoch;
     int64_t start_ms, next_hb_ms, tick_ms;
 
@@ -88,11 +114,18 @@ struct dq_broker {
     uint32_t hash_mask;
 
     dq_bworker *workers;
+    int32_t *widx;            /* routing id -> worker slot (worker_index.c), -1: empty */
+    uint32_t widx_mask;
     dq_bservice *services;
+    dq_bflow *flows;          /* cfg.max_clients */
+    int32_t flow_hi;          /* 1 + highest used flow slot */
     int n_workers;            /* live */
     int32_t worker_hi;        /* 1 + highest used worker slot: loops stop here */
     int32_t service_hi;       /* 1 + highest used service slot (never shrinks) */
     int queued, inflight;
+    int max_queued;           /* all clients: cfg.max_queued_total or 4 x max_queue */
+    int64_t held_bytes, held_bytes_peak; /* request bodies held (budget.c) */
+    uint64_t n_over_budget;   /* requests answered overloaded for bytes */
     uint64_t dispatch_seq;
 
     dq_msg_decoder_t *dec;
@@ -100,9 +133,12 @@ struct dq_broker {
     dq_msg_buf out;           /* scratch for bodies the broker makes */
     dq_msg_buf hb;            /* our heartbeat body, encoded once */
     dq_msg_buf json;          /* stats text */
+    dq_prom prom;             /* /metrics page (metrics.c) */
 
     uint64_t n_requests, n_replies, n_rejected, n_malformed, n_late, n_dup, n_undeliverable;
+    uint64_t n_bad_replies;   /* worker replies failing dq_broker_check_reply */
     uint64_t n_worker_send_failed; /* sends to a worker that failed (gone, not reading) */
+    uint64_t n_auth_refused;  /* handshakes the ZAP handler refused */
 };
 
 /* Layering: broker.c (loop, messages, timers) -> dispatch.c (services,
@@ -130,6 +166,45 @@ void dq_brec_ticket(const dq_broker_t *b, int32_t r, uint8_t *t);
 /* The record a ticket names if it is still in flight at worker w, else -1. */
 int32_t dq_brec_from_ticket(const dq_broker_t *b, const void *t, size_t len, int32_t w);
 
+/* ---- budget.c (bytes of request bodies held; the level of records.c) ---- */
+/* NULL when a body of len bytes fits the total budget and flow's, else the
+ * reason (written into why). */
+const char *dq_budget_refuse(const dq_broker_t *b, int32_t flow, size_t len, char *why,
+                             size_t cap);
+/* The per-client budget in effect: --max-client-bytes, else a quarter of the total. */
+int64_t dq_budget_client_limit(const dq_broker_t *b);
+/* Charges record r's body (rec.flow set) / gives its charge back (release). */
+void dq_budget_take(dq_broker_t *b, int32_t r);
+void dq_budget_give(dq_broker_t *b, int32_t r);
+
+/* ---- flows.c ---- */
+/* The flow of client `name` in service svc (created, with its --share
+ * weight, when absent; an idle flow is reused when the table is full), or -1. */
+int32_t dq_bflow_get(dq_broker_t *b, int32_t svc, const char *name);
+/* Queues record r (rec[r].flow set) at the back (new) or front (requeue). */
+void dq_bflow_push_back(dq_broker_t *b, int32_t r);
+void dq_bflow_push_front(dq_broker_t *b, int32_t r);
+/* Takes queued record r out of its flow (answered or expired: no credit used). */
+void dq_bflow_remove(dq_broker_t *b, int32_t r);
+/* The record the round robin serves next in svc (not removed), or -1. */
+int32_t dq_bflow_peek(dq_broker_t *b, int32_t svc);
+/* Removes r, the record dq_bflow_peek returned, for dispatch: uses a credit. */
+void dq_bflow_take(dq_broker_t *b, int32_t r);
+
+/* ---- zap.c ---- */
+/* Binds the ZAP handler when cfg.curve is set (before the ROUTERs bind). */
+dq_status dq_broker_zap_start(dq_broker_t *b, dq_err *err);
+/* Answers the pending ZAP requests (the loop polls b->zap). */
+void dq_broker_zap_handle(dq_broker_t *b);
+void dq_broker_zap_stop(dq_broker_t *b);
+
+/* ---- metrics.c ---- */
+/* Counts one reply to a client of service svc (status, arrival to now). */
+void dq_broker_count_reply(dq_broker_t *b, int32_t svc, dq_reply_status st, int64_t arrived_ms,
+                           int64_t now);
+/* Builds the /metrics page and hands it to cfg.metrics_publish. */
+void dq_broker_metrics_publish(dq_broker_t *b, int64_t now);
+
 /* ---- stats.c ---- */
 /* Writes the stats JSON (docs/protocol.md) into b->json. */
 dq_status dq_broker_stats_json(dq_broker_t *b, int64_t now, dq_err *err);
@@ -139,6 +214,12 @@ void dq_broker_log(dq_broker_t *b, const char *fmt, ...) __attribute__((format(p
 /* ---- workers.c ---- */
 /* The live worker with routing id (id, len), or -1. */
 int32_t dq_broker_find_worker(const dq_broker_t *b, const uint8_t *id, size_t len);
+/* worker_index.c: the routing id index behind dq_broker_find_worker; put
+ * after a worker's id is set, del before its slot is freed. */
+dq_status dq_bwindex_init(dq_broker_t *b, dq_err *err);
+void dq_bwindex_free(dq_broker_t *b);
+void dq_bwindex_put(dq_broker_t *b, int32_t w);
+void dq_bwindex_del(dq_broker_t *b, int32_t w);
 /* Sends [id][body] on the backend without blocking; a failure is counted
  * (n_worker_send_failed), the worker's death is left to the liveness check. */
 void dq_broker_send_worker(dq_broker_t *b, const uint8_t *id, size_t len, const void *body,
@@ -147,9 +228,10 @@ void dq_broker_reannounce(dq_broker_t *b, const uint8_t *id, size_t len);
 void dq_broker_disconnect(dq_broker_t *b, const uint8_t *id, size_t len, const char *why);
 /* Admits the worker that announced rd into service svc: its slot, or -1
  * after telling it why not (identity differs from the live workers', table
- * full). The first live worker sets the service identity. Does not dispatch. */
+ * full). The first live worker sets the service identity. Does not dispatch.
+ * name: its CURVE key's name (NULL or "" without CURVE). */
 int32_t dq_broker_add_worker(dq_broker_t *b, int32_t svc, const uint8_t *id, size_t len,
-                             const dq_msg_ready *rd, int64_t now);
+                             const char *name, const dq_msg_ready *rd, int64_t now);
 /* Requeues what worker w holds at the head of its queue and forgets it.
  * Does not dispatch: the caller dispatches the worker's service. */
 void dq_broker_remove_worker(dq_broker_t *b, int32_t w, const char *why, int64_t now);
@@ -172,5 +254,10 @@ int32_t dq_broker_service(dq_broker_t *b, const char *name, bool create);
 /* NULL when the request fits the service's live identity, else the reason. */
 const char *dq_broker_check_request(const dq_bservice *s, const dq_msg_request *r, char *why,
                                     size_t cap);
+
+/* reply_check.c: NULL when the ok reply rep fits the announce id and the
+ * request rq, else why not (written into why). Error replies pass. */
+const char *dq_broker_check_reply(const dq_msg_ready *id, const dq_msg_request *rq,
+                                  const dq_msg_reply *rep, char *why, size_t cap);
 
 #endif

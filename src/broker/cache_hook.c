@@ -8,6 +8,7 @@
  */
 #include "broker/cache_hook.h"
 
+#include "base/clock.h"
 #include "cache/cache.h"
 
 #include <stdlib.h>
@@ -23,6 +24,8 @@ struct dq_cache_hook {
     dq_msg_reply rep;          /* ~3 KB: kept here, not on the stack */
     dq_msg_buf buf;
     dq_cache_hook_counts n;
+    uint64_t bytes;            /* used_bytes of the last dq_cache_stats (metrics) */
+    int64_t bytes_at_ms;       /* when; refreshed at most every 5 s */
 };
 
 static void s_error(dq_cache_hook_t *h, const char *what, const dq_err *err)
@@ -118,6 +121,29 @@ static void s_store(void *ctx, const dq_msg_teacher *teacher, const dq_msg_reque
     h->n.stored_entries += (uint64_t)stored;
 }
 
+/* For the broker's metrics: the counters, and the cache's size looked up
+ * at most every 5 s (a stats call opens a read transaction). */
+static void s_counts(void *ctx, uint64_t *hits, uint64_t *misses, uint64_t *stored,
+                     uint64_t *errors, uint64_t *bytes)
+{
+    dq_cache_hook_t *h = ctx;
+    int64_t now = dq_clock_now_ms();
+    if (h->bytes_at_ms == 0 || now - h->bytes_at_ms >= 5000) {
+        dq_cache_info info;
+        dq_err err = {{0}};
+        if (dq_cache_stats(h->cache, &info, &err) == DQ_OK) {
+            h->bytes = info.used_bytes;
+            dq_cache_info_free(&info);
+        }
+        h->bytes_at_ms = now;
+    }
+    *hits = h->n.hits;
+    *misses = h->n.misses;
+    *stored = h->n.stored_entries;
+    *errors = h->n.errors;
+    *bytes = h->bytes;
+}
+
 dq_status dq_cache_hook_new(dq_cache_hook_t **out, dq_cache_t *cache, FILE *log, dq_err *err)
 {
     *out = NULL;
@@ -129,6 +155,7 @@ dq_status dq_cache_hook_new(dq_cache_hook_t **out, dq_cache_t *cache, FILE *log,
     h->iface.ctx = h;
     h->iface.lookup = s_lookup;
     h->iface.store = s_store;
+    h->iface.counts = s_counts;
     *out = h;
     return DQ_OK;
 }

@@ -57,12 +57,14 @@ void dq_broker_fail_record(dq_broker_t *b, int32_t r, dq_reply_status st, const 
     s->errors++;
     if (st == DQ_REPLY_TIMEOUT || st == DQ_REPLY_UNKNOWN_SERVICE) s->timeouts++;
     if (st == DQ_REPLY_BAD_REQUEST) s->bad_requests++;
+    dq_broker_count_reply(b, x->service, st, x->arrived_ms, dq_clock_now_ms());
+    b->n_rejected++; /* every error reply the broker makes counts (docs/protocol.md 3) */
     va_list ap;
     va_start(ap, fmt);
     s_verror_reply(b, x->cid, x->cid_len, x->req_id, st, fmt, ap);
     va_end(ap);
     if (x->state == REC_QUEUED) {
-        dq_blist_remove(b, &s->queue, r);
+        dq_bflow_remove(b, r);
         b->queued--;
     } else if (x->state == REC_INFLIGHT) {
         dq_bworker *w = &b->workers[x->worker];
@@ -79,7 +81,7 @@ void dq_broker_fail_record(dq_broker_t *b, int32_t r, dq_reply_status st, const 
  * random services must not use up the table for good. */
 static bool s_reclaimable(const dq_bservice *s)
 {
-    return !s->has_identity && s->n_workers == 0 && s->queue.count == 0;
+    return !s->has_identity && s->n_workers == 0 && s->queued == 0;
 }
 
 int32_t dq_broker_service(dq_broker_t *b, const char *name, bool create)
@@ -100,7 +102,11 @@ int32_t dq_broker_service(dq_broker_t *b, const char *name, bool create)
     if (free_slot >= b->service_hi) b->service_hi = free_slot + 1;
     s->used = true;
     snprintf(s->name, sizeof s->name, "%s", name);
-    dq_blist_init(&s->queue);
+    s->rr = -1;
+    dq_prom_hist_init_seconds(&s->latency);
+    /* Flows of a reclaimed service are idle: they must not match the new one. */
+    for (int32_t i = 0; i < b->flow_hi; i++)
+        if (b->flows[i].used && b->flows[i].service == free_slot) b->flows[i].used = false;
     return free_slot;
 }
 
@@ -179,10 +185,10 @@ static bool s_late_check(dq_broker_t *b, int32_t r)
 void dq_broker_dispatch(dq_broker_t *b, int32_t svc, int64_t now)
 {
     dq_bservice *s = &b->services[svc];
-    while (s->queue.count > 0) {
+    while (s->queued > 0) {
         int32_t w = s_pick_worker(b, svc);
         if (w < 0) return;
-        int32_t r = s->queue.head;
+        int32_t r = dq_bflow_peek(b, svc);
         dq_brec *x = &b->rec[r];
         if (!x->checked && !s_late_check(b, r)) continue;
         dq_bworker *wk = &b->workers[w];
@@ -212,7 +218,7 @@ void dq_broker_dispatch(dq_broker_t *b, int32_t svc, int64_t now)
             dq_broker_remove_worker(b, w, "unreachable", now);
             continue;
         }
-        dq_blist_remove(b, &s->queue, r);
+        dq_bflow_take(b, r);
         b->queued--;
         x->state = REC_INFLIGHT;
         x->worker = w;

@@ -7,6 +7,7 @@
  * JSON (what `scripts/cluster status` uses). `--cache DIR` puts the LMDB
  * reply cache (src/cache) behind the broker's cache hook.
  */
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,10 +17,37 @@
 #include "broker/cache_hook.h"
 #include "cache/cache.h"
 #include "cli/opts.h"
+#include "metrics/httpd.h"
 #include "proto/msg.h"
 #include "proto/wire.h"
 
 static volatile sig_atomic_t s_stop;
+
+#define S_MAX_SHARES 64
+
+typedef struct {
+    dq_broker_share v[S_MAX_SHARES];
+    int n;
+} s_shares;
+
+/* --share NAME=W, repeatable. */
+static dq_status s_parse_share(void *dst, const char *opt, const char *val, dq_err *err)
+{
+    s_shares *sh = dst;
+    const char *eq = strrchr(val, '=');
+    char *end = NULL;
+    long w = eq ? strtol(eq + 1, &end, 10) : 0;
+    if (!eq || eq == val || !end || *end || w < 1 || w > 1000000)
+        return dq_fail(err, DQ_ERR_ARG, "%s %s: expected NAME=W with W in 1..1000000", opt, val);
+    if (sh->n == S_MAX_SHARES)
+        return dq_fail(err, DQ_ERR_ARG, "%s: at most %d", opt, S_MAX_SHARES);
+    char *name = strndup(val, (size_t)(eq - val));
+    if (!name) return dq_fail(err, DQ_ERR_NOMEM, "%s: out of memory", opt);
+    sh->v[sh->n].name = name; /* lives as long as the program */
+    sh->v[sh->n].weight = (uint32_t)w;
+    sh->n++;
+    return DQ_OK;
+}
 
 static void s_on_signal(int sig)
 {
@@ -34,8 +62,22 @@ static void s_usage(FILE *f, const dq_opt *opts, int n)
     fprintf(f, "Endpoints are tcp://HOST:PORT or ipc://PATH. Protocol: docs/protocol.md.\n");
 }
 
+static void s_publish(void *ctx, const char *text, size_t len)
+{
+    dq_metrics_http_publish(ctx, text, len);
+}
+
+/* True for ipc:// and inproc:// and for tcp:// on 127.x.x.x, localhost, [::1]. */
+static bool s_is_loopback(const char *ep)
+{
+    if (strncmp(ep, "tcp://", 6) != 0) return true;
+    const char *h = ep + 6;
+    return strncmp(h, "127.", 4) == 0 || strncmp(h, "localhost:", 10) == 0 ||
+           strncmp(h, "[::1]:", 6) == 0 || strncmp(h, "lo:", 3) == 0;
+}
+
 /* Client mode: one stats request, reply printed, 0 on success. */
-static int s_query_stats(const char *ep)
+static int s_query_stats(const char *ep, const char *server_cert, const char *cert)
 {
     void *ctx = zmq_ctx_new();
     void *s = NULL;
@@ -48,8 +90,34 @@ static int s_query_stats(const char *ep)
         fprintf(stderr, "distillq-broker: zmq_ctx_new failed\n");
         return 1;
     }
-    if (dq_wire_dealer_new(&s, ctx, ep, NULL, &err) != DQ_OK ||
-        zmq_setsockopt(s, ZMQ_RCVTIMEO, &tmo, sizeof tmo) != 0 ||
+    dq_curve_watch watch = {0};
+    if (server_cert || cert) {
+        /* CURVE must be set before connecting: make the socket by hand */
+        s = zmq_socket(ctx, ZMQ_DEALER);
+        int linger = 0;
+        if (!s || zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger) != 0) {
+            fprintf(stderr, "distillq-broker: --stats: zmq_socket failed\n");
+            goto done;
+        }
+        if (!server_cert || !cert) {
+            fprintf(stderr, "distillq-broker: --stats under CURVE needs --curve-server-cert and "
+                            "--curve-cert\n");
+            goto done;
+        }
+        if (dq_curve_client_apply(s, server_cert, cert, tmo, &err) != DQ_OK ||
+            dq_curve_watch_start(&watch, ctx, s, &err) != DQ_OK) {
+            fprintf(stderr, "distillq-broker: --stats %s: %s\n", ep, err.msg);
+            goto done;
+        }
+        if (zmq_connect(s, ep) != 0) {
+            fprintf(stderr, "distillq-broker: --stats %s: %s\n", ep, zmq_strerror(zmq_errno()));
+            goto done;
+        }
+    } else if (dq_wire_dealer_new(&s, ctx, ep, NULL, &err) != DQ_OK) {
+        fprintf(stderr, "distillq-broker: --stats %s: %s\n", ep, err.msg);
+        goto done;
+    }
+    if (zmq_setsockopt(s, ZMQ_RCVTIMEO, &tmo, sizeof tmo) != 0 ||
         dq_msg_decoder_new(&dec, &err) != DQ_OK || dq_msg_encode_stats_request(&buf, 1, &err) != DQ_OK) {
         fprintf(stderr, "distillq-broker: --stats %s: %s\n", ep, err.msg);
         goto done;
@@ -58,8 +126,24 @@ static int s_query_stats(const char *ep)
     size_t len[1] = {buf.len};
     dq_wire_parts p;
     dq_msg m;
-    if (dq_wire_send(s, 1, data, len, 0, &err) != DQ_OK || dq_wire_recv(s, &p, 0, &err) != DQ_OK) {
+    if (dq_wire_send(s, 1, data, len, 0, &err) != DQ_OK) {
         fprintf(stderr, "distillq-broker: --stats %s: %s\n", ep, err.msg);
+        goto done;
+    }
+    /* wait in slices, so that a refused key is named instead of a timeout */
+    dq_status rs = DQ_ERR_TIMEOUT;
+    for (int waited = 0; waited < tmo && rs == DQ_ERR_TIMEOUT; waited += 50) {
+        zmq_pollitem_t it = {s, 0, ZMQ_POLLIN, 0};
+        zmq_poll(&it, 1, 50);
+        if (dq_curve_watch_poll(&watch, ep, &err) != DQ_OK) {
+            fprintf(stderr, "distillq-broker: --stats: %s\n", err.msg);
+            goto done;
+        }
+        rs = dq_wire_recv(s, &p, ZMQ_DONTWAIT, &err);
+    }
+    if (rs != DQ_OK) {
+        fprintf(stderr, "distillq-broker: --stats %s: %s\n", ep,
+                rs == DQ_ERR_TIMEOUT ? "no answer within 3 s" : err.msg);
         goto done;
     }
     if (p.n == 1 &&
@@ -73,6 +157,7 @@ static int s_query_stats(const char *ep)
     }
     dq_wire_parts_close(&p);
 done:
+    dq_curve_watch_stop(&watch, s);
     dq_msg_decoder_destroy(&dec);
     dq_msg_buf_free(&buf);
     if (s) zmq_close(s);
@@ -85,10 +170,30 @@ int main(int argc, char **argv)
     dq_broker_config cfg;
     dq_broker_config_defaults(&cfg);
     const char *stats_ep = NULL, *cache_dir = NULL;
+    const char *curve_cert = NULL, *curve_server_cert = NULL, *allow_students = NULL,
+               *allow_workers = NULL;
+    bool insecure = false;
+    const char *metrics_addr = NULL;
+    cfg.frontend = cfg.backend = NULL; /* defaults below: they depend on CURVE */
     float cache_gb = 4;
+    static s_shares shares;
     const dq_opt opts[] = {
-        DQ_OPT_STR("frontend", "EP", &cfg.frontend, "bind for clients (tcp://*:5555)"),
-        DQ_OPT_STR("backend", "EP", &cfg.backend, "bind for teacher workers (tcp://*:5556)"),
+        DQ_OPT_STR("frontend", "EP", &cfg.frontend,
+                   "bind for clients (tcp://*:5555 with CURVE, else\ntcp://127.0.0.1:5555)"),
+        DQ_OPT_STR("backend", "EP", &cfg.backend,
+                   "bind for teacher workers (tcp://*:5556 with CURVE,\nelse tcp://127.0.0.1:5556)"),
+        DQ_OPT_STR("curve-cert", "FILE", &curve_cert,
+                   "CURVE: the broker's secret certificate (NAME_secret\nof distillq-keygen)"),
+        DQ_OPT_STR("allow-students", "DIR", &allow_students,
+                   "CURVE: public certificates of the students admitted"),
+        DQ_OPT_STR("allow-workers", "DIR", &allow_workers,
+                   "CURVE: public certificates of the workers admitted"),
+        DQ_OPT_STR("metrics", "HOST:PORT", &metrics_addr,
+                   "serve Prometheus metrics at http://HOST:PORT/metrics"),
+        DQ_OPT_FLAG("insecure", &insecure,
+                    "allow binding a non-loopback address without CURVE"),
+        DQ_OPT_STR("curve-server-cert", "FILE", &curve_server_cert,
+                   "with --stats: the broker's public certificate"),
         DQ_OPT_INT("heartbeat-ms", "N", &cfg.heartbeat_ms, 1, 1 << 30, "heartbeat interval (1000)"),
         DQ_OPT_INT("liveness", "N", &cfg.liveness, 1, 1 << 30,
                    "heartbeats missed before a worker is dead (3)"),
@@ -97,15 +202,26 @@ int main(int argc, char **argv)
         DQ_OPT_INT("service-timeout-ms", "N", &cfg.service_timeout_ms, 0, 1 << 30,
                    "a worker holding a request longer is stuck: its\n"
                    "work is requeued and it must re-join (120000; 0: off)"),
-        DQ_OPT_INT("max-queue", "N", &cfg.max_queue, 1, 1 << 30,
-                   "queued requests before 'overloaded' (1024)"),
+        DQ_OPT_INT("max-queue", "N", &cfg.max_queue, 1, 1 << 22,
+                   "queued requests per client before 'overloaded' (1024)"),
+        DQ_OPT_INT("max-queue-total", "N", &cfg.max_queued_total, 1, 1 << 23,
+                   "queued requests of all clients (4 x --max-queue)"),
+        DQ_OPT_INT("max-clients", "N", &cfg.max_clients, 1, 1 << 20,
+                   "client queues (service, client) at once (1024)"),
+        DQ_OPT_CALL("share", "NAME=W", s_parse_share, &shares,
+                    "client NAME gets W turns per round (1); repeatable"),
         DQ_OPT_INT("max-inflight", "N", &cfg.max_inflight, 1, 1 << 30,
                    "requests held by workers at once (1024)"),
+        DQ_OPT_I64("max-queue-bytes", "B", &cfg.max_queue_bytes, 1024, 1LL << 50,
+                   "bytes of request bodies held (queued and in flight)\n"
+                   "before 'overloaded', all clients (1073741824)"),
+        DQ_OPT_I64("max-client-bytes", "B", &cfg.max_client_bytes, 1024, 1LL << 50,
+                   "the same per client queue (--max-queue-bytes / 4)"),
         DQ_OPT_I64("max-msg-bytes", "B", &cfg.max_msg_bytes, 1024, 1LL << 40,
                    "largest accepted frame (67108864)"),
         DQ_OPT_STR("cache", "DIR", &cache_dir, "answer from / store into the LMDB cache in DIR"),
         DQ_OPT_F32("cache-max-gb", "G", &cache_gb, 0.001, 1024,
-                   "cache size limit in GiB (4); when full, stop inserting"),
+                   "cache size limit in GiB (4); above 80 %, whole\nteachers are evicted, least recently written first"),
         DQ_OPT_STR("stats", "EP", &stats_ep, "print the stats of the broker at EP as JSON and exit"),
         DQ_OPT_HELP,
         DQ_OPT_VERSION,
@@ -131,7 +247,50 @@ int main(int argc, char **argv)
         printf("distillq-broker %s (protocol %d)\n", PACKAGE_VERSION, DQ_PROTO_VERSION);
         return 0;
     }
-    if (stats_ep) return s_query_stats(stats_ep);
+    if (stats_ep) return s_query_stats(stats_ep, curve_server_cert, curve_cert);
+    static dq_broker_curve curve;
+    static dq_curve_allow students, workers;
+    if (curve_cert || allow_students || allow_workers) {
+        dq_err cerr = {{0}};
+        if (!curve_cert || !allow_students || !allow_workers) {
+            fprintf(stderr, "distillq-broker: CURVE needs --curve-cert, --allow-students and "
+                            "--allow-workers together\n");
+            return 2;
+        }
+        if (!zmq_has("curve")) {
+            fprintf(stderr, "distillq-broker: this libzmq has no CURVE support\n");
+            return 1;
+        }
+        if (dq_curve_cert_load(&curve.server, curve_cert, true, &cerr) != DQ_OK ||
+            dq_curve_allow_load(&students, allow_students, &cerr) != DQ_OK ||
+            dq_curve_allow_load(&workers, allow_workers, &cerr) != DQ_OK) {
+            fprintf(stderr, "distillq-broker: %s\n", cerr.msg);
+            return 1;
+        }
+        curve.students = &students;
+        curve.workers = &workers;
+        cfg.curve = &curve;
+        fprintf(stderr, "distillq-broker: CURVE on: server key %s, %d student key(s), %d worker "
+                "key(s)\n", curve.server.name, students.n, workers.n);
+    }
+    if (!cfg.frontend) cfg.frontend = cfg.curve ? "tcp://*:5555" : "tcp://127.0.0.1:5555";
+    if (!cfg.backend) cfg.backend = cfg.curve ? "tcp://*:5556" : "tcp://127.0.0.1:5556";
+    if (!cfg.curve) {
+        bool open_fe = !s_is_loopback(cfg.frontend), open_be = !s_is_loopback(cfg.backend);
+        if ((open_fe || open_be) && !insecure) {
+            fprintf(stderr, "distillq-broker: refusing to bind %s without CURVE: anyone who can "
+                            "reach it could join as a teacher or use the teachers. Use "
+                            "--curve-cert/--allow-students/--allow-workers, or --insecure\n",
+                    open_fe ? cfg.frontend : cfg.backend);
+            return 2;
+        }
+        if (open_fe || open_be)
+            fprintf(stderr, "distillq-broker: WARNING: --insecure: %s and %s are open to anyone "
+                            "who can reach them, unauthenticated and unencrypted\n",
+                    cfg.frontend, cfg.backend);
+    }
+    cfg.shares = shares.v;
+    cfg.n_shares = shares.n;
 
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
@@ -141,6 +300,13 @@ int main(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
+    /* Request frames are malloc'd by libzmq's I/O thread and freed here. glibc
+     * raises its mmap threshold to the size of a freed mmap'd block, after
+     * which multi-MB frames come from the heap and their pages stay resident
+     * after a flood is over; a fixed threshold keeps every frame above it
+     * mmap'd, returned to the system when freed (issue 15). */
+    if (mallopt(M_MMAP_THRESHOLD, 256 * 1024) != 1)
+        fprintf(stderr, "distillq-broker: mallopt(M_MMAP_THRESHOLD) failed, continuing\n");
 
     dq_err err = {{0}};
     dq_cache_t *cache = NULL;
@@ -159,8 +325,21 @@ int main(int argc, char **argv)
         fprintf(stderr, "distillq-broker: caching teacher replies in %s (limit %.3g GiB)\n",
                 cache_dir, cache_gb);
     }
+    dq_metrics_http_t *http = NULL;
+    if (metrics_addr) {
+        if (dq_metrics_http_start(&http, metrics_addr, &err) != DQ_OK) {
+            fprintf(stderr, "distillq-broker: %s\n", err.msg);
+            dq_cache_hook_destroy(&hook);
+            dq_cache_close(&cache);
+            return 1;
+        }
+        cfg.metrics_publish = s_publish;
+        cfg.metrics_ctx = http;
+        fprintf(stderr, "distillq-broker: metrics at http://%s/metrics\n", metrics_addr);
+    }
     dq_broker_t *b = NULL;
     if (dq_broker_new(&b, &cfg, &err) != DQ_OK) {
+        dq_metrics_http_stop(&http);
         fprintf(stderr, "distillq-broker: %s\n", err.msg);
         dq_cache_hook_destroy(&hook);
         dq_cache_close(&cache);
@@ -168,6 +347,7 @@ int main(int argc, char **argv)
     }
     dq_status st = dq_broker_run(b, &s_stop, &err);
     dq_broker_destroy(&b);
+    dq_metrics_http_stop(&http);
     if (hook) {
         dq_cache_hook_counts k;
         dq_cache_hook_get_counts(hook, &k);

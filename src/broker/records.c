@@ -72,7 +72,7 @@ int32_t dq_blist_pop_back(dq_broker_t *b, dq_blist *l)
 
 dq_status dq_brec_init(dq_broker_t *b, dq_err *err)
 {
-    int64_t n = (int64_t)b->cfg.max_queue + b->cfg.max_inflight;
+    int64_t n = (int64_t)b->max_queued + b->cfg.max_inflight;
     if (n < 1 || n > (1 << 24))
         return dq_fail(err, DQ_ERR_ARG, "broker: max-queue + max-inflight must be 1..%d", 1 << 24);
     b->n_rec = (int32_t)n;
@@ -89,6 +89,7 @@ dq_status dq_brec_init(dq_broker_t *b, dq_err *err)
     dq_blist_init(&b->free_list);
     for (int32_t i = 0; i < b->n_rec; i++) {
         b->rec[i].worker = -1;
+        b->rec[i].flow = -1;
         zmq_msg_init(&b->rec[i].body);
         dq_blist_push_back(b, &b->free_list, i);
     }
@@ -171,10 +172,13 @@ void dq_brec_release(dq_broker_t *b, int32_t r)
 {
     dq_brec *x = &b->rec[r];
     s_hash_remove(b, r);
+    dq_budget_give(b, r);
     zmq_msg_close(&x->body);
     zmq_msg_init(&x->body);
     x->state = REC_FREE;
     x->worker = -1;
+    if (x->flow >= 0) b->flows[x->flow].refs--;
+    x->flow = -1;
     dq_blist_push_back(b, &b->free_list, r);
 }
 

@@ -100,7 +100,15 @@ static void s_service(s_out *o, const dq_broker_t *b, int32_t si)
                 s_printf(o, "%s\"%s\"", sep, dq_msg_dtype_name((dq_msg_dtype)d));
                 sep = ", ";
             }
-        s_printf(o, "], \"max_batch\": %u, \"outputs\": [", id->max_batch);
+        s_printf(o, "], \"max_batch\": %u, ", id->max_batch);
+        if (id->n_norm > 0) { /* what a u8 request implies: (x / 255 - mean) / std */
+            s_printf(o, "\"mean\": [");
+            for (int c = 0; c < id->n_norm; c++) s_printf(o, "%s%.9g", c ? ", " : "", id->mean[c]);
+            s_printf(o, "], \"std\": [");
+            for (int c = 0; c < id->n_norm; c++) s_printf(o, "%s%.9g", c ? ", " : "", id->std[c]);
+            s_printf(o, "], ");
+        }
+        s_printf(o, "\"outputs\": [");
         for (int i = 0; i < id->n_outputs; i++) {
             s_printf(o, "%s{\"name\": ", i ? ", " : "");
             s_str(o, id->outputs[i].name);
@@ -118,7 +126,7 @@ static void s_service(s_out *o, const dq_broker_t *b, int32_t si)
              ", \"queue\": %d, \"in_flight\": %d, \"served\": %llu, \"errors\": %llu, "
              "\"requeues\": %llu, \"timeouts\": %llu, \"overloaded\": %llu, "
              "\"bad_requests\": %llu, \"mean_service_ms\": %.3f, \"workers\": [",
-             s->queue.count, inflight, (unsigned long long)s->served,
+             s->queued, inflight, (unsigned long long)s->served,
              (unsigned long long)s->errors, (unsigned long long)s->requeues,
              (unsigned long long)s->timeouts, (unsigned long long)s->overloaded,
              (unsigned long long)s->bad_requests, s_mean(s->service_ms_sum, s->served));
@@ -135,6 +143,21 @@ static void s_service(s_out *o, const dq_broker_t *b, int32_t si)
                  s_mean(w->service_ms_sum, w->served), w->draining ? "true" : "false");
         sep = ", ";
     }
+    s_printf(o, "], \"clients\": [");
+    sep = "";
+    for (int32_t i = 0; i < b->flow_hi; i++) {
+        const dq_bflow *f = &b->flows[i];
+        if (!f->used || f->service != si) continue;
+        s_printf(o, "%s{\"name\": ", sep);
+        s_str(o, f->name);
+        s_printf(o,
+                 ", \"weight\": %u, \"queue\": %d, \"requests\": %llu, \"dispatched\": %llu, "
+                 "\"overloaded\": %llu, \"bytes_held\": %lld}",
+                 f->weight, f->queue.count, (unsigned long long)f->requests,
+                 (unsigned long long)f->dispatched, (unsigned long long)f->overloaded,
+                 (long long)f->bytes);
+        sep = ", ";
+    }
     s_printf(o, "]}");
 }
 
@@ -146,12 +169,19 @@ dq_status dq_broker_stats_json(dq_broker_t *b, int64_t now, dq_err *err)
              "{\"epoch\": \"%016llx\", \"uptime_ms\": %lld, \"queued\": %d, \"in_flight\": %d, "
              "\"workers\": %d, \"requests\": %llu, \"replies\": %llu, \"rejected\": %llu, "
              "\"malformed\": %llu, \"late_dropped\": %llu, \"duplicates\": %llu, "
-             "\"undeliverable\": %llu, \"worker_send_failed\": %llu, \"services\": [",
+             "\"undeliverable\": %llu, \"worker_send_failed\": %llu, \"bad_replies\": %llu, "
+             "\"auth_refused\": %llu, \"bytes_held\": %lld, "
+             "\"bytes_held_peak\": %lld, \"max_queue_bytes\": %lld, \"max_client_bytes\": %lld, "
+             "\"over_budget\": %llu, \"services\": [",
              (unsigned long long)b->epoch, (long long)(now - b->start_ms), b->queued, b->inflight,
              b->n_workers, (unsigned long long)b->n_requests, (unsigned long long)b->n_replies,
              (unsigned long long)b->n_rejected, (unsigned long long)b->n_malformed,
              (unsigned long long)b->n_late, (unsigned long long)b->n_dup,
-             (unsigned long long)b->n_undeliverable, (unsigned long long)b->n_worker_send_failed);
+             (unsigned long long)b->n_undeliverable, (unsigned long long)b->n_worker_send_failed,
+             (unsigned long long)b->n_bad_replies, (unsigned long long)b->n_auth_refused,
+             (long long)b->held_bytes, (long long)b->held_bytes_peak,
+             (long long)b->cfg.max_queue_bytes, (long long)dq_budget_client_limit(b),
+             (unsigned long long)b->n_over_budget);
     const char *sep = "";
     for (int32_t i = 0; i < b->service_hi; i++) {
         if (!b->services[i].used) continue;

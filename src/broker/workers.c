@@ -17,14 +17,7 @@
 
 #include <string.h>
 
-int32_t dq_broker_find_worker(const dq_broker_t *b, const uint8_t *id, size_t len)
-{
-    for (int32_t i = 0; i < b->worker_hi; i++) {
-        const dq_bworker *w = &b->workers[i];
-        if (w->used && w->id_len == len && memcmp(w->id, id, len) == 0) return i;
-    }
-    return -1;
-}
+static void s_service_limits(dq_broker_t *b, int32_t svc);
 
 void dq_broker_send_worker(dq_broker_t *b, const uint8_t *id, size_t len, const void *body,
                            size_t body_len)
@@ -66,22 +59,24 @@ void dq_broker_remove_worker(dq_broker_t *b, int32_t w, const char *why, int64_t
         x->state = REC_QUEUED;
         x->worker = -1;
         x->deadline_ms = now + b->cfg.request_timeout_ms;
-        dq_blist_push_front(b, &s->queue, r);
+        dq_bflow_push_front(b, r);
         b->queued++;
         b->inflight--;
     }
     wk->requeues += (uint64_t)n;
     s->requeues += (uint64_t)n;
+    dq_bwindex_del(b, w);
     wk->used = false;
     wk->in_flight = 0;
     while (b->worker_hi > 0 && !b->workers[b->worker_hi - 1].used) b->worker_hi--;
     s->n_workers--;
     b->n_workers--;
+    s_service_limits(b, wk->service);
     dq_broker_log(b, "worker %s %s; service '%s' (served %llu) has %d live workers", wk->id_hex,
                   why, s->name, (unsigned long long)wk->served, s->n_workers);
     if (n > 0)
         dq_broker_log(b, "requeued %d requests of worker %s at the head of '%s' (%d queued)", n,
-                      wk->id_hex, s->name, s->queue.count);
+                      wk->id_hex, s->name, s->queued);
 }
 
 /* How long worker w has held its oldest request (0 if none): the held list
@@ -127,9 +122,12 @@ static const char *s_identity_diff(const dq_msg_ready *a, const dq_msg_ready *li
     if (strcmp(a->teacher.model, live->teacher.model) || strcmp(a->teacher.sha256, live->teacher.sha256))
         snprintf(why, cap, "model %s (sha256 %.12s) differs from the live workers' %s (%.12s)",
                  a->teacher.model, a->teacher.sha256, live->teacher.model, live->teacher.sha256);
-    else if (memcmp(a->input, live->input, sizeof a->input) || a->dtypes != live->dtypes ||
-             a->max_batch != live->max_batch)
-        snprintf(why, cap, "input shape, dtypes or max_batch differ from the live workers'");
+    else if (memcmp(a->input, live->input, sizeof a->input) || a->dtypes != live->dtypes)
+        snprintf(why, cap, "input shape or dtypes differ from the live workers'");
+    else if (a->n_norm && live->n_norm &&
+             (memcmp(a->mean, live->mean, (size_t)a->n_norm * sizeof a->mean[0]) ||
+              memcmp(a->std, live->std, (size_t)a->n_norm * sizeof a->std[0])))
+        snprintf(why, cap, "input normalisation (mean/std) differs from the live workers'");
     else if (a->n_outputs != live->n_outputs)
         snprintf(why, cap, "%d outputs, live workers have %d", a->n_outputs, live->n_outputs);
     else {
@@ -146,11 +144,30 @@ static const char *s_identity_diff(const dq_msg_ready *a, const dq_msg_ready *li
     return why;
 }
 
-int32_t dq_broker_add_worker(dq_broker_t *b, int32_t svc, const uint8_t *id, size_t len,
-                             const dq_msg_ready *rd, int64_t now)
+/* A capacity limit is not an identity: workers of one service may announce
+ * different max_batch (and capacity). The service takes the least non-zero
+ * max_batch of its live workers, so any of them can serve what it accepts;
+ * recomputed whenever a worker joins or leaves. A worker that announces a
+ * normalisation teaches it to a service whose first workers did not. */
+static void s_service_limits(dq_broker_t *b, int32_t svc)
 {
-    char hex[24], why[DQ_MSG_ERROR_MAX + 1];
-    dq_wire_id_hex(id, len, hex, sizeof hex);
+    dq_bservice *s = &b->services[svc];
+    uint32_t mb = 0;
+    for (int32_t i = 0; i < b->worker_hi; i++) {
+        const dq_bworker *w = &b->workers[i];
+        if (w->used && w->service == svc && w->max_batch && (mb == 0 || w->max_batch < mb))
+            mb = w->max_batch;
+    }
+    if (s->n_workers > 0) s->identity.max_batch = mb;
+}
+
+int32_t dq_broker_add_worker(dq_broker_t *b, int32_t svc, const uint8_t *id, size_t len,
+                             const char *name, const dq_msg_ready *rd, int64_t now)
+{
+    char hex[24 + DQ_CURVE_NAME_MAX + 1], why[DQ_MSG_ERROR_MAX + 1], raw[24];
+    dq_wire_id_hex(id, len, raw, sizeof raw);
+    if (name && name[0]) snprintf(hex, sizeof hex, "%.64s@%s", name, raw);
+    else snprintf(hex, sizeof hex, "%s", raw);
     dq_bservice *s = &b->services[svc];
     if (s->n_workers > 0 && s_identity_diff(rd, &s->identity, why, sizeof why)) {
         dq_broker_log(b, "rejected worker %s for '%s': %s", hex, s->name, why);
@@ -172,19 +189,32 @@ int32_t dq_broker_add_worker(dq_broker_t *b, int32_t svc, const uint8_t *id, siz
     wk->used = true;
     wk->id_len = (uint8_t)len;
     memcpy(wk->id, id, len);
+    dq_bwindex_put(b, slot);
     memcpy(wk->id_hex, hex, sizeof wk->id_hex);
+    snprintf(wk->name, sizeof wk->name, "%s", name ? name : "");
     wk->service = svc;
     wk->capacity = rd->capacity;
+    wk->max_batch = rd->max_batch;
     wk->last_seen_ms = wk->joined_ms = now;
     dq_blist_init(&wk->held);
     if (s->n_workers == 0) {
         /* A (possibly new) identity: queued requests are checked at dispatch. */
         s->identity = *rd;
         s->has_identity = true;
-        for (int32_t r = s->queue.head; r >= 0; r = b->rec[r].next) b->rec[r].checked = false;
+        for (int32_t fi = 0; fi < b->flow_hi; fi++) {
+            const dq_bflow *f = &b->flows[fi];
+            if (!f->used || f->service != svc) continue;
+            for (int32_t r = f->queue.head; r >= 0; r = b->rec[r].next) b->rec[r].checked = false;
+        }
+    }
+    else if (rd->n_norm && !s->identity.n_norm) {
+        s->identity.n_norm = rd->n_norm;
+        memcpy(s->identity.mean, rd->mean, sizeof rd->mean);
+        memcpy(s->identity.std, rd->std, sizeof rd->std);
     }
     s->n_workers++;
     b->n_workers++;
+    s_service_limits(b, svc);
     dq_broker_log(b, "worker %s joined '%s' (model %s, sha256 %.12s, capacity %u); %d live", hex,
                   s->name, rd->teacher.model, rd->teacher.sha256, rd->capacity, s->n_workers);
     return slot;

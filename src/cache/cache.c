@@ -251,6 +251,7 @@ dq_status dq_cache_put_batch(dq_cache_t *c, const dq_msg_teacher *teacher, dq_ms
         }
     }
     if (c->full) return DQ_OK; /* FULL POLICY: silently keep serving */
+    DQ_TRY(dq_cache_make_room(c, sha, err));
 
     MDB_txn *txn;
     DQ_TRY(s_txn_begin(c, 0, &txn, err));
@@ -277,6 +278,7 @@ dq_status dq_cache_put_batch(dq_cache_t *c, const dq_msg_teacher *teacher, dq_ms
         }
     }
     if (!rc && n_new > 0) rc = s_bump_teacher(c, txn, sha, teacher, n_new);
+    if (!rc && n_new > 0) rc = dq_cache_touch_teacher(c, txn, sha);
     if (rc) {
         mdb_txn_abort(txn);
     } else if (n_new == 0) {

@@ -29,10 +29,12 @@
  * power loss, where at most the last batch may be lost (it is a cache).
  *
  * FULL POLICY. The map size is the hard limit (max_bytes, default 4 GiB; the
- * data file grows only as needed). When a put hits MDB_MAP_FULL the batch is
- * dropped, the cache logs one line and stops inserting for the rest of the
- * session, and reads keep working: a full cache never fails the broker. No
- * eviction: reopen with a larger --cache-max-gb (or a new DIR) to grow.
+ * data file grows only as needed). Above 80 % of it, whole teachers are
+ * evicted, least recently written first, never the one being written, down
+ * to 65 % (evict.c). Should a put still hit MDB_MAP_FULL (one teacher
+ * alone fills the map) the batch is dropped, the cache logs one line and
+ * stops inserting for the rest of the session, and reads keep working: a
+ * full cache never fails the broker.
  *
  * CONCURRENCY. Locking stays on, so one writer (the broker) and any number of
  * read-only readers (replay, the tool) in other processes may share a DIR.
@@ -96,6 +98,7 @@ typedef struct {
 typedef struct {
     dq_msg_teacher teacher;   /* service, model, sha256 (of its latest put) */
     int64_t entries;
+    uint64_t bytes;           /* keys + values; only after dq_cache_teacher_bytes */
 } dq_cache_teacher_info;
 
 typedef struct {
@@ -170,6 +173,12 @@ void dq_cache_get_output_free(dq_cache_get_output *outs, int n_outputs);
 
 /* Fills *info (free with dq_cache_info_free, also after a failure). */
 dq_status dq_cache_stats(dq_cache_t *c, dq_cache_info *info, dq_err *err);
+/* Fills info->teachers[i].bytes (keys + values) by scanning the entries. */
+dq_status dq_cache_teacher_bytes(dq_cache_t *c, dq_cache_info *info, dq_err *err);
+/* Deletes every teacher whose sha256 is not in keep[n_keep] (writable
+ * open; safe beside a live broker: LMDB serialises writers). */
+dq_status dq_cache_gc(dq_cache_t *c, const char *const *keep, int n_keep, int *teachers,
+                      int64_t *entries, dq_err *err);
 void dq_cache_info_free(dq_cache_info *info);
 
 /* Walks every entry in one read transaction checking key layout, value

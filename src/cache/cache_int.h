@@ -63,6 +63,11 @@ const char *dq_cache_val_parse(const MDB_val *key, const MDB_val *val, dq_cache_
 /* Renders a key for messages: "<sha12>../<hash hex>/<name>". */
 void dq_cache_key_str(const MDB_val *key, char *buf, size_t cap);
 
+/* evict.c: records teacher sha's last write (in the put's transaction). */
+int dq_cache_touch_teacher(dq_cache_t *c, MDB_txn *txn, const uint8_t *sha);
+/* evict.c: above 80 % of the map, evicts whole teachers but keep. */
+dq_status dq_cache_make_room(dq_cache_t *c, const uint8_t *keep, dq_err *err);
+
 /* Begins a read transaction (end it with mdb_txn_abort), re-mapping once
  * if a writer in another process grew the map beyond ours. */
 dq_status dq_cache_read_begin(dq_cache_t *c, MDB_txn **txn, dq_err *err);

@@ -1,8 +1,9 @@
 /* main.c - distillq-cache: inspect the broker's LMDB teacher-output cache.
  *
- * Always opens the cache read-only (with locking), so it is safe to run
- * beside a live broker that keeps writing: every command sees one
- * consistent snapshot. Exit status: 0 ok, 1 failure or bad entries found,
+ * Opens the cache read-only (with locking), so it is safe to run beside a
+ * live broker that keeps writing: every command sees one consistent
+ * snapshot. `gc` opens it for writing: LMDB serialises it with the broker's
+ * writes, and readers keep their snapshots. Exit status: 0 ok, 1 failure or bad entries found,
  * 2 usage error.
  */
 #include <getopt.h>
@@ -17,12 +18,15 @@ static void s_usage(FILE *f)
 "usage: distillq-cache stats DIR\n"
 "       distillq-cache verify DIR\n"
 "       distillq-cache export DIR [--teacher SHA256] [--output NAME] --out FILE.npy\n"
+"       distillq-cache gc DIR --keep SHA256 [--keep SHA256...]\n"
 "\n"
 "Inspects the teacher-output cache that distillq-broker --cache DIR writes.\n"
 "  stats    entries, size on disk, map size limit, and per teacher its service,\n"
-"           model, weights sha256 and entry count\n"
+"           model, weights sha256, entry count and bytes (keys + values)\n"
 "  verify   checks every entry's key, header and checksum and each teacher's\n"
 "           count; prints 'ok N entries', or lists the bad keys and exits 1\n"
+"  gc       deletes every teacher not named by a --keep (a sha256 as stats shows\n"
+"           it; comma-separated lists too); safe beside a live broker\n"
 "  export   writes every cached sample of one teacher output as a float32 .npy\n"
 "           array [N, ...] in key (hash) order\n"
 "\n"
@@ -42,6 +46,7 @@ static int s_stats(dq_cache_t *c)
     dq_cache_info info;
     dq_err err = {{0}};
     dq_status st = dq_cache_stats(c, &info, &err);
+    if (!st) st = dq_cache_teacher_bytes(c, &info, &err);
     if (st) {
         fprintf(stderr, "distillq-cache: %s: %s\n", dq_strerror(st), err.msg);
         dq_cache_info_free(&info);
@@ -60,6 +65,8 @@ static int s_stats(dq_cache_t *c)
         const dq_cache_teacher_info *t = &info.teachers[i];
         printf("teacher    service=%s model=%s sha256=%s entries=%lld\n", t->teacher.service,
                t->teacher.model, t->teacher.sha256, (long long)t->entries);
+        printf("  bytes    %llu (%.1f MiB of keys and values)\n", (unsigned long long)t->bytes,
+               s_mib(t->bytes));
     }
     dq_cache_info_free(&info);
     return 0;
@@ -114,11 +121,29 @@ static int s_export(dq_cache_t *c, const char *teacher, const char *output, cons
     return 0;
 }
 
+static int s_gc(dq_cache_t *c, const char *const *keep, int n_keep)
+{
+    dq_err err = {{0}};
+    int teachers = 0;
+    int64_t entries = 0;
+    dq_status st = dq_cache_gc(c, keep, n_keep, &teachers, &entries, &err);
+    if (st) {
+        fprintf(stderr, "distillq-cache: %s: %s\n", dq_strerror(st), err.msg);
+        return 1;
+    }
+    printf("removed %d teacher(s), %lld entries; kept %d\n", teachers, (long long)entries, n_keep);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     const char *teacher = NULL, *output = "logits", *out = NULL;
-    enum { O_TEACHER = 256, O_OUTPUT, O_OUT, O_HELP, O_VERSION };
+    enum { O_TEACHER = 256, O_OUTPUT, O_OUT, O_HELP, O_VERSION, O_KEEP };
+    char *keep_buf[64];
+    const char *keep[64];
+    int n_keep = 0;
     static const struct option opts[] = {
+        {"keep", required_argument, 0, O_KEEP},
         {"teacher", required_argument, 0, O_TEACHER}, {"output", required_argument, 0, O_OUTPUT},
         {"out", required_argument, 0, O_OUT}, {"help", no_argument, 0, O_HELP},
         {"version", no_argument, 0, O_VERSION}, {0, 0, 0, 0}};
@@ -128,6 +153,17 @@ int main(int argc, char **argv)
         case O_TEACHER: teacher = optarg; break;
         case O_OUTPUT: output = optarg; break;
         case O_OUT: out = optarg; break;
+        case O_KEEP:
+            for (char *tok = strtok(optarg, ","); tok; tok = strtok(NULL, ",")) {
+                if (n_keep == 64) {
+                    fprintf(stderr, "distillq-cache: at most 64 --keep\n");
+                    return 2;
+                }
+                keep_buf[n_keep] = tok;
+                keep[n_keep] = keep_buf[n_keep];
+                n_keep++;
+            }
+            break;
         case O_HELP: s_usage(stdout); return 0;
         case O_VERSION: printf("distillq-cache %s\n", PACKAGE_VERSION); return 0;
         default: fprintf(stderr, "distillq-cache: try --help\n"); return 2;
@@ -138,9 +174,14 @@ int main(int argc, char **argv)
         return 2;
     }
     const char *cmd = argv[optind], *dir = argv[optind + 1];
-    bool is_export = strcmp(cmd, "export") == 0;
-    if (strcmp(cmd, "stats") != 0 && strcmp(cmd, "verify") != 0 && !is_export) {
-        fprintf(stderr, "distillq-cache: unknown command '%s' (stats, verify, export)\n", cmd);
+    bool is_export = strcmp(cmd, "export") == 0, is_gc = strcmp(cmd, "gc") == 0;
+    if (strcmp(cmd, "stats") != 0 && strcmp(cmd, "verify") != 0 && !is_export && !is_gc) {
+        fprintf(stderr, "distillq-cache: unknown command '%s' (stats, verify, export, gc)\n",
+                cmd);
+        return 2;
+    }
+    if (is_gc != (n_keep > 0)) {
+        fprintf(stderr, "distillq-cache: gc needs --keep SHA256 (and --keep is for gc only)\n");
         return 2;
     }
     if (is_export && !out) {
@@ -153,7 +194,7 @@ int main(int argc, char **argv)
     }
     dq_cache_config cfg;
     dq_cache_config_defaults(&cfg);
-    cfg.read_only = true;
+    cfg.read_only = !is_gc; /* gc writes; LMDB serialises it with a live broker */
     dq_cache_t *c = NULL;
     dq_err err = {{0}};
     dq_status st = dq_cache_open(&c, dir, &cfg, &err);
@@ -162,6 +203,7 @@ int main(int argc, char **argv)
         return 1;
     }
     int rc = strcmp(cmd, "stats") == 0 ? s_stats(c)
+           : is_gc ? s_gc(c, keep, n_keep)
            : strcmp(cmd, "verify") == 0 ? s_verify(c)
            : s_export(c, teacher, output, out);
     dq_cache_close(&c);

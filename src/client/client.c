@@ -23,12 +23,15 @@
 #include <unistd.h>
 
 #include "client/inflight.h"
+#include "proto/curve.h"
 #include "proto/wire.h"
 
 #define S_MAX_SERVICES 16
 
 typedef struct {
     dq_msg_buf body;                      /* the encoded request, for resends */
+    int64_t max_reply;                    /* largest acceptable reply frame; 0: any */
+    int64_t retry_at;                     /* retry_ms: send again then (0: not waiting) */
     char service[DQ_MSG_NAME_MAX + 1];
 } s_slot;
 
@@ -43,6 +46,7 @@ struct dq_client {
     void *ctx, *sock, *mon;
     int mon_seq;
     bool lost;                            /* the monitor saw a disconnect */
+    dq_curve_watch watch;                 /* CURVE handshake state (events of mon) */
     dq_msg_decoder_t *dec;
     dq_inflight fl;
     s_slot *slots;
@@ -146,10 +150,16 @@ static dq_status s_open_socket(dq_client_t *c, dq_err *err)
 {
     dq_wire_opts wo = {0};
     wo.max_msg_bytes = c->o.max_msg_bytes;
+    wo.curve_server_cert = c->o.curve_server_cert;
+    wo.curve_cert = c->o.curve_cert;
+    wo.handshake_ms = c->o.heartbeat_ms * c->o.liveness;
     DQ_TRY(dq_wire_dealer_new(&c->sock, c->ctx, c->endpoint, &wo, err));
     char ep[64];
     snprintf(ep, sizeof ep, "inproc://dq-client-%p-%d", (void *)c, c->mon_seq++);
-    if (zmq_socket_monitor(c->sock, ep, ZMQ_EVENT_CONNECTED | ZMQ_EVENT_DISCONNECTED) != 0 ||
+    memset(&c->watch, 0, sizeof c->watch);
+    int events = ZMQ_EVENT_CONNECTED | ZMQ_EVENT_DISCONNECTED;
+    if (c->o.curve_cert) events |= DQ_CURVE_WATCH_EVENTS;
+    if (zmq_socket_monitor(c->sock, ep, events) != 0 ||
         !(c->mon = zmq_socket(c->ctx, ZMQ_PAIR)) || zmq_connect(c->mon, ep) != 0) {
         dq_status st = dq_fail(err, DQ_ERR_NET, "client %s: socket monitor: %s", c->endpoint,
                                zmq_strerror(zmq_errno()));
@@ -249,6 +259,18 @@ int dq_client_inflight(const dq_client_t *c)
     return c->fl.count;
 }
 
+dq_status dq_client_set_max_msg_bytes(dq_client_t *c, int64_t bytes, dq_err *err)
+{
+    if (c->fl.count != 0 || bytes < 1)
+        return dq_fail(err, DQ_ERR_ARG, "client %s: the reply limit changes only with nothing "
+                       "in flight, to >= 1 byte", c->endpoint);
+    if (bytes == c->o.max_msg_bytes) return DQ_OK;
+    c->o.max_msg_bytes = bytes;
+    dq_wire_parts_close(&c->last);
+    s_close_socket(c);
+    return s_open_socket(c, err);
+}
+
 void dq_client_get_counters(const dq_client_t *c, dq_client_counters *out)
 {
     *out = c->k;
@@ -274,6 +296,7 @@ dq_status dq_client_send(dq_client_t *c, const dq_client_request *r, dq_err *err
         return dq_fail(err, DQ_ERR_ARG, "client: service %s: %d outputs requested (1..%d)",
                        r->service, r->n_outputs, DQ_MSG_MAX_OUTPUTS);
     memcpy(m.service, r->service, sl + 1);
+    if (c->o.name) snprintf(m.client, sizeof m.client, "%s", c->o.name);
     m.req_id = r->req_id;
     m.dtype = r->dtype;
     size_t count = 1;
@@ -309,6 +332,11 @@ dq_status dq_client_send(dq_client_t *c, const dq_client_request *r, dq_err *err
         return st;
     }
     memcpy(s->service, m.service, sizeof s->service);
+    s->retry_at = 0;
+    s->max_reply = r->reply_floats > 0
+                       ? r->shape[0] * r->reply_floats * (int64_t)sizeof(float) +
+                             DQ_CLIENT_REPLY_SLACK
+                       : 0;
     c->k.sent++;
     return DQ_OK;
 }
@@ -336,8 +364,13 @@ static dq_status s_on_monitor(dq_client_t *c, dq_err *err)
         if (st == DQ_ERR_TIMEOUT) return DQ_OK;
         if (st != DQ_OK) return st;
         uint16_t ev = 0;
-        if (p.n >= 1 && zmq_msg_size(&p.f[0]) >= 2) memcpy(&ev, zmq_msg_data(&p.f[0]), 2);
+        uint32_t value = 0;
+        if (p.n >= 1 && zmq_msg_size(&p.f[0]) >= 6) {
+            memcpy(&ev, zmq_msg_data(&p.f[0]), 2);
+            memcpy(&value, (const uint8_t *)zmq_msg_data(&p.f[0]) + 2, 4);
+        }
         dq_wire_parts_close(&p);
+        if (c->o.curve_cert) DQ_TRY(dq_curve_watch_event(&c->watch, ev, value, c->endpoint, err));
         if (ev == ZMQ_EVENT_DISCONNECTED) {
             c->lost = true;
         } else if (ev == ZMQ_EVENT_CONNECTED && c->lost) {
@@ -368,6 +401,7 @@ static void s_deliver(dq_client_t *c, int slot, dq_client_reply *out)
         out->n_outputs = rp->n_outputs;
         out->outputs = rp->outputs;
     }
+    out->impl = rp->impl;
     if (rp->has_teacher) {
         out->teacher = &rp->teacher;
         int i = 0;
@@ -419,6 +453,28 @@ static bool s_on_message(dq_client_t *c, dq_client_reply *out, dq_err *err, dq_s
     if (slot < 0) {
         c->k.duplicates++;
         return false;
+    }
+    dq_reply_status rs = m->u.reply.status;
+    int64_t now = dq_clock_now_ms(), age = now - c->fl.e[slot].first_sent_ms;
+    if (c->o.retry_ms > 0 && (rs == DQ_REPLY_OVERLOADED || rs == DQ_REPLY_TIMEOUT) &&
+        (c->o.request_timeout_ms == 0 || age < c->o.request_timeout_ms)) {
+        c->slots[slot].retry_at = now + c->o.retry_ms; /* s_timers sends it again */
+        c->k.retried++;
+        return false;
+    }
+    size_t got = zmq_msg_size(&c->last.f[0]);
+    int64_t lim = c->slots[slot].max_reply;
+    if (lim > 0 && (int64_t)got > lim) {
+        /* Its one answer, but none of its data reaches the caller. */
+        char reason[DQ_MSG_ERROR_MAX + 1];
+        snprintf(reason, sizeof reason, "reply of %zu bytes is larger than the %lld bytes "
+                 "request %llu asked for", got, (long long)lim,
+                 (unsigned long long)m->u.reply.req_id);
+        memset(&m->u.reply, 0, sizeof m->u.reply);
+        m->u.reply.status = DQ_REPLY_ERROR;
+        s_set_error(m->u.reply.error, reason);
+        c->k.oversize++;
+        s_log(c, "%s", reason);
     }
     s_deliver(c, slot, out);
     return true;
@@ -484,6 +540,16 @@ static dq_status s_timers(dq_client_t *c, int64_t now, int64_t *next, int *give_
             s_log(c, "resent %d request(s) unanswered for %d ms", n, c->o.resend_ms);
         }
         if (s >= 0) *next = s_min64(*next, c->fl.e[s].last_sent_ms + c->o.resend_ms);
+    }
+    for (int s = 0; c->o.retry_ms > 0 && s < c->fl.cap; s++) {
+        if (!c->fl.e[s].used || c->slots[s].retry_at == 0) continue;
+        if (now >= c->slots[s].retry_at) {
+            c->slots[s].retry_at = 0;
+            DQ_TRY(s_send_slot(c, s, err));
+            dq_inflight_resent(&c->fl, s, now);
+        } else {
+            *next = s_min64(*next, c->slots[s].retry_at);
+        }
     }
     if (c->o.request_timeout_ms > 0) {
         int s = dq_inflight_oldest(&c->fl, true);
@@ -565,13 +631,15 @@ dq_status dq_client_stats(dq_client_t *c, char **json, int timeout_ms, dq_err *e
     for (;;) {
         int64_t left = deadline - dq_clock_now_ms();
         if (left <= 0) break;
-        zmq_pollitem_t it = {c->sock, 0, ZMQ_POLLIN, 0};
-        int rc = zmq_poll(&it, 1, (long)left);
+        /* the monitor too: a refused CURVE key fails here, not at the deadline */
+        zmq_pollitem_t its[2] = {{c->sock, 0, ZMQ_POLLIN, 0}, {c->mon, 0, ZMQ_POLLIN, 0}};
+        int rc = zmq_poll(its, c->mon ? 2 : 1, (long)left);
         if (rc < 0 && zmq_errno() == EINTR)
             return dq_fail(err, DQ_ERR_INTERRUPTED, "client %s: interrupted", c->endpoint);
         if (rc < 0) return dq_fail(err, DQ_ERR_NET, "client %s: zmq_poll: %s", c->endpoint,
                                    zmq_strerror(zmq_errno()));
-        if (rc == 0) continue;
+        if (c->mon && (its[1].revents & ZMQ_POLLIN)) DQ_TRY(s_on_monitor(c, err));
+        if (!(its[0].revents & ZMQ_POLLIN)) continue;
         dq_wire_parts p;
         DQ_TRY(dq_wire_recv(c->sock, &p, ZMQ_DONTWAIT, err));
         dq_msg m;

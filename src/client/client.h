@@ -39,7 +39,17 @@ typedef struct {
     int resend_ms;            /* resend a request unanswered this long (60000; 0: never) */
     int request_timeout_ms;   /* answer locally with a timeout after this long (0: never) */
     int64_t max_msg_bytes;    /* largest reply accepted (1 GiB) */
+    int retry_ms;             /* > 0: an `overloaded` or `timeout` reply from the broker
+                               * ("retry later") is not delivered; the request is sent
+                               * again after retry_ms, until request_timeout_ms since its
+                               * first send (0: delivered as they come) */
     FILE *log;                /* one line per reconnect or resend round; NULL: silent */
+    const char *name;         /* sent as the request's "client" for the broker's fair
+                               * sharing (--share NAME=W); NULL: none (docs/protocol.md) */
+    const char *curve_server_cert; /* CURVE: the broker's public certificate and */
+    const char *curve_cert;   /* ours (NAME_secret); both NULL: plain TCP. A refused key
+                               * or a wrong server key makes dq_client_recv fail with
+                               * DQ_ERR_AUTH (within about 2 reconnects), not wait */
 } dq_client_opts;
 
 void dq_client_opts_default(dq_client_opts *o);
@@ -65,7 +75,15 @@ typedef struct {
     const void *data;            /* n*c*h*w*(1 or 4) bytes; copied, reusable on return */
     int n_outputs;
     const char *const *outputs;  /* "logits", hidden output names */
+    int64_t reply_floats;        /* floats per sample of all the outputs asked for (0:
+                                  * unknown): a reply frame larger than
+                                  * n x reply_floats x 4 + DQ_CLIENT_REPLY_SLACK bytes is
+                                  * not handed out but answered as an error (issue 15) */
 } dq_client_request;
+
+/* Bytes a reply may have beyond its output data: keys, names, shapes, the
+ * teacher identity. */
+#define DQ_CLIENT_REPLY_SLACK 4096
 
 /* Encodes and sends one request and keeps it until its reply. DQ_ERR_ARG
  * for a malformed request or a req_id already in flight, DQ_ERR_OVERLOADED
@@ -80,6 +98,7 @@ typedef struct {
     int n_outputs;
     const dq_msg_output *outputs;    /* data may be unaligned: dq_msg_f32_copy */
     const dq_msg_teacher *teacher;   /* who answered; NULL unless ok */
+    const char *impl;                /* the reply's "impl" ("" when not told) */
     bool teacher_changed;            /* differs from the first teacher this client saw
                                         for the service */
     int sends;                       /* 1 + resends */
@@ -102,6 +121,12 @@ dq_status dq_client_reply_status(const dq_client_reply *r, dq_err *err);
 /* Requests awaiting a reply. */
 int dq_client_inflight(const dq_client_t *c);
 
+/* Lowers (or raises) the largest frame the client accepts (ZMQ_MAXMSGSIZE:
+ * libzmq drops a larger one before allocating it) once the caller knows how
+ * large its replies are. Only with nothing in flight (DQ_ERR_ARG otherwise):
+ * the socket is reopened with the new limit. */
+dq_status dq_client_set_max_msg_bytes(dq_client_t *c, int64_t bytes, dq_err *err);
+
 /* Asks the broker for its stats JSON; *json is NUL-terminated, owned by the
  * caller (free). Only with nothing in flight (DQ_ERR_ARG otherwise). */
 dq_status dq_client_stats(dq_client_t *c, char **json, int timeout_ms, dq_err *err);
@@ -114,6 +139,8 @@ typedef struct {
     uint64_t reconnects;    /* connection re-established or socket replaced */
     uint64_t restarts;      /* broker epoch changes seen */
     uint64_t local_timeouts;
+    uint64_t oversize;      /* replies larger than their request asked for (errors) */
+    uint64_t retried;       /* overloaded/timeout replies answered by a resend (retry_ms) */
     uint64_t broker_epoch;  /* last epoch the broker told us (0: none yet) */
 } dq_client_counters;
 

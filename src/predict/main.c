@@ -61,6 +61,15 @@ int main(int argc, char **argv)
                    "get the outputs from this teacher service (see above)"),
         DQ_OPT_INT("inflight", "K", &cfg.inflight, 1, 4096,
                    "batches in flight with --teacher (default 16)"),
+        DQ_OPT_I64("inflight-bytes", "B", &cfg.inflight_bytes, 1024, 1LL << 40,
+                   "...fewer if those batches would hold more than B\n"
+                   "bytes (request copies and outputs; 268435456)"),
+        DQ_OPT_STR("client-name", "NAME", &cfg.client_name,
+                   "name for the broker's fair sharing (--share NAME=W)"),
+        DQ_OPT_STR("curve-server-cert", "FILE", &cfg.curve_server_cert,
+                   "CURVE: the broker's public certificate"),
+        DQ_OPT_STR("curve-cert", "FILE", &cfg.curve_cert,
+                   "CURVE: our secret certificate (NAME_secret)"),
         DQ_OPT_INT("request-timeout-ms", "MS", &cfg.request_timeout_ms, 0, INT32_MAX,
                    "with --teacher: give up on a batch unanswered for MS\n"
                    "(default 60000; 0: wait for ever)"),

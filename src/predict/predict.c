@@ -1,10 +1,18 @@
 /* predict.c - prediction over a dataset to .npy files: locally (model +
  * weights, the reference path) or from a teacher service (--teacher).
  *
- * The remote path is the simplest ordered client of the service: batch b is
- * request b + 1, at most K = inflight are outstanding, and a reply is parked
- * in slot b % K until every earlier batch has been written, so the files
- * come out in dataset order whatever order the workers answer in. Output
+ * The remote path is the ordered client (client/ordered.h, the same code
+ * as libdistillq's client): at most K = inflight batches are outstanding
+ * and results come back in dataset order whatever order the workers answer
+ * in.
+ *
+ * Memory (issue 15): the first batch goes out alone; its reply gives the
+ * output sizes, from which K is lowered until K batches fit
+ * inflight_bytes, the client's ZMQ_MAXMSGSIZE is set to one batch's reply
+ * and every request says how many floats it expects, so a larger reply is
+ * refused before anything of it is copied. "Overloaded" and "timeout"
+ * replies are sent again by the ordered client until request_timeout_ms.
+ * Output
  * shapes come from the first reply (no model file needed); the same .npy
  * writer as the local path writes them.
  */
@@ -16,7 +24,7 @@
 #include <sys/stat.h>
 
 #include "data/dataset.h"
-#include "client/client.h"
+#include "client/ordered.h"
 #include "data/npy.h"
 #include "model/model_load.h"
 #include "model/onnx_import.h"
@@ -206,17 +214,14 @@ dq_status dq_predict_run(const dq_predict_config *cfg, dq_err *err)
 
 typedef struct {
     s_predict p;            /* dataset, files, output names (p.net unused) */
-    dq_client_t *client;
-    char endpoint[512];
-    char service[DQ_MSG_NAME_MAX + 1];
+    dq_ordered_t *client;   /* the ordered client: results in dataset order */
     const char *want[S_MAX_WANT]; /* requested: the outputs, plus logits for accuracy */
     int n_want, logits;     /* logits: index in want, -1 if none */
     int ndim[S_MAX_WANT];
     int64_t shape[S_MAX_WANT][DQ_MSG_MAX_DIMS];
-    int64_t per_sample[S_MAX_WANT]; /* floats per sample; 0 until the first reply */
-    float *slot[S_MAX_WANT];        /* K * batch * per_sample each */
-    bool *ready;            /* K */
-    int K;
+    int K, K_max;           /* in flight: 1 until the first result, then by bytes */
+    int64_t inflight_bytes;
+    FILE *log;
     int64_t batch;
     bool have_teacher;
     dq_msg_teacher teacher;
@@ -225,29 +230,40 @@ typedef struct {
 static void s_remote_free(s_remote *r, int remove_files)
 {
     s_predict_free(&r->p, remove_files);
-    dq_client_destroy(&r->client);
-    for (int i = 0; i < r->n_want; i++) free(r->slot[i]);
-    free(r->ready);
+    dq_ordered_destroy(&r->client);
 }
 
-/* Learns the output shapes from the first ok reply: allocates the slots and
- * writes the .npy headers (nothing has been written before). */
-static dq_status s_remote_shapes(s_remote *r, const dq_client_reply *rep, dq_err *err)
+/* Learns the output shapes from the first result and writes the .npy
+ * headers (nothing has been written before). */
+static dq_status s_remote_shapes(s_remote *r, const dq_ordered_result *res, dq_err *err)
 {
+    const char *service = dq_ordered_service(r->client);
     for (int i = 0; i < r->n_want; i++) {
-        const dq_msg_output *o = &rep->outputs[i];
+        const dq_ordered_output *o = &res->outputs[i];
         if (o->ndim < 1 || o->ndim > DQ_MAX_DIMS)
             return dq_fail(err, DQ_ERR_PROTO, "service %s: output '%s' has rank %d (1..%d)",
-                           r->service, o->name, o->ndim, DQ_MAX_DIMS);
+                           service, o->name, o->ndim, DQ_MAX_DIMS);
         r->ndim[i] = o->ndim;
-        r->per_sample[i] = 1;
-        for (int d = 1; d < o->ndim; d++) {
-            r->shape[i][d] = o->shape[d];
-            r->per_sample[i] *= o->shape[d];
-        }
-        r->slot[i] = malloc((size_t)((int64_t)r->K * r->batch * r->per_sample[i]) * sizeof(float));
-        if (!r->slot[i]) return dq_fail(err, DQ_ERR_NOMEM, "predict: out of memory");
+        memcpy(r->shape[i], o->shape, sizeof r->shape[i]);
     }
+    int64_t reply_floats = 0;
+    for (int i = 0; i < r->n_want; i++) {
+        int64_t per = 1;
+        for (int d = 1; d < r->ndim[i]; d++) per *= r->shape[i][d];
+        reply_floats += per;
+    }
+    const dq_dataset *ds = &r->p.ds;
+    int64_t per_batch = r->batch * (ds->c * ds->h * ds->w * 2 + reply_floats * 4);
+    int64_t k = r->inflight_bytes / (per_batch > 0 ? per_batch : 1);
+    r->K = (int)(k < 1 ? 1 : k < r->K_max ? k : r->K_max);
+    if (r->K < r->K_max && r->log)
+        fprintf(r->log, "teacher %s: %d batches in flight (a batch holds %lld bytes, "
+                "--inflight-bytes %lld)\n", service, r->K, (long long)per_batch,
+                (long long)r->inflight_bytes);
+    dq_ordered_set_reply_floats(r->client, reply_floats);
+    /* nothing in flight now (K was 1 and this was its batch) */
+    DQ_TRY(dq_client_set_max_msg_bytes(dq_ordered_client(r->client),
+                                       r->batch * reply_floats * 4 + DQ_CLIENT_REPLY_SLACK, err));
     if (r->logits >= 0 && r->ndim[r->logits] != 2) r->logits = -1;
     for (int i = 0; i < r->p.n_out; i++) {
         int64_t shape[DQ_MAX_DIMS];
@@ -258,36 +274,47 @@ static dq_status s_remote_shapes(s_remote *r, const dq_client_reply *rep, dq_err
     return DQ_OK;
 }
 
-/* Checks an ok reply for batch b of n samples and parks it in its slot. */
-static dq_status s_remote_park(s_remote *r, const dq_client_reply *rep, int64_t b, int64_t n,
-                               dq_err *err)
+/* Writes the result of batch b (the next in dataset order); adds to *correct. */
+static dq_status s_remote_write(s_remote *r, const dq_ordered_result *res, int64_t *correct,
+                                dq_err *err)
 {
-    if (rep->n_outputs != r->n_want)
-        return dq_fail(err, DQ_ERR_PROTO, "service %s: batch %lld: %d outputs in the reply, "
-                       "%d requested", r->service, (long long)b, rep->n_outputs, r->n_want);
-    if (!rep->teacher)
-        return dq_fail(err, DQ_ERR_PROTO, "service %s: batch %lld: ok reply without the "
-                       "teacher identity", r->service, (long long)b);
+    const char *service = dq_ordered_service(r->client);
+    const dq_dataset *ds = &r->p.ds;
+    int64_t b = (int64_t)res->seq, first = b * r->batch;
+    int64_t n = ds->n - first < r->batch ? ds->n - first : r->batch;
     if (!r->have_teacher) {
-        DQ_TRY(s_remote_shapes(r, rep, err));
-        r->teacher = *rep->teacher;
+        DQ_TRY(s_remote_shapes(r, res, err));
+        r->teacher = res->teacher;
         r->have_teacher = true;
     }
-    int k = (int)(b % r->K);
+    if (res->teacher_changed)
+        return dq_fail(err, DQ_ERR_PROTO, "service %s: the teacher changed mid-run (was %s "
+                       "sha256 %s, now %s sha256 %s)", service, r->teacher.model,
+                       r->teacher.sha256, res->teacher.model, res->teacher.sha256);
+    int64_t per[S_MAX_WANT];
     for (int i = 0; i < r->n_want; i++) {
-        const dq_msg_output *o = &rep->outputs[i];
-        bool same = strcmp(o->name, r->want[i]) == 0 && o->ndim == r->ndim[i] &&
-                    o->shape[0] == n && o->data_len == (size_t)(n * r->per_sample[i]) * 4;
-        for (int d = 1; same && d < o->ndim; d++) same = o->shape[d] == r->shape[i][d];
+        const dq_ordered_output *o = &res->outputs[i];
+        bool same = o->ndim == r->ndim[i];
+        per[i] = 1;
+        for (int d = 1; same && d < o->ndim; d++) {
+            same = o->shape[d] == r->shape[i][d];
+            per[i] *= o->shape[d];
+        }
         if (!same)
-            return dq_fail(err, DQ_ERR_PROTO, "service %s: batch %lld: output %d ('%s', rank "
-                           "%d, %lld samples) does not match '%s' of the first reply",
-                           r->service, (long long)b, i, o->name, o->ndim,
-                           (long long)o->shape[0], r->want[i]);
-        dq_msg_f32_copy(r->slot[i] + (int64_t)k * r->batch * r->per_sample[i], o->data,
-                        (size_t)(n * r->per_sample[i]));
+            return dq_fail(err, DQ_ERR_PROTO, "service %s: batch %lld: output '%s' (rank %d) "
+                           "does not match the first reply's", service, (long long)b, o->name,
+                           o->ndim);
     }
-    r->ready[k] = true;
+    for (int i = 0; i < r->p.n_out; i++) {
+        size_t cnt = (size_t)(n * per[i]);
+        if (fwrite(res->outputs[i].data, sizeof(float), cnt, r->p.files[i]) != cnt)
+            return dq_fail(err, DQ_ERR_IO, "%s: write failed: %s", r->p.paths[i],
+                           strerror(errno));
+    }
+    if (r->logits >= 0 && ds->labels) {
+        dq_tensor t = dq_tensor_view2((float *)res->outputs[r->logits].data, n, per[r->logits]);
+        *correct += dq_count_correct(&t, ds->labels + first);
+    }
     return DQ_OK;
 }
 
@@ -297,43 +324,13 @@ static dq_status s_remote_send(s_remote *r, int64_t b, dq_err *err)
     int64_t first = b * r->batch;
     int64_t n = ds->n - first < r->batch ? ds->n - first : r->batch;
     size_t sz = (size_t)ds->c * (size_t)ds->h * (size_t)ds->w;
-    dq_client_request q = {
-        .req_id = (uint64_t)b + 1, .service = r->service, .dtype = DQ_DTYPE_U8,
-        .shape = {n, ds->c, ds->h, ds->w}, .data = ds->images + (size_t)first * sz,
-        .n_outputs = r->n_want, .outputs = r->want};
-    return dq_client_send(r->client, &q, err);
-}
-
-/* Writes parked batches in dataset order; adds to *correct. */
-static dq_status s_remote_flush(s_remote *r, int64_t *next_write, int64_t *correct, dq_err *err)
-{
-    const dq_dataset *ds = &r->p.ds;
-    for (;;) {
-        int k = (int)(*next_write % r->K);
-        if (!r->ready[k]) return DQ_OK;
-        int64_t first = *next_write * r->batch;
-        int64_t n = ds->n - first < r->batch ? ds->n - first : r->batch;
-        for (int i = 0; i < r->p.n_out; i++) {
-            const float *src = r->slot[i] + (int64_t)k * r->batch * r->per_sample[i];
-            size_t cnt = (size_t)(n * r->per_sample[i]);
-            if (fwrite(src, sizeof(float), cnt, r->p.files[i]) != cnt)
-                return dq_fail(err, DQ_ERR_IO, "%s: write failed: %s", r->p.paths[i],
-                               strerror(errno));
-        }
-        if (r->logits >= 0 && ds->labels) {
-            float *lg = r->slot[r->logits] + (int64_t)k * r->batch * r->per_sample[r->logits];
-            dq_tensor t = dq_tensor_view2(lg, n, r->per_sample[r->logits]);
-            *correct += dq_count_correct(&t, ds->labels + first);
-        }
-        r->ready[k] = false;
-        (*next_write)++;
-    }
+    int64_t shape[4] = {n, ds->c, ds->h, ds->w};
+    return dq_ordered_submit(r->client, DQ_DTYPE_U8, shape, ds->images + (size_t)first * sz,
+                             r->n_want, r->want, NULL, err);
 }
 
 static dq_status s_remote_predict(s_remote *r, const dq_predict_config *cfg, dq_err *err)
 {
-    DQ_TRY(dq_client_parse_url(cfg->teacher_url, r->endpoint, sizeof r->endpoint, r->service,
-                               err));
     DQ_TRY(s_parse_outputs(&r->p, cfg->outputs, err));
     r->logits = -1;
     for (int i = 0; i < r->p.n_out; i++) {
@@ -347,9 +344,19 @@ static dq_status s_remote_predict(s_remote *r, const dq_predict_config *cfg, dq_
         r->want[r->n_want++] = "logits";
     }
     r->batch = cfg->batch > 0 ? cfg->batch : 128;
-    r->K = cfg->inflight > 0 ? cfg->inflight : 16;
-    r->ready = calloc((size_t)r->K, sizeof *r->ready);
-    if (!r->ready) return dq_fail(err, DQ_ERR_NOMEM, "predict: out of memory");
+    r->log = cfg->log;
+    r->K_max = cfg->inflight > 0 ? cfg->inflight : 16;
+    r->K = 1;
+    r->inflight_bytes = cfg->inflight_bytes > 0 ? cfg->inflight_bytes : (int64_t)256 << 20;
+    dq_client_opts co;
+    dq_client_opts_default(&co);
+    co.max_inflight = r->K_max;
+    co.request_timeout_ms = cfg->request_timeout_ms;
+    co.log = cfg->log;
+    co.name = cfg->client_name;
+    co.curve_server_cert = cfg->curve_server_cert;
+    co.curve_cert = cfg->curve_cert;
+    DQ_TRY(dq_ordered_new(&r->client, cfg->teacher_url, &co, err));
     for (int i = 0; i < r->p.n_out; i++) {
         dq_predict_output_path(r->p.paths[i], sizeof r->p.paths[i], cfg->output_path,
                                r->p.names[i], r->p.n_out);
@@ -357,31 +364,18 @@ static dq_status s_remote_predict(s_remote *r, const dq_predict_config *cfg, dq_
         if (!r->p.files[i])
             return dq_fail(err, DQ_ERR_IO, "%s: %s", r->p.paths[i], strerror(errno));
     }
-    dq_client_opts co;
-    dq_client_opts_default(&co);
-    co.max_inflight = r->K;
-    co.request_timeout_ms = cfg->request_timeout_ms;
-    co.log = cfg->log;
-    DQ_TRY(dq_client_new(&r->client, r->endpoint, &co, err));
 
     int64_t nb = (r->p.ds.n + r->batch - 1) / r->batch;
-    int64_t next_send = 0, next_write = 0, correct = 0;
-    while (next_write < nb) {
-        while (next_send < nb && next_send - next_write < r->K) DQ_TRY(s_remote_send(r, next_send++, err));
-        dq_client_reply rep;
-        dq_status st = dq_client_recv(r->client, &rep, 1000, err);
-        if (st == DQ_ERR_TIMEOUT) continue;
+    int64_t next_send = 0, written = 0, correct = 0;
+    while (written < nb) {
+        while (next_send < nb && dq_ordered_pending(r->client) < r->K)
+            DQ_TRY(s_remote_send(r, next_send++, err));
+        const dq_ordered_result *res;
+        dq_status st = dq_ordered_next(r->client, &res, 1000, err);
+        if (st == DQ_ERR_TIMEOUT && !dq_ordered_broken(r->client)) continue; /* not yet */
         DQ_TRY(st);
-        int64_t b = (int64_t)rep.req_id - 1;
-        if (b < next_write || b >= next_send) continue; /* cannot happen: exactly once */
-        DQ_TRY(dq_client_reply_status(&rep, err));
-        if (rep.teacher_changed)
-            return dq_fail(err, DQ_ERR_PROTO, "service %s: the teacher changed mid-run (was %s "
-                           "sha256 %s, now %s sha256 %s)", r->service, r->teacher.model,
-                           r->teacher.sha256, rep.teacher->model, rep.teacher->sha256);
-        int64_t n = r->p.ds.n - b * r->batch < r->batch ? r->p.ds.n - b * r->batch : r->batch;
-        DQ_TRY(s_remote_park(r, &rep, b, n, err));
-        DQ_TRY(s_remote_flush(r, &next_write, &correct, err));
+        DQ_TRY(s_remote_write(r, res, &correct, err));
+        written++;
     }
     for (int i = 0; i < r->p.n_out; i++) {
         int rc = fclose(r->p.files[i]);
@@ -392,11 +386,15 @@ static dq_status s_remote_predict(s_remote *r, const dq_predict_config *cfg, dq_
     }
     if (cfg->log) {
         dq_client_counters k;
-        dq_client_get_counters(r->client, &k);
+        dq_client_get_counters(dq_ordered_client(r->client), &k);
         fprintf(cfg->log, "teacher %s: model %s, sha256 %s; %lld batches, %llu resent, "
-                "%llu duplicates dropped, %llu reconnects\n", r->service, r->teacher.model,
-                r->teacher.sha256, (long long)nb, (unsigned long long)k.resent,
+                "%llu duplicates dropped, %llu reconnects\n", dq_ordered_service(r->client),
+                r->teacher.model, r->teacher.sha256, (long long)nb, (unsigned long long)k.resent,
                 (unsigned long long)k.duplicates, (unsigned long long)k.reconnects);
+        if (dq_ordered_retries(r->client))
+            fprintf(cfg->log, "teacher %s: %llu batches sent again after overloaded or "
+                    "timeout replies\n", dq_ordered_service(r->client),
+                    (unsigned long long)dq_ordered_retries(r->client));
         if (r->logits >= 0 && r->p.ds.labels)
             fprintf(cfg->log, "accuracy %.2f%% (%lld/%lld)\n", 100.0 * (double)correct /
                     (double)r->p.ds.n, (long long)correct, (long long)r->p.ds.n);

@@ -281,11 +281,13 @@ dq_status dq_msg_encode_request(dq_msg_buf *buf, const dq_msg_request *r, dq_err
         return dq_fail(err, DQ_ERR_ARG, "msg encode: request wants %d outputs (1..%d)",
                        r->n_outputs, DQ_MSG_MAX_OUTPUTS);
     for (int i = 0; i < r->n_outputs; i++) DQ_TRY(s_check_name("output name", r->outputs[i], err));
+    if (r->client[0]) DQ_TRY(s_check_name("request client", r->client, err));
     size_t start = buf->len;
     s_enc e;
     s_enc_init(&e, buf);
-    s_head(&e, DQ_MSG_REQUEST, 6);
+    s_head(&e, DQ_MSG_REQUEST, r->client[0] ? 7 : 6);
     s_ku64(&e, "req_id", r->req_id);
+    if (r->client[0]) s_kstr(&e, "client", r->client, strlen(r->client));
     s_kstr(&e, "service", r->service, strlen(r->service));
     s_kstr(&e, "dtype", s_dtype_names[r->dtype], strlen(s_dtype_names[r->dtype]));
     s_key(&e, "shape");
@@ -322,7 +324,8 @@ dq_status dq_msg_encode_reply(dq_msg_buf *buf, const dq_msg_reply *r, dq_err *er
     size_t start = buf->len;
     s_enc e;
     s_enc_init(&e, buf);
-    s_head(&e, DQ_MSG_REPLY, ok ? 4 : 3);
+    bool impl = ok && r->impl[0] != '\0';
+    s_head(&e, DQ_MSG_REPLY, ok ? (impl ? 5 : 4) : 3);
     s_ku64(&e, "req_id", r->req_id);
     const char *sn = s_status_names[r->status];
     s_kstr(&e, "status", sn, strlen(sn));
@@ -345,6 +348,7 @@ dq_status dq_msg_encode_reply(dq_msg_buf *buf, const dq_msg_reply *r, dq_err *er
     }
     s_key(&e, "teacher");
     s_teacher(&e, &r->teacher);
+    if (impl) s_kstr(&e, "impl", r->impl, strnlen(r->impl, DQ_MSG_IMPL_MAX));
     return s_done(&e, start, err);
 }
 
@@ -372,10 +376,20 @@ dq_status dq_msg_encode_ready(dq_msg_buf *buf, const dq_msg_ready *r, dq_err *er
     }
     if (r->capacity < 1)
         return dq_fail(err, DQ_ERR_ARG, "msg encode: ready capacity must be >= 1");
+    if (r->n_norm != 0 && r->n_norm != r->input[0])
+        return dq_fail(err, DQ_ERR_ARG, "msg encode: ready normalisation has %d channels, the "
+                       "input %lld", r->n_norm, (long long)r->input[0]);
+    if (r->n_norm < 0 || r->n_norm > DQ_MSG_MAX_CHANNELS)
+        return dq_fail(err, DQ_ERR_ARG, "msg encode: ready normalisation has %d channels (max %d)",
+                       r->n_norm, DQ_MSG_MAX_CHANNELS);
+    for (int c = 0; c < r->n_norm; c++)
+        if (!(r->std[c] != 0.0f && r->std[c] == r->std[c] && r->mean[c] == r->mean[c]))
+            return dq_fail(err, DQ_ERR_ARG, "msg encode: ready normalisation of channel %d is "
+                           "not finite / std 0", c);
     size_t start = buf->len;
     s_enc e;
     s_enc_init(&e, buf);
-    s_head(&e, DQ_MSG_READY, 8);
+    s_head(&e, DQ_MSG_READY, r->n_norm > 0 ? 10 : 8);
     s_kstr(&e, "service", r->teacher.service, strlen(r->teacher.service));
     s_kstr(&e, "model", r->teacher.model, strlen(r->teacher.model));
     s_kstr(&e, "sha256", r->teacher.sha256, DQ_MSG_SHA256_HEX);
@@ -396,6 +410,14 @@ dq_status dq_msg_encode_ready(dq_msg_buf *buf, const dq_msg_ready *r, dq_err *er
     }
     s_ku64(&e, "capacity", r->capacity);
     s_ku64(&e, "max_batch", r->max_batch);
+    if (r->n_norm > 0) {
+        s_key(&e, "mean");
+        msgpack_pack_array(&e.pk, (size_t)r->n_norm);
+        for (int c = 0; c < r->n_norm; c++) msgpack_pack_float(&e.pk, r->mean[c]);
+        s_key(&e, "std");
+        msgpack_pack_array(&e.pk, (size_t)r->n_norm);
+        for (int c = 0; c < r->n_norm; c++) msgpack_pack_float(&e.pk, r->std[c]);
+    }
     return s_done(&e, start, err);
 }
 
@@ -406,6 +428,19 @@ dq_status dq_msg_encode_heartbeat(dq_msg_buf *buf, uint64_t epoch, dq_err *err)
     s_enc_init(&e, buf);
     s_head(&e, DQ_MSG_HEARTBEAT, 1);
     s_ku64(&e, "epoch", epoch);
+    return s_done(&e, start, err);
+}
+
+dq_status dq_msg_encode_heartbeat_interval(dq_msg_buf *buf, uint64_t epoch,
+                                           uint32_t interval_ms, dq_err *err)
+{
+    if (interval_ms == 0) return dq_msg_encode_heartbeat(buf, epoch, err);
+    size_t start = buf->len;
+    s_enc e;
+    s_enc_init(&e, buf);
+    s_head(&e, DQ_MSG_HEARTBEAT, 2);
+    s_ku64(&e, "epoch", epoch);
+    s_ku64(&e, "interval_ms", interval_ms);
     return s_done(&e, start, err);
 }
 
@@ -478,7 +513,9 @@ dq_status dq_msg_encode(dq_msg_buf *buf, const dq_msg *m, dq_err *err)
     case DQ_MSG_REQUEST: return dq_msg_encode_request(buf, &m->u.request, err);
     case DQ_MSG_REPLY: return dq_msg_encode_reply(buf, &m->u.reply, err);
     case DQ_MSG_READY: return dq_msg_encode_ready(buf, &m->u.ready, err);
-    case DQ_MSG_HEARTBEAT: return dq_msg_encode_heartbeat(buf, m->u.heartbeat.epoch, err);
+    case DQ_MSG_HEARTBEAT:
+        return dq_msg_encode_heartbeat_interval(buf, m->u.heartbeat.epoch,
+                                                m->u.heartbeat.interval_ms, err);
     case DQ_MSG_DRAIN:
     case DQ_MSG_GOODBYE:
     case DQ_MSG_REANNOUNCE: return dq_msg_encode_simple(buf, m->type, err);

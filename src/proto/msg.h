@@ -40,6 +40,8 @@
 #define DQ_MSG_MAX_DIMS 8         /* dims of an output shape */
 #define DQ_MSG_SHA256_HEX 64      /* lowercase hex digest length */
 #define DQ_MSG_MAX_OBJECTS 2048   /* msgpack objects per body (decoder bound) */
+#define DQ_MSG_MAX_CHANNELS 4     /* channels of an announced u8 normalisation */
+#define DQ_MSG_IMPL_MAX 64        /* reply "impl": implementation and device */
 
 typedef enum {
     DQ_MSG_INVALID = 0,
@@ -78,6 +80,7 @@ typedef struct {
     size_t data_len;                       /*  points into the decoded buffer */
     int n_outputs;                         /* >= 1 */
     char outputs[DQ_MSG_MAX_OUTPUTS][DQ_MSG_NAME_MAX + 1];
+    char client[DQ_MSG_NAME_MAX + 1];      /* optional name for fair sharing; "" none */
 } dq_msg_request;
 
 /* One output tensor of a reply: f32 little-endian, shape [n, ...]. */
@@ -104,6 +107,9 @@ typedef struct {
     dq_msg_output outputs[DQ_MSG_MAX_OUTPUTS];
     bool has_teacher;                      /* always true when status is ok */
     dq_msg_teacher teacher;
+    /* Optional "impl" (docs/protocol.md 3): which implementation and device
+     * answered, e.g. "distillq-c/cpu", "python-torch/cuda:0"; "" if absent. */
+    char impl[DQ_MSG_IMPL_MAX + 1];
 } dq_msg_reply;
 
 /* What a worker can serve; per-sample output shapes (without n). */
@@ -121,10 +127,17 @@ typedef struct {
     dq_msg_output_spec outputs[DQ_MSG_MAX_OUTPUTS];
     uint32_t capacity;                     /* requests it may hold, >= 1 */
     uint32_t max_batch;                    /* largest n accepted; 0 = any */
+    /* Optional "mean"/"std": what a u8 request implies, per channel
+     * x = (pixel / 255 - mean[c]) / std[c] in float. n_norm 0: not announced
+     * (older workers); else n_norm == input[0]. Part of the identity. */
+    int n_norm;
+    float mean[DQ_MSG_MAX_CHANNELS];
+    float std[DQ_MSG_MAX_CHANNELS];
 } dq_msg_ready;
 
 typedef struct {
     uint64_t epoch;   /* sender's instance id (broker: random per start); 0 if none */
+    uint32_t interval_ms; /* optional "interval_ms": the broker's --heartbeat-ms; 0 if none */
 } dq_msg_heartbeat;
 
 typedef struct {
@@ -200,6 +213,9 @@ dq_status dq_msg_encode_request(dq_msg_buf *buf, const dq_msg_request *r, dq_err
 dq_status dq_msg_encode_reply(dq_msg_buf *buf, const dq_msg_reply *r, dq_err *err);
 dq_status dq_msg_encode_ready(dq_msg_buf *buf, const dq_msg_ready *r, dq_err *err);
 dq_status dq_msg_encode_heartbeat(dq_msg_buf *buf, uint64_t epoch, dq_err *err);
+/* A heartbeat that also tells the sender's heartbeat interval (the broker's). */
+dq_status dq_msg_encode_heartbeat_interval(dq_msg_buf *buf, uint64_t epoch,
+                                           uint32_t interval_ms, dq_err *err);
 /* DRAIN, GOODBYE or REANNOUNCE (no fields). */
 dq_status dq_msg_encode_simple(dq_msg_buf *buf, dq_msg_type type, dq_err *err);
 dq_status dq_msg_encode_disconnect(dq_msg_buf *buf, const char *reason, bool retry,

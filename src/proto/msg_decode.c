@@ -330,6 +330,9 @@ static dq_status s_request(const msgpack_object *m, dq_msg_request *r, dq_err *e
     r->n_outputs = (int)o->via.array.size;
     for (int i = 0; i < r->n_outputs; i++)
         DQ_TRY(s_name_obj(&o->via.array.ptr[i], ctx, "outputs[]", r->outputs[i], err));
+    r->client[0] = '\0';
+    o = s_get(m, "client"); /* optional (fair sharing, docs/protocol.md) */
+    if (o) DQ_TRY(s_name_obj(o, ctx, "client", r->client, err));
     return DQ_OK;
 }
 
@@ -344,6 +347,7 @@ static dq_status s_reply(const msgpack_object *m, dq_msg_reply *r, dq_err *err)
     r->status = (dq_reply_status)st;
     r->n_outputs = 0;
     r->has_teacher = false;
+    r->impl[0] = '\0';
     if (r->status != DQ_REPLY_OK) return s_text(m, ctx, "error", true, r->error, err);
     r->error[0] = '\0';
     o = s_get(m, "outputs");
@@ -370,6 +374,52 @@ static dq_status s_reply(const msgpack_object *m, dq_msg_reply *r, dq_err *err)
         return dq_fail(err, DQ_ERR_PROTO, "reply: 'teacher' must be a map");
     DQ_TRY(s_teacher(o, "reply teacher", &r->teacher, err));
     r->has_teacher = true;
+    r->impl[0] = '\0';
+    o = s_get(m, "impl"); /* optional; a malformed one is ignored, never fatal */
+    if (o && o->type == MSGPACK_OBJECT_STR && o->via.str.size <= DQ_MSG_IMPL_MAX &&
+        !memchr(o->via.str.ptr, 0, o->via.str.size)) {
+        memcpy(r->impl, o->via.str.ptr, o->via.str.size);
+        r->impl[o->via.str.size] = '\0';
+    }
+    return DQ_OK;
+}
+
+/* The optional per-channel "mean"/"std" of a ready: both or neither, one
+ * finite float per input channel, std non-zero. */
+static dq_status s_norm_array(const msgpack_object *o, const char *key, int n, float *dst,
+                              dq_err *err)
+{
+    if (!o || o->type != MSGPACK_OBJECT_ARRAY || (int)o->via.array.size != n)
+        return dq_fail(err, DQ_ERR_PROTO, "ready: '%s' must be an array of %d floats (one per "
+                       "input channel, with '%s')", key, n, strcmp(key, "mean") ? "mean" : "std");
+    for (int c = 0; c < n; c++) {
+        const msgpack_object *v = &o->via.array.ptr[c];
+        double x;
+        if (v->type == MSGPACK_OBJECT_FLOAT32 || v->type == MSGPACK_OBJECT_FLOAT64) x = v->via.f64;
+        else if (v->type == MSGPACK_OBJECT_POSITIVE_INTEGER) x = (double)v->via.u64;
+        else if (v->type == MSGPACK_OBJECT_NEGATIVE_INTEGER) x = (double)v->via.i64;
+        else return dq_fail(err, DQ_ERR_PROTO, "ready: %s[%d] must be a number", key, c);
+        if (!(x == x) || x > 1e30 || x < -1e30)
+            return dq_fail(err, DQ_ERR_PROTO, "ready: %s[%d] is not finite", key, c);
+        dst[c] = (float)x;
+    }
+    return DQ_OK;
+}
+
+static dq_status s_norm(const msgpack_object *m, dq_msg_ready *r, dq_err *err)
+{
+    const msgpack_object *mo = s_get(m, "mean"), *so = s_get(m, "std");
+    r->n_norm = 0;
+    if (!mo && !so) return DQ_OK;
+    if (r->input[0] > DQ_MSG_MAX_CHANNELS)
+        return dq_fail(err, DQ_ERR_PROTO, "ready: normalisation of %lld channels (max %d)",
+                       (long long)r->input[0], DQ_MSG_MAX_CHANNELS);
+    int n = (int)r->input[0];
+    DQ_TRY(s_norm_array(mo, "mean", n, r->mean, err));
+    DQ_TRY(s_norm_array(so, "std", n, r->std, err));
+    for (int c = 0; c < n; c++)
+        if (r->std[c] == 0.0f) return dq_fail(err, DQ_ERR_PROTO, "ready: std[%d] is 0", c);
+    r->n_norm = n;
     return DQ_OK;
 }
 
@@ -415,7 +465,7 @@ static dq_status s_ready(const msgpack_object *m, dq_msg_ready *r, dq_err *err)
     if (mb > UINT32_MAX) return dq_fail(err, DQ_ERR_PROTO, "ready: 'max_batch' too large");
     r->capacity = (uint32_t)cap;
     r->max_batch = (uint32_t)mb;
-    return DQ_OK;
+    return s_norm(m, r, err);
 }
 
 static const char *const s_types[] = {"invalid",   "request",    "reply",      "ready",
@@ -467,8 +517,17 @@ dq_status dq_msg_decode(dq_msg_decoder_t *dec, const void *buf, size_t len, dq_m
     case DQ_MSG_REPLY: return s_reply(&root, &out->u.reply, err);
     case DQ_MSG_READY: return s_ready(&root, &out->u.ready, err);
     case DQ_MSG_HEARTBEAT:
+    {
         out->u.heartbeat.epoch = 0;
-        return s_u64(&root, "heartbeat", "epoch", false, &out->u.heartbeat.epoch, err);
+        out->u.heartbeat.interval_ms = 0;
+        uint64_t iv = 0;
+        DQ_TRY(s_u64(&root, "heartbeat", "epoch", false, &out->u.heartbeat.epoch, err));
+        DQ_TRY(s_u64(&root, "heartbeat", "interval_ms", false, &iv, err));
+        if (iv > 3600000)
+            return dq_fail(err, DQ_ERR_PROTO, "heartbeat: 'interval_ms' must be at most 3600000");
+        out->u.heartbeat.interval_ms = (uint32_t)iv;
+        return DQ_OK;
+    }
     case DQ_MSG_DRAIN:
     case DQ_MSG_GOODBYE:
     case DQ_MSG_REANNOUNCE: return DQ_OK;

@@ -6,6 +6,8 @@
  */
 #include "proto/wire.h"
 
+#include "proto/curve.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -91,9 +93,17 @@ dq_status dq_wire_dealer_new(void **out, void *ctx, const char *endpoint, const 
     if (!st && o->rcvhwm > 0) st = s_opt(s, ZMQ_RCVHWM, &o->rcvhwm, sizeof o->rcvhwm, "RCVHWM", err);
     if (!st && o->identity && o->identity_len)
         st = s_opt(s, ZMQ_ROUTING_ID, o->identity, o->identity_len, "ROUTING_ID", err);
+    if (!st && (o->curve_server_cert || o->curve_cert)) {
+        if (!o->curve_server_cert || !o->curve_cert)
+            st = dq_fail(err, DQ_ERR_ARG, "CURVE needs both --curve-server-cert and --curve-cert");
+        if (!st) st = dq_curve_client_apply(s, o->curve_server_cert, o->curve_cert,
+                                            o->handshake_ms, err);
+        if (!st && o->watch) st = dq_curve_watch_start(o->watch, ctx, s, err);
+    }
     if (!st && zmq_connect(s, endpoint) != 0)
         st = dq_fail(err, DQ_ERR_NET, "zmq_connect(%s): %s", endpoint, zmq_strerror(zmq_errno()));
     if (st) {
+        if (o->watch) dq_curve_watch_stop(o->watch, s);
         zmq_close(s);
         return st;
     }

@@ -57,6 +57,12 @@ typedef struct {
     int sndhwm, rcvhwm;      /* ZMQ_SNDHWM / ZMQ_RCVHWM (libzmq default 1000) */
     const void *identity;    /* ZMQ_ROUTING_ID (none: the ROUTER picks one) */
     size_t identity_len;
+    /* CURVE (src/proto/curve.h): both set, or neither (plain TCP) */
+    const char *curve_server_cert; /* the broker's public certificate */
+    const char *curve_cert;        /* our NAME_secret certificate */
+    int handshake_ms;              /* ZMQ_HANDSHAKE_IVL (libzmq default 30000) */
+    struct dq_curve_watch_s *watch; /* with CURVE: a handshake watch attached
+                                     * before connecting (NULL: none) */
 } dq_wire_opts;
 
 /* Creates a DEALER in ctx with opts (NULL: defaults) and connects it to

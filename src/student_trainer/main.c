@@ -3,6 +3,11 @@
  * A thin shell over trainer.c: parse options, install the Ctrl-C handler
  * (the only global: the stop flag main owns), run, map the status to an
  * exit code with a one-line reason.
+ *
+ * Under mpirun (an MPI build, dist.h) every rank runs this main: rank 0
+ * prints progress and writes the checkpoint and metrics, the others are quiet;
+ * a rank that fails ends the whole job (dq_dist_abort) so that none waits in
+ * a collective.
  */
 #include <signal.h>
 #include <stdbool.h>
@@ -74,7 +79,23 @@ static dq_status s_append(void *dst, const char *opt, const char *val, dq_err *e
     return DQ_OK;
 }
 
+static int s_main(int argc, char **argv, dq_dist_t *dist);
+
 int main(int argc, char **argv)
+{
+    dq_dist_t *dist = NULL;
+    dq_err err = {{0}};
+    if (dq_dist_new(&dist, &argc, &argv, &err) != DQ_OK) {
+        fprintf(stderr, "distillq-train: %s\n", err.msg);
+        return 1;
+    }
+    int rc = s_main(argc, argv, dist);
+    if (rc != 0 && rc != 130 && dq_dist_size(dist) > 1) dq_dist_abort(dist, rc);
+    dq_dist_destroy(&dist);
+    return rc;
+}
+
+static int s_main(int argc, char **argv, dq_dist_t *dist)
 {
     dq_train_config cfg;
     dq_train_config_defaults(&cfg);
@@ -144,11 +165,21 @@ int main(int argc, char **argv)
                    "which teacher of the cache (sha256 or a prefix), when\n"
                    "it holds several"),
         DQ_OPT_I64("inflight", "K", &cfg.inflight, 1, 1024,
-                   "batches kept at the teacher service (default: 2 x workers)"),
+                   "batches kept at the teacher service (default: what keeps\n"
+                   "the workers busy at the measured round trip)"),
+        DQ_OPT_I64("inflight-bytes", "B", &cfg.inflight_bytes, 1024, 1LL << 40,
+                   "...fewer if those batches would hold more than B bytes\n"
+                   "(inputs, request copies, teacher outputs; 268435456)"),
         DQ_OPT_I64("teacher-timeout-ms", "T", &cfg.teacher_timeout_ms, 100, INT32_MAX,
                    "stop (after saving) when unserved this long (60000)"),
         DQ_OPT_FLAG("allow-teacher-change", &cfg.allow_teacher_change,
                     "accept a teacher whose weights change mid-run"),
+        DQ_OPT_STR("client-name", "NAME", &cfg.client_name,
+                   "name for the broker's fair sharing (--share NAME=W)"),
+        DQ_OPT_STR("curve-server-cert", "FILE", &cfg.curve_server_cert,
+                   "CURVE: the broker's public certificate"),
+        DQ_OPT_STR("curve-cert", "FILE", &cfg.curve_cert,
+                   "CURVE: our secret certificate (NAME_secret)"),
         DQ_OPT_FLAG("augment", &cfg.augment,
                     "seeded random crop (2-pixel padding) + horizontal flip"),
         DQ_OPT_FLAG("quiet", &quiet, "no progress output"),
@@ -166,7 +197,8 @@ int main(int argc, char **argv)
         printf("distillq-train %s\n", PACKAGE_VERSION);
         return 0;
     }
-    if (quiet) cfg.log = NULL;
+    if (quiet || dq_dist_rank(dist) != 0) cfg.log = NULL;
+    cfg.dist = dist;
     if (st == DQ_OK) {
         cfg.recipe = dq_recipe_defaults(kind);
         if (T > 0) cfg.recipe.T = T;

@@ -34,10 +34,11 @@ dq_status dq_metrics_open(dq_metrics_t **out, const char *path, bool append, dq_
 dq_status dq_metrics_write(dq_metrics_t *m, const dq_epoch_metrics *e, dq_err *err)
 {
     if (!m || !m->f) return DQ_OK;
-    json_t *o = json_pack("{s:I, s:f, s:f, s:f, s:f, s:f, s:f, s:I, s:I}", "epoch",
+    json_t *o = json_pack("{s:I, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:I, s:I}", "epoch",
                           (json_int_t)e->epoch, "train_loss", e->train_loss, "train_acc",
                           e->train_acc, "test_loss", e->test_loss, "test_acc", e->test_acc,
                           "samples_per_s", e->samples_per_s, "seconds", e->seconds,
+                          "teacher_wait_s", e->teacher_wait_s,
                           "train_samples", (json_int_t)e->train_samples, "test_samples",
                           (json_int_t)e->test_samples);
     if (!o) return dq_fail(err, DQ_ERR_NOMEM, "%s: cannot build metrics record", m->path);

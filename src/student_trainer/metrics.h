@@ -20,6 +20,9 @@ typedef struct {
     double test_acc;
     double samples_per_s; /* training samples per second of training time */
     double seconds;       /* training time of the epoch (excl. evaluation) */
+    double teacher_wait_s; /* of seconds: waiting for the next batch from the source
+                            * (the teacher service, local teachers or the replay
+                            * cache); since the resume for a resumed epoch */
     int64_t train_samples, test_samples;
 } dq_epoch_metrics;
 

@@ -54,12 +54,19 @@ typedef struct {
     const char *teachers[DQ_SOURCE_MAX_TEACHERS]; /* local: "M:W"; service: URL */
     float weights[DQ_SOURCE_MAX_TEACHERS];        /* ensemble weights (sum normalised) */
     int64_t inflight;                   /* service: batches kept at the teachers */
+    int64_t inflight_bytes;             /* service: bound on what those batches hold
+                                         * (inputs, request copies, outputs); 0: 256 MiB */
     int64_t timeout_ms;                 /* service: give up after this long unserved */
     bool allow_teacher_change;          /* service */
+    const char *client_name;            /* service: fair-sharing name (NULL: none) */
+    const char *curve_server_cert;      /* service: CURVE, both or neither */
+    const char *curve_cert;
     const char *replay_dir;             /* replay */
     const char *replay_teacher;         /* replay: sha256 (prefix) of the teacher to
                                          * read when the cache holds several; NULL: the only one */
     dq_device teacher_device;           /* local: where the teachers' forward runs */
+    int rank, ranks;                    /* data-parallel: this rank's shard of every
+                                         * batch (shard.h); ranks <= 1: whole batches */
     FILE *log;
 } dq_source_config;
 

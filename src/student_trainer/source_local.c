@@ -14,6 +14,7 @@
 #include "model/model_load.h"
 #include "model/net_cuda.h"
 #include "model/onnx_import.h"
+#include "student_trainer/shard.h"
 #include "student_trainer/source.h"
 
 typedef struct {
@@ -79,7 +80,8 @@ static dq_status s_next(dq_source_t *base, dq_train_batch **out, dq_err *err)
     s_local *s = (s_local *)base;
     *out = NULL;
     dq_train_batch *b = &s->batch;
-    b->n = dq_batcher_fill(&s->batcher, s->next_index, b->pix, b->labels);
+    b->n = dq_batcher_fill_shard(&s->batcher, s->next_index, s->cfg.rank, s->cfg.ranks, b->pix,
+                                 b->labels);
     if (b->n == 0) return DQ_OK;
     b->index = s->next_index++;
     if (s->cfg.n_teachers > 0) DQ_TRY(s_teach(s, b, err));

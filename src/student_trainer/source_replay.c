@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "cache/cache.h"
+#include "student_trainer/shard.h"
 #include "student_trainer/source.h"
 
 typedef struct {
@@ -59,7 +60,8 @@ static dq_status s_next(dq_source_t *base, dq_train_batch **out, dq_err *err)
     s_replay *s = (s_replay *)base;
     *out = NULL;
     dq_train_batch *b = &s->batch;
-    b->n = dq_batcher_fill(&s->batcher, s->next_index, b->pix, b->labels);
+    b->n = dq_batcher_fill_shard(&s->batcher, s->next_index, s->cfg.rank, s->cfg.ranks, b->pix,
+                                 b->labels);
     if (b->n == 0) return DQ_OK;
     b->index = s->next_index++;
     int64_t missing = 0;

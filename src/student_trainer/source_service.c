@@ -12,6 +12,13 @@
  * batch this source ever sent, so ids stay unique across epochs and restarts
  * of the epoch (start()).
  *
+ * Memory (issue 15): a batch at the teachers holds its pixels, one encoded
+ * copy per teacher (the client keeps it for resends) and its outputs per
+ * teacher and blended; K is lowered until K + 1 slots fit inflight_bytes.
+ * After the probe every reply's size is known: the clients' ZMQ_MAXMSGSIZE
+ * is lowered to it and each request says how many floats it expects, so a
+ * larger reply is refused before anything of it is copied.
+ *
  * Faults: the client library resends on broker restarts and drops duplicate
  * replies; this file retries "overloaded" and "unknown service" (workers not
  * back yet after a broker restart) with backoff, and gives up with
@@ -30,6 +37,8 @@
 
 #include "client/client.h"
 #include "cli/progress.h"
+#include "student_trainer/inflight_rule.h"
+#include "student_trainer/shard.h"
 #include "student_trainer/source.h"
 
 _Static_assert(DQ_SOURCE_MAX_TEACHERS < 32, "s_slot.answered has one bit per teacher");
@@ -55,6 +64,7 @@ typedef struct {
     char services[DQ_SOURCE_MAX_TEACHERS][DQ_MSG_NAME_MAX + 1];
     float weights[DQ_SOURCE_MAX_TEACHERS];
     int64_t K, nslots;
+    int64_t auto_K;                /* the rule's K over the teachers (inflight_rule.h) */
     s_slot *slots;
 
     pthread_t thread;
@@ -87,6 +97,7 @@ static dq_status s_send(s_service *sv, s_slot *s, int t, dq_err *err)
         .data = s->b.pix,
         .n_outputs = 1,
         .outputs = outs,
+        .reply_floats = sv->base.tshape.floats,
     };
     return dq_client_send(sv->clients[t], &r, err);
 }
@@ -151,7 +162,8 @@ static bool s_produce(s_service *sv, dq_status *st, dq_err *err)
     pthread_mutex_unlock(&sv->mu);
     if (!room) return false;
     dq_batcher_epoch(&sv->batcher, epoch);
-    s->n = dq_batcher_fill(&sv->batcher, index, s->b.pix, s->b.labels);
+    s->n = dq_batcher_fill_shard(&sv->batcher, index, sv->cfg.rank, sv->cfg.ranks, s->b.pix,
+                                 s->b.labels);
     s->b.n = s->n;
     s->b.index = index;
     s->pending = sv->cfg.n_teachers;
@@ -316,16 +328,44 @@ static void s_destroy(dq_source_t *base)
 /* Asks teacher t for its output on the first few training samples, before
  * training: an unreachable broker, unknown service or missing output is a
  * clear error now, and the reply fixes the output shape and identity. */
+/* The default K for teacher t: the student-broker round trip from stats
+ * requests (the fastest of 3), the worker slots from the same stats, and the
+ * probe's full-batch round trip (inflight_rule.h). */
+static void s_rule(s_service *sv, int t, double probe_ms)
+{
+    double rtt = 1e9;
+    int64_t cap = 0;
+    for (int i = 0; i < 3; i++) {
+        dq_err e = {{0}};
+        char *json = NULL;
+        double t0 = dq_now();
+        if (dq_client_stats(sv->clients[t], &json, 2000, &e) != DQ_OK) break;
+        double ms = (dq_now() - t0) * 1000.0;
+        if (ms < rtt) rtt = ms;
+        if (i == 0 && dq_inflight_capacity(json, sv->services[t], &cap, &e) != DQ_OK) cap = 0;
+        free(json);
+    }
+    if (rtt > probe_ms) rtt = 0; /* no stats answer: count the probe as work */
+    int64_t k = dq_inflight_rule(cap > 0 ? cap : 2, probe_ms, rtt);
+    if (k > sv->auto_K) sv->auto_K = k;
+    if (sv->cfg.log && sv->cfg.inflight <= 0)
+        fprintf(sv->cfg.log, "teacher %s: %lld worker slots, round trip %.1f ms, batch %.1f ms: "
+                "--inflight %lld\n", sv->cfg.teachers[t], (long long)cap, rtt, probe_ms,
+                (long long)k);
+}
+
 static dq_status s_probe(s_service *sv, int t, dq_err *err)
 {
     const dq_dataset *ds = sv->cfg.train;
-    int64_t n = ds->n < 2 ? ds->n : 2;
+    /* a whole batch: its round trip is what the inflight rule needs */
+    int64_t n = ds->n < sv->cfg.batch ? ds->n : sv->cfg.batch;
     const char *outs[1] = {sv->cfg.output};
     dq_client_request r = {.req_id = (uint64_t)1 << 62, .service = sv->services[t],
                            .dtype = DQ_DTYPE_U8, .shape = {n, ds->c, ds->h, ds->w},
                            .data = ds->images, .n_outputs = 1, .outputs = outs};
     int64_t deadline = s_ms() + sv->cfg.timeout_ms;
     for (;;) {
+        double sent = dq_now();
         DQ_TRY(dq_client_send(sv->clients[t], &r, err));
         dq_client_reply rep;
         dq_status st;
@@ -359,6 +399,7 @@ static dq_status s_probe(s_service *sv, int t, dq_err *err)
                 fprintf(sv->cfg.log, "teacher %s: model %s, weights sha256 %.16s..., output %s\n",
                         sv->cfg.teachers[t], rep.teacher->model, rep.teacher->sha256,
                         sv->cfg.output);
+            s_rule(sv, t, (dq_now() - sent) * 1000.0);
             return DQ_OK;
         }
         bool retry = rep.status == DQ_REPLY_OVERLOADED || rep.status == DQ_REPLY_TIMEOUT ||
@@ -412,20 +453,39 @@ dq_status dq_source_service_new(dq_source_t **out, const dq_source_config *cfg, 
         dq_client_opts_default(&o);
         o.max_inflight = 1024;
         o.log = cfg->log;
+        o.name = cfg->client_name;
+        o.curve_server_cert = cfg->curve_server_cert;
+        o.curve_cert = cfg->curve_cert;
         st = dq_client_new(&sv->clients[t], endpoint, &o, err);
         if (st == DQ_OK) st = s_probe(sv, t, err);
     }
-    /* K batches at the teachers: enough to cover one batch's round trip
-     * while the trainer works (default 8). */
-    sv->K = cfg->inflight > 0 ? cfg->inflight : 8;
+    /* K batches at the teachers: what keeps the pool busy at the measured
+     * round trip (inflight_rule.h), unless given; fewer when K + 1 slots
+     * would hold more than inflight_bytes. */
+    const dq_dataset *ds = cfg->train;
+    size_t sz = (size_t)ds->c * (size_t)ds->h * (size_t)ds->w;
+    size_t tf = (size_t)(cfg->batch * sv->base.tshape.floats);
+    int64_t max_reply = (int64_t)(tf * sizeof(float)) + DQ_CLIENT_REPLY_SLACK;
+    int64_t per_slot = (int64_t)((size_t)cfg->batch * (sz * (size_t)(1 + cfg->n_teachers) +
+                                                       sizeof(int32_t)) +
+                                 tf * sizeof(float) * (size_t)(1 + cfg->n_teachers));
+    int64_t budget = cfg->inflight_bytes > 0 ? cfg->inflight_bytes : (int64_t)256 << 20;
+    sv->K = cfg->inflight > 0 ? cfg->inflight : sv->auto_K > 0 ? sv->auto_K : 8;
+    if ((sv->K + 1) * per_slot > budget) {
+        int64_t k = budget / per_slot - 1;
+        sv->K = k < 1 ? 1 : k;
+        if (cfg->log)
+            fprintf(cfg->log, "teacher service: %lld batches in flight (a batch holds %lld "
+                    "bytes, --inflight-bytes %lld)\n", (long long)sv->K, (long long)per_slot,
+                    (long long)budget);
+    }
+    for (int t = 0; t < cfg->n_teachers && st == DQ_OK; t++)
+        st = dq_client_set_max_msg_bytes(sv->clients[t], max_reply, err);
     sv->nslots = sv->K + 1;
     if (st == DQ_OK) {
         sv->slots = calloc((size_t)sv->nslots, sizeof *sv->slots);
         if (!sv->slots) st = dq_fail(err, DQ_ERR_NOMEM, "source: out of memory");
     }
-    const dq_dataset *ds = cfg->train;
-    size_t sz = (size_t)ds->c * (size_t)ds->h * (size_t)ds->w;
-    size_t tf = (size_t)(cfg->batch * sv->base.tshape.floats);
     for (int64_t i = 0; st == DQ_OK && i < sv->nslots; i++) {
         s_slot *s = &sv->slots[i];
         s->index = -1;

@@ -4,6 +4,17 @@
  * source's batches) are allocated once before the first step; the loop
  * itself does not allocate. Batch b of epoch e is a pure function of
  * (seed, e, b) (batcher.h), so resuming mid-epoch only needs the batch count.
+ *
+ * Data-parallel (cfg->dist with R > 1 ranks, dist.h): every rank runs this
+ * loop on its shard of each batch (shard.h), scales its gradient by its share
+ * of the batch (n_r / N, so the sum is the whole batch's mean gradient),
+ * and the ranks sum gradients and per-step statistics in rank order before
+ * the identical optimiser step. Agreement points are the per-step exchange
+ * (which also carries stop requests and a rank's teacher failure, so all
+ * ranks stop at the same batch) and the end of an epoch. Dropout masks come
+ * from an rng reseeded each step from (seed, step, rank), so a resume needs
+ * no per-rank state. Batch norm normalises over the rank's shard (as
+ * PyTorch's DDP without SyncBatchNorm); rank 0's running statistics are saved.
  */
 #include "student_trainer/trainer.h"
 
@@ -57,7 +68,8 @@ typedef struct {
     float *input;          /* the same batch normalised */
     int32_t *labels;       /* the batch's labels */
     dq_train_state st;
-    dq_metrics_t *metrics;
+    dq_metrics_t *metrics; /* rank 0 only */
+    int rank, ranks;       /* data-parallel position (1 rank: this process) */
     char state_path[4096];
     char metrics_path[4096];
 } s_trainer;
@@ -116,10 +128,16 @@ static dq_status s_open_source(s_trainer *t, dq_err *err)
     sc.augment = cfg->augment;
     sc.output = dq_recipe_teacher_output(&cfg->recipe);
     sc.inflight = cfg->inflight;
+    sc.inflight_bytes = cfg->inflight_bytes;
+    sc.client_name = cfg->client_name;
+    sc.curve_server_cert = cfg->curve_server_cert;
+    sc.curve_cert = cfg->curve_cert;
     sc.timeout_ms = cfg->teacher_timeout_ms;
     sc.allow_teacher_change = cfg->allow_teacher_change;
     sc.replay_dir = cfg->replay_dir;
     sc.teacher_device = cfg->teacher_device;
+    sc.rank = t->rank;
+    sc.ranks = t->ranks;
     sc.log = cfg->log;
     int kinds = (cfg->n_teachers > 0) + (cfg->n_local_teachers > 0) + (cfg->replay_dir != NULL);
     if (kinds > 1)
@@ -152,6 +170,22 @@ static dq_status s_open_source(s_trainer *t, dq_err *err)
     return DQ_OK;
 }
 
+/* Every rank needs at least one sample of every batch. */
+static dq_status s_check_ranks(s_trainer *t, dq_err *err)
+{
+    const dq_train_config *cfg = t->cfg;
+    if (t->ranks <= 1) return DQ_OK;
+    if (cfg->device.kind == DQ_DEVICE_CUDA)
+        return dq_fail(err, DQ_ERR_UNSUPPORTED, "data-parallel training (%d ranks) runs on the "
+                       "CPU only", t->ranks);
+    int64_t last = t->train.n % cfg->batch;
+    if (cfg->batch < t->ranks || (last > 0 && last < t->ranks))
+        return dq_fail(err, DQ_ERR_ARG, "--batch %lld over %lld samples leaves a batch of fewer "
+                       "samples than the %d ranks", (long long)cfg->batch,
+                       (long long)t->train.n, t->ranks);
+    return DQ_OK;
+}
+
 static dq_status s_setup(s_trainer *t, dq_err *err)
 {
     const dq_train_config *cfg = t->cfg;
@@ -168,6 +202,7 @@ static dq_status s_setup(s_trainer *t, dq_err *err)
     dq_dataset_truncate(&t->test, cfg->limit_test);
     DQ_TRY(s_check_data(t, &t->train, "train", err));
     DQ_TRY(s_check_data(t, &t->test, "test", err));
+    DQ_TRY(s_check_ranks(t, err));
     DQ_TRY(dq_net_plan(t->net, cfg->batch, err));
 
     t->nparams = dq_net_param_floats(t->net);
@@ -207,18 +242,23 @@ static dq_status s_setup(s_trainer *t, dq_err *err)
     /* A device starts from the host's weights and moments (no-op on the CPU). */
     DQ_TRY(dq_net_upload(t->net, t->m, t->v, err));
     DQ_TRY(s_open_source(t, err));
+    if (t->ranks > 1) DQ_TRY(dq_dist_reserve(cfg->dist, t->nparams, err));
+    if (t->rank != 0) return DQ_OK;
     return dq_metrics_open(&t->metrics, t->metrics_path, cfg->resume, err);
 }
 
 static dq_status s_save(s_trainer *t, dq_err *err)
 {
+    if (t->rank != 0) return DQ_OK; /* the ranks hold the same weights */
     DQ_TRY(dq_net_download(t->net, false, t->m, t->v, err)); /* no-op on the CPU */
     DQ_TRY(dq_ckpt_save_weights(t->net, t->cfg->out_path, err));
     return dq_ckpt_save_state(t->net, &t->st, t->state_path, err);
 }
 
-/* One optimiser step on one batch from the source. */
-static dq_status s_step(s_trainer *t, const dq_train_batch *b, dq_err *err)
+/* Forward, loss and backward of one batch (or shard): the gradients, the
+ * mean loss and the correct count. */
+static dq_status s_grads(s_trainer *t, const dq_train_batch *b, float *loss, int64_t *correct,
+                         dq_err *err)
 {
     const dq_net_input *in = dq_net_input_spec(t->net);
     int64_t n = b->n;
@@ -227,9 +267,15 @@ static dq_status s_step(s_trainer *t, const dq_train_batch *b, dq_err *err)
     dq_net_zero_grad(t->net);
     DQ_TRY(dq_net_forward(t->net, &x, true, &t->st.rng, err));
     const dq_tensor *logits = dq_net_output(t->net, "logits");
-    float loss = 0;
-    DQ_TRY(dq_recipe_loss(&t->cfg->recipe, t->net, b->labels, b->teacher, &loss, err));
+    DQ_TRY(dq_recipe_loss(&t->cfg->recipe, t->net, b->labels, b->teacher, loss, err));
     DQ_TRY(dq_net_backward(t->net, err));
+    *correct = dq_count_correct(logits, b->labels);
+    return DQ_OK;
+}
+
+/* The optimiser step on the gradients in the net. */
+static dq_status s_update(s_trainer *t, dq_err *err)
+{
     t->st.step++;
     if (t->cfg->optim == DQ_OPTIM_ADAM) {
         dq_adam_config a = dq_adam_defaults();
@@ -243,12 +289,68 @@ static dq_status s_step(s_trainer *t, const dq_train_batch *b, dq_err *err)
         dq_sgd_step(dq_net_params(t->net), dq_net_grads(t->net), t->m, t->nparams,
                     t->st.step == 1, &s);
     }
+    return DQ_OK;
+}
+
+/* One optimiser step on one batch from the source (one process). */
+static dq_status s_step(s_trainer *t, const dq_train_batch *b, dq_err *err)
+{
+    float loss = 0;
+    int64_t correct = 0, n = b->n;
+    DQ_TRY(s_grads(t, b, &loss, &correct, err));
+    DQ_TRY(s_update(t, err));
     t->st.loss_sum += (double)loss * (double)n;
-    t->st.correct += dq_count_correct(logits, b->labels);
+    t->st.correct += correct;
     t->st.seen += n;
     if (!isfinite(loss))
         return dq_fail(err, DQ_ERR_ARG, "loss became %f at step %lld: lower --lr", (double)loss,
                        (long long)t->st.step);
+    return DQ_OK;
+}
+
+/* One data-parallel step of batch b: this rank's shard (when got is DQ_OK)
+ * or its source's failure `got`, exchanged with the other ranks. Afterwards
+ * *fail is a rank's failure (DQ_OK: none; then the step was taken on the
+ * rank-ordered sum of the gradients) and *stop whether any rank asked to
+ * stop after this batch. */
+static dq_status s_dist_step(s_trainer *t, int64_t b, dq_status got, const dq_train_batch *batch,
+                             bool want_stop, dq_status *fail, bool *stop, dq_err *err)
+{
+    const dq_train_config *cfg = t->cfg;
+    int64_t flags[2] = {got == DQ_OK ? 0 : (int64_t)got, want_stop};
+    double stats[3] = {0, 0, 0}; /* loss x n, correct, n */
+    float *g = dq_net_grads(t->net);
+    if (got == DQ_OK) {
+        /* dropout masks: a function of (seed, step, rank), not of history */
+        uint64_t k = (uint64_t)(t->st.step + 1) * 0x9e3779b97f4a7c15ULL ^
+                     (uint64_t)(t->rank + 1) * 0xc2b2ae3d27d4eb4fULL;
+        dq_rng_seed(&t->st.rng, cfg->seed ^ 0xd1b54a32d192ed03ULL ^ k);
+        float loss = 0;
+        int64_t correct = 0;
+        DQ_TRY(s_grads(t, batch, &loss, &correct, err));
+        int64_t first = b * cfg->batch;
+        int64_t N = t->train.n - first < cfg->batch ? t->train.n - first : cfg->batch;
+        float share = (float)batch->n / (float)N;
+        for (int64_t i = 0; i < t->nparams; i++) g[i] *= share;
+        stats[0] = (double)loss * (double)batch->n;
+        stats[1] = (double)correct;
+        stats[2] = (double)batch->n;
+    } else {
+        dq_net_zero_grad(t->net);
+    }
+    DQ_TRY(dq_dist_max_i64(cfg->dist, flags, 2, err));
+    *fail = (dq_status)flags[0];
+    *stop = flags[1] != 0;
+    if (*fail != DQ_OK) return DQ_OK;
+    DQ_TRY(dq_dist_sum_f32(cfg->dist, g, t->nparams, err));
+    DQ_TRY(dq_dist_sum_f64(cfg->dist, stats, 3, err));
+    DQ_TRY(s_update(t, err));
+    t->st.loss_sum += stats[0];
+    t->st.correct += (int64_t)stats[1];
+    t->st.seen += (int64_t)stats[2];
+    if (!isfinite(stats[0]))
+        return dq_fail(err, DQ_ERR_ARG, "loss became %f at step %lld: lower --lr",
+                       stats[0] / stats[2], (long long)t->st.step);
     return DQ_OK;
 }
 
@@ -294,10 +396,32 @@ static dq_status s_run(s_trainer *t, dq_err *err)
                  (long long)cfg->epochs);
         dq_progress prog;
         dq_progress_start(&prog, log, label, t->train.n);
-        double t0 = dq_now() - t->st.seconds;
+        double t0 = dq_now() - t->st.seconds, wait_s = 0;
         for (int64_t b = t->st.batch_in_epoch; b < nb; b++) {
             dq_train_batch *batch = NULL;
+            double w0 = dq_now();
             dq_status st = t->source->next(t->source, &batch, err);
+            wait_s += dq_now() - w0;
+            int64_t first = b * cfg->batch;
+            int64_t n = t->train.n - first < cfg->batch ? t->train.n - first : cfg->batch;
+            bool stop = false;
+            if (t->ranks > 1) {
+                /* Every rank reaches the exchange, with its shard or its failure. */
+                if (st != DQ_OK && st != DQ_ERR_TIMEOUT && st != DQ_ERR_NET) return st;
+                if (st == DQ_OK && (!batch || batch->index != b))
+                    return dq_fail(err, DQ_ERR_ARG, "%s source: expected batch %lld of epoch "
+                                   "%lld", t->source->kind, (long long)b,
+                                   (long long)t->st.epoch + 1);
+                bool want = (cfg->stop && *cfg->stop) ||
+                            (cfg->stop_after_batches > 0 &&
+                             batches_run + 1 >= cfg->stop_after_batches);
+                dq_status fail = DQ_OK;
+                DQ_TRY(s_dist_step(t, b, st, batch, want, &fail, &stop, err));
+                if (fail != DQ_OK && st == DQ_OK)
+                    dq_fail(err, fail, "another rank's teacher source failed at batch %lld",
+                            (long long)b);
+                if (fail != DQ_OK) st = fail;
+            }
             if (st == DQ_ERR_TIMEOUT || st == DQ_ERR_NET) {
                 /* The teachers stayed away: keep what was trained. */
                 t->st.seconds = dq_now() - t0;
@@ -310,16 +434,19 @@ static dq_status s_run(s_trainer *t, dq_err *err)
                 return st;
             }
             DQ_TRY(st);
-            if (!batch || batch->index != b)
-                return dq_fail(err, DQ_ERR_ARG, "%s source: expected batch %lld of epoch %lld",
-                               t->source->kind, (long long)b, (long long)t->st.epoch + 1);
-            int64_t first = b * cfg->batch, n = batch->n;
-            DQ_TRY(s_step(t, batch, err));
+            if (t->ranks <= 1) {
+                if (!batch || batch->index != b)
+                    return dq_fail(err, DQ_ERR_ARG, "%s source: expected batch %lld of epoch "
+                                   "%lld", t->source->kind, (long long)b,
+                                   (long long)t->st.epoch + 1);
+                DQ_TRY(s_step(t, batch, err));
+                stop = (cfg->stop && *cfg->stop) ||
+                       (cfg->stop_after_batches > 0 &&
+                        batches_run + 1 >= cfg->stop_after_batches);
+            }
             t->st.batch_in_epoch = b + 1;
             batches_run++;
             dq_progress_update(&prog, first + n, t->st.loss_sum / (double)t->st.seen);
-            bool stop = (cfg->stop && *cfg->stop) ||
-                        (cfg->stop_after_batches > 0 && batches_run >= cfg->stop_after_batches);
             if (stop && b + 1 < nb) {
                 t->st.seconds = dq_now() - t0;
                 dq_progress_end(&prog);
@@ -336,14 +463,17 @@ static dq_status s_run(s_trainer *t, dq_err *err)
         dq_epoch_metrics em = {0};
         em.epoch = t->st.epoch + 1;
         em.seconds = secs;
+        em.teacher_wait_s = wait_s;
         em.train_samples = t->st.seen;
         em.train_loss = t->st.loss_sum / (double)t->st.seen;
         em.train_acc = (double)t->st.correct / (double)t->st.seen;
         em.samples_per_s = secs > 0 ? (double)t->st.seen / secs : 0;
-        DQ_TRY(s_evaluate(t, &em.test_loss, &em.test_acc, err));
-        em.test_samples = t->test.n;
-        DQ_TRY(dq_metrics_write(t->metrics, &em, err));
-        if (log)
+        if (t->rank == 0) {
+            DQ_TRY(s_evaluate(t, &em.test_loss, &em.test_acc, err));
+            em.test_samples = t->test.n;
+            DQ_TRY(dq_metrics_write(t->metrics, &em, err));
+        }
+        if (log && t->rank == 0)
             fprintf(log, "epoch %lld/%lld  loss %.4f  train acc %.2f%%  test loss %.4f  test acc "
                     "%.2f%%  %.0f samples/s  %.1f s\n", (long long)em.epoch,
                     (long long)cfg->epochs, em.train_loss, 100 * em.train_acc, em.test_loss,
@@ -355,7 +485,9 @@ static dq_status s_run(s_trainer *t, dq_err *err)
         t->st.seconds = 0;
         t->st.epoch++;
         DQ_TRY(s_save(t, err));
-        if (cfg->stop && *cfg->stop && t->st.epoch < cfg->epochs) {
+        int64_t stop_now = cfg->stop && *cfg->stop;
+        if (t->ranks > 1) DQ_TRY(dq_dist_max_i64(cfg->dist, &stop_now, 1, err));
+        if (stop_now && t->st.epoch < cfg->epochs) {
             if (log)
                 fprintf(log, "interrupted after epoch %lld: checkpoint %s; continue with "
                         "--resume\n", (long long)t->st.epoch, cfg->out_path);
@@ -374,6 +506,8 @@ dq_status dq_train_run(const dq_train_config *cfg, dq_err *err)
     s_trainer t;
     memset(&t, 0, sizeof t);
     t.cfg = cfg;
+    t.rank = cfg->dist ? dq_dist_rank(cfg->dist) : 0;
+    t.ranks = cfg->dist ? dq_dist_size(cfg->dist) : 1;
     dq_status st = s_setup(&t, err);
     if (st == DQ_OK) st = s_run(&t, err);
     s_trainer_free(&t);

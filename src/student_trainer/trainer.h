@@ -17,6 +17,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "student_trainer/dist.h"
 #include "student_trainer/recipe.h"
 #include "student_trainer/source.h"
 #include "base/status.h"
@@ -58,8 +59,16 @@ typedef struct {
     const char *replay_dir;              /* --replay DIR (offline, LMDB cache) */
     const char *replay_teacher;          /* sha256 (prefix) when the cache has several */
     int64_t inflight;                    /* batches kept at the teacher service */
+    int64_t inflight_bytes;              /* ... and the bytes they may hold (0: 256 MiB) */
     int64_t teacher_timeout_ms;          /* service unavailable this long: stop */
     bool allow_teacher_change;
+    const char *client_name;             /* --client-name: fair-sharing name at the broker */
+    const char *curve_server_cert;       /* --curve-server-cert: the broker's public cert */
+    const char *curve_cert;              /* --curve-cert: our NAME_secret certificate */
+    /* Data-parallel ranks (dist.h): each trains on its shard of every batch
+     * and the gradients are summed in rank order; rank 0 alone evaluates and
+     * writes checkpoints and metrics. NULL or one rank: this process alone. */
+    dq_dist_t *dist;
     FILE *log;                /* progress and per-epoch lines; NULL: silent */
     volatile sig_atomic_t *stop; /* raised by main's signal handler; may be NULL */
 } dq_train_config;

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "cli/opts.h"
+#include "metrics/httpd.h"
 #include "teacher_worker/teacher.h"
 #include "model/onnx_import.h"
 #include "teacher_worker/worker.h"
@@ -50,6 +51,11 @@ static void s_usage(FILE *f, const dq_opt *opts, int n)
 "A second signal leaves at once (the broker requeues what was held).\n");
 }
 
+static void s_publish(void *ctx, const char *text, size_t len)
+{
+    dq_metrics_http_publish(ctx, text, len);
+}
+
 int main(int argc, char **argv)
 {
     dq_worker_config cfg;
@@ -58,11 +64,17 @@ int main(int argc, char **argv)
     int64_t threads = 1, capacity = 0; /* 0: the default for the device */
     dq_err err = {{0}};
     dq_status st = DQ_OK;
-    const char *device = NULL;
+    const char *device = NULL, *metrics_addr = NULL;
+    dq_metrics_http_t *http = NULL;
     const dq_opt opts[] = {
         DQ_OPT_STR("broker", "ENDPOINT", &cfg.broker,
                    "broker backend, e.g. tcp://127.0.0.1:5556 or ipc:///tmp/dq-be"),
         DQ_OPT_STR("service", "NAME", &cfg.service, "service name the students ask for"),
+        DQ_OPT_STR("curve-server-cert", "FILE", &cfg.curve_server_cert,
+                   "CURVE: the broker's public certificate"),
+        DQ_OPT_STR("curve-cert", "FILE", &cfg.curve_cert,
+                   "CURVE: this worker's secret certificate (NAME_secret);\n"
+                   "NAME must be in the broker's --allow-workers"),
         DQ_OPT_STR("model", "M", &cfg.model_path,
                    "model file (models/*.model), or an ONNX file (*.onnx;\n"
                    "see docs/model-format.md, \"ONNX import\")"),
@@ -77,6 +89,15 @@ int main(int argc, char **argv)
                     "samples (dynamic batching; replies are unchanged)"),
         DQ_OPT_I64("max-batch", "N", &cfg.max_batch, 1, 1 << 20,
                    "largest batch accepted (default " S_STR(DQ_TEACHER_DEFAULT_MAX_BATCH) ")"),
+        DQ_OPT_STR("metrics", "HOST:PORT", &metrics_addr,
+                   "serve Prometheus metrics at http://HOST:PORT/metrics"),
+        DQ_OPT_I64("max-failed-forwards", "N", &cfg.max_failures, 1, 1 << 20,
+                   "leave (held requests requeued) and exit 3 after N\n"
+                   "forwards in a row failed (default 3)"),
+        DQ_OPT_I64("max-forward-batch", "N", &cfg.max_forward, 1, 1 << 20,
+                   "samples per forward (default " S_STR(DQ_TEACHER_DEFAULT_MAX_FORWARD) "): larger\n"
+                   "requests and merges run in chunks, bounding the\n"
+                   "activation memory (replies are unchanged)"),
         DQ_OPT_STR("device", "D", &device, "cpu (default) or cuda[:N]: run the forward on that GPU"),
         DQ_OPT_INT("heartbeat-ms", "MS", &cfg.heartbeat_ms, 10, 600000,
                    "heartbeat interval (default 1000)"),
@@ -84,6 +105,9 @@ int main(int argc, char **argv)
                    "broker dead after N heartbeats of silence (default 3)"),
         DQ_OPT_INT("delay-ms", "MS", &cfg.delay_ms, 0, 600000,
                    "testing: sleep MS before every forward (default 0)"),
+        DQ_OPT_FLAG("echo", &cfg.echo,
+                    "benches/tests: answer with deterministic outputs of the model's\n"
+                    "shapes without computing (identity echo:<model>; no --weights)"),
         DQ_OPT_HELP,
         DQ_OPT_VERSION,
     };
@@ -101,8 +125,10 @@ int main(int argc, char **argv)
     if (st == DQ_OK && (!cfg.broker || !cfg.service || !cfg.model_path))
         st = dq_fail(&err, DQ_ERR_ARG,
                      "--broker, --service and --model are required (see --help)");
-    if (st == DQ_OK && !cfg.weights_path && !dq_onnx_is_path(cfg.model_path))
+    if (st == DQ_OK && !cfg.echo && !cfg.weights_path && !dq_onnx_is_path(cfg.model_path))
         st = dq_fail(&err, DQ_ERR_ARG, "--weights is required with a model file (see --help)");
+    if (st == DQ_OK && cfg.echo && (cfg.weights_path || dq_onnx_is_path(cfg.model_path)))
+        st = dq_fail(&err, DQ_ERR_ARG, "--echo takes a model file and no --weights");
     if (st == DQ_OK && cfg.weights_path && dq_onnx_is_path(cfg.model_path))
         st = dq_fail(&err, DQ_ERR_ARG, "--weights with an ONNX model: its weights are the "
                      "file's initializers (see --help)");
@@ -129,13 +155,22 @@ int main(int argc, char **argv)
     sigaction(SIGTERM, &sa, NULL);
     cfg.stop = &s_stop;
 
+    if (metrics_addr && dq_metrics_http_start(&http, metrics_addr, &err) != DQ_OK) {
+        fprintf(stderr, "distillq-teacher: %s\n", err.msg);
+        return 1;
+    }
+    if (http) {
+        cfg.metrics_publish = s_publish;
+        cfg.metrics_ctx = http;
+    }
     dq_worker_t *w = NULL;
     st = dq_worker_new(&w, &cfg, &err);
     if (st == DQ_OK) st = dq_worker_run(w, &err);
     dq_worker_destroy(&w);
+    dq_metrics_http_stop(&http);
     if (st != DQ_OK) {
         fprintf(stderr, "distillq-teacher: %s: %s\n", dq_strerror(st), err.msg);
-        return 1;
+        return st == DQ_ERR_DEVICE ? 3 : st == DQ_ERR_AUTH ? 4 : 1;
     }
     return 0;
 }

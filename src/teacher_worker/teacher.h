@@ -28,6 +28,12 @@ typedef struct dq_teacher dq_teacher_t;
  * activation memory a single request can make us allocate. */
 #define DQ_TEACHER_DEFAULT_MAX_BATCH 4096
 
+/* Samples per forward unless told otherwise (issue 15): a larger request,
+ * or a merge of several, runs as several forwards of at most this many
+ * samples, so the activations stay bounded (DeepNN-fmnist ~2 MB a sample:
+ * ~0.3 GB at 128) whatever batch a client sends. Replies are unchanged. */
+#define DQ_TEACHER_DEFAULT_MAX_FORWARD 128
+
 /* Loads model_path and weights_path, hashes the weights file (the teacher
  * identity) and caches the announce. An ONNX model_path ("*.onnx") carries
  * its weights: weights_path is then NULL and the ONNX file's SHA-256 is the
@@ -36,6 +42,12 @@ typedef struct dq_teacher dq_teacher_t;
 dq_status dq_teacher_new(dq_teacher_t **out, const char *service, const char *model_path,
                          const char *weights_path, int64_t max_batch, dq_err *err);
 void dq_teacher_destroy(dq_teacher_t **p);
+
+/* An echo teacher (benches and tests only, teacher_echo.h): model_path's
+ * shapes, no weights, no forward; identity "echo:<name>" with a sha256 no
+ * weights file has. */
+dq_status dq_teacher_new_echo(dq_teacher_t **out, const char *service, const char *model_path,
+                              int64_t max_batch, dq_err *err);
 
 /* Moves the forward onto a CUDA device (dev from dq_backend_select): the
  * weights go up once and the executor is planned for the teacher's max
@@ -56,8 +68,27 @@ dq_status dq_teacher_lost(const dq_teacher_t *t, dq_err *err);
 /* Service, model name and SHA-256 of the weights, as replies carry them. */
 const dq_msg_teacher *dq_teacher_identity(const dq_teacher_t *t);
 
+/* DQ_OK while the teacher can compute; DQ_ERR_DEVICE (with the last
+ * failure's detail) once max_failures forwards in a row have failed (or,
+ * on a GPU, a sticky device error: helper "gpu"'s path shares this call):
+ * the replies written since are error replies nobody should get. The
+ * worker then leaves without answering what it holds, so the broker
+ * requeues it to healthy workers, and exits non-zero. Test hook:
+ * DQ_TEST_FORWARD_FAIL_AFTER=N in the environment at dq_teacher_new fails
+ * every forward after the first N. Same thread as the serve calls. */
+#define DQ_TEACHER_DEFAULT_MAX_FAILURES 3
+dq_status dq_teacher_lost(const dq_teacher_t *t, dq_err *err);
+/* Failed forwards in a row before the teacher is lost (0: never). */
+void dq_teacher_set_max_failures(dq_teacher_t *t, int64_t n);
+
 /* Fills the READY announce (everything but capacity, which is the worker's). */
 void dq_teacher_announce(const dq_teacher_t *t, dq_msg_ready *ready);
+
+/* Sets the most samples one forward runs (>= 1); before the first serve and
+ * before dq_teacher_use_device (DQ_ERR_ARG otherwise). */
+dq_status dq_teacher_set_max_forward(dq_teacher_t *t, int64_t n, dq_err *err);
+/* The samples one forward runs at most: min(max forward, max batch). */
+int64_t dq_teacher_max_forward(const dq_teacher_t *t);
 
 /* Input bytes of the largest acceptable request body's data (f32 at
  * max_batch), for ZMQ_MAXMSGSIZE. */

@@ -3,12 +3,12 @@
  *
  * Two threads. The I/O thread (the caller of dq_worker_run) owns the DEALER
  * to the broker and never computes: it decodes and checks each request ONCE
- * (dq_msg_decode, dq_teacher_check), keeps up to K in a local FIFO,
+ * (dq_msg_decode, the model's check), keeps up to K in a local FIFO,
  * heartbeats and watches the broker's liveness. The compute thread owns the
  * network and runs one forward at a time. A hand-off moves the queued jobs
  * (frames and decoded request, whose data points into the body frame) into
  * the worker's hand[] array and wakes the compute thread with a "go" frame
- * on an inproc PAIR; it serves them as decoded (dq_teacher_serve_checked: no
+ * on an inproc PAIR; it serves them as decoded (the model's serve: no
  * second decode, no second check), writes one reply per job into hbufs[]
  * and answers "done".
  *
@@ -27,7 +27,7 @@
  * can throw away work that the broker has already requeued elsewhere.
  *
  * Dynamic batching: when the compute thread is free, ALL queued jobs (up to
- * capacity, DQ_TEACHER_MAX_MERGE) go to it in one hand-off; it serves those
+ * capacity, DQ_WORKER_MAX_MERGE) go to it in one hand-off; it serves those
  * that fit together as one forward (same dtype and outputs, at most
  * max_batch samples) and the rest one by one. Bigger batches keep a GPU
  * busy; on the CPU they cost nothing, and since the eval forward is
@@ -38,35 +38,36 @@
  * and its replies are dropped instead of being sent to a broker that never
  * asked for it.
  *
+ * The model is a vtable (worker.h dq_worker_model): a model file
+ * (worker_teacher.c) or libdistillq's forward callback (src/lib/worker.c),
+ * so every worker, C or Python, runs this one state machine.
+ *
+ * Backoff: a re-join waits 100 ms doubling to 2 s plus up to 50% jitter. It
+ * is reset by any broker message except a disconnect, so a worker the
+ * broker keeps refusing (identity mismatch, disconnect {retry}) backs off
+ * instead of retrying every 100-150 ms.
+ *
  * Signals: the compute thread blocks them all, so SIGTERM/SIGINT interrupt
  * the I/O thread's zmq_poll (EINTR) and the stop flag (owned by main) is
  * seen at once. Stop 1: DRAIN, finish what we hold, GOODBYE, return DQ_OK.
  * Stop 2 (a second signal): GOODBYE at once; the broker requeues the rest.
- *
- * A lost device (dq_teacher_lost: a sticky CUDA error such as an illegal
- * address or an uncorrectable ECC error) cannot be drained: every later
- * forward would fail. The compute thread raises `lost` after that hand-off;
- * the I/O thread then sends none of its replies (error replies nobody
- * should get) and nothing more, leaves as on a second signal (GOODBYE, so
- * the broker requeues everything we held to healthy workers) and
- * dq_worker_run returns DQ_ERR_DEVICE, so the process exits non-zero and a
- * supervisor can restart it.
  */
 #include "teacher_worker/worker.h"
 
 #include <errno.h>
 #include <pthread.h>
-#include <stdatomic.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "metrics/prom.h"
+#include "proto/curve.h"
 #include "proto/msg.h"
 #include "proto/wire.h"
-#include "teacher_worker/teacher.h"
 
 #define S_BACKOFF_MIN_MS 100
 #define S_BACKOFF_MAX_MS 2000
@@ -82,11 +83,12 @@ typedef struct {
 
 struct dq_worker {
     dq_worker_config cfg;
-    dq_teacher_t *teacher;
+    dq_worker_model model;
     void *ctx;
 
     /* I/O thread */
     void *sock;                  /* DEALER to the broker; NULL between joins */
+    dq_curve_watch watch;        /* CURVE handshake failures of sock */
     void *pair;                  /* our end of the compute PAIR */
     dq_msg_decoder_t *dec;
     dq_msg_buf buf;
@@ -115,10 +117,16 @@ struct dq_worker {
     pthread_t thread;
     bool thread_up;
     void *cpair;
-    /* set by the compute thread (lost_err first) when the device is lost */
+    char pair_ep[64];
+    /* set by the compute thread (lost_err first) when the model is lost */
     atomic_bool lost;
     dq_err lost_err;
-    char pair_ep[64];
+    /* metrics (cfg.metrics_publish): forward times, observed by the compute
+     * thread under hand_mu; the page, built on the I/O thread */
+    dq_prom_hist fwd;
+    uint64_t forwards;
+    dq_prom prom;
+    int64_t last_metrics;
 };
 
 /* ---- small helpers --------------------------------------------------------------- */
@@ -132,7 +140,8 @@ static void s_log(dq_worker_t *w, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
-    fprintf(w->cfg.log, "distillq-teacher[%ld] %s: %s\n", (long)getpid(), w->cfg.service,
+    fprintf(w->cfg.log, "%s[%ld] %s: %s\n", w->cfg.log_name ? w->cfg.log_name : "distillq-teacher",
+            (long)getpid(), w->cfg.service,
             line);
     fflush(w->cfg.log);
 }
@@ -164,7 +173,7 @@ void dq_worker_config_default(dq_worker_config *cfg)
 /* Serves the jobs of one hand-off into hbufs (compute thread, hand_mu held). */
 static void s_compute_many(dq_worker_t *w)
 {
-    const dq_msg_request *reqs[DQ_TEACHER_MAX_MERGE];
+    const dq_msg_request *reqs[DQ_WORKER_MAX_MERGE];
     int k = w->hand_n;
     if (w->cfg.delay_ms > 0) s_sleep_ms(w->cfg.delay_ms);
     for (int j = 0; j < k; j++) {
@@ -172,9 +181,14 @@ static void s_compute_many(dq_worker_t *w)
         reqs[j] = &w->hand[j].req;
     }
     dq_err err = {{0}};
-    if (dq_teacher_serve_checked(w->teacher, reqs, k, w->hbufs, &err) != DQ_OK)
+    double t0 = dq_clock_now_s();
+    dq_status st = w->model.serve(w->model.ctx, reqs, k, w->hbufs, &err);
+    dq_prom_hist_observe(&w->fwd, dq_clock_now_s() - t0);
+    w->forwards++;
+    if (st != DQ_OK)
         for (int j = 0; j < k; j++) w->hbufs[j].len = 0; /* the I/O thread answers */
-    if (dq_teacher_lost(w->teacher, &w->lost_err) != DQ_OK) atomic_store(&w->lost, true);
+    if (w->model.lost && w->model.lost(w->model.ctx, &w->lost_err) != DQ_OK)
+        atomic_store(&w->lost, true);
 }
 
 static void *s_compute_main(void *arg)
@@ -264,7 +278,7 @@ static dq_status s_send_buf(dq_worker_t *w, zmq_msg_t *ticket, dq_err *err)
 static dq_status s_send_ready(dq_worker_t *w, dq_err *err)
 {
     dq_msg_ready r;
-    dq_teacher_announce(w->teacher, &r);
+    w->model.announce(w->model.ctx, &r);
     r.capacity = (uint32_t)w->cfg.capacity;
     dq_msg_buf_reset(&w->buf);
     DQ_TRY(dq_msg_encode_ready(&w->buf, &r, err));
@@ -351,7 +365,7 @@ static dq_status s_kick(dq_worker_t *w, dq_err *err)
 {
     if (w->busy > 0 || w->q_count == 0) return DQ_OK;
     int k = w->cfg.no_merge ? 1 : w->q_count;
-    if (k > DQ_TEACHER_MAX_MERGE) k = DQ_TEACHER_MAX_MERGE;
+    if (k > DQ_WORKER_MAX_MERGE) k = DQ_WORKER_MAX_MERGE;
     dq_status st = DQ_OK;
     pthread_mutex_lock(&w->hand_mu); /* the compute thread is idle: never waits */
     w->hand_n = 0;
@@ -390,7 +404,7 @@ static dq_status s_on_result(dq_worker_t *w, dq_err *err)
         s_job *j = &w->hand[i];
         const dq_msg_buf *rb = &w->hbufs[i];
         if (w->hand_gen != w->gen || !w->sock || atomic_load(&w->lost)) {
-            w->stale++; /* lost device: the broker requeues it when we leave */
+            w->stale++; /* lost: the broker requeues it when we leave */
         } else if (rb->len == 0) {
             s_reply_error(w, &j->ticket, j->req.req_id, DQ_REPLY_ERROR,
                           "teacher could not encode its reply");
@@ -416,12 +430,16 @@ static dq_status s_on_result(dq_worker_t *w, dq_err *err)
 static dq_status s_join(dq_worker_t *w, const char *why, dq_err *err)
 {
     dq_wire_opts o = {0};
-    o.max_msg_bytes = dq_teacher_max_data_bytes(w->teacher) + (1 << 20);
+    o.max_msg_bytes = w->model.max_data_bytes(w->model.ctx) + (1 << 20);
+    o.curve_server_cert = w->cfg.curve_server_cert;
+    o.curve_cert = w->cfg.curve_cert;
+    o.handshake_ms = w->cfg.heartbeat_ms * w->cfg.liveness;
+    o.watch = &w->watch;
     DQ_TRY(dq_wire_dealer_new(&w->sock, w->ctx, w->cfg.broker, &o, err));
     w->gen++;
     w->last_heard = w->last_hb = dq_clock_now_ms();
     DQ_TRY(s_send_ready(w, err));
-    const dq_msg_teacher *id = dq_teacher_identity(w->teacher);
+    const dq_msg_teacher *id = w->model.identity(w->model.ctx);
     s_log(w, "%s %s: model %s, sha256 %.16s..., capacity %d", why, w->cfg.broker, id->model,
           id->sha256, w->cfg.capacity);
     return DQ_OK;
@@ -431,6 +449,7 @@ static dq_status s_join(dq_worker_t *w, const char *why, dq_err *err)
 static void s_drop(dq_worker_t *w, const char *why)
 {
     s_purge(w);
+    dq_curve_watch_stop(&w->watch, w->sock);
     if (w->sock) zmq_close(w->sock);
     w->sock = NULL;
     int wait = w->backoff_ms + (int)(s_rand(w) % (uint64_t)(w->backoff_ms / 2 + 1));
@@ -448,6 +467,7 @@ static void s_leave(dq_worker_t *w, const char *why)
         if (zmq_setsockopt(w->sock, ZMQ_LINGER, &linger, sizeof linger) != 0)
             s_log(w, "goodbye may be lost: ZMQ_LINGER: %s", zmq_strerror(zmq_errno()));
         if (s_send_simple(w, DQ_MSG_GOODBYE, &err) != DQ_OK) s_log(w, "goodbye: %s", err.msg);
+        dq_curve_watch_stop(&w->watch, w->sock);
         zmq_close(w->sock);
         w->sock = NULL;
     }
@@ -479,7 +499,7 @@ static void s_on_request(dq_worker_t *w, dq_wire_parts *p)
         else s_log(w, "dropped: %s", reason);
         return;
     }
-    if (dq_teacher_check(w->teacher, &m.u.request, &why) != DQ_OK) {
+    if (w->model.check(w->model.ctx, &m.u.request, &why) != DQ_OK) {
         s_reply_error(w, ticket, m.req_id, DQ_REPLY_BAD_REQUEST, why.msg);
         return;
     }
@@ -506,8 +526,8 @@ static dq_status s_on_broker(dq_worker_t *w, dq_wire_parts *p, dq_err *err)
 {
     int64_t now = dq_clock_now_ms();
     w->last_heard = now;
-    w->backoff_ms = S_BACKOFF_MIN_MS;
     if (p->total == 2 && p->n == 2) {
+        w->backoff_ms = S_BACKOFF_MIN_MS;
         s_on_request(w, p);
         return s_kick(w, err);
     }
@@ -521,8 +541,15 @@ static dq_status s_on_broker(dq_worker_t *w, dq_wire_parts *p, dq_err *err)
         s_log(w, "ignored a malformed broker message: %s", why.msg);
         return DQ_OK;
     }
+    if (m.type != DQ_MSG_DISCONNECT) w->backoff_ms = S_BACKOFF_MIN_MS; /* accepted */
     switch (m.type) {
     case DQ_MSG_HEARTBEAT:
+        /* The broker tells its interval: heartbeat and judge it at that pace
+         * (its liveness x interval is what it judges us by). */
+        if (m.u.heartbeat.interval_ms && (int)m.u.heartbeat.interval_ms != w->cfg.heartbeat_ms) {
+            s_log(w, "heartbeat interval %d ms, as the broker's", (int)m.u.heartbeat.interval_ms);
+            w->cfg.heartbeat_ms = (int)m.u.heartbeat.interval_ms;
+        }
         return DQ_OK;
     case DQ_MSG_DRAIN:
         /* The broker's acknowledgement: no new request is on its way. */
@@ -574,6 +601,43 @@ static int64_t s_min64(int64_t a, int64_t b)
     return a < b ? a : b;
 }
 
+/* The /metrics page: the I/O thread's counters, and the compute thread's
+ * forward-time histogram copied under hand_mu. */
+static void s_metrics(dq_worker_t *w)
+{
+    dq_prom *p = &w->prom;
+    char lab[256];
+    dq_prom_reset(p);
+    pthread_mutex_lock(&w->hand_mu);
+    dq_prom_hist fwd = w->fwd;
+    uint64_t forwards = w->forwards;
+    pthread_mutex_unlock(&w->hand_mu);
+    dq_prom_labels(lab, sizeof lab, 1, "service", w->cfg.service);
+    dq_prom_family(p, "distillq_worker_forward_seconds", "histogram",
+                   "Time of one compute hand-off (merged requests: one forward).");
+    dq_prom_hist_write(p, "distillq_worker_forward_seconds", lab, &fwd);
+    dq_prom_family(p, "distillq_worker_forwards_total", "counter", "Compute hand-offs.");
+    dq_prom_sample(p, "distillq_worker_forwards_total", lab, (double)forwards);
+    dq_prom_family(p, "distillq_worker_requests_total", "counter",
+                   "Requests by outcome: replied (the model's reply sent), rejected (an error "
+                   "reply by the worker), stale (dropped: broker gone or worker unhealthy).");
+    static const char *const outcomes[3] = {"replied", "rejected", "stale"};
+    const uint64_t counts[3] = {w->served, w->rejected, w->stale};
+    for (int i = 0; i < 3; i++) {
+        dq_prom_labels(lab, sizeof lab, 2, "service", w->cfg.service, "outcome", outcomes[i]);
+        dq_prom_sample(p, "distillq_worker_requests_total", lab, (double)counts[i]);
+    }
+    dq_prom_labels(lab, sizeof lab, 1, "service", w->cfg.service);
+    dq_prom_family(p, "distillq_worker_held", "gauge", "Requests the worker holds now.");
+    dq_prom_sample(p, "distillq_worker_held", lab, s_held(w));
+    dq_prom_family(p, "distillq_worker_capacity", "gauge", "Requests the worker may hold.");
+    dq_prom_sample(p, "distillq_worker_capacity", lab, w->cfg.capacity);
+    dq_prom_family(p, "distillq_worker_connected", "gauge",
+                   "1 while joined to a broker (not draining), else 0.");
+    dq_prom_sample(p, "distillq_worker_connected", lab, w->sock && !w->draining ? 1 : 0);
+    if (!p->oom) w->cfg.metrics_publish(w->cfg.metrics_ctx, p->data, p->len);
+}
+
 /* One poll round: waits for the broker, the compute thread or a timer. */
 static dq_status s_step(dq_worker_t *w, dq_err *err)
 {
@@ -582,13 +646,16 @@ static dq_status s_step(dq_worker_t *w, dq_err *err)
     int64_t next = now + hb;
     if (w->sock) next = s_min64(s_min64(next, w->last_hb + hb), w->last_heard + dead);
     else next = s_min64(next, w->reconnect_at);
-    zmq_pollitem_t items[2] = {{w->pair, 0, ZMQ_POLLIN, 0}, {w->sock, 0, ZMQ_POLLIN, 0}};
-    int rc = zmq_poll(items, w->sock ? 2 : 1, next > now ? (long)(next - now) : 0);
+    zmq_pollitem_t items[3] = {{w->pair, 0, ZMQ_POLLIN, 0}, {w->sock, 0, ZMQ_POLLIN, 0},
+                               {w->watch.mon, 0, ZMQ_POLLIN, 0}};
+    int n_items = !w->sock ? 1 : w->watch.mon ? 3 : 2;
+    int rc = zmq_poll(items, n_items, next > now ? (long)(next - now) : 0);
     if (rc < 0) {
         if (zmq_errno() == EINTR) return DQ_OK;
         return dq_fail(err, DQ_ERR_NET, "worker: zmq_poll: %s", zmq_strerror(zmq_errno()));
     }
     if (items[0].revents & ZMQ_POLLIN) DQ_TRY(s_on_result(w, err));
+    if (w->sock) DQ_TRY(dq_curve_watch_poll(&w->watch, w->cfg.broker, err));
     if (w->sock && (items[1].revents & ZMQ_POLLIN)) {
         for (int i = 0; i < S_RECV_BURST && w->sock; i++) {
             dq_wire_parts p;
@@ -607,6 +674,10 @@ static dq_status s_step(dq_worker_t *w, dq_err *err)
         s_drop(w, why);
     }
     if (!w->sock && now >= w->reconnect_at) DQ_TRY(s_join(w, "re-join", err));
+    if (w->cfg.metrics_publish && now - w->last_metrics >= hb) {
+        s_metrics(w);
+        w->last_metrics = now;
+    }
     if (w->sock && now - w->last_hb >= hb) {
         dq_err e2;
         if (s_send_simple(w, DQ_MSG_HEARTBEAT, &e2) == DQ_OK) w->last_hb = now;
@@ -618,12 +689,13 @@ static dq_status s_serve(dq_worker_t *w, dq_err *err)
 {
     DQ_TRY(s_join(w, "join", err));
     for (;;) {
-        sig_atomic_t stop = w->cfg.stop ? *w->cfg.stop : 0;
         if (atomic_load(&w->lost)) {
-            s_log(w, "device lost, leaving: %s", w->lost_err.msg);
-            s_leave(w, "device lost");
+            s_log(w, "unhealthy, leaving (held requests go back to the broker): %s",
+                  w->lost_err.msg);
+            s_leave(w, "unhealthy");
             return dq_fail(err, DQ_ERR_DEVICE, "%s", w->lost_err.msg);
         }
+        sig_atomic_t stop = w->cfg.stop ? *w->cfg.stop : 0;
         if (stop >= 2) {
             s_leave(w, "second signal");
             return DQ_OK;
@@ -652,6 +724,7 @@ dq_status dq_worker_run(dq_worker_t *w, dq_err *err)
 {
     dq_status st = s_compute_start(w, err);
     if (st == DQ_OK) st = s_serve(w, err);
+    dq_curve_watch_stop(&w->watch, w->sock);
     if (w->sock) {
         zmq_close(w->sock);
         w->sock = NULL;
@@ -663,27 +736,29 @@ dq_status dq_worker_run(dq_worker_t *w, dq_err *err)
 
 /* ---- construction -------------------------------------------------------------------- */
 
-dq_status dq_worker_new(dq_worker_t **out, const dq_worker_config *cfg, dq_err *err)
+dq_status dq_worker_new_model(dq_worker_t **out, const dq_worker_config *cfg,
+                              const dq_worker_model *model, dq_err *err)
 {
     *out = NULL;
-    /* weights_path may be NULL for an ONNX model (dq_teacher_new checks). */
-    if (!cfg->broker || !cfg->service || !cfg->model_path)
-        return dq_fail(err, DQ_ERR_ARG, "worker: broker, service and model are required");
-    if (cfg->capacity < 1 || cfg->heartbeat_ms < 1 || cfg->liveness < 1)
-        return dq_fail(err, DQ_ERR_ARG, "worker: capacity, heartbeat and liveness must be >= 1");
-    dq_worker_t *w = calloc(1, sizeof *w);
-    if (!w) return dq_fail(err, DQ_ERR_NOMEM, "worker: out of memory");
+    dq_status st0 = DQ_OK;
+    if (!cfg->broker || !cfg->service)
+        st0 = dq_fail(err, DQ_ERR_ARG, "worker: broker and service are required");
+    else if (cfg->capacity < 1 || cfg->heartbeat_ms < 1 || cfg->liveness < 1)
+        st0 = dq_fail(err, DQ_ERR_ARG, "worker: capacity, heartbeat and liveness must be >= 1");
+    dq_worker_t *w = st0 == DQ_OK ? calloc(1, sizeof *w) : NULL;
+    if (!w) {
+        if (model->destroy) model->destroy(model->ctx);
+        return st0 != DQ_OK ? st0 : dq_fail(err, DQ_ERR_NOMEM, "worker: out of memory");
+    }
     w->cfg = *cfg;
-    atomic_init(&w->lost, false);
+    w->model = *model;
     w->backoff_ms = S_BACKOFF_MIN_MS;
+    atomic_init(&w->lost, false);
+    dq_prom_hist_init_seconds(&w->fwd);
     dq_status st = DQ_OK;
     w->queue = calloc((size_t)cfg->capacity, sizeof *w->queue);
     if (!w->queue) st = dq_fail(err, DQ_ERR_NOMEM, "worker: capacity %d: out of memory",
                                 cfg->capacity);
-    if (st == DQ_OK)
-        st = dq_teacher_new(&w->teacher, cfg->service, cfg->model_path, cfg->weights_path,
-                            cfg->max_batch, err);
-    if (st == DQ_OK) st = dq_teacher_use_device(w->teacher, cfg->device, err);
     if (st == DQ_OK) st = dq_msg_decoder_new(&w->dec, err);
     if (st == DQ_OK) {
         w->hand = calloc((size_t)cfg->capacity, sizeof *w->hand);
@@ -717,6 +792,7 @@ void dq_worker_destroy(dq_worker_t **p)
 {
     if (!p || !*p) return;
     dq_worker_t *w = *p;
+    dq_curve_watch_stop(&w->watch, w->sock);
     if (w->sock) zmq_close(w->sock);
     if (w->queue) s_purge(w);
     s_compute_stop(w);
@@ -725,9 +801,10 @@ void dq_worker_destroy(dq_worker_t **p)
     dq_msg_buf_free(&w->buf);
     for (int i = 0; w->hbufs && i < w->cfg.capacity; i++) dq_msg_buf_free(&w->hbufs[i]);
     free(w->hbufs);
+    dq_prom_free(&w->prom);
     free(w->hand);
     if (w->hand_mu_up) pthread_mutex_destroy(&w->hand_mu);
-    dq_teacher_destroy(&w->teacher);
+    if (w->model.destroy) w->model.destroy(w->model.ctx);
     free(w->queue);
     free(w);
     *p = NULL;
