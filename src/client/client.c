@@ -631,13 +631,15 @@ dq_status dq_client_stats(dq_client_t *c, char **json, int timeout_ms, dq_err *e
     for (;;) {
         int64_t left = deadline - dq_clock_now_ms();
         if (left <= 0) break;
-        zmq_pollitem_t it = {c->sock, 0, ZMQ_POLLIN, 0};
-        int rc = zmq_poll(&it, 1, (long)left);
+        /* the monitor too: a refused CURVE key fails here, not at the deadline */
+        zmq_pollitem_t its[2] = {{c->sock, 0, ZMQ_POLLIN, 0}, {c->mon, 0, ZMQ_POLLIN, 0}};
+        int rc = zmq_poll(its, c->mon ? 2 : 1, (long)left);
         if (rc < 0 && zmq_errno() == EINTR)
             return dq_fail(err, DQ_ERR_INTERRUPTED, "client %s: interrupted", c->endpoint);
         if (rc < 0) return dq_fail(err, DQ_ERR_NET, "client %s: zmq_poll: %s", c->endpoint,
                                    zmq_strerror(zmq_errno()));
-        if (rc == 0) continue;
+        if (c->mon && (its[1].revents & ZMQ_POLLIN)) DQ_TRY(s_on_monitor(c, err));
+        if (!(its[0].revents & ZMQ_POLLIN)) continue;
         dq_wire_parts p;
         DQ_TRY(dq_wire_recv(c->sock, &p, ZMQ_DONTWAIT, err));
         dq_msg m;
