@@ -8,7 +8,10 @@
  *            executor (src/model/net_cuda.c) at batch 128 and 1024, end to
  *            end as a teacher worker sees it: the batch is written to the
  *            pinned input buffer, uploaded, run, and the logits copied back.
- *            samples/s and TFLOP/s from dq_net_flops_per_sample.
+ *            samples/s and TFLOP/s from dq_net_flops_per_sample. The
+ *            executor runs every eval batch as padded chunks of
+ *            DQ_NET_CUDA_EVAL_CHUNK samples (batch invariance, net_cuda.h),
+ *            so batch 128 costs a chunk of 256: the price is measured here.
  * Inputs and weights are random with a fixed seed (throughput does not
  * depend on the values). Each measurement warms up, then runs whole
  * iterations for --seconds split into 5 windows and reports the median
@@ -220,6 +223,8 @@ int main(int argc, char **argv)
     }
     char desc[256];
     printf("INFO\tdevice\t%s\n", dq_device_describe(&dev, desc, sizeof desc));
+    /* eval forwards run in padded chunks of this many samples (batch invariance) */
+    printf("INFO\teval_chunk\t%d\n", DQ_NET_CUDA_EVAL_CHUNK);
     double peak = 0;
     if (s_bench_sgemm(&o, &peak, &err) != DQ_OK) {
         fprintf(stderr, "bench_gpu: sgemm: %s\n", err.msg);

@@ -5,15 +5,18 @@
  * of the dq_*_check functions, which turn a failure into a dq_status with the call
  * named ("cudaMalloc: out of memory (cudaErrorMemoryAllocation, 2)").
  * Out-of-memory maps to DQ_ERR_NOMEM, a missing driver or device to
- * DQ_ERR_UNSUPPORTED, everything else to DQ_ERR_IO (the device failed us).
+ * DQ_ERR_UNSUPPORTED, a sticky error (the context is lost: illegal address,
+ * ECC, launch failure) to DQ_ERR_DEVICE, everything else to DQ_ERR_IO (this
+ * call failed); see cuda_check.c.
  *
  * Convolution and linear follow the CPU ops' contract (ops.h): outputs
  * first, backward ADDS into din/dw/db (cuDNN and cuBLAS with beta = 1),
  * NULL gradients are skipped. All pointers are device memory, all work is
  * enqueued on the stream the handles were bound to; nothing synchronises.
- * Math is plain FP32: TF32 tensor-core paths are excluded
- * (CUDNN_FMA_MATH; cuBLAS's default math mode) so results stay within
- * float rounding of the CPU reference.
+ * Math is plain FP32: TF32 tensor-core paths are excluded (convolutions
+ * accept only CUDNN_FMA_MATH algorithms; cuBLAS runs CUBLAS_DEFAULT_MATH,
+ * which never lowers FP32 to TF32), so results stay within float rounding of the
+ * CPU reference.
  */
 #ifndef DQ_CUDA_GLUE_H
 #define DQ_CUDA_GLUE_H
@@ -32,6 +35,14 @@
 dq_status dq_cuda_check(cudaError_t e, const char *call, dq_err *err);
 dq_status dq_cudnn_check(cudnnStatus_t s, const char *call, dq_err *err);
 dq_status dq_cublas_check(cublasStatus_t s, const char *call, dq_err *err);
+
+/* Whether e leaves the CUDA context unusable for the rest of the process. */
+bool dq_cuda_is_sticky(cudaError_t e);
+/* The dq_status of a result (no message); `last` is the runtime's last error
+ * when the library call failed, which marks an execution failure sticky. */
+dq_status dq_cuda_classify(cudaError_t e);
+dq_status dq_cudnn_classify(cudnnStatus_t s, cudaError_t last);
+dq_status dq_cublas_classify(cublasStatus_t s, cudaError_t last);
 
 #define DQ_CUDA_TRY(expr, err) DQ_TRY(dq_cuda_check((expr), #expr, (err)))
 #define DQ_CUDNN_TRY(expr, err) DQ_TRY(dq_cudnn_check((expr), #expr, (err)))
@@ -55,7 +66,9 @@ typedef struct {
 
 /* Creates the descriptors for in [max_n,C,H,W] -> out [max_n,OC,OH,OW] and
  * chooses algorithms once with cudnnGet*Algorithm_v7 (heuristics, ranked):
- * the first FP32 (non tensor-op) one whose workspace fits ws_limit bytes,
+ * the first CUDNN_FMA_MATH one whose workspace fits ws_limit bytes (a
+ * constant, not a share of free memory, so the choice depends on the shape
+ * alone and is the same in every process),
  * and for backward (when `backward`) a deterministic one, so training is
  * reproducible. cv->ws_bytes is what they need; the caller allocates the
  * maximum over all layers once. On failure cv is destroyed. */
@@ -72,9 +85,15 @@ dq_status dq_cuda_conv_init_grouped(dq_cuda_conv *cv, cudnnHandle_t h, int64_t m
                                     dq_err *err);
 
 /* Re-sets the batch dim (1 <= n <= max_n) when it changed; fails if the
- * chosen algorithms would need more than ws_bytes at n. */
+ * chosen algorithms would need more than ws_bytes at n, and then keeps the
+ * previous batch (a retry at n checks again). */
 dq_status dq_cuda_conv_set_batch(dq_cuda_conv *cv, cudnnHandle_t h, int64_t n, size_t ws_bytes,
                                  dq_err *err);
+
+/* The bookkeeping of set_batch (pure, no device): records n into
+ * *planned_n only when need <= ws_bytes, else DQ_ERR_NOMEM naming both. */
+dq_status dq_cuda_ws_admit(int64_t *planned_n, int64_t n, size_t need, size_t ws_bytes,
+                           dq_err *err);
 
 /* out = conv(in, w) + b (b may be NULL). */
 dq_status dq_cuda_conv_forward(const dq_cuda_conv *cv, cudnnHandle_t h, float *out,

@@ -19,10 +19,11 @@
 #include <limits.h>
 #include <string.h>
 
-/* Tensor-core math would be TF32 for float data: excluded (see cuda_glue.h). */
+/* Only FMA math: CUDNN_DEFAULT_MATH permits TF32 tensor cores for float
+ * data on Ampere and later, and the CPU is our reference (cuda_glue.h). */
 static bool s_fp32(cudnnMathType_t m)
 {
-    return m == CUDNN_DEFAULT_MATH || m == CUDNN_FMA_MATH;
+    return m == CUDNN_FMA_MATH;
 }
 
 static dq_status s_set_nchw(cudnnTensorDescriptor_t d, int64_t n, int64_t c, int64_t h, int64_t w,
@@ -184,32 +185,59 @@ dq_status dq_cuda_conv_init_grouped(dq_cuda_conv *cv, cudnnHandle_t h, int64_t m
     return st;
 }
 
+dq_status dq_cuda_ws_admit(int64_t *planned_n, int64_t n, size_t need, size_t ws_bytes,
+                           dq_err *err)
+{
+    if (need > ws_bytes)
+        return dq_fail(err, DQ_ERR_NOMEM, "conv2d on cuDNN: batch %lld needs %zu bytes of "
+                       "workspace, %zu were planned", (long long)n, need, ws_bytes);
+    *planned_n = n;
+    return DQ_OK;
+}
+
+/* The workspace the chosen algorithms need with the descriptors as set. */
+static dq_status s_ws_need(const dq_cuda_conv *cv, cudnnHandle_t h, size_t *need, dq_err *err)
+{
+    size_t more = 0;
+    *need = 0;
+    DQ_CUDNN_TRY(cudnnGetConvolutionForwardWorkspaceSize(h, cv->x, cv->w, cv->conv, cv->y,
+                                                         cv->fwd, need),
+                 err);
+    if (!cv->backward) return DQ_OK;
+    DQ_CUDNN_TRY(cudnnGetConvolutionBackwardDataWorkspaceSize(h, cv->w, cv->y, cv->conv, cv->x,
+                                                              cv->bwd_data, &more),
+                 err);
+    if (more > *need) *need = more;
+    DQ_CUDNN_TRY(cudnnGetConvolutionBackwardFilterWorkspaceSize(h, cv->x, cv->y, cv->conv, cv->w,
+                                                                cv->bwd_filter, &more),
+                 err);
+    if (more > *need) *need = more;
+    return DQ_OK;
+}
+
+static dq_status s_set_n(dq_cuda_conv *cv, int64_t n, dq_err *err)
+{
+    DQ_TRY(s_set_nchw(cv->x, n, cv->c, cv->h, cv->w_, err));
+    return s_set_nchw(cv->y, n, cv->oc, cv->oh, cv->ow, err);
+}
+
+/* cv->n changes only once the workspace check passed (dq_cuda_ws_admit):
+ * recording it first made a second call at the same n skip the check and
+ * run with too small a workspace. On failure the descriptors go back to
+ * cv->n, so cv stays consistent. */
 dq_status dq_cuda_conv_set_batch(dq_cuda_conv *cv, cudnnHandle_t h, int64_t n, size_t ws_bytes,
                                  dq_err *err)
 {
     if (n == cv->n) return DQ_OK;
-    DQ_TRY(s_set_nchw(cv->x, n, cv->c, cv->h, cv->w_, err));
-    DQ_TRY(s_set_nchw(cv->y, n, cv->oc, cv->oh, cv->ow, err));
-    cv->n = n;
-    size_t need = 0, more = 0;
-    DQ_CUDNN_TRY(cudnnGetConvolutionForwardWorkspaceSize(h, cv->x, cv->w, cv->conv, cv->y,
-                                                         cv->fwd, &need),
-                 err);
-    if (cv->backward) {
-        DQ_CUDNN_TRY(cudnnGetConvolutionBackwardDataWorkspaceSize(h, cv->w, cv->y, cv->conv,
-                                                                  cv->x, cv->bwd_data, &more),
-                     err);
-        if (more > need) need = more;
-        DQ_CUDNN_TRY(cudnnGetConvolutionBackwardFilterWorkspaceSize(h, cv->x, cv->y, cv->conv,
-                                                                    cv->w, cv->bwd_filter,
-                                                                    &more),
-                     err);
-        if (more > need) need = more;
+    size_t need = 0;
+    dq_status st = s_set_n(cv, n, err);
+    if (st == DQ_OK) st = s_ws_need(cv, h, &need, err);
+    if (st == DQ_OK) st = dq_cuda_ws_admit(&cv->n, n, need, ws_bytes, err);
+    if (st != DQ_OK) {
+        dq_err ignored;
+        (void)s_set_n(cv, cv->n, &ignored);
     }
-    if (need > ws_bytes)
-        return dq_fail(err, DQ_ERR_NOMEM, "conv2d on cuDNN: batch %lld needs %zu bytes of "
-                       "workspace, %zu were planned", (long long)n, need, ws_bytes);
-    return DQ_OK;
+    return st;
 }
 
 dq_status dq_cuda_conv_forward(const dq_cuda_conv *cv, cudnnHandle_t h, float *out,

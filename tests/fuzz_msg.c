@@ -5,16 +5,64 @@
  * the invariants the broker relies on (data length = shape x dtype size,
  * names NUL-terminated within bounds) and re-encode to bytes that decode to
  * the same header: the encoder and the decoder agree on what is valid.
+ * Seeds: one valid body of each message type (tests/fuzz_msgs.h).
  */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_msgs.h"
+#include "fuzz_util.h"
 #include "proto/msg.h"
 
-static void s_check(int cond)
+#define s_check fz_check
+
+/* One valid body of each shape, so mutation starts from deep paths. */
+static void s_write_seeds(void)
 {
-    if (!cond) __builtin_trap();
+    static const struct {
+        const char *name;
+        dq_msg_type type;
+    } simple[] = {{"drain", DQ_MSG_DRAIN}, {"goodbye", DQ_MSG_GOODBYE},
+                  {"reannounce", DQ_MSG_REANNOUNCE}};
+    static const char json[] = "{\"workers\": 1}";
+    dq_msg_buf b = {0};
+    fzm_request(&b, 7);
+    fz_seed("request", b.data, b.len);
+    dq_msg_buf_reset(&b);
+    fzm_reply(&b, 7);
+    fz_seed("reply", b.data, b.len);
+    dq_msg_buf_reset(&b);
+    fzm_ready(&b);
+    fz_seed("ready", b.data, b.len);
+    dq_msg_buf_reset(&b);
+    if (dq_msg_encode_error_reply(&b, 7, DQ_REPLY_TIMEOUT, "x", NULL) != DQ_OK) abort();
+    fz_seed("error", b.data, b.len);
+    dq_msg_buf_reset(&b);
+    if (dq_msg_encode_heartbeat(&b, 5, NULL) != DQ_OK) abort();
+    fz_seed("heartbeat", b.data, b.len);
+    dq_msg_buf_reset(&b);
+    if (dq_msg_encode_disconnect(&b, "r", true, NULL) != DQ_OK) abort();
+    fz_seed("disconnect", b.data, b.len);
+    dq_msg_buf_reset(&b);
+    if (dq_msg_encode_stats_request(&b, 1, NULL) != DQ_OK) abort();
+    fz_seed("stats-request", b.data, b.len);
+    dq_msg_buf_reset(&b);
+    if (dq_msg_encode_stats_reply(&b, 1, json, sizeof json - 1, NULL) != DQ_OK) abort();
+    fz_seed("stats", b.data, b.len);
+    for (size_t i = 0; i < sizeof simple / sizeof simple[0]; i++) {
+        dq_msg_buf_reset(&b);
+        if (dq_msg_encode_simple(&b, simple[i].type, NULL) != DQ_OK) abort();
+        fz_seed(simple[i].name, b.data, b.len);
+    }
+    dq_msg_buf_free(&b);
+}
+
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+    (void)argc, (void)argv;
+    FZ_SEEDS_THEN_EXIT(s_write_seeds);
+    return 0;
 }
 
 static uint64_t s_numel(const int64_t *d, int n)

@@ -1,6 +1,7 @@
 # tap_lib.sh - what the shell tests share (sourced, not run): TAP counters,
-# the Fashion-MNIST skip, a temp dir, processes killed by pid on exit, free
-# loopback ports, bounded waits and the broker's stats.
+# the Fashion-MNIST skip (a failure under CI=true), a temp dir, processes
+# killed by pid on exit, free loopback ports, bounded waits and the
+# broker's stats.
 #
 # Before sourcing set `tmp_prefix` (e.g. dq-svc). After sourcing: $bin, $src,
 # $data, $tmp, the pids array (append every background pid), and a cleanup
@@ -10,7 +11,15 @@ set -u
 bin=${top_builddir:-.}
 src=${top_srcdir:-.}
 data=${DQ_FMNIST_DIR:-/usr/share/datasets/fashion-mnist}
+# Without the data the test cannot run: a SKIP on a developer's machine, a
+# FAILURE under CI=true, where scripts/bootstrap installs it (a CI that
+# silently skips every end-to-end test must not look green).
 if [ ! -f "$data/t10k-images-idx3-ubyte.gz" ]; then
+  if [ "${CI:-}" = true ]; then
+    echo "1..1"
+    echo "not ok 1 - Fashion-MNIST not installed ($data) and CI=true: scripts/bootstrap installs it"
+    exit 1
+  fi
   echo "1..0 # SKIP Fashion-MNIST not installed ($data)"; exit 0
 fi
 tmp=$(mktemp -d "/tmp/${tmp_prefix:-dq-test}.XXXXXX")

@@ -333,6 +333,55 @@ static void test_backward_accumulates_and_skips(void **state)
     free(sx), free(sw), free(want);
 }
 
+/* Small output planes run the backward over groups of images (one weight-
+ * gradient GEMM per group): with a workspace that allows groups it must give
+ * the per-image result (the minimum workspace, one image's columns) up to
+ * rounding, for dx, dw and db, with a partial last group and a 1x1 plane. */
+static void test_grouped_backward_equals_per_image(void **state)
+{
+    (void)state;
+    static const int cfg[][6] = {{7, 5, 6, 5, 8, 2}, {5, 16, 2, 2, 12, 1}, {9, 3, 4, 4, 5, 2}};
+    for (size_t c = 0; c < sizeof cfg / sizeof cfg[0]; c++) {
+        const int N = cfg[c][0], C = cfg[c][1], H = cfg[c][2], W = cfg[c][3], OC = cfg[c][4];
+        dq_conv2d_params p = {cfg[c][5], 1, 0};
+        const int64_t OH = dq_conv2d_out_size(H, 3, p.stride, 1);
+        const int64_t OW = dq_conv2d_out_size(W, 3, p.stride, 1);
+        const int64_t nx = N * C * H * W, nw = OC * C * 9, ny = N * OC * OH * OW;
+        const int64_t K = C * 9, P = OH * OW;
+        dq_rng rng;
+        dq_rng_seed(&rng, 11 + c);
+        float *x = s_calloc(nx, 4), *w = s_calloc(nw, 4), *dy = s_calloc(ny, 4);
+        dq_test_fill(x, NULL, nx, &rng, -1, 1);
+        dq_test_fill(w, NULL, nw, &rng, -1, 1);
+        dq_test_fill(dy, NULL, ny, &rng, -1, 1);
+        const int64_t big = (K + OC) * P * N * 2, small = K * P;
+        float *ws = s_calloc(big, 4);
+        float *gx[2], *gw[2], gb[2][16] = {{0}};
+        int64_t bs[1] = {OC};
+        dq_tensor tx = dq_tensor_view4(x, N, C, H, W), tw = dq_tensor_view4(w, OC, C, 3, 3);
+        dq_tensor tdy = dq_tensor_view4(dy, N, OC, OH, OW);
+        dq_err err = {{0}};
+        for (int k = 0; k < 2; k++) {
+            gx[k] = s_calloc(nx, 4);
+            gw[k] = s_calloc(nw, 4);
+            dq_tensor a_x = dq_tensor_view4(gx[k], N, C, H, W);
+            dq_tensor a_w = dq_tensor_view4(gw[k], OC, C, 3, 3);
+            dq_tensor a_b = dq_tensor_view(gb[k], 1, bs);
+            assert_int_equal(dq_conv2d_backward(&a_x, &a_w, &a_b, &tdy, &tx, &tw, p, ws,
+                                                k ? big : small, &err), DQ_OK);
+        }
+        double *want = s_calloc(nx + nw + OC, sizeof(double));
+        for (int64_t i = 0; i < nx; i++) want[i] = gx[0][i];
+        dq_test_assert_close(gx[1], want, nx, 1e-5, 1e-5, "grouped dinput");
+        for (int64_t i = 0; i < nw; i++) want[i] = gw[0][i];
+        dq_test_assert_close(gw[1], want, nw, 1e-5, 1e-5, "grouped dweight");
+        for (int i = 0; i < OC; i++) want[i] = gb[0][i];
+        dq_test_assert_close(gb[1], want, OC, 1e-5, 1e-5, "grouped dbias");
+        free(x), free(w), free(dy), free(ws), free(want);
+        for (int k = 0; k < 2; k++) free(gx[k]), free(gw[k]);
+    }
+}
+
 /* The last batch of an epoch is smaller than the one the buffers were
  * planned for: the op must use the tensors' N. */
 static void test_smaller_batch_than_planned(void **state)
@@ -429,6 +478,7 @@ int main(void)
         cmocka_unit_test(test_sizes_and_ranges),
         cmocka_unit_test(test_cases_against_reference),
         cmocka_unit_test(test_backward_accumulates_and_skips),
+        cmocka_unit_test(test_grouped_backward_equals_per_image),
         cmocka_unit_test(test_smaller_batch_than_planned),
         cmocka_unit_test(test_errors_name_op_and_tensor),
     };

@@ -6,13 +6,16 @@
  * op of src/tensor, and each output is compared by normalised error
  * max|gpu - cpu| / max|cpu| <= 1e-4; a NaN on either side always fails.
  * Backward gradients start from random values, so "adds into" is checked
- * too. Then full teacher forwards (the shipped DeepNN models) and a training
+ * too. Then full teacher forwards (the shipped models, with random
+ * batch-norm running statistics), the eval forward's batch invariance bit
+ * for bit (as test_net on the CPU), and a training
  * step (forward, backward, Adam) of a network with branches run through the
  * executor (src/model/net_cuda.c) against dq_net_*.
  *
- * Without a usable GPU (no driver, no device, no kernel image for it) the
- * binary prints the TAP plan "1..0 # SKIP ..." and exits 0, which the TAP
- * driver counts as skipped, never as passed.
+ * Without a GPU (no driver, no device) the binary prints the TAP plan
+ * "1..0 # SKIP ..." and exits 0, which the TAP driver counts as skipped,
+ * never as passed; a GPU that is there but unusable (no kernel image for
+ * it, ...) is a failure (cuda_testutil.h).
  */
 #include <math.h>
 #include <setjmp.h>
@@ -25,6 +28,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "cuda_testutil.h"
 #include "gradcheck.h"
 #include "kernels/cuda_glue.h"
 #include "kernels/kernels.h"
@@ -369,8 +373,11 @@ static void test_softmax(void **state)
 {
     s_gpu *g = *state;
     dq_err err = {{0}};
-    const int64_t N = 67, K = 10;
+    /* K = 100 strides the row block's 32 lanes unevenly */
+    const int64_t N = 67, Ks[2] = {10, 100};
+    for (int ki = 0; ki < 2; ki++)
     for (int as_log = 0; as_log < 2; as_log++) {
+        const int64_t K = Ks[ki];
         for (float T = 1.0f; T < 5.0f; T += 2.5f) {
             float *x = s_random(g, N * K, -8, 8), *dy = s_random(g, N * K, -1, 1);
             float *dx = s_random(g, N * K, -1, 1), *y = malloc((size_t)(N * K) * 4);
@@ -408,48 +415,97 @@ static void s_expect_loss(s_gpu *g, const char *what, const double *d_rows, int6
                                 (double)want, e);
 }
 
+enum { S_XENT, S_KD, S_COSINE, S_MSE };
+
+/* The CPU loss `kind` on the host tensors, adding scale * gradient into g. */
+static float s_cpu_loss(int kind, dq_tensor *gr, const dq_tensor *a, const dq_tensor *b,
+                        const int32_t *lab, float T, float scale)
+{
+    dq_err err = {{0}};
+    float loss = 0;
+    switch (kind) {
+    case S_XENT: S_OK(dq_loss_cross_entropy(&loss, gr, a, lab, scale, &err)); break;
+    case S_KD: S_OK(dq_loss_kd(&loss, gr, a, b, T, scale, &err)); break;
+    case S_COSINE: S_OK(dq_loss_cosine(&loss, gr, a, b, scale, &err)); break;
+    default: S_OK(dq_loss_mse(&loss, gr, a, b, scale, &err)); break;
+    }
+    return loss;
+}
+
+/* One loss against the CPU: value and gradient. The gradient buffer starts
+ * from random values of the gradient's OWN magnitude (measured by a CPU run
+ * from zero), so "adds into" is checked and the normalised error is
+ * relative to the gradient, not swamped by an O(1) start (with a start in
+ * [-1, 1] the MSE gradient, ~1e-5 per element here, could be anything). */
+static void s_loss_case(s_gpu *g, int kind, const char *what, const float *a, const float *b,
+                        const int32_t *lab, int64_t N, int64_t K, float T, float scale)
+{
+    const int64_t n = N * K;
+    dq_tensor ta = dq_tensor_view2((float *)a, N, K), tb = dq_tensor_view2((float *)b, N, K);
+    float *zero = calloc((size_t)n, sizeof(float)), *want = malloc((size_t)n * sizeof(float));
+    assert_non_null(zero);
+    assert_non_null(want);
+    dq_tensor tz = dq_tensor_view2(zero, N, K), tw = dq_tensor_view2(want, N, K);
+    (void)s_cpu_loss(kind, &tz, &ta, &tb, lab, T, scale);
+    double m = 0;
+    for (int64_t i = 0; i < n; i++) m = fmax(m, fabs((double)zero[i]));
+    if (!(m > 0)) fail_msg("%s: the CPU gradient is zero; the case tests nothing", what);
+    dq_test_fill(want, NULL, n, &g->rng, (float)-m, (float)m);
+    float *d_a = s_up(g, a, n), *d_b = b ? s_up(g, b, n) : NULL, *d_g = s_up(g, want, n);
+    double *d_rows = s_alloc(g, (size_t)(N > DQ_K_MSE_PARTS ? N : DQ_K_MSE_PARTS) * 8);
+    int32_t *d_lab = NULL;
+    if (lab) {
+        d_lab = s_alloc(g, (size_t)N * sizeof(int32_t));
+        S_CUDA(cudaMemcpy(d_lab, lab, (size_t)N * sizeof(int32_t), cudaMemcpyHostToDevice));
+    }
+    float loss = s_cpu_loss(kind, &tw, &ta, &tb, lab, T, scale);
+    switch (kind) {
+    case S_XENT:
+        S_CUDA(dq_k_loss_xent(d_rows, d_g, d_a, d_lab, N, K, scale, g->stream));
+        s_expect_loss(g, what, d_rows, N, 1.0 / N, loss);
+        break;
+    case S_KD:
+        S_CUDA(dq_k_loss_kd(d_rows, d_g, d_a, d_b, N, K, T, scale, g->stream));
+        s_expect_loss(g, what, d_rows, N, (double)T * T / N, loss);
+        break;
+    case S_COSINE:
+        S_CUDA(dq_k_loss_cosine(d_rows, d_g, d_a, d_b, N, K, scale, g->stream));
+        s_expect_loss(g, what, d_rows, N, 1.0 / N, loss);
+        break;
+    default:
+        S_CUDA(dq_k_loss_mse(d_rows, d_g, d_a, d_b, n, scale, g->stream));
+        s_expect_loss(g, what, d_rows, DQ_K_MSE_PARTS, 1.0 / (double)n, loss);
+        break;
+    }
+    char gw[64];
+    snprintf(gw, sizeof gw, "%s grad", what);
+    s_expect(g, gw, d_g, want, n);
+    free(zero), free(want);
+    s_release(g);
+}
+
 static void test_losses(void **state)
 {
     s_gpu *g = *state;
-    dq_err err = {{0}};
     const int64_t N = 45, K = 10, F = 1568;
     const float T = 2.0f, scale = 0.75f;
     float *s = s_random(g, N * K, -6, 6), *t = s_random(g, N * K, -6, 6);
-    float *gr = s_random(g, N * F, -1, 1), loss = 0;
     int32_t lab[45];
     for (int i = 0; i < N; i++) lab[i] = (int32_t)dq_rng_below(&g->rng, (uint64_t)K);
-    float *d_s = s_up(g, s, N * K), *d_t = s_up(g, t, N * K), *d_g = s_up(g, gr, N * K);
-    double *d_rows = s_alloc(g, (size_t)(N > DQ_K_MSE_PARTS ? N : DQ_K_MSE_PARTS) * 8);
-    int32_t *d_lab = s_alloc(g, sizeof lab);
-    S_CUDA(cudaMemcpy(d_lab, lab, sizeof lab, cudaMemcpyHostToDevice));
-    dq_tensor ts = dq_tensor_view2(s, N, K), tt = dq_tensor_view2(t, N, K);
-    dq_tensor tg = dq_tensor_view2(gr, N, K);
-
-    S_OK(dq_loss_cross_entropy(&loss, &tg, &ts, lab, scale, &err));
-    S_CUDA(dq_k_loss_xent(d_rows, d_g, d_s, d_lab, N, K, scale, g->stream));
-    s_expect_loss(g, "cross-entropy", d_rows, N, 1.0 / N, loss);
-    s_expect(g, "cross-entropy grad", d_g, gr, N * K);
-
-    S_OK(dq_loss_kd(&loss, &tg, &ts, &tt, T, scale, &err));
-    S_CUDA(dq_k_loss_kd(d_rows, d_g, d_s, d_t, N, K, T, scale, g->stream));
-    s_expect_loss(g, "kd", d_rows, N, (double)T * T / N, loss);
-    s_expect(g, "kd grad", d_g, gr, N * K);
-
+    s_loss_case(g, S_XENT, "cross-entropy", s, NULL, lab, N, K, 0, scale);
+    s_loss_case(g, S_KD, "kd", s, t, NULL, N, K, T, scale);
+    /* rows longer than the row block's 32 lanes (uneven stride) */
+    const int64_t K2 = 100;
+    float *s2 = s_random(g, N * K2, -6, 6), *t2 = s_random(g, N * K2, -6, 6);
+    int32_t lab2[45];
+    for (int i = 0; i < N; i++) lab2[i] = (int32_t)dq_rng_below(&g->rng, (uint64_t)K2);
+    s_loss_case(g, S_XENT, "cross-entropy K=100", s2, NULL, lab2, N, K2, 0, scale);
+    s_loss_case(g, S_KD, "kd K=100", s2, t2, NULL, N, K2, T, scale);
+    free(s2), free(t2);
     float *a = s_random(g, N * F, -1, 1), *b = s_random(g, N * F, -1, 1);
-    float *d_a = s_up(g, a, N * F), *d_b = s_up(g, b, N * F), *d_ga = s_up(g, gr, N * F);
-    dq_tensor ta = dq_tensor_view2(a, N, F), tb = dq_tensor_view2(b, N, F);
-    dq_tensor tga = dq_tensor_view2(gr, N, F);
-    S_OK(dq_loss_cosine(&loss, &tga, &ta, &tb, scale, &err));
-    S_CUDA(dq_k_loss_cosine(d_rows, d_ga, d_a, d_b, N, F, scale, g->stream));
-    s_expect_loss(g, "cosine", d_rows, N, 1.0 / N, loss);
-    s_expect(g, "cosine grad", d_ga, gr, N * F);
-
-    S_OK(dq_loss_mse(&loss, &tga, &ta, &tb, scale, &err));
-    S_CUDA(dq_k_loss_mse(d_rows, d_ga, d_a, d_b, N * F, scale, g->stream));
-    s_expect_loss(g, "mse", d_rows, DQ_K_MSE_PARTS, 1.0 / (double)(N * F), loss);
-    s_expect(g, "mse grad", d_ga, gr, N * F);
-    free(s), free(t), free(gr), free(a), free(b);
-    s_release(g);
+    s_loss_case(g, S_COSINE, "cosine", a, b, NULL, N, F, 0, scale);
+    s_loss_case(g, S_MSE, "mse", a, b, NULL, N, F, 0, scale);
+    free(s), free(t), free(a), free(b);
 }
 
 static void test_adam(void **state)
@@ -489,6 +545,18 @@ static dq_net_t *s_load(const char *path)
     return net;
 }
 
+/* Random batch-norm running statistics (init leaves them at mean 0, var 1,
+ * where an executor that never uploaded them would pass unnoticed). */
+static void s_random_buffers(dq_net_t *net, dq_rng *r)
+{
+    for (int k = 0; k < dq_net_buffer_count(net); k++) {
+        dq_tensor *b = dq_net_buffer(net, k);
+        if (!b) continue;
+        bool var = strstr(dq_net_buffer_name(net, k), "running_var") != NULL;
+        dq_test_fill(b->data, NULL, dq_tensor_numel(b), r, var ? 0.5f : -0.2f, var ? 1.5f : 0.2f);
+    }
+}
+
 /* The eval forward of a shipped model: every output, batches 5 and then 2. */
 static void s_teacher_case(s_gpu *g, const char *model)
 {
@@ -497,6 +565,7 @@ static void s_teacher_case(s_gpu *g, const char *model)
     snprintf(path, sizeof path, "%s/models/%s.model", DQ_TOP_SRCDIR, model);
     dq_net_t *net = s_load(path);
     dq_net_init_params(net, &g->rng);
+    s_random_buffers(net, &g->rng); /* the executor must take them up */
     const dq_net_input *ip = dq_net_input_spec(net);
     const int64_t B = 5, per = (int64_t)ip->channels * ip->height * ip->width;
     float *x = s_random(g, B * per, -1, 1);
@@ -545,6 +614,76 @@ static void test_teacher_forward(void **state)
     /* residual, batch norm (folded on the CPU, cuDNN's on the GPU), depthwise */
     s_teacher_case(*state, "resnet18-fmnist");
     s_teacher_case(*state, "mobilenet-tiny-fmnist");
+}
+
+/* Batch invariance on the GPU, bit for bit, as test_net checks it on the
+ * CPU: every sample's outputs are the same in any batch, at any position,
+ * across chunk boundaries (DQ_NET_CUDA_EVAL_CHUNK) and in a second executor
+ * made for another max_batch (algorithms chosen for the chunk's shape, not
+ * the executor's); and they equal the CPU's up to float rounding (which
+ * also checks that the running statistics were uploaded). */
+static void s_invariance_case(s_gpu *g, const char *model, const char *output)
+{
+    dq_err err = {{0}};
+    char path[512];
+    snprintf(path, sizeof path, "%s/models/%s.model", DQ_TOP_SRCDIR, model);
+    dq_net_t *net = s_load(path);
+    dq_net_init_params(net, &g->rng);
+    s_random_buffers(net, &g->rng);
+    const int64_t C = DQ_NET_CUDA_EVAL_CHUNK, N = C + 44, small = 7, n_cpu = 20;
+    const dq_net_input *ip = dq_net_input_spec(net);
+    const int64_t sz = (int64_t)ip->channels * ip->height * ip->width;
+    float *x = s_random(g, N * sz, -1, 1);
+    dq_net_cuda_t *ga = NULL, *gb = NULL;
+    S_OK(dq_net_cuda_new(&ga, net, path, g->dev, N, false, 0, &err));
+    S_OK(dq_net_cuda_new(&gb, net, path, g->dev, small, false, 0, &err));
+    const char *want[1] = {output};
+    dq_tensor all = dq_tensor_view4(x, N, ip->channels, ip->height, ip->width);
+    S_OK(dq_net_cuda_forward(ga, &all, false, want, 1, &err));
+    const dq_tensor *o = dq_net_cuda_output(ga, output);
+    assert_non_null(o);
+    assert_int_equal(o->shape[0], N);
+    const int64_t K = dq_tensor_inner(o, 1);
+    float *ref = malloc((size_t)(N * K) * sizeof(float));
+    assert_non_null(ref);
+    memcpy(ref, o->data, (size_t)(N * K) * sizeof(float));
+    /* against the CPU */
+    S_OK(dq_net_plan(net, n_cpu, &err));
+    dq_tensor head = dq_tensor_view4(x, n_cpu, ip->channels, ip->height, ip->width);
+    S_OK(dq_net_forward(net, &head, false, NULL, &err));
+    double e = s_norm_err(ref, dq_net_output(net, output)->data, n_cpu * K);
+    if (!(e <= S_TOL)) fail_msg("%s %s: GPU vs CPU normalised error %.3g", model, output, e);
+    const int64_t sizes[] = {1, 2, small, 50, C - 1, C, C + 1, N};
+    int checked = 0;
+    for (size_t si = 0; si < sizeof sizes / sizeof sizes[0]; si++)
+        for (int64_t off = 0; off + sizes[si] <= N; off += 37) {
+            int64_t n = sizes[si];
+            dq_tensor t = dq_tensor_view4(x + off * sz, n, ip->channels, ip->height, ip->width);
+            dq_net_cuda_t *ex = n <= small && (off / 37) % 2 ? gb : ga;
+            S_OK(dq_net_cuda_forward(ex, &t, false, want, 1, &err));
+            o = dq_net_cuda_output(ex, output);
+            assert_non_null(o);
+            assert_int_equal(o->shape[0], n);
+            for (int64_t i = 0; i < n; i++, checked++)
+                if (memcmp(o->data + i * K, ref + (off + i) * K, (size_t)K * sizeof(float)))
+                    fail_msg("%s %s: sample %lld differs in a batch of %lld at row %lld "
+                             "(executor for %lld)", model, output, (long long)(off + i),
+                             (long long)n, (long long)i, (long long)dq_net_cuda_max_batch(ex));
+            if (n == N) break;
+        }
+    assert_true(checked > 1000);
+    dq_net_cuda_destroy(&ga);
+    dq_net_cuda_destroy(&gb);
+    dq_net_destroy(&net);
+    free(x), free(ref);
+}
+
+static void test_eval_batch_invariant(void **state)
+{
+    s_invariance_case(*state, "deepnn-fmnist", "logits");
+    s_invariance_case(*state, "deepnn-cosine-fmnist", "features");
+    s_invariance_case(*state, "resnet18-fmnist", "logits");
+    s_invariance_case(*state, "mobilenet-tiny-fmnist", "logits");
 }
 
 /* Branches (from=), a flatten with two consumers, overlapping pooling,
@@ -720,19 +859,17 @@ static int s_teardown(void **state)
 
 int main(void)
 {
-    /* The same detection the programs use; no device means skip, not pass. */
+    /* The same detection the programs use; no GPU skips, a broken one fails. */
     dq_device dev;
-    dq_err err = {{0}};
-    if (dq_backend_select("cuda:0", &dev, &err) != DQ_OK) {
-        printf("1..0 # SKIP no GPU: %s\n", err.msg);
-        return 0;
-    }
+    int gate = dq_test_gpu_or_skip("test_cuda", &dev);
+    if (gate != 0) return gate < 0 ? 0 : gate;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_relu),          cmocka_unit_test(test_dropout),
         cmocka_unit_test(test_linear),        cmocka_unit_test(test_conv2d),
         cmocka_unit_test(test_maxpool2d),     cmocka_unit_test(test_avgpool1d),
         cmocka_unit_test(test_softmax),       cmocka_unit_test(test_losses),
         cmocka_unit_test(test_adam),          cmocka_unit_test(test_teacher_forward),
+        cmocka_unit_test(test_eval_batch_invariant),
         cmocka_unit_test(test_train_step),
         cmocka_unit_test(test_train_step_residual),
     };

@@ -9,7 +9,8 @@
  * compared by normalised error max|gpu - cpu| / max|cpu| <= 1e-4 (NaN
  * fails); gradients start from random values, so "adds into" is checked.
  *
- * Without a usable GPU the binary prints "1..0 # SKIP ..." and exits 0.
+ * Without a GPU the binary prints "1..0 # SKIP ..." and exits 0; a GPU that
+ * is there but unusable fails (cuda_testutil.h).
  */
 #include <math.h>
 #include <setjmp.h>
@@ -21,6 +22,7 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "cuda_testutil.h"
 #include "gradcheck.h"
 #include "kernels/cuda_glue.h"
 #include "kernels/kernels.h"
@@ -406,13 +408,10 @@ static int s_teardown(void **state)
 
 int main(void)
 {
-    /* The same detection the programs use; no device means skip, not pass. */
+    /* The same detection the programs use; no GPU skips, a broken one fails. */
     dq_device dev;
-    dq_err err = {{0}};
-    if (dq_backend_select("cuda:0", &dev, &err) != DQ_OK) {
-        printf("1..0 # SKIP no GPU: %s\n", err.msg);
-        return 0;
-    }
+    int gate = dq_test_gpu_or_skip("test_cuda_ops", &dev);
+    if (gate != 0) return gate < 0 ? 0 : gate;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_batchnorm),         cmocka_unit_test(test_grouped_conv),
         cmocka_unit_test(test_maxpool2d_padding), cmocka_unit_test(test_avgpool2d),

@@ -287,6 +287,47 @@ static void test_encoder_refuses_what_decoder_rejects(void **state)
     assert_non_null(strstr(err.msg, "sha256"));
 }
 
+/* Names are UTF-8 (docs/protocol.md): they reach the broker's stats JSON.
+ * fuzz_broker found that a service name with a byte 0xff made every later
+ * stats reply invalid JSON; the decoder now rejects it, the encoder too. */
+static void test_names_must_be_utf8(void **state)
+{
+    static const struct {
+        const char *s;
+        bool ok;
+    } cases[] = {
+        {"fmnist", true},          {"caf\xc3\xa9", true},      {"\xe2\x82\xac", true},
+        {"\xf0\x9f\x98\x80", true},  {"\xf4\x8f\xbf\xbf", true},  {"\xff", false},
+        {"\xc3\x28", false},       {"\xc0\xaf", false},        {"\xe0\x80\xaf", false},
+        {"\xed\xa0\x80", false},   {"\xf4\x90\x80\x80", false}, {"\xe2\x82", false},
+        {"\x80", false},           {"ab\xf0\x9f\x98", false},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        assert_int_equal(dq_msg_utf8_valid(cases[i].s, strlen(cases[i].s)), cases[i].ok);
+
+    fixture *f = s_fix(state);
+    dq_err err = {{0}};
+    dq_msg m;
+    uint8_t px[24];
+    dq_msg_request r;
+    s_fill_request(&r, px, sizeof px);
+    strcpy(r.service, "fmn\xffst");
+    assert_int_equal(dq_msg_encode_request(&f->buf, &r, &err), DQ_ERR_ARG);
+    assert_non_null(strstr(err.msg, "not UTF-8"));
+    /* a valid body whose service name is then broken on the wire */
+    s_fill_request(&r, px, sizeof px);
+    strcpy(r.service, "fmnXst");
+    assert_int_equal(dq_msg_encode_request(&f->buf, &r, &err), DQ_OK);
+    uint8_t *x = memmem(f->buf.data, f->buf.len, "fmnXst", 6);
+    assert_non_null(x);
+    x[3] = 0xff;
+    assert_int_equal(dq_msg_decode(f->dec, f->buf.data, f->buf.len, &m, &err), DQ_ERR_PROTO);
+    assert_non_null(strstr(err.msg, "'service' is not UTF-8"));
+    x[3] = 'X';
+    assert_int_equal(dq_msg_decode(f->dec, f->buf.data, f->buf.len, &m, &err), DQ_OK);
+    assert_string_equal(m.u.request.service, "fmnXst");
+}
+
 /* ---- malformed input ----------------------------------------------------------- */
 
 /* Builds a request body by hand so a test can break one field at a time.
@@ -613,6 +654,7 @@ int main(void)
         cmocka_unit_test(test_control_round_trips),
         cmocka_unit_test(test_optional_fields_norm_impl_interval),
         cmocka_unit_test(test_encoder_refuses_what_decoder_rejects),
+        cmocka_unit_test(test_names_must_be_utf8),
         cmocka_unit_test(test_decoder_field_errors),
         cmocka_unit_test(test_decoder_hostile_bytes),
         cmocka_unit_test(test_decoder_every_truncation_and_random_bytes),

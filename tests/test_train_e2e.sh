@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # test_train_e2e.sh - end-to-end: distillq-train on a 2,000-image Fashion-MNIST
-# subset, resume bit-identity, Ctrl-C checkpointing, distillq-predict output.
+# subset, resume bit-identity, Ctrl-C checkpointing and resuming to the same
+# bytes, distillq-predict output.
 # TAP output; every process is bounded by `timeout`.
 tmp_prefix=dq-e2e
 # shellcheck source=tests/tap_lib.sh
 . "${top_srcdir:-.}/tests/tap_lib.sh"
-echo "1..10"
+echo "1..12"
 
 train=("$bin/distillq-train" --model "$src/models/lightnn-fmnist.model" --data "$data"
        --limit-train 2000 --limit-test 1000 --batch 64 --seed 7 --threads 1 --quiet)
@@ -29,19 +30,25 @@ strip() { sed 's/"samples_per_s":[^,]*,"seconds":[^,]*,//' "$1"; }
 check "resumed metrics equal uninterrupted metrics" \
   '[ "$(strip "$tmp/full.safetensors.metrics.jsonl")" = "$(strip "$tmp/res.safetensors.metrics.jsonl")" ]'
 
-# 3. SIGINT mid-run writes a resumable checkpoint and exits 130.
-"$bin/distillq-train" --model "$src/models/lightnn-fmnist.model" --data "$data" \
-  --limit-test 100 --batch 32 --epochs 1 --seed 7 \
-  --out "$tmp/int.safetensors" 2> "$tmp/int.err" &
+# 3. SIGINT mid-run writes a resumable checkpoint and exits 130, and the
+# resumed run ends in the same bytes as the uninterrupted one (full). The
+# signal comes when the state says the run is under way: epoch 1's metrics
+# line is written, epoch 2 (31 batches + eval) is in progress.
+"${train[@]}" --epochs 2 --out "$tmp/int.safetensors" 2> "$tmp/int.err" &
 pid=$!; pids+=("$pid")
-for _ in $(seq 1 100); do grep -q . "$tmp/int.err" 2>/dev/null && break; sleep 0.05; done
-sleep 1
+wait_until 300 '[ -s "$tmp/int.safetensors.metrics.jsonl" ] || ! kill -0 $pid 2>/dev/null'
+kill -0 $pid 2>/dev/null; alive=$?
 kill -INT $pid
-for _ in $(seq 1 200); do kill -0 $pid 2>/dev/null || break; sleep 0.05; done
+wait_until 60 '! kill -0 $pid 2>/dev/null'
 kill -9 $pid 2>/dev/null
 wait $pid; rc=$?
-check "SIGINT exits 130 with a resumable checkpoint (rc=$rc)" \
-  '[ $rc -eq 130 ] && [ -f "$tmp/int.state.safetensors" ]'
+check "SIGINT in epoch 2 exits 130 with a resumable checkpoint (rc=$rc, alive at the signal: $alive)" \
+  '[ $alive -eq 0 ] && [ $rc -eq 130 ] && [ -f "$tmp/int.state.safetensors" ] || { show "$tmp/int.err"; false; }'
+timeout 300 "${train[@]}" --epochs 2 --out "$tmp/int.safetensors" --resume 2>> "$tmp/int.err"; rc=$?
+check "the run resumed after SIGINT ends in the uninterrupted run's bytes (rc=$rc)" \
+  '[ $rc -eq 0 ] && cmp -s "$tmp/full.safetensors" "$tmp/int.safetensors" || { show "$tmp/int.err"; false; }'
+check "and in its metrics" \
+  '[ "$(strip "$tmp/full.safetensors.metrics.jsonl")" = "$(strip "$tmp/int.safetensors.metrics.jsonl")" ]'
 
 # 4. predict writes [N,10] logits and the same accuracy as training's eval.
 timeout 120 "$bin/distillq-predict" --model "$src/models/lightnn-fmnist.model" \

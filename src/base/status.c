@@ -14,6 +14,7 @@ static const char *const s_names[] = {
     [DQ_ERR_FORMAT] = "malformed data",
     [DQ_ERR_NOT_FOUND] = "not found",
     [DQ_ERR_UNSUPPORTED] = "unsupported",
+    [DQ_ERR_DEVICE] = "device failed",
     [DQ_ERR_INTERRUPTED] = "interrupted",
     [DQ_ERR_PROTO] = "protocol error",
     [DQ_ERR_TIMEOUT] = "timed out",
@@ -22,7 +23,6 @@ static const char *const s_names[] = {
     [DQ_ERR_UNREACHABLE] = "peer unreachable",
     [DQ_ERR_SYSTEM] = "system resource error",
     [DQ_ERR_INTERNAL] = "internal error",
-    [DQ_ERR_DEVICE] = "device failed",
     [DQ_ERR_AUTH] = "authentication failed",
 };
 _Static_assert(sizeof s_names / sizeof s_names[0] == DQ_STATUS_COUNT,

@@ -6,6 +6,21 @@
  * bench/bench_gpu.c use; it includes nothing from kernels/ and builds the
  * same with and without CUDA (without, dq_net_cuda_new is the backend's
  * one-line DQ_ERR_UNSUPPORTED).
+ *
+ * Batch invariance (an inference executor): cuBLAS and cuDNN pick their
+ * kernels (tiling, split-K, algorithm) by the problem's shape, so one call
+ * over a merged batch of N samples would give a sample bits that depend on
+ * N. The eval forward therefore never runs at the caller's N: the device
+ * net is planned for exactly DQ_NET_CUDA_EVAL_CHUNK samples (so its cuDNN
+ * algorithms are chosen for that one shape, whatever max_batch is), and a
+ * batch runs as ceil(N / chunk) forwards of that shape, the last one
+ * zero-padded in a pinned buffer; the outputs are gathered into host
+ * buffers of max_batch samples. Every sample thus sees the same kernels
+ * at every N, in every executor and process on the same card and
+ * libraries; what remains assumed is that a kernel's result for a row does
+ * not depend on the row's position within a fixed shape, which
+ * tests/test_cuda.c checks bit for bit. A training executor runs at the
+ * caller's N (batch statistics make training batch-dependent anyway).
  */
 #include "model/net_cuda.h"
 
@@ -15,10 +30,16 @@
 #include "model/model_file.h"
 
 struct dq_net_cuda {
-    dq_net_t *net;  /* on the device */
+    dq_net_t *net;  /* on the device: planned for max_batch (train) or the chunk (eval) */
     float *h_in;    /* pinned, max_batch inputs */
+    float *h_pad;   /* eval: pinned, one chunk; the padded last chunk */
     int64_t max_batch;
     bool train;
+    /* eval: the gathered outputs, max_batch samples each; out[o].shape[0]
+     * is the last forward's N; fetched[o] whether o came down */
+    float *h_out[DQ_MF_MAX_OUTPUTS];
+    dq_tensor out[DQ_MF_MAX_OUTPUTS];
+    bool fetched[DQ_MF_MAX_OUTPUTS];
 };
 
 static dq_status s_need_train(const dq_net_cuda_t *g, const char *what, dq_err *err)
@@ -42,6 +63,35 @@ static void s_copy_weights(dq_net_t *dst, dq_net_t *src)
         else
             *dq_net_buffer_i64(dst, k) = *dq_net_buffer_i64(src, k);
     }
+}
+
+/* Pinned host memory (zeroed) of the executor's backend. */
+static dq_status s_host(dq_backend_t *bk, float **out, size_t bytes, dq_err *err)
+{
+    void *p = NULL;
+    dq_status st = bk->ops->host_alloc(bk, &p, bytes, err);
+    *out = p;
+    return st;
+}
+
+/* Eval: the host buffer of output o for max_batch samples and its view
+ * [max_batch, per-sample shape], named like the net's. */
+static dq_status s_plan_output(dq_net_cuda_t *g, dq_net_t *net, int o, dq_err *err)
+{
+    const char *name = dq_net_output_name(net, o);
+    int64_t shape[DQ_MAX_DIMS];
+    int rank = dq_net_output_shape(net, name, shape + 1);
+    if (rank < 1 || rank + 1 > DQ_MAX_DIMS)
+        return dq_fail(err, DQ_ERR_SHAPE, "net %s on cuda: output %s has rank %d",
+                       dq_net_name(net), name, rank);
+    shape[0] = g->max_batch;
+    int64_t per = 1;
+    for (int i = 1; i <= rank; i++) per *= shape[i];
+    g->h_out[o] = malloc((size_t)(g->max_batch * per) * sizeof(float));
+    if (!g->h_out[o]) return dq_fail(err, DQ_ERR_NOMEM, "net on cuda: out of memory");
+    g->out[o] = dq_tensor_view(g->h_out[o], rank + 1, shape);
+    g->out[o].name = name;
+    return DQ_OK;
 }
 
 dq_status dq_net_cuda_new(dq_net_cuda_t **out, dq_net_t *net, const char *model_path,
@@ -73,15 +123,15 @@ dq_status dq_net_cuda_new(dq_net_cuda_t **out, dq_net_t *net, const char *model_
         s_copy_weights(g->net, net);
         st = dq_net_set_device(g->net, dev, train, seed, err);
     }
-    if (st == DQ_OK) st = dq_net_plan(g->net, max_batch, err); /* uploads the parameters */
-    if (st == DQ_OK) {
-        const dq_net_input *ip = dq_net_input_spec(net);
-        size_t bytes = (size_t)(max_batch * ip->channels * ip->height * ip->width) * sizeof(float);
-        dq_backend_t *bk = (dq_backend_t *)dq_net_backend(g->net);
-        void *p = NULL;
-        st = bk->ops->host_alloc(bk, &p, bytes, err);
-        g->h_in = p;
-    }
+    /* uploads the parameters and buffers (batch-norm running statistics) */
+    if (st == DQ_OK) st = dq_net_plan(g->net, train ? max_batch : DQ_NET_CUDA_EVAL_CHUNK, err);
+    const dq_net_input *ip = dq_net_input_spec(net);
+    const size_t per = (size_t)(ip->channels * ip->height * ip->width) * sizeof(float);
+    dq_backend_t *bk = (dq_backend_t *)dq_net_backend(g->net);
+    if (st == DQ_OK) st = s_host(bk, &g->h_in, (size_t)max_batch * per, err);
+    if (st == DQ_OK && !train) st = s_host(bk, &g->h_pad, DQ_NET_CUDA_EVAL_CHUNK * per, err);
+    for (int o = 0; st == DQ_OK && !train && o < dq_net_output_count(net); o++)
+        st = s_plan_output(g, g->net, o, err);
     if (st != DQ_OK) {
         dq_net_cuda_destroy(&g);
         return st;
@@ -94,10 +144,12 @@ void dq_net_cuda_destroy(dq_net_cuda_t **pg)
 {
     if (!pg || !*pg) return;
     dq_net_cuda_t *g = *pg;
-    if (g->h_in) {
+    if (g->net) {
         dq_backend_t *bk = (dq_backend_t *)dq_net_backend(g->net);
-        bk->ops->host_free(bk, g->h_in);
+        if (g->h_in) bk->ops->host_free(bk, g->h_in);
+        if (g->h_pad) bk->ops->host_free(bk, g->h_pad);
     }
+    for (int o = 0; o < DQ_MF_MAX_OUTPUTS; o++) free(g->h_out[o]);
     dq_net_destroy(&g->net);
     free(g);
     *pg = NULL;
@@ -113,15 +165,76 @@ float *dq_net_cuda_input_buffer(dq_net_cuda_t *g)
     return g->h_in;
 }
 
+/* Eval: rows [off, off + take) of the chunk's fetched outputs into the
+ * gathered buffers. */
+static void s_gather(dq_net_cuda_t *g, int64_t off, int64_t take)
+{
+    for (int o = 0; o < dq_net_output_count(g->net); o++) {
+        const dq_tensor *t = dq_net_output(g->net, dq_net_output_name(g->net, o));
+        g->fetched[o] = t != NULL;
+        if (!t) continue;
+        int64_t per = dq_tensor_inner(t, 1);
+        memcpy(g->h_out[o] + off * per, t->data, (size_t)(take * per) * sizeof(float));
+    }
+}
+
+/* Eval: the batch as chunk-sized forwards (see the top of the file). */
+static dq_status s_forward_chunked(dq_net_cuda_t *g, const dq_tensor *input,
+                                   const char *const *want, int n_want, dq_err *err)
+{
+    const int64_t C = DQ_NET_CUDA_EVAL_CHUNK;
+    const dq_net_input *ip = dq_net_input_spec(g->net);
+    for (int o = 0; o < DQ_MF_MAX_OUTPUTS; o++) g->fetched[o] = false;
+    if (!input || !input->data || input->ndim != 4 || input->shape[0] < 1 ||
+        input->shape[0] > g->max_batch || input->shape[1] != ip->channels ||
+        input->shape[2] != ip->height || input->shape[3] != ip->width) {
+        char got[96] = "none";
+        if (input) dq_tensor_shape_str(input, got, sizeof got);
+        return dq_fail(err, input && input->data ? DQ_ERR_SHAPE : DQ_ERR_ARG,
+                       "net %s on cuda: input has shape %s, expected [N, %d, %d, %d] with "
+                       "1 <= N <= %lld (the executor's batch)", dq_net_name(g->net), got,
+                       ip->channels, ip->height, ip->width, (long long)g->max_batch);
+    }
+    const int64_t N = input->shape[0], per = dq_tensor_inner(input, 1);
+    for (int64_t off = 0; off < N; off += C) {
+        int64_t take = N - off < C ? N - off : C;
+        const float *src = input->data + off * per;
+        if (take < C) { /* the last chunk: zero rows after the batch */
+            memcpy(g->h_pad, src, (size_t)(take * per) * sizeof(float));
+            memset(g->h_pad + take * per, 0, (size_t)((C - take) * per) * sizeof(float));
+            src = g->h_pad;
+        }
+        dq_tensor x = *input;
+        x.data = (float *)src;
+        x.shape[0] = C;
+        dq_status st = dq_net_forward_outputs(g->net, &x, false, NULL, want, n_want, err);
+        if (st != DQ_OK) { /* no half-gathered outputs */
+            for (int o = 0; o < DQ_MF_MAX_OUTPUTS; o++) g->fetched[o] = false;
+            return st;
+        }
+        s_gather(g, off, take);
+    }
+    for (int o = 0; o < dq_net_output_count(g->net); o++) g->out[o].shape[0] = N;
+    return DQ_OK;
+}
+
 dq_status dq_net_cuda_forward(dq_net_cuda_t *g, const dq_tensor *input, bool train,
                               const char *const *want, int n_want, dq_err *err)
 {
+    if (!g->train) {
+        if (train) return s_need_train(g, "a training forward", err);
+        return s_forward_chunked(g, input, want, n_want, err);
+    }
     return dq_net_forward_outputs(g->net, input, train, NULL, want, n_want, err);
 }
 
 const dq_tensor *dq_net_cuda_output(const dq_net_cuda_t *g, const char *name)
 {
-    return dq_net_output(g->net, name);
+    if (g->train) return dq_net_output(g->net, name);
+    for (int o = 0; name && o < dq_net_output_count(g->net); o++)
+        if (strcmp(dq_net_output_name(g->net, o), name) == 0)
+            return g->fetched[o] ? &g->out[o] : NULL;
+    return NULL;
 }
 
 dq_status dq_net_cuda_zero_grad(dq_net_cuda_t *g, dq_err *err)

@@ -12,6 +12,14 @@
  * allocated once at creation for up to max_batch samples; forward and
  * backward allocate nothing.
  *
+ * The eval forward of an inference executor is batch-invariant like the
+ * CPU's (model/net.h): a sample's outputs are bitwise the same in any batch,
+ * at any position, in any executor on the same card and libraries, because
+ * every batch runs as forwards of exactly DQ_NET_CUDA_EVAL_CHUNK samples
+ * (the last zero-padded), whose kernels are chosen for that shape alone
+ * (net_cuda.c). The cost: a batch smaller than the chunk computes a whole
+ * chunk.
+ *
  * Results equal the CPU's up to float rounding (FP32 math, no TF32), not bit
  * for bit; dropout uses a counter-based stream (kernels/kernels.h), so its
  * masks differ from the CPU's. Each call makes the device current in the
@@ -33,9 +41,13 @@
 
 typedef struct dq_net_cuda dq_net_cuda_t;
 
+/* Samples per eval forward on the device: one fixed shape (see above). */
+#define DQ_NET_CUDA_EVAL_CHUNK 256
+
 /* Builds the executor for `net`, which was loaded from model_path (the file
  * is parsed again for its layer list; a net from another file is
- * DQ_ERR_ARG). train also plans parameter gradients, Adam moments, output
+ * DQ_ERR_ARG). Parameters and buffers
+ * (batch-norm running statistics) are copied up from net. train also plans parameter gradients, Adam moments, output
  * gradients and backward algorithms. seed starts the dropout stream. */
 dq_status dq_net_cuda_new(dq_net_cuda_t **out, dq_net_t *net, const char *model_path,
                           dq_device dev, int64_t max_batch, bool train, uint64_t seed,
@@ -50,7 +62,11 @@ float *dq_net_cuda_input_buffer(dq_net_cuda_t *g);
 
 /* Runs every layer on input [N,C,H,W] (host memory, 1 <= N <= max_batch)
  * and copies the outputs named in want[0..n_want) (want NULL: all) to the
- * host; returns when they are there. train enables dropout. */
+ * host; returns when they are there. train enables dropout and needs an
+ * executor made for training; eval forwards of an inference executor are
+ * batch-invariant (above). A DQ_ERR_DEVICE failure means the GPU is lost to
+ * this process (a sticky CUDA error): every later call fails too, so a
+ * server should leave and exit. */
 dq_status dq_net_cuda_forward(dq_net_cuda_t *g, const dq_tensor *input, bool train,
                               const char *const *want, int n_want, dq_err *err);
 

@@ -58,6 +58,38 @@ const char *dq_reply_status_name(dq_reply_status s)
     return ((int)s >= 0 && s < DQ_REPLY_STATUS_COUNT) ? s_status_names[s] : "?";
 }
 
+bool dq_msg_utf8_valid(const void *s, size_t n)
+{
+    const uint8_t *p = s, *end = p + n;
+    while (p < end) {
+        uint8_t c = *p;
+        if (c < 0x80) {
+            p++;
+            continue;
+        }
+        /* lead byte: length and the range of the second byte (RFC 3629) */
+        size_t len;
+        uint8_t lo = 0x80, hi = 0xbf;
+        if (c >= 0xc2 && c <= 0xdf) len = 2;
+        else if (c >= 0xe0 && c <= 0xef) {
+            len = 3;
+            if (c == 0xe0) lo = 0xa0;      /* overlong */
+            if (c == 0xed) hi = 0x9f;      /* surrogates */
+        } else if (c >= 0xf0 && c <= 0xf4) {
+            len = 4;
+            if (c == 0xf0) lo = 0x90;      /* overlong */
+            if (c == 0xf4) hi = 0x8f;      /* above U+10FFFF */
+        } else {
+            return false;                  /* continuation, overlong C0/C1, F5.. */
+        }
+        if ((size_t)(end - p) < len || p[1] < lo || p[1] > hi) return false;
+        for (size_t k = 2; k < len; k++)
+            if (p[k] < 0x80 || p[k] > 0xbf) return false;
+        p += len;
+    }
+    return true;
+}
+
 size_t dq_msg_dtype_size(dq_msg_dtype d)
 {
     return d == DQ_DTYPE_F32 ? 4 : 1;
@@ -189,6 +221,8 @@ static dq_status s_check_name(const char *what, const char *s, dq_err *err)
     if (n == 0 || n > DQ_MSG_NAME_MAX)
         return dq_fail(err, DQ_ERR_ARG, "msg encode: %s must be 1..%d bytes", what,
                        DQ_MSG_NAME_MAX);
+    if (!dq_msg_utf8_valid(s, n))
+        return dq_fail(err, DQ_ERR_ARG, "msg encode: %s is not UTF-8", what);
     return DQ_OK;
 }
 

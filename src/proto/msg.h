@@ -180,6 +180,10 @@ const char *dq_msg_type_name(dq_msg_type t);
 const char *dq_msg_dtype_name(dq_msg_dtype d);
 const char *dq_reply_status_name(dq_reply_status s);
 size_t dq_msg_dtype_size(dq_msg_dtype d);   /* 1 or 4 */
+/* True when the n bytes at s are well-formed UTF-8 (no overlong forms,
+ * surrogates or code points above U+10FFFF), as every name must be: names
+ * reach JSON (the broker's stats), logs and the cache's records. */
+bool dq_msg_utf8_valid(const void *s, size_t n);
 
 /* ---- encoding ----------------------------------------------------------- */
 

@@ -175,7 +175,9 @@ static dq_status s_u64(const msgpack_object *map, const char *ctx, const char *k
     return DQ_OK;
 }
 
-/* A name: str of 1..DQ_MSG_NAME_MAX bytes without NUL, copied and terminated. */
+/* A name: UTF-8 str of 1..DQ_MSG_NAME_MAX bytes without NUL, copied and
+ * terminated (names reach the broker's stats JSON: a byte that is not
+ * UTF-8 there made every later stats reply invalid JSON). */
 static dq_status s_name_obj(const msgpack_object *o, const char *ctx, const char *key, char *dst,
                             dq_err *err)
 {
@@ -183,6 +185,8 @@ static dq_status s_name_obj(const msgpack_object *o, const char *ctx, const char
         o->via.str.size > DQ_MSG_NAME_MAX || memchr(o->via.str.ptr, 0, o->via.str.size))
         return dq_fail(err, DQ_ERR_PROTO, "%s: '%s' must be a string of 1..%d bytes", ctx, key,
                        DQ_MSG_NAME_MAX);
+    if (!dq_msg_utf8_valid(o->via.str.ptr, o->via.str.size))
+        return dq_fail(err, DQ_ERR_PROTO, "%s: '%s' is not UTF-8", ctx, key);
     memcpy(dst, o->via.str.ptr, o->via.str.size);
     dst[o->via.str.size] = '\0';
     return DQ_OK;

@@ -108,7 +108,7 @@ static int s_main(int argc, char **argv, dq_dist_t *dist)
     dq_recipe_kind kind = DQ_RECIPE_CE;
     float T = -1, softw = -1, hidw = -1, cew = -1;
     const char *tweights = NULL;
-    const char *device = NULL;
+    const char *device = NULL, *tdevice = NULL;
     bool quiet = false;
     s_list remote = {&cfg.n_teachers, cfg.teachers};
     s_list local = {&cfg.n_local_teachers, cfg.local_teachers};
@@ -128,6 +128,9 @@ static int s_main(int argc, char **argv, dq_dist_t *dist)
         DQ_OPT_STR("device", "D", &device,
                    "cpu (default) or cuda[:N]: the student trains on that GPU\n"
                    "(Adam only; see docs/cuda.md)"),
+        DQ_OPT_STR("teacher-device", "D", &tdevice,
+                   "cpu (default) or cuda[:N]: --teacher-local teachers run\n"
+                   "their (batch-invariant) eval forward on that GPU"),
         DQ_OPT_I64("limit-train", "N", &cfg.limit_train, 1, INT32_MAX,
                    "use only the first N training samples"),
         DQ_OPT_I64("limit-test", "N", &cfg.limit_test, 1, INT32_MAX,
@@ -221,6 +224,10 @@ static int s_main(int argc, char **argv, dq_dist_t *dist)
     /* The student's forward, backward and Adam run on the chosen device
      * through the same loop (dq_net_set_device). */
     if (st == DQ_OK) st = dq_backend_select(device, &cfg.device, &err);
+    if (st == DQ_OK && dq_backend_select(tdevice, &cfg.teacher_device, &err) != DQ_OK)
+        st = dq_fail_prefix(&err, DQ_ERR_UNSUPPORTED, "--teacher-device: ");
+    if (st == DQ_OK && tdevice && cfg.n_local_teachers == 0)
+        st = dq_fail(&err, DQ_ERR_ARG, "--teacher-device is for --teacher-local teachers");
     if (st != DQ_OK) {
         fprintf(stderr, "distillq-train: %s\n", err.msg);
         return 2;

@@ -66,6 +66,7 @@ typedef struct {
                                          * read when the cache holds several; NULL: the only one */
     int rank, ranks;                    /* data-parallel: this rank's shard of every
                                          * batch (shard.h); ranks <= 1: whole batches */
+    dq_device teacher_device;           /* local: where the teachers' forward runs */
     FILE *log;
 } dq_source_config;
 

@@ -3,12 +3,16 @@
  *
  * The teacher runs synchronously just before the student's step, as in the
  * tutorial's training loop: simple, and the baseline that service
- * distillation is measured against.
+ * distillation is measured against. With a CUDA teacher_device each teacher
+ * runs through a GPU executor (model/net_cuda.h), whose eval forward is
+ * batch-invariant like the CPU's, so a service teacher on the same GPU
+ * gives the same bytes.
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include "model/model_load.h"
+#include "model/net_cuda.h"
 #include "model/onnx_import.h"
 #include "student_trainer/shard.h"
 #include "student_trainer/source.h"
@@ -20,6 +24,7 @@ typedef struct {
     int64_t next_index;
     dq_train_batch batch;
     dq_net_t *teachers[DQ_SOURCE_MAX_TEACHERS];
+    dq_net_cuda_t *gpu[DQ_SOURCE_MAX_TEACHERS]; /* CUDA teacher_device: the forward runs here */
     float weights[DQ_SOURCE_MAX_TEACHERS];
     float *input;     /* normalised batch for a teacher */
 } s_local;
@@ -28,7 +33,10 @@ static void s_destroy(dq_source_t *base)
 {
     s_local *s = (s_local *)base;
     dq_batcher_free(&s->batcher);
-    for (int i = 0; i < DQ_SOURCE_MAX_TEACHERS; i++) dq_net_destroy(&s->teachers[i]);
+    for (int i = 0; i < DQ_SOURCE_MAX_TEACHERS; i++) {
+        dq_net_cuda_destroy(&s->gpu[i]);
+        dq_net_destroy(&s->teachers[i]);
+    }
     free(s->batch.pix);
     free(s->batch.labels);
     free(s->batch.teacher);
@@ -53,8 +61,15 @@ static dq_status s_teach(s_local *s, dq_train_batch *b, dq_err *err)
     for (int i = 0; i < s->cfg.n_teachers; i++) {
         dq_net_normalize_u8(s->teachers[i], s->input, b->pix, b->n);
         dq_tensor x = dq_tensor_view4(s->input, b->n, ds->c, ds->h, ds->w);
-        DQ_TRY(dq_net_forward(s->teachers[i], &x, false, NULL, err));
-        const float *o = dq_net_output(s->teachers[i], s->cfg.output)->data;
+        const float *o;
+        if (s->gpu[i]) {
+            const char *want[1] = {s->cfg.output};
+            DQ_TRY(dq_net_cuda_forward(s->gpu[i], &x, false, want, 1, err));
+            o = dq_net_cuda_output(s->gpu[i], s->cfg.output)->data;
+        } else {
+            DQ_TRY(dq_net_forward(s->teachers[i], &x, false, NULL, err));
+            o = dq_net_output(s->teachers[i], s->cfg.output)->data;
+        }
         dq_source_blend(b->teacher, o, floats, s->weights[i], i == 0);
     }
     return DQ_OK;
@@ -92,6 +107,21 @@ static dq_status s_load_teacher(dq_net_t **net, const char *spec, int64_t batch,
     return dq_net_plan(*net, batch, err);
 }
 
+/* The GPU executor of a loaded teacher; spec as s_load_teacher's (an ONNX
+ * file is no model file to re-check the net against). */
+static dq_status s_teacher_gpu(dq_net_cuda_t **gpu, dq_net_t *net, const char *spec,
+                               dq_device dev, int64_t batch, dq_err *err)
+{
+    char model[4096];
+    const char *colon = strrchr(spec, ':');
+    const char *mf = NULL;
+    if (!dq_onnx_is_path(spec) && colon) {
+        snprintf(model, sizeof model, "%.*s", (int)(colon - spec), spec);
+        mf = model;
+    }
+    return dq_net_cuda_new(gpu, net, mf, dev, batch, false, 0, err);
+}
+
 dq_status dq_source_local_new(dq_source_t **out, const dq_source_config *cfg, dq_err *err)
 {
     *out = NULL;
@@ -112,6 +142,9 @@ dq_status dq_source_local_new(dq_source_t **out, const dq_source_config *cfg, dq
     float wsum = 0;
     for (int i = 0; i < cfg->n_teachers && st == DQ_OK; i++) {
         st = s_load_teacher(&s->teachers[i], cfg->teachers[i], cfg->batch, err);
+        if (st == DQ_OK && cfg->teacher_device.kind == DQ_DEVICE_CUDA)
+            st = s_teacher_gpu(&s->gpu[i], s->teachers[i], cfg->teachers[i], cfg->teacher_device,
+                               cfg->batch, err);
         wsum += cfg->weights[i];
     }
     if (st == DQ_OK && cfg->n_teachers > 0) {

@@ -137,6 +137,7 @@ static dq_status s_open_source(s_trainer *t, dq_err *err)
     sc.replay_dir = cfg->replay_dir;
     sc.rank = t->rank;
     sc.ranks = t->ranks;
+    sc.teacher_device = cfg->teacher_device;
     sc.log = cfg->log;
     int kinds = (cfg->n_teachers > 0) + (cfg->n_local_teachers > 0) + (cfg->replay_dir != NULL);
     if (kinds > 1)

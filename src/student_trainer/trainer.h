@@ -45,6 +45,8 @@ typedef struct {
      * the net's CUDA backend (Adam only; dropout masks come from the
      * device's counter stream, so a resumed GPU run is not bit-identical). */
     dq_device device;
+    /* Where --teacher-local teachers run their eval forward (zero: the CPU). */
+    dq_device teacher_device;
     bool resume;
     /* Distillation: the loss recipe and where teacher outputs come from. */
     dq_recipe recipe;

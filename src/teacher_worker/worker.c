@@ -51,11 +51,21 @@
  * the I/O thread's zmq_poll (EINTR) and the stop flag (owned by main) is
  * seen at once. Stop 1: DRAIN, finish what we hold, GOODBYE, return DQ_OK.
  * Stop 2 (a second signal): GOODBYE at once; the broker requeues the rest.
+ *
+ * A lost device (dq_teacher_lost: a sticky CUDA error such as an illegal
+ * address or an uncorrectable ECC error) cannot be drained: every later
+ * forward would fail. The compute thread raises `lost` after that hand-off;
+ * the I/O thread then sends none of its replies (error replies nobody
+ * should get) and nothing more, leaves as on a second signal (GOODBYE, so
+ * the broker requeues everything we held to healthy workers) and
+ * dq_worker_run returns DQ_ERR_DEVICE, so the process exits non-zero and a
+ * supervisor can restart it.
  */
 #include "teacher_worker/worker.h"
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -118,7 +128,8 @@ struct dq_worker {
     bool thread_up;
     void *cpair;
     char pair_ep[64];
-    /* set by the compute thread (lost_err first) when the model is lost */
+    /* set by the compute thread (lost_err first) when the model is lost:
+     * the device (a sticky CUDA error) or N failed forwards in a row */
     atomic_bool lost;
     dq_err lost_err;
     /* metrics (cfg.metrics_publish): forward times, observed by the compute
@@ -690,7 +701,8 @@ static dq_status s_serve(dq_worker_t *w, dq_err *err)
     DQ_TRY(s_join(w, "join", err));
     for (;;) {
         if (atomic_load(&w->lost)) {
-            s_log(w, "unhealthy, leaving (held requests go back to the broker): %s",
+            /* "device lost": a sticky device error or failing forwards alike */
+            s_log(w, "unhealthy (device lost), leaving; held requests go back to the broker: %s",
                   w->lost_err.msg);
             s_leave(w, "unhealthy");
             return dq_fail(err, DQ_ERR_DEVICE, "%s", w->lost_err.msg);

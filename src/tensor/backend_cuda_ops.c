@@ -7,7 +7,8 @@
  * conv_plan/bn_plan), every other op to our kernels (kernels/kernels.h);
  * the CPU ops are their reference
  * (tests/test_cuda.c). All work is enqueued on the one stream; to_host is
- * the only synchronising call. Math is plain FP32 (no TF32), so results
+ * the only synchronising call. Math is FP32 FMA only (no TF32: cuBLAS
+ * default math, cuDNN FMA-math algorithms), so results
  * equal the CPU's up to float rounding, not bit for bit; dropout masks come
  * from a counter-based hash, not the caller's rng.
  *
@@ -27,7 +28,11 @@
 #include "kernels/cuda_glue.h"
 #include "kernels/kernels.h"
 
-#define S_WS_CAP ((size_t)1 << 30) /* cuDNN workspace limit: 1 GiB or 1/4 of free */
+/* Workspace the chosen algorithms of one conv may need. A constant, not a
+ * share of the free memory: the choice (and so a sample's bits) must depend
+ * on the layer's shape alone, never on what else the card holds. The net
+ * allocates the largest need over its layers (net.c s_plan_ops), not this. */
+#define S_WS_LIMIT ((size_t)256 << 20)
 
 typedef struct {
     dq_backend_t base; /* first: a dq_backend_t * is a s_cuda * */
@@ -149,14 +154,11 @@ static dq_status s_conv_plan(dq_backend_t *b, void **state, const dq_backend_con
     *state = NULL;
     *ws_bytes = 0;
     DQ_TRY(s_use(c, err));
-    size_t free_b = 0, total_b = 0;
-    DQ_CUDA_TRY(cudaMemGetInfo(&free_b, &total_b), err);
-    size_t limit = free_b / 4 < S_WS_CAP ? free_b / 4 : S_WS_CAP;
     dq_cuda_conv *cv = calloc(1, sizeof *cv);
     if (!cv) return dq_fail(err, DQ_ERR_NOMEM, "conv2d on cuda: out of memory");
     dq_status st = dq_cuda_conv_init_grouped(cv, c->cudnn, max_n, g->c, g->h, g->w, g->oc,
                                              g->kernel, g->p.stride, g->p.padding, g->p.groups,
-                                             train, limit, err);
+                                             train, S_WS_LIMIT, err);
     if (st != DQ_OK) {
         free(cv);
         return st;
@@ -503,9 +505,15 @@ static dq_status s_setup(s_cuda *c, dq_err *err)
     DQ_CUDNN_TRY(cudnnSetStream(c->cudnn, c->stream), err);
     DQ_CUBLAS_TRY(cublasCreate(&c->cublas), err);
     DQ_CUBLAS_TRY(cublasSetStream(c->cublas, c->stream), err);
-    /* Default math never lowers FP32 to TF32 (that takes CUBLAS_TF32_TENSOR_OP_MATH
-     * or NVIDIA_TF32_OVERRIDE=1); set explicitly so nothing inherited changes it. */
+    /* FP32 as FMA only. Default math never lowers FP32 to TF32 (that takes
+     * CUBLAS_TF32_TENSOR_OP_MATH; NVIDIA_TF32_OVERRIDE can only turn TF32
+     * off); pedantic math would be FMA too but may refuse the fastest
+     * kernels. Set and read back, so nothing inherited changes it. */
     DQ_CUBLAS_TRY(cublasSetMathMode(c->cublas, CUBLAS_DEFAULT_MATH), err);
+    cublasMath_t mode = CUBLAS_TF32_TENSOR_OP_MATH;
+    DQ_CUBLAS_TRY(cublasGetMathMode(c->cublas, &mode), err);
+    if (mode != CUBLAS_DEFAULT_MATH)
+        return dq_fail(err, DQ_ERR_UNSUPPORTED, "cuBLAS math mode %d is not FP32 FMA", (int)mode);
     return DQ_OK;
 }
 

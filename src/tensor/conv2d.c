@@ -212,6 +212,57 @@ dq_status dq_conv2d_forward(dq_tensor *out, const dq_tensor *in, const dq_tensor
     return DQ_OK;
 }
 
+/* Images per backward GEMM. Per image, a small output plane makes the
+ * weight-gradient GEMM a thin sum over P positions that reads and writes
+ * all of dw (at ResNet's last stage P = 1: a rank-1 update of 512 x 4608
+ * per image), so below S_BWD_GROUP_P positions the images of a group are
+ * laid side by side and dw gets one GEMM over G*P. Above it, per-image GEMMs
+ * are already efficient (LightNN's 28x28 and 14x14 planes measured no gain:
+ * see the top). The group needs K*G*P floats of columns plus OC*G*P for the
+ * permuted output gradient. */
+#define S_BWD_GROUP_P 128
+static int64_t s_backward_group(int64_t N, int64_t K, int64_t P, int64_t OC,
+                                int64_t ws_floats)
+{
+    if (P >= S_BWD_GROUP_P || N < 2) return 1;
+    int64_t g = s_plan_group(N, K, P), fit = ws_floats / ((K + OC) * P);
+    return g < fit ? g : fit;
+}
+
+/* The grouped backward (see s_backward_group): per group of gn images,
+ *     dy  [OC, gn*P] = the group's output gradients side by side
+ *     col [K, gn*P]  = their lowered inputs;  dw += dy x col^T
+ *     dcol [K, gn*P] = w^T x dy (into col);   din_j += col2im(dcol_j)
+ *     db  [OC]      += row sums of dy */
+static void s_backward_grouped(dq_tensor *din, dq_tensor *dw, dq_tensor *db,
+                               const dq_tensor *dout, const dq_tensor *in, const dq_tensor *w,
+                               const dq_im2col_geom *g, int64_t G, float *ws)
+{
+    const int64_t N = in->shape[0], OC = w->shape[0];
+    const int64_t K = g->C * g->KH * g->KW, P = g->OH * g->OW, img = g->C * g->H * g->W;
+    float *col = ws, *dy = ws + K * G * P;
+    for (int64_t n0 = 0; n0 < N; n0 += G) {
+        const int64_t gn = N - n0 < G ? N - n0 : G, ld = gn * P;
+        for (int64_t j = 0; j < gn; j++)
+            for (int64_t o = 0; o < OC; o++)
+                memcpy(dy + o * ld + j * P, dout->data + ((n0 + j) * OC + o) * P,
+                       (size_t)P * sizeof(float));
+        if (db)
+            for (int64_t o = 0; o < OC; o++) db->data[o] += s_sum(dy + o * ld, ld);
+        if (dw) {
+            for (int64_t j = 0; j < gn; j++)
+                dq_im2col(col + j * P, ld, in->data + (n0 + j) * img, g);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)OC, (int)K, (int)ld, 1.0f,
+                        dy, (int)ld, col, (int)ld, 1.0f, dw->data, (int)K);
+        }
+        if (!din) continue;
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)K, (int)ld, (int)OC, 1.0f,
+                    w->data, (int)K, dy, (int)ld, 0.0f, col, (int)ld);
+        for (int64_t j = 0; j < gn; j++)
+            dq_col2im_add(din->data + (n0 + j) * img, col + j * P, ld, g);
+    }
+}
+
 dq_status dq_conv2d_backward(dq_tensor *din, dq_tensor *dw, dq_tensor *db,
                              const dq_tensor *dout, const dq_tensor *in, const dq_tensor *w,
                              dq_conv2d_params p, float *ws, int64_t ws_floats, dq_err *err)
@@ -232,6 +283,11 @@ dq_status dq_conv2d_backward(dq_tensor *din, dq_tensor *dw, dq_tensor *db,
     const int pointwise = s_is_pointwise(&g);
     const int64_t ldcol = s_col_ld(P, K, ws_floats);
 
+    int64_t G = s_backward_group(N, K, P, OC, ws_floats);
+    if (G > 1) {
+        s_backward_grouped(din, dw, db, dout, in, w, &g, G, ws);
+        return DQ_OK;
+    }
     for (int64_t n = 0; n < N; n++) {
         const float *dy = dout->data + n * OC * P;
         if (db)
