@@ -56,7 +56,7 @@ check "1: the client gets all 250 batches without an error (rc=$rc)" \
   '[ $rc -eq 0 ] || { show "$tmp/a.err"; false; }'
 check "1: outputs bit-identical to the local forward" 'cmp "$tmp/ref.npy" "$tmp/a.npy"'
 check "1: the failing worker left unhealthy and exited 3 (rc=$brc)" \
-  '[ $brc -eq 3 ] && grep -q "unhealthy, leaving" "$tmp/bad.log" && grep -q "injected forward failure" "$tmp/bad.log" || { show "$tmp/bad.log"; false; }'
+  '[ $brc -eq 3 ] && grep -q "unhealthy (device lost), leaving" "$tmp/bad.log" && grep -q "injected forward failure" "$tmp/bad.log" || { show "$tmp/bad.log"; false; }'
 js=$(stats "$fe")
 check "1: the broker requeued its requests and served none of them as errors" \
   'grep -q "requeued" "$tmp/b1.log" && [ "$(num "$js" errors)" = 0 ] || { show "$tmp/b1.log"; echo "# $js"; false; }'

@@ -285,9 +285,10 @@ int main(int argc, char **argv)
             return 2;
         }
         if (open_fe || open_be)
-            fprintf(stderr, "distillq-broker: WARNING: --insecure: %s and %s are open to anyone "
-                            "who can reach them, unauthenticated and unencrypted\n",
-                    cfg.frontend, cfg.backend);
+            fprintf(stderr, "distillq-broker: WARNING: --insecure: %s%s%s open to anyone who can "
+                            "reach it, unauthenticated and unencrypted\n",
+                    open_fe ? cfg.frontend : "", open_fe && open_be ? " and " : "",
+                    open_be ? cfg.backend : "");
     }
     cfg.shares = shares.v;
     cfg.n_shares = shares.n;

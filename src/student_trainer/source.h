@@ -64,9 +64,9 @@ typedef struct {
     const char *replay_dir;             /* replay */
     const char *replay_teacher;         /* replay: sha256 (prefix) of the teacher to
                                          * read when the cache holds several; NULL: the only one */
-    dq_device teacher_device;           /* local: where the teachers' forward runs */
     int rank, ranks;                    /* data-parallel: this rank's shard of every
                                          * batch (shard.h); ranks <= 1: whole batches */
+    dq_device teacher_device;           /* local: where the teachers' forward runs */
     FILE *log;
 } dq_source_config;
 

@@ -135,9 +135,9 @@ static dq_status s_open_source(s_trainer *t, dq_err *err)
     sc.timeout_ms = cfg->teacher_timeout_ms;
     sc.allow_teacher_change = cfg->allow_teacher_change;
     sc.replay_dir = cfg->replay_dir;
-    sc.teacher_device = cfg->teacher_device;
     sc.rank = t->rank;
     sc.ranks = t->ranks;
+    sc.teacher_device = cfg->teacher_device;
     sc.log = cfg->log;
     int kinds = (cfg->n_teachers > 0) + (cfg->n_local_teachers > 0) + (cfg->replay_dir != NULL);
     if (kinds > 1)

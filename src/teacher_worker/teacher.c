@@ -56,25 +56,36 @@ struct dq_teacher {
      * failure, the limit (0: never lost) and the test hook's threshold */
     int64_t fail_streak, max_failures, forwards, fail_after;
     dq_err last_fail;
-    /* A sticky device failure (DQ_ERR_DEVICE from the forward: a CUDA error
-     * such as an illegal address or ECC, kernels/cuda_check.c): the device
-     * is lost at once, every later forward fails with it and
-     * dq_teacher_lost makes the worker leave without answering (its
-     * requests go back to the queue). Test hook: DQ_TEST_DEVICE_FAULT_AFTER=N
-     * injects one after N forwards; -1 (unset): off. */
+    /* A sticky device failure (DQ_ERR_DEVICE): every later forward fails
+     * with it, and dq_teacher_lost tells the worker to leave. */
     dq_status lost;
     dq_err lost_err;
+    /* Test hook (tests/test_device_fault.sh): the environment variable
+     * DQ_TEST_DEVICE_FAULT_AFTER=N, read once at creation, makes every
+     * forward after the first N fail as a sticky GPU error would, on any
+     * device; -1 (unset): off. */
     int64_t fault_after;
 };
 
 #define S_FAULT_ENV "DQ_TEST_DEVICE_FAULT_AFTER"
 
+static int64_t s_fault_after(void)
+{
+    const char *v = getenv(S_FAULT_ENV);
+    if (!v || !*v) return -1;
+    char *end = NULL;
+    long long n = strtoll(v, &end, 10);
+    return *end == '\0' && n >= 0 ? (int64_t)n : -1;
+}
+
 #define S_FAIL_ENV "DQ_TEST_FORWARD_FAIL_AFTER"
 
-/* A test hook's threshold from the environment: N >= 0, or -1 when unset. */
-static int64_t s_env_count(const char *name)
+/* Test hook: DQ_TEST_FORWARD_FAIL_AFTER=N makes every forward after the
+ * first N fail (a failure that is not sticky: the streak counts it); -1
+ * when unset. */
+static int64_t s_fail_after(void)
 {
-    const char *v = getenv(name);
+    const char *v = getenv(S_FAIL_ENV);
     if (!v || !*v) return -1;
     char *end = NULL;
     long long n = strtoll(v, &end, 10);
@@ -165,8 +176,8 @@ static dq_status s_new(dq_teacher_t **out, const char *service, const char *mode
     t->max_forward = DQ_TEACHER_DEFAULT_MAX_FORWARD;
     t->echo = echo;
     t->max_failures = DQ_TEACHER_DEFAULT_MAX_FAILURES;
-    t->fail_after = s_env_count(S_FAIL_ENV);
-    t->fault_after = s_env_count(S_FAULT_ENV);
+    t->fail_after = s_fail_after();
+    t->fault_after = s_fault_after();
     dq_status st = s_setup(t, service, model_path, weights_path, err);
     if (st != DQ_OK) {
         dq_teacher_destroy(&t);
@@ -360,8 +371,10 @@ static dq_status s_stage_reserve(dq_teacher_t *t, const dq_msg_request *r, int64
 static dq_status s_forward_run(dq_teacher_t *t, const dq_msg_request *const *rs, int k,
                                int64_t n, dq_err *err);
 
-/* s_forward_run with the health bookkeeping: a success resets the streak,
- * a failure extends it (dq_teacher_lost decides what that means). */
+/* s_forward_run with the health bookkeeping, unless the device is lost: a
+ * success resets the streak of failed forwards, a failure extends it, and a
+ * DQ_ERR_DEVICE failure (a sticky GPU error, or DQ_TEST_DEVICE_FAULT_AFTER's)
+ * is remembered, so every later forward fails alike (dq_teacher_lost). */
 static dq_status s_forward(dq_teacher_t *t, const dq_msg_request *const *rs, int k, int64_t n,
                            dq_err *err)
 {
@@ -376,15 +389,15 @@ static dq_status s_forward(dq_teacher_t *t, const dq_msg_request *const *rs, int
     else
         st = s_forward_run(t, rs, k, n, err);
     t->forwards++;
-    if (st == DQ_ERR_DEVICE) { /* sticky: the device is gone */
-        t->lost = st;
-        t->lost_err = *err;
-    }
     if (st == DQ_OK) {
         t->fail_streak = 0;
     } else {
         t->fail_streak++;
         t->last_fail = *err;
+        if (st == DQ_ERR_DEVICE) {
+            t->lost = st;
+            t->lost_err = *err;
+        }
     }
     return st;
 }
@@ -392,8 +405,7 @@ static dq_status s_forward(dq_teacher_t *t, const dq_msg_request *const *rs, int
 dq_status dq_teacher_lost(const dq_teacher_t *t, dq_err *err)
 {
     if (t->lost != DQ_OK)
-        return dq_fail(err, t->lost, "device lost: service %s: %s", t->id.service,
-                       t->lost_err.msg);
+        return dq_fail(err, t->lost, "service %s: %s", t->id.service, t->lost_err.msg);
     if (t->max_failures <= 0 || t->fail_streak < t->max_failures) return DQ_OK;
     return dq_fail(err, DQ_ERR_DEVICE, "%lld forwards in a row failed (limit %lld), the last: %s",
                    (long long)t->fail_streak, (long long)t->max_failures, t->last_fail.msg);

@@ -55,27 +55,18 @@ dq_status dq_teacher_new_echo(dq_teacher_t **out, const char *service, const cha
  * (docs/cuda.md). A CPU dev leaves the teacher as it is. */
 dq_status dq_teacher_use_device(dq_teacher_t *t, dq_device dev, dq_err *err);
 
-/* DQ_OK while the teacher can compute; DQ_ERR_DEVICE (with the first
- * failure's detail) once a forward hit a sticky device error: the GPU is
- * lost to this process, every later forward fails, and the replies written
- * since are error replies nobody should get. A server then leaves without
- * answering what it holds, so the broker requeues it to healthy workers,
- * and exits non-zero. (Test hook: DQ_TEST_DEVICE_FAULT_AFTER=N in the
- * environment at dq_teacher_new injects this after N forwards.) Same
- * thread as dq_teacher_serve. */
-dq_status dq_teacher_lost(const dq_teacher_t *t, dq_err *err);
-
 /* Service, model name and SHA-256 of the weights, as replies carry them. */
 const dq_msg_teacher *dq_teacher_identity(const dq_teacher_t *t);
 
-/* DQ_OK while the teacher can compute; DQ_ERR_DEVICE (with the last
- * failure's detail) once max_failures forwards in a row have failed (or,
- * on a GPU, a sticky device error: helper "gpu"'s path shares this call):
+/* DQ_OK while the teacher can compute; DQ_ERR_DEVICE once a forward hit a
+ * sticky device error (the GPU is lost to this process: every later forward
+ * fails; test hook DQ_TEST_DEVICE_FAULT_AFTER=N) or once max_failures
+ * forwards in a row have failed (test hook DQ_TEST_FORWARD_FAIL_AFTER=N):
  * the replies written since are error replies nobody should get. The
  * worker then leaves without answering what it holds, so the broker
- * requeues it to healthy workers, and exits non-zero. Test hook:
- * DQ_TEST_FORWARD_FAIL_AFTER=N in the environment at dq_teacher_new fails
- * every forward after the first N. Same thread as the serve calls. */
+ * requeues it to healthy workers, and exits non-zero (3). The hooks are
+ * read from the environment at dq_teacher_new. Same thread as the serve
+ * calls. */
 #define DQ_TEACHER_DEFAULT_MAX_FAILURES 3
 dq_status dq_teacher_lost(const dq_teacher_t *t, dq_err *err);
 /* Failed forwards in a row before the teacher is lost (0: never). */

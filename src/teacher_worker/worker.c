@@ -118,7 +118,8 @@ struct dq_worker {
     bool thread_up;
     void *cpair;
     char pair_ep[64];
-    /* set by the compute thread (lost_err first) when the model is lost */
+    /* set by the compute thread (lost_err first) when the model is lost:
+     * the device (a sticky CUDA error) or N failed forwards in a row */
     atomic_bool lost;
     dq_err lost_err;
     /* metrics (cfg.metrics_publish): forward times, observed by the compute
@@ -690,7 +691,8 @@ static dq_status s_serve(dq_worker_t *w, dq_err *err)
     DQ_TRY(s_join(w, "join", err));
     for (;;) {
         if (atomic_load(&w->lost)) {
-            s_log(w, "unhealthy, leaving (held requests go back to the broker): %s",
+            /* "device lost": a sticky device error or failing forwards alike */
+            s_log(w, "unhealthy (device lost), leaving; held requests go back to the broker: %s",
                   w->lost_err.msg);
             s_leave(w, "unhealthy");
             return dq_fail(err, DQ_ERR_DEVICE, "%s", w->lost_err.msg);
