@@ -164,7 +164,8 @@ static void test_conv_invariant(void **state)
     assert_non_null(z);
     int64_t wsn = dq_conv2d_invariant_workspace(N, C, H, W, KS, KS, OC, p);
     int64_t wst = dq_conv2d_workspace(N, C, H, W, KS, KS, p);
-    float *ws = aligned_alloc(64, sizeof(float) * (size_t)(wsn > wst ? wsn : wst));
+    /* aligned_alloc wants a size that is a multiple of the alignment */
+    float *ws = aligned_alloc(64, sizeof(float) * (size_t)(((wsn > wst ? wsn : wst) + 15) / 16 * 16));
     assert_non_null(ws);
     dq_tensor tw = dq_tensor_view4(w, OC, C, KS, KS);
     int64_t bs[1] = {OC};
