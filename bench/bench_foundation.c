@@ -47,6 +47,7 @@ typedef struct {
     int batch;
     int sgemm_n;
     double seconds;
+    int steps; /* --steps: exactly this many iterations, no warm-up (0: timed) */
     bool run_sgemm, run_teacher, run_student; /* --only */
 } s_options;
 
@@ -70,12 +71,19 @@ static int s_cmp_double(const void *a, const void *b)
 
 /* Warms up, then runs step for `seconds` in `windows` equal windows (each at
  * least one whole iteration) and sets *rate to the median window's
- * iterations per second. */
+ * iterations per second. With steps > 0 it runs exactly that many
+ * iterations instead, without warm-up (a fixed amount of work, e.g. for
+ * instruction counts under valgrind --tool=callgrind). */
 static dq_status s_time_median(double *rate, s_step_fn step, void *ctx, double seconds,
-                               int windows, dq_err *err)
+                               int windows, int steps, dq_err *err)
 {
     assert(windows >= 1 && windows <= S_MAX_WINDOWS);
     double t0 = s_now();
+    if (steps > 0) {
+        for (int i = 0; i < steps; i++) DQ_TRY(step(ctx, err));
+        *rate = steps / (s_now() - t0);
+        return DQ_OK;
+    }
     for (int i = 0; i < 3 || s_now() - t0 < 0.5; i++) DQ_TRY(step(ctx, err));
     double r[S_MAX_WINDOWS];
     for (int w = 0; w < windows; w++) {
@@ -136,7 +144,7 @@ static dq_status s_bench_sgemm(double *gflops, int n, double seconds, dq_err *er
 
     s_sgemm_ctx g = {a, b, c, n};
     double rate = 0.0;
-    dq_status st = s_time_median(&rate, s_sgemm_step, &g, seconds, 3, err);
+    dq_status st = s_time_median(&rate, s_sgemm_step, &g, seconds, 3, 0, err);
     *gflops = 2.0 * (double)n * n * n * rate / 1e9;
     free(a), free(b), free(c);
     return st;
@@ -185,7 +193,7 @@ static dq_status s_bench_teacher(double *sps, double *gflops, const s_options *o
     dq_status st = s_setup_net(&net, &x, o, "deepnn-fmnist.model", &rng, err);
     s_teacher_ctx t = {net, &x};
     double rate = 0.0;
-    if (st == DQ_OK) st = s_time_median(&rate, s_teacher_step, &t, o->seconds, 5, err);
+    if (st == DQ_OK) st = s_time_median(&rate, s_teacher_step, &t, o->seconds, 5, o->steps, err);
     if (st == DQ_OK) {
         *sps = rate * o->batch;
         *gflops = *sps * dq_net_flops_per_sample(net) / 1e9;
@@ -248,7 +256,7 @@ static dq_status s_bench_student(double *sps, double *gflops, const s_options *o
     }
     s_student_ctx s = {net, &x, labels, m, v, 0, &rng, dq_adam_defaults()};
     double rate = 0.0;
-    if (st == DQ_OK) st = s_time_median(&rate, s_train_step, &s, o->seconds, 5, err);
+    if (st == DQ_OK) st = s_time_median(&rate, s_train_step, &s, o->seconds, 5, o->steps, err);
     if (st == DQ_OK) {
         *sps = rate * o->batch;
         *gflops = *sps * 3.0 * dq_net_flops_per_sample(net) / 1e9;
@@ -265,12 +273,13 @@ static void s_usage(FILE *f)
 {
     fprintf(f,
 "usage: bench_foundation [--threads 1,2] [--batch 128] [--seconds 3] [--sgemm-n 4096]\n"
-"                        [--models DIR] [--only sgemm,teacher,student]\n"
+"                        [--models DIR] [--only sgemm,teacher,student] [--steps N]\n"
 "\n"
 "Measures cblas_sgemm GFLOP/s, DeepNN-fmnist forward (eval) and LightNN-fmnist\n"
 "training (forward+backward+Adam) throughput at each thread count. Prints\n"
 "tab-separated RESULT/INFO lines; bench/run_foundation.sh compares them with\n"
-"PyTorch. Models are read from DIR (default %s).\n", DQ_BENCH_MODELS_DIR);
+"PyTorch. Models are read from DIR (default %s). --steps N runs exactly N\n"
+"teacher/student iterations without warm-up (for callgrind instruction counts).\n", DQ_BENCH_MODELS_DIR);
 }
 
 static dq_status s_parse_threads(s_options *o, const char *list, dq_err *err)
@@ -326,7 +335,7 @@ int main(int argc, char **argv)
         {"threads", required_argument, 0, 't'}, {"batch", required_argument, 0, 'b'},
         {"seconds", required_argument, 0, 's'}, {"sgemm-n", required_argument, 0, 'n'},
         {"models", required_argument, 0, 'm'},  {"only", required_argument, 0, 'o'},
-        {"help", no_argument, 0, 'h'},
+        {"steps", required_argument, 0, 'S'},   {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
     int c;
     long val;
@@ -349,6 +358,10 @@ int main(int argc, char **argv)
             break;
         }
         case 'm': o.models_dir = optarg; break;
+        case 'S':
+            st = s_parse_long("--steps", optarg, 1, 1000000, &val, &err);
+            o.steps = (int)val;
+            break;
         case 'o': st = s_parse_only(&o, optarg, &err); break;
         case 'h': s_usage(stdout); return 0;
         default: fprintf(stderr, "bench_foundation: try --help\n"); return 2;
