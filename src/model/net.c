@@ -19,6 +19,11 @@
  * holds the sum over all consumers (branches via from= need nothing extra).
  * The one exception saves zeroing: a gradient whose only writer is a relu
  * or maxpool is overwritten by it instead (s_plan_writers).
+ *
+ * Training-mode fusions (s_plan_fusions, tensor/conv2d_fused.c): a conv
+ * followed by its in-place relu (and a maxpool of that) runs them in its
+ * epilogue, and a conv whose column matrix fits S_COLS_BUDGET keeps it for
+ * backward. Eval forward keeps the separate batch-invariant ops.
  */
 #include "model/net.h"
 
@@ -34,6 +39,9 @@
 #define S_PNAME_MAX (DQ_MF_NAME_MAX + 8) /* layer name + ".weight" */
 #define S_ALIGN 64
 #define S_MAX_ARENA_BYTES (1ULL << 46)  /* beyond this plan reports NOMEM up front */
+/* Saved conv column matrices, all layers together (LightNN at batch 128
+ * needs 19 MB; a DeepNN's big layers would need GBs and recompute). */
+#define S_COLS_BUDGET ((size_t)32 << 20)
 
 struct dq_net {
     dq_model_file mf;
@@ -73,6 +81,14 @@ struct dq_net {
      * its own (relu_folded). */
     bool pool_relu[DQ_MF_MAX_LAYERS];
     bool relu_folded[DQ_MF_MAX_LAYERS];
+    /* FUSION (training forward, s_plan_fusions): conv i also runs relu
+     * fuse_relu[i] and maxpool fuse_pool[i] (-1: none) in its epilogue, and
+     * fused[j] says layer j's training forward was done that way. cols[i]
+     * (NULL: none) keeps conv i's column matrix for its backward. */
+    int fuse_relu[DQ_MF_MAX_LAYERS], fuse_pool[DQ_MF_MAX_LAYERS];
+    bool fused[DQ_MF_MAX_LAYERS];
+    float *cols[DQ_MF_MAX_LAYERS];
+    int64_t cols_floats[DQ_MF_MAX_LAYERS];
 };
 
 /* ---- load / destroy ---------------------------------------------------------- */
@@ -161,6 +177,30 @@ static void s_plan_writers(dq_net_t *net)
     }
 }
 
+/* FUSION: conv -> relu (in place, s_plan_writers) [-> maxpool of that
+ * relu], adjacent in the file, become one training-mode op. The relu and
+ * pool still write their own outputs and argmax, so backward is unchanged. */
+static void s_plan_fusions(dq_net_t *net)
+{
+    const dq_model_file *mf = &net->mf;
+    for (int i = 0; i < mf->n_layers; i++) {
+        net->fuse_relu[i] = net->fuse_pool[i] = -1;
+        const dq_mf_layer *l = &mf->layers[i];
+        int r = i + 1, m = i + 2;
+        if (l->type != DQ_LAYER_CONV2D || r >= mf->n_layers) continue;
+        if (mf->layers[r].type != DQ_LAYER_RELU || mf->layers[r].from != i ||
+            !net->relu_inplace[r])
+            continue;
+        net->fuse_relu[i] = r;
+        net->fused[r] = true;
+        if (m < mf->n_layers && mf->layers[m].type == DQ_LAYER_MAXPOOL2D &&
+            mf->layers[m].from == r) {
+            net->fuse_pool[i] = m;
+            net->fused[m] = true;
+        }
+    }
+}
+
 dq_status dq_net_load(dq_net_t **out, const char *model_path, dq_err *err)
 {
     *out = NULL;
@@ -190,6 +230,7 @@ dq_status dq_net_load(dq_net_t **out, const char *model_path, dq_err *err)
         if (l->bias) net->b_idx[i] = s_add_param(net, l->name, "bias", 1, &l->out, &off);
     }
     s_plan_writers(net);
+    s_plan_fusions(net);
     *out = net;
     return DQ_OK;
 }
@@ -307,6 +348,21 @@ static size_t s_layout(dq_net_t *net, unsigned char *base, int64_t N)
         if (l->type == DQ_LAYER_MAXPOOL2D)
             net->argmax[i] = s_carve(base, &off, (size_t)(N * dq_mf_out_numel(l)) * sizeof(int32_t));
     }
+    /* FUSION: saved conv columns, in layer order while the budget lasts. */
+    size_t cols_left = S_COLS_BUDGET;
+    for (int i = 0; i < mf->n_layers; i++) {
+        const dq_mf_layer *l = &mf->layers[i];
+        net->cols[i] = NULL;
+        net->cols_floats[i] = 0;
+        if (l->type != DQ_LAYER_CONV2D) continue;
+        dq_conv2d_params cp = {l->stride, l->padding, 0};
+        int64_t n = dq_conv2d_cols_floats(N, l->in_shape[0], l->in_shape[1], l->in_shape[2],
+                                          l->kernel, l->kernel, cp);
+        if (n == 0 || (size_t)n * fsz > cols_left) continue;
+        cols_left -= (size_t)n * fsz;
+        net->cols_floats[i] = n;
+        net->cols[i] = s_carve(base, &off, (size_t)n * fsz);
+    }
     return off;
 }
 
@@ -374,29 +430,14 @@ static void s_set_batch(dq_net_t *net, int64_t n)
     for (int i = 0; i < net->mf.n_layers; i++) net->out[i].shape[0] = net->dout[i].shape[0] = n;
 }
 
-dq_status dq_net_forward(dq_net_t *net, const dq_tensor *input, bool train, dq_rng *rng,
-                         dq_err *err)
+/* Runs every layer on the first N samples of net->in. */
+static dq_status s_forward(dq_net_t *net, int64_t N, bool train, dq_rng *rng, dq_err *err)
 {
     const dq_model_file *mf = &net->mf;
-    const dq_net_input *ip = &mf->input;
-    if (net->max_batch == 0)
-        return dq_fail(err, DQ_ERR_ARG, "net %s: forward before dq_net_plan", mf->name);
-    if (!input || !input->data)
-        return dq_fail(err, DQ_ERR_ARG, "net %s: input tensor is missing", mf->name);
-    if (input->ndim != 4 || input->shape[1] != ip->channels || input->shape[2] != ip->height ||
-        input->shape[3] != ip->width || input->shape[0] < 1 || input->shape[0] > net->max_batch) {
-        char got[96];
-        return dq_fail(err, DQ_ERR_SHAPE, "net %s: input has shape %s, expected [N, %d, %d, %d] "
-                       "with 1 <= N <= %lld (the planned batch)", mf->name,
-                       dq_tensor_shape_str(input, got, sizeof got), ip->channels, ip->height,
-                       ip->width, (long long)net->max_batch);
-    }
     if (train && !rng)
         return dq_fail(err, DQ_ERR_ARG, "net %s: training forward needs an rng", mf->name);
-    int64_t N = input->shape[0];
     net->fwd_done = false;
     s_set_batch(net, N);
-    memcpy(net->in.data, input->data, (size_t)dq_tensor_numel(&net->in) * sizeof(float));
 
     for (int i = 0; i < mf->n_layers; i++) {
         const dq_mf_layer *l = &mf->layers[i];
@@ -408,6 +449,20 @@ dq_status dq_net_forward(dq_net_t *net, const dq_tensor *input, bool train, dq_r
             /* eval: position-invariant GEMMs (batch-invariant, see net.h) */
             dq_conv2d_params cp = {l->stride, l->padding, 0};
             const dq_tensor *w = s_param(net, net->w_idx[i]), *b = s_param(net, net->b_idx[i]);
+            /* FUSION: training conv with its relu/maxpool epilogue and saved columns */
+            int r = net->fuse_relu[i], m = net->fuse_pool[i];
+            if (train && (r >= 0 || net->cols[i])) {
+                dq_conv2d_epilogue e = {r >= 0, 0, 0};
+                if (m >= 0) {
+                    e.pool_kernel = mf->layers[m].kernel;
+                    e.pool_stride = mf->layers[m].stride;
+                }
+                st = dq_conv2d_fused_forward(out, m >= 0 ? &net->out[m] : NULL,
+                                             m >= 0 ? net->argmax[m] : NULL, net->cols[i],
+                                             net->cols_floats[i], in, w, b, cp, e,
+                                             net->ws, net->ws_floats, err);
+                break;
+            }
             st = train ? dq_conv2d_forward(out, in, w, b, cp, net->ws, net->ws_floats, err)
                        : dq_conv2d_forward_invariant(out, in, w, b, cp, net->ws, net->ws_floats,
                                                      err);
@@ -419,8 +474,12 @@ dq_status dq_net_forward(dq_net_t *net, const dq_tensor *input, bool train, dq_r
                        : dq_linear_forward_invariant(out, in, w, b, net->ws, net->ws_floats, err);
             break;
         }
-        case DQ_LAYER_RELU: st = dq_relu_forward(out, in, err); break;
+        case DQ_LAYER_RELU:
+            if (train && net->fused[i]) break; /* FUSION: done by the conv before it */
+            st = dq_relu_forward(out, in, err);
+            break;
         case DQ_LAYER_MAXPOOL2D:
+            if (train && net->fused[i]) break; /* FUSION: done by the conv before it */
             st = dq_maxpool2d_forward(out, net->argmax[i], in, l->kernel, l->stride, err);
             break;
         case DQ_LAYER_AVGPOOL1D: st = dq_avgpool1d_forward(out, in, l->kernel, err); break;
@@ -439,6 +498,46 @@ dq_status dq_net_forward(dq_net_t *net, const dq_tensor *input, bool train, dq_r
     return DQ_OK;
 }
 
+dq_status dq_net_forward(dq_net_t *net, const dq_tensor *input, bool train, dq_rng *rng,
+                         dq_err *err)
+{
+    const dq_model_file *mf = &net->mf;
+    const dq_net_input *ip = &mf->input;
+    if (net->max_batch == 0)
+        return dq_fail(err, DQ_ERR_ARG, "net %s: forward before dq_net_plan", mf->name);
+    if (!input || !input->data)
+        return dq_fail(err, DQ_ERR_ARG, "net %s: input tensor is missing", mf->name);
+    if (input->ndim != 4 || input->shape[1] != ip->channels || input->shape[2] != ip->height ||
+        input->shape[3] != ip->width || input->shape[0] < 1 || input->shape[0] > net->max_batch) {
+        char got[96];
+        return dq_fail(err, DQ_ERR_SHAPE, "net %s: input has shape %s, expected [N, %d, %d, %d] "
+                       "with 1 <= N <= %lld (the planned batch)", mf->name,
+                       dq_tensor_shape_str(input, got, sizeof got), ip->channels, ip->height,
+                       ip->width, (long long)net->max_batch);
+    }
+    int64_t N = input->shape[0];
+    if (input->data != net->in.data) /* not already in dq_net_input_buffer */
+        memcpy(net->in.data, input->data, (size_t)(N * ip->channels * ip->height * ip->width) *
+                                              sizeof(float));
+    return s_forward(net, N, train, rng, err);
+}
+
+float *dq_net_input_buffer(dq_net_t *net)
+{
+    return net->max_batch > 0 ? net->in.data : NULL;
+}
+
+dq_status dq_net_forward_input(dq_net_t *net, int64_t n, bool train, dq_rng *rng, dq_err *err)
+{
+    if (net->max_batch == 0)
+        return dq_fail(err, DQ_ERR_ARG, "net %s: forward before dq_net_plan", net->mf.name);
+    if (n < 1 || n > net->max_batch)
+        return dq_fail(err, DQ_ERR_SHAPE, "net %s: batch of %lld in the input buffer, expected "
+                       "1 <= N <= %lld (the planned batch)", net->mf.name, (long long)n,
+                       (long long)net->max_batch);
+    return s_forward(net, n, train, rng, err);
+}
+
 dq_status dq_net_backward(dq_net_t *net, dq_err *err)
 {
     const dq_model_file *mf = &net->mf;
@@ -454,6 +553,13 @@ dq_status dq_net_backward(dq_net_t *net, dq_err *err)
         switch (l->type) {
         case DQ_LAYER_CONV2D: {
             dq_conv2d_params cp = {l->stride, l->padding, 0};
+            if (net->cols[i]) { /* FUSION: the forward's saved columns */
+                st = dq_conv2d_backward_cols(din, s_grad(net, net->w_idx[i]),
+                                             s_grad(net, net->b_idx[i]), dout, in,
+                                             s_param(net, net->w_idx[i]), cp, net->cols[i],
+                                             net->cols_floats[i], net->ws, net->ws_floats, err);
+                break;
+            }
             st = dq_conv2d_backward(din, s_grad(net, net->w_idx[i]), s_grad(net, net->b_idx[i]),
                                     dout, in, s_param(net, net->w_idx[i]), cp, net->ws,
                                     net->ws_floats, err);

@@ -63,6 +63,34 @@ dq_status dq_conv2d_forward_invariant(dq_tensor *out, const dq_tensor *in, const
                                       const dq_tensor *b, dq_conv2d_params p, float *ws,
                                       int64_t ws_floats, dq_err *err);
 
+/* Training-mode conv2d with its epilogue fused in (conv2d_fused.c): out =
+ * conv(in) as dq_conv2d_forward computes it, then, per group of images while
+ * still in cache, relu in place (e.relu) and a max pool of out into pool_out
+ * [N,OC,PH,PW] / argmax (e.pool_kernel > 0; see maxpool2d below). Every
+ * value equals the unfused composition's bit for bit. cols (NULL: none) of
+ * dq_conv2d_cols_floats receives the column matrix for
+ * dq_conv2d_backward_cols; ws and ws_floats are dq_conv2d_forward's. */
+typedef struct {
+    bool relu;
+    int pool_kernel; /* 0: no pool */
+    int pool_stride;
+} dq_conv2d_epilogue;
+int64_t dq_conv2d_cols_floats(int64_t N, int64_t C, int64_t H, int64_t W, int64_t KH,
+                              int64_t KW, dq_conv2d_params p);
+dq_status dq_conv2d_fused_forward(dq_tensor *out, dq_tensor *pool_out, int32_t *argmax,
+                                  float *cols, int64_t cols_floats, const dq_tensor *in,
+                                  const dq_tensor *w, const dq_tensor *b, dq_conv2d_params p,
+                                  dq_conv2d_epilogue e, float *ws, int64_t ws_floats,
+                                  dq_err *err);
+/* dq_conv2d_backward, reading the columns dq_conv2d_fused_forward saved for
+ * the same in, w, p and ws_floats instead of lowering again; bitwise the
+ * same gradients. */
+dq_status dq_conv2d_backward_cols(dq_tensor *din, dq_tensor *dw, dq_tensor *db,
+                                  const dq_tensor *dout, const dq_tensor *in,
+                                  const dq_tensor *w, dq_conv2d_params p, const float *cols,
+                                  int64_t cols_floats, float *ws, int64_t ws_floats,
+                                  dq_err *err);
+
 /* ---- linear: out = in @ w^T + b ----------------------------------------------
  * in [N,I], w [O,I] (PyTorch layout), b [O] or NULL, out [N,O]. */
 dq_status dq_linear_forward(dq_tensor *out, const dq_tensor *in, const dq_tensor *w,
