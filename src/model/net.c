@@ -576,9 +576,10 @@ dq_status dq_net_backward(dq_net_t *net, dq_err *err)
             else if (din) st = dq_relu_backward(din, dout, &net->out[i], err);
             break;
         case DQ_LAYER_MAXPOOL2D:
-            if (net->pool_relu[i])
-                st = dq_maxpool2d_relu_backward_set(&net->dout[mf->layers[l->from].from], dout,
-                                                    net->argmax[i], &net->out[l->from], err);
+            if (net->pool_relu[i]) /* FUSION: dense, tested on the pool output */
+                st = dq_maxpool2d_relu_backward_pooled(&net->dout[mf->layers[l->from].from],
+                                                       dout, net->argmax[i], &net->out[i],
+                                                       l->kernel, l->stride, err);
             else if (din && net->set_din[i])
                 st = dq_maxpool2d_backward_set(din, dout, net->argmax[i], err);
             else if (din)

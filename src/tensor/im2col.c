@@ -90,14 +90,21 @@ static inline void s_zero_few(float *p, int64_t n)
     }
 }
 
+/* The wrapped entries of one tap: the right tail of output row oh (from
+ * ow_hi) and the left head of row oh + 1 (up to ow_lo) are one contiguous
+ * run of n floats, for oh in [oh_lo, oh_hi - 1). With padding 1, n is 1 on
+ * the side taps and 0 on the middle one; one store per row instead of two
+ * tests and calls (this was 10 % of a LightNN step's instructions). */
 static void s_zero_wrapped(float *col, int64_t W, const s_run *r)
 {
-    const int64_t left = r->ow_lo, right = W - r->ow_hi;
-    for (int64_t oh = r->oh_lo; oh < r->oh_hi; oh++) {
-        float *row = col + oh * W;
-        if (oh > r->oh_lo) s_zero_few(row, left);
-        if (oh < r->oh_hi - 1) s_zero_few(row + r->ow_hi, right);
-    }
+    const int64_t n = r->ow_lo + (W - r->ow_hi);
+    if (n == 0 || r->oh_hi - r->oh_lo < 2) return;
+    float *p = col + r->oh_lo * W + r->ow_hi;
+    const float *end = col + (r->oh_hi - 1) * W + r->ow_hi;
+    if (n == 1)
+        for (; p < end; p += W) *p = 0.0f;
+    else
+        for (; p < end; p += W) s_zero_few(p, n);
 }
 
 static int s_is_same(const dq_im2col_geom *g)

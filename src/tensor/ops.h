@@ -134,6 +134,12 @@ dq_status dq_maxpool2d_backward_set(dq_tensor *din, const dq_tensor *dout,
 dq_status dq_maxpool2d_relu_backward_set(dq_tensor *din, const dq_tensor *dout,
                                          const int32_t *argmax, const dq_tensor *relu_out,
                                          dq_err *err);
+/* The same result from the POOL output [N,C,OH,OW] (the relu output at each
+ * argmax) instead of the relu output, in one dense pass for 2x2 / stride 2
+ * (maxpool2d_fused.c); kernel and stride are the forward's. */
+dq_status dq_maxpool2d_relu_backward_pooled(dq_tensor *din, const dq_tensor *dout,
+                                            const int32_t *argmax, const dq_tensor *pool_out,
+                                            int kernel, int stride, dq_err *err);
 
 /* ---- avgpool1d over flattened features (PyTorch F.avg_pool1d on [N,F]) -------
  * in [N,F], out [N,(F - k)/k + 1] with stride = kernel. */

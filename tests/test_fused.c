@@ -1,5 +1,7 @@
-/* test_conv2d_fused.c - conv2d with its relu/maxpool epilogue fused in, and
- * the backward that reads the forward's saved columns (conv2d_fused.c).
+/* test_fused.c - the training-mode fused ops: conv2d with its relu/maxpool
+ * epilogue and the backward that reads the forward's saved columns
+ * (conv2d_fused.c), and the dense relu -> maxpool backward
+ * (maxpool2d_fused.c).
  *
  * The fused ops promise to be the unfused ones, bit for bit: every case runs
  * dq_conv2d_forward -> dq_relu_forward (in place) -> dq_maxpool2d_forward and
@@ -267,12 +269,109 @@ static void test_errors(void **state)
     free(ws), free(cols);
 }
 
+/* ---- relu -> maxpool backward from the pool output ------------------------
+ * Against dq_maxpool2d_relu_backward_set on the same forward, bit for bit,
+ * from differently pre-filled input gradients (both overwrite). Inputs have
+ * ties and negatives, output gradients -0 and inf. */
+typedef struct {
+    int N, C, H, W, k, s;
+} pool_cfg;
+
+static void run_pool_case(const pool_cfg *c, int idx, dq_rng *rng)
+{
+    const int64_t OH = dq_maxpool2d_out_size(c->H, c->k, c->s);
+    const int64_t OW = dq_maxpool2d_out_size(c->W, c->k, c->s);
+    const int64_t nx = (int64_t)c->N * c->C * c->H * c->W, ny = (int64_t)c->N * c->C * OH * OW;
+    float *x = s_calloc(nx, 4), *y = s_calloc(ny, 4), *dy = s_calloc(ny, 4);
+    float *d0 = s_calloc(nx, 4), *d1 = s_calloc(nx, 4);
+    int32_t *am = s_calloc(ny, 4);
+    /* a coarse grid: ties inside windows; about half the values <= 0 */
+    for (int64_t i = 0; i < nx; i++) x[i] = (float)((int)(dq_rng_range(rng, 0, 8)) - 4) * 0.5f;
+    dq_test_fill(dy, NULL, ny, rng, -1.0f, 1.0f);
+    for (int64_t i = 0; i < ny; i += 7) dy[i] = -0.0f;
+    dy[ny / 2] = INFINITY;
+    s_fill_nan(d0, nx, 3.0f);
+    s_fill_nan(d1, nx, -5.0f);
+    dq_tensor tx = dq_tensor_view4(x, c->N, c->C, c->H, c->W);
+    dq_tensor ty = dq_tensor_view4(y, c->N, c->C, OH, OW);
+    dq_tensor tdy = dq_tensor_view4(dy, c->N, c->C, OH, OW);
+    dq_tensor td0 = dq_tensor_view4(d0, c->N, c->C, c->H, c->W);
+    dq_tensor td1 = dq_tensor_view4(d1, c->N, c->C, c->H, c->W);
+    dq_err err = {{0}};
+    assert_int_equal(dq_relu_forward(&tx, &tx, &err), DQ_OK);
+    assert_int_equal(dq_maxpool2d_forward(&ty, am, &tx, c->k, c->s, &err), DQ_OK);
+    assert_int_equal(dq_maxpool2d_relu_backward_set(&td0, &tdy, am, &tx, &err), DQ_OK);
+    assert_int_equal(dq_maxpool2d_relu_backward_pooled(&td1, &tdy, am, &ty, c->k, c->s, &err),
+                     DQ_OK);
+    if (memcmp(d0, d1, (size_t)nx * 4) != 0) {
+        int64_t i = 0;
+        while (memcmp(&d0[i], &d1[i], 4) == 0) i++;
+        fail_msg("pool case %d: input gradient differs at %lld: %g vs %g", idx, (long long)i,
+                 (double)d0[i], (double)d1[i]);
+    }
+    int nonzero = 0;
+    for (int64_t i = 0; i < nx; i++) nonzero += d1[i] != 0.0f;
+    assert_true(nonzero > 0); /* the case exercises real gradients */
+    free(x), free(y), free(dy), free(d0), free(d1), free(am);
+}
+
+static void test_pool_backward_matches_unfused(void **state)
+{
+    (void)state;
+    static const pool_cfg cases[] = {
+        {128, 16, 28, 28, 2, 2}, /* LightNN 1 */
+        {3, 2, 14, 14, 2, 2},    /* OW = 7: SSE + scalar tail */
+        {2, 3, 9, 11, 2, 2},     /* odd: last row/column in no window */
+        {2, 2, 4, 16, 2, 2},     /* OW = 8: SSE only */
+        {2, 2, 7, 7, 3, 2},      /* overlapping windows: scatter path */
+        {2, 2, 9, 9, 3, 3},      /* kernel = stride 3 */
+        {1, 1, 3, 3, 2, 2},      /* one window */
+    };
+    dq_rng rng;
+    dq_rng_seed(&rng, 23);
+    for (int i = 0; i < (int)(sizeof cases / sizeof cases[0]); i++)
+        run_pool_case(&cases[i], i, &rng);
+}
+
+/* One 2x4 plane by hand: two windows, one live and one dead. */
+static void test_pool_backward_hand_computed(void **state)
+{
+    (void)state;
+    float y[2] = {0.5f, 0.0f}, dy[2] = {2.0f, 3.0f}, d[8];
+    int32_t am[2] = {5, 2}; /* bottom-left of window 0; top-left of window 1 */
+    dq_tensor ty = dq_tensor_view4(y, 1, 1, 1, 2), tdy = dq_tensor_view4(dy, 1, 1, 1, 2);
+    dq_tensor td = dq_tensor_view4(d, 1, 1, 2, 4);
+    s_fill_nan(d, 8, 9.0f);
+    dq_err err = {{0}};
+    assert_int_equal(dq_maxpool2d_relu_backward_pooled(&td, &tdy, am, &ty, 2, 2, &err), DQ_OK);
+    const float want[8] = {0, 0, 0, 0, 0, 2.0f, 0, 0};
+    for (int i = 0; i < 8; i++) assert_float_equal(d[i], want[i], 0.0f);
+
+    /* an argmax outside its window is an error, and nothing is written
+     * outside the gradient */
+    am[1] = 4;
+    assert_int_equal(dq_maxpool2d_relu_backward_pooled(&td, &tdy, am, &ty, 2, 2, &err),
+                     DQ_ERR_ARG);
+    assert_non_null(strstr(err.msg, "1 argmax entries lie outside their 2x2 window"));
+    assert_int_equal(dq_maxpool2d_relu_backward_pooled(&td, &tdy, NULL, &ty, 2, 2, &err),
+                     DQ_ERR_ARG);
+    dq_tensor ty_bad = dq_tensor_view4(y, 1, 1, 2, 1);
+    assert_int_equal(dq_maxpool2d_relu_backward_pooled(&td, &tdy, am, &ty_bad, 2, 2, &err),
+                     DQ_ERR_SHAPE);
+    assert_non_null(strstr(err.msg, "pool output"));
+    assert_int_equal(dq_maxpool2d_relu_backward_pooled(&td, &tdy, am, &ty, 3, 3, &err),
+                     DQ_ERR_SHAPE);
+    assert_non_null(strstr(err.msg, "does not match kernel 3"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_hand_computed),
         cmocka_unit_test(test_matches_unfused),
         cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_pool_backward_hand_computed),
+        cmocka_unit_test(test_pool_backward_matches_unfused),
     };
-    return cmocka_run_group_tests_name("conv2d_fused", tests, NULL, NULL);
+    return cmocka_run_group_tests_name("fused", tests, NULL, NULL);
 }
