@@ -22,8 +22,11 @@
  *
  * Training-mode fusions (s_plan_fusions, tensor/conv2d_fused.c): a conv
  * followed by its in-place relu (and a maxpool of that) runs them in its
- * epilogue, and a conv whose column matrix fits S_COLS_BUDGET keeps it for
- * backward. Eval forward keeps the separate batch-invariant ops.
+ * epilogue, while its output is in cache. Eval forward keeps the separate
+ * batch-invariant ops. Backward lowers each image again rather than keeping
+ * the forward's columns (dq_conv2d_backward_cols could): kept, LightNN's
+ * would be 19 MB streamed from memory per step, measured no faster than
+ * re-lowering from the 1.6 MB input into a cache-resident workspace.
  */
 #include "model/net.h"
 
@@ -39,9 +42,6 @@
 #define S_PNAME_MAX (DQ_MF_NAME_MAX + 8) /* layer name + ".weight" */
 #define S_ALIGN 64
 #define S_MAX_ARENA_BYTES (1ULL << 46)  /* beyond this plan reports NOMEM up front */
-/* Saved conv column matrices, all layers together (LightNN at batch 128
- * needs 19 MB; a DeepNN's big layers would need GBs and recompute). */
-#define S_COLS_BUDGET ((size_t)32 << 20)
 
 struct dq_net {
     dq_model_file mf;
@@ -83,12 +83,9 @@ struct dq_net {
     bool relu_folded[DQ_MF_MAX_LAYERS];
     /* FUSION (training forward, s_plan_fusions): conv i also runs relu
      * fuse_relu[i] and maxpool fuse_pool[i] (-1: none) in its epilogue, and
-     * fused[j] says layer j's training forward was done that way. cols[i]
-     * (NULL: none) keeps conv i's column matrix for its backward. */
+     * fused[j] says layer j's training forward was done that way. */
     int fuse_relu[DQ_MF_MAX_LAYERS], fuse_pool[DQ_MF_MAX_LAYERS];
     bool fused[DQ_MF_MAX_LAYERS];
-    float *cols[DQ_MF_MAX_LAYERS];
-    int64_t cols_floats[DQ_MF_MAX_LAYERS];
 };
 
 /* ---- load / destroy ---------------------------------------------------------- */
@@ -348,21 +345,6 @@ static size_t s_layout(dq_net_t *net, unsigned char *base, int64_t N)
         if (l->type == DQ_LAYER_MAXPOOL2D)
             net->argmax[i] = s_carve(base, &off, (size_t)(N * dq_mf_out_numel(l)) * sizeof(int32_t));
     }
-    /* FUSION: saved conv columns, in layer order while the budget lasts. */
-    size_t cols_left = S_COLS_BUDGET;
-    for (int i = 0; i < mf->n_layers; i++) {
-        const dq_mf_layer *l = &mf->layers[i];
-        net->cols[i] = NULL;
-        net->cols_floats[i] = 0;
-        if (l->type != DQ_LAYER_CONV2D) continue;
-        dq_conv2d_params cp = {l->stride, l->padding, 0};
-        int64_t n = dq_conv2d_cols_floats(N, l->in_shape[0], l->in_shape[1], l->in_shape[2],
-                                          l->kernel, l->kernel, cp);
-        if (n == 0 || (size_t)n * fsz > cols_left) continue;
-        cols_left -= (size_t)n * fsz;
-        net->cols_floats[i] = n;
-        net->cols[i] = s_carve(base, &off, (size_t)n * fsz);
-    }
     return off;
 }
 
@@ -449,18 +431,17 @@ static dq_status s_forward(dq_net_t *net, int64_t N, bool train, dq_rng *rng, dq
             /* eval: position-invariant GEMMs (batch-invariant, see net.h) */
             dq_conv2d_params cp = {l->stride, l->padding, 0};
             const dq_tensor *w = s_param(net, net->w_idx[i]), *b = s_param(net, net->b_idx[i]);
-            /* FUSION: training conv with its relu/maxpool epilogue and saved columns */
+            /* FUSION: training conv with its relu [+ maxpool] epilogue */
             int r = net->fuse_relu[i], m = net->fuse_pool[i];
-            if (train && (r >= 0 || net->cols[i])) {
-                dq_conv2d_epilogue e = {r >= 0, 0, 0};
+            if (train && r >= 0) {
+                dq_conv2d_epilogue e = {true, 0, 0};
                 if (m >= 0) {
                     e.pool_kernel = mf->layers[m].kernel;
                     e.pool_stride = mf->layers[m].stride;
                 }
                 st = dq_conv2d_fused_forward(out, m >= 0 ? &net->out[m] : NULL,
-                                             m >= 0 ? net->argmax[m] : NULL, net->cols[i],
-                                             net->cols_floats[i], in, w, b, cp, e,
-                                             net->ws, net->ws_floats, err);
+                                             m >= 0 ? net->argmax[m] : NULL, NULL, 0, in, w, b,
+                                             cp, e, net->ws, net->ws_floats, err);
                 break;
             }
             st = train ? dq_conv2d_forward(out, in, w, b, cp, net->ws, net->ws_floats, err)
@@ -553,13 +534,6 @@ dq_status dq_net_backward(dq_net_t *net, dq_err *err)
         switch (l->type) {
         case DQ_LAYER_CONV2D: {
             dq_conv2d_params cp = {l->stride, l->padding, 0};
-            if (net->cols[i]) { /* FUSION: the forward's saved columns */
-                st = dq_conv2d_backward_cols(din, s_grad(net, net->w_idx[i]),
-                                             s_grad(net, net->b_idx[i]), dout, in,
-                                             s_param(net, net->w_idx[i]), cp, net->cols[i],
-                                             net->cols_floats[i], net->ws, net->ws_floats, err);
-                break;
-            }
             st = dq_conv2d_backward(din, s_grad(net, net->w_idx[i]), s_grad(net, net->b_idx[i]),
                                     dout, in, s_param(net, net->w_idx[i]), cp, net->ws,
                                     net->ws_floats, err);
