@@ -1,7 +1,7 @@
 /* test_fused.c - the training-mode fused ops: conv2d with its relu/maxpool
  * epilogue and the backward that reads the forward's saved columns
- * (conv2d_fused.c), and the dense relu -> maxpool backward
- * (maxpool2d_fused.c).
+ * (conv2d_fused.c), the dense relu -> maxpool backward (maxpool2d_fused.c)
+ * and the per-image conv -> relu -> maxpool backward (conv2d_fused.c).
  *
  * The fused ops promise to be the unfused ones, bit for bit: every case runs
  * dq_conv2d_forward -> dq_relu_forward (in place) -> dq_maxpool2d_forward and
@@ -315,6 +315,110 @@ static void run_pool_case(const pool_cfg *c, int idx, dq_rng *rng)
     free(x), free(y), free(dy), free(d0), free(d1), free(am);
 }
 
+/* conv -> relu -> maxpool backward in one per-image pass == the unfused
+ * chain (pool+relu backward into the conv's output gradient, then conv
+ * backward), bit for bit, with pre-filled parameter and input gradients. */
+static void run_chain_case(const cfg *c, int idx, dq_rng *rng)
+{
+    dq_conv2d_params p = {c->stride, c->pad, 0};
+    const int64_t OH = dq_conv2d_out_size(c->H, c->KH, c->stride, c->pad);
+    const int64_t OW = dq_conv2d_out_size(c->W, c->KW, c->stride, c->pad);
+    const int64_t PH = dq_maxpool2d_out_size(OH, c->pool_k, c->pool_s);
+    const int64_t PW = dq_maxpool2d_out_size(OW, c->pool_k, c->pool_s);
+    const int64_t nx = (int64_t)c->N * c->C * c->H * c->W;
+    const int64_t nw = (int64_t)c->OC * c->C * c->KH * c->KW;
+    const int64_t ny = (int64_t)c->N * c->OC * OH * OW, np = (int64_t)c->N * c->OC * PH * PW;
+    float *x = s_calloc(nx, 4), *w = s_calloc(nw, 4), *b = s_calloc(c->OC, 4);
+    float *y = s_calloc(ny, 4), *pl = s_calloc(np, 4), *pd = s_calloc(np, 4);
+    float *dy = s_calloc(ny, 4);
+    int32_t *am = s_calloc(np, 4);
+    dq_test_fill(x, NULL, nx, rng, -1.0f, 1.0f);
+    dq_test_fill(w, NULL, nw, rng, -1.0f, 1.0f);
+    dq_test_fill(b, NULL, c->OC, rng, -1.0f, 1.0f);
+    dq_test_fill(pd, NULL, np, rng, -1.0f, 1.0f);
+    int64_t wsn = dq_conv2d_workspace(c->N, c->C, c->H, c->W, c->KH, c->KW, p);
+    int64_t wsf = dq_conv2d_relu_maxpool_backward_workspace(c->C, c->H, c->W, c->KH, c->KW,
+                                                            c->OC, p);
+    if (wsf > wsn) wsn = wsf;
+    float *ws = s_calloc(wsn, 4);
+    int64_t bshape[1] = {c->OC};
+    dq_tensor tx = dq_tensor_view4(x, c->N, c->C, c->H, c->W);
+    dq_tensor tw = dq_tensor_view4(w, c->OC, c->C, c->KH, c->KW);
+    dq_tensor tb = dq_tensor_view(b, 1, bshape);
+    dq_tensor ty = dq_tensor_view4(y, c->N, c->OC, OH, OW);
+    dq_tensor tp = dq_tensor_view4(pl, c->N, c->OC, PH, PW);
+    dq_tensor tpd = dq_tensor_view4(pd, c->N, c->OC, PH, PW);
+    dq_tensor tdy = dq_tensor_view4(dy, c->N, c->OC, OH, OW);
+    dq_conv2d_epilogue e = {true, c->pool_k, c->pool_s};
+    dq_err err = {{0}};
+    assert_int_equal(dq_conv2d_fused_forward(&ty, &tp, am, NULL, 0, &tx, &tw, &tb, p, e, ws, wsn,
+                                             &err),
+                     DQ_OK);
+    float *g[2][3];
+    for (int v = 0; v < 2; v++) {
+        g[v][0] = s_calloc(nx, 4);
+        g[v][1] = s_calloc(nw, 4);
+        g[v][2] = s_calloc(c->OC, 4);
+    }
+    dq_test_fill(g[0][0], NULL, nx, rng, -1.0f, 1.0f);
+    dq_test_fill(g[0][1], NULL, nw, rng, -1.0f, 1.0f);
+    dq_test_fill(g[0][2], NULL, c->OC, rng, -1.0f, 1.0f);
+    memcpy(g[1][0], g[0][0], (size_t)nx * 4);
+    memcpy(g[1][1], g[0][1], (size_t)nw * 4);
+    memcpy(g[1][2], g[0][2], (size_t)c->OC * 4);
+    dq_tensor dx[2], dw[2], db[2];
+    for (int v = 0; v < 2; v++) {
+        dx[v] = dq_tensor_view4(g[v][0], c->N, c->C, c->H, c->W);
+        dw[v] = dq_tensor_view4(g[v][1], c->OC, c->C, c->KH, c->KW);
+        db[v] = dq_tensor_view(g[v][2], 1, bshape);
+    }
+    /* unfused: relu+pool backward into dy, then the conv backward */
+    assert_int_equal(dq_maxpool2d_relu_backward_set(&tdy, &tpd, am, &ty, &err), DQ_OK);
+    assert_int_equal(dq_conv2d_backward(&dx[0], &dw[0], &db[0], &tdy, &tx, &tw, p, ws, wsn,
+                                        &err),
+                     DQ_OK);
+    assert_int_equal(dq_conv2d_relu_maxpool_backward(&dx[1], &dw[1], &db[1], &tpd, am, &tp, &tx,
+                                                     &tw, p, c->pool_k, c->pool_s, ws, wsn,
+                                                     &err),
+                     DQ_OK);
+    const char *names[3] = {"dinput", "dweight", "dbias"};
+    const int64_t sizes[3] = {nx, nw, c->OC};
+    for (int k = 0; k < 3; k++)
+        if (memcmp(g[0][k], g[1][k], (size_t)sizes[k] * 4) != 0)
+            fail_msg("chain case %d: %s differs", idx, names[k]);
+    /* first layer: no input gradient */
+    assert_int_equal(dq_conv2d_relu_maxpool_backward(NULL, &dw[1], NULL, &tpd, am, &tp, &tx, &tw,
+                                                     p, c->pool_k, c->pool_s, ws, wsn, &err),
+                     DQ_OK);
+    assert_int_equal(dq_conv2d_backward(NULL, &dw[0], NULL, &tdy, &tx, &tw, p, ws, wsn, &err),
+                     DQ_OK);
+    if (memcmp(g[0][1], g[1][1], (size_t)nw * 4) != 0)
+        fail_msg("chain case %d: dweight (no din) differs", idx);
+    /* too small a workspace is refused */
+    assert_int_equal(dq_conv2d_relu_maxpool_backward(NULL, &dw[1], NULL, &tpd, am, &tp, &tx, &tw,
+                                                     p, c->pool_k, c->pool_s, ws, wsf - 1, &err),
+                     DQ_ERR_ARG);
+    assert_non_null(strstr(err.msg, "workspace"));
+    for (int v = 0; v < 2; v++) free(g[v][0]), free(g[v][1]), free(g[v][2]);
+    free(x), free(w), free(b), free(y), free(pl), free(pd), free(dy), free(am), free(ws);
+}
+
+static void test_chain_backward_matches_unfused(void **state)
+{
+    (void)state;
+    static const cfg cases[] = {
+        /* N  C   H   W  OC KH KW s pad bias relu pk ps ws mg nan */
+        {128, 1, 28, 28, 16, 3, 3, 1, 1, true, true, 2, 2, 0, 0, false},  /* LightNN 1 */
+        {128, 16, 14, 14, 16, 3, 3, 1, 1, true, true, 2, 2, 0, 0, false}, /* LightNN 2 */
+        {3, 8, 5, 5, 4, 1, 1, 1, 0, true, true, 2, 2, 0, 0, false},       /* pointwise, odd */
+        {4, 2, 11, 9, 5, 3, 2, 2, 1, true, true, 3, 2, 0, 0, false},      /* overlapping pool */
+    };
+    dq_rng rng;
+    dq_rng_seed(&rng, 29);
+    for (int i = 0; i < (int)(sizeof cases / sizeof cases[0]); i++)
+        run_chain_case(&cases[i], i, &rng);
+}
+
 static void test_pool_backward_matches_unfused(void **state)
 {
     (void)state;
@@ -372,6 +476,7 @@ int main(void)
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_pool_backward_hand_computed),
         cmocka_unit_test(test_pool_backward_matches_unfused),
+        cmocka_unit_test(test_chain_backward_matches_unfused),
     };
     return cmocka_run_group_tests_name("fused", tests, NULL, NULL);
 }

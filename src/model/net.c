@@ -86,6 +86,9 @@ struct dq_net {
      * fused[j] says layer j's training forward was done that way. */
     int fuse_relu[DQ_MF_MAX_LAYERS], fuse_pool[DQ_MF_MAX_LAYERS];
     bool fused[DQ_MF_MAX_LAYERS];
+    /* FUSION (backward): pool_in_conv[m]: maxpool m's backward (with the
+     * relu folded into it) is done per image by the conv before them. */
+    bool pool_in_conv[DQ_MF_MAX_LAYERS];
 };
 
 /* ---- load / destroy ---------------------------------------------------------- */
@@ -194,6 +197,8 @@ static void s_plan_fusions(dq_net_t *net)
             mf->layers[m].from == r) {
             net->fuse_pool[i] = m;
             net->fused[m] = true;
+            /* The conv's output gradient then has no other writer or reader. */
+            net->pool_in_conv[m] = net->pool_relu[m];
         }
     }
 }
@@ -336,6 +341,13 @@ static size_t s_layout(dq_net_t *net, unsigned char *base, int64_t N)
         }
         if (l->type == DQ_LAYER_LINEAR && dq_linear_invariant_workspace() > ws)
             ws = dq_linear_invariant_workspace();
+        if (l->type == DQ_LAYER_CONV2D && net->fuse_pool[i] >= 0 &&
+            net->pool_in_conv[net->fuse_pool[i]]) { /* FUSION: its backward's scratch */
+            dq_conv2d_params cp = {l->stride, l->padding, 0};
+            int64_t wf = dq_conv2d_relu_maxpool_backward_workspace(
+                l->in_shape[0], l->in_shape[1], l->in_shape[2], l->kernel, l->kernel, l->out, cp);
+            if (wf > ws) ws = wf;
+        }
     }
     net->ws_floats = ws;
     net->ws = s_carve(base, &off, (size_t)ws * fsz);
@@ -534,6 +546,15 @@ dq_status dq_net_backward(dq_net_t *net, dq_err *err)
         switch (l->type) {
         case DQ_LAYER_CONV2D: {
             dq_conv2d_params cp = {l->stride, l->padding, 0};
+            int m = net->fuse_pool[i];
+            if (m >= 0 && net->pool_in_conv[m]) { /* FUSION: relu + maxpool backward too */
+                const dq_mf_layer *pl = &mf->layers[m];
+                st = dq_conv2d_relu_maxpool_backward(
+                    din, s_grad(net, net->w_idx[i]), s_grad(net, net->b_idx[i]), &net->dout[m],
+                    net->argmax[m], &net->out[m], in, s_param(net, net->w_idx[i]), cp,
+                    pl->kernel, pl->stride, net->ws, net->ws_floats, err);
+                break;
+            }
             st = dq_conv2d_backward(din, s_grad(net, net->w_idx[i]), s_grad(net, net->b_idx[i]),
                                     dout, in, s_param(net, net->w_idx[i]), cp, net->ws,
                                     net->ws_floats, err);
@@ -550,6 +571,7 @@ dq_status dq_net_backward(dq_net_t *net, dq_err *err)
             else if (din) st = dq_relu_backward(din, dout, &net->out[i], err);
             break;
         case DQ_LAYER_MAXPOOL2D:
+            if (net->pool_in_conv[i]) break; /* FUSION: done by the conv before it */
             if (net->pool_relu[i]) /* FUSION: dense, tested on the pool output */
                 st = dq_maxpool2d_relu_backward_pooled(&net->dout[mf->layers[l->from].from],
                                                        dout, net->argmax[i], &net->out[i],

@@ -312,3 +312,97 @@ dq_status dq_conv2d_backward_cols(dq_tensor *din, dq_tensor *dw, dq_tensor *db,
     }
     return DQ_OK;
 }
+
+/* ---- backward of conv -> relu -> maxpool, one image at a time ----------------
+ * Unfused, the relu/maxpool backward wrote the conv's whole output gradient
+ * (6.4 MB for LightNN's first layer at batch 128) and the conv backward read
+ * it back, both from memory. Here each image's output gradient is rebuilt
+ * (dq_maxpool2d_relu_backward_pooled on a one-image view) into a scratch
+ * plane after the workspace's columns and consumed there by the same GEMMs
+ * as dq_conv2d_backward, so it never leaves the cache; the values, and so
+ * the gradients, are bitwise the unfused ones. */
+
+int64_t dq_conv2d_relu_maxpool_backward_workspace(int64_t C, int64_t H, int64_t W, int64_t KH,
+                                                  int64_t KW, int64_t OC, dq_conv2d_params p)
+{
+    int64_t OH = dq_conv2d_out_size(H, KH, p.stride, p.padding);
+    int64_t OW = dq_conv2d_out_size(W, KW, p.stride, p.padding);
+    if (C < 1 || OH < 1 || OW < 1) return 0;
+    return C * KH * KW * s_pad_ld(OH * OW) + OC * OH * OW;
+}
+
+dq_status dq_conv2d_relu_maxpool_backward(dq_tensor *din, dq_tensor *dw, dq_tensor *db,
+                                          const dq_tensor *pool_dout, const int32_t *argmax,
+                                          const dq_tensor *pool_out, const dq_tensor *in,
+                                          const dq_tensor *w, dq_conv2d_params p,
+                                          int pool_kernel, int pool_stride, float *ws,
+                                          int64_t ws_floats, dq_err *err)
+{
+    const char *op = "conv2d+relu+maxpool backward";
+    dq_im2col_geom g;
+    DQ_TRY(dq_tensor_expect_rank(in, op, "input", 4, err));
+    DQ_TRY(dq_tensor_expect_rank(w, op, "weight", 4, err));
+    const int64_t N = in->shape[0], OC = w->shape[0];
+    g = dq_im2col_geom_make(in->shape[1], in->shape[2], in->shape[3], w->shape[2], w->shape[3],
+                            p.stride, p.padding);
+    if (g.OH < 1 || g.OW < 1)
+        return dq_fail(err, DQ_ERR_SHAPE, "%s: kernel does not fit the input", op);
+    const int64_t K = g.C * g.KH * g.KW, P = g.OH * g.OW, img = g.C * g.H * g.W;
+    const int64_t need = dq_conv2d_relu_maxpool_backward_workspace(g.C, g.H, g.W, g.KH, g.KW,
+                                                                   OC, p);
+    if (!ws || ws_floats < need)
+        return dq_fail(err, DQ_ERR_ARG, "%s: workspace has %lld floats, needs at least %lld",
+                       op, (long long)(ws ? ws_floats : 0), (long long)need);
+    if (din) DQ_TRY(dq_tensor_expect(din, op, "input gradient", 4, in->shape, err));
+    if (dw) DQ_TRY(dq_tensor_expect(dw, op, "weight gradient", 4, w->shape, err));
+    DQ_TRY(s_check_bias(op, "bias gradient", db, OC, err));
+    DQ_TRY(dq_tensor_expect_rank(pool_dout, op, "pool output gradient", 4, err));
+    if (pool_dout->shape[0] != N || pool_dout->shape[1] != OC) {
+        char b[96];
+        return dq_fail(err, DQ_ERR_SHAPE, "%s: pool output gradient %s does not match %lld "
+                       "images of %lld channels", op,
+                       dq_tensor_shape_str(pool_dout, b, sizeof b), (long long)N, (long long)OC);
+    }
+    DQ_TRY(dq_tensor_expect(pool_out, op, "pool output", 4, pool_dout->shape, err));
+    if (!argmax) return dq_fail(err, DQ_ERR_ARG, "%s: argmax is missing", op);
+    if (K * P > INT_MAX || OC > INT_MAX)
+        return dq_fail(err, DQ_ERR_UNSUPPORTED, "%s: %lld-float column matrix exceeds BLAS "
+                       "int sizes", op, (long long)(K * P));
+    const int pointwise = s_is_pointwise(&g);
+    const int64_t ldcol = s_pad_ld(P);
+    float *dy = ws + K * ldcol; /* one image's conv output gradient [OC, P] */
+    const int64_t PP = pool_dout->shape[2] * pool_dout->shape[3];
+
+    for (int64_t n = 0; n < N; n++) {
+        dq_tensor t_dy = dq_tensor_view4(dy, 1, OC, g.OH, g.OW);
+        dq_tensor t_pd = dq_tensor_view4(pool_dout->data + n * OC * PP, 1, OC,
+                                         pool_dout->shape[2], pool_dout->shape[3]);
+        dq_tensor t_po = dq_tensor_view4(pool_out->data + n * OC * PP, 1, OC,
+                                         pool_dout->shape[2], pool_dout->shape[3]);
+        DQ_TRY(dq_maxpool2d_relu_backward_pooled(&t_dy, &t_pd, argmax + n * OC * PP, &t_po,
+                                                 pool_kernel, pool_stride, err));
+        if (db)
+            for (int64_t o = 0; o < OC; o++) db->data[o] += s_sum(dy + o * P, P);
+        if (dw) {
+            const float *col = in->data + n * img;
+            int64_t ld = P;
+            if (!pointwise) {
+                dq_im2col(ws, ldcol, col, &g);
+                col = ws;
+                ld = ldcol;
+            }
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)OC, (int)K, (int)P, 1.0f,
+                        dy, (int)P, col, (int)ld, 1.0f, dw->data, (int)K);
+        }
+        if (!din) continue;
+        if (pointwise) {
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)K, (int)P, (int)OC, 1.0f,
+                        w->data, (int)K, dy, (int)P, 1.0f, din->data + n * img, (int)P);
+            continue;
+        }
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)K, (int)P, (int)OC, 1.0f,
+                    w->data, (int)K, dy, (int)P, 0.0f, ws, (int)ldcol);
+        dq_col2im_add(din->data + n * img, ws, ldcol, &g);
+    }
+    return DQ_OK;
+}

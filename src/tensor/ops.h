@@ -90,6 +90,20 @@ dq_status dq_conv2d_backward_cols(dq_tensor *din, dq_tensor *dw, dq_tensor *db,
                                   const dq_tensor *w, dq_conv2d_params p, const float *cols,
                                   int64_t cols_floats, float *ws, int64_t ws_floats,
                                   dq_err *err);
+/* The backward of conv -> relu -> maxpool from the POOL's output gradient
+ * pool_dout [N,OC,PH,PW], argmax and output pool_out (as the fused forward
+ * left them): per image, dq_maxpool2d_relu_backward_pooled into a scratch
+ * plane, then dq_conv2d_backward's GEMMs on it. Bitwise the unfused
+ * composition; the conv's output gradient is never materialised. ws needs
+ * dq_conv2d_relu_maxpool_backward_workspace floats (C, H, W of the input). */
+int64_t dq_conv2d_relu_maxpool_backward_workspace(int64_t C, int64_t H, int64_t W, int64_t KH,
+                                                  int64_t KW, int64_t OC, dq_conv2d_params p);
+dq_status dq_conv2d_relu_maxpool_backward(dq_tensor *din, dq_tensor *dw, dq_tensor *db,
+                                          const dq_tensor *pool_dout, const int32_t *argmax,
+                                          const dq_tensor *pool_out, const dq_tensor *in,
+                                          const dq_tensor *w, dq_conv2d_params p,
+                                          int pool_kernel, int pool_stride, float *ws,
+                                          int64_t ws_floats, dq_err *err);
 
 /* ---- linear: out = in @ w^T + b ----------------------------------------------
  * in [N,I], w [O,I] (PyTorch layout), b [O] or NULL, out [N,O]. */
