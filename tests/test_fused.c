@@ -54,7 +54,7 @@ static void s_fill_nan(float *x, int64_t n, float v)
 static void run_case(const cfg *c, int idx, dq_rng *rng)
 {
     dq_conv2d_params p = {c->stride, c->pad, c->max_group};
-    dq_conv2d_epilogue e = {c->relu, c->pool_k, c->pool_s};
+    dq_conv2d_epilogue e = {c->relu, c->pool_k, c->pool_s, false};
     const int64_t OH = dq_conv2d_out_size(c->H, c->KH, c->stride, c->pad);
     const int64_t OW = dq_conv2d_out_size(c->W, c->KW, c->stride, c->pad);
     assert_true(OH > 0 && OW > 0);
@@ -112,6 +112,40 @@ static void run_case(const cfg *c, int idx, dq_rng *rng)
             fail_msg("case %d (saved %d): pool output differs", idx, saved);
         if (c->pool_k && memcmp(am0, am1, (size_t)np * 4) != 0)
             fail_msg("case %d (saved %d): argmax differs", idx, saved);
+    }
+
+    /* discard_out: the same pool output and argmax, out left untouched */
+    if (c->pool_k) {
+        int64_t wsd = dq_conv2d_fused_workspace(c->N, c->C, c->H, c->W, c->KH, c->KW, c->OC, p);
+        if (wsd < wsn) wsd = wsn;
+        float *ws2 = s_calloc(wsd, 4);
+        dq_conv2d_epilogue ed = e;
+        ed.discard_out = true;
+        s_fill_nan(y1, ny, -7.0f);
+        s_fill_nan(pl1, np, -7.0f);
+        memset(am1, 0xff, (size_t)np * 4);
+        assert_int_equal(dq_conv2d_fused_forward(&ty1, &tp1, am1, NULL, 0, &tx, &tw, bias, p, ed,
+                                                 ws2, wsd, &err),
+                         DQ_OK);
+        if (memcmp(pl0, pl1, (size_t)np * 4) != 0)
+            fail_msg("case %d (discard): pool output differs", idx);
+        if (memcmp(am0, am1, (size_t)np * 4) != 0)
+            fail_msg("case %d (discard): argmax differs", idx);
+        for (int64_t i = 0; i < ny; i++)
+            if (y1[i] != -7.0f) fail_msg("case %d (discard): output written at %lld", idx,
+                                         (long long)i);
+        /* one float short of the workspace, or no pool: refused */
+        assert_int_equal(dq_conv2d_fused_forward(&ty1, &tp1, am1, NULL, 0, &tx, &tw, bias, p, ed,
+                                                 ws2, dq_conv2d_fused_workspace(c->N, c->C, c->H,
+                                                 c->W, c->KH, c->KW, c->OC, p) - 1, &err)
+                             == DQ_OK,
+                         false);
+        ed.pool_kernel = 0;
+        assert_int_equal(dq_conv2d_fused_forward(&ty1, NULL, NULL, NULL, 0, &tx, &tw, bias, p, ed,
+                                                 ws2, wsd, &err),
+                         DQ_ERR_ARG);
+        assert_non_null(strstr(err.msg, "needs a pool"));
+        free(ws2);
     }
 
     /* backward from the saved columns == backward that lowers again */
@@ -201,7 +235,7 @@ static void test_hand_computed(void **state)
     dq_tensor tb = dq_tensor_view(b, 1, b1), ty = dq_tensor_view4(y, 1, 1, 2, 2);
     dq_tensor tp = dq_tensor_view4(pl, 1, 1, 1, 1);
     dq_conv2d_params p = {1, 0, 0};
-    dq_conv2d_epilogue e = {true, 2, 2};
+    dq_conv2d_epilogue e = {true, 2, 2, false};
     dq_err err = {{0}};
     assert_true(dq_conv2d_cols_floats(1, 1, 3, 3, 2, 2, p) == 80);
     assert_int_equal(dq_conv2d_fused_forward(&ty, &tp, am, cols, 80, &tx, &tw, &tb, p, e, ws,
@@ -232,7 +266,7 @@ static void test_errors(void **state)
     dq_tensor tx = dq_tensor_view4(x, 2, 2, 6, 6), tw = dq_tensor_view4(w, 3, 2, 3, 3);
     dq_tensor ty = dq_tensor_view4(y, 2, 3, 6, 6), tp = dq_tensor_view4(pl, 2, 3, 3, 3);
     dq_tensor tp_bad = dq_tensor_view4(pl, 2, 3, 2, 3);
-    dq_conv2d_epilogue e = {true, 2, 2};
+    dq_conv2d_epilogue e = {true, 2, 2, false};
     dq_err err = {{0}};
     assert_int_equal(dq_conv2d_fused_forward(&ty, &tp_bad, am, NULL, 0, &tx, &tw, NULL, p, e, ws,
                                              wsn, &err),
@@ -242,7 +276,7 @@ static void test_errors(void **state)
                                              wsn, &err),
                      DQ_ERR_ARG);
     assert_non_null(strstr(err.msg, "argmax is missing"));
-    dq_conv2d_epilogue e7 = {true, 7, 7};
+    dq_conv2d_epilogue e7 = {true, 7, 7, false};
     assert_int_equal(dq_conv2d_fused_forward(&ty, &tp, am, NULL, 0, &tx, &tw, NULL, p, e7, ws,
                                              wsn, &err),
                      DQ_ERR_SHAPE);
@@ -349,7 +383,7 @@ static void run_chain_case(const cfg *c, int idx, dq_rng *rng)
     dq_tensor tp = dq_tensor_view4(pl, c->N, c->OC, PH, PW);
     dq_tensor tpd = dq_tensor_view4(pd, c->N, c->OC, PH, PW);
     dq_tensor tdy = dq_tensor_view4(dy, c->N, c->OC, OH, OW);
-    dq_conv2d_epilogue e = {true, c->pool_k, c->pool_s};
+    dq_conv2d_epilogue e = {true, c->pool_k, c->pool_s, false};
     dq_err err = {{0}};
     assert_int_equal(dq_conv2d_fused_forward(&ty, &tp, am, NULL, 0, &tx, &tw, &tb, p, e, ws, wsn,
                                              &err),

@@ -87,7 +87,8 @@ struct dq_net {
     int fuse_relu[DQ_MF_MAX_LAYERS], fuse_pool[DQ_MF_MAX_LAYERS];
     bool fused[DQ_MF_MAX_LAYERS];
     /* FUSION (backward): pool_in_conv[m]: maxpool m's backward (with the
-     * relu folded into it) is done per image by the conv before them. */
+     * relu folded into it) is done per image by the conv before them; the
+     * conv/relu output is then read by nobody and not even written. */
     bool pool_in_conv[DQ_MF_MAX_LAYERS];
 };
 
@@ -346,7 +347,11 @@ static size_t s_layout(dq_net_t *net, unsigned char *base, int64_t N)
             dq_conv2d_params cp = {l->stride, l->padding, 0};
             int64_t wf = dq_conv2d_relu_maxpool_backward_workspace(
                 l->in_shape[0], l->in_shape[1], l->in_shape[2], l->kernel, l->kernel, l->out, cp);
+            int64_t wo = dq_conv2d_fused_workspace(N, l->in_shape[0], l->in_shape[1],
+                                                   l->in_shape[2], l->kernel, l->kernel, l->out,
+                                                   cp);
             if (wf > ws) ws = wf;
+            if (wo > ws) ws = wo;
         }
     }
     net->ws_floats = ws;
@@ -446,10 +451,12 @@ static dq_status s_forward(dq_net_t *net, int64_t N, bool train, dq_rng *rng, dq
             /* FUSION: training conv with its relu [+ maxpool] epilogue */
             int r = net->fuse_relu[i], m = net->fuse_pool[i];
             if (train && r >= 0) {
-                dq_conv2d_epilogue e = {true, 0, 0};
+                dq_conv2d_epilogue e = {true, 0, 0, false};
                 if (m >= 0) {
                     e.pool_kernel = mf->layers[m].kernel;
                     e.pool_stride = mf->layers[m].stride;
+                    /* nothing reads the relu output when backward is fused too */
+                    e.discard_out = net->pool_in_conv[m];
                 }
                 st = dq_conv2d_fused_forward(out, m >= 0 ? &net->out[m] : NULL,
                                              m >= 0 ? net->argmax[m] : NULL, NULL, 0, in, w, b,

@@ -15,8 +15,10 @@
  * gives (test_conv2d_fused asserts that). The relu is applied on the way
  * (in the permute for G > 1, in place for G = 1, with relu.c's expression
  * x <= 0 ? 0 : x), and the pool is dq_maxpool2d_forward itself on a
- * one-image view, so pooling is the same code. The relu'd conv output is
- * still written to out: the fused relu/maxpool backward reads it.
+ * view of the group, so pooling is the same code. The relu'd conv output is
+ * written to out unless the caller says nothing reads it (discard_out: the
+ * backward below rebuilds what it needs from the pool's output), in which
+ * case it only ever lives in the workspace, after the group's columns.
  *
  * Saved columns: with a cols buffer of dq_conv2d_cols_floats, im2col writes
  * each group's columns there instead of into the shared workspace. Layout:
@@ -74,6 +76,18 @@ static int64_t s_group(int64_t N, int64_t K, int64_t P, int64_t OC, int pointwis
     if (OC > K || pointwise) G = 1;
     if (max_group > 0 && G > max_group) G = max_group;
     return G;
+}
+
+int64_t dq_conv2d_fused_workspace(int64_t N, int64_t C, int64_t H, int64_t W, int64_t KH,
+                                  int64_t KW, int64_t OC, dq_conv2d_params p)
+{
+    int64_t OH = dq_conv2d_out_size(H, KH, p.stride, p.padding);
+    int64_t OW = dq_conv2d_out_size(W, KW, p.stride, p.padding);
+    if (N < 1 || C < 1 || OH < 1 || OW < 1) return 0;
+    const int64_t K = C * KH * KW, P = OH * OW;
+    const int pointwise = KH == 1 && KW == 1 && p.stride == 1 && p.padding == 0;
+    const int64_t G = s_group(N, K, P, OC, pointwise, INT64_MAX, p.max_group);
+    return K * (G * P + S_LD_PAD) + OC * G * P;
 }
 
 int64_t dq_conv2d_cols_floats(int64_t N, int64_t C, int64_t H, int64_t W, int64_t KH,
@@ -186,14 +200,14 @@ static float s_sum(const float *x, int64_t n)
     return s;
 }
 
-/* Pools images [n0, n0 + gn) of out into pool_out/argmax. */
-static dq_status s_pool(dq_tensor *pool_out, int32_t *argmax, const dq_tensor *out, int64_t n0,
-                        int64_t gn, dq_conv2d_epilogue e, dq_err *err)
+/* Pools gn images at x (shaped like out's) into images [n0, n0 + gn) of
+ * pool_out/argmax. */
+static dq_status s_pool(dq_tensor *pool_out, int32_t *argmax, float *x_data,
+                        const dq_tensor *out, int64_t n0, int64_t gn, dq_conv2d_epilogue e,
+                        dq_err *err)
 {
-    const int64_t img = out->shape[1] * out->shape[2] * out->shape[3];
     const int64_t pimg = pool_out->shape[1] * pool_out->shape[2] * pool_out->shape[3];
-    dq_tensor x = dq_tensor_view4(out->data + n0 * img, gn, out->shape[1], out->shape[2],
-                                  out->shape[3]);
+    dq_tensor x = dq_tensor_view4(x_data, gn, out->shape[1], out->shape[2], out->shape[3]);
     dq_tensor y = dq_tensor_view4(pool_out->data + n0 * pimg, gn, pool_out->shape[1],
                                   pool_out->shape[2], pool_out->shape[3]);
     return dq_maxpool2d_forward(&y, argmax + n0 * pimg, &x, e.pool_kernel, e.pool_stride, err);
@@ -225,12 +239,22 @@ dq_status dq_conv2d_fused_forward(dq_tensor *out, dq_tensor *pool_out, int32_t *
     const int64_t K = g.C * g.KH * g.KW, P = g.OH * g.OW, img = g.C * g.H * g.W;
     const int pointwise = s_is_pointwise(&g);
     const int64_t G = s_group(N, K, P, OC, pointwise, ws_floats, p.max_group);
-    const int64_t blk = K * (G * P + S_LD_PAD); /* one group's saved columns */
+    const int64_t blk = K * (G * P + S_LD_PAD); /* one group's (saved) columns */
     if (pointwise) cols = NULL;
+    float *scratch = NULL; /* discard_out: the group's conv output, after the columns */
+    if (e.discard_out) {
+        if (e.pool_kernel <= 0)
+            return dq_fail(err, DQ_ERR_ARG, "%s: discarding the output needs a pool", op);
+        if (ws_floats < blk + OC * G * P)
+            return dq_fail(err, DQ_ERR_ARG, "%s: workspace has %lld floats, needs %lld to "
+                           "discard the output", op, (long long)ws_floats,
+                           (long long)(blk + OC * G * P));
+        scratch = ws + blk;
+    }
 
     for (int64_t n0 = 0; n0 < N; n0 += G) {
         const int64_t gn = N - n0 < G ? N - n0 : G, ld = gn * P;
-        float *slab = out->data + n0 * OC * P;
+        float *slab = scratch ? scratch : out->data + n0 * OC * P;
         float *colbuf = cols ? cols + (n0 / G) * blk : ws;
         int64_t ldcol = cols ? s_pad_ld(ld) : s_col_ld(ld, K, ws_floats);
         const float *col = colbuf;
@@ -248,18 +272,26 @@ dq_status dq_conv2d_fused_forward(dq_tensor *out, dq_tensor *pool_out, int32_t *
         }
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)OC, (int)ld, (int)K, 1.0f,
                     w->data, (int)K, col, (int)ldcol, beta, slab, (int)ld);
+        float *done = slab; /* the group's [gn][OC][P] output, relu applied */
         if (gn == 1) {
             if (e.relu) s_relu_inplace(slab, OC * P);
+        } else if (scratch) {
+            /* [OC][gn][P] -> [gn][OC][P] into ws, whose columns are used up
+             * (OC <= K here), bias and relu on the way */
+            for (int64_t j = 0; j < gn; j++)
+                for (int64_t o = 0; o < OC; o++)
+                    s_copy_add(ws + (j * OC + o) * P, slab + (o * gn + j) * P,
+                               b ? b->data[o] : 0.0f, P, e.relu);
+            done = ws;
         } else {
-            /* [OC][gn][P] -> [gn][OC][P] via ws (OC <= K here), bias and relu
-             * on the way. */
+            /* the same permute back into out, through ws */
             memcpy(ws, slab, (size_t)(OC * ld) * sizeof(float));
             for (int64_t j = 0; j < gn; j++)
                 for (int64_t o = 0; o < OC; o++)
                     s_copy_add(slab + (j * OC + o) * P, ws + (o * gn + j) * P,
                                b ? b->data[o] : 0.0f, P, e.relu);
         }
-        if (e.pool_kernel > 0) DQ_TRY(s_pool(pool_out, argmax, out, n0, gn, e, err));
+        if (e.pool_kernel > 0) DQ_TRY(s_pool(pool_out, argmax, done, out, n0, gn, e, err));
     }
     return DQ_OK;
 }

@@ -74,7 +74,13 @@ typedef struct {
     bool relu;
     int pool_kernel; /* 0: no pool */
     int pool_stride;
+    /* Only the pool output is wanted: out's data is not written (its shape
+     * is still checked), the conv output lives in ws, which then needs
+     * dq_conv2d_fused_workspace floats. */
+    bool discard_out;
 } dq_conv2d_epilogue;
+int64_t dq_conv2d_fused_workspace(int64_t N, int64_t C, int64_t H, int64_t W, int64_t KH,
+                                  int64_t KW, int64_t OC, dq_conv2d_params p);
 int64_t dq_conv2d_cols_floats(int64_t N, int64_t C, int64_t H, int64_t W, int64_t KH,
                               int64_t KW, dq_conv2d_params p);
 dq_status dq_conv2d_fused_forward(dq_tensor *out, dq_tensor *pool_out, int32_t *argmax,
