@@ -22,8 +22,12 @@
  *
  * Training-mode fusions (s_plan_fusions, tensor/conv2d_fused.c): a conv
  * followed by its in-place relu (and a maxpool of that) runs them in its
- * epilogue, while its output is in cache. Eval forward keeps the separate
- * batch-invariant ops. Backward lowers each image again rather than keeping
+ * epilogue, while its output is in cache; when that maxpool's backward also
+ * does the relu's (pool_relu), the conv's backward does both, image by
+ * image, and the conv/relu activation and its gradient never reach memory.
+ * Eval forward keeps the separate batch-invariant ops, so its numerics are
+ * untouched; training values are bitwise the unfused ones (test_fused).
+ * Backward lowers each image again rather than keeping
  * the forward's columns (dq_conv2d_backward_cols could): kept, LightNN's
  * would be 19 MB streamed from memory per step, measured no faster than
  * re-lowering from the 1.6 MB input into a cache-resident workspace.
@@ -179,8 +183,9 @@ static void s_plan_writers(dq_net_t *net)
 }
 
 /* FUSION: conv -> relu (in place, s_plan_writers) [-> maxpool of that
- * relu], adjacent in the file, become one training-mode op. The relu and
- * pool still write their own outputs and argmax, so backward is unchanged. */
+ * relu], adjacent in the file, become one training-mode forward op; with
+ * the pool, and the relu's backward folded into the pool's, one backward op
+ * too (pool_in_conv). The pool still writes its output and argmax. */
 static void s_plan_fusions(dq_net_t *net)
 {
     const dq_model_file *mf = &net->mf;
