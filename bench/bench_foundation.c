@@ -6,7 +6,8 @@
  *   teacher  DeepNN-fmnist forward, batch 128, eval mode: samples/s and
  *            GFLOP/s from dq_net_flops_per_sample;
  *   student  LightNN-fmnist training step, batch 128: zero_grad, forward
- *            (train), cross-entropy, backward, Adam; GFLOP/s counts 3x the
+ *            (train) from the input buffer the trainer normalises into,
+ *            cross-entropy, backward, Adam; GFLOP/s counts 3x the
  *            forward FLOPs (forward + input gradient + weight gradient).
  * Inputs are random with a fixed seed: throughput does not depend on the
  * values. Each measurement warms up (>= 3 iterations and >= 0.5 s: the first
@@ -47,6 +48,7 @@ typedef struct {
     int batch;
     int sgemm_n;
     double seconds;
+    int steps; /* --steps: exactly this many iterations, no warm-up (0: timed) */
     bool run_sgemm, run_teacher, run_student; /* --only */
 } s_options;
 
@@ -70,12 +72,19 @@ static int s_cmp_double(const void *a, const void *b)
 
 /* Warms up, then runs step for `seconds` in `windows` equal windows (each at
  * least one whole iteration) and sets *rate to the median window's
- * iterations per second. */
+ * iterations per second. With steps > 0 it runs exactly that many
+ * iterations instead, without warm-up (a fixed amount of work, e.g. for
+ * instruction counts under valgrind --tool=callgrind). */
 static dq_status s_time_median(double *rate, s_step_fn step, void *ctx, double seconds,
-                               int windows, dq_err *err)
+                               int windows, int steps, dq_err *err)
 {
     assert(windows >= 1 && windows <= S_MAX_WINDOWS);
     double t0 = s_now();
+    if (steps > 0) {
+        for (int i = 0; i < steps; i++) DQ_TRY(step(ctx, err));
+        *rate = steps / (s_now() - t0);
+        return DQ_OK;
+    }
     for (int i = 0; i < 3 || s_now() - t0 < 0.5; i++) DQ_TRY(step(ctx, err));
     double r[S_MAX_WINDOWS];
     for (int w = 0; w < windows; w++) {
@@ -136,7 +145,7 @@ static dq_status s_bench_sgemm(double *gflops, int n, double seconds, dq_err *er
 
     s_sgemm_ctx g = {a, b, c, n};
     double rate = 0.0;
-    dq_status st = s_time_median(&rate, s_sgemm_step, &g, seconds, 3, err);
+    dq_status st = s_time_median(&rate, s_sgemm_step, &g, seconds, 3, 0, err);
     *gflops = 2.0 * (double)n * n * n * rate / 1e9;
     free(a), free(b), free(c);
     return st;
@@ -185,7 +194,7 @@ static dq_status s_bench_teacher(double *sps, double *gflops, const s_options *o
     dq_status st = s_setup_net(&net, &x, o, "deepnn-fmnist.model", &rng, err);
     s_teacher_ctx t = {net, &x};
     double rate = 0.0;
-    if (st == DQ_OK) st = s_time_median(&rate, s_teacher_step, &t, o->seconds, 5, err);
+    if (st == DQ_OK) st = s_time_median(&rate, s_teacher_step, &t, o->seconds, 5, o->steps, err);
     if (st == DQ_OK) {
         *sps = rate * o->batch;
         *gflops = *sps * dq_net_flops_per_sample(net) / 1e9;
@@ -205,13 +214,14 @@ typedef struct {
     dq_adam_config cfg;
 } s_student_ctx;
 
-/* One training step: the loop body of a cross-entropy epoch. */
+/* One training step: the loop body of a cross-entropy epoch. The batch sits
+ * in the net's input buffer, where distillq-train normalises each batch. */
 static dq_status s_train_step(void *ctx, dq_err *err)
 {
     s_student_ctx *s = ctx;
     dq_net_t *net = s->net;
     dq_net_zero_grad(net);
-    DQ_TRY(dq_net_forward(net, s->x, true, s->rng, err));
+    DQ_TRY(dq_net_forward_input(net, s->x->shape[0], true, s->rng, err));
     const dq_tensor *logits = dq_net_output(net, "logits");
     dq_tensor *dlogits = dq_net_output_grad(net, "logits");
     if (!logits || !dlogits) return dq_fail(err, DQ_ERR_NOT_FOUND, "student: no 'logits' output");
@@ -245,10 +255,11 @@ static dq_status s_bench_student(double *sps, double *gflops, const s_options *o
     if (st == DQ_OK) {
         int classes = dq_net_input_spec(net)->classes;
         for (int i = 0; i < o->batch; i++) labels[i] = (int32_t)dq_rng_below(&rng, classes);
+        memcpy(dq_net_input_buffer(net), x.data, (size_t)dq_tensor_numel(&x) * sizeof(float));
     }
     s_student_ctx s = {net, &x, labels, m, v, 0, &rng, dq_adam_defaults()};
     double rate = 0.0;
-    if (st == DQ_OK) st = s_time_median(&rate, s_train_step, &s, o->seconds, 5, err);
+    if (st == DQ_OK) st = s_time_median(&rate, s_train_step, &s, o->seconds, 5, o->steps, err);
     if (st == DQ_OK) {
         *sps = rate * o->batch;
         *gflops = *sps * 3.0 * dq_net_flops_per_sample(net) / 1e9;
@@ -265,12 +276,13 @@ static void s_usage(FILE *f)
 {
     fprintf(f,
 "usage: bench_foundation [--threads 1,2] [--batch 128] [--seconds 3] [--sgemm-n 4096]\n"
-"                        [--models DIR] [--only sgemm,teacher,student]\n"
+"                        [--models DIR] [--only sgemm,teacher,student] [--steps N]\n"
 "\n"
 "Measures cblas_sgemm GFLOP/s, DeepNN-fmnist forward (eval) and LightNN-fmnist\n"
 "training (forward+backward+Adam) throughput at each thread count. Prints\n"
 "tab-separated RESULT/INFO lines; bench/run_foundation.sh compares them with\n"
-"PyTorch. Models are read from DIR (default %s).\n", DQ_BENCH_MODELS_DIR);
+"PyTorch. Models are read from DIR (default %s). --steps N runs exactly N\n"
+"teacher/student iterations without warm-up (for callgrind instruction counts).\n", DQ_BENCH_MODELS_DIR);
 }
 
 static dq_status s_parse_threads(s_options *o, const char *list, dq_err *err)
@@ -326,7 +338,7 @@ int main(int argc, char **argv)
         {"threads", required_argument, 0, 't'}, {"batch", required_argument, 0, 'b'},
         {"seconds", required_argument, 0, 's'}, {"sgemm-n", required_argument, 0, 'n'},
         {"models", required_argument, 0, 'm'},  {"only", required_argument, 0, 'o'},
-        {"help", no_argument, 0, 'h'},
+        {"steps", required_argument, 0, 'S'},   {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
     int c;
     long val;
@@ -349,6 +361,10 @@ int main(int argc, char **argv)
             break;
         }
         case 'm': o.models_dir = optarg; break;
+        case 'S':
+            st = s_parse_long("--steps", optarg, 1, 1000000, &val, &err);
+            o.steps = (int)val;
+            break;
         case 'o': st = s_parse_only(&o, optarg, &err); break;
         case 'h': s_usage(stdout); return 0;
         default: fprintf(stderr, "bench_foundation: try --help\n"); return 2;

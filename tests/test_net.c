@@ -609,6 +609,70 @@ static void s_random_bn(dq_net_t *net, dq_rng *r)
     }
 }
 
+/* A batch written into the net's own input buffer and run with
+ * dq_net_forward_input gives bitwise what dq_net_forward gives on a copy of
+ * it (training forward with dropout, and backward), in eval mode too. */
+static void test_forward_from_input_buffer(void **state)
+{
+    (void)state;
+    dq_net_t *net = s_net_shipped("lightnn-fmnist");
+    dq_err err = {{0}};
+    dq_rng r, d1, d2;
+    dq_rng_seed(&r, 21);
+    dq_net_init_params(net, &r);
+    enum { N = 3, IN = 784 };
+    float x[N * IN], logits[N * 10];
+    dq_test_fill(x, NULL, N * IN, &r, -1, 1);
+    assert_null(dq_net_input_buffer(net)); /* no plan yet */
+    assert_int_equal(dq_net_forward_input(net, N, false, NULL, &err), DQ_ERR_ARG);
+    assert_non_null(strstr(err.msg, "before dq_net_plan"));
+    assert_int_equal(dq_net_plan(net, 4, &err), DQ_OK);
+    int64_t np = dq_net_param_floats(net);
+    float *g1 = malloc(sizeof(float) * (size_t)np);
+    assert_non_null(g1);
+    dq_rng_seed(&d1, 4);
+    d2 = d1;
+    for (int pass = 0; pass < 2; pass++) {
+        dq_net_zero_grad(net);
+        if (pass == 0) {
+            dq_tensor t = dq_tensor_view4(x, N, 1, 28, 28);
+            assert_int_equal(dq_net_forward(net, &t, true, &d1, &err), DQ_OK);
+        } else {
+            float *buf = dq_net_input_buffer(net);
+            assert_non_null(buf);
+            memset(buf, 0, sizeof x);
+            memcpy(buf, x, sizeof x);
+            assert_int_equal(dq_net_forward_input(net, N, true, &d2, &err), DQ_OK);
+        }
+        const dq_tensor *lo = dq_net_output(net, "logits");
+        assert_int_equal(lo->shape[0], N);
+        if (pass == 0) memcpy(logits, lo->data, sizeof logits);
+        else assert_memory_equal(logits, lo->data, sizeof logits);
+        dq_tensor *g = dq_net_output_grad(net, "logits");
+        for (int64_t i = 0; i < dq_tensor_numel(g); i++) g->data[i] = 0.01f * (float)(i % 5) - 0.02f;
+        assert_int_equal(dq_net_backward(net, &err), DQ_OK);
+        if (pass == 0) memcpy(g1, dq_net_grads(net), sizeof(float) * (size_t)np);
+        else assert_memory_equal(g1, dq_net_grads(net), sizeof(float) * (size_t)np);
+    }
+    /* eval, and dq_net_forward on a view of the buffer itself */
+    dq_tensor t = dq_tensor_view4(x, N, 1, 28, 28);
+    assert_int_equal(dq_net_forward(net, &t, false, NULL, &err), DQ_OK);
+    memcpy(logits, dq_net_output(net, "logits")->data, sizeof logits);
+    dq_tensor own = dq_tensor_view4(dq_net_input_buffer(net), N, 1, 28, 28);
+    assert_int_equal(dq_net_forward(net, &own, false, NULL, &err), DQ_OK);
+    assert_memory_equal(logits, dq_net_output(net, "logits")->data, sizeof logits);
+    assert_int_equal(dq_net_forward_input(net, N, false, NULL, &err), DQ_OK);
+    assert_memory_equal(logits, dq_net_output(net, "logits")->data, sizeof logits);
+    /* batch sizes outside the plan */
+    assert_int_equal(dq_net_forward_input(net, 0, false, NULL, &err), DQ_ERR_SHAPE);
+    assert_int_equal(dq_net_forward_input(net, 5, false, NULL, &err), DQ_ERR_SHAPE);
+    assert_string_equal(err.msg, "net lightnn-fmnist: batch of 5 in the input buffer, expected "
+                                 "1 <= N <= 4 (the planned batch)");
+    assert_int_equal(dq_net_forward_input(net, N, true, NULL, &err), DQ_ERR_ARG);
+    free(g1);
+    dq_net_destroy(&net);
+}
+
 /* Eval forward is batch-invariant: every sample's outputs are bitwise the
  * same in any batch and at any position (what the teacher cache relies on).
  * Batches of 1..50 at several offsets against one batch of 50, on models
@@ -823,6 +887,7 @@ int main(void)
         cmocka_unit_test(test_repeated_backward_same_gradients),
         cmocka_unit_test(test_bn_fold_matches_unfolded),
         cmocka_unit_test(test_residual_backward_finite_differences),
+        cmocka_unit_test(test_forward_from_input_buffer),
     };
     return cmocka_run_group_tests_name("net", tests, NULL, NULL);
 }

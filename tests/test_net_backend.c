@@ -140,7 +140,7 @@ static void test_walk_equals_direct_ops(void **state)
 /* ---- a backend that wraps the CPU table and counts calls ------------------------- */
 
 enum { S_CONV_F, S_CONV_B, S_LIN_F, S_LIN_B, S_RELU_F, S_RELU_B, S_POOL_F, S_POOL_B, S_FUSED_B,
-       S_DROP_F, S_DROP_B, S_ADAM, S_NCALLS };
+       S_DROP_F, S_DROP_B, S_ADAM, S_CONVF_F, S_CONVF_B, S_POOLED_B, S_NCALLS };
 
 typedef struct {
     dq_backend_t base;
@@ -229,6 +229,35 @@ static dq_status s_c_fused_b(dq_backend_t *b, dq_tensor *din, const dq_tensor *d
     return s_cnt(b)->cpu->maxpool2d_relu_backward_set(b, din, dout, am, relu_out, err);
 }
 
+static dq_status s_c_pooled_b(dq_backend_t *b, dq_tensor *din, const dq_tensor *dout,
+                              const int32_t *am, const dq_tensor *pool_out, int k, int st,
+                              dq_err *err)
+{
+    s_cnt(b)->calls[S_POOLED_B]++;
+    return s_cnt(b)->cpu->maxpool2d_relu_backward_pooled(b, din, dout, am, pool_out, k, st, err);
+}
+
+static dq_status s_c_convf_f(dq_backend_t *b, dq_tensor *out, dq_tensor *pool_out, int32_t *am,
+                             const dq_tensor *in, const dq_tensor *w, const dq_tensor *bias,
+                             const dq_backend_conv *g, int pk, int ps, bool discard, void *ws,
+                             size_t wsb, dq_err *err)
+{
+    s_cnt(b)->calls[S_CONVF_F]++;
+    if (g->p.groups > 1) fail_msg("fused forward of a grouped conv");
+    return s_cnt(b)->cpu->conv2d_fused_forward(b, out, pool_out, am, in, w, bias, g, pk, ps,
+                                               discard, ws, wsb, err);
+}
+
+static dq_status s_c_convf_b(dq_backend_t *b, dq_tensor *din, dq_tensor *dw, dq_tensor *db,
+                             const dq_tensor *pd, const int32_t *am, const dq_tensor *po,
+                             const dq_tensor *in, const dq_tensor *w, const dq_backend_conv *g,
+                             int pk, int ps, void *ws, size_t wsb, dq_err *err)
+{
+    s_cnt(b)->calls[S_CONVF_B]++;
+    return s_cnt(b)->cpu->conv2d_relu_maxpool_backward(b, din, dw, db, pd, am, po, in, w, g, pk,
+                                                       ps, ws, wsb, err);
+}
+
 static dq_status s_c_drop_f(dq_backend_t *b, dq_tensor *out, float *mask, const dq_tensor *in,
                             float p, bool train, dq_rng *rng, dq_err *err)
 {
@@ -250,7 +279,7 @@ static dq_status s_c_adam(dq_backend_t *b, float *p, const float *g, float *m, f
     return s_cnt(b)->cpu->adam_step(b, p, g, m, v, n, step, cfg, err);
 }
 
-static void s_counting_init(s_counting *c, bool set_grad)
+static void s_counting_init(s_counting *c, bool set_grad, bool fused)
 {
     memset(c, 0, sizeof *c);
     c->cpu = dq_backend_cpu()->ops;
@@ -266,6 +295,18 @@ static void s_counting_init(s_counting *c, bool set_grad)
     c->ops.maxpool2d_forward = s_c_pool_f;
     c->ops.maxpool2d_backward = s_c_pool_b;
     c->ops.maxpool2d_relu_backward_set = set_grad ? s_c_fused_b : NULL;
+    /* unless fused: the unfused walk, no pooled relu backward and no conv
+     * fusions (the reference net on the CPU table takes them: same bits) */
+    c->ops.maxpool2d_relu_backward_pooled = NULL;
+    c->ops.conv_fusions = NULL;
+    c->ops.conv2d_fused_forward = NULL;
+    c->ops.conv2d_relu_maxpool_backward = NULL;
+    if (fused) { /* the CPU's fusions, counted */
+        c->ops.maxpool2d_relu_backward_pooled = s_c_pooled_b;
+        c->ops.conv_fusions = c->cpu->conv_fusions;
+        c->ops.conv2d_fused_forward = s_c_convf_f;
+        c->ops.conv2d_relu_maxpool_backward = s_c_convf_b;
+    }
     c->ops.dropout_forward = s_c_drop_f;
     c->ops.dropout_backward = s_c_drop_b;
     c->ops.adam_step = s_c_adam;
@@ -316,7 +357,7 @@ static void s_step(dq_net_t *net, const float *x, int64_t n, float **logits, flo
     free(v);
 }
 
-static void s_check_counting(bool set_grad)
+static void s_check_counting(bool set_grad, bool fused)
 {
     dq_err err = {{0}};
     dq_rng r;
@@ -326,7 +367,7 @@ static void s_check_counting(bool set_grad)
     memcpy(dq_net_params(net), dq_net_params(ref),
            sizeof(float) * (size_t)dq_net_param_floats(ref));
     s_counting c;
-    s_counting_init(&c, set_grad);
+    s_counting_init(&c, set_grad, fused);
     S_OK(dq_net_use_backend(net, &c.base, true, &err));
     assert_ptr_equal(dq_net_backend(net), &c.base);
     assert_ptr_equal(dq_net_backend(ref), dq_backend_cpu());
@@ -343,6 +384,28 @@ static void s_check_counting(bool set_grad)
     assert_memory_equal(dq_net_params(net), dq_net_params(ref), sizeof(float) * (size_t)np);
     /* lightnn: conv relu pool conv relu pool flatten linear relu dropout linear;
      * two forwards (train + eval), one backward, one Adam step. */
+    assert_int_equal(c.calls[S_LIN_F], 4);
+    assert_int_equal(c.calls[S_DROP_F], 2);
+    assert_int_equal(c.calls[S_LIN_B], 2);
+    assert_int_equal(c.calls[S_DROP_B], 1);
+    assert_int_equal(c.calls[S_ADAM], 1);
+    if (fused) {
+        /* training: both conv -> relu -> pool chains are one op each way
+         * (28x28 and 14x14 planes: per image); eval: the separate ops */
+        assert_int_equal(c.calls[S_CONVF_F], 2);
+        assert_int_equal(c.calls[S_CONVF_B], 2);
+        assert_int_equal(c.calls[S_CONV_F], 2);
+        assert_int_equal(c.calls[S_RELU_F], 4);
+        assert_int_equal(c.calls[S_POOL_F], 2);
+        assert_int_equal(c.calls[S_CONV_B], 0);
+        assert_int_equal(c.calls[S_FUSED_B] + c.calls[S_POOLED_B] + c.calls[S_POOL_B], 0);
+        assert_int_equal(c.calls[S_RELU_B], 1);
+        dq_net_destroy(&net);
+        dq_net_destroy(&ref);
+        free(x), free(l_ref), free(g_ref), free(l_got), free(g_got);
+        return;
+    }
+    assert_int_equal(c.calls[S_CONVF_F] + c.calls[S_CONVF_B] + c.calls[S_POOLED_B], 0);
     assert_int_equal(c.calls[S_CONV_F], 4);
     assert_int_equal(c.calls[S_LIN_F], 4);
     assert_int_equal(c.calls[S_RELU_F], 6);
@@ -370,13 +433,21 @@ static void s_check_counting(bool set_grad)
 static void test_walk_calls_the_backend_table(void **state)
 {
     (void)state;
-    s_check_counting(true);
+    s_check_counting(true, false);
+}
+
+/* The CPU's training fusions are table entries too: LightNN's two conv ->
+ * relu -> maxpool chains take them (and give the unfused bits). */
+static void test_walk_takes_the_fusions(void **state)
+{
+    (void)state;
+    s_check_counting(true, true);
 }
 
 static void test_without_overwriting_backward_same_bits(void **state)
 {
     (void)state;
-    s_check_counting(false);
+    s_check_counting(false, false);
 }
 
 /* No CUDA here (or no CUDA build): a clean error, and the net still runs. */
@@ -405,6 +476,7 @@ int main(void)
         cmocka_unit_test(test_walk_equals_direct_ops),
         cmocka_unit_test(test_walk_calls_the_backend_table),
         cmocka_unit_test(test_without_overwriting_backward_same_bits),
+        cmocka_unit_test(test_walk_takes_the_fusions),
         cmocka_unit_test(test_cuda_unavailable_is_clean),
     };
     return cmocka_run_group_tests_name("net_backend", tests, NULL, NULL);

@@ -28,6 +28,14 @@
  * one exception saves zeroing: a gradient whose only writer is a relu or
  * maxpool is overwritten by it instead (s_plan_writers), on backends that
  * have the overwriting forms.
+ *
+ * Training-mode fusions (s_plan_fusions, on backends whose table has them:
+ * the CPU's, tensor/conv2d_fused.c): conv -> relu [-> maxpool] runs as one
+ * op in the conv's epilogue and, where nothing else needs the conv/relu
+ * output, its backward is one op too and that output is never written. The
+ * fused ops get a larger workspace (ws_fused_bytes) than the unfused ones,
+ * which keep exactly the size their group choices were made for, so every
+ * training value is bitwise the unfused walk's. Eval never fuses.
  */
 #include "model/net.h"
 
@@ -151,6 +159,8 @@ static void s_free_plan(dq_net_t *net)
         if (net->h_dout[i]) ops->host_free(net->bk, net->h_dout[i]);
         net->h_out[i] = net->h_dout[i] = NULL;
     }
+    if (net->h_in) ops->host_free(net->bk, net->h_in);
+    net->h_in = NULL;
     if (net->arena) ops->free(net->bk, net->arena);
     net->arena = NULL;
     net->max_batch = 0;
@@ -288,6 +298,8 @@ static int s_grad_root(const dq_model_file *mf, int i)
  * output), can instead be overwritten by that op when the backend has an
  * overwriting form (relu, maxpool). Everything else is still zeroed and
  * accumulated. */
+static void s_plan_fusions(dq_net_t *net);
+
 static void s_plan_writers(dq_net_t *net)
 {
     const dq_model_file *mf = &net->mf;
@@ -347,6 +359,72 @@ static void s_plan_writers(dq_net_t *net)
             net->relu_folded[r] = true;
         }
     }
+    s_plan_fusions(net);
+}
+
+/* The backend geometry of conv2d layer l. */
+static dq_backend_conv s_conv_geom(const dq_mf_layer *l)
+{
+    return (dq_backend_conv){l->in_shape[0], l->in_shape[1], l->in_shape[2], l->out, l->kernel,
+                             {l->stride, l->padding, 0, l->groups}};
+}
+
+/* The training fusions of conv i (a DQ_BK_FUSE_* set) and, via *ws_bytes,
+ * their workspace for batches up to max_n. */
+static unsigned s_conv_fusions(const dq_net_t *net, int i, int64_t max_n, size_t *ws_bytes)
+{
+    const dq_model_file *mf = &net->mf;
+    int m = net->fuse_pool[i];
+    const dq_mf_layer *pl = m >= 0 ? &mf->layers[m] : NULL;
+    dq_backend_conv g = s_conv_geom(&mf->layers[i]);
+    return net->bk->ops->conv_fusions(net->bk, &g, max_n, pl ? pl->kernel : 0,
+                                      pl ? pl->stride : 0, pl ? pl->padding : 0, ws_bytes);
+}
+
+/* FUSION (training forward and backward, tensor/conv2d_fused.c): a conv
+ * followed by its in-place relu (and a maxpool of that relu), adjacent in
+ * the file, becomes one training forward op that runs them in its epilogue
+ * while its output is in cache. relu_inplace already says nothing but the
+ * relu reads the conv output (no named output, no from= reader, no add
+ * input, no batchnorm2d in between); with the pool, when the pool's backward
+ * also does the relu's (pool_relu: nothing else reads or writes the relu
+ * output's gradient), the conv's backward does both, image by image, and
+ * the conv/relu output is never written. What the backend can fuse
+ * (ungrouped convs, unpadded pools) it says in conv_fusions. */
+static void s_plan_fusions(dq_net_t *net)
+{
+    const dq_model_file *mf = &net->mf;
+    for (int i = 0; i < mf->n_layers; i++) {
+        net->fuse_relu[i] = net->fuse_pool[i] = -1;
+        net->fused[i] = net->pool_in_conv[i] = false;
+    }
+    if (!net->bk->ops->conv_fusions || !net->bk->ops->conv2d_fused_forward) return;
+    for (int i = 0; i < mf->n_layers; i++) {
+        int r = i + 1, m = i + 2;
+        if (mf->layers[i].type != DQ_LAYER_CONV2D || r >= mf->n_layers) continue;
+        if (mf->layers[r].type != DQ_LAYER_RELU || mf->layers[r].from != i ||
+            !net->relu_inplace[r])
+            continue;
+        if (m < mf->n_layers && mf->layers[m].type == DQ_LAYER_MAXPOOL2D &&
+            mf->layers[m].from == r)
+            net->fuse_pool[i] = m;
+        size_t ws = 0;
+        unsigned f = s_conv_fusions(net, i, 1, &ws);
+        if (!(f & DQ_BK_FUSE_RELU)) {
+            net->fuse_pool[i] = -1;
+            continue;
+        }
+        net->fuse_relu[i] = r;
+        net->fused[r] = true;
+        if (m != net->fuse_pool[i]) continue;
+        if (!(f & DQ_BK_FUSE_POOL)) {
+            net->fuse_pool[i] = -1;
+            continue;
+        }
+        net->fused[m] = true;
+        net->pool_in_conv[m] = net->pool_relu[m] && (f & DQ_BK_FUSE_BACKWARD) &&
+                               net->bk->ops->conv2d_relu_maxpool_backward;
+    }
 }
 
 /* Reserves bytes at *off (aligned); returns the address when base is set,
@@ -366,8 +444,10 @@ static dq_tensor s_batched(float *data, int64_t n, int rank, const int64_t *shap
 }
 
 /* The arena layout (see the top of the file) for batch N with a workspace
- * of ws_bytes. Returns its size in bytes. */
-static size_t s_layout(dq_net_t *net, unsigned char *base, int64_t N, size_t ws_bytes)
+ * of ws_bytes for the unfused ops and ws_fused_bytes for the fused ones
+ * (s_plan_fusions). Returns its size in bytes. */
+static size_t s_layout(dq_net_t *net, unsigned char *base, int64_t N, size_t ws_bytes,
+                       size_t ws_fused_bytes)
 {
     const dq_model_file *mf = &net->mf;
     const dq_net_input *ip = &mf->input;
@@ -407,7 +487,8 @@ static size_t s_layout(dq_net_t *net, unsigned char *base, int64_t N, size_t ws_
             net->mask[i] = s_carve(base, &off, (size_t)(N * dq_mf_out_numel(l)) * fsz);
     }
     net->ws_bytes = ws_bytes;
-    net->ws = s_carve(base, &off, ws_bytes);
+    net->ws_fused_bytes = ws_fused_bytes > ws_bytes ? ws_fused_bytes : ws_bytes;
+    net->ws = s_carve(base, &off, net->ws_fused_bytes);
     for (int i = 0; i < mf->n_layers; i++) {
         const dq_mf_layer *l = &mf->layers[i];
         net->argmax[i] = NULL;
@@ -441,11 +522,11 @@ static double s_arena_estimate(const dq_net_t *net, int64_t N)
  * batch norms), and the largest workspace any conv or eval linear needs.
  * On failure st[] is released. */
 static dq_status s_plan_ops(dq_net_t *net, int64_t max_batch, void **st, size_t *ws,
-                            dq_err *err)
+                            size_t *ws_fused, dq_err *err)
 {
     const dq_model_file *mf = &net->mf;
     const dq_backend_ops *ops = net->bk->ops;
-    *ws = 0;
+    *ws = *ws_fused = 0;
     for (int i = 0; i < mf->n_layers; i++) st[i] = NULL;
     for (int i = 0; i < mf->n_layers; i++) {
         const dq_mf_layer *l = &mf->layers[i];
@@ -453,11 +534,12 @@ static dq_status s_plan_ops(dq_net_t *net, int64_t max_batch, void **st, size_t 
         size_t w = 0;
         if (l->type == DQ_LAYER_LINEAR) w = ops->linear_ws(net->bk, l->in, l->out);
         if (l->type == DQ_LAYER_CONV2D) {
-            net->geom[i] = (dq_backend_conv){l->in_shape[0], l->in_shape[1], l->in_shape[2],
-                                             l->out, l->kernel,
-                                             {l->stride, l->padding, 0, l->groups}};
+            net->geom[i] = s_conv_geom(l);
             s = ops->conv_plan(net->bk, &st[i], &net->geom[i], max_batch, net->dev_train, &w,
                                err);
+            size_t wf = 0;
+            if (net->fuse_relu[i] >= 0) (void)s_conv_fusions(net, i, max_batch, &wf);
+            if (wf > *ws_fused) *ws_fused = wf;
         }
         if (l->type == DQ_LAYER_BATCHNORM2D && ops->bn_plan)
             s = ops->bn_plan(net->bk, &st[i], l->in_shape[0], l->in_shape[1], l->in_shape[2],
@@ -469,6 +551,7 @@ static dq_status s_plan_ops(dq_net_t *net, int64_t max_batch, void **st, size_t 
         }
         if (w > *ws) *ws = w;
     }
+    if (*ws_fused < *ws) *ws_fused = *ws;
     return DQ_OK;
 }
 
@@ -477,6 +560,12 @@ static dq_status s_plan_host(dq_net_t *net, dq_err *err)
 {
     const dq_model_file *mf = &net->mf;
     const dq_backend_ops *ops = net->bk->ops;
+    const dq_net_input *ip = &mf->input;
+    if (!net->h_in)
+        DQ_TRY(ops->host_alloc(net->bk, &net->h_in,
+                               (size_t)(net->max_batch * ip->channels * ip->height * ip->width) *
+                                   sizeof(float),
+                               err));
     for (int o = 0; o < mf->n_outputs; o++) {
         int li = mf->outputs[o].layer;
         const dq_mf_layer *l = &mf->layers[li];
@@ -504,14 +593,15 @@ dq_status dq_net_plan(dq_net_t *net, int64_t max_batch, dq_err *err)
     bool first = net->max_batch == 0;
     s_plan_writers(net);
     void *st_new[DQ_MF_MAX_LAYERS];
-    size_t ws = 0;
-    DQ_TRY(s_plan_ops(net, max_batch, st_new, &ws, err));
-    size_t bytes = s_layout(net, NULL, max_batch, ws);
+    size_t ws = 0, ws_fused = 0;
+    DQ_TRY(s_plan_ops(net, max_batch, st_new, &ws, &ws_fused, err));
+    size_t bytes = s_layout(net, NULL, max_batch, ws, ws_fused);
     void *arena = NULL;
     dq_status st = ops->alloc(net->bk, &arena, bytes, err);
     if (st != DQ_OK) {
         for (int i = 0; i < net->mf.n_layers; i++) s_release_state(net, i, st_new[i]);
-        s_layout(net, net->arena, net->max_batch, net->ws_bytes); /* keep the old plan's views */
+        s_layout(net, net->arena, net->max_batch, net->ws_bytes,
+                 net->ws_fused_bytes); /* keep the old plan's views */
         return dq_fail_prefix(err, st, "net %s: activations for batch %lld: ", net->mf.name,
                               (long long)max_batch);
     }
@@ -519,7 +609,7 @@ dq_status dq_net_plan(dq_net_t *net, int64_t max_batch, dq_err *err)
     net->arena = arena;
     net->max_batch = max_batch;
     memcpy(net->lstate, st_new, sizeof st_new[0] * (size_t)net->mf.n_layers);
-    s_layout(net, arena, max_batch, ws);
+    s_layout(net, arena, max_batch, ws, ws_fused);
     if (!net->host) {
         DQ_TRY(s_plan_host(net, err));
         if (first) DQ_TRY(dq_net_upload(net, NULL, NULL, err));

@@ -108,6 +108,16 @@ dq_status dq_net_forward(dq_net_t *net, const dq_tensor *input, bool train, dq_r
 dq_status dq_net_forward_outputs(dq_net_t *net, const dq_tensor *input, bool train, dq_rng *rng,
                                  const char *const *want, int n_want, dq_err *err);
 
+/* The net's own input buffer: room for [planned batch, C, H, W] floats, NULL
+ * before dq_net_plan, moved by a dq_net_plan that grows the batch. Writing a
+ * batch there (e.g. with dq_net_normalize_u8) and running
+ * dq_net_forward_input on its first n samples saves the copy dq_net_forward
+ * makes of its input. The buffer is the forward's input until the next
+ * forward (backward reads it). On a device backend it is a host staging
+ * buffer that dq_net_forward_input copies up. */
+float *dq_net_input_buffer(dq_net_t *net);
+dq_status dq_net_forward_input(dq_net_t *net, int64_t n, bool train, dq_rng *rng, dq_err *err);
+
 /* Backward from the output gradients set since the last zero_grad; adds into
  * the parameter gradients. Requires the preceding forward with train=true. */
 dq_status dq_net_backward(dq_net_t *net, dq_err *err);

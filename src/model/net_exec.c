@@ -4,7 +4,9 @@
  * the network logic (which buffer each layer reads and writes, what
  * backward may overwrite, which outputs go back to the host); the backend
  * holds the arithmetic. The CPU's fast paths are the walk's choices, taken
- * when the backend's caps allow them (net.c s_plan_writers).
+ * when the backend's caps allow them (net.c s_plan_writers), the training
+ * conv -> relu -> maxpool fusions among them (net.c s_plan_fusions: the
+ * marked FUSION branches; eval forwards never take them).
  */
 #include <stdio.h>
 #include <string.h>
@@ -61,6 +63,17 @@ static dq_status s_layer_forward(dq_net_t *net, int i, bool train, bool fold, dq
             return ops->conv2d_forward(bk, net->lstate[i], &net->out[net->fold_bn[i]], in,
                                        &net->fold_w[i], &net->fold_b[i], &net->geom[i], true,
                                        net->ws, net->ws_bytes, err);
+        if (train && net->fuse_relu[i] >= 0) { /* FUSION: relu [+ maxpool] in the epilogue */
+            int m = net->fuse_pool[i];
+            const dq_mf_layer *pl = m >= 0 ? &net->mf.layers[m] : NULL;
+            return ops->conv2d_fused_forward(bk, out, pl ? &net->out[m] : NULL,
+                                             pl ? net->argmax[m] : NULL, in,
+                                             s_param(net, net->w_idx[i]),
+                                             s_param(net, net->b_idx[i]), &net->geom[i],
+                                             pl ? pl->kernel : 0, pl ? pl->stride : 0,
+                                             pl && net->pool_in_conv[m], net->ws,
+                                             net->ws_fused_bytes, err);
+        }
         return ops->conv2d_forward(bk, net->lstate[i], out, in, s_param(net, net->w_idx[i]),
                                    s_param(net, net->b_idx[i]), &net->geom[i], !train, net->ws,
                                    net->ws_bytes, err);
@@ -68,8 +81,11 @@ static dq_status s_layer_forward(dq_net_t *net, int i, bool train, bool fold, dq
         return ops->linear_forward(bk, out, in, s_param(net, net->w_idx[i]),
                                    s_param(net, net->b_idx[i]), !train, net->ws, net->ws_bytes,
                                    err);
-    case DQ_LAYER_RELU: return ops->relu_forward(bk, out, in, err);
+    case DQ_LAYER_RELU:
+        if (train && net->fused[i]) return DQ_OK; /* FUSION: done by the conv before it */
+        return ops->relu_forward(bk, out, in, err);
     case DQ_LAYER_MAXPOOL2D:
+        if (train && net->fused[i]) return DQ_OK; /* FUSION: done by the conv before it */
         return ops->maxpool2d_forward(bk, out, net->argmax[i], in, l->kernel, l->stride,
                                       l->padding, err);
     case DQ_LAYER_AVGPOOL1D: return ops->avgpool1d_forward(bk, out, in, l->kernel, err);
@@ -120,24 +136,13 @@ static dq_status s_wanted(const dq_net_t *net, const char *const *want, int n_wa
     return DQ_OK;
 }
 
-dq_status dq_net_forward_outputs(dq_net_t *net, const dq_tensor *input, bool train, dq_rng *rng,
-                                 const char *const *want, int n_want, dq_err *err)
+/* Runs every layer on the first N samples of net->in; src (NULL: the input
+ * is already there) is a host batch to copy in first. */
+static dq_status s_forward(dq_net_t *net, int64_t N, const float *src, bool train, dq_rng *rng,
+                           const char *const *want, int n_want, dq_err *err)
 {
     const dq_model_file *mf = &net->mf;
-    const dq_net_input *ip = &mf->input;
     const dq_backend_ops *ops = net->bk->ops;
-    if (net->max_batch == 0)
-        return dq_fail(err, DQ_ERR_ARG, "net %s: forward before dq_net_plan", mf->name);
-    if (!input || !input->data)
-        return dq_fail(err, DQ_ERR_ARG, "net %s: input tensor is missing", mf->name);
-    if (input->ndim != 4 || input->shape[1] != ip->channels || input->shape[2] != ip->height ||
-        input->shape[3] != ip->width || input->shape[0] < 1 || input->shape[0] > net->max_batch) {
-        char got[96];
-        return dq_fail(err, DQ_ERR_SHAPE, "net %s: input has shape %s, expected [N, %d, %d, %d] "
-                       "with 1 <= N <= %lld (the planned batch)", mf->name,
-                       dq_tensor_shape_str(input, got, sizeof got), ip->channels, ip->height,
-                       ip->width, (long long)net->max_batch);
-    }
     if (train && !rng && (ops->caps & DQ_BK_HOST_RNG))
         return dq_fail(err, DQ_ERR_ARG, "net %s: training forward needs an rng", mf->name);
     if (train && !net->host && !net->dev_train)
@@ -150,11 +155,11 @@ dq_status dq_net_forward_outputs(dq_net_t *net, const dq_tensor *input, bool tra
         net->sticky = DQ_OK;
         return dq_fail(err, st, "%s", net->sticky_err.msg);
     }
-    int64_t N = input->shape[0];
     net->fwd_done = false;
     s_set_batch(net, N);
-    DQ_TRY(ops->to_device(net->bk, net->in.data, input->data,
-                          (size_t)dq_tensor_numel(&net->in) * sizeof(float), err));
+    if (src && src != net->in.data)
+        DQ_TRY(ops->to_device(net->bk, net->in.data, src,
+                              (size_t)dq_tensor_numel(&net->in) * sizeof(float), err));
     /* Eval on the CPU runs each conv -> batchnorm2d pair as one folded conv. */
     bool fold = !train && net->fold_on && net->host;
     if (fold && net->fold_stale) dq_net_refold(net);
@@ -180,10 +185,48 @@ dq_status dq_net_forward_outputs(dq_net_t *net, const dq_tensor *input, bool tra
     return DQ_OK;
 }
 
+dq_status dq_net_forward_outputs(dq_net_t *net, const dq_tensor *input, bool train, dq_rng *rng,
+                                 const char *const *want, int n_want, dq_err *err)
+{
+    const dq_model_file *mf = &net->mf;
+    const dq_net_input *ip = &mf->input;
+    if (net->max_batch == 0)
+        return dq_fail(err, DQ_ERR_ARG, "net %s: forward before dq_net_plan", mf->name);
+    if (!input || !input->data)
+        return dq_fail(err, DQ_ERR_ARG, "net %s: input tensor is missing", mf->name);
+    if (input->ndim != 4 || input->shape[1] != ip->channels || input->shape[2] != ip->height ||
+        input->shape[3] != ip->width || input->shape[0] < 1 || input->shape[0] > net->max_batch) {
+        char got[96];
+        return dq_fail(err, DQ_ERR_SHAPE, "net %s: input has shape %s, expected [N, %d, %d, %d] "
+                       "with 1 <= N <= %lld (the planned batch)", mf->name,
+                       dq_tensor_shape_str(input, got, sizeof got), ip->channels, ip->height,
+                       ip->width, (long long)net->max_batch);
+    }
+    return s_forward(net, input->shape[0], input->data, train, rng, want, n_want, err);
+}
+
 dq_status dq_net_forward(dq_net_t *net, const dq_tensor *input, bool train, dq_rng *rng,
                          dq_err *err)
 {
     return dq_net_forward_outputs(net, input, train, rng, NULL, 0, err);
+}
+
+/* On the CPU the arena's input itself; on a device its host staging. */
+float *dq_net_input_buffer(dq_net_t *net)
+{
+    if (net->max_batch == 0) return NULL;
+    return net->host ? net->in.data : net->h_in;
+}
+
+dq_status dq_net_forward_input(dq_net_t *net, int64_t n, bool train, dq_rng *rng, dq_err *err)
+{
+    if (net->max_batch == 0)
+        return dq_fail(err, DQ_ERR_ARG, "net %s: forward before dq_net_plan", net->mf.name);
+    if (n < 1 || n > net->max_batch)
+        return dq_fail(err, DQ_ERR_SHAPE, "net %s: batch of %lld in the input buffer, expected "
+                       "1 <= N <= %lld (the planned batch)", net->mf.name, (long long)n,
+                       (long long)net->max_batch);
+    return s_forward(net, n, net->host ? NULL : net->h_in, train, rng, NULL, 0, err);
 }
 
 static dq_status s_layer_backward(dq_net_t *net, int i, dq_err *err)
@@ -197,6 +240,14 @@ static dq_status s_layer_backward(dq_net_t *net, int i, dq_err *err)
     const dq_tensor *dout = &net->dout[i];
     switch (l->type) {
     case DQ_LAYER_CONV2D:
+        if (net->fuse_pool[i] >= 0 && net->pool_in_conv[net->fuse_pool[i]]) {
+            /* FUSION: the relu's and the maxpool's backward too, per image */
+            int m = net->fuse_pool[i];
+            return ops->conv2d_relu_maxpool_backward(
+                bk, din, s_grad(net, net->w_idx[i]), s_grad(net, net->b_idx[i]), &net->dout[m],
+                net->argmax[m], &net->out[m], in, s_param(net, net->w_idx[i]), &net->geom[i],
+                mf->layers[m].kernel, mf->layers[m].stride, net->ws, net->ws_fused_bytes, err);
+        }
         return ops->conv2d_backward(bk, net->lstate[i], din, s_grad(net, net->w_idx[i]),
                                     s_grad(net, net->b_idx[i]), dout, in,
                                     s_param(net, net->w_idx[i]), &net->geom[i], net->ws,
@@ -210,6 +261,12 @@ static dq_status s_layer_backward(dq_net_t *net, int i, dq_err *err)
         if (!din || net->relu_folded[i]) return DQ_OK; /* folded: done by the maxpool after it */
         return ops->relu_backward(bk, din, dout, &net->out[i], net->set_din[i], err);
     case DQ_LAYER_MAXPOOL2D:
+        if (net->pool_in_conv[i]) return DQ_OK; /* FUSION: done by the conv before it */
+        if (net->pool_relu[i] && l->padding == 0 && ops->maxpool2d_relu_backward_pooled)
+            /* dense, tested on the (smaller) pool output */
+            return ops->maxpool2d_relu_backward_pooled(bk, &net->dout[mf->layers[l->from].from],
+                                                       dout, net->argmax[i], &net->out[i],
+                                                       l->kernel, l->stride, err);
         if (net->pool_relu[i])
             return ops->maxpool2d_relu_backward_set(bk, &net->dout[mf->layers[l->from].from], dout,
                                                     net->argmax[i], &net->out[l->from], err);

@@ -71,7 +71,8 @@ struct dq_net {
     int32_t *argmax[DQ_MF_MAX_LAYERS]; /* maxpool2d */
     float *save_mean[DQ_MF_MAX_LAYERS], *save_invstd[DQ_MF_MAX_LAYERS]; /* batchnorm2d, [C] */
     void *ws;
-    size_t ws_bytes;
+    size_t ws_bytes;       /* what the unfused ops are given (their choices depend on it) */
+    size_t ws_fused_bytes; /* >= ws_bytes: the workspace's size, for the fused ops */
     void *lstate[DQ_MF_MAX_LAYERS];   /* backend per-layer state (conv_plan, bn_plan) */
     dq_backend_conv geom[DQ_MF_MAX_LAYERS];
 
@@ -100,6 +101,17 @@ struct dq_net {
      * its own (relu_folded). */
     bool pool_relu[DQ_MF_MAX_LAYERS];
     bool relu_folded[DQ_MF_MAX_LAYERS];
+    /* Training-mode conv fusions (s_plan_writers, on a backend with
+     * conv_fusions): conv i runs relu fuse_relu[i] and maxpool fuse_pool[i]
+     * (-1: none) in its epilogue, and fused[j] says layer j's training
+     * forward was done that way. pool_in_conv[m]: maxpool m's backward (with
+     * its relu's folded in, pool_relu) is done image by image by the conv
+     * before them, so the conv/relu output is read by nobody and not even
+     * written (discard_out). Eval forwards never fuse. */
+    int fuse_relu[DQ_MF_MAX_LAYERS], fuse_pool[DQ_MF_MAX_LAYERS];
+    bool fused[DQ_MF_MAX_LAYERS];
+    bool pool_in_conv[DQ_MF_MAX_LAYERS];
+    void *h_in; /* device backends: host staging of dq_net_input_buffer */
 };
 
 /* net.c: a zeroed, 64-byte aligned array of n floats (NULL if out of memory). */

@@ -26,7 +26,6 @@ typedef struct {
     dq_net_t *teachers[DQ_SOURCE_MAX_TEACHERS];
     dq_net_cuda_t *gpu[DQ_SOURCE_MAX_TEACHERS]; /* CUDA teacher_device: the forward runs here */
     float weights[DQ_SOURCE_MAX_TEACHERS];
-    float *input;     /* normalised batch for a teacher */
 } s_local;
 
 static void s_destroy(dq_source_t *base)
@@ -40,7 +39,6 @@ static void s_destroy(dq_source_t *base)
     free(s->batch.pix);
     free(s->batch.labels);
     free(s->batch.teacher);
-    free(s->input);
     free(s);
 }
 
@@ -56,18 +54,20 @@ static dq_status s_start(dq_source_t *base, int64_t epoch, int64_t first, dq_err
 /* teacher = sum_i w_i * output_i, in teacher order (fixed, so deterministic). */
 static dq_status s_teach(s_local *s, dq_train_batch *b, dq_err *err)
 {
-    const dq_dataset *ds = s->cfg.train;
     int64_t floats = s->base.tshape.floats * b->n;
     for (int i = 0; i < s->cfg.n_teachers; i++) {
-        dq_net_normalize_u8(s->teachers[i], s->input, b->pix, b->n);
-        dq_tensor x = dq_tensor_view4(s->input, b->n, ds->c, ds->h, ds->w);
+        /* straight into the teacher's own input buffer: no copy on the CPU */
+        float *in = dq_net_input_buffer(s->teachers[i]);
+        dq_net_normalize_u8(s->teachers[i], in, b->pix, b->n);
         const float *o;
         if (s->gpu[i]) {
+            const dq_net_input *ip = dq_net_input_spec(s->teachers[i]);
+            dq_tensor x = dq_tensor_view4(in, b->n, ip->channels, ip->height, ip->width);
             const char *want[1] = {s->cfg.output};
             DQ_TRY(dq_net_cuda_forward(s->gpu[i], &x, false, want, 1, err));
             o = dq_net_cuda_output(s->gpu[i], s->cfg.output)->data;
         } else {
-            DQ_TRY(dq_net_forward(s->teachers[i], &x, false, NULL, err));
+            DQ_TRY(dq_net_forward_input(s->teachers[i], b->n, false, NULL, err));
             o = dq_net_output(s->teachers[i], s->cfg.output)->data;
         }
         dq_source_blend(b->teacher, o, floats, s->weights[i], i == 0);
@@ -169,8 +169,7 @@ dq_status dq_source_local_new(dq_source_t **out, const dq_source_config *cfg, dq
         }
         if (st == DQ_OK) {
             s->batch.teacher = malloc((size_t)(cfg->batch * ts->floats) * sizeof(float));
-            s->input = malloc((size_t)cfg->batch * sz * sizeof(float));
-            if (!s->batch.teacher || !s->input)
+            if (!s->batch.teacher)
                 st = dq_fail(err, DQ_ERR_NOMEM, "source: out of memory");
         }
     }

@@ -1,8 +1,9 @@
 /* trainer.c - the student training loop (see trainer.h for the contract).
  *
- * All buffers (batch pixels, normalised input, network activations, the
- * source's batches) are allocated once before the first step; the loop
- * itself does not allocate. Batch b of epoch e is a pure function of
+ * All buffers (batch pixels, network activations, the source's batches)
+ * are allocated once before the first step; the loop itself does not
+ * allocate. Batches are normalised straight into the net's own input buffer
+ * (dq_net_input_buffer), saving a copy per forward. Batch b of epoch e is a pure function of
  * (seed, e, b) (batcher.h), so resuming mid-epoch only needs the batch count.
  *
  * Data-parallel (cfg->dist with R > 1 ranks, dist.h): every rank runs this
@@ -65,7 +66,6 @@ typedef struct {
     float *m, *v;          /* optimiser moments (Adam m/v; SGD uses m) */
     dq_source_t *source;   /* training batches with teacher outputs */
     uint8_t *pix;          /* one test batch of raw pixels */
-    float *input;          /* the same batch normalised */
     int32_t *labels;       /* the batch's labels */
     dq_train_state st;
     dq_metrics_t *metrics; /* rank 0 only */
@@ -83,19 +83,19 @@ static void s_trainer_free(s_trainer *t)
     free(t->v);
     dq_source_destroy(&t->source);
     free(t->pix);
-    free(t->input);
     free(t->labels);
     dq_metrics_close(&t->metrics);
 }
 
-/* Copies test samples [first, first+n) into the batch buffers and normalises. */
+/* Copies test samples [first, first+n) into the batch buffers and normalises
+ * them into the net's input buffer. */
 static void s_gather_test(s_trainer *t, int64_t first, int64_t n)
 {
     const dq_dataset *ds = &t->test;
     size_t sz = (size_t)ds->c * (size_t)ds->h * (size_t)ds->w;
     memcpy(t->pix, ds->images + (size_t)first * sz, (size_t)n * sz);
     memcpy(t->labels, ds->labels + first, (size_t)n * sizeof(int32_t));
-    dq_net_normalize_u8(t->net, t->input, t->pix, n);
+    dq_net_normalize_u8(t->net, dq_net_input_buffer(t->net), t->pix, n);
 }
 
 static dq_status s_check_data(s_trainer *t, const dq_dataset *ds, const char *split,
@@ -210,9 +210,8 @@ static dq_status s_setup(s_trainer *t, dq_err *err)
     t->m = calloc((size_t)t->nparams, sizeof(float));
     t->v = calloc((size_t)t->nparams, sizeof(float));
     t->pix = malloc((size_t)cfg->batch * sz);
-    t->input = malloc((size_t)cfg->batch * sz * sizeof(float));
     t->labels = malloc((size_t)cfg->batch * sizeof(int32_t));
-    if (!t->m || !t->v || !t->pix || !t->input || !t->labels)
+    if (!t->m || !t->v || !t->pix || !t->labels)
         return dq_fail(err, DQ_ERR_NOMEM, "trainer: out of memory for %lld parameters",
                        (long long)t->nparams);
     t->st.m = t->m;
@@ -260,12 +259,10 @@ static dq_status s_save(s_trainer *t, dq_err *err)
 static dq_status s_grads(s_trainer *t, const dq_train_batch *b, float *loss, int64_t *correct,
                          dq_err *err)
 {
-    const dq_net_input *in = dq_net_input_spec(t->net);
     int64_t n = b->n;
-    dq_net_normalize_u8(t->net, t->input, b->pix, n);
-    dq_tensor x = dq_tensor_view4(t->input, n, in->channels, in->height, in->width);
+    dq_net_normalize_u8(t->net, dq_net_input_buffer(t->net), b->pix, n);
     dq_net_zero_grad(t->net);
-    DQ_TRY(dq_net_forward(t->net, &x, true, &t->st.rng, err));
+    DQ_TRY(dq_net_forward_input(t->net, n, true, &t->st.rng, err));
     const dq_tensor *logits = dq_net_output(t->net, "logits");
     DQ_TRY(dq_recipe_loss(&t->cfg->recipe, t->net, b->labels, b->teacher, loss, err));
     DQ_TRY(dq_net_backward(t->net, err));
@@ -356,14 +353,12 @@ static dq_status s_dist_step(s_trainer *t, int64_t b, dq_status got, const dq_tr
 
 static dq_status s_evaluate(s_trainer *t, double *loss, double *acc, dq_err *err)
 {
-    const dq_net_input *in = dq_net_input_spec(t->net);
     double lsum = 0;
     int64_t correct = 0;
     for (int64_t first = 0; first < t->test.n; first += t->cfg->batch) {
         int64_t n = t->test.n - first < t->cfg->batch ? t->test.n - first : t->cfg->batch;
         s_gather_test(t, first, n);
-        dq_tensor x = dq_tensor_view4(t->input, n, in->channels, in->height, in->width);
-        DQ_TRY(dq_net_forward(t->net, &x, false, NULL, err));
+        DQ_TRY(dq_net_forward_input(t->net, n, false, NULL, err));
         const dq_tensor *logits = dq_net_output(t->net, "logits");
         float l = 0;
         DQ_TRY(dq_loss_cross_entropy(&l, NULL, logits, t->labels, 1.0f, err));

@@ -5,9 +5,13 @@
  *
  * Memory is the host's (64-byte aligned, zeroed), and the backend has the
  * overwriting relu/maxpool backward forms and the fused relu+maxpool one,
- * which the walk uses to skip zeroing gradients (DQ_BK_SET_GRAD).
+ * which the walk uses to skip zeroing gradients (DQ_BK_SET_GRAD), and the
+ * training conv -> relu -> maxpool fusions of conv2d_fused.c
+ * (conv_fusions: ungrouped convs, unpadded pools).
  */
 #include "tensor/backend_ops.h"
+
+#include "tensor/conv2d_int.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -162,6 +166,75 @@ static dq_status s_maxpool_relu_bwd(dq_backend_t *b, dq_tensor *din, const dq_te
     return dq_maxpool2d_relu_backward_set(din, dout, argmax, relu_out, err);
 }
 
+static dq_status s_maxpool_relu_pooled(dq_backend_t *b, dq_tensor *din, const dq_tensor *dout,
+                                       const int32_t *argmax, const dq_tensor *pool_out,
+                                       int kernel, int stride, dq_err *err)
+{
+    (void)b;
+    return dq_maxpool2d_relu_backward_pooled(din, dout, argmax, pool_out, kernel, stride, err);
+}
+
+/* The fusions of conv2d_fused.c apply to ordinary (ungrouped) convs and
+ * unpadded pools; the fused backward runs image by image, which is bitwise
+ * dq_conv2d_backward only where that one does too (output planes of at
+ * least DQ_CONV2D_BWD_GROUP_P positions, conv2d_int.h). */
+static unsigned s_conv_fusions(dq_backend_t *b, const dq_backend_conv *g, int64_t max_n,
+                               int pool_kernel, int pool_stride, int pool_padding,
+                               size_t *ws_bytes)
+{
+    (void)b, (void)pool_stride; /* any stride: the pool epilogue is maxpool2d's */
+    *ws_bytes = 0;
+    if (g->p.groups > 1) return 0;
+    unsigned f = DQ_BK_FUSE_RELU;
+    dq_conv2d_params p = g->p;
+    p.max_group = 0;
+    int64_t oh = dq_conv2d_out_size(g->h, g->kernel, p.stride, p.padding);
+    int64_t ow = dq_conv2d_out_size(g->w, g->kernel, p.stride, p.padding);
+    int64_t ws = 0;
+    if (pool_kernel > 0 && pool_padding == 0) {
+        f |= DQ_BK_FUSE_POOL;
+        ws = dq_conv2d_fused_workspace(max_n, g->c, g->h, g->w, g->kernel, g->kernel, g->oc, p);
+        if (oh * ow >= DQ_CONV2D_BWD_GROUP_P) {
+            f |= DQ_BK_FUSE_BACKWARD;
+            int64_t wb = dq_conv2d_relu_maxpool_backward_workspace(g->c, g->h, g->w, g->kernel,
+                                                                   g->kernel, g->oc, p);
+            if (wb > ws) ws = wb;
+        }
+    }
+    *ws_bytes = (size_t)ws * sizeof(float);
+    return f;
+}
+
+static dq_status s_conv_fused_fwd(dq_backend_t *b, dq_tensor *out, dq_tensor *pool_out,
+                                  int32_t *argmax, const dq_tensor *in, const dq_tensor *w,
+                                  const dq_tensor *bias, const dq_backend_conv *g,
+                                  int pool_kernel, int pool_stride, bool discard_out, void *ws,
+                                  size_t ws_bytes, dq_err *err)
+{
+    (void)b;
+    dq_conv2d_params p = g->p;
+    p.max_group = 0;
+    dq_conv2d_epilogue e = {true, pool_kernel, pool_stride, discard_out};
+    return dq_conv2d_fused_forward(out, pool_kernel > 0 ? pool_out : NULL,
+                                   pool_kernel > 0 ? argmax : NULL, NULL, 0, in, w, bias, p, e,
+                                   ws, (int64_t)(ws_bytes / sizeof(float)), err);
+}
+
+static dq_status s_conv_relu_pool_bwd(dq_backend_t *b, dq_tensor *din, dq_tensor *dw,
+                                      dq_tensor *db, const dq_tensor *pool_dout,
+                                      const int32_t *argmax, const dq_tensor *pool_out,
+                                      const dq_tensor *in, const dq_tensor *w,
+                                      const dq_backend_conv *g, int pool_kernel, int pool_stride,
+                                      void *ws, size_t ws_bytes, dq_err *err)
+{
+    (void)b;
+    dq_conv2d_params p = g->p;
+    p.max_group = 0;
+    return dq_conv2d_relu_maxpool_backward(din, dw, db, pool_dout, argmax, pool_out, in, w, p,
+                                           pool_kernel, pool_stride, ws,
+                                           (int64_t)(ws_bytes / sizeof(float)), err);
+}
+
 static dq_status s_avgpool1d_fwd(dq_backend_t *b, dq_tensor *out, const dq_tensor *in,
                                  int kernel, dq_err *err)
 {
@@ -305,6 +378,10 @@ static const dq_backend_ops s_cpu_ops = {
     .maxpool2d_forward = s_maxpool_fwd,
     .maxpool2d_backward = s_maxpool_bwd,
     .maxpool2d_relu_backward_set = s_maxpool_relu_bwd,
+    .maxpool2d_relu_backward_pooled = s_maxpool_relu_pooled,
+    .conv_fusions = s_conv_fusions,
+    .conv2d_fused_forward = s_conv_fused_fwd,
+    .conv2d_relu_maxpool_backward = s_conv_relu_pool_bwd,
     .avgpool1d_forward = s_avgpool1d_fwd,
     .avgpool1d_backward = s_avgpool1d_bwd,
     .dropout_forward = s_dropout_fwd,

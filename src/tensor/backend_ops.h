@@ -40,6 +40,13 @@ enum {
     DQ_BK_HOST_RNG = 1u << 2,    /* training dropout draws from the caller's rng */
 };
 
+/* conv_fusions' answer: which training fusions a conv may take. */
+enum {
+    DQ_BK_FUSE_RELU = 1u << 0,     /* conv -> relu forward in one op */
+    DQ_BK_FUSE_POOL = 1u << 1,     /* ... -> maxpool too */
+    DQ_BK_FUSE_BACKWARD = 1u << 2, /* conv2d_relu_maxpool_backward applies */
+};
+
 /* Geometry of one conv2d layer, for conv_plan. */
 typedef struct {
     int64_t c, h, w, oc;
@@ -106,6 +113,37 @@ typedef struct {
     dq_status (*maxpool2d_relu_backward_set)(dq_backend_t *b, dq_tensor *din,
                                              const dq_tensor *dout, const int32_t *argmax,
                                              const dq_tensor *relu_out, dq_err *err);
+    /* The same from the pool's OUTPUT (dense for 2x2 / stride 2, padding 0
+     * only; NULL: not available). */
+    dq_status (*maxpool2d_relu_backward_pooled)(dq_backend_t *b, dq_tensor *din,
+                                                const dq_tensor *dout, const int32_t *argmax,
+                                                const dq_tensor *pool_out, int kernel,
+                                                int stride, dq_err *err);
+    /* Training-mode conv fusions (CPU: tensor/conv2d_fused.c; NULL where a
+     * backend has none). conv_fusions says which DQ_BK_FUSE_* apply to conv
+     * g followed by a relu and a maxpool (pool_kernel 0: none) and the
+     * workspace bytes they need for batches up to max_n.
+     * conv2d_fused_forward: the training conv with the relu (in place) and
+     * the pool in its epilogue, bitwise the unfused ops; discard_out: out is
+     * not written (only the pool output and argmax are).
+     * conv2d_relu_maxpool_backward: conv backward from the POOL's output
+     * gradient (the relu folded into the pool's), bitwise the unfused chain;
+     * adds into din, dw, db. */
+    unsigned (*conv_fusions)(dq_backend_t *b, const dq_backend_conv *g, int64_t max_n,
+                             int pool_kernel, int pool_stride, int pool_padding,
+                             size_t *ws_bytes);
+    dq_status (*conv2d_fused_forward)(dq_backend_t *b, dq_tensor *out, dq_tensor *pool_out,
+                                      int32_t *argmax, const dq_tensor *in, const dq_tensor *w,
+                                      const dq_tensor *bias, const dq_backend_conv *g,
+                                      int pool_kernel, int pool_stride, bool discard_out,
+                                      void *ws, size_t ws_bytes, dq_err *err);
+    dq_status (*conv2d_relu_maxpool_backward)(dq_backend_t *b, dq_tensor *din, dq_tensor *dw,
+                                              dq_tensor *db, const dq_tensor *pool_dout,
+                                              const int32_t *argmax, const dq_tensor *pool_out,
+                                              const dq_tensor *in, const dq_tensor *w,
+                                              const dq_backend_conv *g, int pool_kernel,
+                                              int pool_stride, void *ws, size_t ws_bytes,
+                                              dq_err *err);
     dq_status (*avgpool1d_forward)(dq_backend_t *b, dq_tensor *out, const dq_tensor *in,
                                    int kernel, dq_err *err);
     dq_status (*avgpool1d_backward)(dq_backend_t *b, dq_tensor *din, const dq_tensor *dout,

@@ -220,13 +220,19 @@ dq_status dq_conv2d_forward(dq_tensor *out, const dq_tensor *in, const dq_tensor
  * are already efficient (LightNN's 28x28 and 14x14 planes measured no gain:
  * see the top). The group needs K*G*P floats of columns plus OC*G*P for the
  * permuted output gradient. */
-#define S_BWD_GROUP_P 128
+#define S_BWD_GROUP_P DQ_CONV2D_BWD_GROUP_P
 static int64_t s_backward_group(int64_t N, int64_t K, int64_t P, int64_t OC,
                                 int64_t ws_floats)
 {
     if (P >= S_BWD_GROUP_P || N < 2) return 1;
     int64_t g = s_plan_group(N, K, P), fit = ws_floats / ((K + OC) * P);
     return g < fit ? g : fit;
+}
+
+bool dq_conv2d_backward_per_image(int64_t N, int64_t K, int64_t P, int64_t OC,
+                                  int64_t ws_floats)
+{
+    return s_backward_group(N, K, P, OC, ws_floats) <= 1;
 }
 
 /* The grouped backward (see s_backward_group): per group of gn images,

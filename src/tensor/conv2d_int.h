@@ -11,6 +11,18 @@
 
 #include "tensor/ops.h"
 
+/* Output-plane positions from which dq_conv2d_backward runs image by image
+ * (below, it lays a group of images side by side: conv2d.c); the fused
+ * conv -> relu -> maxpool backward (conv2d_fused.c) is per image, so it is
+ * bitwise the unfused one only from here on. */
+#define DQ_CONV2D_BWD_GROUP_P 128
+
+/* Whether dq_conv2d_backward runs image by image for N images, K = C*KH*KW
+ * column rows, P output positions, OC channels and ws_floats of workspace
+ * (always from DQ_CONV2D_BWD_GROUP_P positions or for one image). */
+bool dq_conv2d_backward_per_image(int64_t N, int64_t K, int64_t P, int64_t OC,
+                                  int64_t ws_floats);
+
 typedef enum {
     DQ_CONV2D_ALGO_AUTO,   /* direct when depthwise, else GEMM */
     DQ_CONV2D_ALGO_GEMM,   /* im2col + one GEMM per group and image (any groups >= 1) */

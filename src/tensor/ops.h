@@ -73,6 +73,54 @@ dq_status dq_conv2d_forward_invariant(dq_tensor *out, const dq_tensor *in, const
                                       const dq_tensor *b, dq_conv2d_params p, float *ws,
                                       int64_t ws_floats, dq_err *err);
 
+/* Training-mode conv2d with its epilogue fused in (conv2d_fused.c): out =
+ * conv(in) as dq_conv2d_forward computes it, then, per group of images while
+ * still in cache, relu in place (e.relu) and a max pool of out into pool_out
+ * [N,OC,PH,PW] / argmax (e.pool_kernel > 0; see maxpool2d below). Every
+ * value equals the unfused composition's bit for bit. cols (NULL: none) of
+ * dq_conv2d_cols_floats receives the column matrix for
+ * dq_conv2d_backward_cols; ws and ws_floats are dq_conv2d_forward's. */
+typedef struct {
+    bool relu;
+    int pool_kernel; /* 0: no pool */
+    int pool_stride;
+    /* Only the pool output is wanted: out's data is not written (its shape
+     * is still checked), the conv output lives in ws, which then needs
+     * dq_conv2d_fused_workspace floats. */
+    bool discard_out;
+} dq_conv2d_epilogue;
+int64_t dq_conv2d_fused_workspace(int64_t N, int64_t C, int64_t H, int64_t W, int64_t KH,
+                                  int64_t KW, int64_t OC, dq_conv2d_params p);
+int64_t dq_conv2d_cols_floats(int64_t N, int64_t C, int64_t H, int64_t W, int64_t KH,
+                              int64_t KW, dq_conv2d_params p);
+dq_status dq_conv2d_fused_forward(dq_tensor *out, dq_tensor *pool_out, int32_t *argmax,
+                                  float *cols, int64_t cols_floats, const dq_tensor *in,
+                                  const dq_tensor *w, const dq_tensor *b, dq_conv2d_params p,
+                                  dq_conv2d_epilogue e, float *ws, int64_t ws_floats,
+                                  dq_err *err);
+/* dq_conv2d_backward, reading the columns dq_conv2d_fused_forward saved for
+ * the same in, w, p and ws_floats instead of lowering again; bitwise the
+ * same gradients. */
+dq_status dq_conv2d_backward_cols(dq_tensor *din, dq_tensor *dw, dq_tensor *db,
+                                  const dq_tensor *dout, const dq_tensor *in,
+                                  const dq_tensor *w, dq_conv2d_params p, const float *cols,
+                                  int64_t cols_floats, float *ws, int64_t ws_floats,
+                                  dq_err *err);
+/* The backward of conv -> relu -> maxpool from the POOL's output gradient
+ * pool_dout [N,OC,PH,PW], argmax and output pool_out (as the fused forward
+ * left them): per image, dq_maxpool2d_relu_backward_pooled into a scratch
+ * plane, then dq_conv2d_backward's GEMMs on it. Bitwise the unfused
+ * composition; the conv's output gradient is never materialised. ws needs
+ * dq_conv2d_relu_maxpool_backward_workspace floats (C, H, W of the input). */
+int64_t dq_conv2d_relu_maxpool_backward_workspace(int64_t C, int64_t H, int64_t W, int64_t KH,
+                                                  int64_t KW, int64_t OC, dq_conv2d_params p);
+dq_status dq_conv2d_relu_maxpool_backward(dq_tensor *din, dq_tensor *dw, dq_tensor *db,
+                                          const dq_tensor *pool_dout, const int32_t *argmax,
+                                          const dq_tensor *pool_out, const dq_tensor *in,
+                                          const dq_tensor *w, dq_conv2d_params p,
+                                          int pool_kernel, int pool_stride, float *ws,
+                                          int64_t ws_floats, dq_err *err);
+
 /* ---- linear: out = in @ w^T + b ----------------------------------------------
  * in [N,I], w [O,I] (PyTorch layout), b [O] or NULL, out [N,O]. */
 dq_status dq_linear_forward(dq_tensor *out, const dq_tensor *in, const dq_tensor *w,
@@ -121,6 +169,12 @@ dq_status dq_maxpool2d_backward_set(dq_tensor *din, const dq_tensor *dout,
 dq_status dq_maxpool2d_relu_backward_set(dq_tensor *din, const dq_tensor *dout,
                                          const int32_t *argmax, const dq_tensor *relu_out,
                                          dq_err *err);
+/* The same result from the POOL output [N,C,OH,OW] (the relu output at each
+ * argmax) instead of the relu output, in one dense pass for 2x2 / stride 2
+ * (maxpool2d_fused.c); kernel and stride are the forward's. */
+dq_status dq_maxpool2d_relu_backward_pooled(dq_tensor *din, const dq_tensor *dout,
+                                            const int32_t *argmax, const dq_tensor *pool_out,
+                                            int kernel, int stride, dq_err *err);
 
 /* ---- avgpool1d over flattened features (PyTorch F.avg_pool1d on [N,F]) -------
  * in [N,F], out [N,(F - k)/k + 1] with stride = kernel. */
