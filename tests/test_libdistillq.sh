@@ -20,6 +20,15 @@ check "versioned soname libdistillq.so.0" \
   '[ "$(objdump -p "$libdir/libdistillq.so" | awk "/SONAME/ {print \$2}")" = libdistillq.so.0 ]'
 check "only distillq_* symbols exported" \
   '[ -z "$(nm -D --defined-only "$libdir/libdistillq.so" | awk "{print \$3}" | grep -v "^distillq_")" ]'
+# A sanitizer build's libdistillq needs the ASan runtime loaded first into
+# the uninstrumented example and python3 that load it: preload it, and keep
+# LeakSanitizer for our own programs (python's interpreter-lifetime
+# allocations are not leaks of ours).
+san=()
+if ldd "$libdir/libdistillq.so" 2> /dev/null | grep -q libasan; then
+  san=(env LD_PRELOAD="$(ldd "$libdir/libdistillq.so" | awk '/libasan/ {print $3}')"
+       ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0")
+fi
 export PKG_CONFIG_PATH=$libdir/pkgconfig PKG_CONFIG_SYSROOT_DIR=$stage
 # shellcheck disable=SC2046
 gcc -std=c11 -Wall -Wextra -Werror "$src/examples/c_client_worker.c" \
@@ -30,14 +39,14 @@ P=$(pick_ports)
   --heartbeat-ms 100 < /dev/null > "$tmp/broker.log" 2>&1 &
 pids+=($!)
 wait_until 10 "stats tcp://127.0.0.1:$P > /dev/null"
-LD_LIBRARY_PATH=$libdir timeout 60 "$tmp/example" "tcp://127.0.0.1:$((P + 1))" \
+LD_LIBRARY_PATH=$libdir "${san[@]}" timeout 60 "$tmp/example" "tcp://127.0.0.1:$((P + 1))" \
   "tcp://127.0.0.1:$P/toy" > "$tmp/example.out" 2>&1; rc=$?
 check "example: worker + client through the broker, results in order (rc=$rc)" \
   '[ $rc -eq 0 ] && grep -q "ok: 20 batches" "$tmp/example.out" || { show "$tmp/example.out"; false; }'
 py=${PYTHON:-/usr/bin/python3}
 pydir=$(ls -d "$stage$prefix"/lib/python3*/dist-packages 2> /dev/null | head -1)
 if "$py" -c "import numpy" 2> /dev/null && [ -n "$pydir" ]; then
-  ver=$(cd /tmp && PYTHONPATH=$pydir LD_LIBRARY_PATH=$libdir "$py" -c \
+  ver=$(cd /tmp && PYTHONPATH=$pydir LD_LIBRARY_PATH=$libdir "${san[@]}" "$py" -c \
         "import distillq, distillq._installed as i; print(distillq.__version__, i.LIBDIR)" 2>&1)
   check "installed Python package imports ($ver)" '[ "$ver" = "0.1.0 $prefix/lib" ]'
 else
