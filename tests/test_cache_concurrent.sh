@@ -42,7 +42,8 @@ check "a student distilled from the service fills the cache (rc=$rc)" \
 
 # the broker writes (6000 images, most of them new) while r replays the first 512
 student w 6 6000 --teacher "$fe/light1" & wp=$!; pids+=("$wp")
-wait_until 30 '[ "$(num "$(stats $fe)" served)" -ge 20 ] 2>/dev/null'
+# (room for a loaded machine: w's probe and first batches can take a while)
+wait_until 120 '[ "$(num "$(stats $fe)" served)" -ge 20 ] 2>/dev/null'
 before=$(num "$(stats $fe)" served)
 student r 5 512 --replay "$tmp/cache"; rrc=$?
 after=$(num "$(stats $fe)" served)
