@@ -38,6 +38,9 @@ tap_cleanup() {
   for p in "${pids[@]}"; do kill -KILL "$p"; done
   wait
   extra_cleanup
+  for d in "${TMPDIR:-/tmp}"/dq-port.*; do
+    [ "$(cat "$d/pid" 2>/dev/null)" = "$$" ] && rm -rf "$d"
+  done
   rm -rf "$tmp"
 }
 trap tap_cleanup EXIT
@@ -50,13 +53,29 @@ show() { echo "# ---- $1"; tail -n "${2:-15}" "$1" | sed 's/^/# /'; }
 # The exit status of a TAP test: failures make it non-zero.
 tap_exit() { exit $((failed > 0)); }
 
-# Two free consecutive loopback ports, derived from our pid.
+# Two free consecutive loopback ports, starting from one derived from our pid.
+# They are reserved, not only probed: make check runs tests in parallel, and
+# two tests that both found a port free would bind it one after the other
+# (the loser's clients then talk to the winner's broker, which may well stay
+# silent to them). A reservation is a directory ${TMPDIR:-/tmp}/dq-port.N
+# holding the owner's pid; one whose owner is gone is taken over; ours are
+# removed on exit (tap_cleanup). $$ is the test's pid in $(pick_ports) too.
 port_free() { ! (exec 3<> "/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+port_claim() {
+  local d="${TMPDIR:-/tmp}/dq-port.$1" owner
+  if mkdir "$d" 2>/dev/null; then echo $$ > "$d/pid"; return 0; fi
+  owner=$(cat "$d/pid" 2>/dev/null)
+  if [ -n "$owner" ] && ! kill -0 "$owner" 2>/dev/null; then
+    rm -rf "$d" && mkdir "$d" 2>/dev/null && { echo $$ > "$d/pid"; return 0; }
+  fi
+  return 1
+}
 next_port=$((20000 + ($$ * 7) % 30000))
 pick_ports() {
-  for _ in $(seq 1 200); do
+  for _ in $(seq 1 400); do
     next_port=$((next_port + 2))
-    if port_free $next_port && port_free $((next_port + 1)); then echo $next_port; return 0; fi
+    if port_free $next_port && port_free $((next_port + 1)) && port_claim $next_port &&
+       port_claim $((next_port + 1)); then echo $next_port; return 0; fi
   done
   return 1
 }
