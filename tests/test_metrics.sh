@@ -44,7 +44,8 @@ during_b=$(scrape "$bm"); during_w=$(scrape "$wm")
 wait "$cpid"; rc=$?
 check "scraped both pages during the run (client rc=$rc)" \
   '[ $rc -eq 0 ] && printf "%s" "$during_b" | grep -q "^distillq_broker_in_flight{service=\"light\"}" &&
-   printf "%s" "$during_w" | grep -q "^distillq_worker_forward_seconds_bucket"'
+   printf "%s" "$during_w" | grep -q "^distillq_worker_forward_seconds_bucket" ||
+   { show "$tmp/a.err"; show "$tmp/broker.log" 30; show "$tmp/worker.log"; false; }'
 
 sleep 0.5
 after_b=$(scrape "$bm"); after_w=$(scrape "$wm"); js=$(stats "$fe")
