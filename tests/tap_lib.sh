@@ -70,10 +70,14 @@ port_claim() {
   fi
   return 1
 }
-next_port=$((20000 + ($$ * 7) % 30000))
+# Below Linux's ephemeral range (32768-60999): a port there can be taken at
+# any moment as the local end of some process's outgoing connection (every
+# zmq client has some), and then our broker cannot bind it.
+next_port=$((20000 + ($$ * 7) % 11000))
 pick_ports() {
   for _ in $(seq 1 400); do
     next_port=$((next_port + 2))
+    [ $next_port -lt 32700 ] || next_port=20000
     if port_free $next_port && port_free $((next_port + 1)) && port_claim $next_port &&
        port_claim $((next_port + 1)); then echo $next_port; return 0; fi
   done
