@@ -37,11 +37,13 @@ static void s_set_batch(dq_net_t *net, int64_t n)
         net->out_view[o].shape[0] = net->grad_view[o].shape[0] = n;
 }
 
-/* A layer whose op this backend lacks: one line naming the op and backend. */
+/* A layer whose op a backend's table leaves NULL (every shipped table has
+ * every layer type; a table may omit optional capabilities only): one line
+ * naming the op and the backend, never a crash. */
 static dq_status s_unsupported(const dq_net_t *net, const dq_mf_layer *l, dq_err *err)
 {
-    return dq_fail(err, DQ_ERR_UNSUPPORTED, "%s is not implemented on %s yet",
-                   dq_layer_type_name(l->type), net->bk->ops->name);
+    return dq_fail(err, DQ_ERR_UNSUPPORTED, "the %s backend has no %s op",
+                   net->bk->ops->name, dq_layer_type_name(l->type));
 }
 
 #define S_NEED(fn)                                         \

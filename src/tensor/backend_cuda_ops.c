@@ -12,8 +12,8 @@
  * equal the CPU's up to float rounding, not bit for bit; dropout masks come
  * from a counter-based hash, not the caller's rng.
  *
- * The overwriting backward forms are not implemented here (no DQ_BK_SET_GRAD):
- * the walk then zeroes every gradient and accumulates. This file and
+ * The overwriting backward forms are a CPU capability this table leaves out
+ * (no DQ_BK_SET_GRAD): the walk then zeroes every gradient and accumulates. This file and
  * backend_cuda.c are the src/tensor files that test DQ_HAVE_CUDA; without
  * CUDA, dq_backend_cuda_new is a one-line DQ_ERR_UNSUPPORTED.
  */
