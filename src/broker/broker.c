@@ -162,7 +162,7 @@ static void s_on_request(dq_broker_t *b, dq_wire_parts *p, int64_t now)
     dq_brec *x = &b->rec[r];
     x->service = svc;
     x->flow = fi;
-    fl->refs++;
+    dq_bflow_ref(b, fi);
     x->worker = -1;
     x->state = REC_QUEUED;
     x->checked = live;
@@ -321,6 +321,7 @@ static void s_on_reply(dq_broker_t *b, int32_t w, dq_wire_parts *p, int64_t now)
     dq_broker_count_reply(b, x->service, rep->status, x->arrived_ms, now);
     dq_blist_remove(b, &wk->held, r);
     wk->in_flight--;
+    dq_bready_update(b, w, false);
     b->inflight--;
     dq_brec_release(b, r);
     dq_broker_dispatch(b, wk->service, now);
@@ -373,6 +374,7 @@ static void s_on_backend(dq_broker_t *b, dq_wire_parts *p, int64_t now)
                 dq_broker_log(b, "worker %s of '%s' is draining (%u in flight)", hex,
                               b->services[b->workers[w].service].name, b->workers[w].in_flight);
             b->workers[w].draining = true;
+            dq_bready_update(b, w, false); /* no more work for it */
             /* Ack: the pipe is FIFO, so once the worker reads this it has
              * every request it will ever get and may say goodbye when done. */
             dq_msg_buf_reset(&b->out);
@@ -511,13 +513,15 @@ dq_status dq_broker_new(dq_broker_t **out, const dq_broker_config *cfg, dq_err *
     if (b->tick_ms > 250) b->tick_ms = 250;
     dq_status st = dq_brec_init(b, err);
     if (!st) {
-        b->workers = calloc((size_t)cfg->max_workers, sizeof *b->workers);
         b->services = calloc((size_t)cfg->max_services, sizeof *b->services);
         b->flows = calloc((size_t)cfg->max_clients, sizeof *b->flows);
-        if (!b->workers || !b->services || !b->flows)
-            st = dq_fail(err, DQ_ERR_NOMEM, "broker: cannot allocate the worker table");
+        if (!b->services || !b->flows)
+            st = dq_fail(err, DQ_ERR_NOMEM, "broker: cannot allocate the service and client "
+                         "tables");
     }
-    if (!st) st = dq_bwindex_init(b, err);
+    if (!st) st = dq_broker_workers_init(b, err);
+    if (!st) st = dq_broker_services_init(b, err);
+    if (!st) st = dq_bflow_init(b, err);
     if (!st) st = dq_msg_decoder_new(&b->dec, err);
     /* Both sockets get this one: it tells the epoch and our interval. */
     if (!st) st = dq_msg_encode_heartbeat_interval(&b->hb, b->epoch, (uint32_t)cfg->heartbeat_ms,
@@ -561,8 +565,9 @@ void dq_broker_destroy(dq_broker_t **p)
     dq_msg_buf_free(&b->hb);
     dq_msg_buf_free(&b->json);
     dq_prom_free(&b->prom);
-    free(b->workers);
-    dq_bwindex_free(b);
+    dq_broker_workers_fini(b);
+    dq_broker_services_fini(b);
+    dq_bflow_fini(b);
     free(b->services);
     free(b->flows);
     free(b);

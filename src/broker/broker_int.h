@@ -1,15 +1,21 @@
 /* broker_int.h - the broker's private state, shared by its .c files only.
  *
- * Three tables, all allocated once by dq_broker_new:
+ * Four tables, all allocated once by dq_broker_new:
  *   records  - one per request the broker holds; a record is FREE (on the
- *              free list), QUEUED (in its service's FIFO) or INFLIGHT (in its
- *              worker's held list). Lists are intrusive (prev/next indices),
- *              so moving a request between them never allocates.
- *   workers  - by slot; looked up by routing id with a linear scan (a few
- *              hundred at most, compared length first).
+ *              free list), QUEUED (in its client flow's FIFO) or INFLIGHT
+ *              (in its worker's held list). Lists are intrusive (prev/next
+ *              indices), so moving a request between them never allocates.
+ *   workers  - by slot; free slots on a free list. A live worker is in its
+ *              service's member list and, while it has a free credit, in
+ *              one of its service's ready levels (ready.c).
  *   services - by slot; a service keeps the identity its workers announced.
- * plus an open-addressing hash (client id, req_id) -> record that finds
- * duplicates; tickets (epoch, slot, generation) find a record from a reply.
+ *   flows    - one per (service, client): fair sharing (flows.c).
+ * Every lookup a message makes goes through a hash index (index.c):
+ * records by (client id, req_id) to find duplicates, workers by routing id,
+ * services by name, flows by (service, client name); tickets (epoch, slot,
+ * generation) find a record from a reply. No message costs a scan of a
+ * table: what scans is the periodic tick (heartbeats, purge, expiry) and
+ * the stats.
  */
 #ifndef DQ_BROKER_INT_H
 #define DQ_BROKER_INT_H
@@ -26,6 +32,29 @@ typedef enum { REC_FREE = 0, REC_QUEUED, REC_INFLIGHT } dq_rec_state;
 typedef struct {
     int32_t head, tail, count;
 } dq_blist;
+
+/* A hash index entry: a table slot (-1: empty) and its key's hash (index.c). */
+typedef struct {
+    int32_t slot;
+    uint32_t hash;
+} dq_bix_entry;
+
+typedef struct {
+    dq_bix_entry *e;
+    uint32_t mask;
+} dq_bix;
+
+/* Does table slot `slot` hold key `key`? (ctx: the broker) */
+typedef bool (*dq_bix_eq)(const void *ctx, int32_t slot, const void *key);
+
+/* Free credits are counted in levels 1..DQ_BREADY_LEVELS-1, the top level
+ * holding every worker with that many or more (ready.c). */
+#define DQ_BREADY_LEVELS 64
+
+/* Head and tail of an intrusive list of worker slots. */
+typedef struct {
+    int32_t head, tail;
+} dq_bwlist;
 
 typedef struct {
     int32_t prev, next;       /* links in the list the record is in */
@@ -53,7 +82,9 @@ typedef struct {
     int32_t service;
     uint32_t capacity, in_flight;
     uint32_t max_batch;       /* its announce's (0: any); the service takes the least */
-    uint64_t last_dispatch;   /* dispatch sequence number, for LRU ties */
+    uint8_t level;            /* ready level (free credits, capped); 0: in none */
+    int32_t lprev, lnext;     /* links in its service's ready level (ready.c) */
+    int32_t mprev, mnext;     /* links in its service's members; mnext: free list when unused */
     int64_t last_seen_ms, joined_ms;
     dq_blist held;
     uint64_t served, errors, requeues;
@@ -73,6 +104,9 @@ typedef struct {
     bool in_ring;
     uint32_t weight, credit;  /* credit: dispatches left in the current turn */
     int32_t refs;             /* records (queued or in flight) naming this flow */
+    uint32_t hash;            /* of (service, name) in flow_ix */
+    int32_t iprev, inext;     /* idle list (refs == 0) while used; inext: free list when not */
+    int32_t sprev, snext;     /* the flows of its service */
     int64_t bytes;            /* their body bytes (budget.c) */
     dq_blist queue;
     uint64_t requests, dispatched, overloaded;
@@ -82,11 +116,16 @@ typedef struct {
 typedef struct {
     bool used;
     bool has_identity;        /* some worker announced since start */
+    uint32_t hash;            /* of name in svc_ix */
     char name[DQ_MSG_NAME_MAX + 1];
     dq_msg_ready identity;    /* of the live workers (else the last ones) */
     int n_workers;            /* live */
     int queued;               /* over all its flows */
     int32_t rr;               /* flow whose turn it is; -1: nothing queued */
+    int32_t flows;            /* head of its flows (flows.c), -1: none */
+    int32_t members;          /* head of its live workers (workers.c), -1: none */
+    int32_t top;              /* highest non-empty ready level, 0: no worker free */
+    dq_bwlist ready[DQ_BREADY_LEVELS]; /* [l]: workers with l free credits (ready.c) */
     uint64_t served, errors, requeues, timeouts, overloaded, bad_requests;
     double service_ms_sum;
     uint64_t replies[DQ_REPLY_STATUS_COUNT]; /* to clients, by status (metrics.c) */
@@ -110,14 +149,17 @@ struct dq_broker {
                                * pages are touched only by records in use */
     int32_t n_rec;
     dq_blist free_list;
-    int32_t *hash;            /* record index or -1 */
-    uint32_t hash_mask;
+    dq_bix rec_ix;            /* (client id, req_id) -> record (records.c) */
 
     dq_bworker *workers;
-    int32_t *widx;            /* routing id -> worker slot (worker_index.c), -1: empty */
-    uint32_t widx_mask;
+    dq_bix widx;              /* routing id -> worker slot (worker_index.c) */
+    int32_t worker_free;      /* free worker slots, linked by mnext; -1: full */
     dq_bservice *services;
+    dq_bix svc_ix;            /* name -> service slot (dispatch.c) */
     dq_bflow *flows;          /* cfg.max_clients */
+    dq_bix flow_ix;           /* (service, client name) -> flow (flows.c) */
+    int32_t flow_free;        /* unused flow slots below flow_hi, linked by inext */
+    int32_t idle_head, idle_tail; /* used flows no record names, oldest first */
     int32_t flow_hi;          /* 1 + highest used flow slot */
     int n_workers;            /* live */
     int32_t worker_hi;        /* 1 + highest used worker slot: loops stop here */
@@ -126,7 +168,6 @@ struct dq_broker {
     int max_queued;           /* all clients: cfg.max_queued_total or 4 x max_queue */
     int64_t held_bytes, held_bytes_peak; /* request bodies held (budget.c) */
     uint64_t n_over_budget;   /* requests answered overloaded for bytes */
-    uint64_t dispatch_seq;
 
     dq_msg_decoder_t *dec;
     dq_msg msg;               /* scratch decoded message (a few KB) */
@@ -144,6 +185,31 @@ struct dq_broker {
 /* Layering: broker.c (loop, messages, timers) -> dispatch.c (services,
  * dispatch, broker-made replies) -> workers.c (worker life cycle) ->
  * records.c; stats.c (stats JSON, log lines) is called from any of them. */
+
+/* ---- index.c ---- */
+/* Seeded FNV-1a with a final mix. */
+uint32_t dq_bix_hash(const void *key, size_t len, uint64_t seed);
+/* A table for up to max_entries keys (load under 1/2); `what` names it in errors. */
+dq_status dq_bix_init(dq_bix *ix, int64_t max_entries, const char *what, dq_err *err);
+void dq_bix_free(dq_bix *ix);
+/* The slot whose hash is `hash` and for which eq(ctx, slot, key) holds, or -1. */
+int32_t dq_bix_find(const dq_bix *ix, uint32_t hash, dq_bix_eq eq, const void *ctx,
+                    const void *key);
+/* Adds slot (its key not already indexed) / removes it (no-op if absent). */
+void dq_bix_put(dq_bix *ix, uint32_t hash, int32_t slot);
+void dq_bix_del(dq_bix *ix, uint32_t hash, int32_t slot);
+
+/* ---- ready.c ---- */
+/* Puts worker w in the ready level its free credits, draining and used
+ * flags say (none when it has no free credit); after a dispatch to it
+ * (dispatched), it goes to the back of its level even when the level is
+ * unchanged. Call after every change of those fields. */
+void dq_bready_update(dq_broker_t *b, int32_t w, bool dispatched);
+/* The worker of svc with the most free credits (within a level: the one
+ * that entered it first), or -1: O(1). */
+int32_t dq_bready_pick(const dq_broker_t *b, int32_t svc);
+/* Empty ready levels and member list for a new service. */
+void dq_bready_init_service(dq_bservice *s);
 
 /* ---- records.c ---- */
 void dq_blist_init(dq_blist *l);
@@ -178,6 +244,14 @@ void dq_budget_take(dq_broker_t *b, int32_t r);
 void dq_budget_give(dq_broker_t *b, int32_t r);
 
 /* ---- flows.c ---- */
+/* The flow table's index and lists (dq_broker_new) / its index freed. */
+dq_status dq_bflow_init(dq_broker_t *b, dq_err *err);
+void dq_bflow_fini(dq_broker_t *b);
+/* A record names / stops naming flow fi (refs; a flow nothing names is idle). */
+void dq_bflow_ref(dq_broker_t *b, int32_t fi);
+void dq_bflow_unref(dq_broker_t *b, int32_t fi);
+/* Frees every flow of service svc (all idle: the service is reclaimed). */
+void dq_bflow_drop_service(dq_broker_t *b, int32_t svc);
 /* The flow of client `name` in service svc (created, with its --share
  * weight, when absent; an idle flow is reused when the table is full), or -1. */
 int32_t dq_bflow_get(dq_broker_t *b, int32_t svc, const char *name);
@@ -212,6 +286,9 @@ dq_status dq_broker_stats_json(dq_broker_t *b, int64_t now, dq_err *err);
 void dq_broker_log(dq_broker_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* ---- workers.c ---- */
+/* The worker table, its free list and index (dq_broker_new) / freed. */
+dq_status dq_broker_workers_init(dq_broker_t *b, dq_err *err);
+void dq_broker_workers_fini(dq_broker_t *b);
 /* The live worker with routing id (id, len), or -1. */
 int32_t dq_broker_find_worker(const dq_broker_t *b, const uint8_t *id, size_t len);
 /* worker_index.c: the routing id index behind dq_broker_find_worker; put
@@ -250,6 +327,11 @@ void dq_broker_error_reply(dq_broker_t *b, const uint8_t *cid, size_t cid_len, u
 /* Answers record r with an error reply and releases it. */
 void dq_broker_fail_record(dq_broker_t *b, int32_t r, dq_reply_status st, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+/* The service table's name index (dq_broker_new) / freed. */
+dq_status dq_broker_services_init(dq_broker_t *b, dq_err *err);
+void dq_broker_services_fini(dq_broker_t *b);
+/* The slot of service `name`, created when absent and create is set (a
+ * never-announced idle one is reclaimed when the table is full), or -1. */
 int32_t dq_broker_service(dq_broker_t *b, const char *name, bool create);
 /* NULL when the request fits the service's live identity, else the reason. */
 const char *dq_broker_check_request(const dq_bservice *s, const dq_msg_request *r, char *why,

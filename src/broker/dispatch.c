@@ -1,9 +1,10 @@
 /* dispatch.c - the broker's service table, dispatch and the replies the
  * broker makes itself.
  *
- * Dispatch hands the head of a service's FIFO to the live, non-draining
- * worker with the most free credits (ties: least recently used) until the
- * queue or the credits run out. A request queued before its service had a
+ * Services are found by name through a hash index (index.c). Dispatch
+ * hands the request the service's fair-share round robin serves next
+ * (flows.c) to the live, non-draining worker with the most free credits
+ * (ready.c; both O(1)) until the queue or the credits run out. A request queued before its service had a
  * live identity is checked against it here, at dispatch. A send that fails
  * means the worker's connection is gone: the worker is removed at once
  * (workers.c requeues what it held) rather than after the liveness period.
@@ -70,6 +71,7 @@ void dq_broker_fail_record(dq_broker_t *b, int32_t r, dq_reply_status st, const 
         dq_bworker *w = &b->workers[x->worker];
         dq_blist_remove(b, &w->held, r);
         w->in_flight--;
+        dq_bready_update(b, x->worker, false);
         b->inflight--;
     }
     dq_brec_release(b, r);
@@ -84,30 +86,56 @@ static bool s_reclaimable(const dq_bservice *s)
     return !s->has_identity && s->n_workers == 0 && s->queued == 0;
 }
 
+static uint32_t s_hash(const dq_broker_t *b, const char *name)
+{
+    return dq_bix_hash(name, strlen(name), b->epoch);
+}
+
+static bool s_eq(const void *ctx, int32_t i, const void *name)
+{
+    return strcmp(((const dq_broker_t *)ctx)->services[i].name, (const char *)name) == 0;
+}
+
+dq_status dq_broker_services_init(dq_broker_t *b, dq_err *err)
+{
+    return dq_bix_init(&b->svc_ix, b->cfg.max_services, "service", err);
+}
+
+void dq_broker_services_fini(dq_broker_t *b)
+{
+    dq_bix_free(&b->svc_ix);
+}
+
+/* Found by name through the index. Slots are never freed, so a new service
+ * takes the next one; only when all --max-services are taken does a new
+ * name look for a reclaimable one (a scan of the service table, bounded by
+ * --max-services and never by the workers, on that path only). */
 int32_t dq_broker_service(dq_broker_t *b, const char *name, bool create)
 {
-    int32_t free_slot = -1, spare = -1;
-    for (int32_t i = 0; i < b->cfg.max_services && i <= b->service_hi; i++) {
-        if (b->services[i].used) {
-            if (strcmp(b->services[i].name, name) == 0) return i;
-            if (spare < 0 && s_reclaimable(&b->services[i])) spare = i;
-        } else if (free_slot < 0) {
-            free_slot = i;
-        }
+    uint32_t h = s_hash(b, name);
+    int32_t slot = dq_bix_find(&b->svc_ix, h, s_eq, b, name);
+    if (slot >= 0 || !create) return slot;
+    if (b->service_hi < b->cfg.max_services) {
+        slot = b->service_hi++;
+    } else {
+        for (int32_t i = 0; i < b->service_hi && slot < 0; i++)
+            if (s_reclaimable(&b->services[i])) slot = i;
+        if (slot < 0) return -1;
+        /* Its flows are idle: they must not match the new service. */
+        dq_bix_del(&b->svc_ix, b->services[slot].hash, slot);
+        dq_bflow_drop_service(b, slot);
     }
-    if (free_slot < 0) free_slot = spare;
-    if (!create || free_slot < 0) return -1;
-    dq_bservice *s = &b->services[free_slot];
+    dq_bservice *s = &b->services[slot];
     memset(s, 0, sizeof *s);
-    if (free_slot >= b->service_hi) b->service_hi = free_slot + 1;
     s->used = true;
     snprintf(s->name, sizeof s->name, "%s", name);
+    s->hash = h;
     s->rr = -1;
+    s->flows = -1;
+    dq_bready_init_service(s);
     dq_prom_hist_init_seconds(&s->latency);
-    /* Flows of a reclaimed service are idle: they must not match the new one. */
-    for (int32_t i = 0; i < b->flow_hi; i++)
-        if (b->flows[i].used && b->flows[i].service == free_slot) b->flows[i].used = false;
-    return free_slot;
+    dq_bix_put(&b->svc_ix, h, slot);
+    return slot;
 }
 
 const char *dq_broker_check_request(const dq_bservice *s, const dq_msg_request *r, char *why,
@@ -146,26 +174,6 @@ const char *dq_broker_check_request(const dq_bservice *s, const dq_msg_request *
 
 /* ---- dispatch --------------------------------------------------------------------- */
 
-/* The live, non-draining worker of svc with the most free credits (ties:
- * the one that got work least recently), or -1. */
-static int32_t s_pick_worker(const dq_broker_t *b, int32_t svc)
-{
-    int32_t best = -1;
-    uint32_t best_free = 0;
-    for (int32_t i = 0; i < b->worker_hi; i++) {
-        const dq_bworker *w = &b->workers[i];
-        if (!w->used || w->service != svc || w->draining || w->in_flight >= w->capacity)
-            continue;
-        uint32_t fr = w->capacity - w->in_flight;
-        if (best < 0 || fr > best_free ||
-            (fr == best_free && w->last_dispatch < b->workers[best].last_dispatch)) {
-            best = i;
-            best_free = fr;
-        }
-    }
-    return best;
-}
-
 /* Checks a request that was queued before its service had a live identity
  * (as decoded on arrival, b->req[r]); false (and the record answered) if
  * the live workers cannot take it. */
@@ -186,7 +194,7 @@ void dq_broker_dispatch(dq_broker_t *b, int32_t svc, int64_t now)
 {
     dq_bservice *s = &b->services[svc];
     while (s->queued > 0) {
-        int32_t w = s_pick_worker(b, svc);
+        int32_t w = dq_bready_pick(b, svc);
         if (w < 0) return;
         int32_t r = dq_bflow_peek(b, svc);
         dq_brec *x = &b->rec[r];
@@ -225,7 +233,7 @@ void dq_broker_dispatch(dq_broker_t *b, int32_t svc, int64_t now)
         x->dispatched_ms = now;
         dq_blist_push_back(b, &wk->held, r);
         wk->in_flight++;
-        wk->last_dispatch = ++b->dispatch_seq;
+        dq_bready_update(b, w, true);
         b->inflight++;
     }
 }

@@ -18,8 +18,13 @@
  * weight across its connections.
  *
  * Flows live in a fixed table (--max-clients): a flow no record refers to
- * stays for its counters until its slot is needed by a new one. Lookup is a
- * scan of the used slots, comparing the service first.
+ * is idle and stays for its counters until its slot is needed by a new one,
+ * the longest idle first (an LRU list: refs going to 0 puts a flow at its
+ * back, going to 1 takes it out). Lookup is by index.c's hash over
+ * (service, name), seeded with the broker's epoch since clients choose
+ * their names; each service links its own flows, for the rare walks over
+ * one service's flows (a new identity, a reclaimed service). No request
+ * scans the table.
  */
 #include "broker/broker_int.h"
 
@@ -32,22 +37,110 @@ static uint32_t s_weight(const dq_broker_t *b, const char *name)
     return 1;
 }
 
+typedef struct {
+    int32_t svc;
+    const char *name;
+} s_key;
+
+static uint32_t s_hash(const dq_broker_t *b, int32_t svc, const char *name)
+{
+    return dq_bix_hash(name, strlen(name), b->epoch ^ ((uint64_t)(uint32_t)svc << 32));
+}
+
+static bool s_eq(const void *ctx, int32_t fi, const void *key)
+{
+    const dq_bflow *f = &((const dq_broker_t *)ctx)->flows[fi];
+    const s_key *k = key;
+    return f->service == k->svc && strcmp(f->name, k->name) == 0;
+}
+
+dq_status dq_bflow_init(dq_broker_t *b, dq_err *err)
+{
+    b->flow_free = b->idle_head = b->idle_tail = -1;
+    return dq_bix_init(&b->flow_ix, b->cfg.max_clients, "client", err);
+}
+
+void dq_bflow_fini(dq_broker_t *b)
+{
+    dq_bix_free(&b->flow_ix);
+}
+
+/* ---- the idle list ---------------------------------------------------------- */
+
+static void s_idle_push(dq_broker_t *b, int32_t fi)
+{
+    dq_bflow *f = &b->flows[fi];
+    f->inext = -1;
+    f->iprev = b->idle_tail;
+    if (b->idle_tail >= 0) b->flows[b->idle_tail].inext = fi;
+    else b->idle_head = fi;
+    b->idle_tail = fi;
+}
+
+static void s_idle_remove(dq_broker_t *b, int32_t fi)
+{
+    dq_bflow *f = &b->flows[fi];
+    if (f->iprev >= 0) b->flows[f->iprev].inext = f->inext;
+    else b->idle_head = f->inext;
+    if (f->inext >= 0) b->flows[f->inext].iprev = f->iprev;
+    else b->idle_tail = f->iprev;
+    f->iprev = f->inext = -1;
+}
+
+void dq_bflow_ref(dq_broker_t *b, int32_t fi)
+{
+    if (b->flows[fi].refs++ == 0) s_idle_remove(b, fi);
+}
+
+void dq_bflow_unref(dq_broker_t *b, int32_t fi)
+{
+    if (--b->flows[fi].refs == 0) s_idle_push(b, fi);
+}
+
+/* ---- the table ---------------------------------------------------------------- */
+
+/* Takes idle flow fi out of the index, the idle list and its service's
+ * flows; the slot keeps `used` (the caller reuses or frees it). */
+static void s_forget(dq_broker_t *b, int32_t fi)
+{
+    dq_bflow *f = &b->flows[fi];
+    dq_bservice *s = &b->services[f->service];
+    dq_bix_del(&b->flow_ix, f->hash, fi);
+    s_idle_remove(b, fi);
+    if (f->sprev >= 0) b->flows[f->sprev].snext = f->snext;
+    else s->flows = f->snext;
+    if (f->snext >= 0) b->flows[f->snext].sprev = f->sprev;
+}
+
+void dq_bflow_drop_service(dq_broker_t *b, int32_t svc)
+{
+    while (b->services[svc].flows >= 0) {
+        int32_t fi = b->services[svc].flows;
+        s_forget(b, fi);
+        b->flows[fi].used = false;
+        b->flows[fi].inext = b->flow_free;
+        b->flow_free = fi;
+    }
+}
+
 int32_t dq_bflow_get(dq_broker_t *b, int32_t svc, const char *name)
 {
-    int32_t free_slot = -1, idle = -1;
-    for (int32_t i = 0; i < b->flow_hi; i++) {
-        const dq_bflow *f = &b->flows[i];
-        if (!f->used) {
-            if (free_slot < 0) free_slot = i;
-            continue;
-        }
-        if (f->service == svc && strcmp(f->name, name) == 0) return i;
-        if (idle < 0 && f->refs == 0) idle = i;
+    uint32_t h = s_hash(b, svc, name);
+    s_key k = {svc, name};
+    int32_t fi = dq_bix_find(&b->flow_ix, h, s_eq, b, &k);
+    if (fi >= 0) return fi;
+    if (b->flow_free >= 0) {
+        fi = b->flow_free;
+        b->flow_free = b->flows[fi].inext;
+    } else if (b->flow_hi < b->cfg.max_clients) {
+        fi = b->flow_hi++;
+    } else if (b->idle_head >= 0) {
+        fi = b->idle_head;
+        s_forget(b, fi);
+    } else {
+        return -1;
     }
-    if (free_slot < 0 && b->flow_hi < b->cfg.max_clients) free_slot = b->flow_hi;
-    if (free_slot < 0) free_slot = idle;
-    if (free_slot < 0) return -1;
-    dq_bflow *f = &b->flows[free_slot];
+    dq_bflow *f = &b->flows[fi];
     memset(f, 0, sizeof *f);
     f->used = true;
     f->service = svc;
@@ -55,8 +148,15 @@ int32_t dq_bflow_get(dq_broker_t *b, int32_t svc, const char *name)
     f->weight = s_weight(b, name);
     dq_blist_init(&f->queue);
     snprintf(f->name, sizeof f->name, "%s", name);
-    if (free_slot >= b->flow_hi) b->flow_hi = free_slot + 1;
-    return free_slot;
+    f->hash = h;
+    dq_bix_put(&b->flow_ix, h, fi);
+    dq_bservice *s = &b->services[svc];
+    f->sprev = -1;
+    f->snext = s->flows;
+    if (s->flows >= 0) b->flows[s->flows].sprev = fi;
+    s->flows = fi;
+    s_idle_push(b, fi); /* nothing names it yet */
+    return fi;
 }
 
 /* ---- the ring -------------------------------------------------------------- */

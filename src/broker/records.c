@@ -3,9 +3,8 @@
  *
  * The pool is one array; every list (free list, each service's FIFO, each
  * worker's held list) links records by index, so queueing, dispatching and
- * requeueing are O(1) pointer moves with no allocation. The hash is linear
- * probing over a power-of-two table at least twice the pool, with backward
- * shift deletion (no tombstones, so it never degrades). A ticket is
+ * requeueing are O(1) pointer moves with no allocation. The (client id,
+ * req_id) hash is index.c's over a table at least twice the pool. A ticket is
  * (broker epoch, slot, generation): the generation changes on each dispatch
  * so a reply to an earlier dispatch of the same slot - from a worker
  * declared dead, or from before a broker restart - matches nothing.
@@ -78,14 +77,10 @@ dq_status dq_brec_init(dq_broker_t *b, dq_err *err)
     b->n_rec = (int32_t)n;
     b->rec = calloc((size_t)n, sizeof *b->rec);
     b->req = calloc((size_t)n, sizeof *b->req);
-    uint32_t hsize = 16;
-    while (hsize < 2 * (uint32_t)n) hsize *= 2;
-    b->hash = malloc(hsize * sizeof *b->hash);
-    if (!b->rec || !b->req || !b->hash)
+    if (!b->rec || !b->req)
         return dq_fail(err, DQ_ERR_NOMEM, "broker: cannot allocate %lld request records",
                        (long long)n);
-    b->hash_mask = hsize - 1;
-    for (uint32_t i = 0; i < hsize; i++) b->hash[i] = -1;
+    DQ_TRY(dq_bix_init(&b->rec_ix, n, "request", err));
     dq_blist_init(&b->free_list);
     for (int32_t i = 0; i < b->n_rec; i++) {
         b->rec[i].worker = -1;
@@ -102,9 +97,9 @@ void dq_brec_fini(dq_broker_t *b)
         for (int32_t i = 0; i < b->n_rec; i++) zmq_msg_close(&b->rec[i].body);
     free(b->rec);
     free(b->req);
-    free(b->hash);
+    dq_bix_free(&b->rec_ix);
     b->rec = NULL;
-    b->hash = NULL;
+    b->req = NULL;
 }
 
 int32_t dq_brec_alloc(dq_broker_t *b)
@@ -112,72 +107,54 @@ int32_t dq_brec_alloc(dq_broker_t *b)
     return dq_blist_pop_front(b, &b->free_list);
 }
 
-/* FNV-1a over the client id, then the req_id bytes. */
-static uint32_t s_hash(const uint8_t *cid, size_t len, uint64_t req_id)
+typedef struct {
+    const uint8_t *cid;
+    size_t len;
+    uint64_t req_id;
+} s_key;
+
+/* Over the client id, seeded with the req_id and the broker's epoch (both
+ * chosen by others: the epoch keeps colliding keys from being prepared). */
+static uint32_t s_hash(const dq_broker_t *b, const uint8_t *cid, size_t len, uint64_t req_id)
 {
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < len; i++) h = (h ^ cid[i]) * 1099511628211ull;
-    for (int i = 0; i < 8; i++) h = (h ^ ((req_id >> (8 * i)) & 0xff)) * 1099511628211ull;
-    return (uint32_t)(h ^ (h >> 32));
+    return dq_bix_hash(cid, len, b->epoch ^ (req_id * 0x9e3779b97f4a7c15ull));
 }
 
-static bool s_same(const dq_brec *x, const uint8_t *cid, size_t len, uint64_t req_id)
+static uint32_t s_hash_of(const dq_broker_t *b, int32_t r)
 {
-    return x->req_id == req_id && x->cid_len == len && memcmp(x->cid, cid, len) == 0;
+    const dq_brec *x = &b->rec[r];
+    return s_hash(b, x->cid, x->cid_len, x->req_id);
+}
+
+static bool s_eq(const void *ctx, int32_t r, const void *key)
+{
+    const dq_brec *x = &((const dq_broker_t *)ctx)->rec[r];
+    const s_key *k = key;
+    return x->req_id == k->req_id && x->cid_len == k->len &&
+           memcmp(x->cid, k->cid, k->len) == 0;
 }
 
 int32_t dq_brec_find(const dq_broker_t *b, const uint8_t *cid, size_t cid_len, uint64_t req_id)
 {
-    uint32_t i = s_hash(cid, cid_len, req_id) & b->hash_mask;
-    for (;;) {
-        int32_t r = b->hash[i];
-        if (r < 0) return -1;
-        if (s_same(&b->rec[r], cid, cid_len, req_id)) return r;
-        i = (i + 1) & b->hash_mask;
-    }
+    s_key k = {cid, cid_len, req_id};
+    return dq_bix_find(&b->rec_ix, s_hash(b, cid, cid_len, req_id), s_eq, b, &k);
 }
 
 void dq_brec_hash_insert(dq_broker_t *b, int32_t r)
 {
-    const dq_brec *x = &b->rec[r];
-    uint32_t i = s_hash(x->cid, x->cid_len, x->req_id) & b->hash_mask;
-    while (b->hash[i] >= 0) i = (i + 1) & b->hash_mask;
-    b->hash[i] = r;
-}
-
-static void s_hash_remove(dq_broker_t *b, int32_t r)
-{
-    const dq_brec *x = &b->rec[r];
-    uint32_t i = s_hash(x->cid, x->cid_len, x->req_id) & b->hash_mask;
-    while (b->hash[i] != r) {
-        if (b->hash[i] < 0) return; /* not hashed */
-        i = (i + 1) & b->hash_mask;
-    }
-    /* Backward shift: pull later members of the probe run into the hole. */
-    uint32_t hole = i;
-    for (uint32_t j = (i + 1) & b->hash_mask; b->hash[j] >= 0; j = (j + 1) & b->hash_mask) {
-        const dq_brec *y = &b->rec[b->hash[j]];
-        uint32_t home = s_hash(y->cid, y->cid_len, y->req_id) & b->hash_mask;
-        /* y may move to hole iff home is not cyclically in (hole, j]. */
-        bool in_range = hole <= j ? (home > hole && home <= j) : (home > hole || home <= j);
-        if (!in_range) {
-            b->hash[hole] = b->hash[j];
-            hole = j;
-        }
-    }
-    b->hash[hole] = -1;
+    dq_bix_put(&b->rec_ix, s_hash_of(b, r), r);
 }
 
 void dq_brec_release(dq_broker_t *b, int32_t r)
 {
     dq_brec *x = &b->rec[r];
-    s_hash_remove(b, r);
+    dq_bix_del(&b->rec_ix, s_hash_of(b, r), r);
     dq_budget_give(b, r);
     zmq_msg_close(&x->body);
     zmq_msg_init(&x->body);
     x->state = REC_FREE;
     x->worker = -1;
-    if (x->flow >= 0) b->flows[x->flow].refs--;
+    if (x->flow >= 0) dq_bflow_unref(b, x->flow);
     x->flow = -1;
     dq_blist_push_back(b, &b->free_list, r);
 }

@@ -2,78 +2,55 @@
  * (reply, heartbeat, drain) finds its slot in O(1) instead of a scan over
  * every worker (issue 13: a broker for hundreds of workers).
  *
- * Open addressing with linear probing over a power-of-two table at least
- * twice max_workers, so the load stays under 1/2; deletion shifts the
- * following run back (no tombstones), so churn - workers SIGKILLed and
- * restarted all day - never degrades lookups. Entries are worker slots; the
- * key bytes live in the worker table itself (workers[slot].id). Allocated
- * once with the broker: no allocation per message.
+ * The hash index of index.c over a table at least twice max_workers; the
+ * key bytes live in the worker table itself (workers[slot].id). Routing ids
+ * are made by libzmq (or set by the worker), so the hash is unseeded: the
+ * index must work on a broker assembled by hand (tests/test_broker_index).
  */
 #include "broker/broker_int.h"
 
-#include <stdlib.h>
 #include <string.h>
+
+typedef struct {
+    const uint8_t *id;
+    size_t len;
+} s_key;
 
 static uint32_t s_hash(const uint8_t *id, size_t len)
 {
-    uint32_t h = 2166136261u;
-    for (size_t i = 0; i < len; i++) h = (h ^ id[i]) * 16777619u;
-    return h ^ (h >> 15);
+    return dq_bix_hash(id, len, 0);
+}
+
+static bool s_eq(const void *ctx, int32_t w, const void *key)
+{
+    const dq_broker_t *b = ctx;
+    const s_key *k = key;
+    const dq_bworker *wk = &b->workers[w];
+    return wk->id_len == k->len && memcmp(wk->id, k->id, k->len) == 0;
 }
 
 dq_status dq_bwindex_init(dq_broker_t *b, dq_err *err)
 {
-    uint32_t cap = 16;
-    while (cap < 2u * (uint32_t)b->cfg.max_workers) cap <<= 1;
-    b->widx = malloc((size_t)cap * sizeof *b->widx);
-    if (!b->widx) return dq_fail(err, DQ_ERR_NOMEM, "broker: cannot allocate the worker index");
-    for (uint32_t i = 0; i < cap; i++) b->widx[i] = -1;
-    b->widx_mask = cap - 1;
-    return DQ_OK;
+    return dq_bix_init(&b->widx, b->cfg.max_workers, "worker", err);
 }
 
 void dq_bwindex_free(dq_broker_t *b)
 {
-    free(b->widx);
-    b->widx = NULL;
+    dq_bix_free(&b->widx);
 }
 
 int32_t dq_broker_find_worker(const dq_broker_t *b, const uint8_t *id, size_t len)
 {
-    for (uint32_t i = s_hash(id, len) & b->widx_mask;; i = (i + 1) & b->widx_mask) {
-        int32_t w = b->widx[i];
-        if (w < 0) return -1;
-        const dq_bworker *wk = &b->workers[w];
-        if (wk->id_len == len && memcmp(wk->id, id, len) == 0) return w;
-    }
+    s_key k = {id, len};
+    return dq_bix_find(&b->widx, s_hash(id, len), s_eq, b, &k);
 }
 
 void dq_bwindex_put(dq_broker_t *b, int32_t w)
 {
-    const dq_bworker *wk = &b->workers[w];
-    uint32_t i = s_hash(wk->id, wk->id_len) & b->widx_mask;
-    while (b->widx[i] >= 0) i = (i + 1) & b->widx_mask;
-    b->widx[i] = w;
+    dq_bix_put(&b->widx, s_hash(b->workers[w].id, b->workers[w].id_len), w);
 }
 
 void dq_bwindex_del(dq_broker_t *b, int32_t w)
 {
-    const dq_bworker *wk = &b->workers[w];
-    uint32_t m = b->widx_mask, i = s_hash(wk->id, wk->id_len) & m;
-    while (b->widx[i] != w) {
-        if (b->widx[i] < 0) return; /* not indexed */
-        i = (i + 1) & m;
-    }
-    /* backward shift: move later entries of the run into the hole when
-     * their home position does not lie cyclically in (hole, j] */
-    uint32_t hole = i;
-    for (uint32_t j = (i + 1) & m; b->widx[j] >= 0; j = (j + 1) & m) {
-        const dq_bworker *x = &b->workers[b->widx[j]];
-        uint32_t home = s_hash(x->id, x->id_len) & m;
-        bool stays = hole <= j ? (home > hole && home <= j) : (home > hole || home <= j);
-        if (stays) continue;
-        b->widx[hole] = b->widx[j];
-        hole = j;
-    }
-    b->widx[hole] = -1;
+    dq_bix_del(&b->widx, s_hash(b->workers[w].id, b->workers[w].id_len), w);
 }

@@ -8,6 +8,12 @@
  * what it held at the head of its service's queue, oldest first, so the FIFO
  * order of a service survives worker deaths.
  *
+ * Slots come from a free list; a live worker is in its service's member
+ * list (for the service's max_batch when a worker joins or leaves) and in
+ * its ready level (ready.c): joining and leaving cost O(workers of that
+ * service) at most, and no request looks at any worker but the one it goes
+ * to.
+ *
  * This file owns the worker life cycle and nothing else: it never
  * dispatches. Whoever removes a worker dispatches its service afterwards
  * (broker.c for messages and ticks, dispatch.c when a send fails), so calls
@@ -15,9 +21,49 @@
  */
 #include "broker/broker_int.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 static void s_service_limits(dq_broker_t *b, int32_t svc);
+
+dq_status dq_broker_workers_init(dq_broker_t *b, dq_err *err)
+{
+    b->workers = calloc((size_t)b->cfg.max_workers, sizeof *b->workers);
+    if (!b->workers) return dq_fail(err, DQ_ERR_NOMEM, "broker: cannot allocate the worker table");
+    b->worker_free = -1;
+    for (int32_t i = b->cfg.max_workers - 1; i >= 0; i--) { /* slot 0 first */
+        b->workers[i].mnext = b->worker_free;
+        b->worker_free = i;
+    }
+    return dq_bwindex_init(b, err);
+}
+
+void dq_broker_workers_fini(dq_broker_t *b)
+{
+    free(b->workers);
+    b->workers = NULL;
+    dq_bwindex_free(b);
+}
+
+/* Its service's member list. */
+static void s_join(dq_broker_t *b, int32_t w)
+{
+    dq_bworker *wk = &b->workers[w];
+    dq_bservice *s = &b->services[wk->service];
+    wk->mprev = -1;
+    wk->mnext = s->members;
+    if (s->members >= 0) b->workers[s->members].mprev = w;
+    s->members = w;
+}
+
+static void s_leave(dq_broker_t *b, int32_t w)
+{
+    dq_bworker *wk = &b->workers[w];
+    dq_bservice *s = &b->services[wk->service];
+    if (wk->mprev >= 0) b->workers[wk->mprev].mnext = wk->mnext;
+    else s->members = wk->mnext;
+    if (wk->mnext >= 0) b->workers[wk->mnext].mprev = wk->mprev;
+}
 
 void dq_broker_send_worker(dq_broker_t *b, const uint8_t *id, size_t len, const void *body,
                            size_t body_len)
@@ -68,6 +114,10 @@ void dq_broker_remove_worker(dq_broker_t *b, int32_t w, const char *why, int64_t
     dq_bwindex_del(b, w);
     wk->used = false;
     wk->in_flight = 0;
+    dq_bready_update(b, w, false); /* out of its ready level */
+    s_leave(b, w);
+    wk->mnext = b->worker_free;
+    b->worker_free = w;
     while (b->worker_hi > 0 && !b->workers[b->worker_hi - 1].used) b->worker_hi--;
     s->n_workers--;
     b->n_workers--;
@@ -153,10 +203,9 @@ static void s_service_limits(dq_broker_t *b, int32_t svc)
 {
     dq_bservice *s = &b->services[svc];
     uint32_t mb = 0;
-    for (int32_t i = 0; i < b->worker_hi; i++) {
+    for (int32_t i = s->members; i >= 0; i = b->workers[i].mnext) {
         const dq_bworker *w = &b->workers[i];
-        if (w->used && w->service == svc && w->max_batch && (mb == 0 || w->max_batch < mb))
-            mb = w->max_batch;
+        if (w->max_batch && (mb == 0 || w->max_batch < mb)) mb = w->max_batch;
     }
     if (s->n_workers > 0) s->identity.max_batch = mb;
 }
@@ -174,9 +223,7 @@ int32_t dq_broker_add_worker(dq_broker_t *b, int32_t svc, const uint8_t *id, siz
         dq_broker_disconnect(b, id, len, why);
         return -1;
     }
-    int32_t slot = -1;
-    for (int32_t i = 0; i < b->cfg.max_workers && slot < 0; i++)
-        if (!b->workers[i].used) slot = i;
+    int32_t slot = b->worker_free;
     if (slot < 0) {
         snprintf(why, sizeof why, "broker full (%d workers)", b->cfg.max_workers);
         dq_broker_log(b, "rejected worker %s for '%s': %s", hex, s->name, why);
@@ -184,6 +231,7 @@ int32_t dq_broker_add_worker(dq_broker_t *b, int32_t svc, const uint8_t *id, siz
         return -1;
     }
     dq_bworker *wk = &b->workers[slot];
+    b->worker_free = wk->mnext;
     memset(wk, 0, sizeof *wk);
     if (slot >= b->worker_hi) b->worker_hi = slot + 1;
     wk->used = true;
@@ -196,16 +244,15 @@ int32_t dq_broker_add_worker(dq_broker_t *b, int32_t svc, const uint8_t *id, siz
     wk->capacity = rd->capacity;
     wk->max_batch = rd->max_batch;
     wk->last_seen_ms = wk->joined_ms = now;
+    wk->lprev = wk->lnext = -1;
     dq_blist_init(&wk->held);
     if (s->n_workers == 0) {
         /* A (possibly new) identity: queued requests are checked at dispatch. */
         s->identity = *rd;
         s->has_identity = true;
-        for (int32_t fi = 0; fi < b->flow_hi; fi++) {
-            const dq_bflow *f = &b->flows[fi];
-            if (!f->used || f->service != svc) continue;
-            for (int32_t r = f->queue.head; r >= 0; r = b->rec[r].next) b->rec[r].checked = false;
-        }
+        for (int32_t fi = s->flows; fi >= 0; fi = b->flows[fi].snext)
+            for (int32_t r = b->flows[fi].queue.head; r >= 0; r = b->rec[r].next)
+                b->rec[r].checked = false;
     }
     else if (rd->n_norm && !s->identity.n_norm) {
         s->identity.n_norm = rd->n_norm;
@@ -214,6 +261,8 @@ int32_t dq_broker_add_worker(dq_broker_t *b, int32_t svc, const uint8_t *id, siz
     }
     s->n_workers++;
     b->n_workers++;
+    s_join(b, slot);
+    dq_bready_update(b, slot, false);
     s_service_limits(b, svc);
     dq_broker_log(b, "worker %s joined '%s' (model %s, sha256 %.12s, capacity %u); %d live", hex,
                   s->name, rd->teacher.model, rd->teacher.sha256, rd->capacity, s->n_workers);
