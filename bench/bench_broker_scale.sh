@@ -9,21 +9,29 @@
 # SIGSTOPped, 32 x 16 requests queued) broker RSS per queued request. Then the
 # chaos run: W=20 with 10 % of the workers SIGKILLed and restarted every P
 # seconds for S2 seconds: lost / twice / wrong must all be 0.
+# --callgrind runs the broker under valgrind's callgrind and adds the
+# broker's instructions per request over the load window (Ir/req): a count
+# that the machine's load does not move, unlike CPU time (the broker is then
+# ~50x slower, so req/s and latency are callgrind's, not the broker's). It
+# also counts the idle broker for S seconds before the load (heartbeats:
+# W x 4/s each way) and gives Ir/req net of that, since under callgrind the
+# fixed heartbeat traffic is ~4x larger per request than at full speed.
 #
 #   bench/bench_broker_scale.sh [--workers "2 20 100 200"] [--seconds S]
-#                               [--chaos-seconds S2] [--chaos-period P]
+#                               [--chaos-seconds S2] [--chaos-period P] [--callgrind]
 set -uo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 bin=${DQ_BUILD_DIR:-$top/build}
 data=${DQ_FMNIST_DIR:-/usr/share/datasets/fashion-mnist}
-ws="2 20 100 200" secs=4 csecs=20 cper=4
+ws="2 20 100 200" secs=4 csecs=20 cper=4 cg=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --workers) ws=$2; shift 2 ;;
     --seconds) secs=$2; shift 2 ;;
     --chaos-seconds) csecs=$2; shift 2 ;;
     --chaos-period) cper=$2; shift 2 ;;
-    -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --callgrind) cg=1; shift ;;
+    -h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench_broker_scale: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -43,6 +51,10 @@ cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 num() { grep -o "\"$2\": [0-9.]*" <<< "$1" | head -1 | grep -o '[0-9.]*$'; }
 hz=$(getconf CLK_TCK)
+cg_dump() { # instructions since the last zero (callgrind_control -z)
+  callgrind_control -d "$bpid" > /dev/null
+  awk '/^summary:/ {print $2}' "$(ls -t "$tmp/cg.$w".* | head -1)"
+}
 start_worker() { # sets wpid
   "$bin/distillq-teacher" --echo --broker "tcp://127.0.0.1:$be" --service fmnist --model "$model" \
     --capacity 2 "${hb[@]}" < /dev/null >> "$tmp/workers.log" 2>&1 &
@@ -52,10 +64,12 @@ port_free() { ! (exec 3<> "/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 start_pool() { # W
   while ! port_free "$port" || ! port_free $((port + 1)); do port=$((port + 2)); done
   fe=$port be=$((port + 1)); port=$((port + 2))
-  "$bin/distillq-broker" --frontend "tcp://127.0.0.1:$fe" --backend "tcp://127.0.0.1:$be" \
-    "${hb[@]}" > "$tmp/broker.log" 2>&1 &
+  wrap=()
+  [ "$cg" = 1 ] && wrap=(valgrind --tool=callgrind --callgrind-out-file="$tmp/cg.$1")
+  "${wrap[@]}" "$bin/distillq-broker" --frontend "tcp://127.0.0.1:$fe" \
+    --backend "tcp://127.0.0.1:$be" "${hb[@]}" > "$tmp/broker.log" 2>&1 &
   bpid=$!; pids+=("$bpid")
-  sleep 0.3
+  sleep 0.3; [ "$cg" = 1 ] && sleep 3
   kill -0 "$bpid" 2>/dev/null || { echo "bench_broker_scale: broker failed: $(cat "$tmp/broker.log")" >&2; return 1; }
   wk=()
   for _ in $(seq 1 "$1"); do start_worker; wk+=("$wpid"); done
@@ -74,10 +88,16 @@ printf "%7s %8s %7s %7s %12s %10s %11s %13s %s\n" workers req/s p50_ms p99_ms \
 for w in $ws; do
   start_pool "$w" || exit 1
   sleep 0.5
+  if [ "$cg" = 1 ]; then
+    callgrind_control -z "$bpid" > /dev/null; sleep "$secs"; idle=$(cg_dump)
+    callgrind_control -z "$bpid" > /dev/null
+  fi
   c0=$(cpu_ticks "$bpid")
   out=$("$bin/bench/svc_load" --endpoint "tcp://127.0.0.1:$fe" --data "$data" --clients 32 \
         --seconds "$secs")
   c1=$(cpu_ticks "$bpid")
+  ir=""
+  [ "$cg" = 1 ] && ir=$(cg_dump)
   brss=$(rss_kb "$bpid")
   wsum=0; for p in "${wk[@]}"; do wsum=$((wsum + $(rss_kb "$p"))); done
   # memory per queued request: workers stopped, 32 clients x 16 requests queue up
@@ -98,6 +118,9 @@ for w in $ws; do
     "$(awk -v k="$brss" 'BEGIN{print k / 1024}')" "$(awk -v s="$wsum" -v n="$w" 'BEGIN{print s / n / 1024}')" \
     "$(awk -v a="$r0" -v b="$r1" -v q="${q:-0}" 'BEGIN{ if (q > 0) printf "%.1f (%d)", (b - a) / q, q; else print "-" }')" \
     "$(num "$out" lost)/$(num "$out" twice)/$(num "$out" wrong)"
+  [ -n "$ir" ] && awk -v w="$w" -v i="$ir" -v z="$idle" -v n="$(num "$out" delivered)" 'BEGIN{
+    printf "%7s broker instructions per request (callgrind): %.0f, net of idle %.0f (idle %.0f/s)\n",
+           w, i / n, (i - z) / n, z / '"$secs"' }'
   stop_pool
 done
 

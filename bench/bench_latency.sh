@@ -38,7 +38,7 @@ m=$top/models/lightnn-fmnist.model
 "$bin/distillq-train" --model "$m" --data "$data" --limit-train 512 --limit-test 64 --epochs 1 \
   --batch 64 --seed 1 --quiet --out "$tmp/teacher.safetensors" || exit 1
 port=$((30000 + ($$ * 13) % 20000))
-printf "%-8s %10s %8s %9s %s\n" "delay" "samples/s" "ratio" "inflight" "checkpoint"
+printf "%-8s %10s %8s %9s %8s %8s %s\n" "delay" "samples/s" "ratio" "inflight" "epoch_s" "wait_s" "checkpoint"
 base=""
 for d in $delays; do
   fe=$port be=$((port + 1)) rf=$((port + 2)) rb=$((port + 3)); port=$((port + 4))
@@ -64,9 +64,12 @@ for d in $delays; do
     { tail -5 "$tmp/s$d.err"; exit 1; }
   sps=$(grep -o '"samples_per_s":[0-9.]*' "$tmp/s$d.safetensors.metrics.jsonl" | cut -d: -f2)
   k=$(grep -o -- '--inflight [0-9]*' "$tmp/s$d.err" | head -1 | cut -d' ' -f2)
+  es=$(grep -o '"seconds":[0-9.e+-]*' "$tmp/s$d.safetensors.metrics.jsonl" | head -1 | cut -d: -f2)
+  ws=$(grep -o '"teacher_wait_s":[0-9.e+-]*' "$tmp/s$d.safetensors.metrics.jsonl" | cut -d: -f2)
   [ -z "$base" ] && base=$sps
   same=different; cmp -s "$tmp/s0.safetensors" "$tmp/s$d.safetensors" 2>/dev/null && same=identical
-  printf "%-8s %10.0f %8.2f %9s %s\n" "${d}ms" "$sps" "$(awk -v a="$sps" -v b="$base" 'BEGIN{print a/b}')" "${k:-?}" "$same"
+  printf "%-8s %10.0f %8.2f %9s %8.2f %8.2f %s\n" "${d}ms" "$sps" \
+    "$(awk -v a="$sps" -v b="$base" 'BEGIN{print a/b}')" "${k:-?}" "${es:-0}" "${ws:-0}" "$same"
   for p in "${run[@]}"; do kill -TERM "$p" 2>/dev/null; done
   wait "${run[@]}" 2>/dev/null
 done
