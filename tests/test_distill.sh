@@ -17,7 +17,7 @@
 tmp_prefix=dq-distill
 # shellcheck source=tests/tap_lib.sh
 . "${top_srcdir:-.}/tests/tap_lib.sh"
-echo "1..29"
+echo "1..30"
 
 hb=(--heartbeat-ms 100 --liveness 3)
 start_broker() { # LOGNAME PORT [args]
@@ -121,6 +121,10 @@ check "broker-restart checkpoint equals conventional bit for bit" \
   'cmp -s "$tmp/A.safetensors" "$tmp/D.safetensors"'
 check "D: the student resent what the killed broker held" \
   'grep -Eq "resent [1-9]" "$tmp/D.err" || { show "$tmp/D.err"; false; }'
+# the reader keeps --inflight batches out across the epoch boundary: epoch 2's
+# first ones left while epoch 1 ended (and the checkpoint is still A's bits)
+check "D: epoch 2's first batches were sent ahead during epoch 1" \
+  'grep -Eq "teacher: [1-4] batches of epoch 2 were sent ahead" "$tmp/D.err" || { show "$tmp/D.err"; false; }'
 "${student[@]}" --replay "$tmp/cacheD" --out "$tmp/D2.safetensors" 2> "$tmp/D2.err"; rc=$?
 check "D: the cache both brokers filled replays the service run bit for bit (rc=$rc)" \
   '[ $rc -eq 0 ] && cmp -s "$tmp/D.safetensors" "$tmp/D2.safetensors" || { show "$tmp/D2.err"; false; }'

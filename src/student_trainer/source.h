@@ -57,6 +57,9 @@ typedef struct {
     int64_t inflight_bytes;             /* service: bound on what those batches hold
                                          * (inputs, request copies, outputs); 0: 256 MiB */
     int64_t timeout_ms;                 /* service: give up after this long unserved */
+    int64_t epochs;                     /* service: epochs of the run, so the reader
+                                         * sends the next epoch's first batches ahead
+                                         * (0: never past the started epoch) */
     bool allow_teacher_change;          /* service */
     const char *client_name;            /* service: fair-sharing name (NULL: none) */
     const char *curve_server_cert;      /* service: CURVE, both or neither */
@@ -73,7 +76,8 @@ typedef struct {
 struct dq_source {
     const char *kind;
     dq_teacher_shape tshape;
-    /* Positions the source at batch `first` of `epoch` (resets prefetching). */
+    /* Positions the source at batch `first` of `epoch`. Resets prefetching,
+     * except (service) where the trainer left off: batches sent ahead stay. */
     dq_status (*start)(dq_source_t *s, int64_t epoch, int64_t first, dq_err *err);
     /* The next batch in order, valid until the next call; *out NULL at the end
      * of the epoch. */

@@ -12,6 +12,18 @@
  * batch this source ever sent, so ids stay unique across epochs and restarts
  * of the epoch (start()).
  *
+ * Across epochs: the reader counts positions over the whole run (epoch x
+ * batches + index) and keeps K batches at the teachers up to the run's last
+ * epoch, so while the trainer finishes an epoch, evaluates and saves, the
+ * next epoch's first batches are already on their way; start() of the
+ * epoch that follows keeps them. Without this every epoch began with an
+ * empty pipeline: a full round trip plus the first forwards (4 x the
+ * one-way delay through a relay), which cost 15-25 % of a 40-batch epoch at
+ * 20 ms (docs/scaling.md). A batch is a function of (seed, epoch, index)
+ * and the teacher's output of the batch alone, so when a batch is sent
+ * changes no bit of the run. A start() anywhere else (resume, the first
+ * epoch) drops what is in flight and begins at that batch.
+ *
  * Memory (issue 15): a batch at the teachers holds its pixels, one encoded
  * copy per teacher (the client keeps it for resends) and its outputs per
  * teacher and blended; K is lowered until K + 1 slots fit inflight_bytes.
@@ -25,7 +37,7 @@
  * DQ_ERR_TIMEOUT when a batch stays unserved for timeout_ms. A teacher whose
  * identity changes mid-run is an error unless allow_teacher_change.
  *
- * THREADS. A slot's index and ready flag are shared (the trainer frees a
+ * THREADS. A slot's position and ready flag are shared (the trainer frees a
  * slot and the reader fills it): they are read and written under mu only.
  * Its other fields (n, seq's sends, pending, answered, retry_at_ms,
  * first_sent, the buffers) belong to the reader from the send until ready,
@@ -44,7 +56,7 @@
 _Static_assert(DQ_SOURCE_MAX_TEACHERS < 32, "s_slot.answered has one bit per teacher");
 
 typedef struct {
-    int64_t index;        /* batch index in the epoch; -1: free (under mu) */
+    int64_t pos;          /* position in the run (epoch x batches + index); -1: free (under mu) */
     int64_t seq;          /* sequence number of the send */
     int64_t n;
     int pending;          /* teachers not yet answered */
@@ -73,7 +85,10 @@ typedef struct {
     pthread_cond_t cv;
     /* under mu: */
     bool quit, running;            /* running: the reader works on an epoch */
-    int64_t epoch, produce, consume, nbatches;
+    int64_t produce, consume;      /* positions in the run (epoch x nbatches + index) */
+    int64_t end;                   /* 1 + the last position of the trainer's epoch */
+    int64_t limit;                 /* the reader sends positions below this */
+    int64_t nbatches;              /* per epoch */
     int64_t seq;
     dq_status failed;              /* reader's error, handed to next() */
     dq_err ferr;
@@ -110,7 +125,7 @@ static dq_status s_take(s_service *sv, int t, const dq_client_reply *rep, dq_err
     s_slot *s = NULL;
     pthread_mutex_lock(&sv->mu);
     for (int64_t i = 0; i < sv->nslots; i++)
-        if (sv->slots[i].index >= 0 && sv->slots[i].seq == seq && !sv->slots[i].ready)
+        if (sv->slots[i].pos >= 0 && sv->slots[i].seq == seq && !sv->slots[i].ready)
             s = &sv->slots[i];
     pthread_mutex_unlock(&sv->mu);
     if (!s || (s->answered & (1u << t))) return DQ_OK; /* stale: an earlier epoch start */
@@ -121,7 +136,7 @@ static dq_status s_take(s_service *sv, int t, const dq_client_reply *rep, dq_err
         if (s_ms() - (int64_t)(s->first_sent * 1000) > sv->cfg.timeout_ms)
             return dq_fail(err, DQ_ERR_TIMEOUT, "teacher service '%s' did not serve batch %lld "
                            "within %lld ms (last answer: %s: %s)", sv->services[t],
-                           (long long)s->index, (long long)sv->cfg.timeout_ms,
+                           (long long)s->b.index, (long long)sv->cfg.timeout_ms,
                            dq_reply_status_name(rep->status), rep->error);
         s->retry_at_ms = s_ms() + 200;
         return DQ_OK;
@@ -137,7 +152,7 @@ static dq_status s_take(s_service *sv, int t, const dq_client_reply *rep, dq_err
     if (!o || o->shape[0] != s->n || (int64_t)o->data_len != s->n * floats * 4)
         return dq_fail(err, DQ_ERR_PROTO, "teacher service '%s' answered batch %lld with an "
                        "output of a different size than the first reply", sv->services[t],
-                       (long long)s->index);
+                       (long long)s->b.index);
     dq_msg_f32_copy(s->per_teacher + (size_t)t * (size_t)(sv->cfg.batch * floats), o->data,
                     (size_t)(s->n * floats));
     s->answered |= 1u << t;
@@ -156,11 +171,12 @@ static dq_status s_take(s_service *sv, int t, const dq_client_reply *rep, dq_err
 static bool s_produce(s_service *sv, dq_status *st, dq_err *err)
 {
     pthread_mutex_lock(&sv->mu);
-    bool room = sv->running && sv->produce < sv->nbatches && sv->produce - sv->consume < sv->K;
-    int64_t index = sv->produce, epoch = sv->epoch;
-    s_slot *s = &sv->slots[index % sv->nslots];
+    bool room = sv->running && sv->produce < sv->limit && sv->produce - sv->consume < sv->K;
+    int64_t pos = sv->produce;
+    s_slot *s = &sv->slots[pos % sv->nslots];
     pthread_mutex_unlock(&sv->mu);
     if (!room) return false;
+    int64_t epoch = pos / sv->nbatches, index = pos % sv->nbatches;
     dq_batcher_epoch(&sv->batcher, epoch);
     s->n = dq_batcher_fill_shard(&sv->batcher, index, sv->cfg.rank, sv->cfg.ranks, s->b.pix,
                                  s->b.labels);
@@ -172,7 +188,7 @@ static bool s_produce(s_service *sv, dq_status *st, dq_err *err)
     s->first_sent = dq_now();
     pthread_mutex_lock(&sv->mu);
     s->seq = sv->seq++;
-    s->index = index;
+    s->pos = pos;
     s->ready = false;
     sv->produce++;
     pthread_mutex_unlock(&sv->mu);
@@ -188,14 +204,14 @@ static dq_status s_retry(s_service *sv, dq_err *err)
     for (int64_t i = 0; i < sv->nslots; i++) {
         s_slot *s = &sv->slots[i];
         pthread_mutex_lock(&sv->mu); /* the trainer frees slots under mu */
-        bool waiting = s->index >= 0 && !s->ready;
+        bool waiting = s->pos >= 0 && !s->ready;
         pthread_mutex_unlock(&sv->mu);
         if (!waiting) continue; /* a waiting slot stays so: only we make it ready */
         if (now - (int64_t)(s->first_sent * 1000) > sv->cfg.timeout_ms) {
             for (int t = 0; t < sv->cfg.n_teachers; t++)
                 if (!(s->answered & (1u << t)))
                     return dq_fail(err, DQ_ERR_TIMEOUT, "teacher service '%s' left batch %lld "
-                                   "unserved for %lld ms", sv->services[t], (long long)s->index,
+                                   "unserved for %lld ms", sv->services[t], (long long)s->b.index,
                                    (long long)sv->cfg.timeout_ms);
         }
         if (s->retry_at_ms == 0 || now < s->retry_at_ms) continue;
@@ -234,9 +250,9 @@ static void *s_reader(void *arg)
             pthread_mutex_lock(&sv->mu);
             bool busy = false;
             for (int64_t i = 0; i < sv->nslots; i++)
-                busy |= sv->slots[i].index >= 0 && !sv->slots[i].ready;
+                busy |= sv->slots[i].pos >= 0 && !sv->slots[i].ready;
             if (!busy && !sv->quit && sv->running &&
-                (sv->produce >= sv->nbatches || sv->produce - sv->consume >= sv->K)) {
+                (sv->produce >= sv->limit || sv->produce - sv->consume >= sv->K)) {
                 struct timespec ts;
                 clock_gettime(CLOCK_REALTIME, &ts);
                 ts.tv_nsec += 50 * 1000000L;
@@ -263,12 +279,22 @@ static dq_status s_start(dq_source_t *base, int64_t epoch, int64_t first, dq_err
     (void)err;
     s_service *sv = (s_service *)base;
     pthread_mutex_lock(&sv->mu);
-    for (int64_t i = 0; i < sv->nslots; i++) sv->slots[i].index = -1;
-    sv->epoch = epoch;
-    sv->produce = sv->consume = first;
+    int64_t at = epoch * sv->nbatches + first;
+    /* Where the trainer left off (the next epoch after a whole one): keep
+     * what the reader sent ahead. Anywhere else: start afresh there. */
+    if (!(sv->running && sv->failed == DQ_OK && sv->consume == at)) {
+        for (int64_t i = 0; i < sv->nslots; i++) sv->slots[i].pos = -1;
+        sv->produce = sv->consume = at;
+    }
+    int64_t ahead = sv->produce - at;
+    sv->end = (epoch + 1) * sv->nbatches;
+    sv->limit = sv->cfg.epochs > epoch + 1 ? sv->cfg.epochs * sv->nbatches : sv->end;
     sv->running = sv->failed == DQ_OK;
     pthread_cond_broadcast(&sv->cv);
     pthread_mutex_unlock(&sv->mu);
+    if (ahead > 0 && sv->cfg.log)
+        fprintf(sv->cfg.log, "teacher: %lld batches of epoch %lld were sent ahead\n",
+                (long long)ahead, (long long)epoch + 1);
     return DQ_OK;
 }
 
@@ -280,15 +306,15 @@ static dq_status s_next(dq_source_t *base, dq_train_batch **out, dq_err *err)
     /* The batch handed out last time is done: free its slot. */
     if (sv->consume > 0) {
         s_slot *prev = &sv->slots[(sv->consume - 1) % sv->nslots];
-        if (prev->index == sv->consume - 1 && prev->ready) prev->index = -1;
+        if (prev->pos == sv->consume - 1 && prev->ready) prev->pos = -1;
     }
-    if (sv->consume >= sv->nbatches) {
+    if (sv->consume >= sv->end) {
         pthread_mutex_unlock(&sv->mu);
         return DQ_OK;
     }
     s_slot *s = &sv->slots[sv->consume % sv->nslots];
     pthread_cond_broadcast(&sv->cv);
-    while (sv->failed == DQ_OK && !(s->index == sv->consume && s->ready))
+    while (sv->failed == DQ_OK && !(s->pos == sv->consume && s->ready))
         pthread_cond_wait(&sv->cv, &sv->mu);
     dq_status st = sv->failed;
     if (st != DQ_OK) {
@@ -488,7 +514,7 @@ dq_status dq_source_service_new(dq_source_t **out, const dq_source_config *cfg, 
     }
     for (int64_t i = 0; st == DQ_OK && i < sv->nslots; i++) {
         s_slot *s = &sv->slots[i];
-        s->index = -1;
+        s->pos = -1;
         s->b.pix = malloc((size_t)cfg->batch * sz);
         s->b.labels = malloc((size_t)cfg->batch * sizeof(int32_t));
         s->b.teacher = malloc(tf * sizeof(float));

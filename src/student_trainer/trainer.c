@@ -133,6 +133,7 @@ static dq_status s_open_source(s_trainer *t, dq_err *err)
     sc.curve_server_cert = cfg->curve_server_cert;
     sc.curve_cert = cfg->curve_cert;
     sc.timeout_ms = cfg->teacher_timeout_ms;
+    sc.epochs = cfg->epochs;
     sc.allow_teacher_change = cfg->allow_teacher_change;
     sc.replay_dir = cfg->replay_dir;
     sc.rank = t->rank;
