@@ -232,9 +232,9 @@ int main(int argc, char **argv)
     }
     printf("RESULT\tcublas\tsgemm\t%d\ttflops\t%.3f\n", o.sgemm_n, peak);
     fprintf(stderr, "cuBLAS sgemm %d: %.2f TFLOP/s (FP32, no TF32)\n", o.sgemm_n, peak);
-    const char *models[2] = {"deepnn-cifar10", "deepnn-fmnist"};
+    const char *models[3] = {"deepnn-cifar10", "deepnn-fmnist", "resnet18-fmnist"};
     const int batches[2] = {128, 1024};
-    for (int m = 0; m < 2; m++)
+    for (int m = 0; m < 3; m++)
         for (int b = 0; b < 2; b++)
             if (s_bench_forward(&o, dev, models[m], batches[b], peak, &err) != DQ_OK) {
                 fprintf(stderr, "bench_gpu: %s batch %d: %s\n", models[m], batches[b], err.msg);

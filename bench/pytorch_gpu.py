@@ -66,6 +66,33 @@ def flops_per_sample(model, in_ch, hw):
     return total
 
 
+def resnet18_fmnist(classes=10):
+    """models/resnet18-fmnist.model: torchvision's ResNet-18, 1-channel stem."""
+    import torchvision
+    m = torchvision.models.resnet18(num_classes=classes)
+    m.conv1 = nn.Conv2d(1, 64, kernel_size=7, stride=2, padding=3, bias=False)
+    return m
+
+
+def conv_linear_flops(model, in_ch, hw, dev):
+    """Conv and linear multiply-adds x 2 of one sample, counted by hooks."""
+    total = [0]
+
+    def hook(m, inp, out):
+        if isinstance(m, nn.Conv2d):
+            k = m.kernel_size[0] * m.kernel_size[1] * m.in_channels // m.groups
+            total[0] += 2 * out[0].numel() * k
+        else:
+            total[0] += 2 * m.in_features * m.out_features
+    hs = [m.register_forward_hook(hook) for m in model.modules()
+          if isinstance(m, (nn.Conv2d, nn.Linear))]
+    with torch.inference_mode():
+        model(torch.zeros(1, in_ch, hw, hw, device=dev))
+    for h in hs:
+        h.remove()
+    return total[0]
+
+
 def measure(step, seconds):
     """Median over 5 windows of iterations per second, after a warm-up."""
     t0 = time.perf_counter()
@@ -120,9 +147,14 @@ def main():
     print(f"RESULT\tpytorch-gpu\tsgemm\t{n}\ttflops\t{peak:.3f}")
     print(f"torch.mm {n}: {peak:.2f} TFLOP/s", file=sys.stderr)
 
-    for name, in_ch, hw in (("deepnn-cifar10", 3, 32), ("deepnn-fmnist", 1, 28)):
-        model = DeepNN(in_ch, hw).to(dev).eval()
-        fps = flops_per_sample(model, in_ch, hw)
+    for name, in_ch, hw in (("deepnn-cifar10", 3, 32), ("deepnn-fmnist", 1, 28),
+                            ("resnet18-fmnist", 1, 28)):
+        if name.startswith("resnet"):
+            model = resnet18_fmnist().to(dev).eval()
+            fps = conv_linear_flops(model, in_ch, hw, dev)
+        else:
+            model = DeepNN(in_ch, hw).to(dev).eval()
+            fps = flops_per_sample(model, in_ch, hw)
         for batch in (128, 1024):
             host = torch.randn(batch, in_ch, hw, hw).pin_memory()
             out = torch.empty(batch, 10).pin_memory()
