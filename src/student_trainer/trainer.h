@@ -22,6 +22,7 @@
 #include "student_trainer/source.h"
 #include "base/status.h"
 #include "tensor/backend_cuda.h"
+#include "tensor/optim.h"
 
 typedef enum { DQ_OPTIM_ADAM, DQ_OPTIM_SGD } dq_optim_kind;
 
@@ -37,6 +38,7 @@ typedef struct {
     int64_t limit_test;       /* evaluate on the first N test samples (0: all) */
     int64_t stop_after_batches; /* testing aid: act as if interrupted after N batches (0: off) */
     float lr;
+    dq_lr_schedule lr_schedule; /* constant (default) or cosine over all epochs' steps */
     dq_optim_kind optim;
     float momentum;           /* SGD only */
     float weight_decay;
