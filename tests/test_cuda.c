@@ -43,6 +43,14 @@
 #define DQ_TOP_SRCDIR ".."
 #endif
 
+/* The source tree: $top_srcdir when set (a build made on another machine and
+ * run on a GPU machine, scripts/gpu-check), else the one configured. */
+static const char *s_srcdir(void)
+{
+    const char *e = getenv("top_srcdir");
+    return e && *e ? e : DQ_TOP_SRCDIR;
+}
+
 /* ---- elementwise ------------------------------------------------------------------------- */
 
 static void test_relu(void **state)
@@ -186,8 +194,6 @@ static void s_conv_case(dq_tgpu *g, int64_t N, int64_t C, int64_t H, int64_t W, 
     dq_tensor tdy = dq_tensor_view4(dy, N, OC, OH, OW), tdx = dq_tensor_view4(dx, N, C, H, W);
     dq_tensor tdw = dq_tensor_view4(dw, OC, C, k, k), tdb = dq_tensor_view(db, 1, &OC);
     DQ_TGPU_OK(dq_conv2d_forward(&ty, &tx, &tw, bias ? &tb : NULL, cp, ws, wsf, &err));
-    DQ_TGPU_OK(
-        dq_conv2d_backward(&tdx, &tdw, bias ? &tdb : NULL, &tdy, &tx, &tw, cp, ws, wsf, &err));
 
     dq_cuda_conv cv;
     DQ_TGPU_OK(dq_cuda_conv_init(&cv, g->dnn, N, C, H, W, OC, k, stride, pad, true, (size_t)1 << 28,
@@ -197,6 +203,10 @@ static void s_conv_case(dq_tgpu *g, int64_t N, int64_t C, int64_t H, int64_t W, 
     float *d_y = dq_tgpu_alloc(g, (size_t)ny * 4), *d_dy = dq_tgpu_up(g, dy, ny);
     float *d_dx = dq_tgpu_up(g, dx, nx), *d_dw = dq_tgpu_up(g, dw, nw),
           *d_db = dq_tgpu_up(g, db, OC);
+    /* The CPU reference accumulates into dx, dw, db in place: only after their
+     * starting values went to the device. */
+    DQ_TGPU_OK(
+        dq_conv2d_backward(&tdx, &tdw, bias ? &tdb : NULL, &tdy, &tx, &tw, cp, ws, wsf, &err));
     DQ_TGPU_OK(dq_cuda_conv_forward(&cv, g->dnn, d_y, d_x, d_w, bias ? d_b : NULL, d_ws,
                                     cv.ws_bytes, &err));
     dq_tgpu_expect(g, "conv2d forward", d_y, y, ny);
@@ -488,7 +498,7 @@ static void s_teacher_case(dq_tgpu *g, const char *model)
 {
     dq_err err = {{0}};
     char path[512];
-    snprintf(path, sizeof path, "%s/models/%s.model", DQ_TOP_SRCDIR, model);
+    snprintf(path, sizeof path, "%s/models/%s.model", s_srcdir(), model);
     dq_net_t *net = s_load(path);
     dq_net_init_params(net, &g->rng);
     s_random_buffers(net, &g->rng); /* the executor must take them up */
@@ -553,7 +563,7 @@ static void s_invariance_case(dq_tgpu *g, const char *model, const char *output)
 {
     dq_err err = {{0}};
     char path[512];
-    snprintf(path, sizeof path, "%s/models/%s.model", DQ_TOP_SRCDIR, model);
+    snprintf(path, sizeof path, "%s/models/%s.model", s_srcdir(), model);
     dq_net_t *net = s_load(path);
     dq_net_init_params(net, &g->rng);
     s_random_buffers(net, &g->rng);
