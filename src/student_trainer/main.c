@@ -73,7 +73,7 @@ static dq_status s_schedule(void *dst, const char *opt, const char *val, dq_err 
     return DQ_OK;
 }
 
-/* A repeatable option's list (--teacher, --teacher-local). */
+/* A repeatable option's list (--teacher, --teacher-local, --replay-teacher). */
 typedef struct {
     int *n;
     const char **items;
@@ -122,6 +122,7 @@ static int s_main(int argc, char **argv, dq_dist_t *dist)
     bool quiet = false;
     s_list remote = {&cfg.n_teachers, cfg.teachers};
     s_list local = {&cfg.n_local_teachers, cfg.local_teachers};
+    s_list replayed = {&cfg.n_replay_teachers, cfg.replay_teachers};
     const dq_opt opts[] = {
         DQ_OPT_STR("model", "M", &cfg.model_path, "model file (models/*.model)"),
         DQ_OPT_STR("data", "DIR", &cfg.data_dir, "dataset directory"),
@@ -174,9 +175,9 @@ static int s_main(int argc, char **argv, dq_dist_t *dist)
                    "ensemble weights, in teacher order (default equal)"),
         DQ_OPT_STR("replay", "DIR", &cfg.replay_dir,
                    "teacher outputs from the broker's LMDB cache DIR"),
-        DQ_OPT_STR("replay-teacher", "SHA", &cfg.replay_teacher,
-                   "which teacher of the cache (sha256 or a prefix), when\n"
-                   "it holds several"),
+        DQ_OPT_CALL("replay-teacher", "SHA", s_append, &replayed,
+                    "which teacher of the cache (sha256 or a prefix), when\n"
+                    "it holds several (repeatable: ensemble, in --teacher order)"),
         DQ_OPT_I64("inflight", "K", &cfg.inflight, 1, 1024,
                    "batches kept at the teacher service (default: what keeps\n"
                    "the workers busy at the measured round trip)"),

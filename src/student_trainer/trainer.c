@@ -153,12 +153,12 @@ static dq_status s_open_source(s_trainer *t, dq_err *err)
                        "--loss kd, cosine or regressor");
     const char *const *list = cfg->n_teachers ? cfg->teachers : cfg->local_teachers;
     sc.n_teachers = cfg->n_teachers ? cfg->n_teachers : cfg->n_local_teachers;
-    for (int i = 0; i < sc.n_teachers; i++) {
-        sc.teachers[i] = list[i];
-        sc.weights[i] = cfg->teacher_weights[i];
-    }
+    for (int i = 0; i < sc.n_teachers; i++) sc.teachers[i] = list[i];
+    for (int i = 0; i < DQ_SOURCE_MAX_TEACHERS; i++) sc.weights[i] = cfg->teacher_weights[i];
     if (cfg->replay_dir) {
-        sc.replay_teacher = cfg->replay_teacher;
+        sc.n_replay_teachers = cfg->n_replay_teachers;
+        for (int i = 0; i < cfg->n_replay_teachers; i++)
+            sc.replay_teachers[i] = cfg->replay_teachers[i];
         DQ_TRY(dq_source_replay_new(&t->source, &sc, err));
     } else if (cfg->n_teachers > 0) {
         DQ_TRY(dq_source_service_new(&t->source, &sc, err));

@@ -59,7 +59,8 @@ typedef struct {
     const char *local_teachers[DQ_SOURCE_MAX_TEACHERS];
     float teacher_weights[DQ_SOURCE_MAX_TEACHERS]; /* ensemble weights (default 1 each) */
     const char *replay_dir;              /* --replay DIR (offline, LMDB cache) */
-    const char *replay_teacher;          /* sha256 (prefix) when the cache has several */
+    int n_replay_teachers;               /* --replay-teacher SHA ... (0: the only one) */
+    const char *replay_teachers[DQ_SOURCE_MAX_TEACHERS]; /* several: an ensemble */
     int64_t inflight;                    /* batches kept at the teacher service */
     int64_t inflight_bytes;              /* ... and the bytes they may hold (0: 256 MiB) */
     int64_t teacher_timeout_ms;          /* service unavailable this long: stop */
