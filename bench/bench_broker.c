@@ -12,9 +12,17 @@
  * Prints req/s, MB/s (both directions) and median/p99 latency per config.
  *
  * The machine is shared, so the whole set runs --rounds times interleaved
- * and each number is the median over rounds.
+ * and each number is the median over rounds. Wall clock on a loaded machine
+ * says little, so each config also reports the CPU time (user+sys, from the
+ * per-thread CPU clocks) that the client, the broker and the worker spent
+ * per request in the timed part, each with its libzmq I/O threads: that is
+ * where CURVE's cost shows whatever the load.
  *
- * usage: bench_broker [--requests N] [--warmup N] [--rounds R] (not in make check)
+ * usage: bench_broker [--requests N] [--warmup N] [--rounds R] [--inflight K]
+ *                     [--curve]   (not in make check)
+ * --inflight K: the deep level (default 16; a student keeps its batches in
+ * flight); --curve: only the plain and the CURVE broker over tcp, the
+ * issue-12 comparison, with more requests per round for the same time.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -24,7 +32,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <dirent.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 #include <zmq.h>
 
@@ -64,6 +74,92 @@ static double s_now_us(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
+}
+
+/* ---- CPU time per part ----------------------------------------------------------
+ * The client, the broker and the worker live in this one process, each with
+ * a libzmq context whose I/O threads do the TCP and CURVE work. A part's
+ * threads are the ones that appear while it starts (its own thread and its
+ * context's); their CPU clocks are read at the start and the end of the
+ * timed part. Linux's per-thread CPU clock id for a tid is what glibc's
+ * pthread_getcpuclockid builds: (~tid << 3) | CPUCLOCK_PERTHREAD | SCHED. */
+
+enum { P_CLIENT, P_BROKER, P_WORKER, P_COUNT };
+#define S_MAX_TIDS 64
+
+typedef struct {
+    int n[P_COUNT];
+    pid_t tid[P_COUNT][S_MAX_TIDS];
+} s_tids;
+
+static int s_list_tids(pid_t *out, int max)
+{
+    DIR *d = opendir("/proc/self/task");
+    int n = 0;
+    if (!d) return 0;
+    struct dirent *e;
+    while ((e = readdir(d)) && n < max)
+        if (e->d_name[0] != '.') out[n++] = (pid_t)atoi(e->d_name);
+    closedir(d);
+    return n;
+}
+
+/* Adds to part the threads in now[] that were not in before[]. */
+static void s_tids_add_new(s_tids *t, int part, const pid_t *before, int nb)
+{
+    pid_t now[256];
+    int nn = s_list_tids(now, 256);
+    for (int i = 0; i < nn; i++) {
+        bool old = false;
+        for (int j = 0; j < nb && !old; j++) old = now[i] == before[j];
+        for (int p = 0; p < P_COUNT && !old; p++)
+            for (int j = 0; j < t->n[p] && !old; j++) old = now[i] == t->tid[p][j];
+        if (!old && t->n[part] < S_MAX_TIDS) t->tid[part][t->n[part]++] = now[i];
+    }
+}
+
+static double s_thread_cpu_us(pid_t tid)
+{
+    clockid_t c = (clockid_t)((~(unsigned)tid << 3) | 6u);
+    struct timespec ts;
+    if (clock_gettime(c, &ts) != 0) return 0; /* gone: counted up to here */
+    return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
+}
+
+static void s_cpu_read(const s_tids *t, double out[P_COUNT])
+{
+    for (int p = 0; p < P_COUNT; p++) {
+        out[p] = 0;
+        for (int i = 0; i < t->n[p]; i++) out[p] += s_thread_cpu_us(t->tid[p][i]);
+    }
+}
+
+/* DQ_BENCH_THREADS=1: each thread's CPU per request, with its name (libzmq
+ * names its I/O threads ZMQbg/IO/N), to see which thread is the bottleneck. */
+static void s_threads_read(const s_tids *t, double out[P_COUNT][S_MAX_TIDS])
+{
+    for (int p = 0; p < P_COUNT; p++)
+        for (int i = 0; i < t->n[p]; i++) out[p][i] = s_thread_cpu_us(t->tid[p][i]);
+}
+
+static void s_threads_print(const s_tids *t, double before[P_COUNT][S_MAX_TIDS], int total,
+                            int inflight)
+{
+    static const char *const part[P_COUNT] = {"client", "broker", "worker"};
+    for (int p = 0; p < P_COUNT; p++)
+        for (int i = 0; i < t->n[p]; i++) {
+            char path[64], comm[32] = "?";
+            snprintf(path, sizeof path, "/proc/self/task/%d/comm", (int)t->tid[p][i]);
+            FILE *f = fopen(path, "r");
+            if (f) {
+                if (!fgets(comm, sizeof comm, f)) snprintf(comm, sizeof comm, "?");
+                fclose(f);
+                comm[strcspn(comm, "\n")] = 0;
+            }
+            fprintf(stderr, "  inflight %2d %-6s tid %-7d %-14s %7.1f us/req\n", inflight,
+                    part[p], (int)t->tid[p][i], comm,
+                    (s_thread_cpu_us(t->tid[p][i]) - before[p][i]) / total);
+        }
 }
 
 /* ---- the echo worker ------------------------------------------------------------ */
@@ -204,15 +300,23 @@ static int s_cmp(const void *a, const void *b)
 
 typedef struct {
     double rps, mbps, p50, p99;
+    double cpu_us[P_COUNT]; /* CPU time per request in the timed part */
 } s_result;
 
 static int s_client(const char *ep, bool curve, int inflight, int warmup, int total,
-                    s_result *res)
+                    s_tids *tids, s_result *res)
 {
+    pid_t before[256];
+    int nb = s_list_tids(before, 256);
     void *ctx = zmq_ctx_new(), *s = NULL;
     dq_wire_opts o = {0};
     if (curve) o.curve_server_cert = s_k.server_pub, o.curve_cert = s_k.student_sec;
     if (dq_wire_dealer_new(&s, ctx, ep, &o, NULL) != DQ_OK) return -1;
+    s_tids t = *tids; /* this client's threads: the caller's plus its context's */
+    t.n[P_CLIENT] = 0;
+    t.tid[P_CLIENT][t.n[P_CLIENT]++] = (pid_t)syscall(SYS_gettid);
+    s_tids_add_new(&t, P_CLIENT, before, nb);
+    double cpu0[P_COUNT], cpu1[P_COUNT], th0[P_COUNT][S_MAX_TIDS];
     dq_msg_decoder_t *dec = NULL;
     dq_msg_buf req;
     dq_msg_buf_init(&req);
@@ -257,9 +361,12 @@ static int s_client(const char *ep, bool curve, int inflight, int warmup, int to
         }
         dq_wire_parts_close(&p);
         done++;
-        if (done == warmup) t0 = s_now_us();
+        if (done == warmup) t0 = s_now_us(), s_cpu_read(&t, cpu0), s_threads_read(&t, th0);
     }
     double el = (s_now_us() - t0) / 1e6;
+    s_cpu_read(&t, cpu1);
+    if (getenv("DQ_BENCH_THREADS")) s_threads_print(&t, th0, total, inflight);
+    for (int p = 0; p < P_COUNT; p++) res->cpu_us[p] = (cpu1[p] - cpu0[p]) / total;
     qsort(lat, (size_t)total, sizeof(double), s_cmp);
     res->rps = total / el;
     res->mbps = (double)total * (double)(up + down) / el / 1e6;
@@ -279,8 +386,12 @@ static int s_client(const char *ep, bool curve, int inflight, int warmup, int to
 /* ---- one configuration ------------------------------------------------------------------ */
 
 static int s_run(int mode, bool worker_ipc, const char *dir, int port, int warmup, int total,
-                 s_result res[2])
+                 int inflight, s_result res[2])
 {
+    s_tids tids;
+    memset(&tids, 0, sizeof tids);
+    pid_t before[256];
+    int nb = s_list_tids(before, 256);
     s_worker_arg wa;
     memset(&wa, 0, sizeof wa);
     wa.mode = mode;
@@ -297,11 +408,17 @@ static int s_run(int mode, bool worker_ipc, const char *dir, int port, int warmu
     } else {
         snprintf(wa.endpoint, sizeof wa.endpoint, "%s", mid.be);
         mid.ctx = zmq_ctx_new();
-        if (mode == M_CURVE) zmq_ctx_set(mid.ctx, ZMQ_IO_THREADS, 2); /* as distillq-broker does */
+        /* as distillq-broker does: 2 I/O threads with CURVE, else 1;
+         * DQ_BENCH_PLAIN_IO_THREADS=N tries the plain broker with N */
+        const char *pio = getenv("DQ_BENCH_PLAIN_IO_THREADS");
+        if (mode == M_CURVE) zmq_ctx_set(mid.ctx, ZMQ_IO_THREADS, 2);
+        else if (mode == M_BROKER && pio) zmq_ctx_set(mid.ctx, ZMQ_IO_THREADS, atoi(pio));
         if (mode == M_PROXY) {
             mid.control = zmq_socket(mid.ctx, ZMQ_PAIR);
             zmq_bind(mid.control, "inproc://bench-control");
             pthread_create(&tm, NULL, s_proxy, &mid);
+            usleep(50000); /* its sockets made: its threads are there */
+            s_tids_add_new(&tids, P_BROKER, before, nb);
         } else {
             dq_broker_config cfg;
             dq_broker_config_defaults(&cfg);
@@ -313,14 +430,17 @@ static int s_run(int mode, bool worker_ipc, const char *dir, int port, int warmu
                 return -1;
             }
             pthread_create(&tm, NULL, s_broker, &mid);
+            usleep(50000);
+            s_tids_add_new(&tids, P_BROKER, before, nb);
         }
     }
     pthread_create(&tw, NULL, s_worker, &wa);
     while (!atomic_load(&wa.ready)) usleep(1000);
     usleep(100000); /* connections up, the worker announced */
+    s_tids_add_new(&tids, P_WORKER, before, nb);
     bool curve = mode == M_CURVE;
-    int rc = s_client(client_ep, curve, 1, warmup, total / 2, &res[0]);
-    if (!rc) rc = s_client(client_ep, curve, 16, warmup, total, &res[1]);
+    int rc = s_client(client_ep, curve, 1, warmup, total / 2, &tids, &res[0]);
+    if (!rc) rc = s_client(client_ep, curve, inflight, warmup, total, &tids, &res[1]);
     atomic_store(&wa.stop, 1);
     pthread_join(tw, NULL);
     if (mode == M_PROXY) {
@@ -373,62 +493,93 @@ static double s_median(double *v, int n)
 
 #define MAX_ROUNDS 9
 
+static bool s_mode_on(bool curve_only, int ipc, int mode)
+{
+    if (curve_only) return !ipc && (mode == M_BROKER || mode == M_CURVE);
+    return mode < (ipc ? M_CURVE : M_COUNT);
+}
+
 int main(int argc, char **argv)
 {
-    int total = 3000, warmup = 300, rounds = 3;
-    for (int i = 1; i + 1 < argc; i += 2) {
-        if (!strcmp(argv[i], "--requests")) total = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--warmup")) warmup = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--rounds")) rounds = atoi(argv[i + 1]);
+    int total = 3000, warmup = 300, rounds = 3, inflight = 16;
+    bool curve_only = false;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--curve")) curve_only = true;
+        else if (i + 1 == argc) break;
+        else if (!strcmp(argv[i], "--requests")) total = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--warmup")) warmup = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--rounds")) rounds = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--inflight")) inflight = atoi(argv[++i]);
     }
     if (total < 100) total = 100;
+    if (warmup < 1) warmup = 1;
+    if (inflight < 1) inflight = 1;
     if (rounds < 1) rounds = 1;
     if (rounds > MAX_ROUNDS) rounds = MAX_ROUNDS;
     char dir[] = "/tmp/dq-bench-broker-XXXXXX";
     if (!mkdtemp(dir)) return 1;
-    int port = 40000 + (int)(getpid() % 1000) * 10;
-    printf("broker overhead: %d x u8 1x28x28 up (%d B), %dx%d f32 down; %d requests at 16 "
+    /* below Linux's ephemeral range, where outgoing connections take ports */
+    int port = 20000 + (int)(getpid() % 100) * 120;
+    printf("broker overhead: %d x u8 1x28x28 up (%d B), %dx%d f32 down; %d requests at %d "
            "in flight, %d at 1; median of %d interleaved rounds\n",
-           N_IMG, N_IMG * IMG, N_IMG, N_CLS, total, total / 2, rounds);
+           N_IMG, N_IMG * IMG, N_IMG, N_CLS, total, inflight, total / 2, rounds);
     if (s_make_keys(dir) != 0) return 1;
     static s_result all[MAX_ROUNDS][2][M_COUNT][2];
     for (int round = 0; round < rounds; round++)
         for (int ipc = 0; ipc < 2; ipc++)
-            for (int mode = 0; mode < (ipc ? M_CURVE : M_COUNT); mode++) {
-                if (s_run(mode, ipc, dir, port, warmup, total, all[round][ipc][mode]) != 0) {
+            for (int mode = 0; mode < M_COUNT; mode++) {
+                if (!s_mode_on(curve_only, ipc, mode)) continue;
+                if (s_run(mode, ipc, dir, port, warmup, total, inflight,
+                          all[round][ipc][mode]) != 0) {
                     fprintf(stderr, "bench: %s failed\n", s_mode_names[mode]);
                     return 1;
                 }
                 port += 2;
             }
-    printf("%-16s %-8s %8s | %9s %8s %9s %9s\n", "path", "workers", "inflight", "req/s", "MB/s",
-           "p50 us", "p99 us");
+    printf("%-16s %-8s %8s | %9s %8s %9s %9s | %29s\n", "path", "workers", "inflight", "req/s",
+           "MB/s", "p50 us", "p99 us", "CPU us/req client broker worker");
     s_result base[2][M_COUNT][2];
     for (int ipc = 0; ipc < 2; ipc++) {
-        for (int mode = 0; mode < (ipc ? M_CURVE : M_COUNT); mode++) {
+        for (int mode = 0; mode < M_COUNT; mode++) {
+            if (!s_mode_on(curve_only, ipc, mode)) continue;
             s_result *r = base[ipc][mode];
             for (int k = 0; k < 2; k++) {
-                double v[4][MAX_ROUNDS];
+                double v[4 + P_COUNT][MAX_ROUNDS];
                 for (int i = 0; i < rounds; i++) {
                     const s_result *x = &all[i][ipc][mode][k];
                     v[0][i] = x->rps, v[1][i] = x->mbps, v[2][i] = x->p50, v[3][i] = x->p99;
+                    for (int p = 0; p < P_COUNT; p++) v[4 + p][i] = x->cpu_us[p];
                 }
                 r[k].rps = s_median(v[0], rounds), r[k].mbps = s_median(v[1], rounds);
                 r[k].p50 = s_median(v[2], rounds), r[k].p99 = s_median(v[3], rounds);
-                printf("%-16s %-8s %8d | %9.0f %8.0f %9.0f %9.0f\n", s_mode_names[mode],
-                       ipc ? "ipc" : "tcp", k ? 16 : 1, r[k].rps, r[k].mbps, r[k].p50, r[k].p99);
+                for (int p = 0; p < P_COUNT; p++) r[k].cpu_us[p] = s_median(v[4 + p], rounds);
+                printf("%-16s %-8s %8d | %9.0f %8.0f %9.0f %9.0f | %11.0f %7.0f %7.0f\n",
+                       s_mode_names[mode], ipc ? "ipc" : "tcp", k ? inflight : 1, r[k].rps,
+                       r[k].mbps, r[k].p50, r[k].p99, r[k].cpu_us[P_CLIENT],
+                       r[k].cpu_us[P_BROKER], r[k].cpu_us[P_WORKER]);
             }
         }
         const s_result *p = base[ipc][M_PROXY], *b = base[ipc][M_BROKER];
-        printf("  workers over %s: broker/proxy throughput at 16 in flight %.1f %% (target >= 90 "
-               "%%), median latency at 1 in flight %+.0f us (target <= +50 us)\n",
-               ipc ? "ipc" : "tcp", 100.0 * b[1].rps / p[1].rps, b[0].p50 - p[0].p50);
+        if (!curve_only)
+            printf("  workers over %s: broker/proxy throughput at %d in flight %.1f %% (target >= "
+                   "90 %%), median latency at 1 in flight %+.0f us (target <= +50 us)\n",
+                   ipc ? "ipc" : "tcp", inflight, 100.0 * b[1].rps / p[1].rps,
+                   b[0].p50 - p[0].p50);
         if (!ipc) {
             const s_result *c = base[0][M_CURVE];
-            printf("  CURVE (both sides, tcp): throughput at 16 in flight %.1f %% of the plain "
+            printf("  CURVE (both sides, tcp): throughput at %d in flight %.1f %% of the plain "
                    "broker (target >= 85 %%), at 1 in flight %.1f %%\n",
-                   100.0 * c[1].rps / b[1].rps, 100.0 * c[0].rps / b[0].rps);
+                   inflight, 100.0 * c[1].rps / b[1].rps, 100.0 * c[0].rps / b[0].rps);
+            printf("  CURVE CPU per request at %d in flight: broker %.0f us vs %.0f us plain "
+                   "(%.2fx), all parts %.0f us vs %.0f us (%.2fx)\n", inflight,
+                   c[1].cpu_us[P_BROKER], b[1].cpu_us[P_BROKER],
+                   c[1].cpu_us[P_BROKER] / b[1].cpu_us[P_BROKER],
+                   c[1].cpu_us[0] + c[1].cpu_us[1] + c[1].cpu_us[2],
+                   b[1].cpu_us[0] + b[1].cpu_us[1] + b[1].cpu_us[2],
+                   (c[1].cpu_us[0] + c[1].cpu_us[1] + c[1].cpu_us[2]) /
+                       (b[1].cpu_us[0] + b[1].cpu_us[1] + b[1].cpu_us[2]));
         }
+        if (curve_only) break;
     }
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
