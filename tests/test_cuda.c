@@ -43,6 +43,14 @@
 #define DQ_TOP_SRCDIR ".."
 #endif
 
+/* The source tree: $top_srcdir when set (a build made on another machine and
+ * run on a GPU machine, scripts/gpu-check), else the one configured. */
+static const char *s_srcdir(void)
+{
+    const char *e = getenv("top_srcdir");
+    return e && *e ? e : DQ_TOP_SRCDIR;
+}
+
 #define S_TOL 1e-4
 #define S_MAX_ALLOCS 64
 
@@ -268,7 +276,6 @@ static void s_conv_case(s_gpu *g, int64_t N, int64_t C, int64_t H, int64_t W, in
     dq_tensor tdy = dq_tensor_view4(dy, N, OC, OH, OW), tdx = dq_tensor_view4(dx, N, C, H, W);
     dq_tensor tdw = dq_tensor_view4(dw, OC, C, k, k), tdb = dq_tensor_view(db, 1, &OC);
     S_OK(dq_conv2d_forward(&ty, &tx, &tw, bias ? &tb : NULL, cp, ws, wsf, &err));
-    S_OK(dq_conv2d_backward(&tdx, &tdw, bias ? &tdb : NULL, &tdy, &tx, &tw, cp, ws, wsf, &err));
 
     dq_cuda_conv cv;
     S_OK(dq_cuda_conv_init(&cv, g->dnn, N, C, H, W, OC, k, stride, pad, true, (size_t)1 << 28,
@@ -277,6 +284,9 @@ static void s_conv_case(s_gpu *g, int64_t N, int64_t C, int64_t H, int64_t W, in
     float *d_x = s_up(g, x, nx), *d_w = s_up(g, w, nw), *d_b = s_up(g, b, OC);
     float *d_y = s_alloc(g, (size_t)ny * 4), *d_dy = s_up(g, dy, ny);
     float *d_dx = s_up(g, dx, nx), *d_dw = s_up(g, dw, nw), *d_db = s_up(g, db, OC);
+    /* The CPU reference accumulates into dx, dw, db in place: only after their
+     * starting values went to the device. */
+    S_OK(dq_conv2d_backward(&tdx, &tdw, bias ? &tdb : NULL, &tdy, &tx, &tw, cp, ws, wsf, &err));
     S_OK(dq_cuda_conv_forward(&cv, g->dnn, d_y, d_x, d_w, bias ? d_b : NULL, d_ws, cv.ws_bytes,
                               &err));
     s_expect(g, "conv2d forward", d_y, y, ny);
@@ -562,7 +572,7 @@ static void s_teacher_case(s_gpu *g, const char *model)
 {
     dq_err err = {{0}};
     char path[512];
-    snprintf(path, sizeof path, "%s/models/%s.model", DQ_TOP_SRCDIR, model);
+    snprintf(path, sizeof path, "%s/models/%s.model", s_srcdir(), model);
     dq_net_t *net = s_load(path);
     dq_net_init_params(net, &g->rng);
     s_random_buffers(net, &g->rng); /* the executor must take them up */
@@ -626,7 +636,7 @@ static void s_invariance_case(s_gpu *g, const char *model, const char *output)
 {
     dq_err err = {{0}};
     char path[512];
-    snprintf(path, sizeof path, "%s/models/%s.model", DQ_TOP_SRCDIR, model);
+    snprintf(path, sizeof path, "%s/models/%s.model", s_srcdir(), model);
     dq_net_t *net = s_load(path);
     dq_net_init_params(net, &g->rng);
     s_random_buffers(net, &g->rng);
