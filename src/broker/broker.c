@@ -437,6 +437,11 @@ static void s_tick(dq_broker_t *b, int64_t now)
 
 /* ---- life cycle --------------------------------------------------------------------- */
 
+int dq_broker_io_threads(bool curve)
+{
+    return curve ? 4 : 1;
+}
+
 /* With two or more I/O threads (CURVE: each side's crypto on a core of its
  * own), the frontend's connections go to the lower half of the threads and
  * the backend's to the upper half (ZMQ_AFFINITY, set before the bind: the
@@ -552,8 +557,9 @@ dq_status dq_broker_new(dq_broker_t **out, const dq_broker_config *cfg, dq_err *
             b->ctx = zmq_ctx_new();
             b->own_ctx = true;
             if (!b->ctx) st = dq_fail(err, DQ_ERR_NET, "zmq_ctx_new failed");
-            /* CURVE: frontend and backend en/decrypt on I/O threads of their own */
-            else if (cfg->curve && zmq_ctx_set(b->ctx, ZMQ_IO_THREADS, 2) != 0)
+            else if (zmq_ctx_set(b->ctx, ZMQ_IO_THREADS,
+                                 cfg->io_threads > 0 ? cfg->io_threads
+                                                     : dq_broker_io_threads(cfg->curve)) != 0)
                 st = dq_fail(err, DQ_ERR_NET, "zmq_ctx_set(IO_THREADS): %s",
                              zmq_strerror(zmq_errno()));
         }
