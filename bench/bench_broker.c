@@ -18,11 +18,19 @@
  * per request in the timed part, each with its libzmq I/O threads: that is
  * where CURVE's cost shows whatever the load.
  *
+ * The "busiest" column is the CPU per request of the broker's busiest
+ * thread (its loop or one libzmq I/O thread): with a free core for each
+ * thread, the broker cannot serve more than 1e6 / busiest requests a
+ * second, whatever the load here; the CURVE line compares those ceilings.
+ *
  * usage: bench_broker [--requests N] [--warmup N] [--rounds R] [--inflight K]
- *                     [--curve]   (not in make check)
+ *                     [--clients C] [--workers W] [--io-threads N] [--curve]
+ *                     (not in make check)
  * --inflight K: the deep level (default 16; a student keeps its batches in
- * flight); --curve: only the plain and the CURVE broker over tcp, the
- * issue-12 comparison, with more requests per round for the same time.
+ * flight), from each of C clients (1) to W workers (1; direct mode: 1);
+ * --io-threads N: the brokers' libzmq I/O threads (default as
+ * distillq-broker: dq_broker_io_threads); --curve: only the plain and the
+ * CURVE broker over tcp, the issue-12 comparison.
  */
 #include <errno.h>
 #include <pthread.h>
