@@ -157,7 +157,7 @@ static dq_status s_fwd_iter(void *ctx, dq_err *err)
 }
 
 static dq_status s_bench_forward(const s_options *o, dq_device dev, const char *model, int batch,
-                                 double peak, dq_err *err)
+                                 int chunk, double peak, dq_err *err)
 {
     char path[1024];
     snprintf(path, sizeof path, "%s/%s.model", o->models_dir, model);
@@ -167,7 +167,10 @@ static dq_status s_bench_forward(const s_options *o, dq_device dev, const char *
     dq_rng_seed(&rng, 42);
     dq_net_init_params(net, &rng);
     s_fwd f = {0};
-    dq_status st = dq_net_cuda_new(&f.gx, net, path, dev, batch, false, 1, err);
+    dq_status st = dq_net_cuda_new_chunked(&f.gx, net, path, dev, batch, false, 1, chunk, err);
+    char label[160];
+    if (chunk == DQ_NET_CUDA_EVAL_CHUNK) snprintf(label, sizeof label, "%s", model);
+    else snprintf(label, sizeof label, "%s@chunk%d", model, chunk);
     if (st == DQ_OK) {
         const dq_net_input *ip = dq_net_input_spec(net);
         float *x = dq_net_cuda_input_buffer(f.gx);
@@ -178,10 +181,10 @@ static dq_status s_bench_forward(const s_options *o, dq_device dev, const char *
         st = s_measure(s_fwd_iter, &f, o->seconds, &rate, err);
         if (st == DQ_OK) {
             double sps = rate * batch, tf = sps * dq_net_flops_per_sample(net) / 1e12;
-            printf("RESULT\tdistillq-gpu\t%s\t%d\tsamples_per_s\t%.1f\n", model, batch, sps);
-            printf("RESULT\tdistillq-gpu\t%s\t%d\ttflops\t%.3f\n", model, batch, tf);
-            fprintf(stderr, "%-16s batch %5d  %10.0f samples/s  %6.2f TFLOP/s  %5.1f%% of sgemm\n",
-                    model, batch, sps, tf, peak > 0 ? 100.0 * tf / peak : 0.0);
+            printf("RESULT\tdistillq-gpu\t%s\t%d\tsamples_per_s\t%.1f\n", label, batch, sps);
+            printf("RESULT\tdistillq-gpu\t%s\t%d\ttflops\t%.3f\n", label, batch, tf);
+            fprintf(stderr, "%-26s batch %5d  %10.0f samples/s  %6.2f TFLOP/s  %5.1f%% of sgemm\n",
+                    label, batch, sps, tf, peak > 0 ? 100.0 * tf / peak : 0.0);
         }
     }
     dq_net_cuda_destroy(&f.gx);
@@ -298,8 +301,19 @@ int main(int argc, char **argv)
     const int batches[2] = {128, 1024};
     for (int m = 0; m < 3; m++)
         for (int b = 0; b < 2; b++)
-            if (s_bench_forward(&o, dev, models[m], batches[b], peak, &err) != DQ_OK) {
+            if (s_bench_forward(&o, dev, models[m], batches[b], DQ_NET_CUDA_EVAL_CHUNK, peak,
+                                &err) != DQ_OK) {
                 fprintf(stderr, "bench_gpu: %s batch %d: %s\n", models[m], batches[b], err.msg);
+                return 1;
+            }
+    /* the chunk's price: each batch as one chunk of its own size (what a
+     * service whose workers all use --eval-chunk = the batch would get) */
+    for (int m = 0; m < 3; m++)
+        for (int b = 0; b < 2; b++)
+            if (s_bench_forward(&o, dev, models[m], batches[b], batches[b], peak, &err) !=
+                DQ_OK) {
+                fprintf(stderr, "bench_gpu: %s batch %d chunk %d: %s\n", models[m], batches[b],
+                        batches[b], err.msg);
                 return 1;
             }
     /* student training steps: the tutorial's students at the demo's batch,
