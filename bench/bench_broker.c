@@ -12,9 +12,25 @@
  * Prints req/s, MB/s (both directions) and median/p99 latency per config.
  *
  * The machine is shared, so the whole set runs --rounds times interleaved
- * and each number is the median over rounds.
+ * and each number is the median over rounds. Wall clock on a loaded machine
+ * says little, so each config also reports the CPU time (user+sys, from the
+ * per-thread CPU clocks) that the client, the broker and the worker spent
+ * per request in the timed part, each with its libzmq I/O threads: that is
+ * where CURVE's cost shows whatever the load.
  *
- * usage: bench_broker [--requests N] [--warmup N] [--rounds R] (not in make check)
+ * The "busiest" column is the CPU per request of the broker's busiest
+ * thread (its loop or one libzmq I/O thread): with a free core for each
+ * thread, the broker cannot serve more than 1e6 / busiest requests a
+ * second, whatever the load here; the CURVE line compares those ceilings.
+ *
+ * usage: bench_broker [--requests N] [--warmup N] [--rounds R] [--inflight K]
+ *                     [--clients C] [--workers W] [--io-threads N] [--curve]
+ *                     (not in make check)
+ * --inflight K: the deep level (default 16; a student keeps its batches in
+ * flight), from each of C clients (1) to W workers (1; direct mode: 1);
+ * --io-threads N: the brokers' libzmq I/O threads (default as
+ * distillq-broker: dq_broker_io_threads); --curve: only the plain and the
+ * CURVE broker over tcp, the issue-12 comparison.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -24,7 +40,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <dirent.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 #include <zmq.h>
 
@@ -64,6 +82,92 @@ static double s_now_us(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
+}
+
+/* ---- CPU time per part ----------------------------------------------------------
+ * The client, the broker and the worker live in this one process, each with
+ * a libzmq context whose I/O threads do the TCP and CURVE work. A part's
+ * threads are the ones that appear while it starts (its own thread and its
+ * context's); their CPU clocks are read at the start and the end of the
+ * timed part. Linux's per-thread CPU clock id for a tid is what glibc's
+ * pthread_getcpuclockid builds: (~tid << 3) | CPUCLOCK_PERTHREAD | SCHED. */
+
+enum { P_CLIENT, P_BROKER, P_WORKER, P_COUNT };
+#define S_MAX_TIDS 64
+
+typedef struct {
+    int n[P_COUNT];
+    pid_t tid[P_COUNT][S_MAX_TIDS];
+} s_tids;
+
+static int s_list_tids(pid_t *out, int max)
+{
+    DIR *d = opendir("/proc/self/task");
+    int n = 0;
+    if (!d) return 0;
+    struct dirent *e;
+    while ((e = readdir(d)) && n < max)
+        if (e->d_name[0] != '.') out[n++] = (pid_t)atoi(e->d_name);
+    closedir(d);
+    return n;
+}
+
+/* Adds to part the threads in now[] that were not in before[]. */
+static void s_tids_add_new(s_tids *t, int part, const pid_t *before, int nb)
+{
+    pid_t now[256];
+    int nn = s_list_tids(now, 256);
+    for (int i = 0; i < nn; i++) {
+        bool old = false;
+        for (int j = 0; j < nb && !old; j++) old = now[i] == before[j];
+        for (int p = 0; p < P_COUNT && !old; p++)
+            for (int j = 0; j < t->n[p] && !old; j++) old = now[i] == t->tid[p][j];
+        if (!old && t->n[part] < S_MAX_TIDS) t->tid[part][t->n[part]++] = now[i];
+    }
+}
+
+static double s_thread_cpu_us(pid_t tid)
+{
+    clockid_t c = (clockid_t)((~(unsigned)tid << 3) | 6u);
+    struct timespec ts;
+    if (clock_gettime(c, &ts) != 0) return 0; /* gone: counted up to here */
+    return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
+}
+
+static void s_cpu_read(const s_tids *t, double out[P_COUNT])
+{
+    for (int p = 0; p < P_COUNT; p++) {
+        out[p] = 0;
+        for (int i = 0; i < t->n[p]; i++) out[p] += s_thread_cpu_us(t->tid[p][i]);
+    }
+}
+
+/* DQ_BENCH_THREADS=1: each thread's CPU per request, with its name (libzmq
+ * names its I/O threads ZMQbg/IO/N), to see which thread is the bottleneck. */
+static void s_threads_read(const s_tids *t, double out[P_COUNT][S_MAX_TIDS])
+{
+    for (int p = 0; p < P_COUNT; p++)
+        for (int i = 0; i < t->n[p]; i++) out[p][i] = s_thread_cpu_us(t->tid[p][i]);
+}
+
+static void s_threads_print(const s_tids *t, double before[P_COUNT][S_MAX_TIDS], int total,
+                            int inflight)
+{
+    static const char *const part[P_COUNT] = {"client", "broker", "worker"};
+    for (int p = 0; p < P_COUNT; p++)
+        for (int i = 0; i < t->n[p]; i++) {
+            char path[64], comm[32] = "?";
+            snprintf(path, sizeof path, "/proc/self/task/%d/comm", (int)t->tid[p][i]);
+            FILE *f = fopen(path, "r");
+            if (f) {
+                if (!fgets(comm, sizeof comm, f)) snprintf(comm, sizeof comm, "?");
+                fclose(f);
+                comm[strcspn(comm, "\n")] = 0;
+            }
+            fprintf(stderr, "  inflight %2d %-6s tid %-7d %-14s %7.1f us/req\n", inflight,
+                    part[p], (int)t->tid[p][i], comm,
+                    (s_thread_cpu_us(t->tid[p][i]) - before[p][i]) / total);
+        }
 }
 
 /* ---- the echo worker ------------------------------------------------------------ */
@@ -204,23 +308,41 @@ static int s_cmp(const void *a, const void *b)
 
 typedef struct {
     double rps, mbps, p50, p99;
+    double cpu_us[P_COUNT]; /* CPU time per request in the timed part */
+    double busiest_us;      /* the broker's busiest thread, CPU per request: with free
+                             * cores its throughput is at most 1e6 / busiest_us */
 } s_result;
 
-static int s_client(const char *ep, bool curve, int inflight, int warmup, int total,
-                    s_result *res)
+/* One client: its own context and DEALER, `inflight` requests kept in
+ * flight, `warmup` replies, then the timed `total`. Several clients run as
+ * threads in step: all connect (bar), all finish their warmup (bar, the
+ * caller starts the clock and the CPU clocks), all finish (bar, the caller
+ * stops them while the threads still exist), then they close. */
+typedef struct {
+    const char *ep;
+    bool curve;
+    int inflight, warmup, total;
+    pthread_barrier_t *bar;
+    double *lat;     /* total entries, this client's share of the latencies */
+    size_t up, down; /* bytes of one request, one reply */
+    int rc;
+} s_client_arg;
+
+static void *s_client(void *argp)
 {
+    s_client_arg *a = argp;
+    a->rc = -1;
     void *ctx = zmq_ctx_new(), *s = NULL;
     dq_wire_opts o = {0};
-    if (curve) o.curve_server_cert = s_k.server_pub, o.curve_cert = s_k.student_sec;
-    if (dq_wire_dealer_new(&s, ctx, ep, &o, NULL) != DQ_OK) return -1;
+    if (a->curve) o.curve_server_cert = s_k.server_pub, o.curve_cert = s_k.student_sec;
+    if (dq_wire_dealer_new(&s, ctx, a->ep, &o, NULL) != DQ_OK) exit(1);
     dq_msg_decoder_t *dec = NULL;
     dq_msg_buf req;
     dq_msg_buf_init(&req);
     dq_msg *m = malloc(sizeof *m);
     uint8_t *px = malloc(N_IMG * IMG);
-    double *sent_at = calloc((size_t)(warmup + total), sizeof(double));
-    double *lat = calloc((size_t)total, sizeof(double));
-    if (dq_msg_decoder_new(&dec, NULL) != DQ_OK || !m || !px || !sent_at || !lat) return -1;
+    double *sent_at = calloc((size_t)(a->warmup + a->total), sizeof(double));
+    if (dq_msg_decoder_new(&dec, NULL) != DQ_OK || !m || !px || !sent_at) exit(1);
     for (int i = 0; i < N_IMG * IMG; i++) px[i] = (uint8_t)(i * 31);
     dq_msg_request r;
     memset(&r, 0, sizeof r);
@@ -230,17 +352,17 @@ static int s_client(const char *ep, bool curve, int inflight, int warmup, int to
     r.data = px, r.data_len = N_IMG * IMG;
     r.n_outputs = 1;
     snprintf(r.outputs[0], sizeof r.outputs[0], "logits");
-    int n = warmup + total, sent = 0, done = 0, bad = 0;
-    size_t up = 0, down = 0;
-    double t0 = 0, deadline = s_now_us() + 120e6;
+    pthread_barrier_wait(a->bar); /* connected */
+    int warmup = a->warmup, n = warmup + a->total, sent = 0, done = 0, bad = 0;
+    double deadline = s_now_us() + 120e6;
     while (done < n && s_now_us() < deadline) {
-        while (sent < n && sent - done < inflight) {
+        while (sent < n && sent - done < a->inflight) {
             r.req_id = (uint64_t)sent + 1;
             dq_msg_buf_reset(&req);
             dq_msg_encode_request(&req, &r, NULL);
             sent_at[sent] = s_now_us();
             zmq_send(s, req.data, req.len, 0);
-            up = req.len;
+            a->up = req.len;
             sent++;
         }
         dq_wire_parts p;
@@ -250,58 +372,127 @@ static int s_client(const char *ep, bool curve, int inflight, int warmup, int to
             m->type == DQ_MSG_REPLY && m->u.reply.status == DQ_REPLY_OK &&
             m->u.reply.req_id >= 1 && m->u.reply.req_id <= (uint64_t)sent) {
             int i = (int)m->u.reply.req_id - 1;
-            if (i >= warmup) lat[i - warmup] = now - sent_at[i];
-            down = zmq_msg_size(&p.f[0]);
+            if (i >= warmup) a->lat[i - warmup] = now - sent_at[i];
+            a->down = zmq_msg_size(&p.f[0]);
         } else {
             bad++;
         }
         dq_wire_parts_close(&p);
         done++;
-        if (done == warmup) t0 = s_now_us();
+        if (done == warmup) pthread_barrier_wait(a->bar); /* steady: the clock starts */
     }
-    double el = (s_now_us() - t0) / 1e6;
-    qsort(lat, (size_t)total, sizeof(double), s_cmp);
-    res->rps = total / el;
-    res->mbps = (double)total * (double)(up + down) / el / 1e6;
-    res->p50 = lat[total / 2];
-    res->p99 = lat[(int)(total * 0.99)];
+    if (done < warmup) pthread_barrier_wait(a->bar);
+    pthread_barrier_wait(a->bar); /* done: the clock stops */
+    pthread_barrier_wait(a->bar); /* the CPU clocks are read */
     free(m);
     free(px);
     free(sent_at);
-    free(lat);
     dq_msg_buf_free(&req);
     dq_msg_decoder_destroy(&dec);
     zmq_close(s);
     zmq_ctx_term(ctx);
-    return done == n && bad == 0 ? 0 : -1;
+    a->rc = done == n && bad == 0 ? 0 : -1;
+    return NULL;
+}
+
+#define S_MAX_CLIENTS 16
+#define S_MAX_WORKERS 16
+
+/* Runs n clients of `inflight` each, `total` timed requests in all. */
+static int s_clients(const char *ep, bool curve, int n, int inflight, int warmup, int total,
+                     s_tids *tids, s_result *res)
+{
+    pid_t before[256];
+    int nb = s_list_tids(before, 256);
+    pthread_barrier_t bar;
+    pthread_barrier_init(&bar, NULL, (unsigned)n + 1);
+    s_client_arg a[S_MAX_CLIENTS];
+    pthread_t th[S_MAX_CLIENTS];
+    int each = total / n;
+    total = each * n;
+    double *lat = calloc((size_t)total, sizeof(double));
+    if (!lat) return -1;
+    for (int i = 0; i < n; i++) {
+        a[i] = (s_client_arg){.ep = ep, .curve = curve, .inflight = inflight, .warmup = warmup,
+                              .total = each, .bar = &bar, .lat = lat + (size_t)i * each};
+        pthread_create(&th[i], NULL, s_client, &a[i]);
+    }
+    pthread_barrier_wait(&bar); /* all connected: their threads are there */
+    s_tids t = *tids;
+    t.n[P_CLIENT] = 0;
+    s_tids_add_new(&t, P_CLIENT, before, nb);
+    double cpu0[P_COUNT], cpu1[P_COUNT], th0[P_COUNT][S_MAX_TIDS];
+    pthread_barrier_wait(&bar); /* all past warmup */
+    double t0 = s_now_us();
+    s_cpu_read(&t, cpu0);
+    s_threads_read(&t, th0);
+    pthread_barrier_wait(&bar); /* all done */
+    double el = (s_now_us() - t0) / 1e6;
+    s_cpu_read(&t, cpu1);
+    if (getenv("DQ_BENCH_THREADS")) s_threads_print(&t, th0, total, inflight);
+    pthread_barrier_wait(&bar);
+    int rc = 0;
+    for (int i = 0; i < n; i++) {
+        pthread_join(th[i], NULL);
+        rc |= a[i].rc;
+    }
+    pthread_barrier_destroy(&bar);
+    for (int p = 0; p < P_COUNT; p++) res->cpu_us[p] = (cpu1[p] - cpu0[p]) / total;
+    res->busiest_us = 0;
+    for (int i = 0; i < t.n[P_BROKER]; i++) {
+        double us = (s_thread_cpu_us(t.tid[P_BROKER][i]) - th0[P_BROKER][i]) / total;
+        if (us > res->busiest_us) res->busiest_us = us;
+    }
+    qsort(lat, (size_t)total, sizeof(double), s_cmp);
+    res->rps = total / el;
+    res->mbps = (double)total * (double)(a[0].up + a[0].down) / el / 1e6;
+    res->p50 = lat[total / 2];
+    res->p99 = lat[(int)(total * 0.99)];
+    free(lat);
+    return rc;
 }
 
 /* ---- one configuration ------------------------------------------------------------------ */
 
+typedef struct {
+    int inflight, clients, workers, io_threads; /* the deep level's shape */
+} s_shape;
+
 static int s_run(int mode, bool worker_ipc, const char *dir, int port, int warmup, int total,
-                 s_result res[2])
+                 const s_shape *sh, s_result res[2])
 {
-    s_worker_arg wa;
-    memset(&wa, 0, sizeof wa);
-    wa.mode = mode;
+    int nw = mode == M_DIRECT ? 1 : sh->workers; /* direct: the client's one peer */
+    s_tids tids;
+    memset(&tids, 0, sizeof tids);
+    pid_t before[256];
+    int nb = s_list_tids(before, 256);
+    s_worker_arg wa[S_MAX_WORKERS];
+    memset(wa, 0, sizeof wa);
+    for (int i = 0; i < nw; i++) wa[i].mode = mode;
     s_mid mid;
     memset(&mid, 0, sizeof mid);
     snprintf(mid.fe, sizeof mid.fe, "tcp://127.0.0.1:%d", port);
     if (worker_ipc) snprintf(mid.be, sizeof mid.be, "ipc://%s/be-%d", dir, port);
     else snprintf(mid.be, sizeof mid.be, "tcp://127.0.0.1:%d", port + 1);
     const char *client_ep = mid.fe;
-    pthread_t tm = 0, tw;
+    pthread_t tm = 0, tw[S_MAX_WORKERS];
     if (mode == M_DIRECT) {
-        snprintf(wa.endpoint, sizeof wa.endpoint, "%s", worker_ipc ? mid.be : mid.fe);
-        client_ep = wa.endpoint;
+        snprintf(wa[0].endpoint, sizeof wa[0].endpoint, "%s", worker_ipc ? mid.be : mid.fe);
+        client_ep = wa[0].endpoint;
     } else {
-        snprintf(wa.endpoint, sizeof wa.endpoint, "%s", mid.be);
+        for (int i = 0; i < nw; i++) snprintf(wa[i].endpoint, sizeof wa[i].endpoint, "%s", mid.be);
         mid.ctx = zmq_ctx_new();
-        if (mode == M_CURVE) zmq_ctx_set(mid.ctx, ZMQ_IO_THREADS, 2); /* as distillq-broker does */
+        /* as distillq-broker does (dq_broker_io_threads), or --io-threads N */
+        if (mode == M_BROKER || mode == M_CURVE) {
+            int io = sh->io_threads ? sh->io_threads : dq_broker_io_threads(mode == M_CURVE);
+            zmq_ctx_set(mid.ctx, ZMQ_IO_THREADS, io);
+        }
         if (mode == M_PROXY) {
             mid.control = zmq_socket(mid.ctx, ZMQ_PAIR);
             zmq_bind(mid.control, "inproc://bench-control");
             pthread_create(&tm, NULL, s_proxy, &mid);
+            usleep(50000); /* its sockets made: its threads are there */
+            s_tids_add_new(&tids, P_BROKER, before, nb);
         } else {
             dq_broker_config cfg;
             dq_broker_config_defaults(&cfg);
@@ -313,16 +504,22 @@ static int s_run(int mode, bool worker_ipc, const char *dir, int port, int warmu
                 return -1;
             }
             pthread_create(&tm, NULL, s_broker, &mid);
+            usleep(50000);
+            s_tids_add_new(&tids, P_BROKER, before, nb);
         }
     }
-    pthread_create(&tw, NULL, s_worker, &wa);
-    while (!atomic_load(&wa.ready)) usleep(1000);
-    usleep(100000); /* connections up, the worker announced */
+    for (int i = 0; i < nw; i++) {
+        pthread_create(&tw[i], NULL, s_worker, &wa[i]);
+        while (!atomic_load(&wa[i].ready)) usleep(1000);
+    }
+    usleep(100000); /* connections up, the workers announced */
+    s_tids_add_new(&tids, P_WORKER, before, nb);
     bool curve = mode == M_CURVE;
-    int rc = s_client(client_ep, curve, 1, warmup, total / 2, &res[0]);
-    if (!rc) rc = s_client(client_ep, curve, 16, warmup, total, &res[1]);
-    atomic_store(&wa.stop, 1);
-    pthread_join(tw, NULL);
+    int rc = s_clients(client_ep, curve, 1, 1, warmup, total / 2, &tids, &res[0]);
+    if (!rc)
+        rc = s_clients(client_ep, curve, sh->clients, sh->inflight, warmup, total, &tids, &res[1]);
+    for (int i = 0; i < nw; i++) atomic_store(&wa[i].stop, 1);
+    for (int i = 0; i < nw; i++) pthread_join(tw[i], NULL);
     if (mode == M_PROXY) {
         zmq_send(mid.control, "TERMINATE", 9, 0);
         pthread_join(tm, NULL);
@@ -373,62 +570,110 @@ static double s_median(double *v, int n)
 
 #define MAX_ROUNDS 9
 
+static bool s_mode_on(bool curve_only, int ipc, int mode)
+{
+    if (curve_only) return !ipc && (mode == M_BROKER || mode == M_CURVE);
+    return mode < (ipc ? M_CURVE : M_COUNT);
+}
+
 int main(int argc, char **argv)
 {
     int total = 3000, warmup = 300, rounds = 3;
-    for (int i = 1; i + 1 < argc; i += 2) {
-        if (!strcmp(argv[i], "--requests")) total = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--warmup")) warmup = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--rounds")) rounds = atoi(argv[i + 1]);
+    s_shape sh = {.inflight = 16, .clients = 1, .workers = 1, .io_threads = 0};
+    bool curve_only = false;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--curve")) curve_only = true;
+        else if (i + 1 == argc) break;
+        else if (!strcmp(argv[i], "--requests")) total = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--warmup")) warmup = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--rounds")) rounds = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--inflight")) sh.inflight = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--clients")) sh.clients = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--workers")) sh.workers = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--io-threads")) sh.io_threads = atoi(argv[++i]);
     }
     if (total < 100) total = 100;
+    if (warmup < 1) warmup = 1;
+    if (sh.inflight < 1) sh.inflight = 1;
+    if (sh.clients < 1 || sh.clients > S_MAX_CLIENTS) sh.clients = 1;
+    if (sh.workers < 1 || sh.workers > S_MAX_WORKERS) sh.workers = 1;
+    if (sh.io_threads < 0 || sh.io_threads > 64) sh.io_threads = 0;
+    int inflight = sh.inflight;
+    char io_str[16] = "default";
+    if (sh.io_threads) snprintf(io_str, sizeof io_str, "%d", sh.io_threads);
     if (rounds < 1) rounds = 1;
     if (rounds > MAX_ROUNDS) rounds = MAX_ROUNDS;
     char dir[] = "/tmp/dq-bench-broker-XXXXXX";
     if (!mkdtemp(dir)) return 1;
-    int port = 40000 + (int)(getpid() % 1000) * 10;
-    printf("broker overhead: %d x u8 1x28x28 up (%d B), %dx%d f32 down; %d requests at 16 "
-           "in flight, %d at 1; median of %d interleaved rounds\n",
-           N_IMG, N_IMG * IMG, N_IMG, N_CLS, total, total / 2, rounds);
+    /* below Linux's ephemeral range, where outgoing connections take ports */
+    int port = 20000 + (int)(getpid() % 100) * 120;
+    printf("broker overhead: %d x u8 1x28x28 up (%d B), %dx%d f32 down; %d requests from %d "
+           "client(s) at %d in flight each to %d worker(s) (broker I/O threads: %s), %d at 1; "
+           "median of %d interleaved rounds\n", N_IMG, N_IMG * IMG, N_IMG, N_CLS, total,
+           sh.clients, inflight, sh.workers, io_str,
+           total / 2, rounds);
     if (s_make_keys(dir) != 0) return 1;
     static s_result all[MAX_ROUNDS][2][M_COUNT][2];
     for (int round = 0; round < rounds; round++)
         for (int ipc = 0; ipc < 2; ipc++)
-            for (int mode = 0; mode < (ipc ? M_CURVE : M_COUNT); mode++) {
-                if (s_run(mode, ipc, dir, port, warmup, total, all[round][ipc][mode]) != 0) {
+            for (int mode = 0; mode < M_COUNT; mode++) {
+                if (!s_mode_on(curve_only, ipc, mode)) continue;
+                if (s_run(mode, ipc, dir, port, warmup, total, &sh,
+                          all[round][ipc][mode]) != 0) {
                     fprintf(stderr, "bench: %s failed\n", s_mode_names[mode]);
                     return 1;
                 }
                 port += 2;
             }
-    printf("%-16s %-8s %8s | %9s %8s %9s %9s\n", "path", "workers", "inflight", "req/s", "MB/s",
-           "p50 us", "p99 us");
+    printf("%-16s %-8s %8s | %9s %8s %9s %9s | %29s | %7s\n", "path", "workers", "inflight",
+           "req/s", "MB/s", "p50 us", "p99 us", "CPU us/req client broker worker", "busiest");
     s_result base[2][M_COUNT][2];
     for (int ipc = 0; ipc < 2; ipc++) {
-        for (int mode = 0; mode < (ipc ? M_CURVE : M_COUNT); mode++) {
+        for (int mode = 0; mode < M_COUNT; mode++) {
+            if (!s_mode_on(curve_only, ipc, mode)) continue;
             s_result *r = base[ipc][mode];
             for (int k = 0; k < 2; k++) {
-                double v[4][MAX_ROUNDS];
+                double v[5 + P_COUNT][MAX_ROUNDS];
                 for (int i = 0; i < rounds; i++) {
                     const s_result *x = &all[i][ipc][mode][k];
                     v[0][i] = x->rps, v[1][i] = x->mbps, v[2][i] = x->p50, v[3][i] = x->p99;
+                    for (int p = 0; p < P_COUNT; p++) v[4 + p][i] = x->cpu_us[p];
+                    v[4 + P_COUNT][i] = x->busiest_us;
                 }
                 r[k].rps = s_median(v[0], rounds), r[k].mbps = s_median(v[1], rounds);
                 r[k].p50 = s_median(v[2], rounds), r[k].p99 = s_median(v[3], rounds);
-                printf("%-16s %-8s %8d | %9.0f %8.0f %9.0f %9.0f\n", s_mode_names[mode],
-                       ipc ? "ipc" : "tcp", k ? 16 : 1, r[k].rps, r[k].mbps, r[k].p50, r[k].p99);
+                for (int p = 0; p < P_COUNT; p++) r[k].cpu_us[p] = s_median(v[4 + p], rounds);
+                r[k].busiest_us = s_median(v[4 + P_COUNT], rounds);
+                printf("%-16s %-8s %8d | %9.0f %8.0f %9.0f %9.0f | %11.0f %7.0f %7.0f | %7.0f\n",
+                       s_mode_names[mode], ipc ? "ipc" : "tcp", k ? inflight : 1, r[k].rps,
+                       r[k].mbps, r[k].p50, r[k].p99, r[k].cpu_us[P_CLIENT],
+                       r[k].cpu_us[P_BROKER], r[k].cpu_us[P_WORKER], r[k].busiest_us);
             }
         }
         const s_result *p = base[ipc][M_PROXY], *b = base[ipc][M_BROKER];
-        printf("  workers over %s: broker/proxy throughput at 16 in flight %.1f %% (target >= 90 "
-               "%%), median latency at 1 in flight %+.0f us (target <= +50 us)\n",
-               ipc ? "ipc" : "tcp", 100.0 * b[1].rps / p[1].rps, b[0].p50 - p[0].p50);
+        if (!curve_only)
+            printf("  workers over %s: broker/proxy throughput at %d in flight %.1f %% (target >= "
+                   "90 %%), median latency at 1 in flight %+.0f us (target <= +50 us)\n",
+                   ipc ? "ipc" : "tcp", inflight, 100.0 * b[1].rps / p[1].rps,
+                   b[0].p50 - p[0].p50);
         if (!ipc) {
             const s_result *c = base[0][M_CURVE];
-            printf("  CURVE (both sides, tcp): throughput at 16 in flight %.1f %% of the plain "
+            printf("  CURVE (both sides, tcp): throughput at %d in flight %.1f %% of the plain "
                    "broker (target >= 85 %%), at 1 in flight %.1f %%\n",
-                   100.0 * c[1].rps / b[1].rps, 100.0 * c[0].rps / b[0].rps);
+                   inflight, 100.0 * c[1].rps / b[1].rps, 100.0 * c[0].rps / b[0].rps);
+            printf("  CURVE, the broker's busiest thread at %d in flight: %.0f us a request vs %.0f "
+                   "us plain: with free cores CURVE's ceiling is %.1f %% of plain's\n", inflight,
+                   c[1].busiest_us, b[1].busiest_us, 100.0 * b[1].busiest_us / c[1].busiest_us);
+            printf("  CURVE CPU per request at %d in flight: broker %.0f us vs %.0f us plain "
+                   "(%.2fx), all parts %.0f us vs %.0f us (%.2fx)\n", inflight,
+                   c[1].cpu_us[P_BROKER], b[1].cpu_us[P_BROKER],
+                   c[1].cpu_us[P_BROKER] / b[1].cpu_us[P_BROKER],
+                   c[1].cpu_us[0] + c[1].cpu_us[1] + c[1].cpu_us[2],
+                   b[1].cpu_us[0] + b[1].cpu_us[1] + b[1].cpu_us[2],
+                   (c[1].cpu_us[0] + c[1].cpu_us[1] + c[1].cpu_us[2]) /
+                       (b[1].cpu_us[0] + b[1].cpu_us[1] + b[1].cpu_us[2]));
         }
+        if (curve_only) break;
     }
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);

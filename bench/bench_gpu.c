@@ -12,6 +12,9 @@
  *            executor runs every eval batch as padded chunks of
  *            DQ_NET_CUDA_EVAL_CHUNK samples (batch invariance, net_cuda.h),
  *            so batch 128 costs a chunk of 256: the price is measured here.
+ *            ResNet-18 (models/resnet18-fmnist.model) the same way;
+ *   train    a student training step (zero_grad, train forward, backward,
+ *            Adam) of LightNN at batch 64 and 256 and ResNet-18 at 128.
  * Inputs and weights are random with a fixed seed (throughput does not
  * depend on the values). Each measurement warms up, then runs whole
  * iterations for --seconds split into 5 windows and reports the median
@@ -154,7 +157,7 @@ static dq_status s_fwd_iter(void *ctx, dq_err *err)
 }
 
 static dq_status s_bench_forward(const s_options *o, dq_device dev, const char *model, int batch,
-                                 double peak, dq_err *err)
+                                 int chunk, double peak, dq_err *err)
 {
     char path[1024];
     snprintf(path, sizeof path, "%s/%s.model", o->models_dir, model);
@@ -164,7 +167,10 @@ static dq_status s_bench_forward(const s_options *o, dq_device dev, const char *
     dq_rng_seed(&rng, 42);
     dq_net_init_params(net, &rng);
     s_fwd f = {0};
-    dq_status st = dq_net_cuda_new(&f.gx, net, path, dev, batch, false, 1, err);
+    dq_status st = dq_net_cuda_new_chunked(&f.gx, net, path, dev, batch, false, 1, chunk, err);
+    char label[160];
+    if (chunk == DQ_NET_CUDA_EVAL_CHUNK) snprintf(label, sizeof label, "%s", model);
+    else snprintf(label, sizeof label, "%s@chunk%d", model, chunk);
     if (st == DQ_OK) {
         const dq_net_input *ip = dq_net_input_spec(net);
         float *x = dq_net_cuda_input_buffer(f.gx);
@@ -175,13 +181,72 @@ static dq_status s_bench_forward(const s_options *o, dq_device dev, const char *
         st = s_measure(s_fwd_iter, &f, o->seconds, &rate, err);
         if (st == DQ_OK) {
             double sps = rate * batch, tf = sps * dq_net_flops_per_sample(net) / 1e12;
-            printf("RESULT\tdistillq-gpu\t%s\t%d\tsamples_per_s\t%.1f\n", model, batch, sps);
-            printf("RESULT\tdistillq-gpu\t%s\t%d\ttflops\t%.3f\n", model, batch, tf);
-            fprintf(stderr, "%-16s batch %5d  %10.0f samples/s  %6.2f TFLOP/s  %5.1f%% of sgemm\n",
-                    model, batch, sps, tf, peak > 0 ? 100.0 * tf / peak : 0.0);
+            printf("RESULT\tdistillq-gpu\t%s\t%d\tsamples_per_s\t%.1f\n", label, batch, sps);
+            printf("RESULT\tdistillq-gpu\t%s\t%d\ttflops\t%.3f\n", label, batch, tf);
+            fprintf(stderr, "%-26s batch %5d  %10.0f samples/s  %6.2f TFLOP/s  %5.1f%% of sgemm\n",
+                    label, batch, sps, tf, peak > 0 ? 100.0 * tf / peak : 0.0);
         }
     }
     dq_net_cuda_destroy(&f.gx);
+    dq_net_destroy(&net);
+    return st;
+}
+
+/* ---- training step ---------------------------------------------------------------------- */
+
+typedef struct {
+    dq_net_cuda_t *gx;
+    dq_tensor in;
+    const char *out_name;
+    int64_t step;
+    dq_adam_config adam;
+} s_train;
+
+/* One student step as the trainer runs it: zero_grad, forward (train),
+ * d(loss)/d(logits) written on the host (a fixed pattern: throughput does
+ * not depend on the values), backward, Adam. */
+static dq_status s_train_iter(void *ctx, dq_err *err)
+{
+    s_train *t = ctx;
+    DQ_TRY(dq_net_cuda_zero_grad(t->gx, err));
+    const char *want[1] = {t->out_name};
+    DQ_TRY(dq_net_cuda_forward(t->gx, &t->in, true, want, 1, err));
+    dq_tensor *g = dq_net_cuda_output_grad(t->gx, t->out_name);
+    if (!g) return dq_fail(err, DQ_ERR_ARG, "bench_gpu: no gradient for output %s", t->out_name);
+    int64_t n = dq_tensor_numel(g);
+    for (int64_t i = 0; i < n; i++) g->data[i] = (float)((i % 7) - 3) * 1e-3f;
+    DQ_TRY(dq_net_cuda_backward(t->gx, err));
+    return dq_net_cuda_adam_step(t->gx, ++t->step, &t->adam, err);
+}
+
+static dq_status s_bench_train(const s_options *o, dq_device dev, const char *model, int batch,
+                               dq_err *err)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s.model", o->models_dir, model);
+    dq_net_t *net = NULL;
+    DQ_TRY(dq_net_load(&net, path, err));
+    dq_rng rng;
+    dq_rng_seed(&rng, 42);
+    dq_net_init_params(net, &rng);
+    s_train t = {.out_name = dq_net_output_name(net, 0), .adam = dq_adam_defaults()};
+    dq_status st = dq_net_cuda_new(&t.gx, net, path, dev, batch, true, 1, err);
+    if (st == DQ_OK) {
+        const dq_net_input *ip = dq_net_input_spec(net);
+        float *x = dq_net_cuda_input_buffer(t.gx);
+        int64_t n = (int64_t)batch * ip->channels * ip->height * ip->width;
+        for (int64_t i = 0; i < n; i++) x[i] = dq_rng_range(&rng, -1.0f, 1.0f);
+        t.in = dq_tensor_view4(x, batch, ip->channels, ip->height, ip->width);
+        double rate = 0;
+        st = s_measure(s_train_iter, &t, o->seconds, &rate, err);
+        if (st == DQ_OK) {
+            printf("RESULT\tdistillq-gpu\ttrain-%s\t%d\tsamples_per_s\t%.1f\n", model, batch,
+                   rate * batch);
+            fprintf(stderr, "train %-16s batch %5d  %10.0f samples/s\n", model, batch,
+                    rate * batch);
+        }
+    }
+    dq_net_cuda_destroy(&t.gx);
     dq_net_destroy(&net);
     return st;
 }
@@ -232,13 +297,34 @@ int main(int argc, char **argv)
     }
     printf("RESULT\tcublas\tsgemm\t%d\ttflops\t%.3f\n", o.sgemm_n, peak);
     fprintf(stderr, "cuBLAS sgemm %d: %.2f TFLOP/s (FP32, no TF32)\n", o.sgemm_n, peak);
-    const char *models[2] = {"deepnn-cifar10", "deepnn-fmnist"};
+    const char *models[3] = {"deepnn-cifar10", "deepnn-fmnist", "resnet18-fmnist"};
     const int batches[2] = {128, 1024};
-    for (int m = 0; m < 2; m++)
+    for (int m = 0; m < 3; m++)
         for (int b = 0; b < 2; b++)
-            if (s_bench_forward(&o, dev, models[m], batches[b], peak, &err) != DQ_OK) {
+            if (s_bench_forward(&o, dev, models[m], batches[b], DQ_NET_CUDA_EVAL_CHUNK, peak,
+                                &err) != DQ_OK) {
                 fprintf(stderr, "bench_gpu: %s batch %d: %s\n", models[m], batches[b], err.msg);
                 return 1;
             }
+    /* the chunk's price: each batch as one chunk of its own size (what a
+     * service whose workers all use --eval-chunk = the batch would get) */
+    for (int m = 0; m < 3; m++)
+        for (int b = 0; b < 2; b++)
+            if (s_bench_forward(&o, dev, models[m], batches[b], batches[b], peak, &err) !=
+                DQ_OK) {
+                fprintf(stderr, "bench_gpu: %s batch %d chunk %d: %s\n", models[m], batches[b],
+                        batches[b], err.msg);
+                return 1;
+            }
+    /* student training steps: the tutorial's students at the demo's batch,
+     * and ResNet-18 as a student-sized upper end */
+    const struct { const char *model; int batch; } tr[3] = {
+        {"lightnn-fmnist", 64}, {"lightnn-fmnist", 256}, {"resnet18-fmnist", 128}};
+    for (int i = 0; i < 3; i++)
+        if (s_bench_train(&o, dev, tr[i].model, tr[i].batch, &err) != DQ_OK) {
+            fprintf(stderr, "bench_gpu: train %s batch %d: %s\n", tr[i].model, tr[i].batch,
+                    err.msg);
+            return 1;
+        }
     return 0;
 }

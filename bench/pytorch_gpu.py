@@ -66,6 +66,51 @@ def flops_per_sample(model, in_ch, hw):
     return total
 
 
+class LightNN(nn.Module):
+    """The tutorial's student (models/lightnn-fmnist.model)."""
+
+    def __init__(self, in_ch=1, hw=28, num_classes=10):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(in_ch, 16, kernel_size=3, padding=1), nn.ReLU(),
+            nn.MaxPool2d(kernel_size=2, stride=2),
+            nn.Conv2d(16, 16, kernel_size=3, padding=1), nn.ReLU(),
+            nn.MaxPool2d(kernel_size=2, stride=2))
+        self.classifier = nn.Sequential(
+            nn.Linear(16 * (hw // 4) ** 2, 256), nn.ReLU(), nn.Dropout(0.1),
+            nn.Linear(256, num_classes))
+
+    def forward(self, x):
+        return self.classifier(torch.flatten(self.features(x), 1))
+
+
+def resnet18_fmnist(classes=10):
+    """models/resnet18-fmnist.model: torchvision's ResNet-18, 1-channel stem."""
+    import torchvision
+    m = torchvision.models.resnet18(num_classes=classes)
+    m.conv1 = nn.Conv2d(1, 64, kernel_size=7, stride=2, padding=3, bias=False)
+    return m
+
+
+def conv_linear_flops(model, in_ch, hw, dev):
+    """Conv and linear multiply-adds x 2 of one sample, counted by hooks."""
+    total = [0]
+
+    def hook(m, inp, out):
+        if isinstance(m, nn.Conv2d):
+            k = m.kernel_size[0] * m.kernel_size[1] * m.in_channels // m.groups
+            total[0] += 2 * out[0].numel() * k
+        else:
+            total[0] += 2 * m.in_features * m.out_features
+    hs = [m.register_forward_hook(hook) for m in model.modules()
+          if isinstance(m, (nn.Conv2d, nn.Linear))]
+    with torch.inference_mode():
+        model(torch.zeros(1, in_ch, hw, hw, device=dev))
+    for h in hs:
+        h.remove()
+    return total[0]
+
+
 def measure(step, seconds):
     """Median over 5 windows of iterations per second, after a warm-up."""
     t0 = time.perf_counter()
@@ -120,9 +165,14 @@ def main():
     print(f"RESULT\tpytorch-gpu\tsgemm\t{n}\ttflops\t{peak:.3f}")
     print(f"torch.mm {n}: {peak:.2f} TFLOP/s", file=sys.stderr)
 
-    for name, in_ch, hw in (("deepnn-cifar10", 3, 32), ("deepnn-fmnist", 1, 28)):
-        model = DeepNN(in_ch, hw).to(dev).eval()
-        fps = flops_per_sample(model, in_ch, hw)
+    for name, in_ch, hw in (("deepnn-cifar10", 3, 32), ("deepnn-fmnist", 1, 28),
+                            ("resnet18-fmnist", 1, 28)):
+        if name.startswith("resnet"):
+            model = resnet18_fmnist().to(dev).eval()
+            fps = conv_linear_flops(model, in_ch, hw, dev)
+        else:
+            model = DeepNN(in_ch, hw).to(dev).eval()
+            fps = flops_per_sample(model, in_ch, hw)
         for batch in (128, 1024):
             host = torch.randn(batch, in_ch, hw, hw).pin_memory()
             out = torch.empty(batch, 10).pin_memory()
@@ -139,6 +189,28 @@ def main():
             print(f"RESULT\tpytorch-gpu\t{name}\t{batch}\ttflops\t{tf:.3f}")
             print(f"{name:16s} batch {batch:5d}  {sps:10.0f} samples/s  {tf:6.2f} TFLOP/s  "
                   f"{100 * tf / peak:5.1f}% of sgemm", file=sys.stderr)
+    # student training steps, as bench_gpu.c: zero_grad, train forward, a fixed
+    # d(loss)/d(logits) (copied up from pinned memory, as distillq's is),
+    # backward, Adam; the batch comes from pinned host memory
+    for name, batch in (("lightnn-fmnist", 64), ("lightnn-fmnist", 256),
+                        ("resnet18-fmnist", 128)):
+        model = (LightNN() if name.startswith("lightnn") else resnet18_fmnist()).to(dev).train()
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        host = torch.randn(batch, 1, 28, 28).pin_memory()
+        ghost = ((torch.arange(batch * 10) % 7 - 3).float() * 1e-3).view(batch, 10).pin_memory()
+        out = torch.empty(batch, 10).pin_memory()
+
+        def step():
+            opt.zero_grad(set_to_none=False)
+            y = model(host.to(dev, non_blocking=True))
+            out.copy_(y.detach(), non_blocking=True)
+            y.backward(ghost.to(dev, non_blocking=True))
+            opt.step()
+            torch.cuda.synchronize(dev)
+
+        sps = measure(step, a.seconds) * batch
+        print(f"RESULT\tpytorch-gpu\ttrain-{name}\t{batch}\tsamples_per_s\t{sps:.1f}")
+        print(f"train {name:16s} batch {batch:5d}  {sps:10.0f} samples/s", file=sys.stderr)
     return 0
 
 

@@ -1,7 +1,8 @@
 /* test_cli_opts.c - option tables (src/cli/opts.h): every kind converts and
  * range-checks into its destination, errors name the option, getopt's
- * rejections and positional arguments are USAGE, --help/--version stop the
- * parse, and the help lines are laid out at the requested column. */
+ * rejections and positional arguments are USAGE (dq_opts_parse_args takes
+ * them, in order, wherever they stand), --help/--version stop the parse,
+ * and the help lines are laid out at the requested column. */
 #include <getopt.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -131,6 +132,40 @@ static void test_usage_help_version(void **state)
     opterr = 1;
 }
 
+/* distillq-cache's form: a command and a directory among the options. */
+static void test_positional_arguments(void **state)
+{
+    (void)state;
+    s_vals v = {0};
+    S_TABLE(v);
+    dq_opts_action act = DQ_OPTS_USAGE;
+    dq_err err = {{0}};
+    char *argv[] = {"prog", "export", "--str", "abc", "DIR", "--each", "x", "--flag", NULL};
+    int argc = 8, first = -1;
+    assert_int_equal(dq_opts_parse_args(opts, n, argc, argv, &first, &act, &err), DQ_OK);
+    assert_int_equal(act, DQ_OPTS_RUN);
+    assert_int_equal(first, argc - 2);
+    assert_string_equal(argv[first], "export");
+    assert_string_equal(argv[first + 1], "DIR");
+    assert_true(v.flag);
+    assert_string_equal(v.str, "abc");
+    assert_string_equal(v.seen, "x");
+    /* none: first is argc; "--" ends the options */
+    char *none[] = {"prog", "--flag", NULL};
+    assert_int_equal(dq_opts_parse_args(opts, n, 2, none, &first, &act, &err), DQ_OK);
+    assert_int_equal(first, 2);
+    char *dash[] = {"prog", "--", "--flag", NULL};
+    v.flag = false;
+    assert_int_equal(dq_opts_parse_args(opts, n, 3, dash, &first, &act, &err), DQ_OK);
+    assert_int_equal(first, 2);
+    assert_string_equal(dash[first], "--flag");
+    assert_false(v.flag);
+    /* a bad value is still an error naming the option */
+    char *bad[] = {"prog", "stats", "--int", "11", NULL};
+    assert_int_equal(dq_opts_parse_args(opts, n, 4, bad, &first, &act, &err), DQ_ERR_ARG);
+    assert_string_equal(err.msg, "--int: expected an integer in [-5, 10], got '11'");
+}
+
 static void test_help_layout(void **state)
 {
     (void)state;
@@ -162,6 +197,7 @@ int main(void)
         cmocka_unit_test(test_every_kind_converts),
         cmocka_unit_test(test_errors_name_option_and_range),
         cmocka_unit_test(test_usage_help_version),
+        cmocka_unit_test(test_positional_arguments),
         cmocka_unit_test(test_help_layout),
     };
     return cmocka_run_group_tests_name("cli_opts", tests, NULL, NULL);

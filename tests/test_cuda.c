@@ -43,126 +43,44 @@
 #define DQ_TOP_SRCDIR ".."
 #endif
 
-#define S_TOL 1e-4
-#define S_MAX_ALLOCS 64
-
-/* The group's device handles plus the current test's allocations. */
-typedef struct {
-    dq_device dev;
-    cudaStream_t stream;
-    cudnnHandle_t dnn;
-    cublasHandle_t blas;
-    void *ptr[S_MAX_ALLOCS];
-    int n;
-    dq_rng rng;
-} s_gpu;
-
-#define S_CUDA(expr)                                                                   \
-    do {                                                                               \
-        cudaError_t e_ = (expr);                                                       \
-        if (e_ != cudaSuccess) fail_msg("%s: %s", #expr, cudaGetErrorString(e_));      \
-    } while (0)
-
-/* Expects DQ_OK from a call that reports into the caller's local `err`. */
-#define S_OK(expr)                                                                     \
-    do {                                                                               \
-        if ((expr) != DQ_OK) fail_msg("%s: %s", #expr, err.msg);                       \
-    } while (0)
-
-static void *s_alloc(s_gpu *g, size_t bytes)
+/* The source tree: $top_srcdir when set (a build made on another machine and
+ * run on a GPU machine, scripts/gpu-check), else the one configured. */
+static const char *s_srcdir(void)
 {
-    assert_true(g->n < S_MAX_ALLOCS);
-    void *p = NULL;
-    S_CUDA(cudaMalloc(&p, bytes ? bytes : 4));
-    S_CUDA(cudaMemset(p, 0, bytes ? bytes : 4));
-    g->ptr[g->n++] = p;
-    return p;
-}
-
-/* A device copy of n host floats. */
-static float *s_up(s_gpu *g, const float *h, int64_t n)
-{
-    float *d = s_alloc(g, (size_t)n * sizeof(float));
-    S_CUDA(cudaMemcpy(d, h, (size_t)n * sizeof(float), cudaMemcpyHostToDevice));
-    return d;
-}
-
-static void s_down(s_gpu *g, void *h, const void *d, size_t bytes)
-{
-    S_CUDA(cudaStreamSynchronize(g->stream));
-    S_CUDA(cudaMemcpy(h, d, bytes, cudaMemcpyDeviceToHost));
-}
-
-static void s_release(s_gpu *g)
-{
-    (void)cudaStreamSynchronize(g->stream);
-    for (int i = 0; i < g->n; i++) (void)cudaFree(g->ptr[i]);
-    g->n = 0;
-}
-
-static float *s_random(s_gpu *g, int64_t n, float lo, float hi)
-{
-    float *h = malloc((size_t)(n ? n : 1) * sizeof(float));
-    assert_non_null(h);
-    dq_test_fill(h, NULL, n, &g->rng, lo, hi);
-    return h;
-}
-
-/* Normalised max error of got against want; +inf when either has a NaN. */
-static double s_norm_err(const float *got, const float *want, int64_t n)
-{
-    double diff = 0.0, scale = 0.0;
-    for (int64_t i = 0; i < n; i++) {
-        if (isnan(got[i]) || isnan(want[i])) return INFINITY;
-        double d = fabs((double)got[i] - (double)want[i]);
-        if (d > diff) diff = d;
-        if (fabs((double)want[i]) > scale) scale = fabs((double)want[i]);
-    }
-    return scale > 0.0 ? diff / scale : diff;
-}
-
-/* Downloads n floats from d and compares them to the CPU's want. */
-static void s_expect(s_gpu *g, const char *what, const float *d, const float *want, int64_t n)
-{
-    float *got = malloc((size_t)(n ? n : 1) * sizeof(float));
-    assert_non_null(got);
-    s_down(g, got, d, (size_t)n * sizeof(float));
-    double e = s_norm_err(got, want, n);
-    if (!(e <= S_TOL)) {
-        free(got);
-        fail_msg("%s: normalised error %.3g > %.0e", what, e, S_TOL);
-    }
-    free(got);
+    const char *e = getenv("top_srcdir");
+    return e && *e ? e : DQ_TOP_SRCDIR;
 }
 
 /* ---- elementwise ------------------------------------------------------------------------- */
 
 static void test_relu(void **state)
 {
-    s_gpu *g = *state;
+    dq_tgpu *g = *state;
     dq_err err = {{0}};
     const int64_t n = 1000003;
-    float *x = s_random(g, n, -1, 1), *dy = s_random(g, n, -1, 1), *dx = s_random(g, n, -1, 1);
+    float *x = dq_tgpu_random(g, n, -1, 1), *dy = dq_tgpu_random(g, n, -1, 1),
+          *dx = dq_tgpu_random(g, n, -1, 1);
     x[5] = 0.0f;
     x[7] = NAN; /* propagates on both sides; compared below with it replaced */
     float *y = malloc((size_t)n * sizeof(float));
     dq_tensor tx = dq_tensor_view2(x, 1, n), ty = dq_tensor_view2(y, 1, n);
-    float *d_x = s_up(g, x, n), *d_y = s_alloc(g, (size_t)n * 4), *d_dy = s_up(g, dy, n);
-    float *d_dx = s_up(g, dx, n);
-    S_OK(dq_relu_forward(&ty, &tx, &err));
-    S_CUDA(dq_k_relu_forward(d_y, d_x, n, g->stream));
+    float *d_x = dq_tgpu_up(g, x, n), *d_y = dq_tgpu_alloc(g, (size_t)n * 4),
+          *d_dy = dq_tgpu_up(g, dy, n);
+    float *d_dx = dq_tgpu_up(g, dx, n);
+    DQ_TGPU_OK(dq_relu_forward(&ty, &tx, &err));
+    DQ_TGPU_CUDA(dq_k_relu_forward(d_y, d_x, n, g->stream));
     float got7;
-    s_down(g, &got7, d_y + 7, sizeof got7);
+    dq_tgpu_down(g, &got7, d_y + 7, sizeof got7);
     assert_true(isnan(got7) && isnan(y[7]));
     y[7] = 0.0f;
-    S_CUDA(cudaMemcpy(d_y + 7, &y[7], sizeof(float), cudaMemcpyHostToDevice));
-    s_expect(g, "relu forward", d_y, y, n);
+    DQ_TGPU_CUDA(cudaMemcpy(d_y + 7, &y[7], sizeof(float), cudaMemcpyHostToDevice));
+    dq_tgpu_expect(g, "relu forward", d_y, y, n);
     dq_tensor tdy = dq_tensor_view2(dy, 1, n), tdx = dq_tensor_view2(dx, 1, n);
-    S_OK(dq_relu_backward(&tdx, &tdy, &ty, &err));
-    S_CUDA(dq_k_relu_backward(d_dx, d_dy, d_y, n, g->stream));
-    s_expect(g, "relu backward", d_dx, dx, n);
+    DQ_TGPU_OK(dq_relu_backward(&tdx, &tdy, &ty, &err));
+    DQ_TGPU_CUDA(dq_k_relu_backward(d_dx, d_dy, d_y, n, g->stream));
+    dq_tgpu_expect(g, "relu backward", d_dx, dx, n);
     free(x), free(y), free(dy), free(dx);
-    s_release(g);
+    dq_tgpu_release(g);
 }
 
 /* The host twin of the device hash (kernels/elementwise.cu). */
@@ -175,25 +93,28 @@ static uint64_t s_mix(uint64_t z)
 
 static void test_dropout(void **state)
 {
-    s_gpu *g = *state;
+    dq_tgpu *g = *state;
     dq_err err = {{0}};
     const int64_t n = 200001;
     const float p = 0.3f, scale = 1.0f / (1.0f - p);
     const uint64_t seed = 99, offset = 12345;
-    float *x = s_random(g, n, -1, 1), *dy = s_random(g, n, -1, 1), *dx = s_random(g, n, -1, 1);
+    float *x = dq_tgpu_random(g, n, -1, 1), *dy = dq_tgpu_random(g, n, -1, 1),
+          *dx = dq_tgpu_random(g, n, -1, 1);
     float *u = malloc((size_t)n * 4), *mask = malloc((size_t)n * 4), *y = malloc((size_t)n * 4);
-    float *d_x = s_up(g, x, n), *d_y = s_alloc(g, (size_t)n * 4), *d_m = s_alloc(g, (size_t)n * 4);
-    float *d_u = s_alloc(g, (size_t)n * 4), *d_dy = s_up(g, dy, n), *d_dx = s_up(g, dx, n);
+    float *d_x = dq_tgpu_up(g, x, n), *d_y = dq_tgpu_alloc(g, (size_t)n * 4),
+          *d_m = dq_tgpu_alloc(g, (size_t)n * 4);
+    float *d_u = dq_tgpu_alloc(g, (size_t)n * 4), *d_dy = dq_tgpu_up(g, dy, n),
+          *d_dx = dq_tgpu_up(g, dx, n);
     /* The uniform stream is exactly the documented hash. */
-    S_CUDA(dq_k_uniform(d_u, n, seed, offset, g->stream));
-    s_down(g, u, d_u, (size_t)n * 4);
+    DQ_TGPU_CUDA(dq_k_uniform(d_u, n, seed, offset, g->stream));
+    dq_tgpu_down(g, u, d_u, (size_t)n * 4);
     for (int64_t i = 0; i < n; i += 997) {
         uint64_t h = s_mix(seed ^ s_mix(offset + (uint64_t)i + 0x9e3779b97f4a7c15ULL));
         assert_true(u[i] == (float)(h >> 40) * (1.0f / 16777216.0f));
     }
-    S_CUDA(dq_k_dropout_forward(d_y, d_m, d_x, n, p, seed, offset, g->stream));
-    s_down(g, mask, d_m, (size_t)n * 4);
-    s_down(g, y, d_y, (size_t)n * 4);
+    DQ_TGPU_CUDA(dq_k_dropout_forward(d_y, d_m, d_x, n, p, seed, offset, g->stream));
+    dq_tgpu_down(g, mask, d_m, (size_t)n * 4);
+    dq_tgpu_down(g, y, d_y, (size_t)n * 4);
     int64_t kept = 0;
     for (int64_t i = 0; i < n; i++) {
         assert_true(mask[i] == (u[i] >= p ? scale : 0.0f));
@@ -204,43 +125,47 @@ static void test_dropout(void **state)
     assert_true(fabs(rate - (1.0 - p)) < 0.01);
     /* Backward against the CPU's with the GPU's mask; eval mode adds dout. */
     dq_tensor tdy = dq_tensor_view2(dy, 1, n), tdx = dq_tensor_view2(dx, 1, n);
-    S_OK(dq_dropout_backward(&tdx, &tdy, mask, p, true, &err));
-    S_CUDA(dq_k_mul_add(d_dx, d_dy, d_m, n, g->stream));
-    s_expect(g, "dropout backward", d_dx, dx, n);
-    S_OK(dq_dropout_backward(&tdx, &tdy, NULL, p, false, &err));
-    S_CUDA(dq_k_mul_add(d_dx, d_dy, NULL, n, g->stream));
-    s_expect(g, "dropout backward (eval)", d_dx, dx, n);
+    DQ_TGPU_OK(dq_dropout_backward(&tdx, &tdy, mask, p, true, &err));
+    DQ_TGPU_CUDA(dq_k_mul_add(d_dx, d_dy, d_m, n, g->stream));
+    dq_tgpu_expect(g, "dropout backward", d_dx, dx, n);
+    DQ_TGPU_OK(dq_dropout_backward(&tdx, &tdy, NULL, p, false, &err));
+    DQ_TGPU_CUDA(dq_k_mul_add(d_dx, d_dy, NULL, n, g->stream));
+    dq_tgpu_expect(g, "dropout backward (eval)", d_dx, dx, n);
     free(x), free(dy), free(dx), free(u), free(mask), free(y);
-    s_release(g);
+    dq_tgpu_release(g);
 }
 
 /* ---- linear and conv2d (cuBLAS, cuDNN) ------------------------------------------------- */
 
-static void s_linear_case(s_gpu *g, int64_t N, int64_t I, int64_t O)
+static void s_linear_case(dq_tgpu *g, int64_t N, int64_t I, int64_t O)
 {
     dq_err err = {{0}};
-    float *x = s_random(g, N * I, -1, 1), *w = s_random(g, O * I, -1, 1), *b = s_random(g, O, -1, 1);
-    float *dy = s_random(g, N * O, -1, 1), *dx = s_random(g, N * I, -1, 1);
-    float *dw = s_random(g, O * I, -1, 1), *db = s_random(g, O, -1, 1);
+    float *x = dq_tgpu_random(g, N * I, -1, 1), *w = dq_tgpu_random(g, O * I, -1, 1),
+          *b = dq_tgpu_random(g, O, -1, 1);
+    float *dy = dq_tgpu_random(g, N * O, -1, 1), *dx = dq_tgpu_random(g, N * I, -1, 1);
+    float *dw = dq_tgpu_random(g, O * I, -1, 1), *db = dq_tgpu_random(g, O, -1, 1);
     float *y = malloc((size_t)(N * O) * 4);
-    dq_tensor tx = dq_tensor_view2(x, N, I), tw = dq_tensor_view2(w, O, I), ty = dq_tensor_view2(y, N, O);
+    dq_tensor tx = dq_tensor_view2(x, N, I), tw = dq_tensor_view2(w, O, I),
+              ty = dq_tensor_view2(y, N, O);
     dq_tensor tb = dq_tensor_view(b, 1, &O), tdb = dq_tensor_view(db, 1, &O);
     dq_tensor tdy = dq_tensor_view2(dy, N, O), tdx = dq_tensor_view2(dx, N, I);
     dq_tensor tdw = dq_tensor_view2(dw, O, I);
-    float *d_x = s_up(g, x, N * I), *d_w = s_up(g, w, O * I), *d_b = s_up(g, b, O);
-    float *d_y = s_alloc(g, (size_t)(N * O) * 4), *d_dy = s_up(g, dy, N * O);
-    float *d_dx = s_up(g, dx, N * I), *d_dw = s_up(g, dw, O * I), *d_db = s_up(g, db, O);
-    S_OK(dq_linear_forward(&ty, &tx, &tw, &tb, &err));
-    S_OK(dq_cuda_linear_forward(g->blas, g->stream, d_y, d_x, d_w, d_b, N, I, O, &err));
-    s_expect(g, "linear forward", d_y, y, N * O);
-    S_OK(dq_linear_backward(&tdx, &tdw, &tdb, &tdy, &tx, &tw, &err));
-    S_OK(dq_cuda_linear_backward(g->blas, g->stream, d_dx, d_dw, d_db, d_dy, d_x, d_w, N, I, O,
-                                 &err));
-    s_expect(g, "linear din", d_dx, dx, N * I);
-    s_expect(g, "linear dw", d_dw, dw, O * I);
-    s_expect(g, "linear db", d_db, db, O);
+    float *d_x = dq_tgpu_up(g, x, N * I), *d_w = dq_tgpu_up(g, w, O * I),
+          *d_b = dq_tgpu_up(g, b, O);
+    float *d_y = dq_tgpu_alloc(g, (size_t)(N * O) * 4), *d_dy = dq_tgpu_up(g, dy, N * O);
+    float *d_dx = dq_tgpu_up(g, dx, N * I), *d_dw = dq_tgpu_up(g, dw, O * I),
+          *d_db = dq_tgpu_up(g, db, O);
+    DQ_TGPU_OK(dq_linear_forward(&ty, &tx, &tw, &tb, &err));
+    DQ_TGPU_OK(dq_cuda_linear_forward(g->blas, g->stream, d_y, d_x, d_w, d_b, N, I, O, &err));
+    dq_tgpu_expect(g, "linear forward", d_y, y, N * O);
+    DQ_TGPU_OK(dq_linear_backward(&tdx, &tdw, &tdb, &tdy, &tx, &tw, &err));
+    DQ_TGPU_OK(dq_cuda_linear_backward(g->blas, g->stream, d_dx, d_dw, d_db, d_dy, d_x, d_w, N, I,
+                                       O, &err));
+    dq_tgpu_expect(g, "linear din", d_dx, dx, N * I);
+    dq_tgpu_expect(g, "linear dw", d_dw, dw, O * I);
+    dq_tgpu_expect(g, "linear db", d_db, db, O);
     free(x), free(w), free(b), free(dy), free(dx), free(dw), free(db), free(y);
-    s_release(g);
+    dq_tgpu_release(g);
 }
 
 static void test_linear(void **state)
@@ -250,15 +175,16 @@ static void test_linear(void **state)
     s_linear_case(*state, 130, 512, 10);
 }
 
-static void s_conv_case(s_gpu *g, int64_t N, int64_t C, int64_t H, int64_t W, int64_t OC, int k,
+static void s_conv_case(dq_tgpu *g, int64_t N, int64_t C, int64_t H, int64_t W, int64_t OC, int k,
                         int stride, int pad, bool bias)
 {
     dq_err err = {{0}};
     int64_t OH = dq_conv2d_out_size(H, k, stride, pad), OW = dq_conv2d_out_size(W, k, stride, pad);
     int64_t nx = N * C * H * W, nw = OC * C * k * k, ny = N * OC * OH * OW;
-    float *x = s_random(g, nx, -1, 1), *w = s_random(g, nw, -0.5f, 0.5f);
-    float *b = s_random(g, OC, -1, 1), *dy = s_random(g, ny, -1, 1);
-    float *dx = s_random(g, nx, -1, 1), *dw = s_random(g, nw, -1, 1), *db = s_random(g, OC, -1, 1);
+    float *x = dq_tgpu_random(g, nx, -1, 1), *w = dq_tgpu_random(g, nw, -0.5f, 0.5f);
+    float *b = dq_tgpu_random(g, OC, -1, 1), *dy = dq_tgpu_random(g, ny, -1, 1);
+    float *dx = dq_tgpu_random(g, nx, -1, 1), *dw = dq_tgpu_random(g, nw, -1, 1),
+          *db = dq_tgpu_random(g, OC, -1, 1);
     float *y = malloc((size_t)ny * 4);
     dq_conv2d_params cp = {stride, pad, 0, 1};
     int64_t wsf = dq_conv2d_workspace(N, C, H, W, k, k, cp);
@@ -267,36 +193,40 @@ static void s_conv_case(s_gpu *g, int64_t N, int64_t C, int64_t H, int64_t W, in
     dq_tensor ty = dq_tensor_view4(y, N, OC, OH, OW), tb = dq_tensor_view(b, 1, &OC);
     dq_tensor tdy = dq_tensor_view4(dy, N, OC, OH, OW), tdx = dq_tensor_view4(dx, N, C, H, W);
     dq_tensor tdw = dq_tensor_view4(dw, OC, C, k, k), tdb = dq_tensor_view(db, 1, &OC);
-    S_OK(dq_conv2d_forward(&ty, &tx, &tw, bias ? &tb : NULL, cp, ws, wsf, &err));
-    S_OK(dq_conv2d_backward(&tdx, &tdw, bias ? &tdb : NULL, &tdy, &tx, &tw, cp, ws, wsf, &err));
+    DQ_TGPU_OK(dq_conv2d_forward(&ty, &tx, &tw, bias ? &tb : NULL, cp, ws, wsf, &err));
 
     dq_cuda_conv cv;
-    S_OK(dq_cuda_conv_init(&cv, g->dnn, N, C, H, W, OC, k, stride, pad, true, (size_t)1 << 28,
+    DQ_TGPU_OK(dq_cuda_conv_init(&cv, g->dnn, N, C, H, W, OC, k, stride, pad, true, (size_t)1 << 28,
                            &err));
-    void *d_ws = cv.ws_bytes ? s_alloc(g, cv.ws_bytes) : NULL;
-    float *d_x = s_up(g, x, nx), *d_w = s_up(g, w, nw), *d_b = s_up(g, b, OC);
-    float *d_y = s_alloc(g, (size_t)ny * 4), *d_dy = s_up(g, dy, ny);
-    float *d_dx = s_up(g, dx, nx), *d_dw = s_up(g, dw, nw), *d_db = s_up(g, db, OC);
-    S_OK(dq_cuda_conv_forward(&cv, g->dnn, d_y, d_x, d_w, bias ? d_b : NULL, d_ws, cv.ws_bytes,
-                              &err));
-    s_expect(g, "conv2d forward", d_y, y, ny);
-    S_OK(dq_cuda_conv_backward(&cv, g->dnn, d_dx, d_dw, bias ? d_db : NULL, d_dy, d_x, d_w, d_ws,
-                               cv.ws_bytes, &err));
-    s_expect(g, "conv2d din", d_dx, dx, nx);
-    s_expect(g, "conv2d dw", d_dw, dw, nw);
-    if (bias) s_expect(g, "conv2d db", d_db, db, OC);
+    void *d_ws = cv.ws_bytes ? dq_tgpu_alloc(g, cv.ws_bytes) : NULL;
+    float *d_x = dq_tgpu_up(g, x, nx), *d_w = dq_tgpu_up(g, w, nw), *d_b = dq_tgpu_up(g, b, OC);
+    float *d_y = dq_tgpu_alloc(g, (size_t)ny * 4), *d_dy = dq_tgpu_up(g, dy, ny);
+    float *d_dx = dq_tgpu_up(g, dx, nx), *d_dw = dq_tgpu_up(g, dw, nw),
+          *d_db = dq_tgpu_up(g, db, OC);
+    /* The CPU reference accumulates into dx, dw, db in place: only after their
+     * starting values went to the device. */
+    DQ_TGPU_OK(
+        dq_conv2d_backward(&tdx, &tdw, bias ? &tdb : NULL, &tdy, &tx, &tw, cp, ws, wsf, &err));
+    DQ_TGPU_OK(dq_cuda_conv_forward(&cv, g->dnn, d_y, d_x, d_w, bias ? d_b : NULL, d_ws,
+                                    cv.ws_bytes, &err));
+    dq_tgpu_expect(g, "conv2d forward", d_y, y, ny);
+    DQ_TGPU_OK(dq_cuda_conv_backward(&cv, g->dnn, d_dx, d_dw, bias ? d_db : NULL, d_dy, d_x, d_w,
+                                     d_ws, cv.ws_bytes, &err));
+    dq_tgpu_expect(g, "conv2d din", d_dx, dx, nx);
+    dq_tgpu_expect(g, "conv2d dw", d_dw, dw, nw);
+    if (bias) dq_tgpu_expect(g, "conv2d db", d_db, db, OC);
     /* A smaller batch through the same descriptors (the executor's tail batch). */
     if (N > 1) {
         ty.shape[0] = tx.shape[0] = 1;
-        S_OK(dq_conv2d_forward(&ty, &tx, &tw, bias ? &tb : NULL, cp, ws, wsf, &err));
-        S_OK(dq_cuda_conv_set_batch(&cv, g->dnn, 1, cv.ws_bytes, &err));
-        S_OK(dq_cuda_conv_forward(&cv, g->dnn, d_y, d_x, d_w, bias ? d_b : NULL, d_ws,
+        DQ_TGPU_OK(dq_conv2d_forward(&ty, &tx, &tw, bias ? &tb : NULL, cp, ws, wsf, &err));
+        DQ_TGPU_OK(dq_cuda_conv_set_batch(&cv, g->dnn, 1, cv.ws_bytes, &err));
+        DQ_TGPU_OK(dq_cuda_conv_forward(&cv, g->dnn, d_y, d_x, d_w, bias ? d_b : NULL, d_ws,
                                   cv.ws_bytes, &err));
-        s_expect(g, "conv2d forward, batch 1", d_y, y, OC * OH * OW);
+        dq_tgpu_expect(g, "conv2d forward, batch 1", d_y, y, OC * OH * OW);
     }
     dq_cuda_conv_destroy(&cv);
     free(x), free(w), free(b), free(dy), free(dx), free(dw), free(db), free(y), free(ws);
-    s_release(g);
+    dq_tgpu_release(g);
 }
 
 static void test_conv2d(void **state)
@@ -310,30 +240,32 @@ static void test_conv2d(void **state)
 
 /* ---- pooling ------------------------------------------------------------------------------ */
 
-static void s_maxpool_case(s_gpu *g, int64_t N, int64_t C, int64_t H, int64_t W, int k, int s)
+static void s_maxpool_case(dq_tgpu *g, int64_t N, int64_t C, int64_t H, int64_t W, int k, int s)
 {
     dq_err err = {{0}};
     int64_t OH = dq_maxpool2d_out_size(H, k, s), OW = dq_maxpool2d_out_size(W, k, s);
     int64_t nx = N * C * H * W, ny = N * C * OH * OW;
-    float *x = s_random(g, nx, -1, 1), *dy = s_random(g, ny, -1, 1), *dx = s_random(g, nx, -1, 1);
+    float *x = dq_tgpu_random(g, nx, -1, 1), *dy = dq_tgpu_random(g, ny, -1, 1),
+          *dx = dq_tgpu_random(g, nx, -1, 1);
     for (int64_t i = 0; i < nx; i += 13) x[i] = x[i > 0 ? i - 1 : 0]; /* ties */
     float *y = malloc((size_t)ny * 4);
     int32_t *am = malloc((size_t)ny * 4), *gam = malloc((size_t)ny * 4);
     dq_tensor tx = dq_tensor_view4(x, N, C, H, W), ty = dq_tensor_view4(y, N, C, OH, OW);
     dq_tensor tdy = dq_tensor_view4(dy, N, C, OH, OW), tdx = dq_tensor_view4(dx, N, C, H, W);
-    float *d_x = s_up(g, x, nx), *d_y = s_alloc(g, (size_t)ny * 4), *d_dy = s_up(g, dy, ny);
-    float *d_dx = s_up(g, dx, nx);
-    int32_t *d_am = s_alloc(g, (size_t)ny * 4);
-    S_OK(dq_maxpool2d_forward(&ty, am, &tx, k, s, &err));
-    S_CUDA(dq_k_maxpool2d_forward(d_y, d_am, d_x, N * C, H, W, OH, OW, k, s, g->stream));
-    s_expect(g, "maxpool2d forward", d_y, y, ny);
-    s_down(g, gam, d_am, (size_t)ny * 4);
+    float *d_x = dq_tgpu_up(g, x, nx), *d_y = dq_tgpu_alloc(g, (size_t)ny * 4),
+          *d_dy = dq_tgpu_up(g, dy, ny);
+    float *d_dx = dq_tgpu_up(g, dx, nx);
+    int32_t *d_am = dq_tgpu_alloc(g, (size_t)ny * 4);
+    DQ_TGPU_OK(dq_maxpool2d_forward(&ty, am, &tx, k, s, &err));
+    DQ_TGPU_CUDA(dq_k_maxpool2d_forward(d_y, d_am, d_x, N * C, H, W, OH, OW, k, s, g->stream));
+    dq_tgpu_expect(g, "maxpool2d forward", d_y, y, ny);
+    dq_tgpu_down(g, gam, d_am, (size_t)ny * 4);
     assert_memory_equal(gam, am, (size_t)ny * 4);
-    S_OK(dq_maxpool2d_backward(&tdx, &tdy, am, &err));
-    S_CUDA(dq_k_maxpool2d_backward(d_dx, d_dy, d_am, N * C, H, W, OH, OW, k, s, g->stream));
-    s_expect(g, "maxpool2d backward", d_dx, dx, nx);
+    DQ_TGPU_OK(dq_maxpool2d_backward(&tdx, &tdy, am, &err));
+    DQ_TGPU_CUDA(dq_k_maxpool2d_backward(d_dx, d_dy, d_am, N * C, H, W, OH, OW, k, s, g->stream));
+    dq_tgpu_expect(g, "maxpool2d backward", d_dx, dx, nx);
     free(x), free(dy), free(dx), free(y), free(am), free(gam);
-    s_release(g);
+    dq_tgpu_release(g);
 }
 
 static void test_maxpool2d(void **state)
@@ -346,32 +278,32 @@ static void test_maxpool2d(void **state)
 
 static void test_avgpool1d(void **state)
 {
-    s_gpu *g = *state;
+    dq_tgpu *g = *state;
     dq_err err = {{0}};
     const int64_t N = 5, F = 1570;
     const int k = 4; /* 1570 mod 4 = 2: the floor tail gets no gradient */
     const int64_t OF = F / k;
-    float *x = s_random(g, N * F, -1, 1), *dy = s_random(g, N * OF, -1, 1);
-    float *dx = s_random(g, N * F, -1, 1), *y = malloc((size_t)(N * OF) * 4);
+    float *x = dq_tgpu_random(g, N * F, -1, 1), *dy = dq_tgpu_random(g, N * OF, -1, 1);
+    float *dx = dq_tgpu_random(g, N * F, -1, 1), *y = malloc((size_t)(N * OF) * 4);
     dq_tensor tx = dq_tensor_view2(x, N, F), ty = dq_tensor_view2(y, N, OF);
     dq_tensor tdx = dq_tensor_view2(dx, N, F), tdy = dq_tensor_view2(dy, N, OF);
-    float *d_x = s_up(g, x, N * F), *d_y = s_alloc(g, (size_t)(N * OF) * 4);
-    float *d_dy = s_up(g, dy, N * OF), *d_dx = s_up(g, dx, N * F);
-    S_OK(dq_avgpool1d_forward(&ty, &tx, k, &err));
-    S_CUDA(dq_k_avgpool1d_forward(d_y, d_x, N, F, k, g->stream));
-    s_expect(g, "avgpool1d forward", d_y, y, N * OF);
-    S_OK(dq_avgpool1d_backward(&tdx, &tdy, k, &err));
-    S_CUDA(dq_k_avgpool1d_backward(d_dx, d_dy, N, F, k, g->stream));
-    s_expect(g, "avgpool1d backward", d_dx, dx, N * F);
+    float *d_x = dq_tgpu_up(g, x, N * F), *d_y = dq_tgpu_alloc(g, (size_t)(N * OF) * 4);
+    float *d_dy = dq_tgpu_up(g, dy, N * OF), *d_dx = dq_tgpu_up(g, dx, N * F);
+    DQ_TGPU_OK(dq_avgpool1d_forward(&ty, &tx, k, &err));
+    DQ_TGPU_CUDA(dq_k_avgpool1d_forward(d_y, d_x, N, F, k, g->stream));
+    dq_tgpu_expect(g, "avgpool1d forward", d_y, y, N * OF);
+    DQ_TGPU_OK(dq_avgpool1d_backward(&tdx, &tdy, k, &err));
+    DQ_TGPU_CUDA(dq_k_avgpool1d_backward(d_dx, d_dy, N, F, k, g->stream));
+    dq_tgpu_expect(g, "avgpool1d backward", d_dx, dx, N * F);
     free(x), free(dy), free(dx), free(y);
-    s_release(g);
+    dq_tgpu_release(g);
 }
 
 /* ---- softmax and losses ----------------------------------------------------------------- */
 
 static void test_softmax(void **state)
 {
-    s_gpu *g = *state;
+    dq_tgpu *g = *state;
     dq_err err = {{0}};
     /* K = 100 strides the row block's 32 lanes unevenly */
     const int64_t N = 67, Ks[2] = {10, 100};
@@ -379,39 +311,40 @@ static void test_softmax(void **state)
     for (int as_log = 0; as_log < 2; as_log++) {
         const int64_t K = Ks[ki];
         for (float T = 1.0f; T < 5.0f; T += 2.5f) {
-            float *x = s_random(g, N * K, -8, 8), *dy = s_random(g, N * K, -1, 1);
-            float *dx = s_random(g, N * K, -1, 1), *y = malloc((size_t)(N * K) * 4);
+            float *x = dq_tgpu_random(g, N * K, -8, 8), *dy = dq_tgpu_random(g, N * K, -1, 1);
+            float *dx = dq_tgpu_random(g, N * K, -1, 1), *y = malloc((size_t)(N * K) * 4);
             dq_tensor tx = dq_tensor_view2(x, N, K), ty = dq_tensor_view2(y, N, K);
             dq_tensor tdy = dq_tensor_view2(dy, N, K), tdx = dq_tensor_view2(dx, N, K);
-            float *d_x = s_up(g, x, N * K), *d_y = s_alloc(g, (size_t)(N * K) * 4);
-            float *d_dy = s_up(g, dy, N * K), *d_dx = s_up(g, dx, N * K);
+            float *d_x = dq_tgpu_up(g, x, N * K), *d_y = dq_tgpu_alloc(g, (size_t)(N * K) * 4);
+            float *d_dy = dq_tgpu_up(g, dy, N * K), *d_dx = dq_tgpu_up(g, dx, N * K);
             if (as_log) {
-                S_OK(dq_log_softmax_forward(&ty, &tx, T, &err));
-                S_OK(dq_log_softmax_backward(&tdx, &tdy, &ty, T, &err));
+                DQ_TGPU_OK(dq_log_softmax_forward(&ty, &tx, T, &err));
+                DQ_TGPU_OK(dq_log_softmax_backward(&tdx, &tdy, &ty, T, &err));
             } else {
-                S_OK(dq_softmax_forward(&ty, &tx, T, &err));
-                S_OK(dq_softmax_backward(&tdx, &tdy, &ty, T, &err));
+                DQ_TGPU_OK(dq_softmax_forward(&ty, &tx, T, &err));
+                DQ_TGPU_OK(dq_softmax_backward(&tdx, &tdy, &ty, T, &err));
             }
-            S_CUDA(dq_k_softmax_forward(d_y, d_x, N, K, T, as_log, g->stream));
-            s_expect(g, as_log ? "log_softmax forward" : "softmax forward", d_y, y, N * K);
-            S_CUDA(dq_k_softmax_backward(d_dx, d_dy, d_y, N, K, T, as_log, g->stream));
-            s_expect(g, as_log ? "log_softmax backward" : "softmax backward", d_dx, dx, N * K);
+            DQ_TGPU_CUDA(dq_k_softmax_forward(d_y, d_x, N, K, T, as_log, g->stream));
+            dq_tgpu_expect(g, as_log ? "log_softmax forward" : "softmax forward", d_y, y, N * K);
+            DQ_TGPU_CUDA(dq_k_softmax_backward(d_dx, d_dy, d_y, N, K, T, as_log, g->stream));
+            dq_tgpu_expect(g, as_log ? "log_softmax backward" : "softmax backward", d_dx, dx,
+                           N * K);
             free(x), free(dy), free(dx), free(y);
-            s_release(g);
+            dq_tgpu_release(g);
         }
     }
 }
 
 /* Sums the device rows and checks value = sum * mul against the CPU loss. */
-static void s_expect_loss(s_gpu *g, const char *what, const double *d_rows, int64_t n_rows,
+static void s_expect_loss(dq_tgpu *g, const char *what, const double *d_rows, int64_t n_rows,
                           double mul, float want)
 {
-    double *d_sum = s_alloc(g, sizeof(double)), sum = 0;
-    S_CUDA(dq_k_sum_rows(d_sum, d_rows, n_rows, g->stream));
-    s_down(g, &sum, d_sum, sizeof sum);
+    double *d_sum = dq_tgpu_alloc(g, sizeof(double)), sum = 0;
+    DQ_TGPU_CUDA(dq_k_sum_rows(d_sum, d_rows, n_rows, g->stream));
+    dq_tgpu_down(g, &sum, d_sum, sizeof sum);
     double got = sum * mul;
     double e = fabs(got - (double)want) / fmax(fabs((double)want), 1e-30);
-    if (!(e <= S_TOL)) fail_msg("%s: loss %.9g, CPU %.9g (relative error %.3g)", what, got,
+    if (!(e <= DQ_TGPU_TOL)) fail_msg("%s: loss %.9g, CPU %.9g (relative error %.3g)", what, got,
                                 (double)want, e);
 }
 
@@ -424,10 +357,10 @@ static float s_cpu_loss(int kind, dq_tensor *gr, const dq_tensor *a, const dq_te
     dq_err err = {{0}};
     float loss = 0;
     switch (kind) {
-    case S_XENT: S_OK(dq_loss_cross_entropy(&loss, gr, a, lab, scale, &err)); break;
-    case S_KD: S_OK(dq_loss_kd(&loss, gr, a, b, T, scale, &err)); break;
-    case S_COSINE: S_OK(dq_loss_cosine(&loss, gr, a, b, scale, &err)); break;
-    default: S_OK(dq_loss_mse(&loss, gr, a, b, scale, &err)); break;
+    case S_XENT: DQ_TGPU_OK(dq_loss_cross_entropy(&loss, gr, a, lab, scale, &err)); break;
+    case S_KD: DQ_TGPU_OK(dq_loss_kd(&loss, gr, a, b, T, scale, &err)); break;
+    case S_COSINE: DQ_TGPU_OK(dq_loss_cosine(&loss, gr, a, b, scale, &err)); break;
+    default: DQ_TGPU_OK(dq_loss_mse(&loss, gr, a, b, scale, &err)); break;
     }
     return loss;
 }
@@ -437,7 +370,7 @@ static float s_cpu_loss(int kind, dq_tensor *gr, const dq_tensor *a, const dq_te
  * from zero), so "adds into" is checked and the normalised error is
  * relative to the gradient, not swamped by an O(1) start (with a start in
  * [-1, 1] the MSE gradient, ~1e-5 per element here, could be anything). */
-static void s_loss_case(s_gpu *g, int kind, const char *what, const float *a, const float *b,
+static void s_loss_case(dq_tgpu *g, int kind, const char *what, const float *a, const float *b,
                         const int32_t *lab, int64_t N, int64_t K, float T, float scale)
 {
     const int64_t n = N * K;
@@ -451,58 +384,59 @@ static void s_loss_case(s_gpu *g, int kind, const char *what, const float *a, co
     for (int64_t i = 0; i < n; i++) m = fmax(m, fabs((double)zero[i]));
     if (!(m > 0)) fail_msg("%s: the CPU gradient is zero; the case tests nothing", what);
     dq_test_fill(want, NULL, n, &g->rng, (float)-m, (float)m);
-    float *d_a = s_up(g, a, n), *d_b = b ? s_up(g, b, n) : NULL, *d_g = s_up(g, want, n);
-    double *d_rows = s_alloc(g, (size_t)(N > DQ_K_MSE_PARTS ? N : DQ_K_MSE_PARTS) * 8);
+    float *d_a = dq_tgpu_up(g, a, n), *d_b = b ? dq_tgpu_up(g, b, n) : NULL,
+          *d_g = dq_tgpu_up(g, want, n);
+    double *d_rows = dq_tgpu_alloc(g, (size_t)(N > DQ_K_MSE_PARTS ? N : DQ_K_MSE_PARTS) * 8);
     int32_t *d_lab = NULL;
     if (lab) {
-        d_lab = s_alloc(g, (size_t)N * sizeof(int32_t));
-        S_CUDA(cudaMemcpy(d_lab, lab, (size_t)N * sizeof(int32_t), cudaMemcpyHostToDevice));
+        d_lab = dq_tgpu_alloc(g, (size_t)N * sizeof(int32_t));
+        DQ_TGPU_CUDA(cudaMemcpy(d_lab, lab, (size_t)N * sizeof(int32_t), cudaMemcpyHostToDevice));
     }
     float loss = s_cpu_loss(kind, &tw, &ta, &tb, lab, T, scale);
     switch (kind) {
     case S_XENT:
-        S_CUDA(dq_k_loss_xent(d_rows, d_g, d_a, d_lab, N, K, scale, g->stream));
+        DQ_TGPU_CUDA(dq_k_loss_xent(d_rows, d_g, d_a, d_lab, N, K, scale, g->stream));
         s_expect_loss(g, what, d_rows, N, 1.0 / N, loss);
         break;
     case S_KD:
-        S_CUDA(dq_k_loss_kd(d_rows, d_g, d_a, d_b, N, K, T, scale, g->stream));
+        DQ_TGPU_CUDA(dq_k_loss_kd(d_rows, d_g, d_a, d_b, N, K, T, scale, g->stream));
         s_expect_loss(g, what, d_rows, N, (double)T * T / N, loss);
         break;
     case S_COSINE:
-        S_CUDA(dq_k_loss_cosine(d_rows, d_g, d_a, d_b, N, K, scale, g->stream));
+        DQ_TGPU_CUDA(dq_k_loss_cosine(d_rows, d_g, d_a, d_b, N, K, scale, g->stream));
         s_expect_loss(g, what, d_rows, N, 1.0 / N, loss);
         break;
     default:
-        S_CUDA(dq_k_loss_mse(d_rows, d_g, d_a, d_b, n, scale, g->stream));
+        DQ_TGPU_CUDA(dq_k_loss_mse(d_rows, d_g, d_a, d_b, n, scale, g->stream));
         s_expect_loss(g, what, d_rows, DQ_K_MSE_PARTS, 1.0 / (double)n, loss);
         break;
     }
     char gw[64];
     snprintf(gw, sizeof gw, "%s grad", what);
-    s_expect(g, gw, d_g, want, n);
+    dq_tgpu_expect(g, gw, d_g, want, n);
     free(zero), free(want);
-    s_release(g);
+    dq_tgpu_release(g);
 }
 
 static void test_losses(void **state)
 {
-    s_gpu *g = *state;
+    dq_tgpu *g = *state;
     const int64_t N = 45, K = 10, F = 1568;
     const float T = 2.0f, scale = 0.75f;
-    float *s = s_random(g, N * K, -6, 6), *t = s_random(g, N * K, -6, 6);
+    float *s = dq_tgpu_random(g, N * K, -6, 6), *t = dq_tgpu_random(g, N * K, -6, 6);
     int32_t lab[45];
     for (int i = 0; i < N; i++) lab[i] = (int32_t)dq_rng_below(&g->rng, (uint64_t)K);
     s_loss_case(g, S_XENT, "cross-entropy", s, NULL, lab, N, K, 0, scale);
     s_loss_case(g, S_KD, "kd", s, t, NULL, N, K, T, scale);
     /* rows longer than the row block's 32 lanes (uneven stride) */
     const int64_t K2 = 100;
-    float *s2 = s_random(g, N * K2, -6, 6), *t2 = s_random(g, N * K2, -6, 6);
+    float *s2 = dq_tgpu_random(g, N * K2, -6, 6), *t2 = dq_tgpu_random(g, N * K2, -6, 6);
     int32_t lab2[45];
     for (int i = 0; i < N; i++) lab2[i] = (int32_t)dq_rng_below(&g->rng, (uint64_t)K2);
     s_loss_case(g, S_XENT, "cross-entropy K=100", s2, NULL, lab2, N, K2, 0, scale);
     s_loss_case(g, S_KD, "kd K=100", s2, t2, NULL, N, K2, T, scale);
     free(s2), free(t2);
-    float *a = s_random(g, N * F, -1, 1), *b = s_random(g, N * F, -1, 1);
+    float *a = dq_tgpu_random(g, N * F, -1, 1), *b = dq_tgpu_random(g, N * F, -1, 1);
     s_loss_case(g, S_COSINE, "cosine", a, b, NULL, N, F, 0, scale);
     s_loss_case(g, S_MSE, "mse", a, b, NULL, N, F, 0, scale);
     free(s), free(t), free(a), free(b);
@@ -510,29 +444,31 @@ static void test_losses(void **state)
 
 static void test_adam(void **state)
 {
-    s_gpu *g = *state;
+    dq_tgpu *g = *state;
     const int64_t n = 100003;
-    float *p = s_random(g, n, -1, 1), *gr = s_random(g, n, -1, 1);
-    float *m = s_random(g, n, 0, 0), *v = s_random(g, n, 0, 0);
-    float *d_p = s_up(g, p, n), *d_g = s_up(g, gr, n), *d_m = s_up(g, m, n), *d_v = s_up(g, v, n);
+    float *p = dq_tgpu_random(g, n, -1, 1), *gr = dq_tgpu_random(g, n, -1, 1);
+    float *m = dq_tgpu_random(g, n, 0, 0), *v = dq_tgpu_random(g, n, 0, 0);
+    float *d_p = dq_tgpu_up(g, p, n), *d_g = dq_tgpu_up(g, gr, n), *d_m = dq_tgpu_up(g, m, n),
+          *d_v = dq_tgpu_up(g, v, n);
     for (int wd = 0; wd < 2; wd++) {
         dq_adam_config cfg = dq_adam_defaults();
         cfg.weight_decay = wd ? 0.01 : 0.0;
         for (int64_t step = 1 + 3 * wd; step <= 3 + 3 * wd; step++) {
             dq_adam_step(p, gr, m, v, n, step, &cfg);
-            double bc1 = 1.0 - pow(cfg.beta1, (double)step), bc2 = 1.0 - pow(cfg.beta2, (double)step);
+            double bc1 = 1.0 - pow(cfg.beta1, (double)step),
+                   bc2 = 1.0 - pow(cfg.beta2, (double)step);
             dq_k_adam_scalars k = {(float)cfg.beta1, (float)(1.0 - cfg.beta1), (float)cfg.beta2,
                                    (float)(1.0 - cfg.beta2), (float)cfg.weight_decay,
                                    cfg.weight_decay != 0.0, (float)sqrt(bc2), (float)cfg.eps,
                                    (float)(-(cfg.lr / bc1))};
-            S_CUDA(dq_k_adam_step(d_p, d_g, d_m, d_v, n, k, g->stream));
+            DQ_TGPU_CUDA(dq_k_adam_step(d_p, d_g, d_m, d_v, n, k, g->stream));
         }
-        s_expect(g, "adam params", d_p, p, n);
-        s_expect(g, "adam m", d_m, m, n);
-        s_expect(g, "adam v", d_v, v, n);
+        dq_tgpu_expect(g, "adam params", d_p, p, n);
+        dq_tgpu_expect(g, "adam m", d_m, m, n);
+        dq_tgpu_expect(g, "adam v", d_v, v, n);
     }
     free(p), free(gr), free(m), free(v);
-    s_release(g);
+    dq_tgpu_release(g);
 }
 
 /* ---- whole networks through the executor ------------------------------------------------ */
@@ -558,39 +494,40 @@ static void s_random_buffers(dq_net_t *net, dq_rng *r)
 }
 
 /* The eval forward of a shipped model: every output, batches 5 and then 2. */
-static void s_teacher_case(s_gpu *g, const char *model)
+static void s_teacher_case(dq_tgpu *g, const char *model)
 {
     dq_err err = {{0}};
     char path[512];
-    snprintf(path, sizeof path, "%s/models/%s.model", DQ_TOP_SRCDIR, model);
+    snprintf(path, sizeof path, "%s/models/%s.model", s_srcdir(), model);
     dq_net_t *net = s_load(path);
     dq_net_init_params(net, &g->rng);
     s_random_buffers(net, &g->rng); /* the executor must take them up */
     const dq_net_input *ip = dq_net_input_spec(net);
     const int64_t B = 5, per = (int64_t)ip->channels * ip->height * ip->width;
-    float *x = s_random(g, B * per, -1, 1);
-    S_OK(dq_net_plan(net, B, &err));
+    float *x = dq_tgpu_random(g, B * per, -1, 1);
+    DQ_TGPU_OK(dq_net_plan(net, B, &err));
     dq_net_cuda_t *gx = NULL;
-    S_OK(dq_net_cuda_new(&gx, net, path, g->dev, B, false, 1, &err));
+    DQ_TGPU_OK(dq_net_cuda_new(&gx, net, path, g->dev, B, false, 1, &err));
     for (int64_t n = B; n >= 2; n -= 3) {
         dq_tensor in = dq_tensor_view4(x, n, ip->channels, ip->height, ip->width);
-        S_OK(dq_net_forward(net, &in, false, NULL, &err));
-        S_OK(dq_net_cuda_forward(gx, &in, false, NULL, 0, &err));
+        DQ_TGPU_OK(dq_net_forward(net, &in, false, NULL, &err));
+        DQ_TGPU_OK(dq_net_cuda_forward(gx, &in, false, NULL, 0, &err));
         for (int o = 0; o < dq_net_output_count(net); o++) {
             const char *name = dq_net_output_name(net, o);
             const dq_tensor *want = dq_net_output(net, name), *got = dq_net_cuda_output(gx, name);
             assert_non_null(got);
             assert_int_equal(got->shape[0], n);
             assert_int_equal(dq_tensor_numel(got), dq_tensor_numel(want));
-            double e = s_norm_err(got->data, want->data, dq_tensor_numel(want));
-            if (!(e <= S_TOL)) fail_msg("%s output %s (batch %lld): normalised error %.3g", model,
-                                        name, (long long)n, e);
+            double e = dq_tgpu_norm_err(got->data, want->data, dq_tensor_numel(want));
+            if (!(e <= DQ_TGPU_TOL))
+                fail_msg("%s output %s (batch %lld): normalised error %.3g", model, name,
+                         (long long)n, e);
         }
     }
     /* Only what was asked for comes down. */
     const char *want_logits[1] = {"logits"};
     dq_tensor in1 = dq_tensor_view4(x, 1, ip->channels, ip->height, ip->width);
-    S_OK(dq_net_cuda_forward(gx, &in1, false, want_logits, 1, &err));
+    DQ_TGPU_OK(dq_net_cuda_forward(gx, &in1, false, want_logits, 1, &err));
     assert_non_null(dq_net_cuda_output(gx, "logits"));
     if (dq_net_output_count(net) > 1) assert_null(dq_net_cuda_output(gx, "features"));
     /* Errors are reported, not crashed on. */
@@ -622,24 +559,24 @@ static void test_teacher_forward(void **state)
  * made for another max_batch (algorithms chosen for the chunk's shape, not
  * the executor's); and they equal the CPU's up to float rounding (which
  * also checks that the running statistics were uploaded). */
-static void s_invariance_case(s_gpu *g, const char *model, const char *output)
+static void s_invariance_case(dq_tgpu *g, const char *model, const char *output)
 {
     dq_err err = {{0}};
     char path[512];
-    snprintf(path, sizeof path, "%s/models/%s.model", DQ_TOP_SRCDIR, model);
+    snprintf(path, sizeof path, "%s/models/%s.model", s_srcdir(), model);
     dq_net_t *net = s_load(path);
     dq_net_init_params(net, &g->rng);
     s_random_buffers(net, &g->rng);
     const int64_t C = DQ_NET_CUDA_EVAL_CHUNK, N = C + 44, small = 7, n_cpu = 20;
     const dq_net_input *ip = dq_net_input_spec(net);
     const int64_t sz = (int64_t)ip->channels * ip->height * ip->width;
-    float *x = s_random(g, N * sz, -1, 1);
+    float *x = dq_tgpu_random(g, N * sz, -1, 1);
     dq_net_cuda_t *ga = NULL, *gb = NULL;
-    S_OK(dq_net_cuda_new(&ga, net, path, g->dev, N, false, 0, &err));
-    S_OK(dq_net_cuda_new(&gb, net, path, g->dev, small, false, 0, &err));
+    DQ_TGPU_OK(dq_net_cuda_new(&ga, net, path, g->dev, N, false, 0, &err));
+    DQ_TGPU_OK(dq_net_cuda_new(&gb, net, path, g->dev, small, false, 0, &err));
     const char *want[1] = {output};
     dq_tensor all = dq_tensor_view4(x, N, ip->channels, ip->height, ip->width);
-    S_OK(dq_net_cuda_forward(ga, &all, false, want, 1, &err));
+    DQ_TGPU_OK(dq_net_cuda_forward(ga, &all, false, want, 1, &err));
     const dq_tensor *o = dq_net_cuda_output(ga, output);
     assert_non_null(o);
     assert_int_equal(o->shape[0], N);
@@ -648,11 +585,11 @@ static void s_invariance_case(s_gpu *g, const char *model, const char *output)
     assert_non_null(ref);
     memcpy(ref, o->data, (size_t)(N * K) * sizeof(float));
     /* against the CPU */
-    S_OK(dq_net_plan(net, n_cpu, &err));
+    DQ_TGPU_OK(dq_net_plan(net, n_cpu, &err));
     dq_tensor head = dq_tensor_view4(x, n_cpu, ip->channels, ip->height, ip->width);
-    S_OK(dq_net_forward(net, &head, false, NULL, &err));
-    double e = s_norm_err(ref, dq_net_output(net, output)->data, n_cpu * K);
-    if (!(e <= S_TOL)) fail_msg("%s %s: GPU vs CPU normalised error %.3g", model, output, e);
+    DQ_TGPU_OK(dq_net_forward(net, &head, false, NULL, &err));
+    double e = dq_tgpu_norm_err(ref, dq_net_output(net, output)->data, n_cpu * K);
+    if (!(e <= DQ_TGPU_TOL)) fail_msg("%s %s: GPU vs CPU normalised error %.3g", model, output, e);
     const int64_t sizes[] = {1, 2, small, 50, C - 1, C, C + 1, N};
     int checked = 0;
     for (size_t si = 0; si < sizeof sizes / sizeof sizes[0]; si++)
@@ -660,7 +597,7 @@ static void s_invariance_case(s_gpu *g, const char *model, const char *output)
             int64_t n = sizes[si];
             dq_tensor t = dq_tensor_view4(x + off * sz, n, ip->channels, ip->height, ip->width);
             dq_net_cuda_t *ex = n <= small && (off / 37) % 2 ? gb : ga;
-            S_OK(dq_net_cuda_forward(ex, &t, false, want, 1, &err));
+            DQ_TGPU_OK(dq_net_cuda_forward(ex, &t, false, want, 1, &err));
             o = dq_net_cuda_output(ex, output);
             assert_non_null(o);
             assert_int_equal(o->shape[0], n);
@@ -727,7 +664,7 @@ static const char *s_res_train_model =
     "output logits fc\n"
     "output features fl\n";
 
-static void s_train_case(s_gpu *g, const char *text)
+static void s_train_case(dq_tgpu *g, const char *text)
 {
     dq_err err = {{0}};
     char path[] = "/tmp/dq_test_cuda_XXXXXX";
@@ -739,11 +676,12 @@ static void s_train_case(s_gpu *g, const char *text)
     dq_net_init_params(net, &g->rng);
     const int64_t B = 6, per = 2 * 9 * 8, np = dq_net_param_floats(net);
     dq_net_cuda_t *gx = NULL;
-    S_OK(dq_net_plan(net, B, &err));
+    DQ_TGPU_OK(dq_net_plan(net, B, &err));
     dq_status st = dq_net_cuda_new(&gx, net, path, g->dev, B, true, 7, &err);
     remove(path);
     if (st != DQ_OK) fail_msg("executor: %s", err.msg);
-    float *x = s_random(g, B * per, -1, 1), *m = calloc((size_t)np, 4), *v = calloc((size_t)np, 4);
+    float *x = dq_tgpu_random(g, B * per, -1, 1), *m = calloc((size_t)np, 4),
+          *v = calloc((size_t)np, 4);
     float *gpu = malloc((size_t)np * 4), *cpu_g = malloc((size_t)np * 4);
     dq_adam_config cfg = dq_adam_defaults();
     for (int64_t step = 1; step <= 2; step++) {
@@ -752,37 +690,37 @@ static void s_train_case(s_gpu *g, const char *text)
         dq_rng drop_rng; /* the net has no dropout; train mode needs one */
         dq_rng_seed(&drop_rng, 1);
         dq_net_zero_grad(net);
-        S_OK(dq_net_cuda_zero_grad(gx, &err));
-        S_OK(dq_net_forward(net, &in, true, &drop_rng, &err));
-        S_OK(dq_net_cuda_forward(gx, &in, true, NULL, 0, &err));
+        DQ_TGPU_OK(dq_net_cuda_zero_grad(gx, &err));
+        DQ_TGPU_OK(dq_net_forward(net, &in, true, &drop_rng, &err));
+        DQ_TGPU_OK(dq_net_cuda_forward(gx, &in, true, NULL, 0, &err));
         for (int o = 0; o < dq_net_output_count(net); o++) {
             const char *name = dq_net_output_name(net, o);
             const dq_tensor *want = dq_net_output(net, name);
-            double e = s_norm_err(dq_net_cuda_output(gx, name)->data, want->data,
+            double e = dq_tgpu_norm_err(dq_net_cuda_output(gx, name)->data, want->data,
                                   dq_tensor_numel(want));
-            if (!(e <= S_TOL)) fail_msg("train forward %s: normalised error %.3g", name, e);
+            if (!(e <= DQ_TGPU_TOL)) fail_msg("train forward %s: normalised error %.3g", name, e);
             dq_tensor *gc = dq_net_output_grad(net, name), *gg = dq_net_cuda_output_grad(gx, name);
             assert_non_null(gg);
             assert_int_equal(dq_tensor_numel(gg), dq_tensor_numel(gc));
             dq_test_fill(gc->data, NULL, dq_tensor_numel(gc), &g->rng, -1, 1);
             memcpy(gg->data, gc->data, (size_t)dq_tensor_numel(gc) * 4);
         }
-        S_OK(dq_net_backward(net, &err));
-        S_OK(dq_net_cuda_backward(gx, &err));
+        DQ_TGPU_OK(dq_net_backward(net, &err));
+        DQ_TGPU_OK(dq_net_cuda_backward(gx, &err));
         /* download_grads writes into the net: keep the CPU's aside meanwhile. */
         memcpy(cpu_g, dq_net_grads(net), (size_t)np * 4);
-        S_OK(dq_net_cuda_download_grads(gx, net, &err));
+        DQ_TGPU_OK(dq_net_cuda_download_grads(gx, net, &err));
         memcpy(gpu, dq_net_grads(net), (size_t)np * 4);
         memcpy(dq_net_grads(net), cpu_g, (size_t)np * 4);
         for (int i = 0; i < dq_net_param_count(net); i++) {
             const dq_tensor *gc = dq_net_param_grad(net, i);
             int64_t off = gc->data - dq_net_grads(net);
-            double e = s_norm_err(gpu + off, gc->data, dq_tensor_numel(gc));
-            if (!(e <= S_TOL)) fail_msg("step %lld: gradient of %s: normalised error %.3g",
+            double e = dq_tgpu_norm_err(gpu + off, gc->data, dq_tensor_numel(gc));
+            if (!(e <= DQ_TGPU_TOL)) fail_msg("step %lld: gradient of %s: normalised error %.3g",
                                         (long long)step, dq_net_param_name(net, i), e);
         }
         dq_adam_step(dq_net_params(net), dq_net_grads(net), m, v, np, step, &cfg);
-        S_OK(dq_net_cuda_adam_step(gx, step, &cfg, &err));
+        DQ_TGPU_OK(dq_net_cuda_adam_step(gx, step, &cfg, &err));
     }
     /* After two steps the device parameters still track the CPU's. */
     float *cpu = malloc((size_t)np * 4);
@@ -797,14 +735,14 @@ static void s_train_case(s_gpu *g, const char *text)
         cpu_b[k] = malloc((size_t)dq_tensor_numel(b) * 4);
         memcpy(cpu_b[k], b->data, (size_t)dq_tensor_numel(b) * 4);
     }
-    S_OK(dq_net_cuda_download_params(gx, net, &err));
-    double e = s_norm_err(dq_net_params(net), cpu, np);
-    if (!(e <= S_TOL)) fail_msg("parameters after 2 Adam steps: normalised error %.3g", e);
+    DQ_TGPU_OK(dq_net_cuda_download_params(gx, net, &err));
+    double e = dq_tgpu_norm_err(dq_net_params(net), cpu, np);
+    if (!(e <= DQ_TGPU_TOL)) fail_msg("parameters after 2 Adam steps: normalised error %.3g", e);
     for (int k = 0; k < nb; k++) {
         dq_tensor *b = dq_net_buffer(net, k);
         if (!b) continue;
-        double eb = s_norm_err(b->data, cpu_b[k], dq_tensor_numel(b));
-        if (!(eb <= S_TOL)) fail_msg("%s after 2 steps: normalised error %.3g",
+        double eb = dq_tgpu_norm_err(b->data, cpu_b[k], dq_tensor_numel(b));
+        if (!(eb <= DQ_TGPU_TOL)) fail_msg("%s after 2 steps: normalised error %.3g",
                                      dq_net_buffer_name(net, k), eb);
         free(cpu_b[k]);
     }
@@ -827,34 +765,7 @@ static void test_train_step_residual(void **state)
 
 static int s_setup(void **state)
 {
-    s_gpu *g = calloc(1, sizeof *g);
-    if (!g) return -1;
-    dq_err err = {{0}};
-    if (dq_backend_select("cuda:0", &g->dev, &err) != DQ_OK ||
-        cudaStreamCreate(&g->stream) != cudaSuccess || cudnnCreate(&g->dnn) != CUDNN_STATUS_SUCCESS ||
-        cudnnSetStream(g->dnn, g->stream) != CUDNN_STATUS_SUCCESS ||
-        cublasCreate(&g->blas) != CUBLAS_STATUS_SUCCESS ||
-        cublasSetStream(g->blas, g->stream) != CUBLAS_STATUS_SUCCESS ||
-        cublasSetMathMode(g->blas, CUBLAS_DEFAULT_MATH) != CUBLAS_STATUS_SUCCESS) {
-        fprintf(stderr, "test_cuda: setup failed: %s\n", err.msg);
-        free(g);
-        return -1;
-    }
-    dq_rng_seed(&g->rng, 20260601);
-    *state = g;
-    return 0;
-}
-
-static int s_teardown(void **state)
-{
-    s_gpu *g = *state;
-    if (!g) return 0;
-    s_release(g);
-    cublasDestroy(g->blas);
-    cudnnDestroy(g->dnn);
-    cudaStreamDestroy(g->stream);
-    free(g);
-    return 0;
+    return dq_tgpu_setup(state, "test_cuda", 20260601);
 }
 
 int main(void)
@@ -873,5 +784,5 @@ int main(void)
         cmocka_unit_test(test_train_step),
         cmocka_unit_test(test_train_step_residual),
     };
-    return cmocka_run_group_tests_name("cuda", tests, s_setup, s_teardown);
+    return cmocka_run_group_tests_name("cuda", tests, s_setup, dq_tgpu_teardown);
 }

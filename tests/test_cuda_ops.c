@@ -29,66 +29,6 @@
 #include "tensor/backend_cuda.h"
 #include "tensor/ops.h"
 
-#define S_TOL 1e-4
-#define S_MAX_ALLOCS 64
-
-typedef struct {
-    cudaStream_t stream;
-    cudnnHandle_t dnn;
-    void *ptr[S_MAX_ALLOCS];
-    int n;
-    dq_rng rng;
-} s_gpu;
-
-#define S_CUDA(expr)                                                                   \
-    do {                                                                               \
-        cudaError_t e_ = (expr);                                                       \
-        if (e_ != cudaSuccess) fail_msg("%s: %s", #expr, cudaGetErrorString(e_));      \
-    } while (0)
-
-#define S_OK(expr)                                                                     \
-    do {                                                                               \
-        if ((expr) != DQ_OK) fail_msg("%s: %s", #expr, err.msg);                       \
-    } while (0)
-
-static void *s_alloc(s_gpu *g, size_t bytes)
-{
-    assert_true(g->n < S_MAX_ALLOCS);
-    void *p = NULL;
-    S_CUDA(cudaMalloc(&p, bytes ? bytes : 4));
-    S_CUDA(cudaMemset(p, 0, bytes ? bytes : 4));
-    g->ptr[g->n++] = p;
-    return p;
-}
-
-static float *s_up(s_gpu *g, const float *h, int64_t n)
-{
-    float *d = s_alloc(g, (size_t)n * sizeof(float));
-    S_CUDA(cudaMemcpy(d, h, (size_t)n * sizeof(float), cudaMemcpyHostToDevice));
-    return d;
-}
-
-static void s_down(s_gpu *g, void *h, const void *d, size_t bytes)
-{
-    S_CUDA(cudaStreamSynchronize(g->stream));
-    S_CUDA(cudaMemcpy(h, d, bytes, cudaMemcpyDeviceToHost));
-}
-
-static void s_release(s_gpu *g)
-{
-    (void)cudaStreamSynchronize(g->stream);
-    for (int i = 0; i < g->n; i++) (void)cudaFree(g->ptr[i]);
-    g->n = 0;
-}
-
-static float *s_random(s_gpu *g, int64_t n, float lo, float hi)
-{
-    float *h = malloc((size_t)(n ? n : 1) * sizeof(float));
-    assert_non_null(h);
-    dq_test_fill(h, NULL, n, &g->rng, lo, hi);
-    return h;
-}
-
 static float *s_copy(const float *h, int64_t n)
 {
     float *c = malloc((size_t)(n ? n : 1) * sizeof(float));
@@ -97,41 +37,24 @@ static float *s_copy(const float *h, int64_t n)
     return c;
 }
 
-static void s_expect(s_gpu *g, const char *what, const float *d, const float *want, int64_t n)
-{
-    float *got = malloc((size_t)(n ? n : 1) * sizeof(float));
-    assert_non_null(got);
-    s_down(g, got, d, (size_t)n * sizeof(float));
-    double diff = 0.0, scale = 0.0;
-    for (int64_t i = 0; i < n; i++) {
-        if (isnan(got[i]) || isnan(want[i])) {
-            diff = INFINITY;
-            break;
-        }
-        double dd = fabs((double)got[i] - (double)want[i]);
-        if (dd > diff) diff = dd;
-        if (fabs((double)want[i]) > scale) scale = fabs((double)want[i]);
-    }
-    free(got);
-    double e = scale > 0.0 ? diff / scale : diff;
-    if (!(e <= S_TOL)) fail_msg("%s: normalised error %.3g > %.0e", what, e, S_TOL);
-}
-
 /* ---- batch norm (cuDNN) ------------------------------------------------------------- */
 
-static void s_bn_case(s_gpu *g, int64_t N, int64_t C, int64_t H, int64_t W)
+static void s_bn_case(dq_tgpu *g, int64_t N, int64_t C, int64_t H, int64_t W)
 {
     dq_err err = {{0}};
     const int64_t nx = N * C * H * W;
-    float *x = s_random(g, nx, -2, 3), *w = s_random(g, C, 0.5f, 1.5f), *b = s_random(g, C, -1, 1);
-    float *rm = s_random(g, C, -1, 1), *rv = s_random(g, C, 0.5f, 2), *dy = s_random(g, nx, -1, 1);
-    float *dx = s_random(g, nx, -1, 1), *dw = s_random(g, C, -1, 1), *db = s_random(g, C, -1, 1);
+    float *x = dq_tgpu_random(g, nx, -2, 3), *w = dq_tgpu_random(g, C, 0.5f, 1.5f),
+          *b = dq_tgpu_random(g, C, -1, 1);
+    float *rm = dq_tgpu_random(g, C, -1, 1), *rv = dq_tgpu_random(g, C, 0.5f, 2),
+          *dy = dq_tgpu_random(g, nx, -1, 1);
+    float *dx = dq_tgpu_random(g, nx, -1, 1), *dw = dq_tgpu_random(g, C, -1, 1),
+          *db = dq_tgpu_random(g, C, -1, 1);
     float *y = malloc((size_t)nx * 4), *sm = malloc((size_t)C * 4), *si = malloc((size_t)C * 4);
-    float *d_x = s_up(g, x, nx), *d_w = s_up(g, w, C), *d_b = s_up(g, b, C);
-    float *d_rm = s_up(g, rm, C), *d_rv = s_up(g, rv, C), *d_dy = s_up(g, dy, nx);
-    float *d_dx = s_up(g, dx, nx), *d_dw = s_up(g, dw, C), *d_db = s_up(g, db, C);
-    float *d_y = s_alloc(g, (size_t)nx * 4), *d_sm = s_alloc(g, (size_t)C * 4);
-    float *d_si = s_alloc(g, (size_t)C * 4);
+    float *d_x = dq_tgpu_up(g, x, nx), *d_w = dq_tgpu_up(g, w, C), *d_b = dq_tgpu_up(g, b, C);
+    float *d_rm = dq_tgpu_up(g, rm, C), *d_rv = dq_tgpu_up(g, rv, C), *d_dy = dq_tgpu_up(g, dy, nx);
+    float *d_dx = dq_tgpu_up(g, dx, nx), *d_dw = dq_tgpu_up(g, dw, C), *d_db = dq_tgpu_up(g, db, C);
+    float *d_y = dq_tgpu_alloc(g, (size_t)nx * 4), *d_sm = dq_tgpu_alloc(g, (size_t)C * 4);
+    float *d_si = dq_tgpu_alloc(g, (size_t)C * 4);
     dq_tensor tx = dq_tensor_view4(x, N, C, H, W), ty = dq_tensor_view4(y, N, C, H, W);
     dq_tensor tw = dq_tensor_view(w, 1, &C), tb = dq_tensor_view(b, 1, &C);
     dq_tensor trm = dq_tensor_view(rm, 1, &C), trv = dq_tensor_view(rv, 1, &C);
@@ -139,31 +62,32 @@ static void s_bn_case(s_gpu *g, int64_t N, int64_t C, int64_t H, int64_t W)
     dq_tensor tdw = dq_tensor_view(dw, 1, &C), tdb = dq_tensor_view(db, 1, &C);
 
     dq_cuda_bn bn;
-    S_OK(dq_cuda_bn_init(&bn, N, C, H, W, &err));
-    S_OK(dq_batchnorm2d_forward(&ty, sm, si, &trm, &trv, &tx, &tw, &tb, 1e-5f, 0.1f, true, &err));
-    S_OK(dq_cuda_bn_forward(&bn, g->dnn, d_y, d_sm, d_si, d_rm, d_rv, d_x, d_w, d_b, 1e-5f, 0.1f,
-                            true, &err));
-    s_expect(g, "batchnorm train out", d_y, y, nx);
-    s_expect(g, "batchnorm save_mean", d_sm, sm, C);
-    s_expect(g, "batchnorm save_invstd", d_si, si, C);
-    s_expect(g, "batchnorm running_mean", d_rm, rm, C);
-    s_expect(g, "batchnorm running_var", d_rv, rv, C);
-    S_OK(dq_batchnorm2d_backward(&tdx, &tdw, &tdb, &tdy, &tx, &tw, sm, si, &err));
-    S_OK(dq_cuda_bn_backward(&bn, g->dnn, d_dx, d_dw, d_db, d_dy, d_x, d_w, d_sm, d_si, 1e-5f,
+    DQ_TGPU_OK(dq_cuda_bn_init(&bn, N, C, H, W, &err));
+    DQ_TGPU_OK(
+        dq_batchnorm2d_forward(&ty, sm, si, &trm, &trv, &tx, &tw, &tb, 1e-5f, 0.1f, true, &err));
+    DQ_TGPU_OK(dq_cuda_bn_forward(&bn, g->dnn, d_y, d_sm, d_si, d_rm, d_rv, d_x, d_w, d_b, 1e-5f,
+                                  0.1f, true, &err));
+    dq_tgpu_expect(g, "batchnorm train out", d_y, y, nx);
+    dq_tgpu_expect(g, "batchnorm save_mean", d_sm, sm, C);
+    dq_tgpu_expect(g, "batchnorm save_invstd", d_si, si, C);
+    dq_tgpu_expect(g, "batchnorm running_mean", d_rm, rm, C);
+    dq_tgpu_expect(g, "batchnorm running_var", d_rv, rv, C);
+    DQ_TGPU_OK(dq_batchnorm2d_backward(&tdx, &tdw, &tdb, &tdy, &tx, &tw, sm, si, &err));
+    DQ_TGPU_OK(dq_cuda_bn_backward(&bn, g->dnn, d_dx, d_dw, d_db, d_dy, d_x, d_w, d_sm, d_si, 1e-5f,
                              &err));
-    s_expect(g, "batchnorm din", d_dx, dx, nx);
-    s_expect(g, "batchnorm dw", d_dw, dw, C);
-    s_expect(g, "batchnorm db", d_db, db, C);
+    dq_tgpu_expect(g, "batchnorm din", d_dx, dx, nx);
+    dq_tgpu_expect(g, "batchnorm dw", d_dw, dw, C);
+    dq_tgpu_expect(g, "batchnorm db", d_db, db, C);
     /* eval with the updated running stats, then a batch of one */
-    S_OK(dq_batchnorm2d_forward(&ty, NULL, NULL, &trm, &trv, &tx, &tw, &tb, 1e-5f, 0.1f, false,
-                                &err));
-    S_OK(dq_cuda_bn_forward(&bn, g->dnn, d_y, NULL, NULL, d_rm, d_rv, d_x, d_w, d_b, 1e-5f, 0.1f,
-                            false, &err));
-    s_expect(g, "batchnorm eval out", d_y, y, nx);
-    S_OK(dq_cuda_bn_set_batch(&bn, 1, &err));
-    S_OK(dq_cuda_bn_forward(&bn, g->dnn, d_y, NULL, NULL, d_rm, d_rv, d_x, d_w, d_b, 1e-5f, 0.1f,
-                            false, &err));
-    s_expect(g, "batchnorm eval out, batch 1", d_y, y, C * H * W);
+    DQ_TGPU_OK(dq_batchnorm2d_forward(&ty, NULL, NULL, &trm, &trv, &tx, &tw, &tb, 1e-5f, 0.1f,
+                                      false, &err));
+    DQ_TGPU_OK(dq_cuda_bn_forward(&bn, g->dnn, d_y, NULL, NULL, d_rm, d_rv, d_x, d_w, d_b, 1e-5f,
+                                  0.1f, false, &err));
+    dq_tgpu_expect(g, "batchnorm eval out", d_y, y, nx);
+    DQ_TGPU_OK(dq_cuda_bn_set_batch(&bn, 1, &err));
+    DQ_TGPU_OK(dq_cuda_bn_forward(&bn, g->dnn, d_y, NULL, NULL, d_rm, d_rv, d_x, d_w, d_b, 1e-5f,
+                                  0.1f, false, &err));
+    dq_tgpu_expect(g, "batchnorm eval out, batch 1", d_y, y, C * H * W);
     /* the GPU requires all three gradients */
     assert_int_equal(dq_cuda_bn_backward(&bn, g->dnn, NULL, d_dw, d_db, d_dy, d_x, d_w, d_sm,
                                          d_si, 1e-5f, &err),
@@ -171,7 +95,7 @@ static void s_bn_case(s_gpu *g, int64_t N, int64_t C, int64_t H, int64_t W)
     dq_cuda_bn_destroy(&bn);
     free(x), free(w), free(b), free(rm), free(rv), free(dy), free(dx), free(dw), free(db);
     free(y), free(sm), free(si);
-    s_release(g);
+    dq_tgpu_release(g);
 }
 
 static void test_batchnorm(void **state)
@@ -183,15 +107,16 @@ static void test_batchnorm(void **state)
 
 /* ---- grouped / depthwise convolution (cuDNN) --------------------------------------- */
 
-static void s_gconv_case(s_gpu *g, int64_t N, int64_t C, int64_t H, int64_t W, int64_t OC, int k,
+static void s_gconv_case(dq_tgpu *g, int64_t N, int64_t C, int64_t H, int64_t W, int64_t OC, int k,
                          int stride, int pad, int groups)
 {
     dq_err err = {{0}};
     int64_t OH = dq_conv2d_out_size(H, k, stride, pad), OW = dq_conv2d_out_size(W, k, stride, pad);
     int64_t nx = N * C * H * W, nw = OC * (C / groups) * k * k, ny = N * OC * OH * OW;
-    float *x = s_random(g, nx, -1, 1), *w = s_random(g, nw, -0.5f, 0.5f);
-    float *b = s_random(g, OC, -1, 1), *dy = s_random(g, ny, -1, 1);
-    float *dx = s_random(g, nx, -1, 1), *dw = s_random(g, nw, -1, 1), *db = s_random(g, OC, -1, 1);
+    float *x = dq_tgpu_random(g, nx, -1, 1), *w = dq_tgpu_random(g, nw, -0.5f, 0.5f);
+    float *b = dq_tgpu_random(g, OC, -1, 1), *dy = dq_tgpu_random(g, ny, -1, 1);
+    float *dx = dq_tgpu_random(g, nx, -1, 1), *dw = dq_tgpu_random(g, nw, -1, 1),
+          *db = dq_tgpu_random(g, OC, -1, 1);
     float *y = malloc((size_t)ny * 4);
     dq_conv2d_params cp = {.stride = stride, .padding = pad, .max_group = 0, .groups = groups};
     int64_t wsf = dq_conv2d_workspace(N, C, H, W, k, k, cp);
@@ -200,26 +125,29 @@ static void s_gconv_case(s_gpu *g, int64_t N, int64_t C, int64_t H, int64_t W, i
     dq_tensor ty = dq_tensor_view4(y, N, OC, OH, OW), tb = dq_tensor_view(b, 1, &OC);
     dq_tensor tdy = dq_tensor_view4(dy, N, OC, OH, OW), tdx = dq_tensor_view4(dx, N, C, H, W);
     dq_tensor tdw = dq_tensor_view4(dw, OC, C / groups, k, k), tdb = dq_tensor_view(db, 1, &OC);
-    S_OK(dq_conv2d_forward(&ty, &tx, &tw, &tb, cp, ws, wsf, &err));
-    S_OK(dq_conv2d_backward(&tdx, &tdw, &tdb, &tdy, &tx, &tw, cp, ws, wsf, &err));
+    DQ_TGPU_OK(dq_conv2d_forward(&ty, &tx, &tw, &tb, cp, ws, wsf, &err));
 
     dq_cuda_conv cv;
-    S_OK(dq_cuda_conv_init_grouped(&cv, g->dnn, N, C, H, W, OC, k, stride, pad, groups, true,
+    DQ_TGPU_OK(dq_cuda_conv_init_grouped(&cv, g->dnn, N, C, H, W, OC, k, stride, pad, groups, true,
                                    (size_t)1 << 28, &err));
-    void *d_ws = cv.ws_bytes ? s_alloc(g, cv.ws_bytes) : NULL;
-    float *d_x = s_up(g, x, nx), *d_w = s_up(g, w, nw), *d_b = s_up(g, b, OC);
-    float *d_y = s_alloc(g, (size_t)ny * 4), *d_dy = s_up(g, dy, ny);
-    float *d_dx = s_up(g, dx, nx), *d_dw = s_up(g, dw, nw), *d_db = s_up(g, db, OC);
-    S_OK(dq_cuda_conv_forward(&cv, g->dnn, d_y, d_x, d_w, d_b, d_ws, cv.ws_bytes, &err));
-    s_expect(g, "grouped conv forward", d_y, y, ny);
-    S_OK(dq_cuda_conv_backward(&cv, g->dnn, d_dx, d_dw, d_db, d_dy, d_x, d_w, d_ws, cv.ws_bytes,
-                               &err));
-    s_expect(g, "grouped conv din", d_dx, dx, nx);
-    s_expect(g, "grouped conv dw", d_dw, dw, nw);
-    s_expect(g, "grouped conv db", d_db, db, OC);
+    void *d_ws = cv.ws_bytes ? dq_tgpu_alloc(g, cv.ws_bytes) : NULL;
+    float *d_x = dq_tgpu_up(g, x, nx), *d_w = dq_tgpu_up(g, w, nw), *d_b = dq_tgpu_up(g, b, OC);
+    float *d_y = dq_tgpu_alloc(g, (size_t)ny * 4), *d_dy = dq_tgpu_up(g, dy, ny);
+    float *d_dx = dq_tgpu_up(g, dx, nx), *d_dw = dq_tgpu_up(g, dw, nw),
+          *d_db = dq_tgpu_up(g, db, OC);
+    /* The CPU reference accumulates into dx, dw, db in place: only after their
+     * starting values went to the device. */
+    DQ_TGPU_OK(dq_conv2d_backward(&tdx, &tdw, &tdb, &tdy, &tx, &tw, cp, ws, wsf, &err));
+    DQ_TGPU_OK(dq_cuda_conv_forward(&cv, g->dnn, d_y, d_x, d_w, d_b, d_ws, cv.ws_bytes, &err));
+    dq_tgpu_expect(g, "grouped conv forward", d_y, y, ny);
+    DQ_TGPU_OK(dq_cuda_conv_backward(&cv, g->dnn, d_dx, d_dw, d_db, d_dy, d_x, d_w, d_ws,
+                                     cv.ws_bytes, &err));
+    dq_tgpu_expect(g, "grouped conv din", d_dx, dx, nx);
+    dq_tgpu_expect(g, "grouped conv dw", d_dw, dw, nw);
+    dq_tgpu_expect(g, "grouped conv db", d_db, db, OC);
     dq_cuda_conv_destroy(&cv);
     free(x), free(w), free(b), free(dy), free(dx), free(dw), free(db), free(y), free(ws);
-    s_release(g);
+    dq_tgpu_release(g);
 }
 
 static void test_grouped_conv(void **state)
@@ -231,7 +159,7 @@ static void test_grouped_conv(void **state)
     s_gconv_case(*state, 2, 8, 5, 5, 4, 1, 1, 0, 2);    /* grouped pointwise */
     dq_err err = {{0}};
     dq_cuda_conv cv;
-    s_gpu *g = *state;
+    dq_tgpu *g = *state;
     assert_int_equal(dq_cuda_conv_init_grouped(&cv, g->dnn, 2, 6, 5, 5, 6, 3, 1, 1, 4, false,
                                                (size_t)1 << 20, &err),
                      DQ_ERR_SHAPE);
@@ -239,32 +167,35 @@ static void test_grouped_conv(void **state)
 
 /* ---- pooling -------------------------------------------------------------------------- */
 
-static void s_maxpool_pad_case(s_gpu *g, int64_t N, int64_t C, int64_t H, int64_t W, int k, int s,
+static void s_maxpool_pad_case(dq_tgpu *g, int64_t N, int64_t C, int64_t H, int64_t W, int k, int s,
                                int p)
 {
     dq_err err = {{0}};
     int64_t OH = dq_maxpool2d_out_size_pad(H, k, s, p), OW = dq_maxpool2d_out_size_pad(W, k, s, p);
     int64_t nx = N * C * H * W, ny = N * C * OH * OW;
-    float *x = s_random(g, nx, -1, 1), *dy = s_random(g, ny, -1, 1), *dx = s_random(g, nx, -1, 1);
+    float *x = dq_tgpu_random(g, nx, -1, 1), *dy = dq_tgpu_random(g, ny, -1, 1),
+          *dx = dq_tgpu_random(g, nx, -1, 1);
     for (int64_t i = 0; i < nx; i += 13) x[i] = x[i > 0 ? i - 1 : 0]; /* ties */
     float *y = malloc((size_t)ny * 4);
     int32_t *am = malloc((size_t)ny * 4), *gam = malloc((size_t)ny * 4);
     dq_tensor tx = dq_tensor_view4(x, N, C, H, W), ty = dq_tensor_view4(y, N, C, OH, OW);
     dq_tensor tdy = dq_tensor_view4(dy, N, C, OH, OW), tdx = dq_tensor_view4(dx, N, C, H, W);
-    float *d_x = s_up(g, x, nx), *d_y = s_alloc(g, (size_t)ny * 4), *d_dy = s_up(g, dy, ny);
-    float *d_dx = s_up(g, dx, nx);
-    int32_t *d_am = s_alloc(g, (size_t)ny * 4);
-    S_OK(dq_maxpool2d_forward_pad(&ty, am, &tx, k, s, p, &err));
-    S_CUDA(dq_k_maxpool2d_forward_pad(d_y, d_am, d_x, N * C, H, W, OH, OW, k, s, p, g->stream));
-    s_expect(g, "maxpool2d pad forward", d_y, y, ny);
-    s_down(g, gam, d_am, (size_t)ny * 4);
+    float *d_x = dq_tgpu_up(g, x, nx), *d_y = dq_tgpu_alloc(g, (size_t)ny * 4),
+          *d_dy = dq_tgpu_up(g, dy, ny);
+    float *d_dx = dq_tgpu_up(g, dx, nx);
+    int32_t *d_am = dq_tgpu_alloc(g, (size_t)ny * 4);
+    DQ_TGPU_OK(dq_maxpool2d_forward_pad(&ty, am, &tx, k, s, p, &err));
+    DQ_TGPU_CUDA(
+        dq_k_maxpool2d_forward_pad(d_y, d_am, d_x, N * C, H, W, OH, OW, k, s, p, g->stream));
+    dq_tgpu_expect(g, "maxpool2d pad forward", d_y, y, ny);
+    dq_tgpu_down(g, gam, d_am, (size_t)ny * 4);
     assert_memory_equal(gam, am, (size_t)ny * 4);
-    S_OK(dq_maxpool2d_backward(&tdx, &tdy, am, &err));
-    S_CUDA(dq_k_maxpool2d_backward_pad(d_dx, d_dy, d_am, N * C, H, W, OH, OW, k, s, p,
+    DQ_TGPU_OK(dq_maxpool2d_backward(&tdx, &tdy, am, &err));
+    DQ_TGPU_CUDA(dq_k_maxpool2d_backward_pad(d_dx, d_dy, d_am, N * C, H, W, OH, OW, k, s, p,
                                        g->stream));
-    s_expect(g, "maxpool2d pad backward", d_dx, dx, nx);
+    dq_tgpu_expect(g, "maxpool2d pad backward", d_dx, dx, nx);
     free(x), free(dy), free(dx), free(y), free(am), free(gam);
-    s_release(g);
+    dq_tgpu_release(g);
 }
 
 static void test_maxpool2d_padding(void **state)
@@ -276,26 +207,29 @@ static void test_maxpool2d_padding(void **state)
     s_maxpool_pad_case(*state, 2, 3, 9, 8, 3, 2, 0); /* padding 0 through the _pad form */
 }
 
-static void s_avgpool_case(s_gpu *g, int64_t N, int64_t C, int64_t H, int64_t W, int k, int s,
+static void s_avgpool_case(dq_tgpu *g, int64_t N, int64_t C, int64_t H, int64_t W, int k, int s,
                            int p, int inc)
 {
     dq_err err = {{0}};
     int64_t OH = dq_avgpool2d_out_size(H, k, s, p), OW = dq_avgpool2d_out_size(W, k, s, p);
     int64_t nx = N * C * H * W, ny = N * C * OH * OW;
-    float *x = s_random(g, nx, -1, 1), *dy = s_random(g, ny, -1, 1), *dx = s_random(g, nx, -1, 1);
+    float *x = dq_tgpu_random(g, nx, -1, 1), *dy = dq_tgpu_random(g, ny, -1, 1),
+          *dx = dq_tgpu_random(g, nx, -1, 1);
     float *y = malloc((size_t)ny * 4);
     dq_tensor tx = dq_tensor_view4(x, N, C, H, W), ty = dq_tensor_view4(y, N, C, OH, OW);
     dq_tensor tdy = dq_tensor_view4(dy, N, C, OH, OW), tdx = dq_tensor_view4(dx, N, C, H, W);
-    float *d_x = s_up(g, x, nx), *d_y = s_alloc(g, (size_t)ny * 4), *d_dy = s_up(g, dy, ny);
-    float *d_dx = s_up(g, dx, nx);
-    S_OK(dq_avgpool2d_forward(&ty, &tx, k, s, p, inc, &err));
-    S_CUDA(dq_k_avgpool2d_forward(d_y, d_x, N * C, H, W, OH, OW, k, s, p, inc, g->stream));
-    s_expect(g, inc ? "avgpool2d forward (include pad)" : "avgpool2d forward", d_y, y, ny);
-    S_OK(dq_avgpool2d_backward(&tdx, &tdy, k, s, p, inc, &err));
-    S_CUDA(dq_k_avgpool2d_backward(d_dx, d_dy, N * C, H, W, OH, OW, k, s, p, inc, g->stream));
-    s_expect(g, inc ? "avgpool2d backward (include pad)" : "avgpool2d backward", d_dx, dx, nx);
+    float *d_x = dq_tgpu_up(g, x, nx), *d_y = dq_tgpu_alloc(g, (size_t)ny * 4),
+          *d_dy = dq_tgpu_up(g, dy, ny);
+    float *d_dx = dq_tgpu_up(g, dx, nx);
+    DQ_TGPU_OK(dq_avgpool2d_forward(&ty, &tx, k, s, p, inc, &err));
+    DQ_TGPU_CUDA(dq_k_avgpool2d_forward(d_y, d_x, N * C, H, W, OH, OW, k, s, p, inc, g->stream));
+    dq_tgpu_expect(g, inc ? "avgpool2d forward (include pad)" : "avgpool2d forward", d_y, y, ny);
+    DQ_TGPU_OK(dq_avgpool2d_backward(&tdx, &tdy, k, s, p, inc, &err));
+    DQ_TGPU_CUDA(dq_k_avgpool2d_backward(d_dx, d_dy, N * C, H, W, OH, OW, k, s, p, inc, g->stream));
+    dq_tgpu_expect(g, inc ? "avgpool2d backward (include pad)" : "avgpool2d backward", d_dx, dx,
+                   nx);
     free(x), free(dy), free(dx), free(y);
-    s_release(g);
+    dq_tgpu_release(g);
 }
 
 static void test_avgpool2d(void **state)
@@ -308,24 +242,26 @@ static void test_avgpool2d(void **state)
     }
 }
 
-static void s_gap_case(s_gpu *g, int64_t N, int64_t C, int64_t H, int64_t W)
+static void s_gap_case(dq_tgpu *g, int64_t N, int64_t C, int64_t H, int64_t W)
 {
     dq_err err = {{0}};
     const int64_t nx = N * C * H * W, ny = N * C;
-    float *x = s_random(g, nx, -1, 1), *dy = s_random(g, ny, -1, 1), *dx = s_random(g, nx, -1, 1);
+    float *x = dq_tgpu_random(g, nx, -1, 1), *dy = dq_tgpu_random(g, ny, -1, 1),
+          *dx = dq_tgpu_random(g, nx, -1, 1);
     float *y = malloc((size_t)ny * 4);
     dq_tensor tx = dq_tensor_view4(x, N, C, H, W), ty = dq_tensor_view4(y, N, C, 1, 1);
     dq_tensor tdy = dq_tensor_view4(dy, N, C, 1, 1), tdx = dq_tensor_view4(dx, N, C, H, W);
-    float *d_x = s_up(g, x, nx), *d_y = s_alloc(g, (size_t)ny * 4), *d_dy = s_up(g, dy, ny);
-    float *d_dx = s_up(g, dx, nx);
-    S_OK(dq_global_avgpool_forward(&ty, &tx, &err));
-    S_CUDA(dq_k_global_avgpool_forward(d_y, d_x, N * C, H * W, g->stream));
-    s_expect(g, "global avgpool forward", d_y, y, ny);
-    S_OK(dq_global_avgpool_backward(&tdx, &tdy, &err));
-    S_CUDA(dq_k_global_avgpool_backward(d_dx, d_dy, N * C, H * W, g->stream));
-    s_expect(g, "global avgpool backward", d_dx, dx, nx);
+    float *d_x = dq_tgpu_up(g, x, nx), *d_y = dq_tgpu_alloc(g, (size_t)ny * 4),
+          *d_dy = dq_tgpu_up(g, dy, ny);
+    float *d_dx = dq_tgpu_up(g, dx, nx);
+    DQ_TGPU_OK(dq_global_avgpool_forward(&ty, &tx, &err));
+    DQ_TGPU_CUDA(dq_k_global_avgpool_forward(d_y, d_x, N * C, H * W, g->stream));
+    dq_tgpu_expect(g, "global avgpool forward", d_y, y, ny);
+    DQ_TGPU_OK(dq_global_avgpool_backward(&tdx, &tdy, &err));
+    DQ_TGPU_CUDA(dq_k_global_avgpool_backward(d_dx, d_dy, N * C, H * W, g->stream));
+    dq_tgpu_expect(g, "global avgpool backward", d_dx, dx, nx);
     free(x), free(dy), free(dx), free(y);
-    s_release(g);
+    dq_tgpu_release(g);
 }
 
 static void test_global_avgpool(void **state)
@@ -340,70 +276,51 @@ static void test_global_avgpool(void **state)
 
 static void test_add_and_clip(void **state)
 {
-    s_gpu *g = *state;
+    dq_tgpu *g = *state;
     dq_err err = {{0}};
     const int64_t n = 300007;
-    float *a = s_random(g, n, -8, 8), *b = s_random(g, n, -8, 8), *dy = s_random(g, n, -1, 1);
-    float *dx = s_random(g, n, -1, 1), *y = malloc((size_t)n * 4);
+    float *a = dq_tgpu_random(g, n, -8, 8), *b = dq_tgpu_random(g, n, -8, 8),
+          *dy = dq_tgpu_random(g, n, -1, 1);
+    float *dx = dq_tgpu_random(g, n, -1, 1), *y = malloc((size_t)n * 4);
     dq_tensor ta = dq_tensor_view2(a, 1, n), tb = dq_tensor_view2(b, 1, n);
     dq_tensor ty = dq_tensor_view2(y, 1, n), tdy = dq_tensor_view2(dy, 1, n);
     dq_tensor tdx = dq_tensor_view2(dx, 1, n);
-    float *d_a = s_up(g, a, n), *d_b = s_up(g, b, n), *d_y = s_alloc(g, (size_t)n * 4);
-    float *d_dy = s_up(g, dy, n), *d_dx = s_up(g, dx, n);
-    S_OK(dq_add_forward(&ty, &ta, &tb, &err));
-    S_CUDA(dq_k_add_forward(d_y, d_a, d_b, n, g->stream));
-    s_expect(g, "add forward", d_y, y, n);
-    S_CUDA(dq_k_add_forward(d_a, d_a, d_b, n, g->stream)); /* in place */
-    s_expect(g, "add forward in place", d_a, y, n);
-    S_OK(dq_add_backward(&tdx, &tdy, &err));
-    S_CUDA(dq_k_add_backward(d_dx, d_dy, n, g->stream));
-    s_expect(g, "add backward", d_dx, dx, n);
+    float *d_a = dq_tgpu_up(g, a, n), *d_b = dq_tgpu_up(g, b, n),
+          *d_y = dq_tgpu_alloc(g, (size_t)n * 4);
+    float *d_dy = dq_tgpu_up(g, dy, n), *d_dx = dq_tgpu_up(g, dx, n);
+    DQ_TGPU_OK(dq_add_forward(&ty, &ta, &tb, &err));
+    DQ_TGPU_CUDA(dq_k_add_forward(d_y, d_a, d_b, n, g->stream));
+    dq_tgpu_expect(g, "add forward", d_y, y, n);
+    DQ_TGPU_CUDA(dq_k_add_forward(d_a, d_a, d_b, n, g->stream)); /* in place */
+    dq_tgpu_expect(g, "add forward in place", d_a, y, n);
+    DQ_TGPU_OK(dq_add_backward(&tdx, &tdy, &err));
+    DQ_TGPU_CUDA(dq_k_add_backward(d_dx, d_dy, n, g->stream));
+    dq_tgpu_expect(g, "add backward", d_dx, dx, n);
 
     /* relu6 and a general clip, in place, from the outputs */
     const float bounds[2][2] = {{0.0f, 6.0f}, {-1.5f, 2.0f}};
     for (int i = 0; i < 2; i++) {
         const float lo = bounds[i][0], hi = bounds[i][1];
         float *c = s_copy(a, n);
-        float *d_c = s_up(g, c, n);
+        float *d_c = dq_tgpu_up(g, c, n);
         dq_tensor tc = dq_tensor_view2(c, 1, n);
-        S_OK(dq_clip_forward(&tc, &tc, lo, hi, &err));
-        S_CUDA(dq_k_clip_forward(d_c, d_c, n, lo, hi, g->stream));
-        s_expect(g, "clip forward", d_c, c, n);
-        S_OK(dq_clip_backward(&tdx, &tdy, &tc, lo, hi, &err));
-        S_CUDA(dq_k_clip_backward(d_dx, d_dy, d_c, n, lo, hi, g->stream));
-        s_expect(g, "clip backward", d_dx, dx, n);
+        DQ_TGPU_OK(dq_clip_forward(&tc, &tc, lo, hi, &err));
+        DQ_TGPU_CUDA(dq_k_clip_forward(d_c, d_c, n, lo, hi, g->stream));
+        dq_tgpu_expect(g, "clip forward", d_c, c, n);
+        DQ_TGPU_OK(dq_clip_backward(&tdx, &tdy, &tc, lo, hi, &err));
+        DQ_TGPU_CUDA(dq_k_clip_backward(d_dx, d_dy, d_c, n, lo, hi, g->stream));
+        dq_tgpu_expect(g, "clip backward", d_dx, dx, n);
         free(c);
     }
     free(a), free(b), free(dy), free(dx), free(y);
-    s_release(g);
+    dq_tgpu_release(g);
 }
 
 /* ---- group --------------------------------------------------------------------------------- */
 
 static int s_setup(void **state)
 {
-    s_gpu *g = calloc(1, sizeof *g);
-    if (!g) return -1;
-    if (cudaStreamCreate(&g->stream) != cudaSuccess || cudnnCreate(&g->dnn) != CUDNN_STATUS_SUCCESS ||
-        cudnnSetStream(g->dnn, g->stream) != CUDNN_STATUS_SUCCESS) {
-        fprintf(stderr, "test_cuda_ops: setup failed\n");
-        free(g);
-        return -1;
-    }
-    dq_rng_seed(&g->rng, 20261129);
-    *state = g;
-    return 0;
-}
-
-static int s_teardown(void **state)
-{
-    s_gpu *g = *state;
-    if (!g) return 0;
-    s_release(g);
-    cudnnDestroy(g->dnn);
-    cudaStreamDestroy(g->stream);
-    free(g);
-    return 0;
+    return dq_tgpu_setup(state, "test_cuda_ops", 20261129);
 }
 
 int main(void)
@@ -417,5 +334,5 @@ int main(void)
         cmocka_unit_test(test_maxpool2d_padding), cmocka_unit_test(test_avgpool2d),
         cmocka_unit_test(test_global_avgpool),    cmocka_unit_test(test_add_and_clip),
     };
-    return cmocka_run_group_tests_name("cuda_ops", tests, s_setup, s_teardown);
+    return cmocka_run_group_tests_name("cuda_ops", tests, s_setup, dq_tgpu_teardown);
 }

@@ -14,7 +14,7 @@ trap 'rm -rf "$tmp"' EXIT
 n=0 failed=0
 ok() { n=$((n + 1)); echo "ok $n - $1"; }
 notok() { n=$((n + 1)); failed=$((failed + 1)); echo "not ok $n - $1"; }
-echo "1..10"
+echo "1..13"
 
 none="(this build has no CUDA support \(configure --with-cuda\)|no CUDA device found \(cudaGetDeviceCount: .+\))"
 
@@ -76,6 +76,23 @@ run distillq-predict --device cpu "${predict[@]}"
 expect_one_line "predict --device cpu gets past device selection" "none\.model"
 run distillq-teacher --device cpu "${teacher[@]}"
 expect_one_line "teacher --device cpu gets past device selection" "none\.model"
+
+# --eval-chunk is the GPU executor's: on the CPU it is an argument error, out
+# of range it is one too, and with a GPU it is accepted.
+run distillq-teacher --eval-chunk 64 "${teacher[@]}"
+expect_one_line "teacher --eval-chunk without --device cuda is a one-line error" \
+  "^distillq-teacher: --eval-chunk is for --device cuda"
+run distillq-predict --eval-chunk 0 "${predict[@]}"
+expect_one_line "predict --eval-chunk 0 is rejected" \
+  "^distillq-predict: --eval-chunk: expected an integer in \\[1, 65536\\], got '0'\$"
+if [ "$gpu" -eq 1 ]; then
+  run distillq-predict --device cuda:0 --eval-chunk 64 "${predict[@]}"
+  expect_one_line "predict --device cuda:0 --eval-chunk 64 gets past selection" "none\.model"
+else
+  run distillq-predict --eval-chunk 64 "${predict[@]}"
+  expect_one_line "predict --eval-chunk without --device cuda is a one-line error" \
+    "^distillq-predict: --eval-chunk is for --device cuda"
+fi
 
 # With a GPU, training on it is accepted: the next error is the missing model.
 if [ "$gpu" -eq 1 ]; then

@@ -7,8 +7,9 @@
 #      through a broker with a cache, and replayed from that cache, bit for
 #      bit; and each differs from plain cross-entropy (the hidden loss counts)
 #   E. a weighted ensemble through the caching broker equals the local one;
-#      a cache holding several teachers is not replayed as an ensemble:
-#      replay asks which teacher, and --replay-teacher replays that one
+#      a cache holding several teachers: replay without --replay-teacher asks
+#      which one, --replay-teacher replays that one, and --replay-teacher once
+#      per teacher with the same weights replays the ensemble bit for bit
 #   S. several students sharing one cache: two at once through the broker,
 #      a third served by the cache alone (its worker gone), two replays at
 #      once while the broker still holds the cache open: all the same bytes
@@ -16,7 +17,7 @@
 tmp_prefix=dq-recipes
 # shellcheck source=tests/tap_lib.sh
 . "${top_srcdir:-.}/tests/tap_lib.sh"
-echo "1..20"
+echo "1..22"
 
 hb=(--heartbeat-ms 100 --liveness 10)
 start_broker() { # LOGNAME PORT [args]
@@ -88,7 +89,7 @@ for rc in C:cosine:"$cosm":tc:cos R:regressor:"$regm":tr:reg; do
 done
 
 # E. a weighted ensemble through the caching broker; the cache now holds
-# several teachers: replay does not blend them, it asks which one
+# several teachers: replay asks which one, or blends the ones named
 run EL "${kd[@]}" --teacher-local "$lenet:$tmp/t1.safetensors" \
   --teacher-local "$lenet:$tmp/t2.safetensors" --teacher-weights 0.7,0.3
 run ES "${kd[@]}" --teacher "$U/fmnist" --teacher "$U/second" --teacher-weights 0.7,0.3
@@ -101,6 +102,14 @@ check "E: replaying a cache of several teachers without --replay-teacher is an e
 run ER2 "${kd[@]}" --replay "$tmp/cache" --replay-teacher "$(sha "$tmp/t2.safetensors" | cut -c1-12)"
 check "E: --replay-teacher (a sha256 prefix) replays the ensemble's second teacher = local" \
   'ran E2L && ran ER2 && same E2L ER2'
+run ERE "${kd[@]}" --replay "$tmp/cache" --replay-teacher "$(sha "$tmp/t1.safetensors")" \
+  --replay-teacher "$(sha "$tmp/t2.safetensors" | cut -c1-12)" --teacher-weights 0.7,0.3
+check "E: the ensemble replayed (--replay-teacher per teacher, same weights) equals the service run bit for bit" \
+  'ran ERE && same ES ERE'
+run ERW "${kd[@]}" --replay "$tmp/cache" --replay-teacher "$(sha "$tmp/t1.safetensors")" \
+  --replay-teacher "$(sha "$tmp/t2.safetensors")"
+check "E: the replayed ensemble's weights count (equal weights train other bytes)" \
+  'ran ERW && ! same ES ERW && ! same ERE ERW'
 
 # S. several students share the cache
 run KL "${kd[@]}" --teacher-local "$lenet:$tmp/t1.safetensors"

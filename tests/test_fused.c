@@ -301,6 +301,26 @@ static void test_errors(void **state)
                                              ws, wsn, &err),
                      DQ_ERR_SHAPE);
     assert_non_null(strstr(err.msg, "weight gradient"));
+    /* the fused backward checks the weight against the input's channels as
+     * the others do (conv2d_check.c), naming what it has and expects */
+    float w3[3 * 3 * 9] = {0}, pd[2 * 3 * 9] = {0};
+    dq_tensor tw3 = dq_tensor_view4(w3, 3, 3, 3, 3), tpd = dq_tensor_view4(pd, 2, 3, 3, 3);
+    int64_t rwsn = dq_conv2d_relu_maxpool_backward_workspace(2, 6, 6, 3, 3, 3, p);
+    assert_true(rwsn > 0 && rwsn <= wsn);
+    assert_int_equal(dq_conv2d_relu_maxpool_backward(NULL, &tgw, NULL, &tpd, am, &tp, &tx, &tw3,
+                                                     p, 2, 2, ws, rwsn, &err),
+                     DQ_ERR_SHAPE);
+    assert_string_equal(err.msg, "conv2d+relu+maxpool backward: weight has shape [3, 3, 3, 3], "
+                                 "expected [3, 2, 3, 3]");
+    /* these paths are ungrouped: a grouped call is refused, not computed wrong */
+    dq_conv2d_params pg = p;
+    pg.groups = 2;
+    dq_tensor tw_g = dq_tensor_view4(w, 2, 1, 3, 3), ty_g = dq_tensor_view4(y, 2, 2, 6, 6);
+    assert_int_equal(dq_conv2d_fused_forward(&ty_g, NULL, NULL, NULL, 0, &tx, &tw_g, NULL, pg,
+                                             (dq_conv2d_epilogue){true, 0, 0, false}, ws, wsn,
+                                             &err),
+                     DQ_ERR_UNSUPPORTED);
+    assert_non_null(strstr(err.msg, "groups 2: this path is ungrouped only"));
     free(ws), free(cols);
 }
 

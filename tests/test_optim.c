@@ -237,6 +237,27 @@ static void test_sgd_weight_decay_and_dampening(void **state)
     assert_near(q[0], -1.585, 1e-6);
 }
 
+/* Cosine annealing: PyTorch's CosineAnnealingLR(T_max = total, eta_min = 0)
+ * after step - 1 scheduler steps; values by hand (cos(pi/4) = 0.7071068). */
+static void test_lr_cosine_by_hand(void **state)
+{
+    (void)state;
+    const float want[4] = {0.1f, 0.08535534f, 0.05f, 0.01464466f};
+    for (int s = 1; s <= 4; s++)
+        assert_float_equal(dq_lr_at(DQ_LR_COSINE, 0.1f, s, 4), want[s - 1], 1e-7);
+    /* clamped to the run; constant is the base rate at every step */
+    assert_float_equal(dq_lr_at(DQ_LR_COSINE, 0.1f, 9, 4), want[3], 1e-7);
+    assert_float_equal(dq_lr_at(DQ_LR_COSINE, 0.1f, 0, 4), 0.1f, 0);
+    for (int s = 1; s <= 4; s++) assert_float_equal(dq_lr_at(DQ_LR_CONSTANT, 0.1f, s, 4), 0.1f, 0);
+    /* strictly falling over a long run, never below 0 */
+    float prev = 1.0f;
+    for (int s = 2; s <= 1000; s++) {
+        float lr = dq_lr_at(DQ_LR_COSINE, 1.0f, s, 1000);
+        assert_true(lr < prev && lr > 0.0f);
+        prev = lr;
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -249,6 +270,7 @@ int main(void)
         cmocka_unit_test(test_sgd_momentum_two_steps_by_hand),
         cmocka_unit_test(test_sgd_nesterov_by_hand),
         cmocka_unit_test(test_sgd_weight_decay_and_dampening),
+        cmocka_unit_test(test_lr_cosine_by_hand),
     };
     return cmocka_run_group_tests_name("optim", tests, NULL, NULL);
 }

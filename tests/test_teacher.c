@@ -58,6 +58,7 @@ static int s_setup(void **state)
 static int s_teardown(void **state)
 {
     s_fix *f = *state;
+    if (!f) return 0; /* s_setup failed (its message says why) */
     dq_teacher_destroy(&f->t);
     dq_msg_decoder_destroy(&f->dec);
     dq_msg_buf_free(&f->buf);

@@ -6,7 +6,7 @@
 tmp_prefix=dq-e2e
 # shellcheck source=tests/tap_lib.sh
 . "${top_srcdir:-.}/tests/tap_lib.sh"
-echo "1..12"
+echo "1..14"
 
 train=("$bin/distillq-train" --model "$src/models/lightnn-fmnist.model" --data "$data"
        --limit-train 2000 --limit-test 1000 --batch 64 --seed 7 --threads 1 --quiet)
@@ -49,6 +49,21 @@ check "the run resumed after SIGINT ends in the uninterrupted run's bytes (rc=$r
   '[ $rc -eq 0 ] && cmp -s "$tmp/full.safetensors" "$tmp/int.safetensors" || { show "$tmp/int.err"; false; }'
 check "and in its metrics" \
   '[ "$(strip "$tmp/full.safetensors.metrics.jsonl")" = "$(strip "$tmp/int.safetensors.metrics.jsonl")" ]'
+
+# 5. --lr-schedule cosine: not the constant rate's weights, and a run stopped
+# mid-epoch and resumed continues on the same curve (the rate is a function
+# of the step alone): the same bytes.
+timeout 300 "${train[@]}" --epochs 2 --lr-schedule cosine --out "$tmp/cos.safetensors" \
+  2> "$tmp/cos.err"
+timeout 300 "${train[@]}" --epochs 2 --lr-schedule cosine --out "$tmp/cosr.safetensors" \
+  --stop-after 20 2> "$tmp/cosr.err"
+timeout 300 "${train[@]}" --epochs 2 --lr-schedule cosine --out "$tmp/cosr.safetensors" \
+  --resume 2>> "$tmp/cosr.err"
+check "cosine schedule trains, to other weights than the constant rate" \
+  '[ -s "$tmp/cos.safetensors" ] && ! cmp -s "$tmp/full.safetensors" "$tmp/cos.safetensors" ||
+   { show "$tmp/cos.err"; false; }'
+check "cosine schedule: resumed weights equal uninterrupted weights bit for bit" \
+  'cmp -s "$tmp/cos.safetensors" "$tmp/cosr.safetensors" || { show "$tmp/cosr.err"; false; }'
 
 # 4. predict writes [N,10] logits and the same accuracy as training's eval.
 timeout 120 "$bin/distillq-predict" --model "$src/models/lightnn-fmnist.model" \

@@ -439,6 +439,29 @@ static void s_tick(dq_broker_t *b, int64_t now)
 
 /* ---- life cycle --------------------------------------------------------------------- */
 
+int dq_broker_io_threads(bool curve)
+{
+    return curve ? 4 : 1;
+}
+
+/* With two or more I/O threads (CURVE: each side's crypto on a core of its
+ * own), the frontend's connections go to the lower half of the threads and
+ * the backend's to the upper half (ZMQ_AFFINITY, set before the bind: the
+ * listener and every accepted connection follow it). Left to itself libzmq
+ * places a connection on the thread with the fewest sockets at that moment,
+ * and with one student and one worker both sides can end up on one thread
+ * (bench_broker --curve: one I/O thread at 266-300 us a request, the other
+ * idle). One I/O thread: no affinity (a mask naming no thread is a libzmq
+ * assertion). */
+static uint64_t s_affinity(void *ctx, bool backend)
+{
+    int n = zmq_ctx_get(ctx, ZMQ_IO_THREADS);
+    if (n < 2) return 0;
+    if (n > 64) n = 64;
+    uint64_t low = (1ull << (n / 2)) - 1, all = n == 64 ? ~0ull : (1ull << n) - 1;
+    return backend ? all & ~low : low;
+}
+
 static dq_status s_router(dq_broker_t *b, void **out, const char *ep, const char *domain,
                           dq_err *err)
 {
@@ -452,6 +475,10 @@ static dq_status s_router(dq_broker_t *b, void **out, const char *ep, const char
         zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger) ||
         zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &zmax, sizeof zmax))
         return dq_fail(err, DQ_ERR_NET, "zmq_setsockopt on %s: %s", ep, zmq_strerror(zmq_errno()));
+    uint64_t aff = s_affinity(b->ctx, out == &b->backend);
+    if (aff && zmq_setsockopt(s, ZMQ_AFFINITY, &aff, sizeof aff))
+        return dq_fail(err, DQ_ERR_NET, "zmq_setsockopt(AFFINITY) on %s: %s", ep,
+                       zmq_strerror(zmq_errno()));
     if (b->cfg.curve) DQ_TRY(dq_curve_server_apply(s, &b->cfg.curve->server, domain, err));
     if (zmq_bind(s, ep) != 0)
         return dq_fail(err, DQ_ERR_NET, "cannot bind %s: %s", ep, zmq_strerror(zmq_errno()));
@@ -534,8 +561,9 @@ dq_status dq_broker_new(dq_broker_t **out, const dq_broker_config *cfg, dq_err *
             b->ctx = zmq_ctx_new();
             b->own_ctx = true;
             if (!b->ctx) st = dq_fail(err, DQ_ERR_NET, "zmq_ctx_new failed");
-            /* CURVE: frontend and backend en/decrypt on I/O threads of their own */
-            else if (cfg->curve && zmq_ctx_set(b->ctx, ZMQ_IO_THREADS, 2) != 0)
+            else if (zmq_ctx_set(b->ctx, ZMQ_IO_THREADS,
+                                 cfg->io_threads > 0 ? cfg->io_threads
+                                                     : dq_broker_io_threads(cfg->curve)) != 0)
                 st = dq_fail(err, DQ_ERR_NET, "zmq_ctx_set(IO_THREADS): %s",
                              zmq_strerror(zmq_errno()));
         }

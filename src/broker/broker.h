@@ -83,6 +83,8 @@ typedef struct {
     int64_t max_client_bytes;   /* 0: max_queue_bytes / 4; the same per client queue */
     FILE *log;                  /* join/leave/death/requeue lines; NULL: stderr */
     void *zmq_ctx;              /* NULL: the broker makes and owns one */
+    int io_threads;             /* 0: dq_broker_io_threads(); libzmq I/O threads of the
+                                 * context the broker makes (not of zmq_ctx) */
     const dq_broker_cache *cache; /* NULL: no cache */
     const dq_broker_curve *curve; /* NULL: no authentication, no encryption */
     /* --metrics: called from the loop each tick with the /metrics page
@@ -93,6 +95,16 @@ typedef struct {
 
 /* Fills c with the defaults above (both endpoints on all interfaces, ports 5555 and 5556). */
 void dq_broker_config_defaults(dq_broker_config *c);
+
+/* The libzmq I/O threads a broker's context gets by default: 1 without
+ * CURVE (one thread moves both sides' bytes), 4 with: every byte is
+ * decrypted on the frontend and encrypted again on the backend (~85 us a
+ * 100 KB batch per pass, several times the plain broker's whole cost), and
+ * one connection's crypto runs on one thread, so each side gets two
+ * (the frontend's connections on the lower half of the threads, the
+ * backend's on the upper half) and several students and workers spread
+ * over them. docs/benchmarks.md has the numbers. */
+int dq_broker_io_threads(bool curve);
 
 /* Validates cfg, allocates every table and binds both sockets. The strings
  * and pointers of cfg must outlive the broker. On failure *out is NULL and

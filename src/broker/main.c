@@ -194,6 +194,9 @@ int main(int argc, char **argv)
                     "allow binding a non-loopback address without CURVE"),
         DQ_OPT_STR("curve-server-cert", "FILE", &curve_server_cert,
                    "with --stats: the broker's public certificate"),
+        DQ_OPT_INT("io-threads", "N", &cfg.io_threads, 1, 64,
+                   "libzmq I/O threads (1; 4 with CURVE: the frontend's\nconnections on half, the "
+                   "backend's on the other half)"),
         DQ_OPT_INT("heartbeat-ms", "N", &cfg.heartbeat_ms, 1, 1 << 30, "heartbeat interval (1000)"),
         DQ_OPT_INT("liveness", "N", &cfg.liveness, 1, 1 << 30,
                    "heartbeats missed before a worker is dead (3)"),

@@ -4,15 +4,40 @@
  * live broker that keeps writing: every command sees one consistent
  * snapshot. `gc` opens it for writing: LMDB serialises it with the broker's
  * writes, and readers keep their snapshots. Exit status: 0 ok, 1 failure or bad entries found,
- * 2 usage error.
+ * 2 usage error. Options come from a src/cli/opts table; the command and
+ * DIR are its two arguments that are not options, in any place on the line.
  */
-#include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cache/cache.h"
+#include "cli/opts.h"
 
-static void s_usage(FILE *f)
+#define S_MAX_KEEP 64
+
+/* The weights named by --keep, repeatable, each a comma-separated list. */
+typedef struct {
+    const char *v[S_MAX_KEEP];
+    int n;
+} s_keep;
+
+/* --keep SHA256[,SHA256...]: the list is copied (strtok writes into it) and
+ * lives as long as the program. Empty items are skipped. */
+static dq_status s_parse_keep(void *dst, const char *opt, const char *val, dq_err *err)
+{
+    s_keep *k = dst;
+    char *copy = strdup(val), *save = NULL;
+    if (!copy) return dq_fail(err, DQ_ERR_NOMEM, "%s: out of memory", opt);
+    for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        if (k->n == S_MAX_KEEP)
+            return dq_fail(err, DQ_ERR_ARG, "%s: at most %d teachers", opt, S_MAX_KEEP);
+        k->v[k->n++] = tok;
+    }
+    return DQ_OK;
+}
+
+static void s_usage(FILE *f, const dq_opt *opts, int n)
 {
     fprintf(f,
 "usage: distillq-cache stats DIR\n"
@@ -29,11 +54,8 @@ static void s_usage(FILE *f)
 "           it; comma-separated lists too); safe beside a live broker\n"
 "  export   writes every cached sample of one teacher output as a float32 .npy\n"
 "           array [N, ...] in key (hash) order\n"
-"\n"
-"  --teacher SHA256   teacher weights sha256 (default: the only teacher present)\n"
-"  --output NAME      output name (default logits)\n"
-"  --out FILE.npy     where export writes\n"
-"  --help, --version\n");
+"\n");
+    dq_opts_print_help(f, opts, n, 21);
 }
 
 static double s_mib(uint64_t b)
@@ -138,49 +160,47 @@ static int s_gc(dq_cache_t *c, const char *const *keep, int n_keep)
 int main(int argc, char **argv)
 {
     const char *teacher = NULL, *output = "logits", *out = NULL;
-    enum { O_TEACHER = 256, O_OUTPUT, O_OUT, O_HELP, O_VERSION, O_KEEP };
-    char *keep_buf[64];
-    const char *keep[64];
-    int n_keep = 0;
-    static const struct option opts[] = {
-        {"keep", required_argument, 0, O_KEEP},
-        {"teacher", required_argument, 0, O_TEACHER}, {"output", required_argument, 0, O_OUTPUT},
-        {"out", required_argument, 0, O_OUT}, {"help", no_argument, 0, O_HELP},
-        {"version", no_argument, 0, O_VERSION}, {0, 0, 0, 0}};
-    int ch;
-    while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        switch (ch) {
-        case O_TEACHER: teacher = optarg; break;
-        case O_OUTPUT: output = optarg; break;
-        case O_OUT: out = optarg; break;
-        case O_KEEP:
-            for (char *tok = strtok(optarg, ","); tok; tok = strtok(NULL, ",")) {
-                if (n_keep == 64) {
-                    fprintf(stderr, "distillq-cache: at most 64 --keep\n");
-                    return 2;
-                }
-                keep_buf[n_keep] = tok;
-                keep[n_keep] = keep_buf[n_keep];
-                n_keep++;
-            }
-            break;
-        case O_HELP: s_usage(stdout); return 0;
-        case O_VERSION: printf("distillq-cache %s\n", PACKAGE_VERSION); return 0;
-        default: fprintf(stderr, "distillq-cache: try --help\n"); return 2;
-        }
+    s_keep keep = {.n = 0};
+    const dq_opt opts[] = {
+        DQ_OPT_STR("teacher", "SHA256", &teacher,
+                   "teacher weights sha256 (default: the only teacher present)"),
+        DQ_OPT_STR("output", "NAME", &output, "output name (default logits)"),
+        DQ_OPT_STR("out", "FILE.npy", &out, "where export writes"),
+        DQ_OPT_CALL("keep", "SHA256", s_parse_keep, &keep,
+                    "gc: a teacher to keep; repeatable, or comma-separated"),
+        DQ_OPT_HELP,
+        DQ_OPT_VERSION,
+    };
+    const int n_opts = (int)(sizeof opts / sizeof opts[0]);
+    dq_opts_action act;
+    dq_err perr = {{0}};
+    int first = argc;
+    if (dq_opts_parse_args(opts, n_opts, argc, argv, &first, &act, &perr) != DQ_OK) {
+        if (act != DQ_OPTS_USAGE || strcmp(perr.msg, "try --help") != 0)
+            fprintf(stderr, "distillq-cache: %s\n", perr.msg); /* else getopt said why */
+        fprintf(stderr, "distillq-cache: try --help\n");
+        return 2;
     }
-    if (argc - optind != 2) {
+    if (act == DQ_OPTS_HELP) {
+        s_usage(stdout, opts, n_opts);
+        return 0;
+    }
+    if (act == DQ_OPTS_VERSION) {
+        printf("distillq-cache %s\n", PACKAGE_VERSION);
+        return 0;
+    }
+    if (argc - first != 2) {
         fprintf(stderr, "distillq-cache: expected a command and DIR (see --help)\n");
         return 2;
     }
-    const char *cmd = argv[optind], *dir = argv[optind + 1];
+    const char *cmd = argv[first], *dir = argv[first + 1];
     bool is_export = strcmp(cmd, "export") == 0, is_gc = strcmp(cmd, "gc") == 0;
     if (strcmp(cmd, "stats") != 0 && strcmp(cmd, "verify") != 0 && !is_export && !is_gc) {
         fprintf(stderr, "distillq-cache: unknown command '%s' (stats, verify, export, gc)\n",
                 cmd);
         return 2;
     }
-    if (is_gc != (n_keep > 0)) {
+    if (is_gc != (keep.n > 0)) {
         fprintf(stderr, "distillq-cache: gc needs --keep SHA256 (and --keep is for gc only)\n");
         return 2;
     }
@@ -203,7 +223,7 @@ int main(int argc, char **argv)
         return 1;
     }
     int rc = strcmp(cmd, "stats") == 0 ? s_stats(c)
-           : is_gc ? s_gc(c, keep, n_keep)
+           : is_gc ? s_gc(c, keep.v, keep.n)
            : strcmp(cmd, "verify") == 0 ? s_verify(c)
            : s_export(c, teacher, output, out);
     dq_cache_close(&c);

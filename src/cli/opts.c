@@ -36,7 +36,20 @@ static dq_status s_apply(const dq_opt *o, const char *val, dq_err *err)
 dq_status dq_opts_parse(const dq_opt *opts, int n, int argc, char **argv,
                         dq_opts_action *action, dq_err *err)
 {
+    int first = argc;
+    DQ_TRY(dq_opts_parse_args(opts, n, argc, argv, &first, action, err));
+    if (*action == DQ_OPTS_RUN && first < argc) {
+        *action = DQ_OPTS_USAGE;
+        return dq_fail(err, DQ_ERR_ARG, "unexpected argument '%s'", argv[first]);
+    }
+    return DQ_OK;
+}
+
+dq_status dq_opts_parse_args(const dq_opt *opts, int n, int argc, char **argv, int *first,
+                             dq_opts_action *action, dq_err *err)
+{
     *action = DQ_OPTS_RUN;
+    *first = argc;
     struct option lo[DQ_OPTS_MAX + 1];
     if (n > DQ_OPTS_MAX)
         return dq_fail(err, DQ_ERR_INTERNAL, "option table of %d entries (at most %d)", n,
@@ -66,10 +79,7 @@ dq_status dq_opts_parse(const dq_opt *opts, int n, int argc, char **argv,
         }
         DQ_TRY(s_apply(o, o->arg ? optarg : NULL, err));
     }
-    if (optind < argc) {
-        *action = DQ_OPTS_USAGE;
-        return dq_fail(err, DQ_ERR_ARG, "unexpected argument '%s'", argv[optind]);
-    }
+    *first = optind; /* getopt_long moved the arguments that are not options here */
     return DQ_OK;
 }
 

@@ -85,6 +85,14 @@ typedef enum { DQ_OPTS_RUN = 0, DQ_OPTS_HELP, DQ_OPTS_VERSION, DQ_OPTS_USAGE } d
 dq_status dq_opts_parse(const dq_opt *opts, int n, int argc, char **argv,
                         dq_opts_action *action, dq_err *err);
 
+/* As dq_opts_parse, for a program that also takes arguments that are not
+ * options (distillq-cache's command and DIR): getopt_long moves them, in
+ * their order, to argv[*first .. argc) (options may come before, between
+ * or after them; "--" ends the options); *first is argc when there are
+ * none. */
+dq_status dq_opts_parse_args(const dq_opt *opts, int n, int argc, char **argv, int *first,
+                             dq_opts_action *action, dq_err *err);
+
 /* The option lines of --help: "  --name ARG" padded to column col (or two
  * spaces when longer), then the help text, its continuation lines indented
  * to col; TEXT entries verbatim; HELP (with VERSION) as "  --help, --version". */

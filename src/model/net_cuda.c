@@ -11,7 +11,8 @@
  * kernels (tiling, split-K, algorithm) by the problem's shape, so one call
  * over a merged batch of N samples would give a sample bits that depend on
  * N. The eval forward therefore never runs at the caller's N: the device
- * net is planned for exactly DQ_NET_CUDA_EVAL_CHUNK samples (so its cuDNN
+ * net is planned for exactly one chunk of samples (DQ_NET_CUDA_EVAL_CHUNK
+ * unless dq_net_cuda_new_chunked says otherwise; so its cuDNN
  * algorithms are chosen for that one shape, whatever max_batch is), and a
  * batch runs as ceil(N / chunk) forwards of that shape, the last one
  * zero-padded in a pinned buffer; the outputs are gathered into host
@@ -34,6 +35,7 @@ struct dq_net_cuda {
     float *h_in;    /* pinned, max_batch inputs */
     float *h_pad;   /* eval: pinned, one chunk; the padded last chunk */
     int64_t max_batch;
+    int64_t chunk; /* eval: samples per device forward */
     bool train;
     /* eval: the gathered outputs, max_batch samples each; out[o].shape[0]
      * is the last forward's N; fetched[o] whether o came down */
@@ -98,7 +100,18 @@ dq_status dq_net_cuda_new(dq_net_cuda_t **out, dq_net_t *net, const char *model_
                           dq_device dev, int64_t max_batch, bool train, uint64_t seed,
                           dq_err *err)
 {
+    return dq_net_cuda_new_chunked(out, net, model_path, dev, max_batch, train, seed,
+                                   DQ_NET_CUDA_EVAL_CHUNK, err);
+}
+
+dq_status dq_net_cuda_new_chunked(dq_net_cuda_t **out, dq_net_t *net, const char *model_path,
+                                  dq_device dev, int64_t max_batch, bool train, uint64_t seed,
+                                  int64_t eval_chunk, dq_err *err)
+{
     *out = NULL;
+    if (!train && (eval_chunk < 1 || eval_chunk > 65536))
+        return dq_fail(err, DQ_ERR_ARG, "net %s on cuda:%d: eval chunk %lld must be in "
+                       "1..65536", dq_net_name(net), dev.index, (long long)eval_chunk);
     if (dev.kind != DQ_DEVICE_CUDA)
         return dq_fail(err, DQ_ERR_ARG, "net on cuda: device is not a CUDA device");
     if (max_batch < 1)
@@ -117,6 +130,7 @@ dq_status dq_net_cuda_new(dq_net_cuda_t **out, dq_net_t *net, const char *model_
     dq_net_cuda_t *g = calloc(1, sizeof *g);
     if (!g) return dq_fail(err, DQ_ERR_NOMEM, "net on cuda: out of memory");
     g->max_batch = max_batch;
+    g->chunk = eval_chunk;
     g->train = train;
     dq_status st = dq_net_from_model_file(&g->net, dq_net_model_file(net), err);
     if (st == DQ_OK) {
@@ -124,12 +138,12 @@ dq_status dq_net_cuda_new(dq_net_cuda_t **out, dq_net_t *net, const char *model_
         st = dq_net_set_device(g->net, dev, train, seed, err);
     }
     /* uploads the parameters and buffers (batch-norm running statistics) */
-    if (st == DQ_OK) st = dq_net_plan(g->net, train ? max_batch : DQ_NET_CUDA_EVAL_CHUNK, err);
+    if (st == DQ_OK) st = dq_net_plan(g->net, train ? max_batch : g->chunk, err);
     const dq_net_input *ip = dq_net_input_spec(net);
     const size_t per = (size_t)(ip->channels * ip->height * ip->width) * sizeof(float);
     dq_backend_t *bk = (dq_backend_t *)dq_net_backend(g->net);
     if (st == DQ_OK) st = s_host(bk, &g->h_in, (size_t)max_batch * per, err);
-    if (st == DQ_OK && !train) st = s_host(bk, &g->h_pad, DQ_NET_CUDA_EVAL_CHUNK * per, err);
+    if (st == DQ_OK && !train) st = s_host(bk, &g->h_pad, (size_t)g->chunk * per, err);
     for (int o = 0; st == DQ_OK && !train && o < dq_net_output_count(net); o++)
         st = s_plan_output(g, g->net, o, err);
     if (st != DQ_OK) {
@@ -182,7 +196,7 @@ static void s_gather(dq_net_cuda_t *g, int64_t off, int64_t take)
 static dq_status s_forward_chunked(dq_net_cuda_t *g, const dq_tensor *input,
                                    const char *const *want, int n_want, dq_err *err)
 {
-    const int64_t C = DQ_NET_CUDA_EVAL_CHUNK;
+    const int64_t C = g->chunk;
     const dq_net_input *ip = dq_net_input_spec(g->net);
     for (int o = 0; o < DQ_MF_MAX_OUTPUTS; o++) g->fetched[o] = false;
     if (!input || !input->data || input->ndim != 4 || input->shape[0] < 1 ||

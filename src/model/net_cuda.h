@@ -52,6 +52,13 @@ typedef struct dq_net_cuda dq_net_cuda_t;
 dq_status dq_net_cuda_new(dq_net_cuda_t **out, dq_net_t *net, const char *model_path,
                           dq_device dev, int64_t max_batch, bool train, uint64_t seed,
                           dq_err *err);
+/* dq_net_cuda_new with another eval chunk (inference executors): larger
+ * chunks run large batches faster and pad small ones more. A sample's bits
+ * depend on the chunk, so every executor whose outputs must agree (the
+ * workers of one service, a cache's writers) must use the same one. */
+dq_status dq_net_cuda_new_chunked(dq_net_cuda_t **out, dq_net_t *net, const char *model_path,
+                                  dq_device dev, int64_t max_batch, bool train, uint64_t seed,
+                                  int64_t eval_chunk, dq_err *err);
 void dq_net_cuda_destroy(dq_net_cuda_t **g);
 
 int64_t dq_net_cuda_max_batch(const dq_net_cuda_t *g);

@@ -57,6 +57,9 @@ int main(int argc, char **argv)
         DQ_OPT_I64("batch", "B", &cfg.batch, 1, 65536, "batch size (default 128)"),
         DQ_OPT_I64("threads", "N", &threads, 1, 256, "BLAS/compute threads (default 1)"),
         DQ_OPT_STR("device", "D", &device, "cpu (default) or cuda[:N]: run the forward on that GPU"),
+        DQ_OPT_I64("eval-chunk", "N", &cfg.eval_chunk, 1, 65536,
+                   "with --device cuda: samples per GPU forward (default 256;\n"
+                   "see distillq-teacher --help)"),
         DQ_OPT_STR("teacher", "URL", &cfg.teacher_url,
                    "get the outputs from this teacher service (see above)"),
         DQ_OPT_INT("inflight", "K", &cfg.inflight, 1, 4096,
@@ -101,6 +104,9 @@ int main(int argc, char **argv)
         st = dq_fail(&err, DQ_ERR_ARG, "--device is for local prediction; the service decides "
                      "where --teacher runs");
     if (st == DQ_OK) st = dq_backend_select(device, &cfg.device, &err);
+    if (st == DQ_OK && cfg.eval_chunk > 0 && cfg.device.kind != DQ_DEVICE_CUDA)
+        st = dq_fail(&err, DQ_ERR_ARG, "--eval-chunk is for --device cuda (the CPU forward is "
+                     "batch-invariant at any batch)");
     if (st != DQ_OK) {
         fprintf(stderr, "distillq-predict: %s\n", err.msg);
         return 2;

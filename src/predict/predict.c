@@ -142,9 +142,12 @@ static dq_status s_run(s_predict *p, const dq_predict_config *cfg, dq_err *err)
     for (int i = 0; i < p->n_out; i++) want[n_want++] = p->names[i];
     if (p->ds.labels) want[n_want++] = "logits";
     if (cfg->device.kind == DQ_DEVICE_CUDA)
-        DQ_TRY(dq_net_cuda_new(&p->gpu, p->net,
-                               dq_onnx_is_path(cfg->model_path) ? NULL : cfg->model_path,
-                               cfg->device, batch, false, 0, err));
+        DQ_TRY(dq_net_cuda_new_chunked(&p->gpu, p->net,
+                                       dq_onnx_is_path(cfg->model_path) ? NULL : cfg->model_path,
+                                       cfg->device, batch, false, 0,
+                                       cfg->eval_chunk > 0 ? cfg->eval_chunk
+                                                           : DQ_NET_CUDA_EVAL_CHUNK,
+                                       err));
     size_t sz = (size_t)in->channels * (size_t)in->height * (size_t)in->width;
     p->pix = malloc((size_t)batch * sz);
     p->input = malloc((size_t)batch * sz * sizeof(float));

@@ -39,6 +39,7 @@ typedef struct {
     /* Where the local forward runs (zero-filled: the CPU); a CUDA device
      * goes through the GPU executor (model/net_cuda.h). */
     dq_device device;
+    int64_t eval_chunk;      /* GPU: samples per device forward (0: the default) */
 } dq_predict_config;
 
 /* Output file for output `name` given the configured path and output count. */

@@ -63,7 +63,17 @@ static dq_status s_optim(void *dst, const char *opt, const char *val, dq_err *er
     return DQ_OK;
 }
 
-/* A repeatable option's list (--teacher, --teacher-local). */
+/* --lr-schedule constant|cosine */
+static dq_status s_schedule(void *dst, const char *opt, const char *val, dq_err *err)
+{
+    dq_lr_schedule *s = dst;
+    if (strcmp(val, "constant") == 0) *s = DQ_LR_CONSTANT;
+    else if (strcmp(val, "cosine") == 0) *s = DQ_LR_COSINE;
+    else return dq_fail(err, DQ_ERR_ARG, "%s: expected constant or cosine, got '%s'", opt, val);
+    return DQ_OK;
+}
+
+/* A repeatable option's list (--teacher, --teacher-local, --replay-teacher). */
 typedef struct {
     int *n;
     const char **items;
@@ -112,6 +122,7 @@ static int s_main(int argc, char **argv, dq_dist_t *dist)
     bool quiet = false;
     s_list remote = {&cfg.n_teachers, cfg.teachers};
     s_list local = {&cfg.n_local_teachers, cfg.local_teachers};
+    s_list replayed = {&cfg.n_replay_teachers, cfg.replay_teachers};
     const dq_opt opts[] = {
         DQ_OPT_STR("model", "M", &cfg.model_path, "model file (models/*.model)"),
         DQ_OPT_STR("data", "DIR", &cfg.data_dir, "dataset directory"),
@@ -119,6 +130,9 @@ static int s_main(int argc, char **argv, dq_dist_t *dist)
         DQ_OPT_I64("epochs", "E", &cfg.epochs, 1, 100000, "epochs (default 1)"),
         DQ_OPT_I64("batch", "B", &cfg.batch, 1, 65536, "batch size (default 128)"),
         DQ_OPT_F32("lr", "LR", &cfg.lr, 1e-12, 100, "learning rate (default 1e-3)"),
+        DQ_OPT_CALL("lr-schedule", "constant|cosine", s_schedule, &cfg.lr_schedule,
+                    "learning rate over the run (default constant; cosine:\n"
+                    "from --lr at the first step to 0 at the last of all epochs)"),
         DQ_OPT_CALL("optimizer", "adam|sgd", s_optim, &cfg.optim,
                     "optimiser (default adam; sgd uses --momentum)"),
         DQ_OPT_F32("momentum", "M", &cfg.momentum, 0, 1, "SGD momentum (default 0.9)"),
@@ -161,9 +175,9 @@ static int s_main(int argc, char **argv, dq_dist_t *dist)
                    "ensemble weights, in teacher order (default equal)"),
         DQ_OPT_STR("replay", "DIR", &cfg.replay_dir,
                    "teacher outputs from the broker's LMDB cache DIR"),
-        DQ_OPT_STR("replay-teacher", "SHA", &cfg.replay_teacher,
-                   "which teacher of the cache (sha256 or a prefix), when\n"
-                   "it holds several"),
+        DQ_OPT_CALL("replay-teacher", "SHA", s_append, &replayed,
+                    "which teacher of the cache (sha256 or a prefix), when\n"
+                    "it holds several (repeatable: ensemble, in --teacher order)"),
         DQ_OPT_I64("inflight", "K", &cfg.inflight, 1, 1024,
                    "batches kept at the teacher service (default: what keeps\n"
                    "the workers busy at the measured round trip)"),

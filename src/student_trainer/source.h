@@ -65,8 +65,9 @@ typedef struct {
     const char *curve_server_cert;      /* service: CURVE, both or neither */
     const char *curve_cert;
     const char *replay_dir;             /* replay */
-    const char *replay_teacher;         /* replay: sha256 (prefix) of the teacher to
-                                         * read when the cache holds several; NULL: the only one */
+    int n_replay_teachers;              /* replay: 0: the cache's only teacher; else */
+    const char *replay_teachers[DQ_SOURCE_MAX_TEACHERS]; /* the sha256 (prefix) of each,
+                                         * blended in this order with weights[] */
     int rank, ranks;                    /* data-parallel: this rank's shard of every
                                          * batch (shard.h); ranks <= 1: whole batches */
     dq_device teacher_device;           /* local: where the teachers' forward runs */

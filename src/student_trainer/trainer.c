@@ -63,6 +63,7 @@ typedef struct {
     dq_dataset train, test;
     dq_net_t *net;
     int64_t nparams;
+    int64_t total_steps;   /* optimiser steps of the whole run (the lr schedule's length) */
     float *m, *v;          /* optimiser moments (Adam m/v; SGD uses m) */
     dq_source_t *source;   /* training batches with teacher outputs */
     uint8_t *pix;          /* one test batch of raw pixels */
@@ -153,12 +154,12 @@ static dq_status s_open_source(s_trainer *t, dq_err *err)
                        "--loss kd, cosine or regressor");
     const char *const *list = cfg->n_teachers ? cfg->teachers : cfg->local_teachers;
     sc.n_teachers = cfg->n_teachers ? cfg->n_teachers : cfg->n_local_teachers;
-    for (int i = 0; i < sc.n_teachers; i++) {
-        sc.teachers[i] = list[i];
-        sc.weights[i] = cfg->teacher_weights[i];
-    }
+    for (int i = 0; i < sc.n_teachers; i++) sc.teachers[i] = list[i];
+    for (int i = 0; i < DQ_SOURCE_MAX_TEACHERS; i++) sc.weights[i] = cfg->teacher_weights[i];
     if (cfg->replay_dir) {
-        sc.replay_teacher = cfg->replay_teacher;
+        sc.n_replay_teachers = cfg->n_replay_teachers;
+        for (int i = 0; i < cfg->n_replay_teachers; i++)
+            sc.replay_teachers[i] = cfg->replay_teachers[i];
         DQ_TRY(dq_source_replay_new(&t->source, &sc, err));
     } else if (cfg->n_teachers > 0) {
         DQ_TRY(dq_source_service_new(&t->source, &sc, err));
@@ -275,13 +276,14 @@ static dq_status s_grads(s_trainer *t, const dq_train_batch *b, float *loss, int
 static dq_status s_update(s_trainer *t, dq_err *err)
 {
     t->st.step++;
+    float lr = dq_lr_at(t->cfg->lr_schedule, t->cfg->lr, t->st.step, t->total_steps);
     if (t->cfg->optim == DQ_OPTIM_ADAM) {
         dq_adam_config a = dq_adam_defaults();
-        a.lr = t->cfg->lr;
+        a.lr = lr;
         a.weight_decay = t->cfg->weight_decay;
         DQ_TRY(dq_net_adam_step(t->net, t->m, t->v, t->st.step, &a, err));
     } else {
-        dq_sgd_config s = dq_sgd_defaults(t->cfg->lr);
+        dq_sgd_config s = dq_sgd_defaults(lr);
         s.momentum = t->cfg->momentum;
         s.weight_decay = t->cfg->weight_decay;
         dq_sgd_step(dq_net_params(t->net), dq_net_grads(t->net), t->m, t->nparams,
@@ -376,6 +378,7 @@ static dq_status s_run(s_trainer *t, dq_err *err)
     const dq_train_config *cfg = t->cfg;
     FILE *log = cfg->log;
     int64_t nb = (t->train.n + cfg->batch - 1) / cfg->batch;
+    t->total_steps = nb * cfg->epochs;
     int64_t batches_run = 0;
     if (log && t->st.epoch == 0 && t->st.batch_in_epoch == 0)
         fprintf(log, "training %s on %lld samples (%lld test), %lld parameters, batch %lld\n",

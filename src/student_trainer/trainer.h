@@ -22,6 +22,7 @@
 #include "student_trainer/source.h"
 #include "base/status.h"
 #include "tensor/backend_cuda.h"
+#include "tensor/optim.h"
 
 typedef enum { DQ_OPTIM_ADAM, DQ_OPTIM_SGD } dq_optim_kind;
 
@@ -37,6 +38,7 @@ typedef struct {
     int64_t limit_test;       /* evaluate on the first N test samples (0: all) */
     int64_t stop_after_batches; /* testing aid: act as if interrupted after N batches (0: off) */
     float lr;
+    dq_lr_schedule lr_schedule; /* constant (default) or cosine over all epochs' steps */
     dq_optim_kind optim;
     float momentum;           /* SGD only */
     float weight_decay;
@@ -57,7 +59,8 @@ typedef struct {
     const char *local_teachers[DQ_SOURCE_MAX_TEACHERS];
     float teacher_weights[DQ_SOURCE_MAX_TEACHERS]; /* ensemble weights (default 1 each) */
     const char *replay_dir;              /* --replay DIR (offline, LMDB cache) */
-    const char *replay_teacher;          /* sha256 (prefix) when the cache has several */
+    int n_replay_teachers;               /* --replay-teacher SHA ... (0: the only one) */
+    const char *replay_teachers[DQ_SOURCE_MAX_TEACHERS]; /* several: an ensemble */
     int64_t inflight;                    /* batches kept at the teacher service */
     int64_t inflight_bytes;              /* ... and the bytes they may hold (0: 256 MiB) */
     int64_t teacher_timeout_ms;          /* service unavailable this long: stop */

@@ -12,6 +12,7 @@
 #include "cli/opts.h"
 #include "metrics/httpd.h"
 #include "teacher_worker/teacher.h"
+#include "model/net_cuda.h"
 #include "model/onnx_import.h"
 #include "teacher_worker/worker.h"
 #include "tensor/backend.h"
@@ -99,6 +100,12 @@ int main(int argc, char **argv)
                    "requests and merges run in chunks, bounding the\n"
                    "activation memory (replies are unchanged)"),
         DQ_OPT_STR("device", "D", &device, "cpu (default) or cuda[:N]: run the forward on that GPU"),
+        DQ_OPT_I64("eval-chunk", "N", &cfg.eval_chunk, 1, 65536,
+                   "with --device cuda: samples per GPU forward (default\n"
+                   S_STR(DQ_NET_CUDA_EVAL_CHUNK) "; batches run as padded chunks of N, so a\n"
+                   "sample's outputs do not depend on its batch). Larger N\n"
+                   "runs large batches faster and pads small ones more; every\n"
+                   "worker of a service must use the same N (bits differ)"),
         DQ_OPT_INT("heartbeat-ms", "MS", &cfg.heartbeat_ms, 10, 600000,
                    "heartbeat interval (default 1000)"),
         DQ_OPT_INT("liveness", "N", &cfg.liveness, 1, 1000,
@@ -133,6 +140,9 @@ int main(int argc, char **argv)
         st = dq_fail(&err, DQ_ERR_ARG, "--weights with an ONNX model: its weights are the "
                      "file's initializers (see --help)");
     if (st == DQ_OK) st = dq_backend_select(device, &cfg.device, &err);
+    if (st == DQ_OK && cfg.eval_chunk > 0 && cfg.device.kind != DQ_DEVICE_CUDA)
+        st = dq_fail(&err, DQ_ERR_ARG, "--eval-chunk is for --device cuda (the CPU forward is "
+                     "batch-invariant at any batch)");
     if (st == DQ_OK)
         cfg.capacity = capacity ? (int)capacity
                                 : cfg.device.kind == DQ_DEVICE_CUDA ? S_GPU_CAPACITY : cfg.capacity;

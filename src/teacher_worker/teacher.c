@@ -303,12 +303,18 @@ static dq_status s_plan(dq_teacher_t *t, int64_t n, dq_err *err)
 
 dq_status dq_teacher_use_device(dq_teacher_t *t, dq_device dev, dq_err *err)
 {
+    return dq_teacher_use_device_chunked(t, dev, 0, err);
+}
+
+dq_status dq_teacher_use_device_chunked(dq_teacher_t *t, dq_device dev, int64_t eval_chunk,
+                                        dq_err *err)
+{
     if (t->echo) return DQ_OK; /* nothing to run anywhere */
     if (dev.kind != DQ_DEVICE_CUDA || t->gpu) return DQ_OK;
     /* An ONNX file is no model file to re-check the net against. */
     const char *mf = dq_onnx_is_path(t->model_path) ? NULL : t->model_path;
-    return dq_net_cuda_new(&t->gpu, t->net, mf, dev, dq_teacher_max_forward(t), false, 0, err);
-    DQ_TRY(dq_net_cuda_new(&t->gpu, t->net, mf, dev, t->max_batch, false, 0, err));
+    DQ_TRY(dq_net_cuda_new_chunked(&t->gpu, t->net, mf, dev, dq_teacher_max_forward(t), false, 0,
+                                   eval_chunk > 0 ? eval_chunk : DQ_NET_CUDA_EVAL_CHUNK, err));
     snprintf(t->impl, sizeof t->impl, "distillq-c/cuda:%d", dev.index);
     return DQ_OK;
 }

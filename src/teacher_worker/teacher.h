@@ -54,6 +54,11 @@ dq_status dq_teacher_new_echo(dq_teacher_t **out, const char *service, const cha
  * batch. Replies then equal the CPU's up to float rounding, not bit for bit
  * (docs/cuda.md). A CPU dev leaves the teacher as it is. */
 dq_status dq_teacher_use_device(dq_teacher_t *t, dq_device dev, dq_err *err);
+/* The same with the GPU eval chunk (dq_net_cuda_new_chunked; 0: the
+ * default). Every worker of one service must use the same chunk, or their
+ * replies differ in the last bits. */
+dq_status dq_teacher_use_device_chunked(dq_teacher_t *t, dq_device dev, int64_t eval_chunk,
+                                        dq_err *err);
 
 /* Service, model name and SHA-256 of the weights, as replies carry them. */
 const dq_msg_teacher *dq_teacher_identity(const dq_teacher_t *t);

@@ -75,6 +75,8 @@ typedef struct {
                                   * instead of merging what is queued (dynamic
                                   * batching, on by default; see worker.c) */
     dq_device device;            /* where the forward runs (zero-filled: the CPU) */
+    int64_t eval_chunk;          /* GPU: samples per device forward (0: the default;
+                                  * model/net_cuda.h; same on every worker of a service) */
     FILE *log;                   /* one line per join, re-join, leave; NULL: silent */
     /* Owned by main's signal handler: 1 = drain and leave, >= 2 = leave now
      * (what the worker still holds is requeued by the broker). May be NULL. */

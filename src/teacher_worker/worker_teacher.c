@@ -64,7 +64,7 @@ dq_status dq_worker_new(dq_worker_t **out, const dq_worker_config *cfg, dq_err *
     dq_status st = DQ_OK;
     if (cfg->max_forward > 0) st = dq_teacher_set_max_forward(t, cfg->max_forward, err);
     if (cfg->max_failures > 0) dq_teacher_set_max_failures(t, cfg->max_failures);
-    if (st == DQ_OK) st = dq_teacher_use_device(t, cfg->device, err);
+    if (st == DQ_OK) st = dq_teacher_use_device_chunked(t, cfg->device, cfg->eval_chunk, err);
     if (st != DQ_OK) {
         dq_teacher_destroy(&t);
         return st;

@@ -29,7 +29,6 @@
 #include "tensor/ops.h"
 
 #include <cblas.h>
-#include <limits.h>
 #include <string.h>
 
 #include "tensor/conv2d_int.h"
@@ -80,47 +79,13 @@ int64_t dq_conv2d_workspace(int64_t N, int64_t C, int64_t H, int64_t W, int64_t 
     return K * s_pad_ld(P * s_plan_group(N, K, P));
 }
 
-/* The checks shared by forward and backward: ranks, channel counts, bias,
- * output/dout shape, params and workspace size. Fills the geometry. */
-static dq_status s_check(const char *op, const dq_tensor *out, const char *out_what,
-                         const dq_tensor *in, const dq_tensor *w, dq_conv2d_params p,
-                         const float *ws, int64_t ws_floats, dq_im2col_geom *g,
-                         dq_err *err)
+/* conv2d_check.c's checks, then one image's columns of workspace. */
+static dq_status s_check(const dq_conv2d_call *c, dq_conv2d_params p, const float *ws,
+                         int64_t ws_floats, dq_im2col_geom *g, dq_err *err)
 {
-    DQ_TRY(dq_tensor_expect_rank(in, op, "input", 4, err));
-    DQ_TRY(dq_tensor_expect_rank(w, op, "weight", 4, err));
-    if (p.stride < 1 || p.padding < 0)
-        return dq_fail(err, DQ_ERR_ARG, "%s: stride %d / padding %d invalid", op, p.stride,
-                       p.padding);
-    const int64_t N = in->shape[0], C = in->shape[1], OC = w->shape[0];
-    int64_t wshape[4] = {OC, C, w->shape[2], w->shape[3]};
-    DQ_TRY(dq_tensor_expect(w, op, "weight", 4, wshape, err));
-    *g = dq_im2col_geom_make(C, in->shape[2], in->shape[3], w->shape[2], w->shape[3], p.stride,
-                             p.padding);
-    if (g->OH < 1 || g->OW < 1 || w->shape[2] < 1 || w->shape[3] < 1) {
-        char b[96];
-        return dq_fail(err, DQ_ERR_SHAPE, "%s: kernel %lldx%lld does not fit input %s", op,
-                       (long long)w->shape[2], (long long)w->shape[3],
-                       dq_tensor_shape_str(in, b, sizeof b));
-    }
-    int64_t oshape[4] = {N, OC, g->OH, g->OW};
-    DQ_TRY(dq_tensor_expect(out, op, out_what, 4, oshape, err));
-    int64_t need = g->C * g->KH * g->KW * g->OH * g->OW;
-    if (need > INT_MAX || OC > INT_MAX)
-        return dq_fail(err, DQ_ERR_UNSUPPORTED, "%s: %lld-float column matrix exceeds BLAS "
-                       "int sizes", op, (long long)need);
-    if (!ws || ws_floats < need)
-        return dq_fail(err, DQ_ERR_ARG, "%s: workspace has %lld floats, needs at least %lld",
-                       op, (long long)(ws ? ws_floats : 0), (long long)need);
-    return DQ_OK;
-}
-
-static dq_status s_check_bias(const char *op, const char *what, const dq_tensor *b, int64_t OC,
-                              dq_err *err)
-{
-    if (!b) return DQ_OK;
-    int64_t shape[1] = {OC};
-    return dq_tensor_expect(b, op, what, 1, shape, err);
+    DQ_TRY(dq_conv2d_check(c, p, g, err));
+    return dq_conv2d_check_workspace(c->op, ws, ws_floats, g->C * g->KH * g->KW * g->OH * g->OW,
+                                     err);
 }
 
 /* Pure 1x1 convolution: the image is its own column matrix. */
@@ -169,9 +134,9 @@ dq_status dq_conv2d_forward(dq_tensor *out, const dq_tensor *in, const dq_tensor
         return dq_conv2d_grouped_forward(out, in, w, b, p, ws, ws_floats, DQ_CONV2D_ALGO_AUTO,
                                          err);
     dq_im2col_geom g;
-    DQ_TRY(s_check("conv2d", out, "output", in, w, p, ws, ws_floats, &g, err));
+    const dq_conv2d_call c = {.op = "conv2d", .in = in, .w = w, .y = out, .b = b, .gemm = true};
+    DQ_TRY(s_check(&c, p, ws, ws_floats, &g, err));
     const int64_t N = in->shape[0], OC = w->shape[0];
-    DQ_TRY(s_check_bias("conv2d", "bias", b, OC, err));
     const int64_t K = g.C * g.KH * g.KW, P = g.OH * g.OW, img = g.C * g.H * g.W;
     const int pointwise = s_is_pointwise(&g);
 
@@ -277,14 +242,10 @@ dq_status dq_conv2d_backward(dq_tensor *din, dq_tensor *dw, dq_tensor *db,
         return dq_conv2d_grouped_backward(din, dw, db, dout, in, w, p, ws, ws_floats,
                                           DQ_CONV2D_ALGO_AUTO, err);
     dq_im2col_geom g;
-    DQ_TRY(s_check("conv2d backward", dout, "output gradient", in, w, p, ws, ws_floats, &g,
-                   err));
+    const dq_conv2d_call c = {.op = "conv2d backward", .in = in, .w = w, .y = dout, .b = db,
+                              .din = din, .dw = dw, .backward = true, .gemm = true};
+    DQ_TRY(s_check(&c, p, ws, ws_floats, &g, err));
     const int64_t N = in->shape[0], OC = w->shape[0];
-    if (din) DQ_TRY(dq_tensor_expect(din, "conv2d backward", "input gradient", 4, in->shape,
-                                     err));
-    if (dw) DQ_TRY(dq_tensor_expect(dw, "conv2d backward", "weight gradient", 4, w->shape,
-                                    err));
-    DQ_TRY(s_check_bias("conv2d backward", "bias gradient", db, OC, err));
     const int64_t K = g.C * g.KH * g.KW, P = g.OH * g.OW, img = g.C * g.H * g.W;
     const int pointwise = s_is_pointwise(&g);
     const int64_t ldcol = s_col_ld(P, K, ws_floats);

@@ -40,7 +40,6 @@
 #include "tensor/ops.h"
 
 #include <cblas.h>
-#include <limits.h>
 #include <string.h>
 
 #include "tensor/conv2d_int.h"
@@ -102,51 +101,31 @@ int64_t dq_conv2d_cols_floats(int64_t N, int64_t C, int64_t H, int64_t W, int64_
     return N * C * KH * KW * (OH * OW + S_LD_PAD);
 }
 
-/* Checks shared by both directions; fills the geometry. t is the output
- * (forward) or the output gradient (backward). */
-static dq_status s_check(const char *op, const dq_tensor *t, const char *t_what,
-                         const dq_tensor *in, const dq_tensor *w, dq_conv2d_params p,
-                         const float *cols, int64_t cols_floats, const float *ws,
-                         int64_t ws_floats, dq_im2col_geom *g, dq_err *err)
+/* The paths here are ungrouped (conv2d.c's GEMMs); groups > 1 would pass
+ * dq_conv2d_check with a [OC, C/groups, ...] weight. */
+static dq_status s_check_ungrouped(const char *op, dq_conv2d_params p, dq_err *err)
 {
-    DQ_TRY(dq_tensor_expect_rank(in, op, "input", 4, err));
-    DQ_TRY(dq_tensor_expect_rank(w, op, "weight", 4, err));
-    if (p.stride < 1 || p.padding < 0)
-        return dq_fail(err, DQ_ERR_ARG, "%s: stride %d / padding %d invalid", op, p.stride,
-                       p.padding);
-    const int64_t N = in->shape[0], C = in->shape[1], OC = w->shape[0];
-    int64_t wshape[4] = {OC, C, w->shape[2], w->shape[3]};
-    DQ_TRY(dq_tensor_expect(w, op, "weight", 4, wshape, err));
-    *g = dq_im2col_geom_make(C, in->shape[2], in->shape[3], w->shape[2], w->shape[3], p.stride,
-                             p.padding);
-    if (g->OH < 1 || g->OW < 1 || w->shape[2] < 1 || w->shape[3] < 1) {
-        char b[96];
-        return dq_fail(err, DQ_ERR_SHAPE, "%s: kernel %lldx%lld does not fit input %s", op,
-                       (long long)w->shape[2], (long long)w->shape[3],
-                       dq_tensor_shape_str(in, b, sizeof b));
-    }
-    int64_t oshape[4] = {N, OC, g->OH, g->OW};
-    DQ_TRY(dq_tensor_expect(t, op, t_what, 4, oshape, err));
-    int64_t need = g->C * g->KH * g->KW * g->OH * g->OW;
-    if (need > INT_MAX || OC > INT_MAX)
-        return dq_fail(err, DQ_ERR_UNSUPPORTED, "%s: %lld-float column matrix exceeds BLAS "
-                       "int sizes", op, (long long)need);
-    if (!ws || ws_floats < need)
-        return dq_fail(err, DQ_ERR_ARG, "%s: workspace has %lld floats, needs at least %lld",
-                       op, (long long)(ws ? ws_floats : 0), (long long)need);
-    int64_t cneed = dq_conv2d_cols_floats(N, g->C, g->H, g->W, g->KH, g->KW, p);
-    if (cols && cols_floats < cneed)
-        return dq_fail(err, DQ_ERR_ARG, "%s: column buffer has %lld floats, needs %lld", op,
-                       (long long)cols_floats, (long long)cneed);
+    if (p.groups > 1)
+        return dq_fail(err, DQ_ERR_UNSUPPORTED, "%s: groups %d: this path is ungrouped only",
+                       op, p.groups);
     return DQ_OK;
 }
 
-static dq_status s_check_bias(const char *op, const char *what, const dq_tensor *b, int64_t OC,
-                              dq_err *err)
+/* conv2d_check.c's checks, one image's columns of workspace, and room in
+ * the saved column buffer when there is one. */
+static dq_status s_check(const dq_conv2d_call *c, dq_conv2d_params p, const float *cols,
+                         int64_t cols_floats, const float *ws, int64_t ws_floats,
+                         dq_im2col_geom *g, dq_err *err)
 {
-    if (!b) return DQ_OK;
-    int64_t shape[1] = {OC};
-    return dq_tensor_expect(b, op, what, 1, shape, err);
+    DQ_TRY(s_check_ungrouped(c->op, p, err));
+    DQ_TRY(dq_conv2d_check(c, p, g, err));
+    DQ_TRY(dq_conv2d_check_workspace(c->op, ws, ws_floats,
+                                     g->C * g->KH * g->KW * g->OH * g->OW, err));
+    int64_t cneed = dq_conv2d_cols_floats(c->in->shape[0], g->C, g->H, g->W, g->KH, g->KW, p);
+    if (cols && cols_floats < cneed)
+        return dq_fail(err, DQ_ERR_ARG, "%s: column buffer has %lld floats, needs %lld", c->op,
+                       (long long)cols_floats, (long long)cneed);
+    return DQ_OK;
 }
 
 /* dst[0..n) = v (blocks of 8 so gcc -O2 vectorises, as in conv2d.c). */
@@ -222,9 +201,9 @@ dq_status dq_conv2d_fused_forward(dq_tensor *out, dq_tensor *pool_out, int32_t *
 {
     const char *op = "conv2d (fused)";
     dq_im2col_geom g;
-    DQ_TRY(s_check(op, out, "output", in, w, p, cols, cols_floats, ws, ws_floats, &g, err));
+    const dq_conv2d_call c = {.op = op, .in = in, .w = w, .y = out, .b = b, .gemm = true};
+    DQ_TRY(s_check(&c, p, cols, cols_floats, ws, ws_floats, &g, err));
     const int64_t N = in->shape[0], OC = w->shape[0];
-    DQ_TRY(s_check_bias(op, "bias", b, OC, err));
     if (e.pool_kernel > 0) {
         if (!pool_out || !argmax)
             return dq_fail(err, DQ_ERR_ARG, "%s: pool output or argmax is missing", op);
@@ -306,12 +285,10 @@ dq_status dq_conv2d_backward_cols(dq_tensor *din, dq_tensor *dw, dq_tensor *db,
     const char *op = "conv2d backward (saved columns)";
     dq_im2col_geom g;
     if (!cols) return dq_fail(err, DQ_ERR_ARG, "%s: column buffer is missing", op);
-    DQ_TRY(s_check(op, dout, "output gradient", in, w, p, cols, cols_floats, ws, ws_floats, &g,
-                   err));
+    const dq_conv2d_call c = {.op = op, .in = in, .w = w, .y = dout, .b = db, .din = din,
+                              .dw = dw, .backward = true, .gemm = true};
+    DQ_TRY(s_check(&c, p, cols, cols_floats, ws, ws_floats, &g, err));
     const int64_t N = in->shape[0], OC = w->shape[0];
-    if (din) DQ_TRY(dq_tensor_expect(din, op, "input gradient", 4, in->shape, err));
-    if (dw) DQ_TRY(dq_tensor_expect(dw, op, "weight gradient", 4, w->shape, err));
-    DQ_TRY(s_check_bias(op, "bias gradient", db, OC, err));
     const int64_t K = g.C * g.KH * g.KW, P = g.OH * g.OW, img = g.C * g.H * g.W;
     const int pointwise = s_is_pointwise(&g);
     /* Where dq_conv2d_backward lays images side by side (small planes) its
@@ -380,22 +357,16 @@ dq_status dq_conv2d_relu_maxpool_backward(dq_tensor *din, dq_tensor *dw, dq_tens
 {
     const char *op = "conv2d+relu+maxpool backward";
     dq_im2col_geom g;
-    DQ_TRY(dq_tensor_expect_rank(in, op, "input", 4, err));
-    DQ_TRY(dq_tensor_expect_rank(w, op, "weight", 4, err));
+    const dq_conv2d_call c = {.op = op, .in = in, .w = w, .b = db, .din = din, .dw = dw,
+                              .backward = true, .gemm = true};
+    DQ_TRY(s_check_ungrouped(op, p, err));
+    DQ_TRY(dq_conv2d_check(&c, p, &g, err));
     const int64_t N = in->shape[0], OC = w->shape[0];
-    g = dq_im2col_geom_make(in->shape[1], in->shape[2], in->shape[3], w->shape[2], w->shape[3],
-                            p.stride, p.padding);
-    if (g.OH < 1 || g.OW < 1)
-        return dq_fail(err, DQ_ERR_SHAPE, "%s: kernel does not fit the input", op);
     const int64_t K = g.C * g.KH * g.KW, P = g.OH * g.OW, img = g.C * g.H * g.W;
-    const int64_t need = dq_conv2d_relu_maxpool_backward_workspace(g.C, g.H, g.W, g.KH, g.KW,
-                                                                   OC, p);
-    if (!ws || ws_floats < need)
-        return dq_fail(err, DQ_ERR_ARG, "%s: workspace has %lld floats, needs at least %lld",
-                       op, (long long)(ws ? ws_floats : 0), (long long)need);
-    if (din) DQ_TRY(dq_tensor_expect(din, op, "input gradient", 4, in->shape, err));
-    if (dw) DQ_TRY(dq_tensor_expect(dw, op, "weight gradient", 4, w->shape, err));
-    DQ_TRY(s_check_bias(op, "bias gradient", db, OC, err));
+    DQ_TRY(dq_conv2d_check_workspace(op, ws, ws_floats,
+                                     dq_conv2d_relu_maxpool_backward_workspace(
+                                         g.C, g.H, g.W, g.KH, g.KW, OC, p),
+                                     err));
     DQ_TRY(dq_tensor_expect_rank(pool_dout, op, "pool output gradient", 4, err));
     if (pool_dout->shape[0] != N || pool_dout->shape[1] != OC) {
         char b[96];
@@ -405,9 +376,6 @@ dq_status dq_conv2d_relu_maxpool_backward(dq_tensor *din, dq_tensor *dw, dq_tens
     }
     DQ_TRY(dq_tensor_expect(pool_out, op, "pool output", 4, pool_dout->shape, err));
     if (!argmax) return dq_fail(err, DQ_ERR_ARG, "%s: argmax is missing", op);
-    if (K * P > INT_MAX || OC > INT_MAX)
-        return dq_fail(err, DQ_ERR_UNSUPPORTED, "%s: %lld-float column matrix exceeds BLAS "
-                       "int sizes", op, (long long)(K * P));
     /* Image by image is bitwise dq_conv2d_backward only where that one runs
      * image by image too (not on small planes of several images). */
     if (!dq_conv2d_backward_per_image(N, K, P, OC, ws_floats))

@@ -24,7 +24,6 @@
 #include "tensor/conv2d_int.h"
 
 #include <cblas.h>
-#include <limits.h>
 #include <string.h>
 
 #include "tensor/im2col.h"
@@ -79,50 +78,18 @@ int64_t dq_conv2d_grouped_workspace(int64_t C, int64_t H, int64_t W, int64_t KH,
     return C * KH * KW * (P % 256 == 0 ? P + 16 : P);
 }
 
-/* Shapes, groups, bias and workspace, shared by forward (t = out) and
- * backward (t = dout). Fills the geometry of one image. */
-static dq_status s_check(const char *op, const dq_tensor *t, const char *t_what,
-                         const dq_tensor *in, const dq_tensor *w, const dq_tensor *b,
-                         const char *b_what, dq_conv2d_params p, int direct, const float *ws,
-                         int64_t ws_floats, dq_im2col_geom *g, dq_err *err)
+/* conv2d_check.c's checks (t: the output or output gradient, b: the bias or
+ * its gradient), the direct kernel's restriction to depthwise, and the
+ * workspace of the path taken. Fills the geometry of one image. */
+static dq_status s_check(const dq_conv2d_call *c, dq_conv2d_params p, int direct,
+                         const float *ws, int64_t ws_floats, dq_im2col_geom *g, dq_err *err)
 {
-    DQ_TRY(dq_tensor_expect_rank(in, op, "input", 4, err));
-    DQ_TRY(dq_tensor_expect_rank(w, op, "weight", 4, err));
-    if (p.stride < 1 || p.padding < 0 || p.groups < 0)
-        return dq_fail(err, DQ_ERR_ARG, "%s: stride %d / padding %d / groups %d invalid", op,
-                       p.stride, p.padding, p.groups);
-    const int64_t N = in->shape[0], C = in->shape[1], OC = w->shape[0], G = s_groups(p);
-    if (C % G != 0 || OC % G != 0)
-        return dq_fail(err, DQ_ERR_SHAPE, "%s: %lld input and %lld output channels are not "
-                       "both divisible by groups %lld", op, (long long)C, (long long)OC,
-                       (long long)G);
-    if (direct && G != C)
+    DQ_TRY(dq_conv2d_check(c, p, g, err));
+    if (direct && s_groups(p) != g->C)
         return dq_fail(err, DQ_ERR_ARG, "%s: the direct kernel is depthwise only (groups %lld, "
-                       "%lld channels)", op, (long long)G, (long long)C);
-    int64_t wshape[4] = {OC, C / G, w->shape[2], w->shape[3]};
-    DQ_TRY(dq_tensor_expect(w, op, "weight", 4, wshape, err));
-    *g = dq_im2col_geom_make(C, in->shape[2], in->shape[3], w->shape[2], w->shape[3], p.stride,
-                             p.padding);
-    if (g->OH < 1 || g->OW < 1 || w->shape[2] < 1 || w->shape[3] < 1) {
-        char buf[96];
-        return dq_fail(err, DQ_ERR_SHAPE, "%s: kernel %lldx%lld does not fit input %s", op,
-                       (long long)w->shape[2], (long long)w->shape[3],
-                       dq_tensor_shape_str(in, buf, sizeof buf));
-    }
-    int64_t oshape[4] = {N, OC, g->OH, g->OW};
-    DQ_TRY(dq_tensor_expect(t, op, t_what, 4, oshape, err));
-    if (b) {
-        int64_t bshape[1] = {OC};
-        DQ_TRY(dq_tensor_expect(b, op, b_what, 1, bshape, err));
-    }
-    int64_t need = direct ? s_dw_ws(g) : C * g->KH * g->KW * g->OH * g->OW;
-    if (!direct && (need > INT_MAX || OC > INT_MAX))
-        return dq_fail(err, DQ_ERR_UNSUPPORTED, "%s: %lld-float column matrix exceeds BLAS "
-                       "int sizes", op, (long long)need);
-    if (need > 0 && (!ws || ws_floats < need))
-        return dq_fail(err, DQ_ERR_ARG, "%s: workspace has %lld floats, needs at least %lld",
-                       op, (long long)(ws ? ws_floats : 0), (long long)need);
-    return DQ_OK;
+                       "%lld channels)", c->op, (long long)s_groups(p), (long long)g->C);
+    int64_t need = direct ? s_dw_ws(g) : g->C * g->KH * g->KW * g->OH * g->OW;
+    return dq_conv2d_check_workspace(c->op, ws, ws_floats, need, err);
 }
 
 static int s_use_direct(dq_conv2d_algo algo, const dq_tensor *in, dq_conv2d_params p)
@@ -401,8 +368,9 @@ dq_status dq_conv2d_grouped_forward(dq_tensor *out, const dq_tensor *in, const d
 {
     const int direct = s_use_direct(algo, in, p);
     dq_im2col_geom g;
-    DQ_TRY(s_check("conv2d", out, "output", in, w, b, "bias", p, direct, ws, ws_floats, &g,
-                   err));
+    const dq_conv2d_call c = {.op = "conv2d", .in = in, .w = w, .y = out, .b = b,
+                              .gemm = !direct};
+    DQ_TRY(s_check(&c, p, direct, ws, ws_floats, &g, err));
     if (direct)
         s_dw_forward(out, in, w, b, &g, ws);
     else
@@ -418,10 +386,9 @@ dq_status dq_conv2d_grouped_backward(dq_tensor *din, dq_tensor *dw, dq_tensor *d
     const char *op = "conv2d backward";
     const int direct = s_use_direct(algo, in, p);
     dq_im2col_geom g;
-    DQ_TRY(s_check(op, dout, "output gradient", in, w, db, "bias gradient", p, direct, ws,
-                   ws_floats, &g, err));
-    if (din) DQ_TRY(dq_tensor_expect(din, op, "input gradient", 4, in->shape, err));
-    if (dw) DQ_TRY(dq_tensor_expect(dw, op, "weight gradient", 4, w->shape, err));
+    const dq_conv2d_call c = {.op = op, .in = in, .w = w, .y = dout, .b = db, .din = din,
+                              .dw = dw, .backward = true, .gemm = !direct};
+    DQ_TRY(s_check(&c, p, direct, ws, ws_floats, &g, err));
     if (direct)
         s_dw_backward(din, dw, db, dout, in, w, &g, ws);
     else

@@ -1,5 +1,7 @@
-/* conv2d_int.h - the grouped convolution paths behind dq_conv2d_forward /
- * dq_conv2d_backward, visible to conv2d.c and the tests only.
+/* conv2d_int.h - what the convolution files share, visible to them and the
+ * tests only: the argument checks every entry point runs (conv2d_check.c)
+ * and the grouped convolution paths behind dq_conv2d_forward /
+ * dq_conv2d_backward.
  *
  * dq_conv2d_forward dispatches here when params.groups > 1. The algorithm
  * is normally chosen by the shape (AUTO: the direct kernel for depthwise,
@@ -9,7 +11,33 @@
 #ifndef DQ_CONV2D_INT_H
 #define DQ_CONV2D_INT_H
 
+#include "tensor/im2col.h"
 #include "tensor/ops.h"
+
+/* One convolution call as dq_conv2d_check sees it. */
+typedef struct {
+    const char *op;            /* the call's name, opening every message */
+    const dq_tensor *in;       /* input [N, C, H, W] */
+    const dq_tensor *w;        /* weight [OC, C/groups, KH, KW] */
+    const dq_tensor *y;        /* output, or output gradient, [N, OC, OH, OW]; NULL: none */
+    const dq_tensor *b;        /* bias, or bias gradient, [OC]; may be NULL */
+    const dq_tensor *din, *dw; /* backward: input / weight gradients, may be NULL */
+    bool backward;             /* y and b are gradients (named so in messages) */
+    bool gemm;                 /* lowered to BLAS: the column matrix and OC must fit an int */
+} dq_conv2d_call;
+
+/* Ranks, params (stride >= 1, padding >= 0, groups >= 0), channels divisible
+ * by the groups, then the shapes of w, y, b, din and dw against in's and
+ * w's, and the kernel fitting the padded input. Fills the geometry of one
+ * image. DQ_ERR_SHAPE / DQ_ERR_ARG naming the tensor at fault with the shape
+ * it has and the one expected; DQ_ERR_UNSUPPORTED past BLAS's int sizes. */
+dq_status dq_conv2d_check(const dq_conv2d_call *c, dq_conv2d_params p, dq_im2col_geom *g,
+                          dq_err *err);
+
+/* DQ_ERR_ARG "<op>: workspace has X floats, needs at least need" when ws is
+ * NULL or short; DQ_OK when need <= 0. */
+dq_status dq_conv2d_check_workspace(const char *op, const float *ws, int64_t ws_floats,
+                                    int64_t need, dq_err *err);
 
 /* Output-plane positions from which dq_conv2d_backward runs image by image
  * (below, it lays a group of images side by side: conv2d.c); the fused

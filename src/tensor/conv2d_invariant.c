@@ -55,35 +55,16 @@ dq_status dq_conv2d_forward_invariant(dq_tensor *out, const dq_tensor *in, const
         return dq_conv2d_grouped_forward(out, in, w, b, p, ws, ws_floats, DQ_CONV2D_ALGO_AUTO,
                                          err);
     const char *op = "conv2d (eval)";
-    DQ_TRY(dq_tensor_expect_rank(in, op, "input", 4, err));
-    DQ_TRY(dq_tensor_expect_rank(w, op, "weight", 4, err));
-    if (p.stride < 1 || p.padding < 0)
-        return dq_fail(err, DQ_ERR_ARG, "%s: stride %d / padding %d invalid", op, p.stride,
-                       p.padding);
+    const dq_conv2d_call c = {.op = op, .in = in, .w = w, .y = out, .b = b};
+    dq_im2col_geom g;
+    DQ_TRY(dq_conv2d_check(&c, p, &g, err));
     const int64_t N = in->shape[0], C = in->shape[1], OC = w->shape[0];
-    int64_t wshape[4] = {OC, C, w->shape[2], w->shape[3]};
-    DQ_TRY(dq_tensor_expect(w, op, "weight", 4, wshape, err));
-    if (b) {
-        int64_t bshape[1] = {OC};
-        DQ_TRY(dq_tensor_expect(b, op, "bias", 1, bshape, err));
-    }
-    dq_im2col_geom g = dq_im2col_geom_make(C, in->shape[2], in->shape[3], w->shape[2],
-                                           w->shape[3], p.stride, p.padding);
-    if (g.OH < 1 || g.OW < 1 || g.KH < 1 || g.KW < 1) {
-        char s[96];
-        return dq_fail(err, DQ_ERR_SHAPE, "%s: kernel %lldx%lld does not fit input %s", op,
-                       (long long)g.KH, (long long)g.KW, dq_tensor_shape_str(in, s, sizeof s));
-    }
-    int64_t oshape[4] = {N, OC, g.OH, g.OW};
-    DQ_TRY(dq_tensor_expect(out, op, "output", 4, oshape, err));
     if (N == 0) return DQ_OK;
     const int64_t K = C * g.KH * g.KW, P = g.OH * g.OW, img = C * g.H * g.W;
     const int64_t G = s_group(N, K, P);
     const int64_t need1 = (dq_gemm_fixed_workspace(1) + 15) / 16 * 16; /* one thread */
     const int64_t cols = (K * G * P + 15) / 16 * 16, need = need1 + cols + OC * G * P;
-    if (!ws || ws_floats < need)
-        return dq_fail(err, DQ_ERR_ARG, "%s: workspace has %lld floats, needs %lld", op,
-                       (long long)(ws ? ws_floats : 0), (long long)need);
+    DQ_TRY(dq_conv2d_check_workspace(op, ws, ws_floats, need, err));
     /* Packing space for as many threads as the workspace was planned for. */
     const int64_t gw = ws_floats - cols - OC * G * P;
     float *col = ws + gw, *slab = col + cols;

@@ -41,6 +41,14 @@ typedef struct {
 
 dq_sgd_config dq_sgd_defaults(float lr);
 
+/* Learning-rate schedules (lr_schedule.c). */
+typedef enum { DQ_LR_CONSTANT, DQ_LR_COSINE } dq_lr_schedule;
+
+/* The rate of 1-based optimiser step `step` of `total`: constant: lr;
+ * cosine: lr * (1 + cos(pi * (step - 1) / total)) / 2, lr at step 1 and
+ * near 0 at the last. */
+float dq_lr_at(dq_lr_schedule s, float lr, int64_t step, int64_t total);
+
 /* One SGD step; velocity holds n floats (zero before the first step; may be
  * NULL when momentum is 0, as PyTorch then keeps no buffer).
  * first_step != 0 initialises the buffer with the gradient as PyTorch does. */

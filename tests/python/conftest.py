@@ -6,6 +6,7 @@ Environment (set by test_python.sh): DQ_BIN (the build dir with the
 programs), DQ_SRC (the source tree), DISTILLQ_LIB (the built
 libdistillq.so.0), PYTHONPATH (python/ of the source tree).
 """
+import atexit
 import gzip
 import json
 import os
@@ -27,19 +28,62 @@ LIGHT = os.path.join(SRC, "models", "lightnn-fmnist.model")
 HB = ["--heartbeat-ms", "100", "--liveness", "3"]
 
 
-def free_port_pair():
-    for _ in range(200):
-        s1, s2 = socket.socket(), socket.socket()
+_CLAIMED = []
+
+
+def _port_bindable(p):
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", p))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+def _port_claim(p):
+    """The shell tests' reservation (tests/tap_lib.sh port_claim): a directory
+    per port holding its owner's pid, so parallel tests never pick the same
+    port; a dead owner's claim is taken over."""
+    d = os.path.join(os.environ.get("TMPDIR", "/tmp"), "dq-port.%d" % p)
+    for _ in range(2):
         try:
-            s1.bind(("127.0.0.1", 0))
-            p = s1.getsockname()[1]
-            s2.bind(("127.0.0.1", p + 1))
-            return p
-        except OSError:
-            continue
-        finally:
-            s1.close()
-            s2.close()
+            os.mkdir(d)
+        except FileExistsError:
+            try:
+                with open(os.path.join(d, "pid")) as f:
+                    os.kill(int(f.read().strip()), 0)
+                return False  # its owner lives
+            except (OSError, ValueError):
+                shutil.rmtree(d, ignore_errors=True)
+                continue
+        with open(os.path.join(d, "pid"), "w") as f:
+            f.write("%d\n" % os.getpid())
+        _CLAIMED.append(d)
+        return True
+    return False
+
+
+@atexit.register
+def _release_ports():
+    for d in _CLAIMED:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def free_port_pair():
+    """Two consecutive loopback ports, picked as tests/tap_lib.sh does: below
+    Linux's ephemeral range (32768-60999), where a port can be taken at any
+    moment as the local end of some outgoing connection before our broker
+    binds it (bind(0) hands out exactly such ports), and reserved."""
+    p = 20000 + (os.getpid() * 7) % 11000
+    for _ in range(400):
+        p += 2
+        if p >= 32700:
+            p = 20000
+        if _port_bindable(p) and _port_bindable(p + 1) and _port_claim(p):
+            if _port_claim(p + 1):
+                return p
     raise RuntimeError("no free port pair")
 
 
