@@ -20,15 +20,20 @@
 typedef struct {
     const char *v[S_MAX_KEEP];
     int n;
+    char *copies[S_MAX_KEEP]; /* the strtok'd copies v points into; main frees them */
+    int n_copies;
 } s_keep;
 
 /* --keep SHA256[,SHA256...]: the list is copied (strtok writes into it) and
- * lives as long as the program. Empty items are skipped. */
+ * kept in k->copies until main returns. Empty items are skipped. */
 static dq_status s_parse_keep(void *dst, const char *opt, const char *val, dq_err *err)
 {
     s_keep *k = dst;
+    if (k->n_copies == S_MAX_KEEP)
+        return dq_fail(err, DQ_ERR_ARG, "%s: at most %d teachers", opt, S_MAX_KEEP);
     char *copy = strdup(val), *save = NULL;
     if (!copy) return dq_fail(err, DQ_ERR_NOMEM, "%s: out of memory", opt);
+    k->copies[k->n_copies++] = copy;
     for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
         if (k->n == S_MAX_KEEP)
             return dq_fail(err, DQ_ERR_ARG, "%s: at most %d teachers", opt, S_MAX_KEEP);
@@ -157,16 +162,16 @@ static int s_gc(dq_cache_t *c, const char *const *keep, int n_keep)
     return 0;
 }
 
-int main(int argc, char **argv)
+static int s_main(int argc, char **argv, s_keep *kp)
 {
     const char *teacher = NULL, *output = "logits", *out = NULL;
-    s_keep keep = {.n = 0};
+    s_keep *keep = kp;
     const dq_opt opts[] = {
         DQ_OPT_STR("teacher", "SHA256", &teacher,
                    "teacher weights sha256 (default: the only teacher present)"),
         DQ_OPT_STR("output", "NAME", &output, "output name (default logits)"),
         DQ_OPT_STR("out", "FILE.npy", &out, "where export writes"),
-        DQ_OPT_CALL("keep", "SHA256", s_parse_keep, &keep,
+        DQ_OPT_CALL("keep", "SHA256", s_parse_keep, keep,
                     "gc: a teacher to keep; repeatable, or comma-separated"),
         DQ_OPT_HELP,
         DQ_OPT_VERSION,
@@ -200,7 +205,7 @@ int main(int argc, char **argv)
                 cmd);
         return 2;
     }
-    if (is_gc != (keep.n > 0)) {
+    if (is_gc != (keep->n > 0)) {
         fprintf(stderr, "distillq-cache: gc needs --keep SHA256 (and --keep is for gc only)\n");
         return 2;
     }
@@ -223,9 +228,17 @@ int main(int argc, char **argv)
         return 1;
     }
     int rc = strcmp(cmd, "stats") == 0 ? s_stats(c)
-           : is_gc ? s_gc(c, keep.v, keep.n)
+           : is_gc ? s_gc(c, keep->v, keep->n)
            : strcmp(cmd, "verify") == 0 ? s_verify(c)
            : s_export(c, teacher, output, out);
     dq_cache_close(&c);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    s_keep keep = {.n = 0};
+    int rc = s_main(argc, argv, &keep);
+    for (int i = 0; i < keep.n_copies; i++) free(keep.copies[i]);
     return rc;
 }
