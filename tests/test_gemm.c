@@ -18,6 +18,7 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "tensor/backend.h"
 #include "tensor/gemm.h"
 #include "tensor/ops.h"
 #include "tensor/rng.h"
@@ -190,6 +191,57 @@ static void test_conv_invariant(void **state)
     free(x), free(w), free(b), free(y), free(z), free(ws);
 }
 
+/* The eval conv splits a batch between its threads (and a single image's
+ * GEMM columns): any thread count, any workspace and any sub-batch give
+ * the bits of one thread. 32 channels of 28x28 make groups of two images,
+ * so a worker runs several groups and the last is partial. */
+static void test_conv_invariant_threads(void **state)
+{
+    (void)state;
+    const int64_t N = 7, C = 32, H = 28, W = 28, OC = 8, KS = 3, per = OC * H * W;
+    dq_conv2d_params p = {1, 1, 0};
+    dq_rng r;
+    dq_rng_seed(&r, 5);
+    float *x = s_rand(N * C * H * W, &r), *w = s_rand(OC * C * KS * KS, &r), *b = s_rand(OC, &r);
+    float *y = malloc(sizeof(float) * (size_t)(N * per)), *z = malloc(sizeof(float) * (size_t)(N * per));
+    assert_non_null(y);
+    assert_non_null(z);
+    const int saved = dq_backend_threads();
+    dq_backend_set_threads(1);
+    const int64_t ws1 = dq_conv2d_invariant_workspace(N, C, H, W, KS, KS, OC, p);
+    dq_backend_set_threads(4);
+    const int64_t wsn = dq_conv2d_invariant_workspace(N, C, H, W, KS, KS, OC, p);
+    assert_true(wsn > ws1);
+    float *ws = aligned_alloc(64, sizeof(float) * (size_t)((wsn + 15) / 16 * 16));
+    assert_non_null(ws);
+    dq_tensor tw = dq_tensor_view4(w, OC, C, KS, KS);
+    int64_t bs[1] = {OC};
+    dq_tensor tb = dq_tensor_view(b, 1, bs);
+    dq_err err = {{0}};
+    dq_tensor tx = dq_tensor_view4(x, N, C, H, W), ty = dq_tensor_view4(y, N, OC, H, W);
+    dq_backend_set_threads(1);
+    assert_int_equal(dq_conv2d_forward_invariant(&ty, &tx, &tw, &tb, p, ws, wsn, &err), DQ_OK);
+    for (int t = 2; t <= 4; t++) {
+        dq_backend_set_threads(t);
+        for (int64_t n = 1; n <= N; n++) {
+            const int64_t off = N - n;
+            dq_tensor sx = dq_tensor_view4(x + off * C * H * W, n, C, H, W);
+            dq_tensor sz = dq_tensor_view4(z, n, OC, H, W);
+            memset(z, 0, sizeof(float) * (size_t)(n * per));
+            assert_int_equal(dq_conv2d_forward_invariant(&sz, &sx, &tw, &tb, p, ws, wsn, &err),
+                             DQ_OK);
+            assert_memory_equal(z, y + off * per, sizeof(float) * (size_t)(n * per));
+            /* a workspace planned for one thread: that thread, the same bits */
+            memset(z, 0, sizeof(float) * (size_t)(n * per));
+            assert_int_equal(dq_conv2d_forward_invariant(&sz, &sx, &tw, &tb, p, ws, ws1, &err),
+                             DQ_OK);
+            assert_memory_equal(z, y + off * per, sizeof(float) * (size_t)(n * per));
+        }
+    }
+    dq_backend_set_threads(saved);
+    free(x), free(w), free(b), free(y), free(z), free(ws);
+}
+
 static void test_linear_invariant(void **state)
 {
     (void)state;
@@ -228,6 +280,7 @@ int main(void)
         cmocka_unit_test(test_position_invariance),
         cmocka_unit_test(test_thread_count_invariance),
         cmocka_unit_test(test_conv_invariant),
+        cmocka_unit_test(test_conv_invariant_threads),
         cmocka_unit_test(test_linear_invariant),
     };
     return cmocka_run_group_tests_name("gemm", tests, NULL, NULL);

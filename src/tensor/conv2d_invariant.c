@@ -2,21 +2,31 @@
  * does not depend on the batch it comes in (see tensor/gemm.h for why
  * OpenBLAS cannot promise that).
  *
- * Images are lowered side by side into the column buffer, G at a time, and
+ * Images are lowered side by side into a column buffer, G at a time, and
  * one position-invariant GEMM (dq_gemm_fixed) computes the [OC, G*P] slab
  * into scratch, which is then permuted to NCHW while the bias is added. The
  * arithmetic of an output element is therefore the same for every G and
  * every position: the GEMM's fixed k-order, then one addition of the bias.
  * G is planned from the column buffer's size as the training path does, so
  * the wide GEMMs that make small late layers fast (P = 1 at ResNet's last
- * stage) are kept. The GEMM runs on the backend's thread count
- * (dq_backend_threads at plan and at call time; the workspace bounds it).
+ * stage) are kept.
+ *
+ * Threads (dq_backend_threads at plan and at call time; the workspace
+ * bounds them) split the batch: each worker takes a contiguous run of
+ * images and lowers, multiplies, permutes and biases them in its own slice
+ * of the workspace, with a one-thread GEMM. The lowering and the epilogue,
+ * a third of the forward on one thread, then run in parallel too, and no
+ * worker waits on another between groups. Since an image's output does not
+ * depend on its group or its column, the split changes no bit. A batch of
+ * one image cannot be split: it runs on one worker whose GEMM takes the
+ * threads instead (splitting its columns, also bitwise neutral).
  * Grouped and depthwise convolutions (groups > 1) go to conv2d_grouped.c,
  * whose paths are invariant by construction (one image per GEMM, or the
  * direct depthwise kernel).
  */
 #include "tensor/ops.h"
 
+#include <pthread.h>
 #include <string.h>
 
 #include "tensor/backend.h"
@@ -26,12 +36,32 @@
 
 #define S_GROUP_BYTES ((int64_t)2 << 20) /* column buffer per group, as conv2d.c */
 
-/* Images per GEMM: as many as fit the budget, at least 1, at most n. */
-static int64_t s_group(int64_t n, int64_t k, int64_t p)
+static int64_t s_align16(int64_t n)
 {
-    int64_t g = S_GROUP_BYTES / ((int64_t)sizeof(float) * k * p);
-    if (g > n) g = n;
-    return g < 1 ? 1 : g;
+    return (n + 15) / 16 * 16;
+}
+
+/* How a batch of N images runs on T threads: `workers` slices of the
+ * workspace, each `floats` long (GEMM packing for `gemm_threads`, then the
+ * columns and the slab of `G` images), and images per group. */
+typedef struct {
+    int64_t workers, gemm_threads, G, floats;
+} s_plan;
+
+static s_plan s_make_plan(int64_t N, int64_t K, int64_t P, int64_t OC, int64_t T)
+{
+    if (T < 1) T = 1;
+    if (T > DQ_GEMM_MAX_THREADS) T = DQ_GEMM_MAX_THREADS;
+    s_plan pl = {.workers = T < N ? T : N, .gemm_threads = 1};
+    if (pl.workers < 1) pl.workers = 1;
+    if (pl.workers == 1) pl.gemm_threads = T;
+    const int64_t share = (N + pl.workers - 1) / pl.workers; /* images per worker, at most */
+    int64_t g = S_GROUP_BYTES / ((int64_t)sizeof(float) * K * P);
+    if (g > share) g = share;
+    pl.G = g < 1 ? 1 : g;
+    pl.floats = s_align16(dq_gemm_fixed_workspace((int)pl.gemm_threads)) +
+                s_align16(K * pl.G * P) + s_align16(OC * pl.G * P);
+    return pl;
 }
 
 int64_t dq_conv2d_invariant_workspace(int64_t N, int64_t C, int64_t H, int64_t W, int64_t KH,
@@ -41,10 +71,46 @@ int64_t dq_conv2d_invariant_workspace(int64_t N, int64_t C, int64_t H, int64_t W
     int64_t OH = dq_conv2d_out_size(H, KH, p.stride, p.padding);
     int64_t OW = dq_conv2d_out_size(W, KW, p.stride, p.padding);
     if (N < 1 || C < 1 || OC < 1 || OH < 1 || OW < 1) return 0;
-    int64_t K = C * KH * KW, P = OH * OW, G = s_group(N, K, P);
-    /* GEMM packing, columns, then the [OC, G*P] slab; each 16-float aligned. */
-    int64_t gw = (dq_gemm_fixed_workspace(dq_backend_threads()) + 15) / 16 * 16;
-    return gw + (K * G * P + 15) / 16 * 16 + OC * G * P;
+    s_plan pl = s_make_plan(N, C * KH * KW, OH * OW, OC, dq_backend_threads());
+    return pl.workers * pl.floats;
+}
+
+/* One worker: images [n0, n1) of the call, in groups of G, in its slice. */
+typedef struct {
+    const dq_tensor *in, *w, *b;
+    dq_tensor *out;
+    const dq_im2col_geom *g;
+    int64_t n0, n1, G, K, P, OC, gemm_threads;
+    float *ws;
+} s_job;
+
+static void s_run(const s_job *j)
+{
+    const int64_t K = j->K, P = j->P, OC = j->OC, img = j->g->C * j->g->H * j->g->W;
+    const int64_t gw = s_align16(dq_gemm_fixed_workspace((int)j->gemm_threads));
+    float *col = j->ws + gw, *slab = col + s_align16(K * j->G * P);
+    for (int64_t n0 = j->n0; n0 < j->n1; n0 += j->G) {
+        const int64_t gn = j->n1 - n0 < j->G ? j->n1 - n0 : j->G, ld = gn * P;
+        for (int64_t i = 0; i < gn; i++)
+            dq_im2col(col + i * P, ld, j->in->data + (n0 + i) * img, j->g);
+        dq_gemm_fixed(OC, ld, K, j->w->data, K, col, ld, false, slab, ld, false,
+                      (int)j->gemm_threads, j->ws, gw);
+        /* [OC][gn][P] -> [gn][OC][P], adding the bias (one addition per
+         * element, the same in every group size). */
+        for (int64_t i = 0; i < gn; i++)
+            for (int64_t o = 0; o < OC; o++) {
+                const float *src = slab + o * ld + i * P;
+                float *dst = j->out->data + ((n0 + i) * OC + o) * P;
+                float bias = j->b ? j->b->data[o] : 0.0f;
+                for (int64_t q = 0; q < P; q++) dst[q] = src[q] + bias;
+            }
+    }
+}
+
+static void *s_run_thread(void *arg)
+{
+    s_run(arg);
+    return NULL;
 }
 
 dq_status dq_conv2d_forward_invariant(dq_tensor *out, const dq_tensor *in, const dq_tensor *w,
@@ -58,31 +124,38 @@ dq_status dq_conv2d_forward_invariant(dq_tensor *out, const dq_tensor *in, const
     const dq_conv2d_call c = {.op = op, .in = in, .w = w, .y = out, .b = b};
     dq_im2col_geom g;
     DQ_TRY(dq_conv2d_check(&c, p, &g, err));
-    const int64_t N = in->shape[0], C = in->shape[1], OC = w->shape[0];
+    const int64_t N = in->shape[0], OC = w->shape[0];
     if (N == 0) return DQ_OK;
-    const int64_t K = C * g.KH * g.KW, P = g.OH * g.OW, img = C * g.H * g.W;
-    const int64_t G = s_group(N, K, P);
-    const int64_t need1 = (dq_gemm_fixed_workspace(1) + 15) / 16 * 16; /* one thread */
-    const int64_t cols = (K * G * P + 15) / 16 * 16, need = need1 + cols + OC * G * P;
-    DQ_TRY(dq_conv2d_check_workspace(op, ws, ws_floats, need, err));
-    /* Packing space for as many threads as the workspace was planned for. */
-    const int64_t gw = ws_floats - cols - OC * G * P;
-    float *col = ws + gw, *slab = col + cols;
-
-    for (int64_t n0 = 0; n0 < N; n0 += G) {
-        const int64_t gn = N - n0 < G ? N - n0 : G, ld = gn * P;
-        for (int64_t j = 0; j < gn; j++) dq_im2col(col + j * P, ld, in->data + (n0 + j) * img, &g);
-        dq_gemm_fixed(OC, ld, K, w->data, K, col, ld, false, slab, ld, false, dq_backend_threads(),
-                      ws, gw);
-        /* [OC][gn][P] -> [gn][OC][P], adding the bias (one addition per
-         * element, the same in every group size). */
-        for (int64_t j = 0; j < gn; j++)
-            for (int64_t o = 0; o < OC; o++) {
-                const float *src = slab + o * ld + j * P;
-                float *dst = out->data + ((n0 + j) * OC + o) * P;
-                float bias = b ? b->data[o] : 0.0f;
-                for (int64_t q = 0; q < P; q++) dst[q] = src[q] + bias;
-            }
+    const int64_t K = g.C * g.KH * g.KW, P = g.OH * g.OW;
+    /* The backend's threads, fewer when the workspace was planned for
+     * fewer; one thread's plan is the least any call may be given. */
+    s_plan pl = s_make_plan(N, K, P, OC, 1);
+    DQ_TRY(dq_conv2d_check_workspace(op, ws, ws_floats, pl.floats, err));
+    for (int64_t t = dq_backend_threads(); t > 1; t--) {
+        s_plan q = s_make_plan(N, K, P, OC, t);
+        if (q.workers * q.floats <= ws_floats) {
+            pl = q;
+            break;
+        }
+    }
+    s_job jobs[DQ_GEMM_MAX_THREADS];
+    for (int64_t t = 0, n0 = 0; t < pl.workers; t++) {
+        const int64_t n1 = n0 + N / pl.workers + (t < N % pl.workers ? 1 : 0);
+        jobs[t] = (s_job){.in = in, .w = w, .b = b, .out = out, .g = &g, .n0 = n0, .n1 = n1,
+                          .G = pl.G, .K = K, .P = P, .OC = OC,
+                          .gemm_threads = pl.gemm_threads, .ws = ws + t * pl.floats};
+        n0 = n1;
+    }
+    /* A worker that cannot be started has its share done here instead:
+     * slower, never different. */
+    pthread_t tid[DQ_GEMM_MAX_THREADS];
+    bool started[DQ_GEMM_MAX_THREADS] = {false};
+    for (int64_t t = 1; t < pl.workers; t++)
+        started[t] = pthread_create(&tid[t], NULL, s_run_thread, &jobs[t]) == 0;
+    s_run(&jobs[0]);
+    for (int64_t t = 1; t < pl.workers; t++) {
+        if (started[t]) pthread_join(tid[t], NULL);
+        else s_run(&jobs[t]);
     }
     return DQ_OK;
 }
