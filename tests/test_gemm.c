@@ -242,6 +242,51 @@ static void test_conv_invariant_threads(void **state)
     free(x), free(w), free(b), free(y), free(z), free(ws);
 }
 
+/* Taps that only ever meet the padding are dropped (a 1x1 plane under a
+ * 3x3 kernel keeps its centre tap): still the training conv's values, and
+ * still batch-invariant. Shapes: {H, W, kernel, stride, padding}. */
+static void test_conv_invariant_cropped(void **state)
+{
+    (void)state;
+    const int64_t shapes[][5] = {{1, 1, 3, 1, 1}, {2, 2, 3, 2, 1}, {2, 2, 5, 1, 2},
+                                 {1, 1, 7, 2, 3}, {3, 1, 3, 1, 1}, {2, 2, 3, 1, 1}};
+    const int64_t N = 6, C = 7, OC = 13;
+    dq_rng r;
+    dq_rng_seed(&r, 6);
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        const int64_t H = shapes[s][0], W = shapes[s][1], KS = shapes[s][2];
+        dq_conv2d_params p = {(int)shapes[s][3], (int)shapes[s][4], 0};
+        const int64_t OH = dq_conv2d_out_size(H, KS, p.stride, p.padding);
+        const int64_t OW = dq_conv2d_out_size(W, KS, p.stride, p.padding), per = OC * OH * OW;
+        float *x = s_rand(N * C * H * W, &r), *w = s_rand(OC * C * KS * KS, &r);
+        float *b = s_rand(OC, &r), *y = malloc(sizeof(float) * (size_t)(N * per));
+        float *z = malloc(sizeof(float) * (size_t)(N * per));
+        assert_non_null(y);
+        assert_non_null(z);
+        int64_t wsn = dq_conv2d_invariant_workspace(N, C, H, W, KS, KS, OC, p);
+        int64_t wst = dq_conv2d_workspace(N, C, H, W, KS, KS, p);
+        float *ws = aligned_alloc(64, sizeof(float) * (size_t)(((wsn > wst ? wsn : wst) + 15) / 16 * 16));
+        assert_non_null(ws);
+        dq_tensor tw = dq_tensor_view4(w, OC, C, KS, KS);
+        int64_t bs[1] = {OC};
+        dq_tensor tb = dq_tensor_view(b, 1, bs);
+        dq_err err = {{0}};
+        dq_tensor tx = dq_tensor_view4(x, N, C, H, W), ty = dq_tensor_view4(y, N, OC, OH, OW);
+        dq_tensor tz = dq_tensor_view4(z, N, OC, OH, OW);
+        assert_int_equal(dq_conv2d_forward_invariant(&ty, &tx, &tw, &tb, p, ws, wsn, &err), DQ_OK);
+        assert_int_equal(dq_conv2d_forward(&tz, &tx, &tw, &tb, p, ws, wst, &err), DQ_OK);
+        for (int64_t i = 0; i < N * per; i++) assert_true(fabsf(y[i] - z[i]) < 1e-5f);
+        for (int64_t n = 1; n <= N; n++) {
+            dq_tensor sx = dq_tensor_view4(x + (N - n) * C * H * W, n, C, H, W);
+            dq_tensor sz = dq_tensor_view4(z, n, OC, OH, OW);
+            assert_int_equal(dq_conv2d_forward_invariant(&sz, &sx, &tw, &tb, p, ws, wsn, &err),
+                             DQ_OK);
+            assert_memory_equal(z, y + (N - n) * per, sizeof(float) * (size_t)(n * per));
+        }
+        free(x), free(w), free(b), free(y), free(z), free(ws);
+    }
+}
+
 static void test_linear_invariant(void **state)
 {
     (void)state;
@@ -281,6 +326,7 @@ int main(void)
         cmocka_unit_test(test_thread_count_invariance),
         cmocka_unit_test(test_conv_invariant),
         cmocka_unit_test(test_conv_invariant_threads),
+        cmocka_unit_test(test_conv_invariant_cropped),
         cmocka_unit_test(test_linear_invariant),
     };
     return cmocka_run_group_tests_name("gemm", tests, NULL, NULL);
