@@ -20,6 +20,7 @@
 
 #include "tensor/backend.h"
 #include "tensor/gemm.h"
+#include "tensor/im2col.h"
 #include "tensor/ops.h"
 #include "tensor/rng.h"
 
@@ -193,13 +194,15 @@ static void test_conv_invariant(void **state)
 
 /* The eval conv splits a batch between its threads (and a single image's
  * GEMM columns): any thread count, any workspace and any sub-batch give
- * the bits of one thread. 32 channels of 28x28 make groups of two images,
- * so a worker runs several groups and the last is partial. */
-static void test_conv_invariant_threads(void **state)
+ * the bits of one thread. 32 channels of 28x28 at stride 1 are lowered by
+ * dq_im2col in groups of two images, so a worker runs several groups and
+ * the last is partial; at stride 2 they are packed straight from the
+ * pixels, micro-panels straddling images (196 positions). */
+static void s_conv_threads(int stride)
 {
-    (void)state;
-    const int64_t N = 7, C = 32, H = 28, W = 28, OC = 8, KS = 3, per = OC * H * W;
-    dq_conv2d_params p = {1, 1, 0};
+    const int64_t N = 7, C = 32, H = 28, W = 28, OC = 8, KS = 3;
+    dq_conv2d_params p = {stride, 1, 0};
+    const int64_t OH = dq_conv2d_out_size(H, KS, stride, 1), per = OC * OH * OH;
     dq_rng r;
     dq_rng_seed(&r, 5);
     float *x = s_rand(N * C * H * W, &r), *w = s_rand(OC * C * KS * KS, &r), *b = s_rand(OC, &r);
@@ -218,7 +221,7 @@ static void test_conv_invariant_threads(void **state)
     int64_t bs[1] = {OC};
     dq_tensor tb = dq_tensor_view(b, 1, bs);
     dq_err err = {{0}};
-    dq_tensor tx = dq_tensor_view4(x, N, C, H, W), ty = dq_tensor_view4(y, N, OC, H, W);
+    dq_tensor tx = dq_tensor_view4(x, N, C, H, W), ty = dq_tensor_view4(y, N, OC, OH, OH);
     dq_backend_set_threads(1);
     assert_int_equal(dq_conv2d_forward_invariant(&ty, &tx, &tw, &tb, p, ws, wsn, &err), DQ_OK);
     for (int t = 2; t <= 4; t++) {
@@ -226,7 +229,7 @@ static void test_conv_invariant_threads(void **state)
         for (int64_t n = 1; n <= N; n++) {
             const int64_t off = N - n;
             dq_tensor sx = dq_tensor_view4(x + off * C * H * W, n, C, H, W);
-            dq_tensor sz = dq_tensor_view4(z, n, OC, H, W);
+            dq_tensor sz = dq_tensor_view4(z, n, OC, OH, OH);
             memset(z, 0, sizeof(float) * (size_t)(n * per));
             assert_int_equal(dq_conv2d_forward_invariant(&sz, &sx, &tw, &tb, p, ws, wsn, &err),
                              DQ_OK);
@@ -240,6 +243,13 @@ static void test_conv_invariant_threads(void **state)
     }
     dq_backend_set_threads(saved);
     free(x), free(w), free(b), free(y), free(z), free(ws);
+}
+
+static void test_conv_invariant_threads(void **state)
+{
+    (void)state;
+    s_conv_threads(1);
+    s_conv_threads(2);
 }
 
 /* Taps that only ever meet the padding are dropped (a 1x1 plane under a
@@ -287,6 +297,45 @@ static void test_conv_invariant_cropped(void **state)
     }
 }
 
+/* dq_im2col_pack gives the panels the GEMM would pack from dq_im2col's
+ * columns, bit for bit: blocks of rows starting mid-tap, column ranges
+ * starting mid-image and ending mid-panel. Geometries {C, H, W, k, stride,
+ * pad}. */
+static void test_im2col_pack(void **state)
+{
+    (void)state;
+    const int64_t geoms[][6] = {{3, 7, 7, 3, 1, 1}, {2, 28, 28, 7, 2, 3}, {5, 4, 3, 3, 2, 1},
+                                {4, 1, 1, 1, 1, 0}, {2, 6, 5, 2, 1, 0}};
+    dq_rng r;
+    dq_rng_seed(&r, 7);
+    for (size_t s = 0; s < sizeof geoms / sizeof geoms[0]; s++) {
+        const int64_t *q = geoms[s], G = 5;
+        dq_im2col_geom g = dq_im2col_geom_make(q[0], q[1], q[2], q[3], q[3], q[4], q[5]);
+        const int64_t K = g.C * g.KH * g.KW, P = g.OH * g.OW, ld = G * P, img = g.C * g.H * g.W;
+        assert_true(dq_im2col_pack_fits(&g));
+        float *x = s_rand(G * img, &r), *col = malloc(sizeof(float) * (size_t)(K * ld));
+        float *bp = malloc(sizeof(float) * (size_t)(K * (ld + 16)));
+        assert_non_null(col);
+        assert_non_null(bp);
+        for (int64_t i = 0; i < G; i++) dq_im2col(col + i * P, ld, x + i * img, &g);
+        const int64_t ranges[][4] = {{0, K, 0, ld}, {1, K - 1, P - 1, ld - P + 3},
+                                     {K / 2, K - K / 2, 3, 17}};
+        for (int t = 0; t < 3; t++) {
+            const int64_t k0 = ranges[t][0], kc = ranges[t][1], n0 = ranges[t][2];
+            const int64_t nc = n0 + ranges[t][3] <= ld ? ranges[t][3] : ld - n0;
+            dq_im2col_pack(bp, x, &g, k0, kc, n0, nc);
+            for (int64_t jr = 0; jr < nc; jr += 16)
+                for (int64_t k = 0; k < kc; k++)
+                    for (int64_t j = 0; j < 16; j++) {
+                        float want = jr + j < nc ? col[(k0 + k) * ld + n0 + jr + j] : 0.0f;
+                        float got = bp[jr * kc + k * 16 + j];
+                        assert_memory_equal(&got, &want, sizeof got);
+                    }
+        }
+        free(x), free(col), free(bp);
+    }
+}
+
 static void test_linear_invariant(void **state)
 {
     (void)state;
@@ -327,6 +376,7 @@ int main(void)
         cmocka_unit_test(test_conv_invariant),
         cmocka_unit_test(test_conv_invariant_threads),
         cmocka_unit_test(test_conv_invariant_cropped),
+        cmocka_unit_test(test_im2col_pack),
         cmocka_unit_test(test_linear_invariant),
     };
     return cmocka_run_group_tests_name("gemm", tests, NULL, NULL);

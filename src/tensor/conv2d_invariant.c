@@ -45,6 +45,13 @@
 #include "tensor/im2col.h"
 
 #define S_GROUP_BYTES ((int64_t)2 << 20) /* column buffer per group, as conv2d.c */
+/* Planes from which a stride-1 same-width layer is lowered by dq_im2col
+ * (one shifted copy of the plane per column row, then the GEMM's packing):
+ * measured on DeepNN-fmnist's 28x28 and 14x14 layers, 46 against 41
+ * GFLOP/s for packing straight from the pixels. Smaller planes and strided
+ * layers, where dq_im2col makes many short copies, pack straight from the
+ * pixels (ResNet-18-fmnist: 7x7 to 1x1, and its 7x7 stride-2 conv1). */
+#define S_IM2COL_P 128
 
 static int64_t s_align16(int64_t n)
 {
@@ -56,21 +63,28 @@ static int64_t s_align16(int64_t n)
  * columns and the slab of `G` images), and images per group. */
 typedef struct {
     int64_t workers, gemm_threads, G, floats;
+    bool direct; /* lowered straight into the GEMM's panels: no column buffer */
 } s_plan;
 
-static s_plan s_make_plan(int64_t N, int64_t K, int64_t P, int64_t OC, int64_t T)
+_Static_assert(DQ_IM2COL_NR == DQ_GEMM_NR, "im2col packs the GEMM's micro-panels");
+
+static s_plan s_make_plan(const dq_im2col_geom *cg, int64_t N, int64_t OC, int64_t T)
 {
+    const int64_t K = cg->C * cg->KH * cg->KW, P = cg->OH * cg->OW;
     if (T < 1) T = 1;
     if (T > DQ_GEMM_MAX_THREADS) T = DQ_GEMM_MAX_THREADS;
     s_plan pl = {.workers = T < N ? T : N, .gemm_threads = 1};
     if (pl.workers < 1) pl.workers = 1;
     if (pl.workers == 1) pl.gemm_threads = T;
     const int64_t share = (N + pl.workers - 1) / pl.workers; /* images per worker, at most */
-    int64_t g = S_GROUP_BYTES / ((int64_t)sizeof(float) * K * P);
+    const bool same = cg->stride == 1 && cg->OW == cg->W;
+    pl.direct = !(same && P >= S_IM2COL_P) && dq_im2col_pack_fits(cg);
+    /* The buffer per group: the columns, or the direct path's output slab */
+    int64_t g = S_GROUP_BYTES / ((int64_t)sizeof(float) * (pl.direct ? OC : K) * P);
     if (g > share) g = share;
     pl.G = g < 1 ? 1 : g;
     pl.floats = s_align16(dq_gemm_fixed_workspace((int)pl.gemm_threads)) +
-                s_align16(K * pl.G * P) + s_align16(OC * pl.G * P);
+                (pl.direct ? 0 : s_align16(K * pl.G * P)) + s_align16(OC * pl.G * P);
     return pl;
 }
 
@@ -108,7 +122,7 @@ int64_t dq_conv2d_invariant_workspace(int64_t N, int64_t C, int64_t H, int64_t W
     if (N < 1 || C < 1 || OC < 1 || OH < 1 || OW < 1) return 0;
     dq_im2col_geom g = dq_im2col_geom_make(C, H, W, KH, KW, p.stride, p.padding), cg;
     const int64_t wc = s_crop(&cg, &g) ? s_align16(OC * C * cg.KH * cg.KW) : 0;
-    s_plan pl = s_make_plan(N, C * cg.KH * cg.KW, OH * OW, OC, dq_backend_threads());
+    s_plan pl = s_make_plan(&cg, N, OC, dq_backend_threads());
     return wc + pl.workers * pl.floats;
 }
 
@@ -119,20 +133,40 @@ typedef struct {
     dq_tensor *out;
     const dq_im2col_geom *g;
     int64_t n0, n1, G, K, P, OC, gemm_threads;
+    bool direct;
     float *ws;
 } s_job;
+
+/* The direct path's packer: the lowered columns of the group at imgs. */
+typedef struct {
+    const float *imgs;
+    const dq_im2col_geom *g;
+} s_lowered;
+
+static void s_pack_lowered(const void *ctx, float *bp, int64_t k0, int64_t kc, int64_t n0,
+                           int64_t nc)
+{
+    const s_lowered *l = ctx;
+    dq_im2col_pack(bp, l->imgs, l->g, k0, kc, n0, nc);
+}
 
 static void s_run(const s_job *j)
 {
     const int64_t K = j->K, P = j->P, OC = j->OC, img = j->g->C * j->g->H * j->g->W;
     const int64_t gw = s_align16(dq_gemm_fixed_workspace((int)j->gemm_threads));
-    float *col = j->ws + gw, *slab = col + s_align16(K * j->G * P);
+    float *col = j->ws + gw, *slab = j->direct ? col : col + s_align16(K * j->G * P);
     for (int64_t n0 = j->n0; n0 < j->n1; n0 += j->G) {
         const int64_t gn = j->n1 - n0 < j->G ? j->n1 - n0 : j->G, ld = gn * P;
-        for (int64_t i = 0; i < gn; i++)
-            dq_im2col(col + i * P, ld, j->in->data + (n0 + i) * img, j->g);
-        dq_gemm_fixed(OC, ld, K, j->a, K, col, ld, false, slab, ld, false,
-                      (int)j->gemm_threads, j->ws, gw);
+        if (j->direct) {
+            const s_lowered l = {j->in->data + n0 * img, j->g};
+            dq_gemm_fixed_packed(OC, ld, K, j->a, K, s_pack_lowered, &l, slab, ld, false,
+                                 (int)j->gemm_threads, j->ws, gw);
+        } else {
+            for (int64_t i = 0; i < gn; i++)
+                dq_im2col(col + i * P, ld, j->in->data + (n0 + i) * img, j->g);
+            dq_gemm_fixed(OC, ld, K, j->a, K, col, ld, false, slab, ld, false,
+                          (int)j->gemm_threads, j->ws, gw);
+        }
         /* [OC][gn][P] -> [gn][OC][P], adding the bias (one addition per
          * element, the same in every group size). */
         for (int64_t i = 0; i < gn; i++)
@@ -170,22 +204,23 @@ dq_status dq_conv2d_forward_invariant(dq_tensor *out, const dq_tensor *in, const
     const int64_t wc = crop ? s_align16(OC * K) : 0;
     /* The backend's threads, fewer when the workspace was planned for
      * fewer; one thread's plan is the least any call may be given. */
-    s_plan pl = s_make_plan(N, K, P, OC, 1);
+    s_plan pl = s_make_plan(&cg, N, OC, 1);
     DQ_TRY(dq_conv2d_check_workspace(op, ws, ws_floats, wc + pl.floats, err));
     const float *a = w->data;
     if (crop) { /* the kept taps' window of every [C, KH, KW] filter, in order */
         const int64_t k0 = g.pad - cg.pad;
         for (int64_t r = 0; r < OC * g.C; r++)
-            for (int64_t i = 0; i < cg.KH; i++)
-                memcpy(ws + (r * cg.KH + i) * cg.KW,
-                       w->data + (r * g.KH + k0 + i) * g.KW + k0,
-                       (size_t)cg.KW * sizeof(float));
+            for (int64_t i = 0; i < cg.KH; i++) {
+                const float *src = w->data + (r * g.KH + k0 + i) * g.KW + k0;
+                float *dst = ws + (r * cg.KH + i) * cg.KW;
+                for (int64_t j = 0; j < cg.KW; j++) dst[j] = src[j]; /* 1 or 2: no memcpy call */
+            }
         a = ws;
     }
     ws += wc;
     ws_floats -= wc;
     for (int64_t t = dq_backend_threads(); t > 1; t--) {
-        s_plan q = s_make_plan(N, K, P, OC, t);
+        s_plan q = s_make_plan(&cg, N, OC, t);
         if (q.workers * q.floats <= ws_floats) {
             pl = q;
             break;
@@ -196,7 +231,7 @@ dq_status dq_conv2d_forward_invariant(dq_tensor *out, const dq_tensor *in, const
         const int64_t n1 = n0 + N / pl.workers + (t < N % pl.workers ? 1 : 0);
         jobs[t] = (s_job){.in = in, .a = a, .b = b, .out = out, .g = &cg, .n0 = n0, .n1 = n1,
                           .G = pl.G, .K = K, .P = P, .OC = OC,
-                          .gemm_threads = pl.gemm_threads, .ws = ws + t * pl.floats};
+                          .gemm_threads = pl.gemm_threads, .direct = pl.direct, .ws = ws + t * pl.floats};
         n0 = n1;
     }
     /* A worker that cannot be started has its share done here instead:

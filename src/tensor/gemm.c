@@ -19,7 +19,7 @@
 #endif
 
 #define S_MR 6
-#define S_NR 16
+#define S_NR DQ_GEMM_NR
 #define S_MC 72   /* A block: 72 x 256 floats = 72 KB, stays in L2 */
 #define S_KC 256
 #define S_NC 2048 /* B block: 256 x 2048 floats = 2 MB */
@@ -136,10 +136,26 @@ static s_kernel_fn s_pick_kernel(void)
     return s_kernel_c;
 }
 
-/* One thread's share: columns [0, N) of the slab it was given. */
+/* B given as a matrix: the packer of dq_gemm_fixed. */
+typedef struct {
+    const float *B;
+    int64_t ldb;
+    bool trans_b;
+} s_matrix_b;
+
+static void s_pack_matrix_b(const void *ctx, float *bp, int64_t k0, int64_t kc, int64_t n0,
+                            int64_t nc)
+{
+    const s_matrix_b *m = ctx;
+    s_pack_b(bp, m->trans_b ? m->B + n0 * m->ldb + k0 : m->B + k0 * m->ldb + n0, m->ldb,
+             m->trans_b, kc, nc);
+}
+
+/* One thread's share: columns [n0, n0 + N) of B, into C (already offset
+ * to column n0). */
 static void s_gemm_cols(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
-                        const float *B, int64_t ldb, bool trans_b, float *C, int64_t ldc,
-                        bool accumulate, float *ws)
+                        dq_gemm_pack_b_fn pack_b, const void *ctx, int64_t n0, float *C,
+                        int64_t ldc, bool accumulate, float *ws)
 {
     s_kernel_fn kernel = s_pick_kernel();
     float *ap = ws, *bp = ws + (int64_t)S_MC * S_KC;
@@ -149,7 +165,7 @@ static void s_gemm_cols(int64_t M, int64_t N, int64_t K, const float *A, int64_t
         for (int64_t pc = 0; pc < K; pc += S_KC) {
             int64_t kc = K - pc < S_KC ? K - pc : S_KC;
             bool add = accumulate || pc > 0;
-            s_pack_b(bp, trans_b ? B + jc * ldb + pc : B + pc * ldb + jc, ldb, trans_b, kc, nc);
+            pack_b(ctx, bp, pc, kc, n0 + jc, nc);
             for (int64_t ic = 0; ic < M; ic += S_MC) {
                 int64_t mc = M - ic < S_MC ? M - ic : S_MC;
                 s_pack_a(ap, A + ic * lda + pc, lda, mc, kc);
@@ -178,16 +194,18 @@ static void s_gemm_cols(int64_t M, int64_t N, int64_t K, const float *A, int64_t
 }
 
 typedef struct {
-    int64_t M, N, K, lda, ldb, ldc;
-    const float *A, *B;
+    int64_t M, N, K, lda, n0, ldc;
+    const float *A;
+    dq_gemm_pack_b_fn pack_b;
+    const void *ctx;
     float *C, *ws;
-    bool trans_b, accumulate;
+    bool accumulate;
 } s_job;
 
 static void *s_run_job(void *arg)
 {
     const s_job *j = arg;
-    s_gemm_cols(j->M, j->N, j->K, j->A, j->lda, j->B, j->ldb, j->trans_b, j->C, j->ldc,
+    s_gemm_cols(j->M, j->N, j->K, j->A, j->lda, j->pack_b, j->ctx, j->n0, j->C, j->ldc,
                 j->accumulate, j->ws);
     return NULL;
 }
@@ -195,6 +213,15 @@ static void *s_run_job(void *arg)
 void dq_gemm_fixed(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
                    const float *B, int64_t ldb, bool trans_b, float *C, int64_t ldc,
                    bool accumulate, int threads, float *ws, int64_t ws_floats)
+{
+    const s_matrix_b m = {B, ldb, trans_b};
+    dq_gemm_fixed_packed(M, N, K, A, lda, s_pack_matrix_b, &m, C, ldc, accumulate, threads, ws,
+                         ws_floats);
+}
+
+void dq_gemm_fixed_packed(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+                          dq_gemm_pack_b_fn pack_b, const void *ctx, float *C, int64_t ldc,
+                          bool accumulate, int threads, float *ws, int64_t ws_floats)
 {
     if (M <= 0 || N <= 0) return;
     if (K <= 0) {
@@ -218,9 +245,8 @@ void dq_gemm_fixed(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
     for (int64_t t = 0; t < T; t++) {
         int64_t np = panels / T + (t < panels % T ? 1 : 0);
         int64_t c1 = c0 + np * S_NR < N ? c0 + np * S_NR : N;
-        const float *b = trans_b ? B + c0 * ldb : B + c0;
-        jobs[t] = (s_job){M, c1 - c0, K, lda, ldb, ldc, A, b, C + c0, ws + t * S_THREAD_WS,
-                          trans_b, accumulate};
+        jobs[t] = (s_job){M, c1 - c0, K, lda, c0, ldc, A, pack_b, ctx, C + c0,
+                          ws + t * S_THREAD_WS, accumulate};
         c0 = c1;
     }
     /* A thread that cannot be started has its share done here instead:

@@ -28,6 +28,7 @@
 #include <stdint.h>
 
 #define DQ_GEMM_MAX_THREADS 64
+#define DQ_GEMM_NR 16 /* columns of a packed micro-panel of B */
 
 /* Floats of packing workspace for up to `threads` threads. */
 int64_t dq_gemm_fixed_workspace(int threads);
@@ -41,5 +42,21 @@ int64_t dq_gemm_fixed_workspace(int threads);
 void dq_gemm_fixed(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
                    const float *B, int64_t ldb, bool trans_b, float *C, int64_t ldc,
                    bool accumulate, int threads, float *ws, int64_t ws_floats);
+
+/* Packs rows [k0, k0 + kc) and columns [n0, n0 + nc) of op(B) into
+ * micro-panels of DQ_GEMM_NR columns, k-major inside each:
+ * bp[(jr / NR) * kc * NR + k * NR + j] = op(B)[k0 + k][n0 + jr + j], 0 for
+ * columns past nc. kc <= 256, nc <= 2048. */
+typedef void (*dq_gemm_pack_b_fn)(const void *ctx, float *bp, int64_t k0, int64_t kc,
+                                  int64_t n0, int64_t nc);
+
+/* dq_gemm_fixed with B known only through its packer, e.g. an image whose
+ * lowered columns are packed straight from the pixels (conv2d_invariant.c)
+ * without a column matrix in between. The packer is called from up to
+ * `threads` threads at once, on disjoint column ranges. Same arithmetic,
+ * so the same bits as dq_gemm_fixed on the B the packer describes. */
+void dq_gemm_fixed_packed(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+                          dq_gemm_pack_b_fn pack_b, const void *ctx, float *C, int64_t ldc,
+                          bool accumulate, int threads, float *ws, int64_t ws_floats);
 
 #endif

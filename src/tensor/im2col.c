@@ -16,6 +16,7 @@
  */
 #include "tensor/im2col.h"
 
+#include <stdint.h>
 #include <string.h>
 
 dq_im2col_geom dq_im2col_geom_make(int64_t C, int64_t H, int64_t W, int64_t KH, int64_t KW,
@@ -202,5 +203,120 @@ void dq_col2im_add(float *img, float *col, int64_t ld, const dq_im2col_geom *g)
                 }
             }
         }
+    }
+}
+
+/* dq_im2col_pack: one micro-panel's columns as (first input pixel, top-left
+ * tap position) once, then every row k = (c, kh, kw) of the block as a
+ * masked gather: the tap's pixel where it lies inside the input, else 0 -
+ * the values dq_im2col writes, with no column matrix in between. */
+typedef struct {
+    int32_t base[DQ_IM2COL_NR], ih[DQ_IM2COL_NR], iw[DQ_IM2COL_NR];
+} s_panel;
+
+static void s_panel_make(s_panel *pn, const dq_im2col_geom *g, int64_t img, int64_t n0,
+                         int64_t nr)
+{
+    const int64_t P = g->OH * g->OW;
+    for (int64_t j = 0; j < DQ_IM2COL_NR; j++) {
+        if (j >= nr) { /* past the block: a position no tap reaches, so 0 */
+            pn->base[j] = 0;
+            pn->ih[j] = pn->iw[j] = INT32_MIN / 2;
+            continue;
+        }
+        const int64_t col = n0 + j, p = col % P, oh = p / g->OW, ow = p % g->OW;
+        const int64_t ih = oh * g->stride - g->pad, iw = ow * g->stride - g->pad;
+        pn->ih[j] = (int32_t)ih;
+        pn->iw[j] = (int32_t)iw;
+        pn->base[j] = (int32_t)((col / P - n0 / P) * img + ih * g->W + iw);
+    }
+}
+
+static void s_pack_rows_c(float *restrict bp, const float *restrict first, const s_panel *pn,
+                          const dq_im2col_geom *g, int64_t k0, int64_t kc)
+{
+    const int64_t taps = g->KH * g->KW, HW = g->H * g->W;
+    int64_t c = k0 / taps, kh = k0 % taps / g->KW, kw = k0 % g->KW;
+    for (int64_t k = 0; k < kc; k++, bp += DQ_IM2COL_NR) {
+        const int64_t off = c * HW + kh * g->W + kw;
+        for (int j = 0; j < DQ_IM2COL_NR; j++) {
+            const int64_t ih = pn->ih[j] + kh, iw = pn->iw[j] + kw;
+            bp[j] = ih >= 0 && ih < g->H && iw >= 0 && iw < g->W ? first[pn->base[j] + off] : 0.0f;
+        }
+        if (++kw == g->KW && (kw = 0, ++kh == g->KH)) kh = 0, c++;
+    }
+}
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+
+__attribute__((target("avx2"))) static void
+s_pack_rows_avx2(float *restrict bp, const float *restrict first, const s_panel *pn,
+                 const dq_im2col_geom *g, int64_t k0, int64_t kc)
+{
+    const int64_t taps = g->KH * g->KW;
+    const int32_t HW = (int32_t)(g->H * g->W), W = (int32_t)g->W, KW = (int32_t)g->KW;
+    int32_t c = (int32_t)(k0 / taps), kh = (int32_t)(k0 % taps / g->KW),
+            kw = (int32_t)(k0 % g->KW);
+    const __m256i base0 = _mm256_loadu_si256((const __m256i *)pn->base);
+    const __m256i base1 = _mm256_loadu_si256((const __m256i *)(pn->base + 8));
+    const __m256i ih0 = _mm256_loadu_si256((const __m256i *)pn->ih);
+    const __m256i ih1 = _mm256_loadu_si256((const __m256i *)(pn->ih + 8));
+    const __m256i iw0 = _mm256_loadu_si256((const __m256i *)pn->iw);
+    const __m256i iw1 = _mm256_loadu_si256((const __m256i *)(pn->iw + 8));
+    const __m256i lo = _mm256_set1_epi32(-1), h = _mm256_set1_epi32((int32_t)g->H),
+                  w = _mm256_set1_epi32(W);
+    const __m256 zero = _mm256_setzero_ps();
+    for (int64_t k = 0; k < kc; k++, bp += DQ_IM2COL_NR) {
+        const __m256i vkh = _mm256_set1_epi32(kh), vkw = _mm256_set1_epi32(kw);
+        const __m256i off = _mm256_set1_epi32(c * HW + kh * W + kw);
+        __m256i a = _mm256_add_epi32(ih0, vkh), b = _mm256_add_epi32(iw0, vkw);
+        __m256i m = _mm256_and_si256(
+            _mm256_and_si256(_mm256_cmpgt_epi32(a, lo), _mm256_cmpgt_epi32(h, a)),
+            _mm256_and_si256(_mm256_cmpgt_epi32(b, lo), _mm256_cmpgt_epi32(w, b)));
+        _mm256_storeu_ps(bp, _mm256_mask_i32gather_ps(zero, first, _mm256_add_epi32(base0, off),
+                                                      _mm256_castsi256_ps(m), 4));
+        a = _mm256_add_epi32(ih1, vkh), b = _mm256_add_epi32(iw1, vkw);
+        m = _mm256_and_si256(
+            _mm256_and_si256(_mm256_cmpgt_epi32(a, lo), _mm256_cmpgt_epi32(h, a)),
+            _mm256_and_si256(_mm256_cmpgt_epi32(b, lo), _mm256_cmpgt_epi32(w, b)));
+        _mm256_storeu_ps(bp + 8, _mm256_mask_i32gather_ps(zero, first,
+                                                          _mm256_add_epi32(base1, off),
+                                                          _mm256_castsi256_ps(m), 4));
+        if (++kw == KW && (kw = 0, ++kh == g->KH)) kh = 0, c++;
+    }
+}
+#endif
+
+bool dq_im2col_pack_fits(const dq_im2col_geom *g)
+{
+    const int64_t img = g->C * g->H * g->W;
+    return img > 0 && (DQ_IM2COL_NR + 1) * img < INT32_MAX / 2 && g->H < INT32_MAX / 4 &&
+           g->W < INT32_MAX / 4 && g->OH * g->stride < INT32_MAX / 4 &&
+           g->OW * g->stride < INT32_MAX / 4;
+}
+
+void dq_im2col_pack(float *bp, const float *imgs, const dq_im2col_geom *g, int64_t k0,
+                    int64_t kc, int64_t n0, int64_t nc)
+{
+    const int64_t img = g->C * g->H * g->W, P = g->OH * g->OW;
+#if defined(__x86_64__) || defined(__i386__)
+    const bool avx2 = __builtin_cpu_supports("avx2");
+#else
+    const bool avx2 = false;
+#endif
+    for (int64_t jr = 0; jr < nc; jr += DQ_IM2COL_NR, bp += kc * DQ_IM2COL_NR) {
+        const int64_t col = n0 + jr, nr = nc - jr < DQ_IM2COL_NR ? nc - jr : DQ_IM2COL_NR;
+        s_panel pn;
+        s_panel_make(&pn, g, img, col, nr);
+        const float *first = imgs + col / P * img;
+#if defined(__x86_64__) || defined(__i386__)
+        if (avx2) {
+            s_pack_rows_avx2(bp, first, &pn, g, k0, kc);
+            continue;
+        }
+#endif
+        (void)avx2;
+        s_pack_rows_c(bp, first, &pn, g, k0, kc);
     }
 }

@@ -11,6 +11,7 @@
 #ifndef DQ_IM2COL_H
 #define DQ_IM2COL_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 /* Shape of one sliding-window pass over a single image. */
@@ -41,5 +42,22 @@ void dq_im2col(float *col, int64_t ld, const float *img, const dq_im2col_geom *g
  * col is scratch: entries that belong to padding may be overwritten with 0,
  * which lets the common stride-1 case add a whole row in one run. */
 void dq_col2im_add(float *img, float *col, int64_t ld, const dq_im2col_geom *g);
+
+/* Columns of a packed GEMM micro-panel (tensor/gemm.h's DQ_GEMM_NR). */
+#define DQ_IM2COL_NR 16
+
+/* Whether dq_im2col_pack's 32-bit offsets hold for g (any image up to
+ * about 2^26 floats). */
+bool dq_im2col_pack_fits(const dq_im2col_geom *g);
+
+/* The lowered columns of images laid side by side (column n = image n / P,
+ * position n % P, as dq_im2col with col + i*P) packed straight into GEMM
+ * micro-panels (gemm.h dq_gemm_pack_b_fn) for rows [k0, k0 + kc) and
+ * columns [n0, n0 + nc); imgs is the first image [C,H,W] of the side-by-side
+ * set. The same values as dq_im2col followed by the GEMM's packing, without
+ * writing and re-reading a column matrix (the small late planes of a ResNet
+ * spent more in the lowering's many short copies than in the GEMM). */
+void dq_im2col_pack(float *bp, const float *imgs, const dq_im2col_geom *g, int64_t k0,
+                    int64_t kc, int64_t n0, int64_t nc);
 
 #endif
