@@ -11,6 +11,13 @@
  * the wide GEMMs that make small late layers fast (P = 1 at ResNet's last
  * stage) are kept.
  *
+ * Small planes and strided layers skip the column buffer: the GEMM packs
+ * its B panels straight from the pixels (dq_gemm_fixed_packed with
+ * dq_im2col_pack), the same values, so the same bits. dq_im2col stays for
+ * large stride-1 planes, where its one shifted copy per column row is
+ * cheaper than a gather (S_IM2COL_P); the direct path's groups are sized by
+ * the output slab instead.
+ *
  * Threads (dq_backend_threads at plan and at call time; the workspace
  * bounds them) split the batch: each worker takes a contiguous run of
  * images and lowers, multiplies, permutes and biases them in its own slice
