@@ -157,6 +157,16 @@ static void s_pack_lowered(const void *ctx, float *bp, int64_t k0, int64_t kc, i
     dq_im2col_pack(bp, l->imgs, l->g, k0, kc, n0, nc);
 }
 
+/* dst[q] = src[q] + bias. In blocks of 8 so that gcc -O2 (whose very cheap
+ * cost model skips loops that need an epilogue) still vectorises it. */
+static void s_add_bias(float *restrict dst, const float *restrict src, float bias, int64_t n)
+{
+    int64_t q = 0;
+    for (; q + 8 <= n; q += 8)
+        for (int k = 0; k < 8; k++) dst[q + k] = src[q + k] + bias;
+    for (; q < n; q++) dst[q] = src[q] + bias;
+}
+
 static void s_run(const s_job *j)
 {
     const int64_t K = j->K, P = j->P, OC = j->OC, img = j->g->C * j->g->H * j->g->W;
@@ -178,10 +188,8 @@ static void s_run(const s_job *j)
          * element, the same in every group size). */
         for (int64_t i = 0; i < gn; i++)
             for (int64_t o = 0; o < OC; o++) {
-                const float *src = slab + o * ld + i * P;
-                float *dst = j->out->data + ((n0 + i) * OC + o) * P;
-                float bias = j->b ? j->b->data[o] : 0.0f;
-                for (int64_t q = 0; q < P; q++) dst[q] = src[q] + bias;
+                s_add_bias(j->out->data + ((n0 + i) * OC + o) * P, slab + o * ld + i * P,
+                           j->b ? j->b->data[o] : 0.0f, P);
             }
     }
 }

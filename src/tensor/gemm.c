@@ -52,7 +52,10 @@ static void s_pack_b(float *restrict bp, const float *restrict b, int64_t ldb, b
 {
     for (int64_t jr = 0; jr < nc; jr += S_NR) {
         int64_t nr = nc - jr < S_NR ? nc - jr : S_NR;
-        if (!trans) {
+        if (!trans && nr == S_NR) { /* constant size: inlined, not a memcpy call per row */
+            for (int64_t k = 0; k < kc; k++, bp += S_NR)
+                memcpy(bp, b + k * ldb + jr, sizeof(float) * S_NR);
+        } else if (!trans) {
             for (int64_t k = 0; k < kc; k++) {
                 const float *row = b + k * ldb + jr;
                 for (int64_t j = 0; j < nr; j++) bp[j] = row[j];
