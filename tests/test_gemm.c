@@ -194,13 +194,13 @@ static void test_conv_invariant(void **state)
 
 /* The eval conv splits a batch between its threads (and a single image's
  * GEMM columns): any thread count, any workspace and any sub-batch give
- * the bits of one thread. 32 channels of 28x28 at stride 1 are lowered by
- * dq_im2col in groups of two images, so a worker runs several groups and
- * the last is partial; at stride 2 they are packed straight from the
- * pixels, micro-panels straddling images (196 positions). */
+ * the bits of one thread. 64 output channels of 64x64 at stride 1 make
+ * groups of two images (a 2 MB slab), so a worker runs several groups and
+ * the last is partial, and the lowering reads neighbouring pixels; at
+ * stride 2 it gathers every other one. */
 static void s_conv_threads(int stride)
 {
-    const int64_t N = 7, C = 32, H = 28, W = 28, OC = 8, KS = 3;
+    const int64_t N = 7, C = 4, H = 64, W = 64, OC = 64, KS = 3;
     dq_conv2d_params p = {stride, 1, 0};
     const int64_t OH = dq_conv2d_out_size(H, KS, stride, 1), per = OC * OH * OH;
     dq_rng r;

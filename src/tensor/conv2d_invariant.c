@@ -2,21 +2,20 @@
  * does not depend on the batch it comes in (see tensor/gemm.h for why
  * OpenBLAS cannot promise that).
  *
- * Images are lowered side by side into a column buffer, G at a time, and
- * one position-invariant GEMM (dq_gemm_fixed) computes the [OC, G*P] slab
- * into scratch, which is then permuted to NCHW while the bias is added. The
- * arithmetic of an output element is therefore the same for every G and
- * every position: the GEMM's fixed k-order, then one addition of the bias.
- * G is planned from the column buffer's size as the training path does, so
- * the wide GEMMs that make small late layers fast (P = 1 at ResNet's last
- * stage) are kept.
+ * Images are lowered side by side, G at a time, and one position-invariant
+ * GEMM computes the [OC, G*P] slab into scratch, which is then permuted to
+ * NCHW while the bias is added. The arithmetic of an output element is
+ * therefore the same for every G and every position: the GEMM's fixed
+ * k-order, then one addition of the bias. G is planned from the slab's
+ * size, so the wide GEMMs that make small late layers fast (P = 1 at
+ * ResNet's last stage) are kept.
  *
- * Small planes and strided layers skip the column buffer: the GEMM packs
- * its B panels straight from the pixels (dq_gemm_fixed_packed with
- * dq_im2col_pack), the same values, so the same bits. dq_im2col stays for
- * large stride-1 planes, where its one shifted copy per column row is
- * cheaper than a gather (S_IM2COL_P); the direct path's groups are sized by
- * the output slab instead.
+ * The lowering writes no column matrix: the GEMM packs its B panels
+ * straight from the pixels (dq_gemm_fixed_packed with dq_im2col_pack), the
+ * values dq_im2col would give, so the same bits, without writing and
+ * re-reading a matrix several times the input's size. ResNet-18-fmnist's
+ * small planes spent more in dq_im2col's short copies than in the GEMM;
+ * DeepNN-fmnist's 28x28 layers gain 10-15 %.
  *
  * Threads (dq_backend_threads at plan and at call time; the workspace
  * bounds them) split the batch: each worker takes a contiguous run of
@@ -51,14 +50,7 @@
 #include "tensor/gemm.h"
 #include "tensor/im2col.h"
 
-#define S_GROUP_BYTES ((int64_t)2 << 20) /* column buffer per group, as conv2d.c */
-/* Planes from which a stride-1 same-width layer is lowered by dq_im2col
- * (one shifted copy of the plane per column row, then the GEMM's packing):
- * measured on DeepNN-fmnist's 28x28 and 14x14 layers, 46 against 41
- * GFLOP/s for packing straight from the pixels. Smaller planes and strided
- * layers, where dq_im2col makes many short copies, pack straight from the
- * pixels (ResNet-18-fmnist: 7x7 to 1x1, and its 7x7 stride-2 conv1). */
-#define S_IM2COL_P 128
+#define S_GROUP_BYTES ((int64_t)2 << 20) /* output slab per group */
 
 static int64_t s_align16(int64_t n)
 {
@@ -67,31 +59,27 @@ static int64_t s_align16(int64_t n)
 
 /* How a batch of N images runs on T threads: `workers` slices of the
  * workspace, each `floats` long (GEMM packing for `gemm_threads`, then the
- * columns and the slab of `G` images), and images per group. */
+ * slab of `G` images), and images per group. */
 typedef struct {
     int64_t workers, gemm_threads, G, floats;
-    bool direct; /* lowered straight into the GEMM's panels: no column buffer */
 } s_plan;
 
 _Static_assert(DQ_IM2COL_NR == DQ_GEMM_NR, "im2col packs the GEMM's micro-panels");
 
 static s_plan s_make_plan(const dq_im2col_geom *cg, int64_t N, int64_t OC, int64_t T)
 {
-    const int64_t K = cg->C * cg->KH * cg->KW, P = cg->OH * cg->OW;
+    const int64_t P = cg->OH * cg->OW;
     if (T < 1) T = 1;
     if (T > DQ_GEMM_MAX_THREADS) T = DQ_GEMM_MAX_THREADS;
     s_plan pl = {.workers = T < N ? T : N, .gemm_threads = 1};
     if (pl.workers < 1) pl.workers = 1;
     if (pl.workers == 1) pl.gemm_threads = T;
     const int64_t share = (N + pl.workers - 1) / pl.workers; /* images per worker, at most */
-    const bool same = cg->stride == 1 && cg->OW == cg->W;
-    pl.direct = !(same && P >= S_IM2COL_P) && dq_im2col_pack_fits(cg);
-    /* The buffer per group: the columns, or the direct path's output slab */
-    int64_t g = S_GROUP_BYTES / ((int64_t)sizeof(float) * (pl.direct ? OC : K) * P);
+    int64_t g = S_GROUP_BYTES / ((int64_t)sizeof(float) * OC * P);
     if (g > share) g = share;
     pl.G = g < 1 ? 1 : g;
     pl.floats = s_align16(dq_gemm_fixed_workspace((int)pl.gemm_threads)) +
-                (pl.direct ? 0 : s_align16(K * pl.G * P)) + s_align16(OC * pl.G * P);
+                s_align16(OC * pl.G * P);
     return pl;
 }
 
@@ -140,11 +128,10 @@ typedef struct {
     dq_tensor *out;
     const dq_im2col_geom *g;
     int64_t n0, n1, G, K, P, OC, gemm_threads;
-    bool direct;
     float *ws;
 } s_job;
 
-/* The direct path's packer: the lowered columns of the group at imgs. */
+/* The GEMM's packer: the lowered columns of the group at imgs. */
 typedef struct {
     const float *imgs;
     const dq_im2col_geom *g;
@@ -171,19 +158,12 @@ static void s_run(const s_job *j)
 {
     const int64_t K = j->K, P = j->P, OC = j->OC, img = j->g->C * j->g->H * j->g->W;
     const int64_t gw = s_align16(dq_gemm_fixed_workspace((int)j->gemm_threads));
-    float *col = j->ws + gw, *slab = j->direct ? col : col + s_align16(K * j->G * P);
+    float *slab = j->ws + gw;
     for (int64_t n0 = j->n0; n0 < j->n1; n0 += j->G) {
         const int64_t gn = j->n1 - n0 < j->G ? j->n1 - n0 : j->G, ld = gn * P;
-        if (j->direct) {
-            const s_lowered l = {j->in->data + n0 * img, j->g};
-            dq_gemm_fixed_packed(OC, ld, K, j->a, K, s_pack_lowered, &l, slab, ld, false,
-                                 (int)j->gemm_threads, j->ws, gw);
-        } else {
-            for (int64_t i = 0; i < gn; i++)
-                dq_im2col(col + i * P, ld, j->in->data + (n0 + i) * img, j->g);
-            dq_gemm_fixed(OC, ld, K, j->a, K, col, ld, false, slab, ld, false,
-                          (int)j->gemm_threads, j->ws, gw);
-        }
+        const s_lowered l = {j->in->data + n0 * img, j->g};
+        dq_gemm_fixed_packed(OC, ld, K, j->a, K, s_pack_lowered, &l, slab, ld, false,
+                             (int)j->gemm_threads, j->ws, gw);
         /* [OC][gn][P] -> [gn][OC][P], adding the bias (one addition per
          * element, the same in every group size). */
         for (int64_t i = 0; i < gn; i++)
@@ -215,6 +195,9 @@ dq_status dq_conv2d_forward_invariant(dq_tensor *out, const dq_tensor *in, const
     if (N == 0) return DQ_OK;
     dq_im2col_geom cg;
     const bool crop = s_crop(&cg, &g);
+    if (!dq_im2col_pack_fits(&cg))
+        return dq_fail(err, DQ_ERR_UNSUPPORTED, "%s: input plane %lldx%lld is too large", op,
+                       (long long)g.H, (long long)g.W);
     const int64_t K = g.C * cg.KH * cg.KW, P = g.OH * g.OW;
     const int64_t wc = crop ? s_align16(OC * K) : 0;
     /* The backend's threads, fewer when the workspace was planned for
@@ -246,7 +229,7 @@ dq_status dq_conv2d_forward_invariant(dq_tensor *out, const dq_tensor *in, const
         const int64_t n1 = n0 + N / pl.workers + (t < N % pl.workers ? 1 : 0);
         jobs[t] = (s_job){.in = in, .a = a, .b = b, .out = out, .g = &cg, .n0 = n0, .n1 = n1,
                           .G = pl.G, .K = K, .P = P, .OC = OC,
-                          .gemm_threads = pl.gemm_threads, .direct = pl.direct, .ws = ws + t * pl.floats};
+                          .gemm_threads = pl.gemm_threads, .ws = ws + t * pl.floats};
         n0 = n1;
     }
     /* A worker that cannot be started has its share done here instead:

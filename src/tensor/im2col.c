@@ -211,7 +211,8 @@ void dq_col2im_add(float *img, float *col, int64_t ld, const dq_im2col_geom *g)
  * masked gather: the tap's pixel where it lies inside the input, else 0 -
  * the values dq_im2col writes, with no column matrix in between. */
 typedef struct {
-    int32_t base[DQ_IM2COL_NR], ih[DQ_IM2COL_NR], iw[DQ_IM2COL_NR];
+    int64_t base[DQ_IM2COL_NR];             /* offset of the top-left tap's pixel */
+    int32_t ih[DQ_IM2COL_NR], iw[DQ_IM2COL_NR]; /* its row and column (may be < 0) */
 } s_panel;
 
 static void s_panel_make(s_panel *pn, const dq_im2col_geom *g, int64_t img, int64_t n0,
@@ -228,7 +229,7 @@ static void s_panel_make(s_panel *pn, const dq_im2col_geom *g, int64_t img, int6
         const int64_t ih = oh * g->stride - g->pad, iw = ow * g->stride - g->pad;
         pn->ih[j] = (int32_t)ih;
         pn->iw[j] = (int32_t)iw;
-        pn->base[j] = (int32_t)((col / P - n0 / P) * img + ih * g->W + iw);
+        pn->base[j] = (col / P - n0 / P) * img + ih * g->W + iw;
     }
 }
 
@@ -258,8 +259,6 @@ s_pack_rows_avx2(float *restrict bp, const float *restrict first, const s_panel 
     const int32_t HW = (int32_t)(g->H * g->W), W = (int32_t)g->W, KW = (int32_t)g->KW;
     int32_t c = (int32_t)(k0 / taps), kh = (int32_t)(k0 % taps / g->KW),
             kw = (int32_t)(k0 % g->KW);
-    const __m256i base0 = _mm256_loadu_si256((const __m256i *)pn->base);
-    const __m256i base1 = _mm256_loadu_si256((const __m256i *)(pn->base + 8));
     const __m256i ih0 = _mm256_loadu_si256((const __m256i *)pn->ih);
     const __m256i ih1 = _mm256_loadu_si256((const __m256i *)(pn->ih + 8));
     const __m256i iw0 = _mm256_loadu_si256((const __m256i *)pn->iw);
@@ -272,22 +271,35 @@ s_pack_rows_avx2(float *restrict bp, const float *restrict first, const s_panel 
      * instead of two gathers. */
     bool contig = true;
     for (int j = 1; j < DQ_IM2COL_NR; j++) contig = contig && pn->base[j] == pn->base[0] + j;
-    for (int64_t k = 0; k < kc && contig; k++, bp += DQ_IM2COL_NR) {
-        const __m256i vkh = _mm256_set1_epi32(kh), vkw = _mm256_set1_epi32(kw);
-        const float *src = first + pn->base[0] + (c * HW + kh * W + kw);
-        __m256i a = _mm256_add_epi32(ih0, vkh), b = _mm256_add_epi32(iw0, vkw);
-        __m256i m = _mm256_and_si256(
-            _mm256_and_si256(_mm256_cmpgt_epi32(a, lo), _mm256_cmpgt_epi32(h, a)),
-            _mm256_and_si256(_mm256_cmpgt_epi32(b, lo), _mm256_cmpgt_epi32(w, b)));
-        _mm256_storeu_ps(bp, _mm256_maskload_ps(src, m));
-        a = _mm256_add_epi32(ih1, vkh), b = _mm256_add_epi32(iw1, vkw);
-        m = _mm256_and_si256(
-            _mm256_and_si256(_mm256_cmpgt_epi32(a, lo), _mm256_cmpgt_epi32(h, a)),
-            _mm256_and_si256(_mm256_cmpgt_epi32(b, lo), _mm256_cmpgt_epi32(w, b)));
-        _mm256_storeu_ps(bp + 8, _mm256_maskload_ps(src + 8, m));
-        if (++kw == KW && (kw = 0, ++kh == g->KH)) kh = 0, c++;
+    if (contig) {
+        /* Tap by tap: the tap's masks once, then its row of every channel
+         * in the block (rows k0.. of the same tap are `taps` apart). */
+        for (int64_t t = 0; t < taps && t < kc; t++) {
+            const int64_t k1 = k0 + t, tap = k1 % taps;
+            const int32_t th = (int32_t)(tap / g->KW), tw = (int32_t)(tap % g->KW);
+            const __m256i vkh = _mm256_set1_epi32(th), vkw = _mm256_set1_epi32(tw);
+            __m256i a = _mm256_add_epi32(ih0, vkh), b = _mm256_add_epi32(iw0, vkw);
+            const __m256i m0 = _mm256_and_si256(
+                _mm256_and_si256(_mm256_cmpgt_epi32(a, lo), _mm256_cmpgt_epi32(h, a)),
+                _mm256_and_si256(_mm256_cmpgt_epi32(b, lo), _mm256_cmpgt_epi32(w, b)));
+            a = _mm256_add_epi32(ih1, vkh), b = _mm256_add_epi32(iw1, vkw);
+            const __m256i m1 = _mm256_and_si256(
+                _mm256_and_si256(_mm256_cmpgt_epi32(a, lo), _mm256_cmpgt_epi32(h, a)),
+                _mm256_and_si256(_mm256_cmpgt_epi32(b, lo), _mm256_cmpgt_epi32(w, b)));
+            const float *src = first + pn->base[0] + (k1 / taps) * HW + th * W + tw;
+            float *dst = bp + t * DQ_IM2COL_NR;
+            for (int64_t k = t; k < kc; k += taps, src += HW, dst += taps * DQ_IM2COL_NR) {
+                _mm256_storeu_ps(dst, _mm256_maskload_ps(src, m0));
+                _mm256_storeu_ps(dst + 8, _mm256_maskload_ps(src + 8, m1));
+            }
+        }
+        return;
     }
-    for (int64_t k = 0; k < kc && !contig; k++, bp += DQ_IM2COL_NR) {
+    int32_t b32[DQ_IM2COL_NR]; /* dq_im2col_pack checked that they fit */
+    for (int j = 0; j < DQ_IM2COL_NR; j++) b32[j] = (int32_t)pn->base[j];
+    const __m256i base0 = _mm256_loadu_si256((const __m256i *)b32);
+    const __m256i base1 = _mm256_loadu_si256((const __m256i *)(b32 + 8));
+    for (int64_t k = 0; k < kc; k++, bp += DQ_IM2COL_NR) {
         const __m256i vkh = _mm256_set1_epi32(kh), vkw = _mm256_set1_epi32(kw);
         const __m256i off = _mm256_set1_epi32(c * HW + kh * W + kw);
         __m256i a = _mm256_add_epi32(ih0, vkh), b = _mm256_add_epi32(iw0, vkw);
@@ -310,10 +322,9 @@ s_pack_rows_avx2(float *restrict bp, const float *restrict first, const s_panel 
 
 bool dq_im2col_pack_fits(const dq_im2col_geom *g)
 {
-    const int64_t img = g->C * g->H * g->W;
-    return img > 0 && (DQ_IM2COL_NR + 1) * img < INT32_MAX / 2 && g->H < INT32_MAX / 4 &&
-           g->W < INT32_MAX / 4 && g->OH * g->stride < INT32_MAX / 4 &&
-           g->OW * g->stride < INT32_MAX / 4;
+    const int64_t lim = INT32_MAX / 4;
+    return g->H < lim && g->W < lim && g->OH * g->stride < lim && g->OW * g->stride < lim &&
+           g->KH < lim && g->KW < lim && g->pad < lim;
 }
 
 void dq_im2col_pack(float *bp, const float *imgs, const dq_im2col_geom *g, int64_t k0,
@@ -321,7 +332,8 @@ void dq_im2col_pack(float *bp, const float *imgs, const dq_im2col_geom *g, int64
 {
     const int64_t img = g->C * g->H * g->W, P = g->OH * g->OW;
 #if defined(__x86_64__) || defined(__i386__)
-    const bool avx2 = __builtin_cpu_supports("avx2");
+    /* the gathers' 32-bit offsets span at most DQ_IM2COL_NR + 1 images */
+    const bool avx2 = __builtin_cpu_supports("avx2") && (DQ_IM2COL_NR + 1) * img < INT32_MAX / 2;
 #else
     const bool avx2 = false;
 #endif

@@ -46,8 +46,8 @@ void dq_col2im_add(float *img, float *col, int64_t ld, const dq_im2col_geom *g);
 /* Columns of a packed GEMM micro-panel (tensor/gemm.h's DQ_GEMM_NR). */
 #define DQ_IM2COL_NR 16
 
-/* Whether dq_im2col_pack's 32-bit offsets hold for g (any image up to
- * about 2^26 floats). */
+/* Whether dq_im2col_pack's 32-bit plane coordinates hold for g (planes,
+ * kernels and padding below 2^29). */
 bool dq_im2col_pack_fits(const dq_im2col_geom *g);
 
 /* The lowered columns of images laid side by side (column n = image n / P,
