@@ -156,27 +156,41 @@ static dq_status s_fwd_iter(void *ctx, dq_err *err)
     return dq_net_cuda_forward(f->gx, &f->in, false, s_logits, 1, err);
 }
 
+/* The model's net with random weights (fixed seed), its path in path. */
+static dq_status s_load_random(const s_options *o, const char *model, char *path, size_t len,
+                               dq_net_t **net, dq_rng *rng, dq_err *err)
+{
+    snprintf(path, len, "%s/%s.model", o->models_dir, model);
+    DQ_TRY(dq_net_load(net, path, err));
+    dq_rng_seed(rng, 42);
+    dq_net_init_params(*net, rng);
+    return DQ_OK;
+}
+
+/* batch random inputs in [-1, 1) in the executor's pinned input buffer. */
+static dq_tensor s_random_input(dq_net_cuda_t *gx, const dq_net_t *net, int batch, dq_rng *rng)
+{
+    const dq_net_input *ip = dq_net_input_spec(net);
+    float *x = dq_net_cuda_input_buffer(gx);
+    int64_t n = (int64_t)batch * ip->channels * ip->height * ip->width;
+    for (int64_t i = 0; i < n; i++) x[i] = dq_rng_range(rng, -1.0f, 1.0f);
+    return dq_tensor_view4(x, batch, ip->channels, ip->height, ip->width);
+}
+
 static dq_status s_bench_forward(const s_options *o, dq_device dev, const char *model, int batch,
                                  int chunk, double peak, dq_err *err)
 {
     char path[1024];
-    snprintf(path, sizeof path, "%s/%s.model", o->models_dir, model);
     dq_net_t *net = NULL;
-    DQ_TRY(dq_net_load(&net, path, err));
     dq_rng rng;
-    dq_rng_seed(&rng, 42);
-    dq_net_init_params(net, &rng);
+    DQ_TRY(s_load_random(o, model, path, sizeof path, &net, &rng, err));
     s_fwd f = {0};
     dq_status st = dq_net_cuda_new_chunked(&f.gx, net, path, dev, batch, false, 1, chunk, err);
     char label[160];
     if (chunk == DQ_NET_CUDA_EVAL_CHUNK) snprintf(label, sizeof label, "%s", model);
     else snprintf(label, sizeof label, "%s@chunk%d", model, chunk);
     if (st == DQ_OK) {
-        const dq_net_input *ip = dq_net_input_spec(net);
-        float *x = dq_net_cuda_input_buffer(f.gx);
-        int64_t n = (int64_t)batch * ip->channels * ip->height * ip->width;
-        for (int64_t i = 0; i < n; i++) x[i] = dq_rng_range(&rng, -1.0f, 1.0f);
-        f.in = dq_tensor_view4(x, batch, ip->channels, ip->height, ip->width);
+        f.in = s_random_input(f.gx, net, batch, &rng);
         double rate = 0;
         st = s_measure(s_fwd_iter, &f, o->seconds, &rate, err);
         if (st == DQ_OK) {
@@ -223,20 +237,13 @@ static dq_status s_bench_train(const s_options *o, dq_device dev, const char *mo
                                dq_err *err)
 {
     char path[1024];
-    snprintf(path, sizeof path, "%s/%s.model", o->models_dir, model);
     dq_net_t *net = NULL;
-    DQ_TRY(dq_net_load(&net, path, err));
     dq_rng rng;
-    dq_rng_seed(&rng, 42);
-    dq_net_init_params(net, &rng);
+    DQ_TRY(s_load_random(o, model, path, sizeof path, &net, &rng, err));
     s_train t = {.out_name = dq_net_output_name(net, 0), .adam = dq_adam_defaults()};
     dq_status st = dq_net_cuda_new(&t.gx, net, path, dev, batch, true, 1, err);
     if (st == DQ_OK) {
-        const dq_net_input *ip = dq_net_input_spec(net);
-        float *x = dq_net_cuda_input_buffer(t.gx);
-        int64_t n = (int64_t)batch * ip->channels * ip->height * ip->width;
-        for (int64_t i = 0; i < n; i++) x[i] = dq_rng_range(&rng, -1.0f, 1.0f);
-        t.in = dq_tensor_view4(x, batch, ip->channels, ip->height, ip->width);
+        t.in = s_random_input(t.gx, net, batch, &rng);
         double rate = 0;
         st = s_measure(s_train_iter, &t, o->seconds, &rate, err);
         if (st == DQ_OK) {
