@@ -211,7 +211,7 @@ dq_status dq_conv2d_forward_invariant(dq_tensor *out, const dq_tensor *in, const
             for (int64_t i = 0; i < cg.KH; i++) {
                 const float *src = w->data + (r * g.KH + k0 + i) * g.KW + k0;
                 float *dst = ws + (r * cg.KH + i) * cg.KW;
-                for (int64_t j = 0; j < cg.KW; j++) dst[j] = src[j]; /* 1 or 2: no memcpy call */
+                for (int64_t j = 0; j < cg.KW; j++) dst[j] = src[j]; /* a few: no memcpy call */
             }
         a = ws;
     }
