@@ -112,9 +112,7 @@ static void s_copy_add(float *restrict dst, const float *restrict src, float b, 
     for (; i < n; i++) dst[i] = src[i] + b;
 }
 
-/* Sum of x[0..n) with 8 partial sums (vectorisable, and more accurate than
- * one running float). */
-static float s_sum(const float *x, int64_t n)
+float dq_conv2d_bias_sum(const float *x, int64_t n)
 {
     float acc[8] = {0};
     int64_t i = 0;
@@ -219,7 +217,7 @@ static void s_backward_grouped(dq_tensor *din, dq_tensor *dw, dq_tensor *db,
                 memcpy(dy + o * ld + j * P, dout->data + ((n0 + j) * OC + o) * P,
                        (size_t)P * sizeof(float));
         if (db)
-            for (int64_t o = 0; o < OC; o++) db->data[o] += s_sum(dy + o * ld, ld);
+            for (int64_t o = 0; o < OC; o++) db->data[o] += dq_conv2d_bias_sum(dy + o * ld, ld);
         if (dw) {
             for (int64_t j = 0; j < gn; j++)
                 dq_im2col(col + j * P, ld, in->data + (n0 + j) * img, g);
@@ -247,7 +245,6 @@ dq_status dq_conv2d_backward(dq_tensor *din, dq_tensor *dw, dq_tensor *db,
     DQ_TRY(s_check(&c, p, ws, ws_floats, &g, err));
     const int64_t N = in->shape[0], OC = w->shape[0];
     const int64_t K = g.C * g.KH * g.KW, P = g.OH * g.OW, img = g.C * g.H * g.W;
-    const int pointwise = s_is_pointwise(&g);
     const int64_t ldcol = s_col_ld(P, K, ws_floats);
 
     int64_t G = s_backward_group(N, K, P, OC, ws_floats);
@@ -255,30 +252,40 @@ dq_status dq_conv2d_backward(dq_tensor *din, dq_tensor *dw, dq_tensor *db,
         s_backward_grouped(din, dw, db, dout, in, w, &g, G, ws);
         return DQ_OK;
     }
-    for (int64_t n = 0; n < N; n++) {
-        const float *dy = dout->data + n * OC * P;
-        if (db)
-            for (int64_t o = 0; o < OC; o++) db->data[o] += s_sum(dy + o * P, P);
-        if (dw) {
-            const float *col = in->data + n * img;
-            int64_t ld = P;
-            if (!pointwise) {
-                dq_im2col(ws, ldcol, col, &g);
-                col = ws;
-                ld = ldcol;
-            }
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)OC, (int)K, (int)P, 1.0f,
-                        dy, (int)P, col, (int)ld, 1.0f, dw->data, (int)K);
-        }
-        if (!din) continue;
-        if (pointwise) {
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)K, (int)P, (int)OC, 1.0f,
-                        w->data, (int)K, dy, (int)P, 1.0f, din->data + n * img, (int)P);
-            continue;
-        }
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)K, (int)P, (int)OC, 1.0f,
-                    w->data, (int)K, dy, (int)P, 0.0f, ws, (int)ldcol);
-        dq_col2im_add(din->data + n * img, ws, ldcol, &g);
-    }
+    for (int64_t n = 0; n < N; n++)
+        dq_conv2d_backward_image(din, dw, db, dout->data + n * OC * P, in->data + n * img,
+                                 din ? din->data + n * img : NULL, NULL, 0, w, &g, ws, ldcol);
     return DQ_OK;
+}
+
+void dq_conv2d_backward_image(dq_tensor *din, dq_tensor *dw, dq_tensor *db, const float *dy,
+                              const float *x, float *din_img, const float *col, int64_t ld_col,
+                              const dq_tensor *w, const dq_im2col_geom *g, float *ws,
+                              int64_t ldcol)
+{
+    const int64_t OC = w->shape[0], K = g->C * g->KH * g->KW, P = g->OH * g->OW;
+    const int pointwise = s_is_pointwise(g);
+    if (db)
+        for (int64_t o = 0; o < OC; o++) db->data[o] += dq_conv2d_bias_sum(dy + o * P, P);
+    if (dw) {
+        if (pointwise) {
+            col = x;
+            ld_col = P;
+        } else if (!col) {
+            dq_im2col(ws, ldcol, x, g);
+            col = ws;
+            ld_col = ldcol;
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)OC, (int)K, (int)P, 1.0f, dy,
+                    (int)P, col, (int)ld_col, 1.0f, dw->data, (int)K);
+    }
+    if (!din) return;
+    if (pointwise) {
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)K, (int)P, (int)OC, 1.0f,
+                    w->data, (int)K, dy, (int)P, 1.0f, din_img, (int)P);
+        return;
+    }
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)K, (int)P, (int)OC, 1.0f, w->data,
+                (int)K, dy, (int)P, 0.0f, ws, (int)ldcol);
+    dq_col2im_add(din_img, ws, ldcol, g);
 }

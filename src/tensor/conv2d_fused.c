@@ -167,18 +167,6 @@ static void s_relu_inplace(float *x, int64_t n)
     for (; i < n; i++) x[i] = x[i] <= 0.0f ? 0.0f : x[i];
 }
 
-/* Sum of x[0..n) with 8 partial sums: conv2d.c's, for the same bias gradient. */
-static float s_sum(const float *x, int64_t n)
-{
-    float acc[8] = {0};
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (int k = 0; k < 8; k++) acc[k] += x[i + k];
-    float s = 0.0f;
-    for (; i < n; i++) s += x[i];
-    for (int k = 0; k < 8; k++) s += acc[k];
-    return s;
-}
 
 /* Pools gn images at x (shaped like out's) into images [n0, n0 + gn) of
  * pool_out/argmax. */
@@ -300,29 +288,12 @@ dq_status dq_conv2d_backward_cols(dq_tensor *din, dq_tensor *dw, dq_tensor *db,
     const int64_t ldcol = s_col_ld(P, K, ws_floats);
 
     for (int64_t n = 0; n < N; n++) {
-        const float *dy = dout->data + n * OC * P;
-        if (db)
-            for (int64_t o = 0; o < OC; o++) db->data[o] += s_sum(dy + o * P, P);
-        if (dw) {
-            const float *col = in->data + n * img;
-            int64_t ld = P;
-            if (!pointwise) {
-                const int64_t q = n / G, gn = N - q * G < G ? N - q * G : G;
-                col = cols + q * blk + (n - q * G) * P;
-                ld = s_pad_ld(gn * P);
-            }
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)OC, (int)K, (int)P, 1.0f,
-                        dy, (int)P, col, (int)ld, 1.0f, dw->data, (int)K);
-        }
-        if (!din) continue;
-        if (pointwise) {
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)K, (int)P, (int)OC, 1.0f,
-                        w->data, (int)K, dy, (int)P, 1.0f, din->data + n * img, (int)P);
-            continue;
-        }
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)K, (int)P, (int)OC, 1.0f,
-                    w->data, (int)K, dy, (int)P, 0.0f, ws, (int)ldcol);
-        dq_col2im_add(din->data + n * img, ws, ldcol, &g);
+        /* the columns the forward saved (a pointwise conv reads the input) */
+        const int64_t q = n / G, gn = N - q * G < G ? N - q * G : G;
+        const float *col = pointwise ? NULL : cols + q * blk + (n - q * G) * P;
+        dq_conv2d_backward_image(din, dw, db, dout->data + n * OC * P, in->data + n * img,
+                                 din ? din->data + n * img : NULL, col, s_pad_ld(gn * P), w, &g,
+                                 ws, ldcol);
     }
     return DQ_OK;
 }
@@ -382,7 +353,6 @@ dq_status dq_conv2d_relu_maxpool_backward(dq_tensor *din, dq_tensor *dw, dq_tens
         return dq_fail(err, DQ_ERR_UNSUPPORTED, "%s: %lld images of %lld positions: "
                        "dq_conv2d_backward groups these, use the unfused ops", op,
                        (long long)N, (long long)P);
-    const int pointwise = s_is_pointwise(&g);
     const int64_t ldcol = s_pad_ld(P);
     float *dy = ws + K * ldcol; /* one image's conv output gradient [OC, P] */
     const int64_t PP = pool_dout->shape[2] * pool_dout->shape[3];
@@ -395,28 +365,8 @@ dq_status dq_conv2d_relu_maxpool_backward(dq_tensor *din, dq_tensor *dw, dq_tens
                                          pool_dout->shape[2], pool_dout->shape[3]);
         DQ_TRY(dq_maxpool2d_relu_backward_pooled(&t_dy, &t_pd, argmax + n * OC * PP, &t_po,
                                                  pool_kernel, pool_stride, err));
-        if (db)
-            for (int64_t o = 0; o < OC; o++) db->data[o] += s_sum(dy + o * P, P);
-        if (dw) {
-            const float *col = in->data + n * img;
-            int64_t ld = P;
-            if (!pointwise) {
-                dq_im2col(ws, ldcol, col, &g);
-                col = ws;
-                ld = ldcol;
-            }
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)OC, (int)K, (int)P, 1.0f,
-                        dy, (int)P, col, (int)ld, 1.0f, dw->data, (int)K);
-        }
-        if (!din) continue;
-        if (pointwise) {
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)K, (int)P, (int)OC, 1.0f,
-                        w->data, (int)K, dy, (int)P, 1.0f, din->data + n * img, (int)P);
-            continue;
-        }
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)K, (int)P, (int)OC, 1.0f,
-                    w->data, (int)K, dy, (int)P, 0.0f, ws, (int)ldcol);
-        dq_col2im_add(din->data + n * img, ws, ldcol, &g);
+        dq_conv2d_backward_image(din, dw, db, dy, in->data + n * img,
+                                 din ? din->data + n * img : NULL, NULL, 0, w, &g, ws, ldcol);
     }
     return DQ_OK;
 }

@@ -99,18 +99,6 @@ static int s_use_direct(dq_conv2d_algo algo, const dq_tensor *in, dq_conv2d_para
     return in && in->ndim == 4 && s_groups(p) > 1 && s_groups(p) == in->shape[1];
 }
 
-/* Sum of x[0..n) with 8 partial sums (as conv2d.c). */
-static float s_sum(const float *x, int64_t n)
-{
-    float acc[8] = {0};
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (int k = 0; k < 8; k++) acc[k] += x[i + k];
-    float s = 0.0f;
-    for (; i < n; i++) s += x[i];
-    for (int k = 0; k < 8; k++) s += acc[k];
-    return s;
-}
 
 /* ---- depthwise: the direct kernel ------------------------------------------------
  * Output (oh, ow) takes tap (kh, kw) from bordered-input position
@@ -277,7 +265,7 @@ static void s_dw_backward(dq_tensor *din, dq_tensor *dw, dq_tensor *db, const dq
             if (din) memset(dph, 0, (size_t)q.n_ph * sizeof(float));
             for (int64_t o = c * mult; o < (c + 1) * mult; o++) {
                 const float *dy = dout->data + (n * OC + o) * P;
-                if (db) db->data[o] += s_sum(dy, P);
+                if (db) db->data[o] += dq_conv2d_bias_sum(dy, P);
                 if (!dw && !din) continue;
                 memset(dyw, 0, (size_t)n_out * sizeof(float));
                 for (int64_t oh = 0; oh < g->OH; oh++)
@@ -337,7 +325,7 @@ static void s_gemm_backward(dq_tensor *din, dq_tensor *dw, dq_tensor *db, const 
     for (int64_t n = 0; n < N; n++) {
         const float *dy = dout->data + n * OC * P;
         if (db)
-            for (int64_t o = 0; o < OC; o++) db->data[o] += s_sum(dy + o * P, P);
+            for (int64_t o = 0; o < OC; o++) db->data[o] += dq_conv2d_bias_sum(dy + o * P, P);
         if (dw) {
             const float *col = in->data + n * img;
             int64_t ld = P;

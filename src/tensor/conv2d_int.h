@@ -51,6 +51,21 @@ dq_status dq_conv2d_check_workspace(const char *op, const float *ws, int64_t ws_
 bool dq_conv2d_backward_per_image(int64_t N, int64_t K, int64_t P, int64_t OC,
                                   int64_t ws_floats);
 
+/* Sum of x[0..n) with 8 partial sums (vectorisable, and more accurate than
+ * one running float): every conv path's bias gradient, so that they agree
+ * bit for bit. */
+float dq_conv2d_bias_sum(const float *x, int64_t n);
+
+/* One image's ungrouped conv backward, as dq_conv2d_backward runs it image
+ * by image: db += row sums of dy [OC, P]; dw += dy x col^T; din_img +=
+ * col2im(w^T x dy). col/ld_col are the image's lowered input when the
+ * caller has them (NULL: lowered here into ws, ldcol floats per row; a
+ * pointwise conv reads x itself); ws's first K * ldcol floats are scratch. */
+void dq_conv2d_backward_image(dq_tensor *din, dq_tensor *dw, dq_tensor *db, const float *dy,
+                              const float *x, float *din_img, const float *col, int64_t ld_col,
+                              const dq_tensor *w, const dq_im2col_geom *g, float *ws,
+                              int64_t ldcol);
+
 typedef enum {
     DQ_CONV2D_ALGO_AUTO,   /* direct when depthwise, else GEMM */
     DQ_CONV2D_ALGO_GEMM,   /* im2col + one GEMM per group and image (any groups >= 1) */
