@@ -93,3 +93,23 @@ wait_until() {
   while [ $SECONDS -lt $end ]; do eval "$1" && return 0; sleep 0.05; done
   return 1
 }
+
+# A broker on PORT/PORT+1 and a teacher worker for it, started in the
+# background with the test's heartbeat options (its array hb), logs appended
+# to $tmp/LOGNAME.log, pids in bpid/wpid and in pids (cleaned up on exit).
+# Tests with other needs define their own start_worker after sourcing this.
+start_broker() { # LOGNAME PORT [args]
+  local name=$1 p=$2; shift 2
+  "$bin/distillq-broker" --frontend "tcp://127.0.0.1:$p" --backend "tcp://127.0.0.1:$((p + 1))" \
+    "${hb[@]}" "$@" < /dev/null >> "$tmp/$name.log" 2>&1 &
+  bpid=$!; pids+=("$bpid")
+  wait_until 10 "stats tcp://127.0.0.1:$p > /dev/null"
+}
+start_worker() { # LOGNAME PORT SERVICE MODEL WEIGHTS [args]
+  local name=$1 p=$2 svc=$3 m=$4 w=$5; shift 5
+  "$bin/distillq-teacher" --broker "tcp://127.0.0.1:$((p + 1))" --service "$svc" --model "$m" \
+    --weights "$w" "${hb[@]}" "$@" < /dev/null >> "$tmp/$name.log" 2>&1 &
+  wpid=$!; pids+=("$wpid")
+}
+# Workers the broker at PORT has, from its stats.
+workers_of() { num "$(stats "tcp://127.0.0.1:$1")" workers; }

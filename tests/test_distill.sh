@@ -20,20 +20,6 @@ tmp_prefix=dq-distill
 echo "1..30"
 
 hb=(--heartbeat-ms 100 --liveness 3)
-start_broker() { # LOGNAME PORT [args]
-  local name=$1 p=$2; shift 2
-  "$bin/distillq-broker" --frontend "tcp://127.0.0.1:$p" --backend "tcp://127.0.0.1:$((p + 1))" \
-    "${hb[@]}" "$@" < /dev/null >> "$tmp/$name.log" 2>&1 &
-  bpid=$!; pids+=("$bpid")
-  wait_until 10 "stats tcp://127.0.0.1:$p > /dev/null"
-}
-start_worker() { # LOGNAME PORT SERVICE MODEL WEIGHTS [args]
-  local name=$1 p=$2 svc=$3 m=$4 w=$5; shift 5
-  "$bin/distillq-teacher" --broker "tcp://127.0.0.1:$((p + 1))" --service "$svc" --model "$m" \
-    --weights "$w" "${hb[@]}" "$@" < /dev/null >> "$tmp/$name.log" 2>&1 &
-  wpid=$!; pids+=("$wpid")
-}
-workers_of() { stats "tcp://127.0.0.1:$1" | grep -o '"workers": [0-9]*' | head -1 | grep -o '[0-9]*$'; }
 # busy PORT N: the broker's workers hold at least N requests (the run is under way)
 busy() { local f; f=$(stats "tcp://127.0.0.1:$1" | grep -o '"in_flight": [0-9]*' | head -1 | grep -o '[0-9]*$'); [ "${f:-0}" -ge "$2" ]; }
 

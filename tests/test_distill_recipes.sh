@@ -20,20 +20,6 @@ tmp_prefix=dq-recipes
 echo "1..22"
 
 hb=(--heartbeat-ms 100 --liveness 10)
-start_broker() { # LOGNAME PORT [args]
-  local name=$1 p=$2; shift 2
-  "$bin/distillq-broker" --frontend "tcp://127.0.0.1:$p" --backend "tcp://127.0.0.1:$((p + 1))" \
-    "${hb[@]}" "$@" < /dev/null >> "$tmp/$name.log" 2>&1 &
-  bpid=$!; pids+=("$bpid")
-  wait_until 10 "stats tcp://127.0.0.1:$p > /dev/null"
-}
-start_worker() { # LOGNAME PORT SERVICE MODEL WEIGHTS [args]
-  local name=$1 p=$2 svc=$3 m=$4 w=$5; shift 5
-  "$bin/distillq-teacher" --broker "tcp://127.0.0.1:$((p + 1))" --service "$svc" --model "$m" \
-    --weights "$w" "${hb[@]}" "$@" < /dev/null >> "$tmp/$name.log" 2>&1 &
-  wpid=$!; pids+=("$wpid")
-}
-workers_of() { num "$(stats "tcp://127.0.0.1:$1")" workers; }
 sha() { sha256sum "$1" | cut -c1-64; }
 ran() { # NAME: the run exited 0 and wrote its checkpoint
   [ "$(cat "$tmp/$1.rc")" = 0 ] && [ -s "$tmp/$1.safetensors" ] || { show "$tmp/$1.err"; false; }
