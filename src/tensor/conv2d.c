@@ -112,6 +112,27 @@ static void s_copy_add(float *restrict dst, const float *restrict src, float b, 
     for (; i < n; i++) dst[i] = src[i] + b;
 }
 
+void dq_conv2d_group_gemm(float *slab, float *colbuf, int64_t ldcol, const float *x0, int64_t gn,
+                          const dq_tensor *w, const dq_tensor *b, const dq_im2col_geom *g)
+{
+    const int64_t OC = w->shape[0], K = g->C * g->KH * g->KW, P = g->OH * g->OW, ld = gn * P;
+    const float *col = colbuf;
+    if (s_is_pointwise(g)) {
+        col = x0;
+        ldcol = ld;
+    } else {
+        const int64_t img = g->C * g->H * g->W;
+        for (int64_t j = 0; j < gn; j++) dq_im2col(colbuf + j * P, ldcol, x0 + j * img, g);
+    }
+    float beta = 0.0f;
+    if (gn == 1 && b) {
+        for (int64_t o = 0; o < OC; o++) s_fill(slab + o * P, b->data[o], P);
+        beta = 1.0f;
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)OC, (int)ld, (int)K, 1.0f,
+                w->data, (int)K, col, (int)ldcol, beta, slab, (int)ld);
+}
+
 float dq_conv2d_bias_sum(const float *x, int64_t n)
 {
     float acc[8] = {0};
@@ -148,22 +169,8 @@ dq_status dq_conv2d_forward(dq_tensor *out, const dq_tensor *in, const dq_tensor
     for (int64_t n0 = 0; n0 < N; n0 += G) {
         const int64_t gn = N - n0 < G ? N - n0 : G, ld = gn * P;
         float *slab = out->data + n0 * OC * P;
-        const float *col = ws;
-        int64_t ldcol = s_col_ld(ld, K, ws_floats);
-        if (pointwise) {
-            col = in->data + n0 * img;
-            ldcol = ld;
-        } else {
-            for (int64_t j = 0; j < gn; j++)
-                dq_im2col(ws + j * P, ldcol, in->data + (n0 + j) * img, &g);
-        }
-        float beta = 0.0f;
-        if (gn == 1 && b) {
-            for (int64_t o = 0; o < OC; o++) s_fill(slab + o * P, b->data[o], P);
-            beta = 1.0f;
-        }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)OC, (int)ld, (int)K, 1.0f,
-                    w->data, (int)K, col, (int)ldcol, beta, slab, (int)ld);
+        dq_conv2d_group_gemm(slab, ws, s_col_ld(ld, K, ws_floats), in->data + n0 * img, gn, w, b,
+                             &g);
         if (gn == 1) continue;
         /* [OC][gn][P] -> [gn][OC][P] via the column buffer (OC <= K here). */
         memcpy(ws, slab, (size_t)(OC * ld) * sizeof(float));

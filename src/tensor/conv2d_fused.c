@@ -128,14 +128,6 @@ static dq_status s_check(const dq_conv2d_call *c, dq_conv2d_params p, const floa
     return DQ_OK;
 }
 
-/* dst[0..n) = v (blocks of 8 so gcc -O2 vectorises, as in conv2d.c). */
-static void s_fill(float *dst, float v, int64_t n)
-{
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (int k = 0; k < 8; k++) dst[i + k] = v;
-    for (; i < n; i++) dst[i] = v;
-}
 
 /* dst[i] = src[i] + b, then relu when asked (relu.c's x <= 0 ? 0 : x). */
 static void s_copy_add(float *restrict dst, const float *restrict src, float b, int64_t n,
@@ -224,22 +216,8 @@ dq_status dq_conv2d_fused_forward(dq_tensor *out, dq_tensor *pool_out, int32_t *
         const int64_t gn = N - n0 < G ? N - n0 : G, ld = gn * P;
         float *slab = scratch ? scratch : out->data + n0 * OC * P;
         float *colbuf = cols ? cols + (n0 / G) * blk : ws;
-        int64_t ldcol = cols ? s_pad_ld(ld) : s_col_ld(ld, K, ws_floats);
-        const float *col = colbuf;
-        if (pointwise) {
-            col = in->data + n0 * img;
-            ldcol = ld;
-        } else {
-            for (int64_t j = 0; j < gn; j++)
-                dq_im2col(colbuf + j * P, ldcol, in->data + (n0 + j) * img, &g);
-        }
-        float beta = 0.0f;
-        if (gn == 1 && b) {
-            for (int64_t o = 0; o < OC; o++) s_fill(slab + o * P, b->data[o], P);
-            beta = 1.0f;
-        }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)OC, (int)ld, (int)K, 1.0f,
-                    w->data, (int)K, col, (int)ldcol, beta, slab, (int)ld);
+        dq_conv2d_group_gemm(slab, colbuf, cols ? s_pad_ld(ld) : s_col_ld(ld, K, ws_floats),
+                             in->data + n0 * img, gn, w, b, &g);
         float *done = slab; /* the group's [gn][OC][P] output, relu applied */
         if (gn == 1) {
             if (e.relu) s_relu_inplace(slab, OC * P);

@@ -56,6 +56,13 @@ bool dq_conv2d_backward_per_image(int64_t N, int64_t K, int64_t P, int64_t OC,
  * bit for bit. */
 float dq_conv2d_bias_sum(const float *x, int64_t n);
 
+/* The training forward's GEMM for gn images side by side (ld = gn * P):
+ * lowers them into colbuf (ldcol floats per row; a pointwise conv reads x0,
+ * the first image, itself) and computes slab [OC, ld] = w x col, starting
+ * from the bias when gn == 1 (a group's bias is added after its permute). */
+void dq_conv2d_group_gemm(float *slab, float *colbuf, int64_t ldcol, const float *x0, int64_t gn,
+                          const dq_tensor *w, const dq_tensor *b, const dq_im2col_geom *g);
+
 /* One image's ungrouped conv backward, as dq_conv2d_backward runs it image
  * by image: db += row sums of dy [OC, P]; dw += dy x col^T; din_img +=
  * col2im(w^T x dy). col/ld_col are the image's lowered input when the
