@@ -297,6 +297,60 @@ static void test_conv_invariant_cropped(void **state)
     }
 }
 
+/* A matrix B [K, N] (row stride ld) through gemm.h's packer contract. */
+typedef struct {
+    const float *B;
+    int64_t ld;
+} s_mat;
+
+static void s_pack_mat(const void *ctx, float *bp, int64_t k0, int64_t kc, int64_t n0,
+                       int64_t nc)
+{
+    const s_mat *m = ctx;
+    for (int64_t jr = 0; jr < nc; jr += DQ_GEMM_NR)
+        for (int64_t k = 0; k < kc; k++)
+            for (int64_t j = 0; j < DQ_GEMM_NR; j++)
+                *bp++ = jr + j < nc ? m->B[(k0 + k) * m->ld + n0 + jr + j] : 0.0f;
+}
+
+/* A packed once (dq_gemm_pack_a) and B through a packer give dq_gemm_fixed's
+ * bits: rows across the 6-row panels and the 72-row blocks, k across the
+ * 256 blocks, columns across the slabs of either path; 1 and 3 threads;
+ * plain and accumulating. */
+static void test_prepacked_a(void **state)
+{
+    (void)state;
+    static const int64_t sz[][3] = {{64, 784, 1152}, {73, 300, 257}, {5, 17, 9}, {150, 520, 40}};
+    dq_rng r;
+    dq_rng_seed(&r, 11);
+    for (size_t i = 0; i < sizeof sz / sizeof sz[0]; i++) {
+        const int64_t M = sz[i][0], N = sz[i][1], K = sz[i][2];
+        float *A = s_rand(M * K, &r), *B = s_rand(K * N, &r), *C = s_rand(M * N, &r);
+        float *D = malloc(sizeof(float) * (size_t)(M * N));
+        float *ap = malloc(sizeof(float) * (size_t)dq_gemm_a_floats(M, K));
+        assert_non_null(D);
+        assert_non_null(ap);
+        assert_int_equal(dq_gemm_a_floats(M, K), (M + 5) / 6 * 6 * K);
+        float *ws = s_ws();
+        dq_gemm_pack_a(ap, A, K, M, K);
+        const s_mat m = {B, N};
+        for (int acc = 0; acc < 2; acc++)
+            for (int t = 1; t <= S_THREADS; t += S_THREADS - 1) {
+                memcpy(D, C, sizeof(float) * (size_t)(M * N));
+                dq_gemm_fixed_packed(M, N, K, ap, s_pack_mat, &m, D, N, acc, t, ws, S_WSN);
+                float *E = malloc(sizeof(float) * (size_t)(M * N));
+                assert_non_null(E);
+                memcpy(E, C, sizeof(float) * (size_t)(M * N));
+                dq_gemm_fixed(M, N, K, A, K, B, N, false, E, N, acc, 1, ws, S_WSN);
+                if (memcmp(D, E, sizeof(float) * (size_t)(M * N)))
+                    fail_msg("%lldx%lldx%lld acc=%d threads=%d: pre-packed A differs",
+                             (long long)M, (long long)N, (long long)K, acc, t);
+                free(E);
+            }
+        free(A), free(B), free(C), free(D), free(ap), free(ws);
+    }
+}
+
 /* dq_im2col_pack gives the panels the GEMM would pack from dq_im2col's
  * columns, bit for bit: blocks of rows starting mid-tap, column ranges
  * starting mid-image and ending mid-panel. Geometries {C, H, W, k, stride,
@@ -376,6 +430,7 @@ int main(void)
         cmocka_unit_test(test_conv_invariant),
         cmocka_unit_test(test_conv_invariant_threads),
         cmocka_unit_test(test_conv_invariant_cropped),
+        cmocka_unit_test(test_prepacked_a),
         cmocka_unit_test(test_im2col_pack),
         cmocka_unit_test(test_linear_invariant),
     };

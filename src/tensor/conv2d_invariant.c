@@ -33,9 +33,13 @@
  * the column rows and of the GEMM's multiply-adds were products with the
  * padding's zeros (a fifth of ResNet-18-fmnist's forward). The kept taps
  * form a rectangle, so the layer becomes an ordinary smaller convolution:
- * the weights' matching [C, KH', KW'] window is copied once per call to
- * the head of the workspace and the geometry's padding shrinks to match.
+ * the weights' matching [C, KH', KW'] window is copied once per call into
+ * the workspace and the geometry's padding shrinks to match.
  * This depends on the layer's shape only, never on the batch or threads.
+ * The weights are packed into the GEMM's A panels once per call, at the
+ * head of the workspace, and shared read-only by every worker and group
+ * (dq_gemm_pack_a): repacking them for each group and column slab would
+ * cost as much as the narrow slabs that keep the packed images in L2 save.
  * Grouped and depthwise convolutions (groups > 1) go to conv2d_grouped.c,
  * whose paths are invariant by construction (one image per GEMM, or the
  * direct depthwise kernel).
@@ -116,15 +120,16 @@ int64_t dq_conv2d_invariant_workspace(int64_t N, int64_t C, int64_t H, int64_t W
     int64_t OW = dq_conv2d_out_size(W, KW, p.stride, p.padding);
     if (N < 1 || C < 1 || OC < 1 || OH < 1 || OW < 1) return 0;
     dq_im2col_geom g = dq_im2col_geom_make(C, H, W, KH, KW, p.stride, p.padding), cg;
-    const int64_t wc = s_crop(&cg, &g) ? s_align16(OC * C * cg.KH * cg.KW) : 0;
+    const bool crop = s_crop(&cg, &g);
+    const int64_t K = C * cg.KH * cg.KW, wc = crop ? s_align16(OC * K) : 0;
     s_plan pl = s_make_plan(&cg, N, OC, dq_backend_threads());
-    return wc + pl.workers * pl.floats;
+    return s_align16(dq_gemm_a_floats(OC, K)) + wc + pl.workers * pl.floats;
 }
 
 /* One worker: images [n0, n1) of the call, in groups of G, in its slice. */
 typedef struct {
     const dq_tensor *in, *b;
-    const float *a; /* weights [OC, K] */
+    const float *a; /* weights [OC, K], packed by dq_gemm_pack_a */
     dq_tensor *out;
     const dq_im2col_geom *g;
     int64_t n0, n1, G, K, P, OC, gemm_threads;
@@ -162,7 +167,7 @@ static void s_run(const s_job *j)
     for (int64_t n0 = j->n0; n0 < j->n1; n0 += j->G) {
         const int64_t gn = j->n1 - n0 < j->G ? j->n1 - n0 : j->G, ld = gn * P;
         const s_lowered l = {j->in->data + n0 * img, j->g};
-        dq_gemm_fixed_packed(OC, ld, K, j->a, K, s_pack_lowered, &l, slab, ld, false,
+        dq_gemm_fixed_packed(OC, ld, K, j->a, s_pack_lowered, &l, slab, ld, false,
                              (int)j->gemm_threads, j->ws, gw);
         /* [OC][gn][P] -> [gn][OC][P], adding the bias (one addition per
          * element, the same in every group size). */
@@ -199,24 +204,27 @@ dq_status dq_conv2d_forward_invariant(dq_tensor *out, const dq_tensor *in, const
         return dq_fail(err, DQ_ERR_UNSUPPORTED, "%s: input plane %lldx%lld is too large", op,
                        (long long)g.H, (long long)g.W);
     const int64_t K = g.C * cg.KH * cg.KW, P = g.OH * g.OW;
-    const int64_t wc = crop ? s_align16(OC * K) : 0;
+    const int64_t wa = s_align16(dq_gemm_a_floats(OC, K)), wc = crop ? s_align16(OC * K) : 0;
     /* The backend's threads, fewer when the workspace was planned for
      * fewer; one thread's plan is the least any call may be given. */
     s_plan pl = s_make_plan(&cg, N, OC, 1);
-    DQ_TRY(dq_conv2d_check_workspace(op, ws, ws_floats, wc + pl.floats, err));
+    DQ_TRY(dq_conv2d_check_workspace(op, ws, ws_floats, wa + wc + pl.floats, err));
     const float *a = w->data;
     if (crop) { /* the kept taps' window of every [C, KH, KW] filter, in order */
         const int64_t k0 = g.pad - cg.pad;
         for (int64_t r = 0; r < OC * g.C; r++)
             for (int64_t i = 0; i < cg.KH; i++) {
                 const float *src = w->data + (r * g.KH + k0 + i) * g.KW + k0;
-                float *dst = ws + (r * cg.KH + i) * cg.KW;
+                float *dst = ws + wa + (r * cg.KH + i) * cg.KW;
                 for (int64_t j = 0; j < cg.KW; j++) dst[j] = src[j]; /* a few: no memcpy call */
             }
-        a = ws;
+        a = ws + wa;
     }
-    ws += wc;
-    ws_floats -= wc;
+    /* The weights packed once for every group of every worker. */
+    dq_gemm_pack_a(ws, a, K, OC, K);
+    a = ws;
+    ws += wa + wc;
+    ws_floats -= wa + wc;
     for (int64_t t = dq_backend_threads(); t > 1; t--) {
         s_plan q = s_make_plan(&cg, N, OC, t);
         if (q.workers * q.floats <= ws_floats) {

@@ -23,6 +23,12 @@
 #define S_MC 72   /* A block: 72 x 256 floats = 72 KB, stays in L2 */
 #define S_KC 256
 #define S_NC 2048 /* B block: 256 x 2048 floats = 2 MB */
+/* With A packed once beforehand (dq_gemm_pack_a) nothing is repacked per
+ * column slab, so the slab can shrink until B's block (256 KB) stays in L2
+ * between the packing and the kernels; with 2048 it went out to L3 and
+ * back, and the packing's stores missed (DeepNN's 28x28 layers: 12 % of the
+ * forward in the packer). */
+#define S_NC_PREPACKED 256
 
 /* Packing space of one thread, a multiple of 16 floats (64 bytes). */
 #define S_THREAD_WS ((int64_t)S_MC * S_KC + (int64_t)S_KC * S_NC)
@@ -44,6 +50,20 @@ static void s_pack_a(float *restrict ap, const float *restrict a, int64_t lda, i
             ap += S_MR;
         }
     }
+}
+
+int64_t dq_gemm_a_floats(int64_t M, int64_t K)
+{
+    return (M + S_MR - 1) / S_MR * S_MR * (K > 0 ? K : 0);
+}
+
+/* Block pc (k in [pc, pc + kc)) starts at pc * Mp; in it, the micro-panel
+ * of rows [ir, ir + MR) at ir * kc: s_pack_a's layout, block after block. */
+void dq_gemm_pack_a(float *ap, const float *A, int64_t lda, int64_t M, int64_t K)
+{
+    const int64_t Mp = (M + S_MR - 1) / S_MR * S_MR;
+    for (int64_t pc = 0; pc < K; pc += S_KC)
+        s_pack_a(ap + pc * Mp, A + pc, lda, M, K - pc < S_KC ? K - pc : S_KC);
 }
 
 /* Bp[panel][k][j] = op(B)[k][jr + j] for the kc x nc block (0 past nc). */
@@ -155,29 +175,32 @@ static void s_pack_matrix_b(const void *ctx, float *bp, int64_t k0, int64_t kc, 
 }
 
 /* One thread's share: columns [n0, n0 + N) of B, into C (already offset
- * to column n0). */
+ * to column n0). A is either packed here block by block (ap_all NULL) or
+ * was packed whole by dq_gemm_pack_a. */
 static void s_gemm_cols(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
-                        dq_gemm_pack_b_fn pack_b, const void *ctx, int64_t n0, float *C,
-                        int64_t ldc, bool accumulate, float *ws)
+                        const float *ap_all, dq_gemm_pack_b_fn pack_b, const void *ctx,
+                        int64_t n0, float *C, int64_t ldc, bool accumulate, float *ws)
 {
     s_kernel_fn kernel = s_pick_kernel();
+    const int64_t Mp = (M + S_MR - 1) / S_MR * S_MR, NC = ap_all ? S_NC_PREPACKED : S_NC;
     float *ap = ws, *bp = ws + (int64_t)S_MC * S_KC;
     float tile[S_MR * S_NR];
-    for (int64_t jc = 0; jc < N; jc += S_NC) {
-        int64_t nc = N - jc < S_NC ? N - jc : S_NC;
+    for (int64_t jc = 0; jc < N; jc += NC) {
+        int64_t nc = N - jc < NC ? N - jc : NC;
         for (int64_t pc = 0; pc < K; pc += S_KC) {
             int64_t kc = K - pc < S_KC ? K - pc : S_KC;
             bool add = accumulate || pc > 0;
             pack_b(ctx, bp, pc, kc, n0 + jc, nc);
             for (int64_t ic = 0; ic < M; ic += S_MC) {
                 int64_t mc = M - ic < S_MC ? M - ic : S_MC;
-                s_pack_a(ap, A + ic * lda + pc, lda, mc, kc);
+                const float *ab = ap_all ? ap_all + pc * Mp + ic * kc : ap;
+                if (!ap_all) s_pack_a(ap, A + ic * lda + pc, lda, mc, kc);
                 for (int64_t jr = 0; jr < nc; jr += S_NR) {
                     int64_t nr = nc - jr < S_NR ? nc - jr : S_NR;
                     for (int64_t ir = 0; ir < mc; ir += S_MR) {
                         int64_t mr = mc - ir < S_MR ? mc - ir : S_MR;
                         float *c = C + (ic + ir) * ldc + jc + jr;
-                        const float *pa = ap + ir * kc, *pb = bp + jr * kc;
+                        const float *pa = ab + ir * kc, *pb = bp + jr * kc;
                         if (mr == S_MR && nr == S_NR) {
                             kernel(kc, pa, pb, c, ldc, add);
                             continue;
@@ -198,7 +221,7 @@ static void s_gemm_cols(int64_t M, int64_t N, int64_t K, const float *A, int64_t
 
 typedef struct {
     int64_t M, N, K, lda, n0, ldc;
-    const float *A;
+    const float *A, *ap;
     dq_gemm_pack_b_fn pack_b;
     const void *ctx;
     float *C, *ws;
@@ -208,23 +231,16 @@ typedef struct {
 static void *s_run_job(void *arg)
 {
     const s_job *j = arg;
-    s_gemm_cols(j->M, j->N, j->K, j->A, j->lda, j->pack_b, j->ctx, j->n0, j->C, j->ldc,
+    s_gemm_cols(j->M, j->N, j->K, j->A, j->lda, j->ap, j->pack_b, j->ctx, j->n0, j->C, j->ldc,
                 j->accumulate, j->ws);
     return NULL;
 }
 
-void dq_gemm_fixed(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
-                   const float *B, int64_t ldb, bool trans_b, float *C, int64_t ldc,
-                   bool accumulate, int threads, float *ws, int64_t ws_floats)
-{
-    const s_matrix_b m = {B, ldb, trans_b};
-    dq_gemm_fixed_packed(M, N, K, A, lda, s_pack_matrix_b, &m, C, ldc, accumulate, threads, ws,
-                         ws_floats);
-}
-
-void dq_gemm_fixed_packed(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
-                          dq_gemm_pack_b_fn pack_b, const void *ctx, float *C, int64_t ldc,
-                          bool accumulate, int threads, float *ws, int64_t ws_floats)
+/* The column split over threads shared by both entry points; A is raw
+ * (lda) when ap is NULL, else packed by dq_gemm_pack_a. */
+static void s_gemm(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+                   const float *ap, dq_gemm_pack_b_fn pack_b, const void *ctx, float *C,
+                   int64_t ldc, bool accumulate, int threads, float *ws, int64_t ws_floats)
 {
     if (M <= 0 || N <= 0) return;
     if (K <= 0) {
@@ -248,7 +264,7 @@ void dq_gemm_fixed_packed(int64_t M, int64_t N, int64_t K, const float *A, int64
     for (int64_t t = 0; t < T; t++) {
         int64_t np = panels / T + (t < panels % T ? 1 : 0);
         int64_t c1 = c0 + np * S_NR < N ? c0 + np * S_NR : N;
-        jobs[t] = (s_job){M, c1 - c0, K, lda, c0, ldc, A, pack_b, ctx, C + c0,
+        jobs[t] = (s_job){M, c1 - c0, K, lda, c0, ldc, A, ap, pack_b, ctx, C + c0,
                           ws + t * S_THREAD_WS, accumulate};
         c0 = c1;
     }
@@ -261,4 +277,20 @@ void dq_gemm_fixed_packed(int64_t M, int64_t N, int64_t K, const float *A, int64
         if (started[t]) pthread_join(tid[t], NULL);
         else s_run_job(&jobs[t]);
     }
+}
+
+void dq_gemm_fixed(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+                   const float *B, int64_t ldb, bool trans_b, float *C, int64_t ldc,
+                   bool accumulate, int threads, float *ws, int64_t ws_floats)
+{
+    const s_matrix_b m = {B, ldb, trans_b};
+    s_gemm(M, N, K, A, lda, NULL, s_pack_matrix_b, &m, C, ldc, accumulate, threads, ws,
+           ws_floats);
+}
+
+void dq_gemm_fixed_packed(int64_t M, int64_t N, int64_t K, const float *ap,
+                          dq_gemm_pack_b_fn pack_b, const void *ctx, float *C, int64_t ldc,
+                          bool accumulate, int threads, float *ws, int64_t ws_floats)
+{
+    s_gemm(M, N, K, NULL, 0, ap, pack_b, ctx, C, ldc, accumulate, threads, ws, ws_floats);
 }

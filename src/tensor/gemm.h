@@ -50,12 +50,20 @@ void dq_gemm_fixed(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
 typedef void (*dq_gemm_pack_b_fn)(const void *ctx, float *bp, int64_t k0, int64_t kc,
                                   int64_t n0, int64_t nc);
 
-/* dq_gemm_fixed with B known only through its packer, e.g. an image whose
- * lowered columns are packed straight from the pixels (conv2d_invariant.c)
- * without a column matrix in between. The packer is called from up to
- * `threads` threads at once, on disjoint column ranges. Same arithmetic,
- * so the same bits as dq_gemm_fixed on the B the packer describes. */
-void dq_gemm_fixed_packed(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+/* A packed once for dq_gemm_fixed_packed: dq_gemm_a_floats(M, K) floats
+ * at ap (64-byte alignment helps, not needed). A caller that multiplies the
+ * same A by many B's (an eval conv's weights by each group of images) packs
+ * it once and shares it, read-only, between its threads. */
+int64_t dq_gemm_a_floats(int64_t M, int64_t K);
+void dq_gemm_pack_a(float *ap, const float *A, int64_t lda, int64_t M, int64_t K);
+
+/* dq_gemm_fixed with A packed by dq_gemm_pack_a and B known only through its
+ * packer, e.g. an image whose lowered columns are packed straight from the
+ * pixels (conv2d_invariant.c) without a column matrix in between. The
+ * packer is called from up to `threads` threads at once, on disjoint column
+ * ranges. ws: dq_gemm_fixed_workspace(threads) as for dq_gemm_fixed. Same
+ * arithmetic, so the same bits as dq_gemm_fixed on the A and B given. */
+void dq_gemm_fixed_packed(int64_t M, int64_t N, int64_t K, const float *ap,
                           dq_gemm_pack_b_fn pack_b, const void *ctx, float *C, int64_t ldc,
                           bool accumulate, int threads, float *ws, int64_t ws_floats);
 
