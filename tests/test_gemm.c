@@ -297,6 +297,55 @@ static void test_conv_invariant_cropped(void **state)
     }
 }
 
+/* The eval conv (weights packed once, images lowered straight into the
+ * GEMM's panels, several images per GEMM) gives, bit for bit, what
+ * dq_im2col + dq_gemm_fixed + one bias addition give for each image on its
+ * own. Shapes {C, H, W, kernel, stride, padding, OC}: DeepNN's 28x28 3x3,
+ * a 5x5, a 1x1, an unpadded 3x3, a small plane, a strided one. */
+static void test_conv_invariant_exact(void **state)
+{
+    (void)state;
+    static const int64_t shapes[][7] = {{3, 28, 28, 3, 1, 1, 13}, {2, 20, 30, 5, 1, 2, 7},
+                                        {4, 16, 16, 1, 1, 0, 6},  {3, 14, 17, 3, 1, 0, 8},
+                                        {5, 6, 6, 3, 1, 1, 9},    {2, 17, 17, 3, 2, 1, 5}};
+    const int64_t N = 3;
+    dq_rng r;
+    dq_rng_seed(&r, 12);
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        const int64_t *q = shapes[s], C = q[0], H = q[1], W = q[2], KS = q[3], OC = q[6];
+        dq_conv2d_params p = {(int)q[4], (int)q[5], 0};
+        dq_im2col_geom g = dq_im2col_geom_make(C, H, W, KS, KS, q[4], q[5]);
+        const int64_t K = C * KS * KS, P = g.OH * g.OW, per = OC * P;
+        float *x = s_rand(N * C * H * W, &r), *w = s_rand(OC * K, &r), *b = s_rand(OC, &r);
+        float *y = malloc(sizeof(float) * (size_t)(N * per));
+        float *col = malloc(sizeof(float) * (size_t)(K * P)), *ref = malloc(sizeof(float) * (size_t)per);
+        const int64_t wsn = dq_conv2d_invariant_workspace(N, C, H, W, KS, KS, OC, p);
+        const int64_t wsa = ((wsn > S_WSN ? wsn : S_WSN) + 15) / 16 * 16;
+        float *ws = aligned_alloc(64, sizeof(float) * (size_t)wsa);
+        assert_non_null(y);
+        assert_non_null(col);
+        assert_non_null(ref);
+        assert_non_null(ws);
+        dq_tensor tw = dq_tensor_view4(w, OC, C, KS, KS), tx = dq_tensor_view4(x, N, C, H, W);
+        dq_tensor ty = dq_tensor_view4(y, N, OC, g.OH, g.OW);
+        int64_t bs[1] = {OC};
+        dq_tensor tb = dq_tensor_view(b, 1, bs);
+        dq_err err = {{0}};
+        assert_int_equal(dq_conv2d_forward_invariant(&ty, &tx, &tw, &tb, p, ws, wsn, &err), DQ_OK);
+        for (int64_t n = 0; n < N; n++) {
+            dq_im2col(col, P, x + n * C * H * W, &g);
+            dq_gemm_fixed(OC, P, K, w, K, col, P, false, ref, P, false, 1, ws, S_WSN);
+            for (int64_t o = 0; o < OC; o++)
+                for (int64_t i = 0; i < P; i++) ref[o * P + i] += b[o];
+            for (int64_t i = 0; i < per; i++)
+                if (memcmp(&ref[i], &y[n * per + i], sizeof(float)))
+                    fail_msg("shape %zu image %lld element %lld: %.9g, expected %.9g", s,
+                             (long long)n, (long long)i, y[n * per + i], ref[i]);
+        }
+        free(x), free(w), free(b), free(y), free(col), free(ref), free(ws);
+    }
+}
+
 /* A matrix B [K, N] (row stride ld) through gemm.h's packer contract. */
 typedef struct {
     const float *B;
@@ -430,6 +479,7 @@ int main(void)
         cmocka_unit_test(test_conv_invariant),
         cmocka_unit_test(test_conv_invariant_threads),
         cmocka_unit_test(test_conv_invariant_cropped),
+        cmocka_unit_test(test_conv_invariant_exact),
         cmocka_unit_test(test_prepacked_a),
         cmocka_unit_test(test_im2col_pack),
         cmocka_unit_test(test_linear_invariant),
