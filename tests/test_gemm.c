@@ -346,6 +346,48 @@ static void test_conv_invariant_exact(void **state)
     }
 }
 
+/* The eval conv's relu epilogue gives dq_relu_forward's values on the
+ * plain eval conv's output, bit for bit (zeros, negatives, the grouped
+ * path's separate pass). Shapes {C, H, W, kernel, stride, padding, OC,
+ * groups}. */
+static void test_conv_invariant_relu(void **state)
+{
+    (void)state;
+    static const int64_t shapes[][8] = {{3, 28, 28, 3, 1, 1, 13, 1}, {4, 9, 7, 3, 2, 1, 8, 1},
+                                        {6, 8, 8, 3, 1, 1, 6, 6}};
+    const int64_t N = 4;
+    dq_rng r;
+    dq_rng_seed(&r, 13);
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        const int64_t *q = shapes[s], C = q[0], H = q[1], W = q[2], KS = q[3], OC = q[6];
+        dq_conv2d_params p = {(int)q[4], (int)q[5], 0, (int)q[7]};
+        const int64_t OH = dq_conv2d_out_size(H, KS, p.stride, p.padding);
+        const int64_t OW = dq_conv2d_out_size(W, KS, p.stride, p.padding), n = N * OC * OH * OW;
+        float *x = s_rand(N * C * H * W, &r), *w = s_rand(OC * C / q[7] * KS * KS, &r);
+        float *b = s_rand(OC, &r), *y = malloc(sizeof(float) * (size_t)n);
+        float *z = malloc(sizeof(float) * (size_t)n);
+        const int64_t wsn = dq_conv2d_invariant_workspace(N, C, H, W, KS, KS, OC, p);
+        float *ws = aligned_alloc(64, sizeof(float) * (size_t)((wsn + 15) / 16 * 16));
+        assert_non_null(y);
+        assert_non_null(z);
+        assert_non_null(ws);
+        dq_tensor tw = dq_tensor_view4(w, OC, C / q[7], KS, KS), tx = dq_tensor_view4(x, N, C, H, W);
+        dq_tensor ty = dq_tensor_view4(y, N, OC, OH, OW), tz = dq_tensor_view4(z, N, OC, OH, OW);
+        int64_t bs[1] = {OC};
+        dq_tensor tb = dq_tensor_view(b, 1, bs);
+        dq_err err = {{0}};
+        assert_int_equal(dq_conv2d_forward_invariant(&ty, &tx, &tw, &tb, p, ws, wsn, &err), DQ_OK);
+        assert_int_equal(dq_relu_forward(&ty, &ty, &err), DQ_OK);
+        assert_int_equal(
+            dq_conv2d_forward_invariant_relu(&tz, &tx, &tw, &tb, p, true, ws, wsn, &err), DQ_OK);
+        assert_memory_equal(y, z, sizeof(float) * (size_t)n);
+        int64_t zeros = 0;
+        for (int64_t i = 0; i < n; i++) zeros += z[i] == 0.0f;
+        assert_true(zeros > n / 5 && zeros < n); /* the clamp did something, not everything */
+        free(x), free(w), free(b), free(y), free(z), free(ws);
+    }
+}
+
 /* A matrix B [K, N] (row stride ld) through gemm.h's packer contract. */
 typedef struct {
     const float *B;
@@ -480,6 +522,7 @@ int main(void)
         cmocka_unit_test(test_conv_invariant_threads),
         cmocka_unit_test(test_conv_invariant_cropped),
         cmocka_unit_test(test_conv_invariant_exact),
+        cmocka_unit_test(test_conv_invariant_relu),
         cmocka_unit_test(test_prepacked_a),
         cmocka_unit_test(test_im2col_pack),
         cmocka_unit_test(test_linear_invariant),

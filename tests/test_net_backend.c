@@ -142,7 +142,7 @@ static void test_walk_equals_direct_ops(void **state)
 
 /* ---- a backend that wraps the CPU table and counts calls ------------------------- */
 
-enum { S_CONV_F, S_CONV_B, S_LIN_F, S_LIN_B, S_RELU_F, S_RELU_B, S_POOL_F, S_POOL_B, S_FUSED_B,
+enum { S_CONV_F, S_CONV_RELU_F, S_CONV_B, S_LIN_F, S_LIN_B, S_RELU_F, S_RELU_B, S_POOL_F, S_POOL_B, S_FUSED_B,
        S_DROP_F, S_DROP_B, S_ADAM, S_CONVF_F, S_CONVF_B, S_POOLED_B, S_NCALLS };
 
 typedef struct {
@@ -168,6 +168,8 @@ static dq_status s_c_conv_f(dq_backend_t *b, void *st, dq_tensor *out, const dq_
                             bool eval, void *ws, size_t wsb, dq_err *err)
 {
     s_cnt(b)->calls[S_CONV_F]++;
+    if (g->relu) s_cnt(b)->calls[S_CONV_RELU_F]++;
+    if (g->relu && !eval) fail_msg("conv2d_forward: relu epilogue asked for in training");
     return s_cnt(b)->cpu->conv2d_forward(b, st, out, in, w, bias, g, eval, ws, wsb, err);
 }
 
@@ -298,8 +300,9 @@ static void s_counting_init(s_counting *c, bool set_grad, bool fused)
     c->ops.maxpool2d_forward = s_c_pool_f;
     c->ops.maxpool2d_backward = s_c_pool_b;
     c->ops.maxpool2d_relu_backward_set = set_grad ? s_c_fused_b : NULL;
-    /* unless fused: the unfused walk, no pooled relu backward and no conv
-     * fusions (the reference net on the CPU table takes them: same bits) */
+    /* unless fused: the unfused walk, no pooled relu backward, no conv
+     * fusions and no eval relu epilogue (the reference net on the CPU table
+     * takes them: same bits) */
     c->ops.maxpool2d_relu_backward_pooled = NULL;
     c->ops.conv_fusions = NULL;
     c->ops.conv2d_fused_forward = NULL;
@@ -314,6 +317,7 @@ static void s_counting_init(s_counting *c, bool set_grad, bool fused)
     c->ops.dropout_backward = s_c_drop_b;
     c->ops.adam_step = s_c_adam;
     if (!set_grad) c->ops.caps &= ~(unsigned)DQ_BK_SET_GRAD;
+    if (!fused) c->ops.caps &= ~(unsigned)DQ_BK_EVAL_CONV_RELU;
     c->base.ops = &c->ops;
 }
 
@@ -394,11 +398,13 @@ static void s_check_counting(bool set_grad, bool fused)
     assert_int_equal(c.calls[S_ADAM], 1);
     if (fused) {
         /* training: both conv -> relu -> pool chains are one op each way
-         * (28x28 and 14x14 planes: per image); eval: the separate ops */
+         * (28x28 and 14x14 planes: per image); eval: each conv does its
+         * relu (the classifier's relu runs on its own in both) */
         assert_int_equal(c.calls[S_CONVF_F], 2);
         assert_int_equal(c.calls[S_CONVF_B], 2);
         assert_int_equal(c.calls[S_CONV_F], 2);
-        assert_int_equal(c.calls[S_RELU_F], 4);
+        assert_int_equal(c.calls[S_CONV_RELU_F], 2);
+        assert_int_equal(c.calls[S_RELU_F], 2);
         assert_int_equal(c.calls[S_POOL_F], 2);
         assert_int_equal(c.calls[S_CONV_B], 0);
         assert_int_equal(c.calls[S_FUSED_B] + c.calls[S_POOLED_B] + c.calls[S_POOL_B], 0);
@@ -409,6 +415,7 @@ static void s_check_counting(bool set_grad, bool fused)
         return;
     }
     assert_int_equal(c.calls[S_CONVF_F] + c.calls[S_CONVF_B] + c.calls[S_POOLED_B], 0);
+    assert_int_equal(c.calls[S_CONV_RELU_F], 0);
     assert_int_equal(c.calls[S_CONV_F], 4);
     assert_int_equal(c.calls[S_LIN_F], 4);
     assert_int_equal(c.calls[S_RELU_F], 6);
@@ -440,7 +447,9 @@ static void test_walk_calls_the_backend_table(void **state)
 }
 
 /* The CPU's training fusions are table entries too: LightNN's two conv ->
- * relu -> maxpool chains take them (and give the unfused bits). */
+ * relu -> maxpool chains take them (and give the unfused bits), and its
+ * eval convs do their relus (the same bits as the unfused eval walk of the
+ * other two tests). */
 static void test_walk_takes_the_fusions(void **state)
 {
     (void)state;

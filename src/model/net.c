@@ -299,6 +299,7 @@ static int s_grad_root(const dq_model_file *mf, int i)
  * overwriting form (relu, maxpool). Everything else is still zeroed and
  * accumulated. */
 static void s_plan_fusions(dq_net_t *net);
+static void s_plan_eval_relu(dq_net_t *net);
 
 static void s_plan_writers(dq_net_t *net)
 {
@@ -360,6 +361,32 @@ static void s_plan_writers(dq_net_t *net)
         }
     }
     s_plan_fusions(net);
+    s_plan_eval_relu(net);
+}
+
+/* EVAL RELU: a relu that works in place on a conv's output (relu_inplace:
+ * nothing else reads it), directly or through a batch norm folded into the
+ * conv, is done by the conv's eval forward as it writes (the same values,
+ * one pass over the output less). */
+static void s_plan_eval_relu(dq_net_t *net)
+{
+    const dq_model_file *mf = &net->mf;
+    for (int i = 0; i < mf->n_layers; i++) {
+        net->eval_relu[i] = net->eval_relu_by[i] = -1;
+        net->eval_relu_folded[i] = false;
+    }
+    if (!(net->bk->ops->caps & DQ_BK_EVAL_CONV_RELU)) return;
+    for (int r = 0; r < mf->n_layers; r++) {
+        const dq_mf_layer *l = &mf->layers[r];
+        if (l->type != DQ_LAYER_RELU || l->from == DQ_MF_INPUT || !net->relu_inplace[r]) continue;
+        int src = l->from;
+        bool via_bn = mf->layers[src].type == DQ_LAYER_BATCHNORM2D && net->folded_into[src] >= 0;
+        if (via_bn) src = net->folded_into[src];
+        if (mf->layers[src].type != DQ_LAYER_CONV2D) continue;
+        net->eval_relu[src] = r;
+        net->eval_relu_by[r] = src;
+        net->eval_relu_folded[r] = via_bn;
+    }
 }
 
 /* The backend geometry of conv2d layer l. */

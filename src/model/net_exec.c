@@ -6,7 +6,9 @@
  * holds the arithmetic. The CPU's fast paths are the walk's choices, taken
  * when the backend's caps allow them (net.c s_plan_writers), the training
  * conv -> relu -> maxpool fusions among them (net.c s_plan_fusions: the
- * marked FUSION branches; eval forwards never take them).
+ * marked FUSION branches; eval forwards never take them), and the eval
+ * forward's relu done in the conv's epilogue (net.c s_plan_eval_relu: the
+ * EVAL RELU branches).
  */
 #include <stdio.h>
 #include <string.h>
@@ -60,11 +62,16 @@ static dq_status s_layer_forward(dq_net_t *net, int i, bool train, bool fold, dq
     const dq_tensor *in = s_input_of(net, i);
     dq_tensor *out = &net->out[i];
     switch (l->type) {
-    case DQ_LAYER_CONV2D:
-        if (fold && net->fold_bn[i] >= 0) /* eval: conv with the BN folded in, into its output */
+    case DQ_LAYER_CONV2D: {
+        /* EVAL RELU: the relu after it (or after its folded BN) in its epilogue */
+        dq_backend_conv g = net->geom[i];
+        const int r = net->eval_relu[i];
+        if (fold && net->fold_bn[i] >= 0) { /* eval: conv with the BN folded in, into its output */
+            g.relu = r >= 0;
             return ops->conv2d_forward(bk, net->lstate[i], &net->out[net->fold_bn[i]], in,
-                                       &net->fold_w[i], &net->fold_b[i], &net->geom[i], true,
-                                       net->ws, net->ws_bytes, err);
+                                       &net->fold_w[i], &net->fold_b[i], &g, true, net->ws,
+                                       net->ws_bytes, err);
+        }
         if (train && net->fuse_relu[i] >= 0) { /* FUSION: relu [+ maxpool] in the epilogue */
             int m = net->fuse_pool[i];
             const dq_mf_layer *pl = m >= 0 ? &net->mf.layers[m] : NULL;
@@ -76,15 +83,19 @@ static dq_status s_layer_forward(dq_net_t *net, int i, bool train, bool fold, dq
                                              pl && net->pool_in_conv[m], net->ws,
                                              net->ws_fused_bytes, err);
         }
+        g.relu = !train && r >= 0 && !net->eval_relu_folded[r];
         return ops->conv2d_forward(bk, net->lstate[i], out, in, s_param(net, net->w_idx[i]),
-                                   s_param(net, net->b_idx[i]), &net->geom[i], !train, net->ws,
+                                   s_param(net, net->b_idx[i]), &g, !train, net->ws,
                                    net->ws_bytes, err);
+    }
     case DQ_LAYER_LINEAR:
         return ops->linear_forward(bk, out, in, s_param(net, net->w_idx[i]),
                                    s_param(net, net->b_idx[i]), !train, net->ws, net->ws_bytes,
                                    err);
     case DQ_LAYER_RELU:
         if (train && net->fused[i]) return DQ_OK; /* FUSION: done by the conv before it */
+        if (!train && net->eval_relu_by[i] >= 0 && (fold || !net->eval_relu_folded[i]))
+            return DQ_OK; /* EVAL RELU: done by the conv before it */
         return ops->relu_forward(bk, out, in, err);
     case DQ_LAYER_MAXPOOL2D:
         if (train && net->fused[i]) return DQ_OK; /* FUSION: done by the conv before it */

@@ -107,10 +107,19 @@ struct dq_net {
      * forward was done that way. pool_in_conv[m]: maxpool m's backward (with
      * its relu's folded in, pool_relu) is done image by image by the conv
      * before them, so the conv/relu output is read by nobody and not even
-     * written (discard_out). Eval forwards never fuse. */
+     * written (discard_out). Eval forwards never take these (eval_relu
+     * below is theirs). */
     int fuse_relu[DQ_MF_MAX_LAYERS], fuse_pool[DQ_MF_MAX_LAYERS];
     bool fused[DQ_MF_MAX_LAYERS];
     bool pool_in_conv[DQ_MF_MAX_LAYERS];
+    /* Eval-mode relu epilogue (net.c s_plan_eval_relu, on a backend with
+     * DQ_BK_EVAL_CONV_RELU): relu layer r is done by the eval forward of
+     * conv eval_relu_by[r] (-1: none), whose output (or, with the batch norm
+     * between them folded, the batch norm's) only r reads, in place;
+     * eval_relu_folded[r]: only when that batch norm is folded.
+     * eval_relu[i]: the relu conv i does (-1: none). */
+    int eval_relu[DQ_MF_MAX_LAYERS], eval_relu_by[DQ_MF_MAX_LAYERS];
+    bool eval_relu_folded[DQ_MF_MAX_LAYERS];
     void *h_in; /* device backends: host staging of dq_net_input_buffer */
 };
 

@@ -95,7 +95,7 @@ static dq_status s_conv_fwd(dq_backend_t *b, void *state, dq_tensor *out, const 
     int64_t wf = (int64_t)(ws_bytes / sizeof(float));
     /* eval: position-invariant GEMMs (batch-invariant, see model/net.h);
      * grouped and depthwise convolutions are invariant by construction */
-    return eval ? dq_conv2d_forward_invariant(out, in, w, bias, p, ws, wf, err)
+    return eval ? dq_conv2d_forward_invariant_relu(out, in, w, bias, p, g->relu, ws, wf, err)
                 : dq_conv2d_forward(out, in, w, bias, p, ws, wf, err);
 }
 
@@ -355,7 +355,7 @@ static dq_status s_adam(dq_backend_t *b, float *params, const float *grads, floa
 
 static const dq_backend_ops s_cpu_ops = {
     .name = "cpu",
-    .caps = DQ_BK_HOST_MEMORY | DQ_BK_SET_GRAD | DQ_BK_HOST_RNG,
+    .caps = DQ_BK_HOST_MEMORY | DQ_BK_SET_GRAD | DQ_BK_HOST_RNG | DQ_BK_EVAL_CONV_RELU,
     .destroy = s_destroy,
     .alloc = s_alloc,
     .free = s_free,

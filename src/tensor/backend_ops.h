@@ -38,6 +38,7 @@ enum {
     DQ_BK_HOST_MEMORY = 1u << 0, /* tensors are host memory: outputs need no copy */
     DQ_BK_SET_GRAD = 1u << 1,    /* relu_backward/maxpool_backward honour `set` */
     DQ_BK_HOST_RNG = 1u << 2,    /* training dropout draws from the caller's rng */
+    DQ_BK_EVAL_CONV_RELU = 1u << 3, /* eval conv2d_forward honours dq_backend_conv.relu */
 };
 
 /* conv_fusions' answer: which training fusions a conv may take. */
@@ -52,6 +53,10 @@ typedef struct {
     int64_t c, h, w, oc;
     int kernel;
     dq_conv2d_params p; /* p.groups: 0/1 ordinary, G grouped (depthwise when G == c) */
+    /* Eval forward on a DQ_BK_EVAL_CONV_RELU backend: the output clamped at
+     * 0, the relu after the conv done as it is written (model/net.c
+     * s_plan_eval_relu). Never set for training or other backends. */
+    bool relu;
 } dq_backend_conv;
 
 typedef struct {

@@ -133,6 +133,7 @@ typedef struct {
     dq_tensor *out;
     const dq_im2col_geom *g;
     int64_t n0, n1, G, K, P, OC, gemm_threads;
+    bool relu;
     float *ws;
 } s_job;
 
@@ -159,6 +160,22 @@ static void s_add_bias(float *restrict dst, const float *restrict src, float bia
     for (; q < n; q++) dst[q] = src[q] + bias;
 }
 
+/* The same, then relu as dq_relu_forward computes it (x <= 0 ? 0 : x). */
+static void s_add_bias_relu(float *restrict dst, const float *restrict src, float bias,
+                            int64_t n)
+{
+    int64_t q = 0;
+    for (; q + 8 <= n; q += 8)
+        for (int k = 0; k < 8; k++) {
+            const float v = src[q + k] + bias;
+            dst[q + k] = v <= 0.0f ? 0.0f : v;
+        }
+    for (; q < n; q++) {
+        const float v = src[q] + bias;
+        dst[q] = v <= 0.0f ? 0.0f : v;
+    }
+}
+
 static void s_run(const s_job *j)
 {
     const int64_t K = j->K, P = j->P, OC = j->OC, img = j->g->C * j->g->H * j->g->W;
@@ -172,10 +189,10 @@ static void s_run(const s_job *j)
         /* [OC][gn][P] -> [gn][OC][P], adding the bias (one addition per
          * element, the same in every group size). */
         for (int64_t i = 0; i < gn; i++)
-            for (int64_t o = 0; o < OC; o++) {
-                s_add_bias(j->out->data + ((n0 + i) * OC + o) * P, slab + o * ld + i * P,
-                           j->b ? j->b->data[o] : 0.0f, P);
-            }
+            for (int64_t o = 0; o < OC; o++)
+                (j->relu ? s_add_bias_relu : s_add_bias)(j->out->data + ((n0 + i) * OC + o) * P,
+                                                         slab + o * ld + i * P,
+                                                         j->b ? j->b->data[o] : 0.0f, P);
     }
 }
 
@@ -189,9 +206,19 @@ dq_status dq_conv2d_forward_invariant(dq_tensor *out, const dq_tensor *in, const
                                       const dq_tensor *b, dq_conv2d_params p, float *ws,
                                       int64_t ws_floats, dq_err *err)
 {
-    if (p.groups != 0 && p.groups != 1)
-        return dq_conv2d_grouped_forward(out, in, w, b, p, ws, ws_floats, DQ_CONV2D_ALGO_AUTO,
-                                         err);
+    return dq_conv2d_forward_invariant_relu(out, in, w, b, p, false, ws, ws_floats, err);
+}
+
+dq_status dq_conv2d_forward_invariant_relu(dq_tensor *out, const dq_tensor *in,
+                                           const dq_tensor *w, const dq_tensor *b,
+                                           dq_conv2d_params p, bool relu, float *ws,
+                                           int64_t ws_floats, dq_err *err)
+{
+    if (p.groups != 0 && p.groups != 1) { /* no epilogue of its own: relu as its own pass */
+        DQ_TRY(dq_conv2d_grouped_forward(out, in, w, b, p, ws, ws_floats, DQ_CONV2D_ALGO_AUTO,
+                                         err));
+        return relu ? dq_relu_forward(out, out, err) : DQ_OK;
+    }
     const char *op = "conv2d (eval)";
     const dq_conv2d_call c = {.op = op, .in = in, .w = w, .y = out, .b = b};
     dq_im2col_geom g;
@@ -237,7 +264,8 @@ dq_status dq_conv2d_forward_invariant(dq_tensor *out, const dq_tensor *in, const
         const int64_t n1 = n0 + N / pl.workers + (t < N % pl.workers ? 1 : 0);
         jobs[t] = (s_job){.in = in, .a = a, .b = b, .out = out, .g = &cg, .n0 = n0, .n1 = n1,
                           .G = pl.G, .K = K, .P = P, .OC = OC,
-                          .gemm_threads = pl.gemm_threads, .ws = ws + t * pl.floats};
+                          .gemm_threads = pl.gemm_threads, .relu = relu,
+                          .ws = ws + t * pl.floats};
         n0 = n1;
     }
     /* A worker that cannot be started has its share done here instead:

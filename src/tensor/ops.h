@@ -72,6 +72,13 @@ int64_t dq_conv2d_invariant_workspace(int64_t N, int64_t C, int64_t H, int64_t W
 dq_status dq_conv2d_forward_invariant(dq_tensor *out, const dq_tensor *in, const dq_tensor *w,
                                       const dq_tensor *b, dq_conv2d_params p, float *ws,
                                       int64_t ws_floats, dq_err *err);
+/* The same with relu: the output clamped at 0 as it is written (the values
+ * of dq_relu_forward on it, bit for bit), which saves the eval forward the
+ * relu's pass over the conv's output. */
+dq_status dq_conv2d_forward_invariant_relu(dq_tensor *out, const dq_tensor *in,
+                                           const dq_tensor *w, const dq_tensor *b,
+                                           dq_conv2d_params p, bool relu, float *ws,
+                                           int64_t ws_floats, dq_err *err);
 
 /* Training-mode conv2d with its epilogue fused in (conv2d_fused.c): out =
  * conv(in) as dq_conv2d_forward computes it, then, per group of images while
