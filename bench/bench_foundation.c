@@ -5,6 +5,12 @@
  *            machine's practical peak, the yardstick for the two below;
  *   teacher  DeepNN-fmnist forward, batch 128, eval mode: samples/s and
  *            GFLOP/s from dq_net_flops_per_sample;
+ *   share    the teacher forward's GFLOP/s as a share of sgemm's, from
+ *            rounds that alternate the two (about --seconds each half):
+ *            the median round's ratio. The separate medians above are
+ *            seconds apart, and this VM's speed drifts by 10-20 % over
+ *            seconds, which moved their ratio by as much (70-86 % for one
+ *            build); alternating measures both under the same conditions;
  *   student  LightNN-fmnist training step, batch 128: zero_grad, forward
  *            (train) from the input buffer the trainer normalises into,
  *            cross-entropy, backward, Adam; GFLOP/s counts 3x the
@@ -49,7 +55,7 @@ typedef struct {
     int sgemm_n;
     double seconds;
     int steps; /* --steps: exactly this many iterations, no warm-up (0: timed) */
-    bool run_sgemm, run_teacher, run_student; /* --only */
+    bool run_sgemm, run_teacher, run_share, run_student; /* --only */
 } s_options;
 
 static double s_now(void)
@@ -151,6 +157,20 @@ static dq_status s_bench_sgemm(double *gflops, int n, double seconds, dq_err *er
     return st;
 }
 
+/* Runs step until `seconds` have passed (at least once); returns calls/s. */
+static dq_status s_rate_for(double *rate, s_step_fn step, void *ctx, double seconds, dq_err *err)
+{
+    int iters = 0;
+    double el, t0 = s_now();
+    do {
+        DQ_TRY(step(ctx, err));
+        iters++;
+        el = s_now() - t0;
+    } while (el < seconds);
+    *rate = iters / el;
+    return DQ_OK;
+}
+
 /* ---- networks ---------------------------------------------------------------- */
 
 /* Loads model `file` from the models directory, initialises it (seed 42) and
@@ -201,6 +221,51 @@ static dq_status s_bench_teacher(double *sps, double *gflops, const s_options *o
     }
     dq_tensor_free(&x);
     dq_net_destroy(&net);
+    return st;
+}
+
+#define S_SHARE_ROUNDS 5
+
+/* The teacher forward's share of the sgemm rate (percent), measured in
+ * S_SHARE_ROUNDS rounds of (sgemm, teacher), each half about --seconds /
+ * S_SHARE_ROUNDS (at least one call); the median round's ratio. */
+static dq_status s_bench_share(double *share, const s_options *o, dq_err *err)
+{
+    const int n = o->sgemm_n;
+    size_t bytes = ((size_t)n * (size_t)n * sizeof(float) + 63) / 64 * 64;
+    float *a = aligned_alloc(64, bytes), *b = aligned_alloc(64, bytes),
+          *c = aligned_alloc(64, bytes);
+    dq_rng rng;
+    dq_rng_seed(&rng, 42);
+    dq_net_t *net = NULL;
+    dq_tensor x = {0};
+    dq_status st = DQ_OK;
+    if (!a || !b || !c)
+        st = dq_fail(err, DQ_ERR_NOMEM, "share: cannot allocate 3 x %zu bytes", bytes);
+    if (st == DQ_OK) {
+        s_fill_uniform(a, (int64_t)n * n, &rng, -1.0f, 1.0f);
+        s_fill_uniform(b, (int64_t)n * n, &rng, -1.0f, 1.0f);
+        memset(c, 0, bytes);
+        st = s_setup_net(&net, &x, o, "deepnn-fmnist.model", &rng, err);
+    }
+    s_sgemm_ctx g = {a, b, c, n};
+    s_teacher_ctx t = {net, &x};
+    const double half = o->seconds / S_SHARE_ROUNDS, flops = 2.0 * (double)n * n * n;
+    double r[S_SHARE_ROUNDS], rs = 0.0, rt = 0.0;
+    if (st == DQ_OK) st = s_rate_for(&rs, s_sgemm_step, &g, 0.0, err); /* warm-up */
+    if (st == DQ_OK) st = s_rate_for(&rt, s_teacher_step, &t, 0.5, err);
+    for (int k = 0; k < S_SHARE_ROUNDS && st == DQ_OK; k++) {
+        st = s_rate_for(&rs, s_sgemm_step, &g, half, err);
+        if (st == DQ_OK) st = s_rate_for(&rt, s_teacher_step, &t, half, err);
+        r[k] = 100.0 * rt * o->batch * dq_net_flops_per_sample(net) / (rs * flops);
+    }
+    if (st == DQ_OK) {
+        qsort(r, S_SHARE_ROUNDS, sizeof r[0], s_cmp_double);
+        *share = r[S_SHARE_ROUNDS / 2];
+    }
+    dq_tensor_free(&x);
+    dq_net_destroy(&net);
+    free(a), free(b), free(c);
     return st;
 }
 
@@ -276,10 +341,11 @@ static void s_usage(FILE *f)
 {
     fprintf(f,
 "usage: bench_foundation [--threads 1,2] [--batch 128] [--seconds 3] [--sgemm-n 4096]\n"
-"                        [--models DIR] [--only sgemm,teacher,student] [--steps N]\n"
+"                        [--models DIR] [--only sgemm,teacher,share,student] [--steps N]\n"
 "\n"
 "Measures cblas_sgemm GFLOP/s, DeepNN-fmnist forward (eval) and LightNN-fmnist\n"
-"training (forward+backward+Adam) throughput at each thread count. Prints\n"
+"training (forward+backward+Adam) throughput at each thread count, and the\n"
+"teacher's share of the sgemm rate from rounds alternating the two. Prints\n"
 "tab-separated RESULT/INFO lines; bench/run_foundation.sh compares them with\n"
 "PyTorch. Models are read from DIR (default %s). --steps N runs exactly N\n"
 "teacher/student iterations without warm-up (for callgrind instruction counts).\n", DQ_BENCH_MODELS_DIR);
@@ -303,15 +369,16 @@ static dq_status s_parse_threads(s_options *o, const char *list, dq_err *err)
     return DQ_OK;
 }
 
-/* --only sgemm,teacher,student: a subset, e.g. to profile one of them. */
+/* --only sgemm,teacher,share,student: a subset, e.g. to profile one of them. */
 static dq_status s_parse_only(s_options *o, const char *list, dq_err *err)
 {
     o->run_sgemm = strstr(list, "sgemm") != NULL;
     o->run_teacher = strstr(list, "teacher") != NULL;
+    o->run_share = strstr(list, "share") != NULL;
     o->run_student = strstr(list, "student") != NULL;
-    if (!o->run_sgemm && !o->run_teacher && !o->run_student)
-        return dq_fail(err, DQ_ERR_ARG, "--only: expected some of sgemm,teacher,student, got '%s'",
-                       list);
+    if (!o->run_sgemm && !o->run_teacher && !o->run_share && !o->run_student)
+        return dq_fail(err, DQ_ERR_ARG,
+                       "--only: expected some of sgemm,teacher,share,student, got '%s'", list);
     return DQ_OK;
 }
 
@@ -331,7 +398,8 @@ int main(int argc, char **argv)
 {
     s_options o = {.models_dir = DQ_BENCH_MODELS_DIR, .threads = {1, 2}, .n_threads = 2,
                    .batch = 128, .sgemm_n = 4096, .seconds = 3.0,
-                   .run_sgemm = true, .run_teacher = true, .run_student = true};
+                   .run_sgemm = true, .run_teacher = true, .run_share = true,
+                   .run_student = true};
     dq_err err = {{0}};
     dq_status st = DQ_OK;
     static const struct option opts[] = {
@@ -399,6 +467,14 @@ int main(int argc, char **argv)
             if (st != DQ_OK) break;
             printf("RESULT\tdistillq\t%d\tteacher_fwd_sps\t%.1f\n", t, sps);
             printf("RESULT\tdistillq\t%d\tteacher_fwd_gflops\t%.2f\n", t, gf);
+            fflush(stdout);
+        }
+        if (o.run_share) {
+            fprintf(stderr, "# %d thread(s): teacher forward and sgemm, alternating\n", t);
+            double share = 0.0;
+            st = s_bench_share(&share, &o, &err);
+            if (st != DQ_OK) break;
+            printf("RESULT\tdistillq\t%d\tteacher_sgemm_share_pct\t%.1f\n", t, share);
             fflush(stdout);
         }
         if (o.run_student) {
