@@ -132,6 +132,11 @@ END {
             share == "" ? "" : sprintf("%.0f%%", 100 * share),
             t == 1 ? ">= 60% of sgemm" : "(share of sgemm)",
             (t == 1 && share != "") ? verdict(share >= 0.6) : "")
+        if (has("distillq", t, "teacher_sgemm_share_pct")) {
+            a = r["distillq", t, "teacher_sgemm_share_pct"]
+            row("teacher share, alternating", t, "teacher_sgemm_share_pct", sprintf("%.0f%%", a),
+                t == 1 ? ">= 80% (issue 9)" : "", t == 1 ? verdict(a >= 80) : "")
+        }
         s = speedup(t, "student_train_sps")
         row("student train samples/s", t, "student_train_sps", s == "" ? "" : sprintf("%.2fx", s),
             ">= 1.5x PyTorch", s == "" ? "n/a" : verdict(s >= 1.5))
