@@ -13,7 +13,9 @@
 #include <pthread.h>
 #include <string.h>
 
-#if defined(__x86_64__) || defined(__i386__)
+/* DQ_PORTABLE_KERNELS: the portable C kernel only, as on a machine without
+ * AVX2 (tests/test_gemm_portable builds this file so, to test that path). */
+#if (defined(__x86_64__) || defined(__i386__)) && !defined(DQ_PORTABLE_KERNELS)
 #include <immintrin.h>
 #define S_HAVE_X86 1
 #endif

@@ -19,6 +19,14 @@
 #include <stdint.h>
 #include <string.h>
 
+/* DQ_PORTABLE_KERNELS: the portable C packer only, as on a machine without
+ * AVX2 (tests/test_gemm_portable builds this file so, to test that path). */
+#if (defined(__x86_64__) || defined(__i386__)) && !defined(DQ_PORTABLE_KERNELS)
+#define S_HAVE_X86 1
+#else
+#define S_HAVE_X86 0
+#endif
+
 dq_im2col_geom dq_im2col_geom_make(int64_t C, int64_t H, int64_t W, int64_t KH, int64_t KW,
                                    int64_t stride, int64_t pad)
 {
@@ -248,7 +256,7 @@ static void s_pack_rows_c(float *restrict bp, const float *restrict first, const
     }
 }
 
-#if defined(__x86_64__) || defined(__i386__)
+#if S_HAVE_X86
 #include <immintrin.h>
 
 __attribute__((target("avx2"))) static void
@@ -331,7 +339,7 @@ void dq_im2col_pack(float *bp, const float *imgs, const dq_im2col_geom *g, int64
                     int64_t kc, int64_t n0, int64_t nc)
 {
     const int64_t img = g->C * g->H * g->W, P = g->OH * g->OW;
-#if defined(__x86_64__) || defined(__i386__)
+#if S_HAVE_X86
     /* the gathers' 32-bit offsets span at most DQ_IM2COL_NR + 1 images */
     const bool avx2 = __builtin_cpu_supports("avx2") && (DQ_IM2COL_NR + 1) * img < INT32_MAX / 2;
 #else
@@ -342,7 +350,7 @@ void dq_im2col_pack(float *bp, const float *imgs, const dq_im2col_geom *g, int64
         s_panel pn;
         s_panel_make(&pn, g, img, col, nr);
         const float *first = imgs + col / P * img;
-#if defined(__x86_64__) || defined(__i386__)
+#if S_HAVE_X86
         if (avx2) {
             s_pack_rows_avx2(bp, first, &pn, g, k0, kc);
             continue;
