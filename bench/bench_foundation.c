@@ -469,7 +469,9 @@ int main(int argc, char **argv)
             printf("RESULT\tdistillq\t%d\tteacher_fwd_gflops\t%.2f\n", t, gf);
             fflush(stdout);
         }
-        if (o.run_share) {
+        if (o.run_share && o.steps > 0) {
+            fprintf(stderr, "# %d thread(s): share skipped: it is timed, --steps is not\n", t);
+        } else if (o.run_share) {
             fprintf(stderr, "# %d thread(s): teacher forward and sgemm, alternating\n", t);
             double share = 0.0;
             st = s_bench_share(&share, &o, &err);
