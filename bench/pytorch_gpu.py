@@ -27,61 +27,7 @@ import time
 import torch
 import torch.nn as nn
 
-
-class DeepNN(nn.Module):
-    """The tutorial's teacher; classifier input 32 * (H/4) * (W/4)."""
-
-    def __init__(self, in_ch, hw, num_classes=10):
-        super().__init__()
-        self.features = nn.Sequential(
-            nn.Conv2d(in_ch, 128, kernel_size=3, padding=1), nn.ReLU(),
-            nn.Conv2d(128, 64, kernel_size=3, padding=1), nn.ReLU(),
-            nn.MaxPool2d(kernel_size=2, stride=2),
-            nn.Conv2d(64, 64, kernel_size=3, padding=1), nn.ReLU(),
-            nn.Conv2d(64, 32, kernel_size=3, padding=1), nn.ReLU(),
-            nn.MaxPool2d(kernel_size=2, stride=2),
-        )
-        flat = 32 * (hw // 4) * (hw // 4)
-        self.classifier = nn.Sequential(
-            nn.Linear(flat, 512), nn.ReLU(), nn.Dropout(0.1), nn.Linear(512, num_classes),
-        )
-
-    def forward(self, x):
-        x = self.features(x)
-        x = torch.flatten(x, 1)
-        return self.classifier(x)
-
-
-def flops_per_sample(model, in_ch, hw):
-    """Conv and linear multiply-adds x 2, as dq_net_flops_per_sample."""
-    total, h = 0, hw
-    for m in model.features:
-        if isinstance(m, nn.Conv2d):
-            total += 2 * m.out_channels * h * h * m.in_channels * 9
-        elif isinstance(m, nn.MaxPool2d):
-            h //= 2
-    for m in model.classifier:
-        if isinstance(m, nn.Linear):
-            total += 2 * m.in_features * m.out_features
-    return total
-
-
-class LightNN(nn.Module):
-    """The tutorial's student (models/lightnn-fmnist.model)."""
-
-    def __init__(self, in_ch=1, hw=28, num_classes=10):
-        super().__init__()
-        self.features = nn.Sequential(
-            nn.Conv2d(in_ch, 16, kernel_size=3, padding=1), nn.ReLU(),
-            nn.MaxPool2d(kernel_size=2, stride=2),
-            nn.Conv2d(16, 16, kernel_size=3, padding=1), nn.ReLU(),
-            nn.MaxPool2d(kernel_size=2, stride=2))
-        self.classifier = nn.Sequential(
-            nn.Linear(16 * (hw // 4) ** 2, 256), nn.ReLU(), nn.Dropout(0.1),
-            nn.Linear(256, num_classes))
-
-    def forward(self, x):
-        return self.classifier(torch.flatten(self.features(x), 1))
+from tutorial_nets import DeepNN, LightNN  # bench/tutorial_nets.py
 
 
 def resnet18_fmnist(classes=10):
@@ -167,12 +113,9 @@ def main():
 
     for name, in_ch, hw in (("deepnn-cifar10", 3, 32), ("deepnn-fmnist", 1, 28),
                             ("resnet18-fmnist", 1, 28)):
-        if name.startswith("resnet"):
-            model = resnet18_fmnist().to(dev).eval()
-            fps = conv_linear_flops(model, in_ch, hw, dev)
-        else:
-            model = DeepNN(in_ch, hw).to(dev).eval()
-            fps = flops_per_sample(model, in_ch, hw)
+        model = (resnet18_fmnist() if name.startswith("resnet")
+                 else DeepNN(in_channels=in_ch, side=hw)).to(dev).eval()
+        fps = conv_linear_flops(model, in_ch, hw, dev)
         for batch in (128, 1024):
             host = torch.randn(batch, in_ch, hw, hw).pin_memory()
             out = torch.empty(batch, 10).pin_memory()

@@ -35,49 +35,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-
-class DeepNN(nn.Module):
-    """The tutorial's teacher; classifier input 32*7*7 for 28x28 inputs."""
-
-    def __init__(self, num_classes=10, in_ch=1):
-        super().__init__()
-        self.features = nn.Sequential(
-            nn.Conv2d(in_ch, 128, kernel_size=3, padding=1), nn.ReLU(),
-            nn.Conv2d(128, 64, kernel_size=3, padding=1), nn.ReLU(),
-            nn.MaxPool2d(kernel_size=2, stride=2),
-            nn.Conv2d(64, 64, kernel_size=3, padding=1), nn.ReLU(),
-            nn.Conv2d(64, 32, kernel_size=3, padding=1), nn.ReLU(),
-            nn.MaxPool2d(kernel_size=2, stride=2),
-        )
-        self.classifier = nn.Sequential(
-            nn.Linear(1568, 512), nn.ReLU(), nn.Dropout(0.1), nn.Linear(512, num_classes),
-        )
-
-    def forward(self, x):
-        x = self.features(x)
-        x = torch.flatten(x, 1)
-        return self.classifier(x)
-
-
-class LightNN(nn.Module):
-    """The tutorial's student; classifier input 16*7*7 for 28x28 inputs."""
-
-    def __init__(self, num_classes=10, in_ch=1):
-        super().__init__()
-        self.features = nn.Sequential(
-            nn.Conv2d(in_ch, 16, kernel_size=3, padding=1), nn.ReLU(),
-            nn.MaxPool2d(kernel_size=2, stride=2),
-            nn.Conv2d(16, 16, kernel_size=3, padding=1), nn.ReLU(),
-            nn.MaxPool2d(kernel_size=2, stride=2),
-        )
-        self.classifier = nn.Sequential(
-            nn.Linear(784, 256), nn.ReLU(), nn.Dropout(0.1), nn.Linear(256, num_classes),
-        )
-
-    def forward(self, x):
-        x = self.features(x)
-        x = torch.flatten(x, 1)
-        return self.classifier(x)
+from tutorial_nets import DeepNN, LightNN  # bench/tutorial_nets.py
 
 
 def flops_per_sample(model):
