@@ -126,8 +126,6 @@ static void test_position_invariance(void **state)
     free(A), free(B), free(C), free(D), free(ws);
 }
 
-/* The eval conv equals the training conv (up to rounding) and gives every
- * image the same bits in any batch. */
 /* Threads split the columns: 1 and 3 threads give the same bits (the
  * product is big enough for the split to happen). */
 static void test_thread_count_invariance(void **state)
@@ -151,45 +149,96 @@ static void test_thread_count_invariance(void **state)
     free(A), free(B), free(C), free(D), free(ws);
 }
 
+/* One eval-conv case: a random batch x [N, C, H, W], weights, bias, two
+ * output buffers y and z, and a workspace of ws_floats (the eval conv's at
+ * the current thread count, the training conv's and the plain GEMM's, the
+ * largest). wsn and wst: the eval and the training conv's own sizes. */
+typedef struct {
+    int64_t N, C, H, W, KS, OC, OH, OW, per; /* per: output floats of one image */
+    dq_conv2d_params p;
+    float *x, *w, *b, *y, *z, *ws;
+    int64_t wsn, wst;
+    dq_tensor tx, tw, tb, ty, tz;
+} s_conv;
+
+static void s_conv_make(s_conv *c, int64_t N, int64_t C, int64_t H, int64_t W, int64_t KS,
+                        int64_t OC, dq_conv2d_params p, dq_rng *r)
+{
+    const int64_t G = p.groups > 1 ? p.groups : 1;
+    *c = (s_conv){.N = N, .C = C, .H = H, .W = W, .KS = KS, .OC = OC, .p = p};
+    c->OH = dq_conv2d_out_size(H, KS, p.stride, p.padding);
+    c->OW = dq_conv2d_out_size(W, KS, p.stride, p.padding);
+    c->per = OC * c->OH * c->OW;
+    c->x = s_rand(N * C * H * W, r);
+    c->w = s_rand(OC * C / G * KS * KS, r);
+    c->b = s_rand(OC, r);
+    c->y = malloc(sizeof(float) * (size_t)(N * c->per));
+    c->z = malloc(sizeof(float) * (size_t)(N * c->per));
+    c->wsn = dq_conv2d_invariant_workspace(N, C, H, W, KS, KS, OC, p);
+    c->wst = G > 1 ? 0 : dq_conv2d_workspace(N, C, H, W, KS, KS, p);
+    int64_t n = c->wsn > c->wst ? c->wsn : c->wst;
+    n = n > S_WSN ? n : S_WSN;
+    /* aligned_alloc wants a size that is a multiple of the alignment */
+    c->ws = aligned_alloc(64, sizeof(float) * (size_t)((n + 15) / 16 * 16));
+    assert_non_null(c->y);
+    assert_non_null(c->z);
+    assert_non_null(c->ws);
+    c->tx = dq_tensor_view4(c->x, N, C, H, W);
+    c->tw = dq_tensor_view4(c->w, OC, C / G, KS, KS);
+    c->tb = dq_tensor_view(c->b, 1, &OC);
+    c->ty = dq_tensor_view4(c->y, N, OC, c->OH, c->OW);
+    c->tz = dq_tensor_view4(c->z, N, OC, c->OH, c->OW);
+}
+
+static void s_conv_free(s_conv *c)
+{
+    free(c->x), free(c->w), free(c->b), free(c->y), free(c->z), free(c->ws);
+}
+
+/* The eval conv of images [off, off + n) into z, with a workspace of wsn
+ * floats; compared with their rows of y, bit for bit. */
+static void s_conv_sub_batch(s_conv *c, int64_t off, int64_t n, int64_t wsn)
+{
+    dq_err err = {{0}};
+    dq_tensor sx = dq_tensor_view4(c->x + off * c->C * c->H * c->W, n, c->C, c->H, c->W);
+    dq_tensor sz = dq_tensor_view4(c->z, n, c->OC, c->OH, c->OW);
+    memset(c->z, 0, sizeof(float) * (size_t)(n * c->per));
+    assert_int_equal(dq_conv2d_forward_invariant(&sz, &sx, &c->tw, &c->tb, c->p, c->ws, wsn, &err),
+                     DQ_OK);
+    assert_memory_equal(c->z, c->y + off * c->per, sizeof(float) * (size_t)(n * c->per));
+}
+
+/* y = the eval conv, z = the training conv of the whole batch: equal up to
+ * rounding. */
+static void s_conv_against_training(s_conv *c)
+{
+    dq_err err = {{0}};
+    assert_int_equal(
+        dq_conv2d_forward_invariant(&c->ty, &c->tx, &c->tw, &c->tb, c->p, c->ws, c->wsn, &err),
+        DQ_OK);
+    assert_int_equal(dq_conv2d_forward(&c->tz, &c->tx, &c->tw, &c->tb, c->p, c->ws, c->wst, &err),
+                     DQ_OK);
+    for (int64_t i = 0; i < c->N * c->per; i++) assert_true(fabsf(c->y[i] - c->z[i]) < 1e-5f);
+}
+
+/* The eval conv equals the training conv (up to rounding) and gives every
+ * image the same bits in any batch. */
 static void test_conv_invariant(void **state)
 {
     (void)state;
-    const int64_t N = 9, C = 5, H = 9, W = 7, OC = 11, KS = 3;
-    dq_conv2d_params p = {2, 1, 0};
     dq_rng r;
     dq_rng_seed(&r, 3);
-    float *x = s_rand(N * C * H * W, &r), *w = s_rand(OC * C * KS * KS, &r), *b = s_rand(OC, &r);
-    const int64_t OH = dq_conv2d_out_size(H, KS, 2, 1), OW = dq_conv2d_out_size(W, KS, 2, 1);
-    const int64_t per = OC * OH * OW;
-    float *y = malloc(sizeof(float) * (size_t)(N * per)), *z = malloc(sizeof(float) * (size_t)(N * per));
-    assert_non_null(y);
-    assert_non_null(z);
-    int64_t wsn = dq_conv2d_invariant_workspace(N, C, H, W, KS, KS, OC, p);
-    int64_t wst = dq_conv2d_workspace(N, C, H, W, KS, KS, p);
-    /* aligned_alloc wants a size that is a multiple of the alignment */
-    float *ws = aligned_alloc(64, sizeof(float) * (size_t)(((wsn > wst ? wsn : wst) + 15) / 16 * 16));
-    assert_non_null(ws);
-    dq_tensor tw = dq_tensor_view4(w, OC, C, KS, KS);
-    int64_t bs[1] = {OC};
-    dq_tensor tb = dq_tensor_view(b, 1, bs);
-    dq_err err = {{0}};
-    dq_tensor tx = dq_tensor_view4(x, N, C, H, W), ty = dq_tensor_view4(y, N, OC, OH, OW);
-    dq_tensor tz = dq_tensor_view4(z, N, OC, OH, OW);
-    assert_int_equal(dq_conv2d_forward_invariant(&ty, &tx, &tw, &tb, p, ws, wsn, &err), DQ_OK);
-    assert_int_equal(dq_conv2d_forward(&tz, &tx, &tw, &tb, p, ws, wst, &err), DQ_OK);
-    for (int64_t i = 0; i < N * per; i++) assert_true(fabsf(y[i] - z[i]) < 1e-5f);
-    for (int64_t n = 1; n <= N; n += 3)
-        for (int64_t off = 0; off + n <= N; off += 2) {
-            dq_tensor sx = dq_tensor_view4(x + off * C * H * W, n, C, H, W);
-            dq_tensor sz = dq_tensor_view4(z, n, OC, OH, OW);
-            assert_int_equal(dq_conv2d_forward_invariant(&sz, &sx, &tw, &tb, p, ws, wsn, &err),
-                             DQ_OK);
-            assert_memory_equal(z, y + off * per, sizeof(float) * (size_t)(n * per));
-        }
+    s_conv c;
+    s_conv_make(&c, 9, 5, 9, 7, 3, 11, (dq_conv2d_params){2, 1, 0}, &r);
+    s_conv_against_training(&c);
+    for (int64_t n = 1; n <= c.N; n += 3)
+        for (int64_t off = 0; off + n <= c.N; off += 2) s_conv_sub_batch(&c, off, n, c.wsn);
     /* too small a workspace is an error naming the op */
-    assert_int_equal(dq_conv2d_forward_invariant(&ty, &tx, &tw, &tb, p, ws, 10, &err), DQ_ERR_ARG);
+    dq_err err = {{0}};
+    assert_int_equal(dq_conv2d_forward_invariant(&c.ty, &c.tx, &c.tw, &c.tb, c.p, c.ws, 10, &err),
+                     DQ_ERR_ARG);
     assert_non_null(strstr(err.msg, "conv2d (eval)"));
-    free(x), free(w), free(b), free(y), free(z), free(ws);
+    s_conv_free(&c);
 }
 
 /* The eval conv splits a batch between its threads (and a single image's
@@ -200,49 +249,30 @@ static void test_conv_invariant(void **state)
  * stride 2 it gathers every other one. */
 static void s_conv_threads(int stride)
 {
-    const int64_t N = 7, C = 4, H = 64, W = 64, OC = 64, KS = 3;
     dq_conv2d_params p = {stride, 1, 0};
-    const int64_t OH = dq_conv2d_out_size(H, KS, stride, 1), per = OC * OH * OH;
     dq_rng r;
     dq_rng_seed(&r, 5);
-    float *x = s_rand(N * C * H * W, &r), *w = s_rand(OC * C * KS * KS, &r), *b = s_rand(OC, &r);
-    float *y = malloc(sizeof(float) * (size_t)(N * per)), *z = malloc(sizeof(float) * (size_t)(N * per));
-    assert_non_null(y);
-    assert_non_null(z);
     const int saved = dq_backend_threads();
     dq_backend_set_threads(1);
-    const int64_t ws1 = dq_conv2d_invariant_workspace(N, C, H, W, KS, KS, OC, p);
+    const int64_t ws1 = dq_conv2d_invariant_workspace(7, 4, 64, 64, 3, 3, 64, p);
     dq_backend_set_threads(4);
-    const int64_t wsn = dq_conv2d_invariant_workspace(N, C, H, W, KS, KS, OC, p);
-    assert_true(wsn > ws1);
-    float *ws = aligned_alloc(64, sizeof(float) * (size_t)((wsn + 15) / 16 * 16));
-    assert_non_null(ws);
-    dq_tensor tw = dq_tensor_view4(w, OC, C, KS, KS);
-    int64_t bs[1] = {OC};
-    dq_tensor tb = dq_tensor_view(b, 1, bs);
+    s_conv c; /* its workspace planned for 4 threads */
+    s_conv_make(&c, 7, 4, 64, 64, 3, 64, p, &r);
+    assert_true(c.wsn > ws1);
     dq_err err = {{0}};
-    dq_tensor tx = dq_tensor_view4(x, N, C, H, W), ty = dq_tensor_view4(y, N, OC, OH, OH);
     dq_backend_set_threads(1);
-    assert_int_equal(dq_conv2d_forward_invariant(&ty, &tx, &tw, &tb, p, ws, wsn, &err), DQ_OK);
+    assert_int_equal(
+        dq_conv2d_forward_invariant(&c.ty, &c.tx, &c.tw, &c.tb, p, c.ws, c.wsn, &err), DQ_OK);
     for (int t = 2; t <= 4; t++) {
         dq_backend_set_threads(t);
-        for (int64_t n = 1; n <= N; n++) {
-            const int64_t off = N - n;
-            dq_tensor sx = dq_tensor_view4(x + off * C * H * W, n, C, H, W);
-            dq_tensor sz = dq_tensor_view4(z, n, OC, OH, OH);
-            memset(z, 0, sizeof(float) * (size_t)(n * per));
-            assert_int_equal(dq_conv2d_forward_invariant(&sz, &sx, &tw, &tb, p, ws, wsn, &err),
-                             DQ_OK);
-            assert_memory_equal(z, y + off * per, sizeof(float) * (size_t)(n * per));
+        for (int64_t n = 1; n <= c.N; n++) {
+            s_conv_sub_batch(&c, c.N - n, n, c.wsn);
             /* a workspace planned for one thread: that thread, the same bits */
-            memset(z, 0, sizeof(float) * (size_t)(n * per));
-            assert_int_equal(dq_conv2d_forward_invariant(&sz, &sx, &tw, &tb, p, ws, ws1, &err),
-                             DQ_OK);
-            assert_memory_equal(z, y + off * per, sizeof(float) * (size_t)(n * per));
+            s_conv_sub_batch(&c, c.N - n, n, ws1);
         }
     }
     dq_backend_set_threads(saved);
-    free(x), free(w), free(b), free(y), free(z), free(ws);
+    s_conv_free(&c);
 }
 
 static void test_conv_invariant_threads(void **state)
@@ -260,40 +290,16 @@ static void test_conv_invariant_cropped(void **state)
     (void)state;
     const int64_t shapes[][5] = {{1, 1, 3, 1, 1}, {2, 2, 3, 2, 1}, {2, 2, 5, 1, 2},
                                  {1, 1, 7, 2, 3}, {3, 1, 3, 1, 1}, {2, 2, 3, 1, 1}};
-    const int64_t N = 6, C = 7, OC = 13;
     dq_rng r;
     dq_rng_seed(&r, 6);
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
-        const int64_t H = shapes[s][0], W = shapes[s][1], KS = shapes[s][2];
-        dq_conv2d_params p = {(int)shapes[s][3], (int)shapes[s][4], 0};
-        const int64_t OH = dq_conv2d_out_size(H, KS, p.stride, p.padding);
-        const int64_t OW = dq_conv2d_out_size(W, KS, p.stride, p.padding), per = OC * OH * OW;
-        float *x = s_rand(N * C * H * W, &r), *w = s_rand(OC * C * KS * KS, &r);
-        float *b = s_rand(OC, &r), *y = malloc(sizeof(float) * (size_t)(N * per));
-        float *z = malloc(sizeof(float) * (size_t)(N * per));
-        assert_non_null(y);
-        assert_non_null(z);
-        int64_t wsn = dq_conv2d_invariant_workspace(N, C, H, W, KS, KS, OC, p);
-        int64_t wst = dq_conv2d_workspace(N, C, H, W, KS, KS, p);
-        float *ws = aligned_alloc(64, sizeof(float) * (size_t)(((wsn > wst ? wsn : wst) + 15) / 16 * 16));
-        assert_non_null(ws);
-        dq_tensor tw = dq_tensor_view4(w, OC, C, KS, KS);
-        int64_t bs[1] = {OC};
-        dq_tensor tb = dq_tensor_view(b, 1, bs);
-        dq_err err = {{0}};
-        dq_tensor tx = dq_tensor_view4(x, N, C, H, W), ty = dq_tensor_view4(y, N, OC, OH, OW);
-        dq_tensor tz = dq_tensor_view4(z, N, OC, OH, OW);
-        assert_int_equal(dq_conv2d_forward_invariant(&ty, &tx, &tw, &tb, p, ws, wsn, &err), DQ_OK);
-        assert_int_equal(dq_conv2d_forward(&tz, &tx, &tw, &tb, p, ws, wst, &err), DQ_OK);
-        for (int64_t i = 0; i < N * per; i++) assert_true(fabsf(y[i] - z[i]) < 1e-5f);
-        for (int64_t n = 1; n <= N; n++) {
-            dq_tensor sx = dq_tensor_view4(x + (N - n) * C * H * W, n, C, H, W);
-            dq_tensor sz = dq_tensor_view4(z, n, OC, OH, OW);
-            assert_int_equal(dq_conv2d_forward_invariant(&sz, &sx, &tw, &tb, p, ws, wsn, &err),
-                             DQ_OK);
-            assert_memory_equal(z, y + (N - n) * per, sizeof(float) * (size_t)(n * per));
-        }
-        free(x), free(w), free(b), free(y), free(z), free(ws);
+        const int64_t *q = shapes[s];
+        s_conv c;
+        s_conv_make(&c, 6, 7, q[0], q[1], q[2], 13, (dq_conv2d_params){(int)q[3], (int)q[4], 0},
+                    &r);
+        s_conv_against_training(&c);
+        for (int64_t n = 1; n <= c.N; n++) s_conv_sub_batch(&c, c.N - n, n, c.wsn);
+        s_conv_free(&c);
     }
 }
 
@@ -308,41 +314,34 @@ static void test_conv_invariant_exact(void **state)
     static const int64_t shapes[][7] = {{3, 28, 28, 3, 1, 1, 13}, {2, 20, 30, 5, 1, 2, 7},
                                         {4, 16, 16, 1, 1, 0, 6},  {3, 14, 17, 3, 1, 0, 8},
                                         {5, 6, 6, 3, 1, 1, 9},    {2, 17, 17, 3, 2, 1, 5}};
-    const int64_t N = 3;
     dq_rng r;
     dq_rng_seed(&r, 12);
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
-        const int64_t *q = shapes[s], C = q[0], H = q[1], W = q[2], KS = q[3], OC = q[6];
-        dq_conv2d_params p = {(int)q[4], (int)q[5], 0};
-        dq_im2col_geom g = dq_im2col_geom_make(C, H, W, KS, KS, q[4], q[5]);
-        const int64_t K = C * KS * KS, P = g.OH * g.OW, per = OC * P;
-        float *x = s_rand(N * C * H * W, &r), *w = s_rand(OC * K, &r), *b = s_rand(OC, &r);
-        float *y = malloc(sizeof(float) * (size_t)(N * per));
-        float *col = malloc(sizeof(float) * (size_t)(K * P)), *ref = malloc(sizeof(float) * (size_t)per);
-        const int64_t wsn = dq_conv2d_invariant_workspace(N, C, H, W, KS, KS, OC, p);
-        const int64_t wsa = ((wsn > S_WSN ? wsn : S_WSN) + 15) / 16 * 16;
-        float *ws = aligned_alloc(64, sizeof(float) * (size_t)wsa);
-        assert_non_null(y);
+        const int64_t *q = shapes[s];
+        s_conv c;
+        s_conv_make(&c, 3, q[0], q[1], q[2], q[3], q[6], (dq_conv2d_params){(int)q[4], (int)q[5], 0},
+                    &r);
+        dq_im2col_geom g = dq_im2col_geom_make(c.C, c.H, c.W, c.KS, c.KS, q[4], q[5]);
+        const int64_t K = c.C * c.KS * c.KS, P = g.OH * g.OW, OC = c.OC;
+        float *col = malloc(sizeof(float) * (size_t)(K * P));
+        float *ref = malloc(sizeof(float) * (size_t)c.per);
         assert_non_null(col);
         assert_non_null(ref);
-        assert_non_null(ws);
-        dq_tensor tw = dq_tensor_view4(w, OC, C, KS, KS), tx = dq_tensor_view4(x, N, C, H, W);
-        dq_tensor ty = dq_tensor_view4(y, N, OC, g.OH, g.OW);
-        int64_t bs[1] = {OC};
-        dq_tensor tb = dq_tensor_view(b, 1, bs);
         dq_err err = {{0}};
-        assert_int_equal(dq_conv2d_forward_invariant(&ty, &tx, &tw, &tb, p, ws, wsn, &err), DQ_OK);
-        for (int64_t n = 0; n < N; n++) {
-            dq_im2col(col, P, x + n * C * H * W, &g);
-            dq_gemm_fixed(OC, P, K, w, K, col, P, false, ref, P, false, 1, ws, S_WSN);
+        assert_int_equal(
+            dq_conv2d_forward_invariant(&c.ty, &c.tx, &c.tw, &c.tb, c.p, c.ws, c.wsn, &err), DQ_OK);
+        for (int64_t n = 0; n < c.N; n++) {
+            dq_im2col(col, P, c.x + n * c.C * c.H * c.W, &g);
+            dq_gemm_fixed(OC, P, K, c.w, K, col, P, false, ref, P, false, 1, c.ws, S_WSN);
             for (int64_t o = 0; o < OC; o++)
-                for (int64_t i = 0; i < P; i++) ref[o * P + i] += b[o];
-            for (int64_t i = 0; i < per; i++)
-                if (memcmp(&ref[i], &y[n * per + i], sizeof(float)))
+                for (int64_t i = 0; i < P; i++) ref[o * P + i] += c.b[o];
+            for (int64_t i = 0; i < c.per; i++)
+                if (memcmp(&ref[i], &c.y[n * c.per + i], sizeof(float)))
                     fail_msg("shape %zu image %lld element %lld: %.9g, expected %.9g", s,
-                             (long long)n, (long long)i, y[n * per + i], ref[i]);
+                             (long long)n, (long long)i, c.y[n * c.per + i], ref[i]);
         }
-        free(x), free(w), free(b), free(y), free(col), free(ref), free(ws);
+        free(col), free(ref);
+        s_conv_free(&c);
     }
 }
 
@@ -355,36 +354,26 @@ static void test_conv_invariant_relu(void **state)
     (void)state;
     static const int64_t shapes[][8] = {{3, 28, 28, 3, 1, 1, 13, 1}, {4, 9, 7, 3, 2, 1, 8, 1},
                                         {6, 8, 8, 3, 1, 1, 6, 6}};
-    const int64_t N = 4;
     dq_rng r;
     dq_rng_seed(&r, 13);
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
-        const int64_t *q = shapes[s], C = q[0], H = q[1], W = q[2], KS = q[3], OC = q[6];
-        dq_conv2d_params p = {(int)q[4], (int)q[5], 0, (int)q[7]};
-        const int64_t OH = dq_conv2d_out_size(H, KS, p.stride, p.padding);
-        const int64_t OW = dq_conv2d_out_size(W, KS, p.stride, p.padding), n = N * OC * OH * OW;
-        float *x = s_rand(N * C * H * W, &r), *w = s_rand(OC * C / q[7] * KS * KS, &r);
-        float *b = s_rand(OC, &r), *y = malloc(sizeof(float) * (size_t)n);
-        float *z = malloc(sizeof(float) * (size_t)n);
-        const int64_t wsn = dq_conv2d_invariant_workspace(N, C, H, W, KS, KS, OC, p);
-        float *ws = aligned_alloc(64, sizeof(float) * (size_t)((wsn + 15) / 16 * 16));
-        assert_non_null(y);
-        assert_non_null(z);
-        assert_non_null(ws);
-        dq_tensor tw = dq_tensor_view4(w, OC, C / q[7], KS, KS), tx = dq_tensor_view4(x, N, C, H, W);
-        dq_tensor ty = dq_tensor_view4(y, N, OC, OH, OW), tz = dq_tensor_view4(z, N, OC, OH, OW);
-        int64_t bs[1] = {OC};
-        dq_tensor tb = dq_tensor_view(b, 1, bs);
+        const int64_t *q = shapes[s];
+        s_conv c;
+        s_conv_make(&c, 4, q[0], q[1], q[2], q[3], q[6],
+                    (dq_conv2d_params){(int)q[4], (int)q[5], 0, (int)q[7]}, &r);
+        const int64_t n = c.N * c.per;
         dq_err err = {{0}};
-        assert_int_equal(dq_conv2d_forward_invariant(&ty, &tx, &tw, &tb, p, ws, wsn, &err), DQ_OK);
-        assert_int_equal(dq_relu_forward(&ty, &ty, &err), DQ_OK);
         assert_int_equal(
-            dq_conv2d_forward_invariant_relu(&tz, &tx, &tw, &tb, p, true, ws, wsn, &err), DQ_OK);
-        assert_memory_equal(y, z, sizeof(float) * (size_t)n);
+            dq_conv2d_forward_invariant(&c.ty, &c.tx, &c.tw, &c.tb, c.p, c.ws, c.wsn, &err), DQ_OK);
+        assert_int_equal(dq_relu_forward(&c.ty, &c.ty, &err), DQ_OK);
+        assert_int_equal(dq_conv2d_forward_invariant_relu(&c.tz, &c.tx, &c.tw, &c.tb, c.p, true,
+                                                          c.ws, c.wsn, &err),
+                         DQ_OK);
+        assert_memory_equal(c.y, c.z, sizeof(float) * (size_t)n);
         int64_t zeros = 0;
-        for (int64_t i = 0; i < n; i++) zeros += z[i] == 0.0f;
+        for (int64_t i = 0; i < n; i++) zeros += c.z[i] == 0.0f;
         assert_true(zeros > n / 5 && zeros < n); /* the clamp did something, not everything */
-        free(x), free(w), free(b), free(y), free(z), free(ws);
+        s_conv_free(&c);
     }
 }
 
