@@ -76,6 +76,20 @@ static int s_cmp_double(const void *a, const void *b)
 
 #define S_MAX_WINDOWS 9
 
+/* Runs step until `seconds` have passed (at least once); returns calls/s. */
+static dq_status s_rate_for(double *rate, s_step_fn step, void *ctx, double seconds, dq_err *err)
+{
+    int iters = 0;
+    double el, t0 = s_now();
+    do {
+        DQ_TRY(step(ctx, err));
+        iters++;
+        el = s_now() - t0;
+    } while (el < seconds);
+    *rate = iters / el;
+    return DQ_OK;
+}
+
 /* Warms up, then runs step for `seconds` in `windows` equal windows (each at
  * least one whole iteration) and sets *rate to the median window's
  * iterations per second. With steps > 0 it runs exactly that many
@@ -93,17 +107,7 @@ static dq_status s_time_median(double *rate, s_step_fn step, void *ctx, double s
     }
     for (int i = 0; i < 3 || s_now() - t0 < 0.5; i++) DQ_TRY(step(ctx, err));
     double r[S_MAX_WINDOWS];
-    for (int w = 0; w < windows; w++) {
-        int iters = 0;
-        double el;
-        t0 = s_now();
-        do {
-            DQ_TRY(step(ctx, err));
-            iters++;
-            el = s_now() - t0;
-        } while (el < seconds / windows);
-        r[w] = iters / el;
-    }
+    for (int w = 0; w < windows; w++) DQ_TRY(s_rate_for(&r[w], step, ctx, seconds / windows, err));
     qsort(r, (size_t)windows, sizeof r[0], s_cmp_double);
     *rate = windows % 2 ? r[windows / 2] : 0.5 * (r[windows / 2 - 1] + r[windows / 2]);
     return DQ_OK;
@@ -131,44 +135,40 @@ static dq_status s_sgemm_step(void *ctx, dq_err *err)
     return DQ_OK;
 }
 
-/* GFLOP/s of C = A * B with A, B, C n x n (2 n^3 FLOPs per call); 3 windows,
- * as one call is over a second on 1 thread. */
-static dq_status s_bench_sgemm(double *gflops, int n, double seconds, dq_err *err)
+/* The n x n operands of the sgemm measurement, random (fixed seed). */
+static dq_status s_sgemm_setup(s_sgemm_ctx *g, int n, dq_err *err)
 {
-    size_t bytes = (size_t)n * (size_t)n * sizeof(float);
-    bytes = (bytes + 63) / 64 * 64;
+    size_t bytes = ((size_t)n * (size_t)n * sizeof(float) + 63) / 64 * 64;
     float *a = aligned_alloc(64, bytes), *b = aligned_alloc(64, bytes),
           *c = aligned_alloc(64, bytes);
-    if (!a || !b || !c) {
-        free(a), free(b), free(c);
+    *g = (s_sgemm_ctx){a, b, c, n};
+    if (!a || !b || !c)
         return dq_fail(err, DQ_ERR_NOMEM, "sgemm: cannot allocate 3 x %zu bytes", bytes);
-    }
     dq_rng rng;
     dq_rng_seed(&rng, 42);
     s_fill_uniform(a, (int64_t)n * n, &rng, -1.0f, 1.0f);
     s_fill_uniform(b, (int64_t)n * n, &rng, -1.0f, 1.0f);
     memset(c, 0, bytes);
-
-    s_sgemm_ctx g = {a, b, c, n};
-    double rate = 0.0;
-    dq_status st = s_time_median(&rate, s_sgemm_step, &g, seconds, 3, 0, err);
-    *gflops = 2.0 * (double)n * n * n * rate / 1e9;
-    free(a), free(b), free(c);
-    return st;
+    return DQ_OK;
 }
 
-/* Runs step until `seconds` have passed (at least once); returns calls/s. */
-static dq_status s_rate_for(double *rate, s_step_fn step, void *ctx, double seconds, dq_err *err)
+static void s_sgemm_free(s_sgemm_ctx *g)
 {
-    int iters = 0;
-    double el, t0 = s_now();
-    do {
-        DQ_TRY(step(ctx, err));
-        iters++;
-        el = s_now() - t0;
-    } while (el < seconds);
-    *rate = iters / el;
-    return DQ_OK;
+    free((float *)g->a), free((float *)g->b), free(g->c);
+    *g = (s_sgemm_ctx){0};
+}
+
+/* GFLOP/s of C = A * B with A, B, C n x n (2 n^3 FLOPs per call); 3 windows,
+ * as one call is over a second on 1 thread. */
+static dq_status s_bench_sgemm(double *gflops, int n, double seconds, dq_err *err)
+{
+    s_sgemm_ctx g;
+    double rate = 0.0;
+    dq_status st = s_sgemm_setup(&g, n, err);
+    if (st == DQ_OK) st = s_time_median(&rate, s_sgemm_step, &g, seconds, 3, 0, err);
+    *gflops = 2.0 * (double)n * n * n * rate / 1e9;
+    s_sgemm_free(&g);
+    return st;
 }
 
 /* ---- networks ---------------------------------------------------------------- */
@@ -232,23 +232,13 @@ static dq_status s_bench_teacher(double *sps, double *gflops, const s_options *o
 static dq_status s_bench_share(double *share, const s_options *o, dq_err *err)
 {
     const int n = o->sgemm_n;
-    size_t bytes = ((size_t)n * (size_t)n * sizeof(float) + 63) / 64 * 64;
-    float *a = aligned_alloc(64, bytes), *b = aligned_alloc(64, bytes),
-          *c = aligned_alloc(64, bytes);
     dq_rng rng;
     dq_rng_seed(&rng, 42);
     dq_net_t *net = NULL;
     dq_tensor x = {0};
-    dq_status st = DQ_OK;
-    if (!a || !b || !c)
-        st = dq_fail(err, DQ_ERR_NOMEM, "share: cannot allocate 3 x %zu bytes", bytes);
-    if (st == DQ_OK) {
-        s_fill_uniform(a, (int64_t)n * n, &rng, -1.0f, 1.0f);
-        s_fill_uniform(b, (int64_t)n * n, &rng, -1.0f, 1.0f);
-        memset(c, 0, bytes);
-        st = s_setup_net(&net, &x, o, "deepnn-fmnist.model", &rng, err);
-    }
-    s_sgemm_ctx g = {a, b, c, n};
+    s_sgemm_ctx g;
+    dq_status st = s_sgemm_setup(&g, n, err);
+    if (st == DQ_OK) st = s_setup_net(&net, &x, o, "deepnn-fmnist.model", &rng, err);
     s_teacher_ctx t = {net, &x};
     const double half = o->seconds / S_SHARE_ROUNDS, flops = 2.0 * (double)n * n * n;
     double r[S_SHARE_ROUNDS], rs = 0.0, rt = 0.0;
@@ -265,7 +255,7 @@ static dq_status s_bench_share(double *share, const s_options *o, dq_err *err)
     }
     dq_tensor_free(&x);
     dq_net_destroy(&net);
-    free(a), free(b), free(c);
+    s_sgemm_free(&g);
     return st;
 }
 
