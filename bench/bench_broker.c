@@ -33,6 +33,7 @@
  * CURVE broker over tcp, the issue-12 comparison.
  */
 #include <errno.h>
+#include <getopt.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -576,33 +577,70 @@ static bool s_mode_on(bool curve_only, int ipc, int mode)
     return mode < (ipc ? M_CURVE : M_COUNT);
 }
 
+static void s_usage(FILE *f)
+{
+    fprintf(f,
+"usage: bench_broker [--requests N] [--warmup N] [--rounds R] [--inflight K]\n"
+"                    [--clients C] [--workers W] [--io-threads N] [--curve]\n"
+"\n"
+"What the broker costs: one echo worker behind direct DEALER/ROUTER, zmq_proxy\n"
+"and distillq-broker (tcp and ipc), at 1 and K (16) requests in flight from each\n"
+"of C (1, at most %d) clients to W (1, at most %d) workers; N (3000) timed\n"
+"requests after N (300) warm-up ones, median of R (3, at most %d) interleaved\n"
+"rounds. --io-threads: the brokers' libzmq I/O threads (default: as\n"
+"distillq-broker). --curve: only the plain and the CURVE broker over tcp\n"
+"(issue 12's comparison). Prints req/s, MB/s, latency and CPU per request.\n",
+            S_MAX_CLIENTS, S_MAX_WORKERS, MAX_ROUNDS);
+}
+
+/* A whole number in [lo, hi] from --NAME's argument, or -1 with a message. */
+static int s_arg_int(const char *name, const char *arg, int lo, int hi)
+{
+    char *end;
+    long v = strtol(arg, &end, 10);
+    if (end == arg || *end || v < lo || v > hi) {
+        fprintf(stderr, "bench_broker: --%s: expected a whole number in [%d, %d], not '%s'\n",
+                name, lo, hi, arg);
+        return -1;
+    }
+    return (int)v;
+}
+
 int main(int argc, char **argv)
 {
     int total = 3000, warmup = 300, rounds = 3;
     s_shape sh = {.inflight = 16, .clients = 1, .workers = 1, .io_threads = 0};
     bool curve_only = false;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--curve")) curve_only = true;
-        else if (i + 1 == argc) break;
-        else if (!strcmp(argv[i], "--requests")) total = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--warmup")) warmup = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--rounds")) rounds = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--inflight")) sh.inflight = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--clients")) sh.clients = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--workers")) sh.workers = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--io-threads")) sh.io_threads = atoi(argv[++i]);
+    static const struct option opts[] = {
+        {"requests", required_argument, 0, 'n'}, {"warmup", required_argument, 0, 'w'},
+        {"rounds", required_argument, 0, 'r'}, {"inflight", required_argument, 0, 'k'},
+        {"clients", required_argument, 0, 'c'}, {"workers", required_argument, 0, 'W'},
+        {"io-threads", required_argument, 0, 'i'}, {"curve", no_argument, 0, 'C'},
+        {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+    int ch, idx;
+    while ((ch = getopt_long(argc, argv, "", opts, &idx)) != -1) {
+        int *to = NULL, lo = 1, hi = 1 << 24;
+        switch (ch) {
+        case 'n': to = &total; lo = 100; break;
+        case 'w': to = &warmup; break;
+        case 'r': to = &rounds; hi = MAX_ROUNDS; break;
+        case 'k': to = &sh.inflight; hi = 4096; break;
+        case 'c': to = &sh.clients; hi = S_MAX_CLIENTS; break;
+        case 'W': to = &sh.workers; hi = S_MAX_WORKERS; break;
+        case 'i': to = &sh.io_threads; hi = 64; break;
+        case 'C': curve_only = true; break;
+        case 'h': s_usage(stdout); return 0;
+        default: s_usage(stderr); return 2;
+        }
+        if (to && (*to = s_arg_int(opts[idx].name, optarg, lo, hi)) < 0) return 2;
     }
-    if (total < 100) total = 100;
-    if (warmup < 1) warmup = 1;
-    if (sh.inflight < 1) sh.inflight = 1;
-    if (sh.clients < 1 || sh.clients > S_MAX_CLIENTS) sh.clients = 1;
-    if (sh.workers < 1 || sh.workers > S_MAX_WORKERS) sh.workers = 1;
-    if (sh.io_threads < 0 || sh.io_threads > 64) sh.io_threads = 0;
+    if (optind < argc) {
+        fprintf(stderr, "bench_broker: unexpected argument '%s' (try --help)\n", argv[optind]);
+        return 2;
+    }
     int inflight = sh.inflight;
     char io_str[16] = "default";
     if (sh.io_threads) snprintf(io_str, sizeof io_str, "%d", sh.io_threads);
-    if (rounds < 1) rounds = 1;
-    if (rounds > MAX_ROUNDS) rounds = MAX_ROUNDS;
     char dir[] = "/tmp/dq-bench-broker-XXXXXX";
     if (!mkdtemp(dir)) return 1;
     /* below Linux's ephemeral range, where outgoing connections take ports */

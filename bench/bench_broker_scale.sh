@@ -31,7 +31,7 @@ while [ $# -gt 0 ]; do
     --chaos-seconds) csecs=$2; shift 2 ;;
     --chaos-period) cper=$2; shift 2 ;;
     --callgrind) cg=1; shift ;;
-    -h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) awk 'NR == 1 { next } !/^#/ { exit } { sub(/^# ?/, ""); print }' "$0"; exit 0 ;;
     *) echo "bench_broker_scale: unknown option $1" >&2; exit 2 ;;
   esac
 done

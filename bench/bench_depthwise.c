@@ -61,8 +61,32 @@ static double s_measure(int N, double seconds, int backward, dq_conv2d_algo algo
 
 int main(int argc, char **argv)
 {
-    const int N = argc > 1 ? atoi(argv[1]) : 128;
-    const double seconds = argc > 2 ? atof(argv[2]) : 1.0;
+    int N = 128;
+    double seconds = 1.0;
+    for (int i = 1; i < argc; i++) {
+        char *end = NULL;
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            printf("usage: bench_depthwise [--batch N] [--seconds S]\n"
+                   "Depthwise conv2d samples/s, direct kernel against per-group GEMM, on\n"
+                   "MobileNet-style 3x3 layers (batch N, default 128; S seconds, default 1,\n"
+                   "per number).\n");
+            return 0;
+        }
+        if (i + 1 < argc && !strcmp(argv[i], "--batch")) {
+            long v = strtol(argv[++i], &end, 10);
+            N = (int)v;
+            if (*end || v < 1 || v > 4096) N = 0;
+        } else if (i + 1 < argc && !strcmp(argv[i], "--seconds")) {
+            seconds = strtod(argv[++i], &end);
+            if (*end || !(seconds > 0 && seconds <= 600)) N = 0;
+        } else {
+            N = 0;
+        }
+        if (N == 0) {
+            fprintf(stderr, "bench_depthwise: bad argument '%s' (try --help)\n", argv[i]);
+            return 2;
+        }
+    }
     static const s_layer layers[] = {
         {"dw32x28", 32, 28, 1, 1},
         {"dw64x14s2", 64, 28, 1, 2},

@@ -17,7 +17,7 @@ while [ $# -gt 0 ]; do
     --images) images=$2; shift 2 ;;
     --ranks) ranks=$2; shift 2 ;;
     --threads) threads=$2; shift 2 ;;
-    -h|--help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) awk 'NR == 1 { next } !/^#/ { exit } { sub(/^# ?/, ""); print }' "$0"; exit 0 ;;
     *) echo "bench_dist: unknown option $1" >&2; exit 2 ;;
   esac
 done

@@ -24,7 +24,7 @@ while [ $# -gt 0 ]; do
     --forward-ms) fwd=$2; shift 2 ;;
     --delays) delays=$2; shift 2 ;;
     --epochs) epochs=$2; shift 2 ;;
-    -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) awk 'NR == 1 { next } !/^#/ { exit } { sub(/^# ?/, ""); print }' "$0"; exit 0 ;;
     *) echo "bench_latency: unknown option $1" >&2; exit 2 ;;
   esac
 done

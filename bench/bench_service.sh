@@ -22,7 +22,7 @@ while [ $# -gt 0 ]; do
     --weights) weights=$2; shift 2 ;;
     --model) model=$2; shift 2 ;;
     --repeat) repeat=$2; shift 2 ;;
-    -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) awk 'NR == 1 { next } !/^#/ { exit } { sub(/^# ?/, ""); print }' "$0"; exit 0 ;;
     *) echo "bench_service: unknown option $1" >&2; exit 2 ;;
   esac
 done

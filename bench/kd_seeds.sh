@@ -23,7 +23,7 @@ while [ $# -gt 0 ]; do
     --full) full=1 ;;
     --build) build=$2; shift ;;
     --out) out=$2; shift ;;
-    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) awk 'NR == 1 { next } !/^#/ { exit } { sub(/^# ?/, ""); print }' "$0"; exit 0 ;;
     *) echo "kd_seeds.sh: unknown option $1 (try --help)" >&2; exit 2 ;;
   esac
   shift

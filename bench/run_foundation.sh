@@ -16,6 +16,10 @@
 #              BENCH_DATA (/usr/share/datasets/fashion-mnist; "none" skips the
 #              epoch)  BENCH_PYTHON (/usr/bin/python3: Debian's, not a pyenv one)
 set -u
+case "${1:-}" in
+    -h|--help) awk 'NR == 1 { next } !/^#/ { exit } { sub(/^# ?/, ""); print }' "$0"; exit 0 ;;
+    -*) echo "run_foundation.sh: unknown option '$1' (try --help)" >&2; exit 2 ;;
+esac
 
 srcdir=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-}

@@ -12,6 +12,10 @@
 # environment: BENCH_THREADS (1,2)  BENCH_SECONDS (5)  BENCH_PYTHON (/usr/bin/python3)
 #              BENCH_MODEL (models/resnet18-fmnist.model)
 set -u
+case "${1:-}" in
+    -h|--help) awk 'NR == 1 { next } !/^#/ { exit } { sub(/^# ?/, ""); print }' "$0"; exit 0 ;;
+    -*) echo "run_resnet.sh: unknown option '$1' (try --help)" >&2; exit 2 ;;
+esac
 srcdir=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-$srcdir/build}
 build=$(cd "$build" && pwd) || exit 2

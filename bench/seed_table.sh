@@ -24,7 +24,7 @@ while [ $# -gt 0 ]; do
     --samples) samples=$2; shift ;;
     --workers) workers=$2; shift ;;
     --out) out=$2; shift ;;
-    -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) awk 'NR == 1 { next } !/^#/ { exit } { sub(/^# ?/, ""); print }' "$0"; exit 0 ;;
     *) echo "seed_table: unknown option $1" >&2; exit 2 ;;
   esac
   shift

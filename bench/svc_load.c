@@ -140,11 +140,26 @@ static int s_cmp(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+static void s_usage(FILE *f)
+{
+    fprintf(f, "usage: svc_load --endpoint E [--service S] [--data DIR] [--clients C] "
+               "[--inflight K] [--seconds T] [--images N<=64]\n");
+}
+
 int main(int argc, char **argv)
 {
     const char *endpoint = NULL, *service = "fmnist", *data = "/usr/share/datasets/fashion-mnist";
     int clients = 32, inflight = 1, images = 8;
     double seconds = 5;
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            s_usage(stdout);
+            return 0;
+        }
+    if (argc % 2 == 0) {
+        fprintf(stderr, "svc_load: %s needs a value (try --help)\n", argv[argc - 1]);
+        return 2;
+    }
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--endpoint")) endpoint = argv[i + 1];
         else if (!strcmp(argv[i], "--service")) service = argv[i + 1];
@@ -159,8 +174,7 @@ int main(int argc, char **argv)
         }
     }
     if (!endpoint || clients < 1 || inflight < 1 || images < 1 || images > 64) {
-        fprintf(stderr, "usage: svc_load --endpoint E [--service S] [--data DIR] [--clients C] "
-                        "[--inflight K] [--seconds T] [--images N<=64]\n");
+        s_usage(stderr);
         return 2;
     }
     dq_dataset ds;
