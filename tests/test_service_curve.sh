@@ -8,11 +8,12 @@
 #   f. the broker SIGKILLed and restarted on the same endpoints: the same;
 #   plus: a student key offered as a worker, and an unlisted student key,
 #   are refused with a clear error and a non-zero exit within seconds, and
-#   the broker logs each refusal.
+#   the broker logs each refusal; a worker without keys exits saying the
+#   broker requires CURVE (it used to re-join in silence for ever).
 tmp_prefix=dq-svc-curve
 # shellcheck source=tests/tap_lib.sh
 . "${top_srcdir:-.}/tests/tap_lib.sh"
-echo "1..10"
+echo "1..11"
 
 model=$src/models/lightnn-fmnist.model
 hb=(--heartbeat-ms 100 --liveness 3)
@@ -82,6 +83,14 @@ wait_until 15 '! kill -0 $bw 2>/dev/null'
 wait "$bw"; wrc=$?
 check "a student key cannot join as a worker: distillq-teacher exits 4 within $((SECONDS - t0)) s" \
   '[ $wrc -eq 4 ] && grep -q "refused our CURVE key" "$tmp/bad-w.log" || { show "$tmp/bad-w.log"; false; }'
+"$bin/distillq-teacher" --broker "$beb" --service light --model "$model" \
+  --weights "$tmp/w1.safetensors" "${hb[@]}" < /dev/null > "$tmp/plain-w.log" 2>&1 &
+pw=$!; pids+=("$pw")
+t0=$SECONDS
+wait_until 15 '! kill -0 $pw 2>/dev/null'
+wait "$pw"; wrc=$?
+check "a worker without keys exits 4 within $((SECONDS - t0)) s: the broker requires CURVE" \
+  '[ $wrc -eq 4 ] && grep -q "requires CURVE" "$tmp/plain-w.log" || { show "$tmp/plain-w.log"; false; }'
 t0=$SECONDS
 remote x "$feb/light" 16 intruder; rc=$?
 check "an unlisted student key: predict fails (rc=$rc) within $((SECONDS - t0)) s with a clear error" \

@@ -480,6 +480,7 @@ static dq_status s_router(dq_broker_t *b, void **out, const char *ep, const char
         return dq_fail(err, DQ_ERR_NET, "zmq_setsockopt(AFFINITY) on %s: %s", ep,
                        zmq_strerror(zmq_errno()));
     if (b->cfg.curve) DQ_TRY(dq_curve_server_apply(s, &b->cfg.curve->server, domain, err));
+    DQ_TRY(dq_broker_handshake_watch(b, out == &b->backend, s, err));
     if (zmq_bind(s, ep) != 0)
         return dq_fail(err, DQ_ERR_NET, "cannot bind %s: %s", ep, zmq_strerror(zmq_errno()));
     return DQ_OK;
@@ -583,6 +584,7 @@ void dq_broker_destroy(dq_broker_t **p)
 {
     if (!p || !*p) return;
     dq_broker_t *b = *p;
+    dq_broker_handshake_stop(b);
     if (b->frontend) zmq_close(b->frontend);
     if (b->backend) zmq_close(b->backend);
     dq_broker_zap_stop(b);
@@ -627,10 +629,12 @@ dq_status dq_broker_run(dq_broker_t *b, volatile sig_atomic_t *stop, dq_err *err
     while (!*stop) {
         int64_t now = dq_clock_now_ms();
         long wait = next_tick > now ? (long)(next_tick - now) : 0;
-        zmq_pollitem_t items[3] = {{b->backend, 0, ZMQ_POLLIN, 0},
+        zmq_pollitem_t items[5] = {{b->backend, 0, ZMQ_POLLIN, 0},
                                    {b->frontend, 0, ZMQ_POLLIN, 0},
+                                   {b->hs[0].mon, 0, ZMQ_POLLIN, 0},
+                                   {b->hs[1].mon, 0, ZMQ_POLLIN, 0},
                                    {b->zap, 0, ZMQ_POLLIN, 0}};
-        if (zmq_poll(items, b->zap ? 3 : 2, wait) < 0) {
+        if (zmq_poll(items, b->zap ? 5 : 4, wait) < 0) {
             if (zmq_errno() == EINTR) continue;
             st = dq_fail(err, DQ_ERR_NET, "zmq_poll: %s", zmq_strerror(zmq_errno()));
             break;
@@ -647,7 +651,10 @@ dq_status dq_broker_run(dq_broker_t *b, volatile sig_atomic_t *stop, dq_err *err
             dq_wire_parts_close(&p);
         }
         if (s_recv_failed(b, &st, "frontend", err)) break;
-        if (b->zap && (items[2].revents & ZMQ_POLLIN)) dq_broker_zap_handle(b);
+        for (int side = 0; side < 2; side++)
+            if (items[2 + side].revents & ZMQ_POLLIN)
+                dq_broker_handshake_handle(b, side, dq_clock_now_ms());
+        if (b->zap && (items[4].revents & ZMQ_POLLIN)) dq_broker_zap_handle(b);
         now = dq_clock_now_ms();
         if (now >= next_tick) {
             s_tick(b, now);

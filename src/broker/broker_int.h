@@ -132,6 +132,13 @@ typedef struct {
     dq_prom_hist latency;     /* arrival to reply, seconds */
 } dq_bservice;
 
+/* A ROUTER's failed handshakes (handshake.c). */
+typedef struct {
+    void *router, *mon;       /* mon: PAIR receiving router's monitor events */
+    int64_t logged_ms;        /* last log line about them; 0: none yet */
+    uint64_t unlogged;        /* failures since that line */
+} dq_bhandshake;
+
 struct dq_broker {
     dq_broker_config cfg;
     FILE *log;
@@ -139,6 +146,7 @@ struct dq_broker {
     bool own_ctx;
     void *frontend, *backend;
     void *zap;                /* ZAP handler socket (zap.c); NULL without CURVE */
+    dq_bhandshake hs[2];      /* frontend, backend (handshake.c) */
     uint64_t epoch;
     int64_t start_ms, next_hb_ms, tick_ms;
 
@@ -180,6 +188,7 @@ struct dq_broker {
     uint64_t n_bad_replies;   /* worker replies failing dq_broker_check_reply */
     uint64_t n_worker_send_failed; /* sends to a worker that failed (gone, not reading) */
     uint64_t n_auth_refused;  /* handshakes the ZAP handler refused */
+    uint64_t n_handshake_failed; /* before ZAP: mechanism mismatch, wrong server key */
 };
 
 /* Layering: broker.c (loop, messages, timers) -> dispatch.c (services,
@@ -271,6 +280,15 @@ dq_status dq_broker_zap_start(dq_broker_t *b, dq_err *err);
 /* Answers the pending ZAP requests (the loop polls b->zap). */
 void dq_broker_zap_handle(dq_broker_t *b);
 void dq_broker_zap_stop(dq_broker_t *b);
+
+/* ---- handshake.c ---- */
+/* Watches router (side 0: frontend, 1: backend) for failed handshakes;
+ * before it binds. */
+dq_status dq_broker_handshake_watch(dq_broker_t *b, int side, void *router, dq_err *err);
+/* Counts and logs (rate-limited) the pending failures (the loop polls hs[side].mon). */
+void dq_broker_handshake_handle(dq_broker_t *b, int side, int64_t now);
+/* Detaches the monitors; before the ROUTERs close. */
+void dq_broker_handshake_stop(dq_broker_t *b);
 
 /* ---- metrics.c ---- */
 /* Counts one reply to a client of service svc (status, arrival to now). */

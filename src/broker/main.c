@@ -105,7 +105,7 @@ static int s_query_stats(const char *ep, const char *server_cert, const char *ce
             goto done;
         }
         if (dq_curve_client_apply(s, server_cert, cert, tmo, &err) != DQ_OK ||
-            dq_curve_watch_start(&watch, ctx, s, &err) != DQ_OK) {
+            dq_curve_watch_start(&watch, ctx, s, true, &err) != DQ_OK) {
             fprintf(stderr, "distillq-broker: --stats %s: %s\n", ep, err.msg);
             goto done;
         }
@@ -113,7 +113,7 @@ static int s_query_stats(const char *ep, const char *server_cert, const char *ce
             fprintf(stderr, "distillq-broker: --stats %s: %s\n", ep, zmq_strerror(zmq_errno()));
             goto done;
         }
-    } else if (dq_wire_dealer_new(&s, ctx, ep, NULL, &err) != DQ_OK) {
+    } else if (dq_wire_dealer_new(&s, ctx, ep, &(dq_wire_opts){.watch = &watch}, &err) != DQ_OK) {
         fprintf(stderr, "distillq-broker: --stats %s: %s\n", ep, err.msg);
         goto done;
     }

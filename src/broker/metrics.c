@@ -17,7 +17,7 @@
  *   client_dispatched_total{service,client}, client_overloaded_total{...}
  *   cache_hits_total, cache_misses_total, cache_stored_total,
  *   cache_errors_total, cache_bytes       (with --cache)
- *   auth_refused_total, malformed_total, late_replies_total,
+ *   auth_refused_total, handshake_failures_total, malformed_total, late_replies_total,
  *   undeliverable_total, uptime_seconds
  *   request_bytes_held, request_bytes_held_peak, request_bytes_budget,
  *   over_budget_total                     (the byte budget, budget.c)
@@ -187,6 +187,10 @@ static void s_build(dq_broker_t *b, int64_t now)
              (double)b->n_requests);
     s_scalar(p, S_P "auth_refused_total", "counter", "CURVE handshakes the ZAP handler refused.",
              (double)b->n_auth_refused);
+    s_scalar(p, S_P "handshake_failures_total", "counter",
+             "Connections dropped in the handshake before ZAP: the peer on the other mechanism "
+             "(CURVE or not), or a CURVE peer with a wrong server key.",
+             (double)b->n_handshake_failed);
     s_scalar(p, S_P "malformed_total", "counter", "Messages that failed to decode.",
              (double)b->n_malformed);
     s_scalar(p, S_P "late_replies_total", "counter", "Worker replies dropped as late or stale.",

@@ -170,7 +170,7 @@ dq_status dq_broker_stats_json(dq_broker_t *b, int64_t now, dq_err *err)
              "\"workers\": %d, \"requests\": %llu, \"replies\": %llu, \"rejected\": %llu, "
              "\"malformed\": %llu, \"late_dropped\": %llu, \"duplicates\": %llu, "
              "\"undeliverable\": %llu, \"worker_send_failed\": %llu, \"bad_replies\": %llu, "
-             "\"auth_refused\": %llu, \"bytes_held\": %lld, "
+             "\"auth_refused\": %llu, \"handshake_failed\": %llu, \"bytes_held\": %lld, "
              "\"bytes_held_peak\": %lld, \"max_queue_bytes\": %lld, \"max_client_bytes\": %lld, "
              "\"over_budget\": %llu, \"services\": [",
              (unsigned long long)b->epoch, (long long)(now - b->start_ms), b->queued, b->inflight,
@@ -179,6 +179,7 @@ dq_status dq_broker_stats_json(dq_broker_t *b, int64_t now, dq_err *err)
              (unsigned long long)b->n_late, (unsigned long long)b->n_dup,
              (unsigned long long)b->n_undeliverable, (unsigned long long)b->n_worker_send_failed,
              (unsigned long long)b->n_bad_replies, (unsigned long long)b->n_auth_refused,
+             (unsigned long long)b->n_handshake_failed,
              (long long)b->held_bytes, (long long)b->held_bytes_peak,
              (long long)b->cfg.max_queue_bytes, (long long)dq_budget_client_limit(b),
              (unsigned long long)b->n_over_budget);

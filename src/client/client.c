@@ -157,8 +157,9 @@ static dq_status s_open_socket(dq_client_t *c, dq_err *err)
     char ep[64];
     snprintf(ep, sizeof ep, "inproc://dq-client-%p-%d", (void *)c, c->mon_seq++);
     memset(&c->watch, 0, sizeof c->watch);
+    c->watch.curve = c->o.curve_cert != NULL;
     int events = ZMQ_EVENT_CONNECTED | ZMQ_EVENT_DISCONNECTED;
-    if (c->o.curve_cert) events |= DQ_CURVE_WATCH_EVENTS;
+    events |= c->watch.curve ? DQ_CURVE_WATCH_EVENTS : DQ_CURVE_WATCH_EVENTS_PLAIN;
     if (zmq_socket_monitor(c->sock, ep, events) != 0 ||
         !(c->mon = zmq_socket(c->ctx, ZMQ_PAIR)) || zmq_connect(c->mon, ep) != 0) {
         dq_status st = dq_fail(err, DQ_ERR_NET, "client %s: socket monitor: %s", c->endpoint,
@@ -370,7 +371,7 @@ static dq_status s_on_monitor(dq_client_t *c, dq_err *err)
             memcpy(&value, (const uint8_t *)zmq_msg_data(&p.f[0]) + 2, 4);
         }
         dq_wire_parts_close(&p);
-        if (c->o.curve_cert) DQ_TRY(dq_curve_watch_event(&c->watch, ev, value, c->endpoint, err));
+        DQ_TRY(dq_curve_watch_event(&c->watch, ev, value, c->endpoint, err));
         if (ev == ZMQ_EVENT_DISCONNECTED) {
             c->lost = true;
         } else if (ev == ZMQ_EVENT_CONNECTED && c->lost) {

@@ -242,12 +242,15 @@ dq_status dq_curve_server_apply(void *sock, const dq_curve_cert *server, const c
 
 /* ---- handshake watch ----------------------------------------------------------- */
 
-dq_status dq_curve_watch_start(dq_curve_watch *w, void *ctx, void *sock, dq_err *err)
+dq_status dq_curve_watch_start(dq_curve_watch *w, void *ctx, void *sock, bool curve,
+                               dq_err *err)
 {
     memset(w, 0, sizeof *w);
+    w->curve = curve;
     char ep[64];
     snprintf(ep, sizeof ep, "inproc://dq-curve-watch-%p", (void *)sock);
-    if (zmq_socket_monitor(sock, ep, DQ_CURVE_WATCH_EVENTS) != 0 || !(w->mon = zmq_socket(ctx, ZMQ_PAIR)) ||
+    if (zmq_socket_monitor(sock, ep, curve ? DQ_CURVE_WATCH_EVENTS : DQ_CURVE_WATCH_EVENTS_PLAIN) != 0 ||
+        !(w->mon = zmq_socket(ctx, ZMQ_PAIR)) ||
         zmq_connect(w->mon, ep) != 0) {
         dq_status st = dq_fail(err, DQ_ERR_NET, "socket monitor: %s", zmq_strerror(zmq_errno()));
         dq_curve_watch_stop(w, sock);
@@ -259,6 +262,16 @@ dq_status dq_curve_watch_start(dq_curve_watch *w, void *ctx, void *sock, dq_err 
 dq_status dq_curve_watch_event(dq_curve_watch *w, int ev, uint32_t value, const char *endpoint,
                                dq_err *err)
 {
+    if (ev == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL &&
+        value == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH)
+        return w->curve
+                   ? dq_fail(err, DQ_ERR_AUTH, "%s is a broker without CURVE (started without "
+                             "--curve-cert): drop --curve-server-cert and --curve-cert, or "
+                             "start the broker with CURVE", endpoint)
+                   : dq_fail(err, DQ_ERR_AUTH, "%s requires CURVE (the broker runs with "
+                             "--curve-cert): give --curve-server-cert BROKER_CERT and "
+                             "--curve-cert YOUR_CERT_secret", endpoint);
+    if (!w->curve) return DQ_OK;
     switch (ev) {
     case ZMQ_EVENT_CONNECTED: w->connected = true; break;
     case ZMQ_EVENT_HANDSHAKE_SUCCEEDED:
@@ -275,7 +288,7 @@ dq_status dq_curve_watch_event(dq_curve_watch *w, int ev, uint32_t value, const 
         w->connected = false;
         if (!w->ok && ++w->failures >= 2)
             return dq_fail(err, DQ_ERR_AUTH, "%s: CURVE handshake failed %d times (%s): wrong "
-                           "--curve-server-cert, or a broker without CURVE", endpoint,
+                           "--curve-server-cert (not this broker's key), or a broker without CURVE", endpoint,
                            w->failures,
                            ev == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL ? "protocol error"
                                                                      : "connection closed");
@@ -283,8 +296,8 @@ dq_status dq_curve_watch_event(dq_curve_watch *w, int ev, uint32_t value, const 
     case ZMQ_EVENT_DISCONNECTED:
         if (w->connected && !w->ok && ++w->failures >= 2)
             return dq_fail(err, DQ_ERR_AUTH, "%s: the connection closed %d times before the "
-                           "CURVE handshake completed: wrong --curve-server-cert, or a broker "
-                           "without CURVE", endpoint, w->failures);
+                           "CURVE handshake completed: wrong --curve-server-cert (not this "
+                           "broker's key), or a broker without CURVE", endpoint, w->failures);
         w->connected = false;
         w->ok = false;
         break;

@@ -19,6 +19,10 @@
  * (status 400) and the client sees HANDSHAKE_FAILED_AUTH; a wrong server
  * key makes the server drop the connection during the handshake, which the
  * client sees as a connection that closed before HANDSHAKE_SUCCEEDED.
+ * A peer on the other mechanism (a plain client at a CURVE broker, or the
+ * reverse) fails at the ZMTP greeting, before any key is looked at: both
+ * ends see HANDSHAKE_FAILED_PROTOCOL with ZMTP_MECHANISM_MISMATCH, and
+ * without a watch the plain side would only ever see silence.
  * dq_curve_watch turns those into DQ_ERR_AUTH with a sentence for the user.
  */
 #ifndef DQ_PROTO_CURVE_H
@@ -73,6 +77,7 @@ dq_status dq_curve_server_apply(void *sock, const dq_curve_cert *server, const c
 /* Watches a connecting socket's handshakes: attach before connect. */
 typedef struct dq_curve_watch_s {
     void *mon;              /* PAIR receiving the events; NULL if not attached */
+    bool curve;             /* this end uses CURVE (else only a mismatch is an error) */
     bool ok;                /* a handshake succeeded since the last failure */
     bool connected;         /* TCP up, handshake not yet done */
     int failures;           /* connections that closed before a handshake */
@@ -84,15 +89,20 @@ typedef struct dq_curve_watch_s {
     (ZMQ_EVENT_CONNECTED | ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_HANDSHAKE_SUCCEEDED |            \
      ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |              \
      ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)
-/* One monitor event (ev, value): DQ_ERR_AUTH as dq_curve_watch_poll. */
+/* What a socket without CURVE watches: the greeting's mechanism mismatch. */
+#define DQ_CURVE_WATCH_EVENTS_PLAIN ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL
+/* One monitor event (ev, value): DQ_ERR_AUTH as dq_curve_watch_poll. Set
+ * w->curve first when the caller runs its own monitor. */
 dq_status dq_curve_watch_event(dq_curve_watch *w, int ev, uint32_t value, const char *endpoint,
                                dq_err *err);
 
-/* Attaches a monitor (inproc endpoint unique per watch) to sock. */
-dq_status dq_curve_watch_start(dq_curve_watch *w, void *ctx, void *sock, dq_err *err);
+/* Attaches a monitor (inproc endpoint unique per watch) to sock; curve:
+ * whether sock uses CURVE. */
+dq_status dq_curve_watch_start(dq_curve_watch *w, void *ctx, void *sock, bool curve,
+                               dq_err *err);
 /* Reads pending events without blocking: DQ_ERR_AUTH (with the reason:
- * key refused by the broker, or wrong server key) when a handshake failed,
- * else DQ_OK. */
+ * key refused by the broker, wrong server key, or the peer on the other
+ * mechanism) when a handshake failed, else DQ_OK. */
 dq_status dq_curve_watch_poll(dq_curve_watch *w, const char *endpoint, dq_err *err);
 void dq_curve_watch_stop(dq_curve_watch *w, void *sock);
 

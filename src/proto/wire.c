@@ -98,8 +98,9 @@ dq_status dq_wire_dealer_new(void **out, void *ctx, const char *endpoint, const 
             st = dq_fail(err, DQ_ERR_ARG, "CURVE needs both --curve-server-cert and --curve-cert");
         if (!st) st = dq_curve_client_apply(s, o->curve_server_cert, o->curve_cert,
                                             o->handshake_ms, err);
-        if (!st && o->watch) st = dq_curve_watch_start(o->watch, ctx, s, err);
     }
+    if (!st && o->watch)
+        st = dq_curve_watch_start(o->watch, ctx, s, o->curve_server_cert != NULL, err);
     if (!st && zmq_connect(s, endpoint) != 0)
         st = dq_fail(err, DQ_ERR_NET, "zmq_connect(%s): %s", endpoint, zmq_strerror(zmq_errno()));
     if (st) {

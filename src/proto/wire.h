@@ -61,8 +61,9 @@ typedef struct {
     const char *curve_server_cert; /* the broker's public certificate */
     const char *curve_cert;        /* our NAME_secret certificate */
     int handshake_ms;              /* ZMQ_HANDSHAKE_IVL (libzmq default 30000) */
-    struct dq_curve_watch_s *watch; /* with CURVE: a handshake watch attached
-                                     * before connecting (NULL: none) */
+    struct dq_curve_watch_s *watch; /* a handshake watch attached before
+                                     * connecting (NULL: none); without CURVE
+                                     * it reports a broker that wants CURVE */
 } dq_wire_opts;
 
 /* Creates a DEALER in ctx with opts (NULL: defaults) and connects it to
