@@ -16,7 +16,6 @@
 #include "broker/broker_int.h"
 
 #include <stdio.h>
-#include <string.h>
 
 #include "proto/wire.h"
 
@@ -54,15 +53,9 @@ void dq_broker_handshake_handle(dq_broker_t *b, int side, int64_t now)
 {
     dq_bhandshake *h = &b->hs[side];
     for (int burst = 0; burst < 64; burst++) {
-        dq_wire_parts p;
-        if (dq_wire_recv(h->mon, &p, ZMQ_DONTWAIT, NULL) != DQ_OK) return;
-        uint16_t ev = 0;
-        uint32_t value = 0;
-        if (p.n >= 1 && zmq_msg_size(&p.f[0]) >= 6) {
-            memcpy(&ev, zmq_msg_data(&p.f[0]), 2);
-            memcpy(&value, (const uint8_t *)zmq_msg_data(&p.f[0]) + 2, 4);
-        }
-        dq_wire_parts_close(&p);
+        uint16_t ev;
+        uint32_t value;
+        if (dq_wire_monitor_event(h->mon, &ev, &value, NULL) != DQ_OK) return;
         if (ev != ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL) continue;
         b->n_handshake_failed++;
         h->unlogged++;

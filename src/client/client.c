@@ -360,17 +360,11 @@ static void s_note_epoch(dq_client_t *c, uint64_t epoch, dq_err *err, dq_status 
 static dq_status s_on_monitor(dq_client_t *c, dq_err *err)
 {
     for (;;) {
-        dq_wire_parts p;
-        dq_status st = dq_wire_recv(c->mon, &p, ZMQ_DONTWAIT, err);
+        uint16_t ev;
+        uint32_t value;
+        dq_status st = dq_wire_monitor_event(c->mon, &ev, &value, err);
         if (st == DQ_ERR_TIMEOUT) return DQ_OK;
         if (st != DQ_OK) return st;
-        uint16_t ev = 0;
-        uint32_t value = 0;
-        if (p.n >= 1 && zmq_msg_size(&p.f[0]) >= 6) {
-            memcpy(&ev, zmq_msg_data(&p.f[0]), 2);
-            memcpy(&value, (const uint8_t *)zmq_msg_data(&p.f[0]) + 2, 4);
-        }
-        dq_wire_parts_close(&p);
         DQ_TRY(dq_curve_watch_event(&c->watch, ev, value, c->endpoint, err));
         if (ev == ZMQ_EVENT_DISCONNECTED) {
             c->lost = true;

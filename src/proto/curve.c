@@ -310,15 +310,9 @@ dq_status dq_curve_watch_poll(dq_curve_watch *w, const char *endpoint, dq_err *e
 {
     if (!w->mon) return DQ_OK;
     for (;;) {
-        dq_wire_parts p;
-        if (dq_wire_recv(w->mon, &p, ZMQ_DONTWAIT, NULL) != DQ_OK) return DQ_OK;
-        uint16_t ev = 0;
-        uint32_t value = 0;
-        if (p.n >= 1 && zmq_msg_size(&p.f[0]) >= 6) {
-            memcpy(&ev, zmq_msg_data(&p.f[0]), 2);
-            memcpy(&value, (const uint8_t *)zmq_msg_data(&p.f[0]) + 2, 4);
-        }
-        dq_wire_parts_close(&p);
+        uint16_t ev;
+        uint32_t value;
+        if (dq_wire_monitor_event(w->mon, &ev, &value, NULL) != DQ_OK) return DQ_OK;
         DQ_TRY(dq_curve_watch_event(w, ev, value, endpoint, err));
     }
 }

@@ -112,6 +112,20 @@ dq_status dq_wire_dealer_new(void **out, void *ctx, const char *endpoint, const 
     return DQ_OK;
 }
 
+dq_status dq_wire_monitor_event(void *mon, uint16_t *ev, uint32_t *value, dq_err *err)
+{
+    dq_wire_parts p;
+    *ev = 0;
+    *value = 0;
+    DQ_TRY(dq_wire_recv(mon, &p, ZMQ_DONTWAIT, err));
+    if (p.n >= 1 && zmq_msg_size(&p.f[0]) >= 6) {
+        memcpy(ev, zmq_msg_data(&p.f[0]), 2);
+        memcpy(value, (const uint8_t *)zmq_msg_data(&p.f[0]) + 2, 4);
+    }
+    dq_wire_parts_close(&p);
+    return DQ_OK;
+}
+
 const char *dq_wire_id_hex(const void *id, size_t len, char *buf, size_t cap)
 {
     static const char hex[] = "0123456789abcdef";

@@ -41,6 +41,12 @@ dq_status dq_wire_recv(void *sock, dq_wire_parts *p, int flags, dq_err *err);
 /* Closes the frames of p; safe on an already closed one. */
 void dq_wire_parts_close(dq_wire_parts *p);
 
+/* One pending event of a socket monitor's PAIR (zmq_socket_monitor: a
+ * frame of u16 event and u32 value, then the endpoint), without blocking:
+ * DQ_OK with *ev and *value (0 for a malformed one), DQ_ERR_TIMEOUT when none
+ * is pending, else dq_wire_recv's error. */
+dq_status dq_wire_monitor_event(void *mon, uint16_t *ev, uint32_t *value, dq_err *err);
+
 /* Sends n frames (data[i], len[i]) as one message; flags 0 or ZMQ_DONTWAIT.
  * Copies the bytes into zmq. DQ_ERR_TIMEOUT on EAGAIN (nothing was sent),
  * DQ_ERR_UNREACHABLE on EHOSTUNREACH (ROUTER_MANDATORY: peer gone), else
