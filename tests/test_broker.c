@@ -604,7 +604,16 @@ static void test_malformed_frames_get_error_replies(void **state)
     const void *gb[1] = {buf.data};
     size_t gb_len[1] = {buf.len};
     assert_int_equal(s_raw(s, dec, gb, gb_len, 1, &id, why), DQ_REPLY_BAD_REQUEST);
-    assert_non_null(strstr(why, "'goodbye' is not accepted"));
+    /* a worker's message: a worker was given the client port, and is told so */
+    assert_non_null(strstr(why, "is the broker's client port (frontend): teacher workers "
+                                "connect to its worker port (backend) "));
+    assert_non_null(strstr(why, f->b.backend));
+    dq_msg_buf_reset(&buf);
+    assert_int_equal(dq_msg_encode_simple(&buf, DQ_MSG_REANNOUNCE, NULL), DQ_OK);
+    gb[0] = buf.data;
+    gb_len[0] = buf.len;
+    assert_int_equal(s_raw(s, dec, gb, gb_len, 1, &id, why), DQ_REPLY_BAD_REQUEST);
+    assert_non_null(strstr(why, "'reannounce' is not accepted"));
 
     /* a request the service's workers announced they cannot take */
     uint8_t px[3 * 32 * 32];

@@ -230,12 +230,41 @@ static void s_on_frontend(dq_broker_t *b, dq_wire_parts *p, int64_t now)
         dq_broker_send_client(b, cid, cid_len, b->out.data, b->out.len);
         break;
     }
+    case DQ_MSG_READY:
+    case DQ_MSG_DRAIN:
+    case DQ_MSG_GOODBYE:
+        /* A teacher worker given the client port: tell it (it stops, worker.c). */
+        b->n_malformed++;
+        dq_broker_error_reply(b, cid, cid_len, b->msg.req_id, DQ_REPLY_BAD_REQUEST,
+                              "%s is the broker's client port (frontend): teacher workers "
+                              "connect to its worker port (backend) %s",
+                              b->cfg.frontend, b->cfg.backend);
+        break;
     default:
         b->n_malformed++;
         dq_broker_error_reply(b, cid, cid_len, b->msg.req_id, DQ_REPLY_BAD_REQUEST,
                               "message type '%s' is not accepted from clients",
                               dq_msg_type_name(b->msg.type));
     }
+}
+
+/* A student (or --stats) given the worker port: its request gets an error
+ * reply naming the right port, not silence until its timeout. */
+static void s_client_at_backend(dq_broker_t *b, const uint8_t *id, size_t id_len,
+                                const char *hex)
+{
+    uint64_t req_id = b->msg.type == DQ_MSG_STATS_REQUEST ? b->msg.u.stats_request.req_id
+                                                         : b->msg.req_id;
+    char why[DQ_MSG_ERROR_MAX + 1];
+    snprintf(why, sizeof why, "%s is the broker's worker port (backend): students and clients "
+             "connect to its client port (frontend) %s", b->cfg.backend, b->cfg.frontend);
+    b->n_malformed++;
+    b->n_rejected++;
+    dq_msg_buf_reset(&b->out);
+    if (dq_msg_encode_error_reply(&b->out, req_id, DQ_REPLY_BAD_REQUEST, why, NULL) == DQ_OK)
+        dq_broker_send_worker(b, id, id_len, b->out.data, b->out.len);
+    dq_broker_log(b, "a client (%s) sent a '%s' to the worker port: told it to use %s", hex,
+                  dq_msg_type_name(b->msg.type), b->cfg.frontend);
 }
 
 /* ---- backend --------------------------------------------------------------------- */
@@ -390,6 +419,10 @@ static void s_on_backend(dq_broker_t *b, dq_wire_parts *p, int64_t now)
         }
         break;
     default:
+        if (w < 0 && (b->msg.type == DQ_MSG_REQUEST || b->msg.type == DQ_MSG_STATS_REQUEST)) {
+            s_client_at_backend(b, id, id_len, hex);
+            break;
+        }
         b->n_malformed++;
         dq_broker_log(b, "unexpected '%s' from worker %s", dq_msg_type_name(b->msg.type), hex);
     }

@@ -146,11 +146,14 @@ static int s_query_stats(const char *ep, const char *server_cert, const char *ce
                 rs == DQ_ERR_TIMEOUT ? "no answer within 3 s" : err.msg);
         goto done;
     }
-    if (p.n == 1 &&
-        dq_msg_decode(dec, zmq_msg_data(&p.f[0]), zmq_msg_size(&p.f[0]), &m, &err) == DQ_OK &&
-        m.type == DQ_MSG_STATS_REPLY) {
+    bool decoded = p.n == 1 && dq_msg_decode(dec, zmq_msg_data(&p.f[0]), zmq_msg_size(&p.f[0]),
+                                             &m, &err) == DQ_OK;
+    if (decoded && m.type == DQ_MSG_STATS_REPLY) {
         printf("%.*s\n", (int)m.u.stats_reply.json_len, m.u.stats_reply.json);
         rc = 0;
+    } else if (decoded && m.type == DQ_MSG_REPLY && m.u.reply.error[0]) {
+        /* e.g. the worker port, which says which port to use */
+        fprintf(stderr, "distillq-broker: --stats %s: %s\n", ep, m.u.reply.error);
     } else {
         fprintf(stderr, "distillq-broker: --stats %s: unexpected answer: %s\n", ep,
                 err.msg[0] ? err.msg : "not a stats reply");

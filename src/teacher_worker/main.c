@@ -49,7 +49,10 @@ static void s_usage(FILE *f, const dq_opt *opts, int n)
     fprintf(f,
 "\n"
 "SIGTERM/SIGINT: take no new work, finish what is held, say goodbye, exit 0.\n"
-"A second signal leaves at once (the broker requeues what was held).\n");
+"A second signal leaves at once (the broker requeues what was held).\n"
+"Exit 2: bad options, or --broker is not a broker's worker port; 3: the\n"
+"device or the forward failed for good; 4: CURVE refused (key, server key,\n"
+"or CURVE on one side only); 1: anything else.\n");
 }
 
 static void s_publish(void *ctx, const char *text, size_t len)
@@ -180,7 +183,7 @@ int main(int argc, char **argv)
     dq_metrics_http_stop(&http);
     if (st != DQ_OK) {
         fprintf(stderr, "distillq-teacher: %s: %s\n", dq_strerror(st), err.msg);
-        return st == DQ_ERR_DEVICE ? 3 : st == DQ_ERR_AUTH ? 4 : 1;
+        return st == DQ_ERR_ARG ? 2 : st == DQ_ERR_DEVICE ? 3 : st == DQ_ERR_AUTH ? 4 : 1;
     }
     return 0;
 }

@@ -522,7 +522,7 @@ static void s_on_request(dq_worker_t *w, dq_wire_parts *p)
 }
 
 /* Handles one broker message. Returns DQ_ERR_PROTO only when the broker
- * refused us for good. */
+ * refused us for good, DQ_ERR_ARG when --broker is its client port. */
 static dq_status s_on_broker(dq_worker_t *w, dq_wire_parts *p, dq_err *err)
 {
     int64_t now = dq_clock_now_ms();
@@ -589,6 +589,12 @@ static dq_status s_on_broker(dq_worker_t *w, dq_wire_parts *p, dq_err *err)
             s_drop(w, why2);
         }
         return DQ_OK;
+    case DQ_MSG_REPLY:
+        /* Only a broker's client port (frontend) answers with replies: we
+         * were given the wrong endpoint, and no retry will mend that. */
+        return dq_fail(err, DQ_ERR_ARG, "--broker %s is not a worker port; the broker says: %s",
+                       w->cfg.broker,
+                       m.u.reply.error[0] ? m.u.reply.error : "(no reason given)");
     default:
         s_log(w, "ignored a '%s' from the broker", dq_msg_type_name(m.type));
         return DQ_OK;

@@ -100,9 +100,10 @@ dq_status dq_worker_new_model(dq_worker_t **out, const dq_worker_config *cfg,
                               const dq_worker_model *model, dq_err *err);
 
 /* Runs until stopped: DQ_OK after a graceful leave; DQ_ERR_PROTO when the
- * broker refused us for good (disconnect without retry); DQ_ERR_AUTH when
- * the CURVE handshake failed (key refused, wrong server key); DQ_ERR_NET or
- * DQ_ERR_NOMEM on a local failure. */
+ * broker refused us for good (disconnect without retry); DQ_ERR_ARG when
+ * cfg.broker is a broker's client port; DQ_ERR_AUTH when the CURVE
+ * handshake failed (key refused, wrong server key, CURVE on one side only);
+ * DQ_ERR_NET or DQ_ERR_NOMEM on a local failure. */
 dq_status dq_worker_run(dq_worker_t *w, dq_err *err);
 
 void dq_worker_destroy(dq_worker_t **p);
