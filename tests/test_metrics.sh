@@ -12,7 +12,7 @@
 tmp_prefix=dq-metrics
 # shellcheck source=tests/tap_lib.sh
 . "${top_srcdir:-.}/tests/tap_lib.sh"
-echo "1..9"
+echo "1..10"
 
 model=$src/models/lightnn-fmnist.model
 hb=(--heartbeat-ms 100 --liveness 3)
@@ -99,4 +99,13 @@ for l in open(sys.argv[1]):
     r = json.loads(l)
     assert 0 < r[\"teacher_wait_s\"] <= r[\"seconds\"], r
 " "$tmp/s.safetensors.metrics.jsonl"'
+
+# a --metrics address already taken: the program stops and says why, naming it
+p2=$(pick_ports)
+timeout 20 "$bin/distillq-teacher" --broker "tcp://127.0.0.1:$((p2 + 1))" --service light \
+  --model "$model" --weights "$tmp/w1.safetensors" --metrics "$bm" < /dev/null \
+  > /dev/null 2> "$tmp/busy.err"; rc=$?
+check "--metrics on a taken port: exit 1 naming it and the reason (rc=$rc)" \
+  '[ $rc -eq 1 ] && grep -q -- "--metrics $bm: cannot listen: .*Address already in use" "$tmp/busy.err" ||
+   { show "$tmp/busy.err"; false; }'
 tap_exit

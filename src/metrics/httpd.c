@@ -6,6 +6,9 @@
 #include <microhttpd.h>
 #include <netdb.h>
 #include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,7 +20,24 @@ struct dq_metrics_http {
     char *page;
     size_t len, cap;
     int port;
+    atomic_bool started;      /* MHD's messages: to why until then, then stderr */
+    char why[256];            /* MHD's message when the start failed */
 };
+
+/* libmicrohttpd's error log: a failed start is reported in our own error
+ * (which names the --metrics address), later trouble on stderr. */
+static void s_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    dq_metrics_http_t *h = cls;
+    if (!atomic_load(&h->started)) {
+        vsnprintf(h->why, sizeof h->why, fmt, ap);
+        size_t n = strlen(h->why);
+        while (n > 0 && (h->why[n - 1] == '\n' || h->why[n - 1] == '.')) h->why[--n] = '\0';
+        return;
+    }
+    fprintf(stderr, "metrics httpd: ");
+    vfprintf(stderr, fmt, ap);
+}
 
 #if MHD_VERSION >= 0x00097002
 typedef enum MHD_Result s_result;
@@ -87,15 +107,21 @@ dq_status dq_metrics_http_start(dq_metrics_http_t **out, const char *hostport, d
         free(h);
         return dq_fail(err, DQ_ERR_SYSTEM, "metrics: pthread_mutex_init: %s", strerror(rc));
     }
-    h->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL,
-                            s_answer, h, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
+    /* the port also as the daemon's argument: MHD's messages name it */
+    h->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG,
+                            (uint16_t)port, NULL, NULL, s_answer, h,
+                            MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
+                            MHD_OPTION_EXTERNAL_LOGGER, s_mhd_log, h,
                             MHD_OPTION_CONNECTION_LIMIT, 16u, MHD_OPTION_CONNECTION_TIMEOUT, 10u,
                             MHD_OPTION_END);
     if (!h->d) {
+        dq_status st = dq_fail(err, DQ_ERR_NET, "--metrics %s: cannot listen: %s", hostport,
+                               h->why[0] ? h->why : "libmicrohttpd gave no reason");
         pthread_mutex_destroy(&h->mu);
         free(h);
-        return dq_fail(err, DQ_ERR_NET, "--metrics %s: cannot listen (port in use?)", hostport);
+        return st;
     }
+    atomic_store(&h->started, true);
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(h->d, MHD_DAEMON_INFO_BIND_PORT);
     h->port = info ? info->port : (int)port;
     *out = h;
