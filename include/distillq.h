@@ -53,7 +53,7 @@ enum {
     DISTILLQ_EINTR = -8,         /* interrupted by a signal */
     DISTILLQ_ETEACHER = -9,      /* the teacher failed (error reply) */
     DISTILLQ_EOTHER = -10,
-    DISTILLQ_EAUTH = -11         /* CURVE: our key refused, or a wrong server key */
+    DISTILLQ_EAUTH = -11         /* CURVE: key refused, wrong server key, CURVE on one side */
 };
 
 typedef struct {

@@ -25,11 +25,15 @@ class TeacherFailed(DistillqError):
     """The teacher failed on a valid batch, or broke the protocol."""
 
 
+class AuthError(DistillqError, PermissionError):
+    """CURVE: our key refused, a wrong server key, or CURVE on one side only."""
+
+
 def raise_for(code, err):
     from . import _lib
     msg = err.msg.decode("utf-8", "replace") if err is not None else ""
     if not msg:
         msg = _lib.lib.distillq_strerror(code).decode()
     cls = {_lib.ENOTFOUND: ServiceNotFound, _lib.ETIMEOUT: TeacherTimeout,
-           _lib.EARG: BadRequest}.get(code, TeacherFailed)
+           _lib.EARG: BadRequest, _lib.EAUTH: AuthError}.get(code, TeacherFailed)
     raise cls(code, msg)

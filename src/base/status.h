@@ -28,7 +28,7 @@ typedef enum {
     DQ_ERR_UNREACHABLE, /* the peer's connection is gone (EHOSTUNREACH) */
     DQ_ERR_SYSTEM,      /* the OS refused a resource: thread, mutex, signal mask */
     DQ_ERR_INTERNAL,    /* an invariant of our own code does not hold (a bug) */
-    DQ_ERR_AUTH,        /* CURVE: key refused, or wrong server key */
+    DQ_ERR_AUTH,        /* CURVE: key refused, wrong server key, CURVE on one side only */
     DQ_STATUS_COUNT
 } dq_status;
 

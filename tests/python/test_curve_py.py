@@ -1,7 +1,8 @@
 """test_curve_py.py - CURVE from Python (issue 12 section 1): a Python worker
 and a Teacher client with distillq-keygen certificates against a CURVE
-broker get answers; a client with an unlisted key gets a clear error
-(DISTILLQ_EAUTH) within seconds instead of hanging."""
+broker get answers; a client with an unlisted key, or with none, gets a
+clear error (DISTILLQ_EAUTH, distillq.AuthError) within seconds instead of
+hanging."""
 import json
 import os
 import subprocess
@@ -66,7 +67,17 @@ def test_python_worker_and_client_under_curve(procs, tmp_path):
             bad(x, outputs=("sum",))
         assert time.time() - t0 < 10
         assert e.value.code == _lib.EAUTH
+        assert isinstance(e.value, distillq.AuthError)
+        assert isinstance(e.value, PermissionError)
         assert "refused our CURVE key" in str(e.value)
+        # no keys at all: told the broker requires CURVE, not a 20 s timeout
+        t0 = time.time()
+        with pytest.raises(distillq.AuthError) as e:
+            plain = distillq.Teacher(fe + "/np", inflight=2, request_timeout=20.0,
+                                     info_timeout=20.0)
+            plain(x, outputs=("sum",))
+        assert time.time() - t0 < 10
+        assert "requires CURVE" in str(e.value)
     finally:
         w.stop(1)
         assert w.join(10)
