@@ -13,7 +13,7 @@
 tmp_prefix=dq-svc-curve
 # shellcheck source=tests/tap_lib.sh
 . "${top_srcdir:-.}/tests/tap_lib.sh"
-echo "1..11"
+echo "1..12"
 
 model=$src/models/lightnn-fmnist.model
 hb=(--heartbeat-ms 100 --liveness 3)
@@ -98,6 +98,20 @@ check "an unlisted student key: predict fails (rc=$rc) within $((SECONDS - t0)) 
 check "the broker logged both refusals" \
   'grep -q "refused workers connection.*which is s1 in --allow-students" "$tmp/b-broker.log" &&
    grep -q "refused students connection" "$tmp/b-broker.log" || { show "$tmp/b-broker.log"; false; }'
+
+# ---- the broker's key options: a missing directory named with its option, an empty one warned of
+pz=$(pick_ports)
+"$bin/distillq-broker" --frontend "tcp://127.0.0.1:$pz" --backend "tcp://127.0.0.1:$((pz + 1))" \
+  --curve-cert "$keys/broker_secret" --allow-students "$tmp/nonexistent" \
+  --allow-workers "$tmp/workers" < /dev/null > "$tmp/nodir.log" 2>&1; rc=$?
+mkdir -p "$tmp/none"
+timeout 2 "$bin/distillq-broker" --frontend "tcp://127.0.0.1:$pz" --backend "tcp://127.0.0.1:$((pz + 1))" \
+  --curve-cert "$keys/broker_secret" --allow-students "$tmp/students" \
+  --allow-workers "$tmp/none" < /dev/null > "$tmp/empty.log" 2>&1
+check "a missing --allow-students dir: exit 1 naming the option (rc=$rc); an empty --allow-workers: a warning" \
+  '[ $rc -eq 1 ] && grep -q -- "--allow-students: allow directory $tmp/nonexistent" "$tmp/nodir.log" &&
+   grep -q -- "WARNING: --allow-workers $tmp/none holds no certificate: no worker can connect" "$tmp/empty.log" ||
+   { show "$tmp/nodir.log"; show "$tmp/empty.log"; false; }'
 
 # ---- f. broker SIGKILLed mid-stream and restarted on the same endpoints ---------------------
 pf=$(pick_ports)

@@ -267,10 +267,18 @@ int main(int argc, char **argv)
             fprintf(stderr, "distillq-broker: this libzmq has no CURVE support\n");
             return 1;
         }
-        if (dq_curve_cert_load(&curve.server, curve_cert, true, &cerr) != DQ_OK ||
-            dq_curve_allow_load(&students, allow_students, &cerr) != DQ_OK ||
-            dq_curve_allow_load(&workers, allow_workers, &cerr) != DQ_OK) {
-            fprintf(stderr, "distillq-broker: %s\n", cerr.msg);
+        const char *which = "--curve-cert";
+        dq_status cst = dq_curve_cert_load(&curve.server, curve_cert, true, &cerr);
+        if (cst == DQ_OK) {
+            which = "--allow-students";
+            cst = dq_curve_allow_load(&students, allow_students, &cerr);
+        }
+        if (cst == DQ_OK) {
+            which = "--allow-workers";
+            cst = dq_curve_allow_load(&workers, allow_workers, &cerr);
+        }
+        if (cst != DQ_OK) {
+            fprintf(stderr, "distillq-broker: %s: %s\n", which, cerr.msg);
             return 1;
         }
         curve.students = &students;
@@ -278,6 +286,13 @@ int main(int argc, char **argv)
         cfg.curve = &curve;
         fprintf(stderr, "distillq-broker: CURVE on: server key %s, %d student key(s), %d worker "
                 "key(s)\n", curve.server.name, students.n, workers.n);
+        /* legal (keys are read at start: add them, then restart), but worth a word */
+        if (students.n == 0 || workers.n == 0)
+            fprintf(stderr, "distillq-broker: WARNING: %s %s holds no certificate: no %s can "
+                    "connect until one is added and the broker restarted\n",
+                    students.n == 0 ? "--allow-students" : "--allow-workers",
+                    students.n == 0 ? allow_students : allow_workers,
+                    students.n == 0 ? "student" : "worker");
     }
     if (!cfg.frontend) cfg.frontend = cfg.curve ? "tcp://*:5555" : "tcp://127.0.0.1:5555";
     if (!cfg.backend) cfg.backend = cfg.curve ? "tcp://*:5556" : "tcp://127.0.0.1:5556";
