@@ -255,14 +255,11 @@ static void s_client_at_backend(dq_broker_t *b, const uint8_t *id, size_t id_len
 {
     uint64_t req_id = b->msg.type == DQ_MSG_STATS_REQUEST ? b->msg.u.stats_request.req_id
                                                          : b->msg.req_id;
-    char why[DQ_MSG_ERROR_MAX + 1];
-    snprintf(why, sizeof why, "%s is the broker's worker port (backend): students and clients "
-             "connect to its client port (frontend) %s", b->cfg.backend, b->cfg.frontend);
     b->n_malformed++;
-    b->n_rejected++;
-    dq_msg_buf_reset(&b->out);
-    if (dq_msg_encode_error_reply(&b->out, req_id, DQ_REPLY_BAD_REQUEST, why, NULL) == DQ_OK)
-        dq_broker_send_worker(b, id, id_len, b->out.data, b->out.len);
+    dq_broker_error_reply_backend(b, id, id_len, req_id, DQ_REPLY_BAD_REQUEST,
+                                  "%s is the broker's worker port (backend): students and "
+                                  "clients connect to its client port (frontend) %s",
+                                  b->cfg.backend, b->cfg.frontend);
     dq_broker_log(b, "a client (%s) sent a '%s' to the worker port: told it to use %s", hex,
                   dq_msg_type_name(b->msg.type), b->cfg.frontend);
 }

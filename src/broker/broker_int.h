@@ -342,6 +342,11 @@ void dq_broker_send_client(dq_broker_t *b, const uint8_t *cid, size_t cid_len, c
 void dq_broker_error_reply(dq_broker_t *b, const uint8_t *cid, size_t cid_len, uint64_t req_id,
                            dq_reply_status st, const char *fmt, ...)
     __attribute__((format(printf, 6, 7)));
+/* The same to a peer of the backend that is not a worker (a client given
+ * the wrong port). */
+void dq_broker_error_reply_backend(dq_broker_t *b, const uint8_t *id, size_t id_len,
+                                   uint64_t req_id, dq_reply_status st, const char *fmt, ...)
+    __attribute__((format(printf, 6, 7)));
 /* Answers record r with an error reply and releases it. */
 void dq_broker_fail_record(dq_broker_t *b, int32_t r, dq_reply_status st, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));

@@ -27,16 +27,22 @@ void dq_broker_send_client(dq_broker_t *b, const uint8_t *cid, size_t cid_len, c
         b->n_undeliverable++; /* client gone or not reading: its loss only */
 }
 
-static void s_verror_reply(dq_broker_t *b, const uint8_t *cid, size_t cid_len, uint64_t req_id,
-                           dq_reply_status st, const char *fmt, va_list ap)
+/* Encodes an error reply into b->out; false (logged) if it cannot. */
+static bool s_encode_error(dq_broker_t *b, uint64_t req_id, dq_reply_status st, const char *fmt,
+                           va_list ap)
 {
     char why[DQ_MSG_ERROR_MAX + 1];
     vsnprintf(why, sizeof why, fmt, ap);
     dq_msg_buf_reset(&b->out);
-    if (dq_msg_encode_error_reply(&b->out, req_id, st, why, NULL) != DQ_OK) {
-        dq_broker_log(b, "cannot encode an error reply (%s)", why);
-        return;
-    }
+    if (dq_msg_encode_error_reply(&b->out, req_id, st, why, NULL) == DQ_OK) return true;
+    dq_broker_log(b, "cannot encode an error reply (%s)", why);
+    return false;
+}
+
+static void s_verror_reply(dq_broker_t *b, const uint8_t *cid, size_t cid_len, uint64_t req_id,
+                           dq_reply_status st, const char *fmt, va_list ap)
+{
+    if (!s_encode_error(b, req_id, st, fmt, ap)) return;
     dq_broker_send_client(b, cid, cid_len, b->out.data, b->out.len);
     b->n_replies++;
 }
@@ -47,6 +53,17 @@ void dq_broker_error_reply(dq_broker_t *b, const uint8_t *cid, size_t cid_len, u
     va_list ap;
     va_start(ap, fmt);
     s_verror_reply(b, cid, cid_len, req_id, st, fmt, ap);
+    va_end(ap);
+    b->n_rejected++;
+}
+
+void dq_broker_error_reply_backend(dq_broker_t *b, const uint8_t *id, size_t id_len,
+                                   uint64_t req_id, dq_reply_status st, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    if (s_encode_error(b, req_id, st, fmt, ap))
+        dq_broker_send_worker(b, id, id_len, b->out.data, b->out.len);
     va_end(ap);
     b->n_rejected++;
 }

@@ -249,8 +249,8 @@ dq_status dq_curve_watch_start(dq_curve_watch *w, void *ctx, void *sock, bool cu
     w->curve = curve;
     char ep[64];
     snprintf(ep, sizeof ep, "inproc://dq-curve-watch-%p", (void *)sock);
-    if (zmq_socket_monitor(sock, ep, curve ? DQ_CURVE_WATCH_EVENTS : DQ_CURVE_WATCH_EVENTS_PLAIN) != 0 ||
-        !(w->mon = zmq_socket(ctx, ZMQ_PAIR)) ||
+    int events = curve ? DQ_CURVE_WATCH_EVENTS : DQ_CURVE_WATCH_EVENTS_PLAIN;
+    if (zmq_socket_monitor(sock, ep, events) != 0 || !(w->mon = zmq_socket(ctx, ZMQ_PAIR)) ||
         zmq_connect(w->mon, ep) != 0) {
         dq_status st = dq_fail(err, DQ_ERR_NET, "socket monitor: %s", zmq_strerror(zmq_errno()));
         dq_curve_watch_stop(w, sock);
@@ -288,8 +288,8 @@ dq_status dq_curve_watch_event(dq_curve_watch *w, int ev, uint32_t value, const 
         w->connected = false;
         if (!w->ok && ++w->failures >= 2)
             return dq_fail(err, DQ_ERR_AUTH, "%s: CURVE handshake failed %d times (%s): wrong "
-                           "--curve-server-cert (not this broker's key), or a broker without CURVE", endpoint,
-                           w->failures,
+                           "--curve-server-cert (not this broker's key), or a broker without "
+                           "CURVE", endpoint, w->failures,
                            ev == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL ? "protocol error"
                                                                      : "connection closed");
         break;
