@@ -9,6 +9,7 @@
  * `make bench-depthwise` (not by make check); single-threaded unless
  * OPENBLAS_NUM_THREADS says otherwise (the direct kernel is one thread).
  */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,17 +73,16 @@ int main(int argc, char **argv)
                    "per number).\n");
             return 0;
         }
+        bool ok = false;
         if (i + 1 < argc && !strcmp(argv[i], "--batch")) {
             long v = strtol(argv[++i], &end, 10);
+            ok = !*end && v >= 1 && v <= 4096;
             N = (int)v;
-            if (*end || v < 1 || v > 4096) N = 0;
         } else if (i + 1 < argc && !strcmp(argv[i], "--seconds")) {
             seconds = strtod(argv[++i], &end);
-            if (*end || !(seconds > 0 && seconds <= 600)) N = 0;
-        } else {
-            N = 0;
+            ok = !*end && seconds > 0 && seconds <= 600;
         }
-        if (N == 0) {
+        if (!ok) {
             fprintf(stderr, "bench_depthwise: bad argument '%s' (try --help)\n", argv[i]);
             return 2;
         }
